@@ -1,0 +1,66 @@
+"""spendgate: budgets that refuse a paid API call before the money is spent.
+
+```python
+import spendgate
+
+gate = spendgate.Gate.open("sqlite:///spendgate.db", config="spendgate.toml")
+with gate.spend("image_processor", "google_maps_optimized") as call:
+    image = fetch_tile(lat, lng)
+    call.set_cost("0.002")
+```
+"""
+
+from spendgate.budgets import Budget, Decision, Scope, Threshold
+from spendgate.clock import Clock, system_clock
+from spendgate.config import Config
+from spendgate.errors import (
+    BudgetExceededError,
+    ConfigError,
+    ConflictError,
+    ReservationStateError,
+    SpendgateError,
+    StoreError,
+    UnknownSourceError,
+    UnpricedSourceError,
+    ValidationError,
+)
+from spendgate.events import Event, RecordResult
+from spendgate.gate import Binding, BudgetStatus, Gate, Spend
+from spendgate.money import from_nanos, to_nanos
+from spendgate.pricing import Price, PriceBook
+from spendgate.store.base import CommitResult
+from spendgate.windows import Window
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Binding",
+    "Budget",
+    "BudgetExceededError",
+    "BudgetStatus",
+    "Clock",
+    "CommitResult",
+    "Config",
+    "ConfigError",
+    "ConflictError",
+    "Decision",
+    "Event",
+    "Gate",
+    "Price",
+    "PriceBook",
+    "RecordResult",
+    "ReservationStateError",
+    "Scope",
+    "Spend",
+    "SpendgateError",
+    "StoreError",
+    "Threshold",
+    "UnknownSourceError",
+    "UnpricedSourceError",
+    "ValidationError",
+    "Window",
+    "__version__",
+    "from_nanos",
+    "system_clock",
+    "to_nanos",
+]

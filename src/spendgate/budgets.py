@@ -1,0 +1,432 @@
+"""Budgets, their threshold ladders, and the decisions they make. Pure: values in, values out.
+
+A budget limits spend over a window for a scope. Its ladder says what happens as usage
+(spent + reserved) climbs: `warn` only reports, `degrade` keeps paid calls for priority
+callers, `stop` refuses them. A hard budget turns the ladder into caps that the store checks
+atomically; a soft one never refuses.
+
+>>> b = Budget("daily", limit=to_nanos("10.00"), window=Window("day"), emergency=to_nanos(50))
+>>> b.cap(priority=True, emergency=False) == to_nanos("10.00")
+True
+>>> b.level(to_nanos("8.50"))
+'warn'
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from spendgate.errors import ValidationError
+from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, from_nanos, to_nanos
+from spendgate.windows import WEEKDAYS, Window, parse_duration
+
+Action = Literal["warn", "degrade", "stop"]
+Level = Literal["normal", "warn", "degrade", "stop"]
+ACTIONS: tuple[Action, ...] = ("warn", "degrade", "stop")
+ScopeKind = Literal["all", "service", "source", "label"]
+SCOPE_KINDS: tuple[ScopeKind, ...] = ("all", "service", "source", "label")
+Outcome = Literal["approved", "emergency_approved", "denied"]
+USE_FREE_SOURCES_ONLY = "use_free_sources_only"
+MAX_FRACTION = Decimal(10)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a budget counts: everything, one service, one source, or calls with one label.
+
+    Written `all`, `service:enrichment`, `source:google_maps` or `label:customer=acme`.
+    """
+
+    kind: ScopeKind = "all"
+    value: str | None = None
+    label_value: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, field_name: str = "scope") -> Scope:
+        """Read the written form of a scope."""
+        kind, _, value = text.strip().partition(":")
+        if kind == "all" and not value:
+            return cls()
+        if kind in ("service", "source") and value:
+            return cls(kind, value)  # type: ignore[arg-type]
+        if kind == "label":
+            key, eq, label_value = value.partition("=")
+            if key and eq and label_value:
+                return cls("label", key, label_value)
+        raise ValidationError(
+            field_name,
+            text,
+            "'all', 'service:NAME', 'source:NAME' or 'label:KEY=VALUE'",
+        )
+
+    def matches(self, service: str, source: str, labels: Mapping[str, str] | None = None) -> bool:
+        """Whether a call by `service` to `source` with `labels` counts against this scope."""
+        if self.kind == "all":
+            return True
+        if self.kind == "service":
+            return service == self.value
+        if self.kind == "source":
+            return source == self.value
+        return labels is not None and labels.get(self.value or "") == self.label_value
+
+    def __str__(self) -> str:
+        if self.kind == "all":
+            return "all"
+        if self.kind == "label":
+            return f"label:{self.value}={self.label_value}"
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """One rung of a ladder: at `fraction` of the limit, take `action`."""
+
+    fraction: Decimal
+    action: Action
+
+
+DEFAULT_LADDER = (Threshold(Decimal("0.8"), "warn"), Threshold(Decimal("1.0"), "stop"))
+"""The seed's daily budget: alert at 80%, refuse at 100%."""
+STREAM_LADDER = (
+    Threshold(Decimal("0.6"), "warn"),
+    Threshold(Decimal("0.7"), "degrade"),
+    Threshold(Decimal("0.8"), "stop"),
+)
+"""The seed's stream budget: warn at 60%, degrade at 70%, stop at 80%."""
+
+
+def parse_ladder(spec: object, field_name: str = "thresholds") -> tuple[Threshold, ...]:
+    """Read a ladder from `{warn = 0.6, stop = 0.8}` or `[{fraction = 0.6, action = "warn"}]`.
+
+    Fractions must be in (0, 10] and strictly increasing; `degrade` and `stop` appear at
+    most once each, `degrade` below `stop`.
+    """
+    items: list[tuple[object, object]]
+    if isinstance(spec, Mapping):
+        items = [(value, key) for key, value in spec.items()]
+    elif isinstance(spec, Sequence) and not isinstance(spec, str):
+        items = []
+        for i, rung in enumerate(spec):
+            if not isinstance(rung, Mapping):
+                raise ValidationError(
+                    f"{field_name}[{i}]", rung, "{fraction = 0.8, action = 'warn'}"
+                )
+            items.append((rung.get("fraction"), rung.get("action")))
+    else:
+        raise ValidationError(field_name, spec, "a table such as {warn = 0.8, stop = 1.0}")
+    ladder = tuple(
+        Threshold(_fraction(raw, f"{field_name}.{action}"), _action(action, field_name))
+        for raw, action in items
+    )
+    return validate_ladder(
+        sorted(ladder, key=lambda t: t.fraction) if isinstance(spec, Mapping) else ladder,
+        field_name,
+    )
+
+
+def validate_ladder(
+    ladder: Sequence[Threshold], field_name: str = "thresholds"
+) -> tuple[Threshold, ...]:
+    """Check that a ladder is strictly increasing with at most one degrade and one stop."""
+    fractions = [t.fraction for t in ladder]
+    for t in ladder:
+        _fraction(t.fraction, f"{field_name}.{t.action}")
+        _action(t.action, field_name)
+    if any(b <= a for a, b in itertools.pairwise(fractions)):
+        raise ValidationError(
+            field_name, [str(f) for f in fractions], "fractions that strictly increase"
+        )
+    actions = [t.action for t in ladder]
+    for once in ("degrade", "stop"):
+        if actions.count(once) > 1:
+            raise ValidationError(field_name, actions, f"at most one '{once}' rung")
+    if (
+        "degrade" in actions
+        and "stop" in actions
+        and actions.index("degrade") > actions.index("stop")
+    ):
+        raise ValidationError(field_name, actions, "'degrade' below 'stop'")
+    return tuple(ladder)
+
+
+def _fraction(raw: object, field_name: str) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+        raise ValidationError(field_name, raw, "a fraction of the limit in (0, 10], e.g. 0.8")
+    try:
+        value = Decimal(repr(raw) if isinstance(raw, float) else raw)
+    except ArithmeticError:
+        value = Decimal("NaN")
+    if not value.is_finite() or not 0 < value <= MAX_FRACTION:
+        raise ValidationError(field_name, raw, "a fraction of the limit in (0, 10], e.g. 0.8")
+    return value
+
+
+def _action(raw: object, field_name: str) -> Action:
+    if raw not in ACTIONS:
+        raise ValidationError(f"{field_name}.action", raw, "one of warn, degrade, stop")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A limit on spend over a window for a scope.
+
+    `limit` and `emergency` are nano-units. `emergency` is extra room above the stop line
+    that only calls marked emergency may use. A soft budget (`hard=False`) reports levels
+    but never refuses.
+    """
+
+    name: str
+    limit: Nanos
+    window: Window = field(default_factory=Window)
+    scope: Scope = field(default_factory=Scope)
+    emergency: Nanos = 0
+    thresholds: tuple[Threshold, ...] = DEFAULT_LADDER
+    hard: bool = True
+    _lines: tuple[tuple[Nanos, Action], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValidationError("budgets.name", self.name, "a non-empty name")
+        for name, amount in (("limit", self.limit), ("emergency", self.emergency)):
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise ValidationError(f"budgets.{self.name}.{name}", amount, "an int of nano-units")
+            if not 0 <= amount <= int(MAX_AMOUNT) * 10**9:
+                raise ValidationError(
+                    f"budgets.{self.name}.{name}", from_nanos(amount), f"0 to {MAX_AMOUNT:,}"
+                )
+        if self.limit == 0:
+            raise ValidationError(f"budgets.{self.name}.limit", 0, "a limit above zero")
+        validate_ladder(self.thresholds, f"budgets.{self.name}.thresholds")
+        # Resolved once: the hot path compares integers only.
+        limit = from_nanos(self.limit)
+        lines = tuple((decimal_to_nanos(limit * t.fraction), t.action) for t in self.thresholds)
+        object.__setattr__(self, "_lines", lines)
+
+    def line(self, action: Action) -> Nanos | None:
+        """The usage at which the rung with `action` takes effect, if the ladder has one."""
+        for line, rung in self._lines:
+            if rung == action:
+                return line
+        return None
+
+    def cap(self, *, priority: bool, emergency: bool) -> Nanos | None:
+        """The most this budget lets a caller's usage reach, or `None` when it never refuses.
+
+        A hard budget stops at its `stop` rung (the limit itself if the ladder has none);
+        non-priority callers stop at `degrade`; emergency callers get `emergency` more.
+        """
+        if not self.hard:
+            return None
+        stop = self.line("stop")
+        cap = self.limit if stop is None else stop
+        if emergency:
+            return cap + self.emergency
+        degrade = self.line("degrade")
+        if degrade is not None and not priority:
+            return min(cap, degrade)
+        return cap
+
+    def level(self, used: Nanos) -> Level:
+        """The highest rung that `used` has reached (`normal` below the first)."""
+        level: Level = "normal"
+        for line, action in self._lines:
+            if used >= line:
+                level = action
+        return level
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (amounts as decimal strings)."""
+        w = self.window
+        return {
+            "name": self.name,
+            "limit": str(from_nanos(self.limit)),
+            "emergency": str(from_nanos(self.emergency)),
+            "scope": str(self.scope),
+            "window": w.kind,
+            "timezone": w.tz,
+            "reset_hour": w.reset_hour,
+            "hard": self.hard,
+            "thresholds": {t.action: str(t.fraction) for t in self.thresholds},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One budget's part in a decision: its usage after the call (or now, if it refused)."""
+
+    budget: Budget
+    used: Nanos
+    cap: Nanos | None
+    refused: bool = False
+
+    @property
+    def remaining(self) -> Nanos:
+        """What is left under the limit (may be negative after overshoot or emergency use)."""
+        return self.budget.limit - self.used
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to "may this call spend?" — the seed's approval, as a value.
+
+    `remaining` is what the deciding budget has left under its limit after the call (nano-
+    units); `budget` names the budget that refused, or the tightest one when approved.
+    """
+
+    status: Outcome
+    requested: Nanos
+    remaining: Nanos | None
+    budget: str | None
+    level: Level
+    as_of: datetime
+    reason: str = ""
+    reservation_id: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        """Whether the call may go ahead (normally or on the emergency allowance)."""
+        return self.status != "denied"
+
+    @property
+    def alternative_action(self) -> str | None:
+        """What a refused caller should do instead: the seed's `use_free_sources_only`."""
+        return None if self.approved else USE_FREE_SOURCES_ONLY
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's shape, with exact decimal strings for money and the `as_of` time."""
+        out: dict[str, Any] = {
+            "budget_available": self.approved,
+            "approval_status": self.status,
+            "requested_amount": str(from_nanos(self.requested)),
+            "remaining_budget": None if self.remaining is None else str(from_nanos(self.remaining)),
+            "budget": self.budget,
+            "level": self.level,
+            "as_of": self.as_of.isoformat(),
+        }
+        if self.status == "emergency_approved":
+            out["emergency_budget_used"] = True
+        if not self.approved:
+            out["alternative_action"] = self.alternative_action
+            out["reason"] = self.reason
+        if self.reservation_id is not None:
+            out["reservation_id"] = self.reservation_id
+        return out
+
+
+def decide(
+    checks: Sequence[Check],
+    requested: Nanos,
+    as_of: datetime,
+    *,
+    priority: bool = False,
+    reservation_id: str | None = None,
+) -> Decision:
+    """Combine every applicable budget's check into one decision (all or nothing).
+
+    The first refusing budget decides a denial; otherwise the tightest budget (least
+    remaining) is named, and the call is `emergency_approved` when some budget is only
+    satisfied thanks to its emergency allowance.
+    """
+    if not checks:
+        return Decision(
+            "approved", requested, None, None, "normal", as_of, "no budget applies", reservation_id
+        )
+    refused = next((c for c in checks if c.refused), None)
+    if refused is not None:
+        b = refused.budget
+        level = b.level(refused.used)
+        why = "degraded to priority callers" if _degraded(refused, priority) else "would exceed"
+        return Decision(
+            "denied",
+            requested,
+            refused.remaining,
+            b.name,
+            level,
+            as_of,
+            f"budget {b.name!r} {why}: {from_nanos(requested)} asked, "
+            f"{from_nanos(max(refused.remaining, 0))} remaining",
+        )
+    tight = min(checks, key=lambda c: c.remaining)
+    emergency_used = any(
+        c.budget.hard and c.used > (c.budget.cap(priority=True, emergency=False) or 0)
+        for c in checks
+    )
+    level = max((c.budget.level(c.used) for c in checks), key=_LEVEL_ORDER.index)
+    status: Outcome = "emergency_approved" if emergency_used else "approved"
+    return Decision(
+        status, requested, tight.remaining, tight.budget.name, level, as_of, "", reservation_id
+    )
+
+
+_LEVEL_ORDER: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
+
+
+def _degraded(check: Check, priority: bool) -> bool:
+    full = check.budget.cap(priority=True, emergency=False)
+    return not priority and full is not None and check.cap is not None and check.cap < full
+
+
+def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
+    """Build a budget from its `[[budgets]]` table in `spendgate.toml`."""
+    where = f"budgets.{name}"
+    known = {
+        "name",
+        "limit",
+        "window",
+        "timezone",
+        "reset_hour",
+        "week_start",
+        "length",
+        "granularity",
+        "scope",
+        "emergency",
+        "thresholds",
+        "hard",
+    }
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValidationError(f"{where}.{unknown[0]}", spec[unknown[0]], f"one of {sorted(known)}")
+    if "limit" not in spec:
+        raise ValidationError(f"{where}.limit", None, 'a limit such as "10.00"')
+    kind = str(spec.get("window", "day"))
+    length = spec.get("length")
+    granularity = spec.get("granularity")
+    window = Window(
+        kind,  # type: ignore[arg-type]
+        tz=str(spec.get("timezone", "UTC")),
+        reset_hour=spec.get("reset_hour", 0),  # type: ignore[arg-type]
+        week_start=_weekday(spec.get("week_start", 0), f"{where}.week_start"),
+        length=None if length is None else parse_duration(length, f"{where}.length"),  # type: ignore[arg-type]
+        granularity=None
+        if granularity is None
+        else parse_duration(granularity, f"{where}.granularity"),  # type: ignore[arg-type]
+    )
+    thresholds = spec.get("thresholds")
+    hard = spec.get("hard", True)
+    if not isinstance(hard, bool):
+        raise ValidationError(f"{where}.hard", hard, "true or false")
+    return Budget(
+        name=name,
+        limit=to_nanos(spec["limit"], f"{where}.limit"),
+        window=window,
+        scope=Scope.parse(str(spec.get("scope", "all")), f"{where}.scope"),
+        emergency=to_nanos(spec.get("emergency", 0), f"{where}.emergency"),
+        thresholds=DEFAULT_LADDER
+        if thresholds is None
+        else parse_ladder(thresholds, f"{where}.thresholds"),
+        hard=hard,
+    )
+
+
+def _weekday(value: object, field_name: str) -> int:
+    if isinstance(value, str) and value.lower() in WEEKDAYS:
+        return WEEKDAYS.index(value.lower())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6:
+        return value
+    raise ValidationError(field_name, value, "a weekday name or 0 (Monday) to 6 (Sunday)")

@@ -1,0 +1,222 @@
+"""Configuration: sources with their prices, budgets, defaults. Read from `spendgate.toml`.
+
+Reading a file is the only I/O here (`load`); `parse` turns a mapping into a validated
+`Config`, so a bad file is refused whole, with the key that is wrong and what would be valid.
+With no file, `Config.seed()` gives the seed's sources, prices and $10 daily budget.
+
+```toml
+currency = "USD"
+reservation_ttl = "5m"
+
+[sources.openstreetmap_tiles]
+price = "free"
+
+[sources.google_maps_optimized]
+price = "0.002/request"
+
+[sources.databento_mbo]
+price = { MB = "0.01", hour = "1.00" }
+
+[[budgets]]
+name = "daily"
+limit = "10.00"
+emergency = "50.00"
+window = "day"
+timezone = "UTC"
+reset_hour = 0
+thresholds = { warn = 0.8, stop = 1.0 }
+```
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from spendgate.budgets import Budget, budget_from_config
+from spendgate.errors import ConfigError, ValidationError
+from spendgate.money import DEFAULT_CURRENCY
+from spendgate.pricing import Price, PriceBook, SourcePricing
+from spendgate.windows import EPOCH, Window, parse_duration
+
+DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
+DEFAULT_PATH = "spendgate.toml"
+
+_TOP_KEYS = {"currency", "reservation_ttl", "sources", "budgets"}
+_SOURCE_KEYS = {
+    "price",
+    "tiers",
+    "quota_period",
+    "quota_timezone",
+    "unpriced",
+    "versions",
+    "capability",
+    "description",
+}
+_VERSION_KEYS = {"price", "tiers", "effective_from", "quota_period", "quota_timezone"}
+
+SEED_SOURCES: Mapping[str, Mapping[str, Any]] = {
+    # The seed's image sources: free first, then two paid APIs priced per request.
+    "openstreetmap_tiles": {"price": "free"},
+    "local_super_resolution": {"price": "free"},
+    "extended_cache": {"price": "free"},
+    "geographic_batch": {"price": "free"},
+    "synthetic_generation": {"price": "free"},
+    "google_maps_optimized": {"price": "0.002/request"},
+    "mapbox_satellite": {"price": "0.0015/request"},
+    # The second seed's market-data stream: per MB of data and per connected hour.
+    "databento_mbo": {"price": {"MB": "0.01", "hour": "1.00"}},
+}
+SEED_BUDGETS: Sequence[Mapping[str, Any]] = (
+    {
+        "name": "daily",
+        "limit": "10.00",
+        "emergency": "50.00",
+        "window": "day",
+        "timezone": "UTC",
+        "reset_hour": 0,
+        "thresholds": {"warn": 0.8, "stop": 1.0},
+    },
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated setup: prices, budgets and defaults."""
+
+    prices: PriceBook = field(default_factory=PriceBook)
+    budgets: tuple[Budget, ...] = ()
+    currency: str = DEFAULT_CURRENCY
+    reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL
+
+    def __post_init__(self) -> None:
+        names = [b.name for b in self.budgets]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValidationError("budgets.name", name, "a name used by one budget only")
+        for b in self.budgets:
+            if b.scope.kind == "source" and b.scope.value not in self.prices.sources:
+                raise ValidationError(
+                    f"budgets.{b.name}.scope", str(b.scope), "a source defined under [sources]"
+                )
+
+    @classmethod
+    def seed(cls) -> Config:
+        """The seed's sources and stream, and a $10 daily budget with $50 for emergencies."""
+        return parse({"sources": SEED_SOURCES, "budgets": SEED_BUDGETS})
+
+    def budget(self, name: str) -> Budget:
+        """The budget called `name`."""
+        for b in self.budgets:
+            if b.name == name:
+                return b
+        raise ValidationError("budget", name, f"one of {', '.join(b.name for b in self.budgets)}")
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a `spendgate.toml`."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file (create it, or leave out --config)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
+
+
+def parse(raw: Mapping[str, Any]) -> Config:
+    """Validate a configuration mapping (the parsed TOML) into a `Config`."""
+    _only(raw, _TOP_KEYS, "")
+    sources = raw.get("sources", {})
+    if not isinstance(sources, Mapping):
+        raise ValidationError("sources", sources, "a table of [sources.NAME]")
+    book = PriceBook({name: _source(name, spec) for name, spec in sources.items()})
+    budgets = raw.get("budgets", ())
+    if not isinstance(budgets, Sequence) or isinstance(budgets, str):
+        raise ValidationError("budgets", budgets, "a list of [[budgets]] tables")
+    parsed = []
+    for i, spec in enumerate(budgets):
+        if not isinstance(spec, Mapping):
+            raise ValidationError(f"budgets[{i}]", spec, "a [[budgets]] table")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError(f"budgets[{i}].name", name, "a non-empty name")
+        parsed.append(budget_from_config(name, {k: v for k, v in spec.items() if k != "name"}))
+    currency = raw.get("currency", DEFAULT_CURRENCY)
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        raise ValidationError("currency", currency, "a three-letter ISO 4217 code such as USD")
+    ttl = parse_duration(raw.get("reservation_ttl", DEFAULT_RESERVATION_TTL), "reservation_ttl")
+    return Config(book, tuple(parsed), currency.upper(), ttl)
+
+
+def _only(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ValidationError(
+            key, spec[unknown[0]], f"one of the keys {', '.join(sorted(allowed))}"
+        )
+
+
+def _source(name: str, spec: object) -> SourcePricing:
+    where = f"sources.{name}"
+    if not isinstance(spec, Mapping):
+        raise ValidationError(where, spec, "a [sources.NAME] table")
+    _only(spec, _SOURCE_KEYS, where)
+    unpriced = spec.get("unpriced", "refuse")
+    if unpriced not in ("refuse", "allow"):
+        raise ValidationError(f"{where}.unpriced", unpriced, "'refuse' (the default) or 'allow'")
+    versions: list[Price] = []
+    if "price" in spec or "tiers" in spec:
+        versions.append(_price(name, spec, EPOCH, where))
+    for i, version in enumerate(spec.get("versions", ())):
+        at = f"{where}.versions[{i}]"
+        if not isinstance(version, Mapping):
+            raise ValidationError(at, version, "a table with effective_from and price")
+        _only(version, _VERSION_KEYS, at)
+        versions.append(_price(name, version, _effective(version.get("effective_from"), at), at))
+    versions.sort(key=lambda p: p.effective_from)
+    for a, b in itertools.pairwise(versions):
+        if a.effective_from == b.effective_from:
+            raise ValidationError(f"{where}.versions", b.version, "one price per effective_from")
+    return SourcePricing(name, tuple(versions), allow_unpriced=unpriced == "allow")
+
+
+def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: str) -> Price:
+    tiers = spec.get("tiers")
+    if tiers is not None and not isinstance(tiers, Mapping):
+        raise ValidationError(f"{where}.tiers", tiers, "a table of unit = [{up_to, price}, ...]")
+    period = None
+    if tiers:
+        kind = spec.get("quota_period", "month")
+        if kind not in ("day", "week", "month"):
+            raise ValidationError(f"{where}.quota_period", kind, "day, week or month")
+        period = Window(kind, tz=str(spec.get("quota_timezone", "UTC")))
+    return Price.parse(
+        name, spec.get("price"), effective_from=effective_from, tiers=tiers, period=period
+    )
+
+
+def _effective(value: object, where: str) -> datetime:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+    raise ValidationError(
+        f"{where}.effective_from", value, "a date-time with a zone, e.g. 2026-01-01T00:00:00Z"
+    )

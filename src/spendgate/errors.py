@@ -1,0 +1,95 @@
+"""The exceptions spendgate raises. One root, and every error carries its data.
+
+Expected outcomes (a denied call, a duplicate event) are return values, not exceptions; the
+classes here are for misuse (bad input, a conflicting retry) and for failure.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class SpendgateError(Exception):
+    """The root of every error spendgate raises."""
+
+
+class ValidationError(SpendgateError, ValueError):
+    """Bad input: names the field, what was given, and what would be valid.
+
+    >>> str(ValidationError("reset_hour", 25, "an hour from 0 to 23"))
+    'reset_hour: got 25; expected an hour from 0 to 23'
+    """
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{field}: got {value!r}; expected {expected}")
+
+
+class ConfigError(SpendgateError):
+    """A configuration file that cannot be read or does not describe a valid setup."""
+
+
+class UnknownSourceError(ValidationError):
+    """A call names a source the configuration does not know."""
+
+    def __init__(self, source: str, known: list[str]) -> None:
+        shown = ", ".join(sorted(known)[:20]) or "none configured"
+        super().__init__("source", source, f"one of the configured sources ({shown})")
+        self.source = source
+
+
+class UnpricedSourceError(SpendgateError):
+    """A paid call to a source with no price: refused rather than booked at $0."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"source {source!r} has no price: give it one in spendgate.toml "
+            f'([sources.{source}] price = ...) or allow it explicitly with unpriced = "allow"'
+        )
+
+
+class ConflictError(SpendgateError):
+    """An idempotency key reused with a different payload."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(
+            f"{kind} {key!r} already exists with a different payload; "
+            "a retry must send the same payload, a new call needs a new key"
+        )
+
+
+class ReservationStateError(SpendgateError):
+    """A reservation that cannot take the asked step (committed twice, released twice, unknown)."""
+
+    def __init__(self, reservation_id: str, state: str, action: str) -> None:
+        self.reservation_id = reservation_id
+        self.state = state
+        self.action = action
+        super().__init__(f"cannot {action} reservation {reservation_id!r}: it is {state}")
+
+
+class BudgetExceededError(SpendgateError):
+    """A paid call refused because a budget would be broken.
+
+    Carries the budget that decided, the amount asked and the amount remaining (in the
+    deployment currency, as `Decimal`).
+    """
+
+    def __init__(self, budget: str | None, requested: Decimal, remaining: Decimal) -> None:
+        self.budget = budget
+        self.requested = requested
+        self.remaining = remaining
+        where = f"budget {budget!r}" if budget else "the budget"
+        super().__init__(
+            f"{where} refuses {requested} (remaining {remaining}); "
+            "use free sources only, or mark the call emergency if it is one"
+        )
+
+
+class StoreError(SpendgateError):
+    """The store could not be opened or answered with something unexpected."""

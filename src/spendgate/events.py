@@ -1,0 +1,173 @@
+"""Events: one costed use of a source (the seed's `cost_entry`), and their idempotency keys.
+
+An event's `request_id` is its idempotency key. Its `fingerprint` digests what the caller
+said (not what spendgate filled in, such as the time of an event that gave none), so a retry
+of the same call matches and a different call under the same key does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from spendgate.errors import ValidationError
+from spendgate.money import Nanos, from_nanos
+
+RecordStatus = Literal["created", "exists", "conflict"]
+MAX_ID_LENGTH = 200
+MAX_LABELS = 64
+
+
+def new_request_id() -> str:
+    """A fresh, time-ordered id (UUIDv7 layout): new ids sort after old ones.
+
+    Time-ordered keys keep the store's unique index appending at its end instead of
+    writing all over it.
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | rand
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def check_id(value: object, field_name: str) -> str:
+    """An idempotency key: a non-empty string of printable characters, at most 200 long."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise ValidationError(
+            field_name, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters"
+        )
+    if not value.isprintable():
+        raise ValidationError(field_name, value, "printable characters only")
+    return value
+
+
+def check_name(value: object, field_name: str) -> str:
+    """A service or source name: non-empty, printable, at most 200 characters."""
+    return check_id(value, field_name)
+
+
+def check_labels(labels: Mapping[str, object] | None) -> dict[str, str]:
+    """Free-form labels: string keys to string values."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
+        raise ValidationError("labels", labels, f"a mapping of at most {MAX_LABELS} string keys")
+    out: dict[str, str] = {}
+    for key, value in labels.items():
+        check_name(key, "labels")
+        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+            raise ValidationError(f"labels.{key}", value, "a string (or a whole number)")
+        out[key] = str(value)
+    return out
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable digest of a call's payload, for telling a retry from a conflict."""
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A source that was tried and failed, and why."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One costed use of a source.
+
+    `cost` is nano-units, or `None` for a source allowed to be unpriced (such events are
+    counted as unpriced, never as $0). `paid` says whether the source charges at all.
+    """
+
+    request_id: str
+    time: datetime
+    service: str
+    source: str
+    cost: Nanos | None
+    fingerprint: str
+    units: Mapping[str, Decimal] = field(default_factory=dict)
+    paid: bool = False
+    success: bool = True
+    failure_reason: str | None = None
+    sources_used: tuple[str, ...] = ()
+    free_sources_attempted: tuple[str, ...] = ()
+    paid_apis_used: tuple[str, ...] = ()
+    fallbacks_triggered: tuple[Fallback, ...] = ()
+    cache_hits: int = 0
+    batch_processing: bool = False
+    quality_score: float | None = None
+    processing_time: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    price_version: str | None = None
+    reservation_id: str | None = None
+    emergency: bool = False
+
+    @property
+    def unpriced(self) -> bool:
+        """Whether the event's source had no price (it is counted as such, never as $0)."""
+        return self.cost is None
+
+    def detail(self) -> dict[str, Any]:
+        """The list- and mapping-valued fields, JSON-ready, leaving out empty ones."""
+        out: dict[str, Any] = {}
+        if self.units:
+            out["units"] = {k: str(v) for k, v in self.units.items()}
+        for name in ("sources_used", "free_sources_attempted", "paid_apis_used"):
+            value = getattr(self, name)
+            if value:
+                out[name] = list(value)
+        if self.fallbacks_triggered:
+            out["fallbacks_triggered"] = [
+                {"source": f.source, "reason": f.reason} for f in self.fallbacks_triggered
+            ]
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's cost entry, JSON-ready (money as exact decimal strings)."""
+        return {
+            "request_id": self.request_id,
+            "timestamp": self.time.isoformat(),
+            "service": self.service,
+            "source": self.source,
+            "total_cost": None if self.cost is None else str(from_nanos(self.cost)),
+            "unpriced": self.unpriced,
+            "paid": self.paid,
+            "success": self.success,
+            "failure_reason": self.failure_reason,
+            "cache_hits": self.cache_hits,
+            "batch_processing": self.batch_processing,
+            "quality_score": self.quality_score,
+            "processing_time": self.processing_time,
+            "price_version": self.price_version,
+            "reservation_id": self.reservation_id,
+            "emergency": self.emergency,
+            **dict(self.detail().items()),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What became of one `record()`: `created`, `exists` (an identical retry) or `conflict`."""
+
+    request_id: str
+    status: RecordStatus
+    cost: Nanos | None = None
+
+    @property
+    def created(self) -> bool:
+        """Whether this call wrote the event (rather than finding it already there)."""
+        return self.status == "created"

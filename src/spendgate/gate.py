@@ -1,0 +1,907 @@
+"""The gate: the one place where prices, budgets, the clock and the store meet.
+
+`Gate.open(url)` is the entry point. A paid call goes through `spend()` (reserve, call, commit;
+release on any exception), `metered()` (the same as a decorator), or the explicit
+`reserve()` / `commit()` / `release()`. `authorize()` answers without holding anything;
+`record()` books a use after the fact. Each per-call method resolves its service and source
+once (`bind()`), then makes one store round trip.
+
+>>> from spendgate.testing import FrozenClock
+>>> gate = Gate.open("memory://", clock=FrozenClock())
+>>> with gate.spend("image_processor", "google_maps_optimized") as call:
+...     call.set_cost("0.002")
+>>> gate.status()[0].spent
+2000000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, cast
+
+from spendgate import config as config_module
+from spendgate.budgets import Budget, Check, Decision, Level, decide
+from spendgate.clock import Clock, system_clock
+from spendgate.config import Config
+from spendgate.errors import (
+    BudgetExceededError,
+    ConflictError,
+    ReservationStateError,
+    SpendgateError,
+    ValidationError,
+)
+from spendgate.events import (
+    Event,
+    Fallback,
+    RecordResult,
+    check_id,
+    check_labels,
+    check_name,
+    fingerprint,
+    new_request_id,
+)
+from spendgate.money import Nanos, from_nanos, to_nanos
+from spendgate.pricing import Price, SourcePricing, Usage, to_quantity
+from spendgate.store import DEFAULT_URL, open_store
+from spendgate.store.base import (
+    Balance,
+    CommitResult,
+    EventWrite,
+    QuotaUse,
+    ReservationState,
+    ReservationWrite,
+    Slot,
+    Store,
+)
+from spendgate.store.batching import GroupCommitter
+from spendgate.windows import from_micros, require_aware, to_micros
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_NO_CHECKS: tuple[Check, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where one budget stands in its current window, as of a time."""
+
+    budget: Budget
+    window_start: datetime
+    window_end: datetime
+    balance: Balance
+    as_of: datetime
+
+    @property
+    def spent(self) -> Nanos:
+        """Settled spend in the window (nano-units)."""
+        return self.balance.spent
+
+    @property
+    def reserved(self) -> Nanos:
+        """Pending holds in the window (nano-units)."""
+        return self.balance.reserved
+
+    @property
+    def remaining(self) -> Nanos:
+        """The limit less spent and reserved (negative after overshoot or emergency use)."""
+        return self.budget.limit - self.balance.used
+
+    @property
+    def level(self) -> Level:
+        """The ladder rung the window has reached."""
+        return self.budget.level(self.balance.used)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with money as exact decimal strings and the `as_of` time."""
+        return {
+            **self.budget.to_dict(),
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "spent": str(from_nanos(self.spent)),
+            "reserved": str(from_nanos(self.reserved)),
+            "overshoot": str(from_nanos(self.balance.overshoot)),
+            "remaining": str(from_nanos(self.remaining)),
+            "level": self.level,
+            "as_of": self.as_of.isoformat(),
+        }
+
+
+class Binding:
+    """A service and a source, resolved once: their price, budgets and caps.
+
+    The per-call path reads cached windows and caps and does no parsing or formatting.
+    """
+
+    __slots__ = (
+        "_budgets",
+        "_label_budgets",
+        "_price",
+        "_price_span",
+        "_slots",
+        "gate",
+        "pricing",
+        "service",
+        "source",
+    )
+
+    def __init__(self, gate: Gate, service: str, source: str) -> None:
+        self.gate = gate
+        self.service = check_name(service, "service")
+        self.source = check_name(source, "source")
+        self.pricing: SourcePricing = gate.config.prices.pricing(source)
+        budgets = gate.config.budgets
+        self._budgets = tuple(
+            b for b in budgets if b.scope.kind != "label" and b.scope.matches(service, source)
+        )
+        self._label_budgets = tuple(b for b in budgets if b.scope.kind == "label")
+        self._price: Price | None = None
+        self._price_span = (1, 0)  # [from, until) in µs during which _price holds; empty
+        # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
+        self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
+
+    def price(self, now_us: int) -> Price | None:
+        """The price in effect at `now_us` (`None` for an allowed-unpriced source)."""
+        lo, hi = self._price_span
+        if lo <= now_us < hi:
+            return self._price
+        at = from_micros(now_us)
+        price = self.gate.config.prices.price_at(self.source, at)
+        later = [v for v in self.pricing.versions if v.effective_from > at]
+        start = to_micros(price.effective_from) if price else -(2**62)
+        until = to_micros(later[0].effective_from) if later else 2**62
+        self._price, self._price_span = price, (start, until)
+        return price
+
+    def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
+        """The budgets a call with `labels` counts against."""
+        if not self._label_budgets or not labels:
+            return self._budgets
+        return self._budgets + tuple(
+            b for b in self._label_budgets if b.scope.matches(self.service, self.source, labels)
+        )
+
+    def slots(
+        self, budgets: tuple[Budget, ...], now_us: int, *, priority: bool, emergency: bool
+    ) -> tuple[Slot, ...]:
+        """Where each budget counts a call at `now_us` by a caller of this class."""
+        out = []
+        cache = self._slots
+        for b in budgets:
+            key = (b.name, priority, emergency)
+            hit = cache.get(key)
+            if hit is not None and hit[0] <= now_us < hit[1]:
+                out.append(hit[2])
+                continue
+            window = b.window
+            start, end = window.bounds(from_micros(now_us))
+            start_us, end_us = to_micros(start), to_micros(end)
+            span = to_micros(window.span_start(from_micros(now_us)))
+            slot = Slot(b.name, start_us, span, b.cap(priority=priority, emergency=emergency))
+            if window.kind != "rolling":  # a rolling span moves with the clock: not cached
+                cache[key] = (start_us, end_us, slot)
+            out.append(slot)
+        return tuple(out)
+
+
+@dataclass(slots=True)
+class _Open:
+    """What the gate remembers of a reservation it took, for its commit."""
+
+    binding: Binding
+    amount: Nanos
+    labels: Mapping[str, str]
+    emergency: bool
+
+
+class Gate:
+    """spendgate's entry point: prices, budgets and a store, behind one object.
+
+    Thread-safe. Open one per process and share it.
+    """
+
+    def __init__(
+        self, store: Store, config: Config | None = None, *, clock: Clock = system_clock
+    ) -> None:
+        self.store = store
+        self.config = config if config is not None else Config.seed()
+        self.clock = clock
+        self._bindings: dict[tuple[str, str], Binding] = {}
+        self._open: dict[str, _Open] = {}
+        self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
+            GroupCommitter(store.record) if store.batched else None
+        )
+
+    @classmethod
+    def open(
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        config: Config | str | Path | None = None,
+        clock: Clock = system_clock,
+    ) -> Gate:
+        """Open a gate on the store at `url` (default `sqlite:///spendgate.db`).
+
+        `config` is a `Config`, the path of a `spendgate.toml`, or `None` for the seed's
+        defaults (its sources and prices, a $10 daily budget with a $50 emergency allowance).
+        """
+        if isinstance(config, str | Path):
+            config = config_module.load(config)
+        return cls(open_store(url), config, clock=clock)
+
+    def close(self) -> None:
+        """Finish queued writes and close the store."""
+        if self._writer is not None:
+            self._writer.close()
+        self.store.close()
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    def bind(self, service: str, source: str) -> Binding:
+        """Resolve a service and source once; later calls reuse the result."""
+        key = (service, source)
+        binding = self._bindings.get(key)
+        if binding is None:
+            binding = self._bindings[key] = Binding(self, service, source)
+        return binding
+
+    def _now(self) -> tuple[datetime, int]:
+        now = self.clock()
+        return now, to_micros(now)
+
+    def _requested(self, price: Price | None, amount: object, units: Usage | None) -> Nanos:
+        if amount is not None:
+            return to_nanos(amount, "amount")
+        if price is None:
+            return 0
+        return price.estimate(units)
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def authorize(
+        self,
+        service: str,
+        source: str,
+        amount: Decimal | int | str | None = None,
+        *,
+        units: Usage | None = None,
+        labels: Mapping[str, str] | None = None,
+        emergency: bool = False,
+        priority: bool = False,
+    ) -> Decision:
+        """May this call spend? Answers without holding anything (see `reserve()` for that).
+
+        `amount` is the expected cost; without it the source's price for `units` (one request
+        by default) is used. Raises `UnpricedSourceError` for a paid source with no price.
+        """
+        binding = self.bind(service, source)
+        now, now_us = self._now()
+        price = binding.price(now_us)
+        requested = self._requested(price, amount, units)
+        if requested == 0:
+            why = "unpriced source (allowed)" if price is None else "free"
+            return Decision("approved", 0, None, None, "normal", now, why)
+        budgets = binding.budgets(check_labels(labels) if labels else None)
+        slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
+        used = self.store.usage(slots, now_us)
+        checks = _checks(budgets, slots, used, requested)
+        if any(c.refused for c in checks) and self.store.expire(now_us):
+            checks = _checks(budgets, slots, self.store.usage(slots, now_us), requested)
+        return decide(checks, requested, now, priority=priority)
+
+    def require(
+        self, service: str, source: str, amount: Decimal | int | str | None = None, **options: Any
+    ) -> Decision:
+        """`authorize()`, raising `BudgetExceededError` when the call is refused."""
+        decision = self.authorize(service, source, amount, **options)
+        _raise_if_denied(decision)
+        return decision
+
+    # -- two-phase spending -------------------------------------------------------------------
+
+    def reserve(
+        self,
+        service: str,
+        source: str,
+        estimate: Decimal | int | str | None = None,
+        *,
+        units: Usage | None = None,
+        labels: Mapping[str, str] | None = None,
+        emergency: bool = False,
+        priority: bool = False,
+        ttl: timedelta | None = None,
+        reservation_id: str | None = None,
+    ) -> Decision:
+        """Hold `estimate` on every budget the call counts against, all or nothing.
+
+        Returns the decision; when approved, `decision.reservation_id` names the hold to
+        `commit()` or `release()`. A hold not settled within `ttl` (the configured
+        `reservation_ttl`, 5 minutes by default) expires. Retrying with the same
+        `reservation_id` and arguments answers with the same reservation.
+        """
+        binding = self.bind(service, source)
+        now, now_us = self._now()
+        price = binding.price(now_us)
+        amount = self._requested(price, estimate, units)
+        rid = check_id(reservation_id, "reservation_id") if reservation_id else new_request_id()
+        clean_labels = check_labels(labels)
+        lifetime = ttl if ttl is not None else self.config.reservation_ttl
+        if lifetime <= timedelta(0):
+            raise ValidationError("ttl", lifetime, "a positive duration")
+        budgets = binding.budgets(clean_labels)
+        slots = (
+            binding.slots(budgets, now_us, priority=priority, emergency=emergency) if amount else ()
+        )
+        write = ReservationWrite(
+            reservation_id=rid,
+            fingerprint=fingerprint(
+                service, source, amount, sorted(clean_labels.items()), emergency, priority
+            ),
+            slots=slots,
+            amount=amount,
+            created_at=now_us,
+            expires_at=now_us + _micros(lifetime),
+            service=service,
+            source=source,
+            emergency=emergency,
+        )
+        result = self.store.reserve(write, now_us)
+        if result.status == "conflict":
+            raise ConflictError("reservation", rid)
+        if result.status == "exists":
+            return Decision(
+                "approved",
+                amount,
+                None,
+                None,
+                "normal",
+                now,
+                f"reservation exists ({result.state})",
+                rid,
+            )
+        if result.status == "denied":
+            checks = _checks(budgets, slots, result.used, amount, refused=result.refused)
+            return decide(checks, amount, now, priority=priority)
+        self._open[rid] = _Open(binding, amount, clean_labels, emergency)
+        checks = tuple(
+            Check(b, u, s.cap) for b, s, u in zip(budgets, slots, result.used, strict=True)
+        )
+        return decide(checks, amount, now, priority=priority, reservation_id=rid)
+
+    def commit(
+        self,
+        reservation_id: str,
+        actual: Decimal | int | str | None = None,
+        *,
+        units: Usage | None = None,
+        request_id: str | None = None,
+        **details: Any,
+    ) -> CommitResult:
+        """Settle a reservation with what the call really cost, and record its event.
+
+        The cost is `actual`, or the price of `units`, or else the estimate that was held.
+        An actual above the estimate is booked truthfully and reported as `overshoot`.
+        `details` are the event's other fields (see `record()`). Committing twice, or after
+        a release, raises `ReservationStateError` and changes nothing.
+        """
+        opened = self._open.get(reservation_id) or self._reopen(reservation_id)
+        binding = opened.binding
+        now, now_us = self._now()
+        price = binding.price(now_us)
+        if actual is not None:
+            cost: Nanos | None = to_nanos(actual, "actual")
+        elif units is not None:
+            cost = price.cost(units) if price is not None else None
+        else:
+            cost = opened.amount if price is not None or opened.amount else None
+        event = _event(
+            binding,
+            price,
+            cost=cost,
+            when=now,
+            request_id=request_id or reservation_id,
+            units=units,
+            labels=opened.labels,
+            emergency=opened.emergency,
+            reservation_id=reservation_id,
+            fp_extra=(actual is not None,),
+            details=details,
+        )
+        tiered = actual is None and units is not None and price is not None and price.tiered_rates
+        write = EventWrite(event, (), price, _quota(price, event, now) if tiered else ())
+        result = self.store.commit(reservation_id, write, now_us)
+        self._open.pop(reservation_id, None)
+        return result
+
+    def release(self, reservation_id: str) -> ReservationState:
+        """Return a reservation's hold unused. Releasing twice raises `ReservationStateError`."""
+        _, now_us = self._now()
+        state = self.store.release(reservation_id, now_us)
+        self._open.pop(reservation_id, None)
+        return state
+
+    def expire(self) -> int:
+        """Return every hold whose time ran out (the store also does this when it must)."""
+        _, now_us = self._now()
+        return self.store.expire(now_us)
+
+    def _reopen(self, reservation_id: str) -> _Open:
+        info = self.store.reservation(reservation_id)
+        if info is None:
+            raise ReservationStateError(reservation_id, "unknown", "commit")
+        return _Open(self.bind(info.service, info.source), info.amount, {}, info.emergency)
+
+    def spend(
+        self,
+        service: str,
+        source: str,
+        estimate: Decimal | int | str | None = None,
+        **options: Any,
+    ) -> Spend:
+        """A context manager around one paid call: reserve, call, commit; release on error.
+
+        Raises `BudgetExceededError` on entry when the budget refuses. Inside, call
+        `set_cost()` with what the call really cost (else the estimate is committed).
+
+        ```python
+        with gate.spend("enrichment", "google_maps_optimized") as call:
+            result = client.geocode(address)
+            call.set_cost(units={"request": 1})
+        ```
+        """
+        return Spend(self, service, source, estimate, options)
+
+    def metered(
+        self,
+        service: str,
+        source: str,
+        estimate: Decimal | int | str | None = None,
+        *,
+        cost: Callable[[Any], Decimal | int | str | None] | None = None,
+        **options: Any,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function that calls `source`: every call is a `spend()`.
+
+        `cost(result)` may give what the call really cost; otherwise the estimate is committed.
+        Works on plain and `async` functions.
+        """
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    async with self.spend(service, source, estimate, **options) as call:
+                        result = await fn(*args, **kwargs)
+                        if cost is not None:
+                            call.set_cost(cost(result))
+                        return result
+
+                return cast(Callable[P, R], run_async)
+
+            @functools.wraps(fn)
+            def run(*args: P.args, **kwargs: P.kwargs) -> R:
+                with self.spend(service, source, estimate, **options) as call:
+                    result = fn(*args, **kwargs)
+                    if cost is not None:
+                        call.set_cost(cost(result))
+                    return result
+
+            return run
+
+        return decorate
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def record(
+        self,
+        service: str,
+        source: str,
+        *,
+        cost: Decimal | int | str | None = None,
+        units: Usage | None = None,
+        request_id: str | None = None,
+        time: datetime | None = None,
+        labels: Mapping[str, str] | None = None,
+        emergency: bool = False,
+        **details: Any,
+    ) -> RecordResult:
+        """Book one use of `source` by `service` (the seed's `track_request_cost`).
+
+        The cost is `cost`, or else the source's price for `units` at `time` (now by default).
+        `request_id` is the idempotency key: recording it again with the same payload answers
+        `exists` and changes nothing; with another payload it raises `ConflictError`. Returns
+        once the event is durably stored (concurrent callers share one commit).
+
+        `details` are the seed's other fields: `success`, `failure_reason`, `sources_used`,
+        `free_sources_attempted`, `paid_apis_used`, `fallbacks_triggered` (pairs of source
+        and reason), `cache_hits`, `batch_processing`, `quality_score`, `processing_time`.
+        """
+        write = self.prepare(
+            service,
+            source,
+            cost=cost,
+            units=units,
+            request_id=request_id,
+            time=time,
+            labels=labels,
+            emergency=emergency,
+            **details,
+        )
+        if self._writer is not None:
+            result = self._writer.submit(write)
+        else:
+            result = self.store.record([write])[0]
+        if result.status == "conflict":
+            raise ConflictError("event", result.request_id)
+        return result
+
+    def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RecordResult]:
+        """Book several events in one transaction; one result per event, in order.
+
+        Each mapping holds `record()`'s arguments. Every event is validated before any is
+        written; a conflicting one gets status `conflict` and the others are stored.
+        """
+        writes = [self.prepare(**dict(e)) for e in events]
+        if self._writer is not None:
+            return self._writer.submit_many(writes)
+        return self.store.record(writes)
+
+    def prepare(
+        self,
+        service: str,
+        source: str,
+        *,
+        cost: Decimal | int | str | None = None,
+        units: Usage | None = None,
+        request_id: str | None = None,
+        time: datetime | None = None,
+        labels: Mapping[str, str] | None = None,
+        emergency: bool = False,
+        **details: Any,
+    ) -> EventWrite:
+        """Validate and cost an event without writing it (what `record()` writes)."""
+        binding = self.bind(service, source)
+        if time is None:
+            when, when_us = self._now()
+        else:
+            when = require_aware(time, "time")
+            when_us = to_micros(when)
+        price = binding.price(when_us)
+        amount: Nanos | None
+        if cost is not None:
+            amount = to_nanos(cost, "cost")
+        elif price is None:
+            amount = None  # allowed-unpriced: counted as unpriced, never as $0
+        else:
+            amount = price.cost(units)
+        clean_labels = check_labels(labels)
+        event = _event(
+            binding,
+            price,
+            cost=amount,
+            when=when,
+            request_id=check_id(request_id, "request_id") if request_id else new_request_id(),
+            units=units,
+            labels=clean_labels,
+            emergency=emergency,
+            reservation_id=None,
+            fp_extra=(cost is not None, time),
+            details=details,
+        )
+        tiered = cost is None and price is not None and price.tiered_rates
+        quota = _quota(price, event, when) if tiered else ()
+        budgets = binding.budgets(clean_labels)
+        slots = binding.slots(budgets, when_us, priority=True, emergency=emergency)
+        return EventWrite(event, slots, price if tiered else None, quota)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def status(self, at: datetime | None = None) -> list[BudgetStatus]:
+        """Every budget's spent, reserved and remaining in the window containing `at` (now)."""
+        now = require_aware(at, "at") if at is not None else self.clock()
+        self.store.expire(to_micros(self.clock()))
+        out = []
+        for b in self.config.budgets:
+            start, end = b.window.bounds(now)
+            slot = Slot(b.name, to_micros(start), to_micros(b.window.span_start(now)), None)
+            if b.window.kind == "rolling":
+                start = b.window.span_start(now)
+            out.append(BudgetStatus(b, start, end, self.store.balance(slot), now))
+        return out
+
+    def events(
+        self, since: datetime | None = None, until: datetime | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Stored events with `since <= time < until`, oldest first."""
+        return self.store.events(
+            since=None if since is None else to_micros(require_aware(since, "since")),
+            until=None if until is None else to_micros(require_aware(until, "until")),
+            limit=limit,
+        )
+
+
+class Spend:
+    """One paid call in progress (see `Gate.spend()`); a sync and async context manager."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        service: str,
+        source: str,
+        estimate: Decimal | int | str | None,
+        options: dict[str, Any],
+    ) -> None:
+        self.gate = gate
+        self.service = service
+        self.source = source
+        self._estimate = estimate
+        self._options = options
+        self.decision: Decision | None = None
+        self.result: CommitResult | None = None
+        self._final: dict[str, Any] = {}
+        self._settled = False
+
+    @property
+    def reservation_id(self) -> str | None:
+        """The hold taken on entry."""
+        return self.decision.reservation_id if self.decision else None
+
+    def set_cost(
+        self,
+        actual: Decimal | int | str | None = None,
+        *,
+        units: Usage | None = None,
+        **details: Any,
+    ) -> None:
+        """Say what the call really cost (and any event details); committed on exit."""
+        self._final = {"actual": actual, "units": units, **details}
+
+    def commit(self, actual: Decimal | int | str | None = None, **details: Any) -> CommitResult:
+        """Commit now rather than on exit."""
+        if self.reservation_id is None:
+            raise SpendgateError("commit: the call was not reserved (enter the context first)")
+        self.result = self.gate.commit(self.reservation_id, actual, **details)
+        self._settled = True
+        return self.result
+
+    def release(self) -> None:
+        """Give the hold back now (the call will not be made)."""
+        if self.reservation_id is not None and not self._settled:
+            self._settled = True
+            self.gate.release(self.reservation_id)
+
+    def _enter(self) -> Spend:
+        self.decision = self.gate.reserve(
+            self.service, self.source, self._estimate, **self._options
+        )
+        _raise_if_denied(self.decision)
+        return self
+
+    def _exit(self, failed: bool) -> None:
+        if self._settled or self.reservation_id is None:
+            return
+        if failed:
+            # If even the release fails, the hold expires by its TTL; the caller's own error
+            # is the one to see.
+            with contextlib.suppress(SpendgateError):
+                self.release()
+            return
+        self.commit(**self._final)
+
+    def __enter__(self) -> Spend:
+        return self._enter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc_type is not None)
+
+    async def __aenter__(self) -> Spend:
+        # The store call runs in a worker thread so the event loop keeps going. If this task
+        # is cancelled meanwhile, the hold taken by the thread is released when it lands.
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._enter)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda _: self._exit(failed=True))
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Settled synchronously: a cancellation cannot interrupt it half-way.
+        self._exit(exc_type is not None)
+
+
+def _raise_if_denied(decision: Decision) -> None:
+    if not decision.approved:
+        raise BudgetExceededError(
+            decision.budget,
+            from_nanos(decision.requested),
+            from_nanos(decision.remaining if decision.remaining is not None else 0),
+        )
+
+
+def _checks(
+    budgets: tuple[Budget, ...],
+    slots: tuple[Slot, ...],
+    used: Iterable[Nanos],
+    requested: Nanos,
+    refused: int | None = None,
+) -> tuple[Check, ...]:
+    """Each budget's check: refused if the request would take it over its cap."""
+    out = []
+    for i, (b, slot, u) in enumerate(zip(budgets, slots, used, strict=True)):
+        over = slot.cap is not None and u + requested > slot.cap
+        if refused is not None:
+            over = i == refused
+        out.append(Check(b, u if over else u + requested, slot.cap, over))
+    return tuple(out) if out else _NO_CHECKS
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _quota(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:
+    assert price is not None
+    quantities = price.quantities(event.units)
+    return tuple(
+        QuotaUse(event.source, r.unit, to_micros(r.period.bounds(when)[0]), quantities[r.unit])
+        for r in price.tiered_rates
+        if r.period is not None
+    )
+
+
+_DETAIL_FIELDS = (
+    "success",
+    "failure_reason",
+    "sources_used",
+    "free_sources_attempted",
+    "paid_apis_used",
+    "fallbacks_triggered",
+    "cache_hits",
+    "batch_processing",
+    "quality_score",
+    "processing_time",
+)
+
+
+def _event(
+    binding: Binding,
+    price: Price | None,
+    *,
+    cost: Nanos | None,
+    when: datetime,
+    request_id: str,
+    units: Usage | None,
+    labels: Mapping[str, str],
+    emergency: bool,
+    reservation_id: str | None,
+    fp_extra: tuple[object, ...],
+    details: Mapping[str, Any],
+) -> Event:
+    """Validate an event's fields and build it, with the fingerprint of what the caller said."""
+    unknown = sorted(set(details) - set(_DETAIL_FIELDS))
+    if unknown:
+        raise ValidationError(
+            unknown[0], details[unknown[0]], f"one of {', '.join(_DETAIL_FIELDS)}"
+        )
+    clean_units = {str(k): to_quantity(v, f"units.{k}") for k, v in (units or {}).items()}
+    success = details.get("success", True)
+    if not isinstance(success, bool):
+        raise ValidationError("success", success, "true or false")
+    failure_reason = details.get("failure_reason")
+    if failure_reason is not None and not isinstance(failure_reason, str):
+        raise ValidationError("failure_reason", failure_reason, "a string")
+    cache_hits = details.get("cache_hits", 0)
+    if isinstance(cache_hits, bool) or not isinstance(cache_hits, int) or cache_hits < 0:
+        raise ValidationError("cache_hits", cache_hits, "a whole number of zero or more")
+    batch = details.get("batch_processing", False)
+    if not isinstance(batch, bool):
+        raise ValidationError("batch_processing", batch, "true or false")
+    quality = _optional_number(details.get("quality_score"), "quality_score")
+    processing = _optional_number(details.get("processing_time"), "processing_time")
+    names = {
+        f: _names(details.get(f, ()), f)
+        for f in ("sources_used", "free_sources_attempted", "paid_apis_used")
+    }
+    fallbacks = tuple(_fallback(f) for f in details.get("fallbacks_triggered", ()))
+    paid = (price is not None and not price.free) or bool(cost)
+    fp = fingerprint(
+        binding.service,
+        binding.source,
+        cost if fp_extra[0] else None,
+        sorted(clean_units.items()),
+        success,
+        failure_reason,
+        sorted(labels.items()),
+        emergency,
+        names,
+        fallbacks,
+        cache_hits,
+        batch,
+        quality,
+        processing,
+        reservation_id,
+        *fp_extra[1:],
+    )
+    return Event(
+        request_id=request_id,
+        time=when,
+        service=binding.service,
+        source=binding.source,
+        cost=cost,
+        fingerprint=fp,
+        units=clean_units,
+        paid=paid,
+        success=success,
+        failure_reason=failure_reason,
+        sources_used=names["sources_used"],
+        free_sources_attempted=names["free_sources_attempted"],
+        paid_apis_used=names["paid_apis_used"],
+        fallbacks_triggered=fallbacks,
+        cache_hits=cache_hits,
+        batch_processing=batch,
+        quality_score=quality,
+        processing_time=processing,
+        labels=labels,
+        price_version=price.version if price is not None else None,
+        reservation_id=reservation_id,
+        emergency=emergency,
+    )
+
+
+def _optional_number(value: object, field: str) -> float | None:
+    """A measurement that is not money (a quality score, seconds): finite, zero or more."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValidationError(field, value, "a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValidationError(field, value, "a finite number of zero or more")
+    return number
+
+
+def _names(value: object, field: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationError(field, value, "a list of source names")
+    return tuple(check_name(v, field) for v in value)
+
+
+def _fallback(value: object) -> Fallback:
+    if isinstance(value, Fallback):
+        return value
+    if isinstance(value, Mapping):
+        return Fallback(
+            check_name(value.get("source"), "fallbacks_triggered.source"),
+            str(value.get("reason", "unknown")),
+        )
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return Fallback(check_name(value[0], "fallbacks_triggered.source"), str(value[1]))
+    raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")

@@ -1,0 +1,100 @@
+"""Exact money: integers of nano-units (10^-9) of the deployment currency.
+
+Every amount in the store and in every comparison is an `int` of nano-units (`Nanos`).
+`Decimal` is for the edges (parsing user input, showing figures). `float` is accepted as input
+only through its shortest decimal repr (so `0.002` means exactly 0.002) and never used for
+arithmetic on money.
+
+>>> to_nanos("0.002")
+2000000
+>>> from_nanos(2_000_000)
+Decimal('0.002')
+>>> format_money(12_345_678_900)
+'$12.35'
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from spendgate.errors import ValidationError
+
+Nanos = int
+"""An amount of money in nano-units (10^-9) of the deployment currency."""
+
+NANOS_PER_UNIT = 10**9
+DEFAULT_CURRENCY = "USD"
+# Every stored integer must fit a signed 64-bit column (9.2e18 nanos) with room to add hundreds
+# of maximal amounts, so one amount (a call's cost, a budget's limit) is at most ten million
+# currency units (1e16 nano-units). Anything larger is a typo, not a budget.
+MAX_AMOUNT = Decimal(10**7)
+MAX_NANOS: Nanos = int(MAX_AMOUNT) * NANOS_PER_UNIT
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
+
+def to_decimal(value: object, field: str = "amount") -> Decimal:
+    """Read a money-like input (`Decimal`, `int`, `str`, `float`) as an exact, finite `Decimal`.
+
+    Refuses booleans, NaN, infinities, negative numbers and amounts above `MAX_AMOUNT`, naming
+    `field` in the error.
+    """
+    if isinstance(value, bool):
+        raise ValidationError(field, value, "a number of currency units, not a boolean")
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        # repr() is the shortest string that round-trips: 0.002 -> "0.002", not 0.00200000000004.
+        amount = _parse_decimal(repr(value), field)
+    elif isinstance(value, str):
+        amount = _parse_decimal(value.strip().removeprefix("$").replace("_", ""), field)
+    else:
+        raise ValidationError(field, value, 'a number such as 0.002 or "2.50"')
+    if not amount.is_finite():
+        raise ValidationError(field, value, "a finite number")
+    if amount < 0:
+        raise ValidationError(field, value, "an amount of zero or more")
+    if amount > MAX_AMOUNT:
+        raise ValidationError(field, value, f"an amount of at most {MAX_AMOUNT:,}")
+    return amount
+
+
+def _parse_decimal(text: str, field: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValidationError(field, text, 'a number such as 0.002 or "2.50"') from None
+
+
+def to_nanos(value: object, field: str = "amount") -> Nanos:
+    """Convert a money input to nano-units, rounding half-even to the nearest nano-unit."""
+    return decimal_to_nanos(to_decimal(value, field))
+
+
+def decimal_to_nanos(amount: Decimal) -> Nanos:
+    """Round an exact `Decimal` amount of currency units to nano-units (half-even)."""
+    return int((amount * NANOS_PER_UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def from_nanos(nanos: Nanos) -> Decimal:
+    """The exact `Decimal` value of an amount of nano-units, without trailing zeros."""
+    value = Decimal(nanos).scaleb(-9).normalize()
+    # normalize() writes 10 as 1E+1; whole amounts keep plain digits.
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+
+
+def format_money(nanos: Nanos, currency: str = DEFAULT_CURRENCY, places: int = 2) -> str:
+    """Show an amount for people: `$12.35`, `-$0.50`, `EUR 3.10` for unknown symbols.
+
+    Sub-cent amounts keep enough places to stay visible (`$0.0015`).
+    """
+    value = from_nanos(abs(nanos))
+    if value and value < Decimal(10) ** -places:
+        shown = f"{value:f}"
+    else:
+        shown = f"{value.quantize(Decimal(10) ** -places, rounding=ROUND_HALF_EVEN):,}"
+    sign = "-" if nanos < 0 else ""
+    symbol = _SYMBOLS.get(currency)
+    return f"{sign}{symbol}{shown}" if symbol else f"{sign}{currency} {shown}"

@@ -1,0 +1,356 @@
+"""Prices: what one use of a source costs. Pure values and arithmetic, no I/O.
+
+A `Price` is a set of `Rate`s, one per priced dimension (`request`, `MB`, `hour`,
+`input_token`...). A rate is flat or tiered; tiers with a `period` count usage per calendar
+period, which is how "the first 10,000 requests of a month are free" is written. Prices are
+versioned: each takes effect at `effective_from`, and an event keeps the version it was costed
+with.
+
+>>> price = Price.parse("gpt-4o", {"input_token": "2.50/1M", "output_token": "10.00/1M"})
+>>> price.cost({"input_token": 1000, "output_token": 500})
+7500000
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
+from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, to_decimal
+from spendgate.windows import EPOCH, Window, require_aware
+
+REQUEST = "request"
+"""The dimension every call has one of; it defaults to 1 when a price uses it."""
+
+Usage = Mapping[str, Decimal | int | str]
+
+_MULTIPLIERS = {"k": Decimal(10**3), "m": Decimal(10**6), "b": Decimal(10**9)}
+_RATE_RE = re.compile(
+    r"""^\s*\$?(?P<amount>\d+(?:\.\d+)?|\.\d+)\s*
+        (?:/\s*(?P<count>\d+(?:\.\d+)?)?\s*
+           (?:(?P<mult>[kKmMbB])(?![A-Za-z]))?\s*
+           (?P<unit>[A-Za-z_][A-Za-z0-9_]*)?)?\s*$""",
+    re.VERBOSE,
+)
+
+# Plural and case variants people write, mapped to one canonical dimension name.
+_UNIT_ALIASES = {
+    "requests": REQUEST,
+    "req": REQUEST,
+    "call": REQUEST,
+    "calls": REQUEST,
+    "tokens": "token",
+    "records": "record",
+    "credits": "credit",
+    "hours": "hour",
+    "hr": "hour",
+    "h": "hour",
+    "minutes": "minute",
+    "min": "minute",
+    "mb": "MB",
+    "kb": "KB",
+    "gb": "GB",
+    "mib": "MB",
+    "kib": "KB",
+    "gib": "GB",
+}
+# Raw measurements a caller may give instead of the priced unit. Data follows the seed's
+# convention of binary megabytes (bytes / 1024 / 1024).
+_CONVERSIONS: dict[str, dict[str, Decimal]] = {
+    "bytes": {"KB": Decimal(2**10), "MB": Decimal(2**20), "GB": Decimal(2**30)},
+    "seconds": {"minute": Decimal(60), "hour": Decimal(3600)},
+}
+
+
+def canonical_unit(unit: str) -> str:
+    """The canonical name of a dimension: `requests` -> `request`, `mb` -> `MB`."""
+    name = unit.strip()
+    return _UNIT_ALIASES.get(name.lower(), _UNIT_ALIASES.get(name, name))
+
+
+def parse_rate(text: object, field_name: str = "price") -> tuple[Decimal, str | None]:
+    """Read a per-unit price: `"0.002"`, `0.002`, `"0.002/request"`, `"2.50/1M"`, `"0.01/MB"`.
+
+    Returns the price of one unit and the unit named, if any (`"2.50/1M tokens"` ->
+    `(Decimal('0.0000025'), 'token')`).
+    """
+    if not isinstance(text, str):
+        return to_decimal(text, field_name), None
+    match = _RATE_RE.match(text)
+    if match is None:
+        raise ValidationError(
+            field_name, text, "a price such as '0.002', '0.002/request', '2.50/1M' or '0.01/MB'"
+        )
+    amount = to_decimal(match["amount"], field_name)
+    count = Decimal(match["count"]) if match["count"] else Decimal(1)
+    if match["mult"]:
+        count *= _MULTIPLIERS[match["mult"].lower()]
+    if count <= 0:
+        raise ValidationError(field_name, text, "a positive count of units after '/'")
+    unit = canonical_unit(match["unit"]) if match["unit"] else None
+    return amount / count, unit
+
+
+def to_quantity(value: object, field_name: str) -> Decimal:
+    """A usage quantity: a finite, non-negative number (never a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValidationError(field_name, value, "a number of units of zero or more")
+    try:
+        quantity = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise ValidationError(field_name, value, "a number of units of zero or more") from None
+    if not quantity.is_finite() or quantity < 0:
+        raise ValidationError(field_name, value, "a finite number of units of zero or more")
+    return quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Units up to `up_to` (cumulative within the period; `None` = no end) cost `rate` each."""
+
+    up_to: Decimal | None
+    rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """The price of one dimension: flat (one open tier) or tiered, counted per `period`."""
+
+    unit: str
+    tiers: tuple[Tier, ...]
+    period: Window | None = None
+
+    @property
+    def flat(self) -> bool:
+        """Whether the rate is the same for every unit, whatever was used before."""
+        return len(self.tiers) == 1
+
+    @property
+    def free(self) -> bool:
+        """Whether no unit of this dimension ever costs anything."""
+        return all(t.rate == 0 for t in self.tiers)
+
+    @property
+    def max_rate(self) -> Decimal:
+        """The highest per-unit rate of any tier: what an estimate must assume."""
+        return max(t.rate for t in self.tiers)
+
+    def cost(self, quantity: Decimal, used_before: Decimal = Decimal(0)) -> Decimal:
+        """Exact cost of `quantity` units when `used_before` units were already used this period."""
+        total = Decimal(0)
+        lo, hi = used_before, used_before + quantity
+        tier_lo = Decimal(0)
+        for tier in self.tiers:
+            tier_hi = tier.up_to
+            start = max(lo, tier_lo)
+            stop = hi if tier_hi is None else min(hi, tier_hi)
+            if stop > start:
+                total += (stop - start) * tier.rate
+            if tier_hi is None or hi <= tier_hi:
+                break
+            tier_lo = tier_hi
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """One version of a source's price. No rates means free."""
+
+    source: str
+    rates: tuple[Rate, ...] = ()
+    effective_from: datetime = EPOCH
+    _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        require_aware(self.effective_from, "effective_from")
+        units = [r.unit for r in self.rates]
+        if len(set(units)) != len(units):
+            raise ValidationError(f"sources.{self.source}.price", units, "each unit at most once")
+        object.__setattr__(self, "_by_unit", {r.unit: r for r in self.rates})
+
+    @classmethod
+    def parse(
+        cls,
+        source: str,
+        spec: object,
+        *,
+        effective_from: datetime = EPOCH,
+        tiers: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+        period: Window | None = None,
+    ) -> Price:
+        """Build a price from its configuration form.
+
+        `spec` is `"free"`/`0`, one rate (`"0.002/request"`; a rate with no unit is per
+        request), or a table of unit to rate (`{"MB": "0.01", "hour": "1.00"}`). `tiers` maps
+        a unit to a list of `{up_to, price}` steps counted per `period` (a month in UTC by
+        default).
+        """
+        where = f"sources.{source}.price"
+        rates: dict[str, Rate] = {}
+        if isinstance(spec, str) and spec.strip().lower() == "free":
+            pass
+        elif isinstance(spec, Mapping):
+            for unit, rate_text in spec.items():
+                rate, named = parse_rate(rate_text, f"{where}.{unit}")
+                if named is not None and named != canonical_unit(str(unit)):
+                    raise ValidationError(f"{where}.{unit}", rate_text, f"a price per {unit}")
+                rates[canonical_unit(str(unit))] = Rate(
+                    canonical_unit(str(unit)), (Tier(None, rate),)
+                )
+        elif spec is not None:
+            rate, named = parse_rate(spec, where)
+            unit = named or REQUEST
+            rates[unit] = Rate(unit, (Tier(None, rate),))
+        for unit_name, steps in (tiers or {}).items():
+            unit = canonical_unit(unit_name)
+            rates[unit] = Rate(
+                unit,
+                _parse_tiers(steps, f"sources.{source}.tiers.{unit_name}"),
+                period or Window("month"),
+            )
+        return cls(
+            source, tuple(r for r in rates.values() if not r.free or not r.flat), effective_from
+        )
+
+    @property
+    def free(self) -> bool:
+        """Whether every use of this price costs nothing."""
+        return all(r.free for r in self.rates)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The priced dimensions."""
+        return tuple(r.unit for r in self.rates)
+
+    @property
+    def tiered_rates(self) -> tuple[Rate, ...]:
+        """The rates whose cost depends on usage earlier in their period."""
+        return tuple(r for r in self.rates if not r.flat)
+
+    @property
+    def version(self) -> str:
+        """A stable name for this version: `source@2026-01-01T00:00:00Z`."""
+        return f"{self.source}@{self.effective_from:%Y-%m-%dT%H:%M:%SZ}"
+
+    def quantities(self, usage: Usage | None) -> dict[str, Decimal]:
+        """The quantity of every priced dimension in `usage`.
+
+        A priced dimension missing from `usage` is an error (it would silently cost $0),
+        except `request`, which defaults to one. Raw `bytes` and `seconds` convert to the
+        priced `MB`/`KB`/`GB` and `hour`/`minute`.
+        """
+        given = {canonical_unit(k): to_quantity(v, f"units.{k}") for k, v in (usage or {}).items()}
+        out: dict[str, Decimal] = {}
+        for unit in self._by_unit:
+            if unit in given:
+                out[unit] = given[unit]
+                continue
+            raw = next((b for b, to in _CONVERSIONS.items() if unit in to and b in given), None)
+            if raw is not None:
+                out[unit] = given[raw] / _CONVERSIONS[raw][unit]
+            elif unit == REQUEST:
+                out[unit] = Decimal(1)
+            else:
+                raise ValidationError(
+                    "units",
+                    dict(usage or {}),
+                    f"a quantity for every priced unit of {self.source!r} "
+                    f"({', '.join(self.units)})",
+                )
+        return out
+
+    def cost(
+        self, usage: Usage | None = None, used_before: Mapping[str, Decimal] | None = None
+    ) -> Nanos:
+        """The cost in nano-units of one use with `usage`, rounded once, half-even.
+
+        `used_before` gives, for tiered units, how much was used earlier in the period.
+        """
+        quantities = self.quantities(usage)
+        before = used_before or {}
+        total = sum(
+            (self._by_unit[u].cost(q, before.get(u, Decimal(0))) for u, q in quantities.items()),
+            Decimal(0),
+        )
+        return _checked_nanos(total, self.source)
+
+    def estimate(self, usage: Usage | None = None) -> Nanos:
+        """The most one use with `usage` can cost: tiered units at their highest rate."""
+        quantities = self.quantities(usage)
+        total = sum((self._by_unit[u].max_rate * q for u, q in quantities.items()), Decimal(0))
+        return _checked_nanos(total, self.source)
+
+
+def _checked_nanos(total: Decimal, source: str) -> Nanos:
+    if total > MAX_AMOUNT:
+        raise ValidationError("units", f"{total} for {source}", f"a cost of at most {MAX_AMOUNT:,}")
+    return decimal_to_nanos(total)
+
+
+def _parse_tiers(steps: Sequence[Mapping[str, object]], where: str) -> tuple[Tier, ...]:
+    if not steps:
+        raise ValidationError(where, steps, "a list of {up_to = N, price = ...} steps")
+    tiers: list[Tier] = []
+    previous = Decimal(0)
+    for i, step in enumerate(steps):
+        rate, _ = parse_rate(step.get("price", step.get("rate")), f"{where}[{i}].price")
+        raw_up_to = step.get("up_to")
+        up_to = None if raw_up_to is None else to_quantity(raw_up_to, f"{where}[{i}].up_to")
+        if up_to is not None and up_to <= previous:
+            raise ValidationError(f"{where}[{i}].up_to", raw_up_to, f"more than {previous}")
+        if tiers and tiers[-1].up_to is None:
+            raise ValidationError(f"{where}[{i}]", dict(step), "no step after an open-ended one")
+        tiers.append(Tier(up_to, rate))
+        previous = up_to if up_to is not None else previous
+    if tiers[-1].up_to is not None:
+        tiers.append(Tier(None, tiers[-1].rate))
+    return tuple(tiers)
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePricing:
+    """A source's price versions (oldest first) and whether it may be used unpriced."""
+
+    source: str
+    versions: tuple[Price, ...] = ()
+    allow_unpriced: bool = False
+
+    def at(self, when: datetime) -> Price | None:
+        """The version in effect at `when`, or `None` before the first one."""
+        current = None
+        for version in self.versions:
+            if version.effective_from <= when:
+                current = version
+            else:
+                break
+        return current
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBook:
+    """Every known source's pricing. Resolve a price once and keep it."""
+
+    sources: Mapping[str, SourcePricing] = field(default_factory=dict)
+
+    def pricing(self, source: str) -> SourcePricing:
+        """The pricing of `source`; unknown sources are an error."""
+        try:
+            return self.sources[source]
+        except KeyError:
+            raise UnknownSourceError(source, list(self.sources)) from None
+
+    def price_at(self, source: str, when: datetime) -> Price | None:
+        """The price of `source` at `when`; `None` for an allowed-unpriced source.
+
+        Raises `UnpricedSourceError` for a source with no price in effect that is not allowed
+        to be unpriced.
+        """
+        pricing = self.pricing(source)
+        price = pricing.at(when)
+        if price is None and not pricing.allow_unpriced:
+            raise UnpricedSourceError(source)
+        return price

@@ -1,0 +1,34 @@
+"""Storage: one contract (`Store`), a backend chosen by URL.
+
+- `sqlite:///spendgate.db`: the embedded default, safe across threads and processes.
+- `memory://`: in-process, for tests.
+
+Backends are imported only when their URL is used.
+"""
+
+from __future__ import annotations
+
+from spendgate.errors import ValidationError
+from spendgate.store.base import Store
+
+DEFAULT_URL = "sqlite:///spendgate.db"
+SCHEMES = ("sqlite", "memory")
+
+
+def open_store(url: str = DEFAULT_URL) -> Store:
+    """Open the store at `url`, bringing its schema up to date."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ValidationError("url", url, "a store URL such as sqlite:///spendgate.db or memory://")
+    if scheme == "memory":
+        from spendgate.store.memory import MemoryStore
+
+        return MemoryStore(url)
+    if scheme == "sqlite":
+        from spendgate.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    raise ValidationError("url", url, f"a URL whose scheme is one of {', '.join(SCHEMES)}")
+
+
+__all__ = ["DEFAULT_URL", "Store", "open_store"]

@@ -1,0 +1,232 @@
+"""The storage contract: few, coarse methods, each one transaction.
+
+Every backend implements `Store` with its own atomic primitive, and one contract test suite
+runs against all of them. Times are integer microseconds since the Unix epoch (UTC); money is
+integer nano-units.
+
+Accounting per budget bucket (one row per budget and window, or per rolling bucket):
+
+- `spent`: settled cost; `reserved`: pending holds; `overshoot`: cost the budget did not get
+  to approve (an actual above its estimate, spend recorded without a reservation past the cap,
+  a commit after its hold expired).
+- The invariant, for every hard budget and every caller class's cap:
+  `spent + reserved - overshoot <= cap` over the window. With no overshoot (every actual within
+  its estimate, every paid call reserved first) it is the plain `spent + reserved <= limit`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from spendgate.events import Event, RecordResult
+from spendgate.money import Nanos
+from spendgate.pricing import Price
+
+ReserveStatus = Literal["created", "exists", "conflict", "denied"]
+ReservationState = Literal["pending", "committed", "released", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one budget counts a call.
+
+    `bucket` is the window start (calendar windows) or the rolling bucket the call falls in;
+    `span_start` is the oldest bucket the window counts (equal to `bucket` for calendar
+    windows); `cap` is the most usage may reach, `None` for a soft budget.
+    """
+
+    budget: str
+    bucket: int
+    span_start: int
+    cap: Nanos | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """Usage of a tiered unit, counted per period (for free quotas and volume tiers)."""
+
+    source: str
+    unit: str
+    period: int
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """An event to store, the budget slots its cost counts against, and (for tiered prices)
+    the price and quota counters its cost depends on: the store computes such a cost inside
+    its transaction, from the counters as they stand."""
+
+    event: Event
+    slots: tuple[Slot, ...] = ()
+    price: Price | None = None
+    quota: tuple[QuotaUse, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationWrite:
+    """A hold of `amount` on every slot, all or nothing, until `expires_at`."""
+
+    reservation_id: str
+    fingerprint: str
+    slots: tuple[Slot, ...]
+    amount: Nanos
+    created_at: int
+    expires_at: int
+    service: str
+    source: str
+    emergency: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """What `reserve()` did.
+
+    `used` is each slot's usage (spent + reserved over its window): after the hold when
+    `created`, as it stands when `denied` (then `refused` is the index of the slot that
+    refused). `exists` means the same reservation was already taken (`state` says where it is
+    now); `conflict` means the id was taken with a different payload.
+    """
+
+    status: ReserveStatus
+    used: tuple[Nanos, ...] = ()
+    refused: int | None = None
+    state: ReservationState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """A settled reservation: the event written, its cost, and how far it overshot."""
+
+    reservation_id: str
+    request_id: str
+    cost: Nanos | None
+    overshoot: Nanos
+    hold_expired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A budget's figures over one window (nano-units)."""
+
+    spent: Nanos = 0
+    reserved: Nanos = 0
+    overshoot: Nanos = 0
+
+    @property
+    def used(self) -> Nanos:
+        """Spent plus reserved: what counts against the limit."""
+        return self.spent + self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationInfo:
+    """A stored reservation, as read back."""
+
+    reservation_id: str
+    state: ReservationState
+    amount: Nanos
+    service: str
+    source: str
+    created_at: int
+    expires_at: int
+    emergency: bool
+    actual: Nanos | None
+
+
+class Store(ABC):
+    """The storage contract every backend implements.
+
+    Each method is one transaction. Writers never see each other half-way: a reservation
+    holds on all its slots or on none, an event is stored with its budget charges or not at
+    all, and a method that returned has reached durable storage (where the backend has any).
+    """
+
+    url: str
+    batched: ClassVar[bool] = False
+    """Whether concurrent `record()` callers gain from sharing one transaction."""
+
+    @abstractmethod
+    def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
+        """Each slot's usage (spent + reserved over its window) as it stands."""
+
+    @abstractmethod
+    def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        """Hold `write.amount` on every slot if each stays within its cap, atomically.
+
+        Idempotent by `reservation_id`. A refusal caused by holds that have expired sweeps
+        them and tries again, so a leaked hold never blocks a paying caller.
+        """
+
+    @abstractmethod
+    def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        """Settle a reservation with its actual cost and store its event.
+
+        Raises `ReservationStateError` for an unknown, committed or released reservation.
+        A reservation whose hold expired is still booked, truthfully, as unreserved spend.
+        """
+
+    @abstractmethod
+    def release(self, reservation_id: str, now: int) -> ReservationState:
+        """Return a pending hold. Returns `released`, or `expired` if it had expired already.
+
+        Raises `ReservationStateError` for an unknown, committed or released reservation.
+        """
+
+    @abstractmethod
+    def expire(self, now: int) -> int:
+        """Return every hold whose time ran out; how many there were."""
+
+    @abstractmethod
+    def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        """Store events and charge their costs, idempotently by request id, in one transaction."""
+
+    @abstractmethod
+    def balance(self, slot: Slot) -> Balance:
+        """A budget's spent, reserved and overshoot over the window of `slot`."""
+
+    @abstractmethod
+    def events(
+        self, *, since: int | None = None, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Stored events with `since <= time < until`, oldest first."""
+
+    @abstractmethod
+    def reservation(self, reservation_id: str) -> ReservationInfo | None:
+        """A stored reservation, or `None`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and background resources."""
+
+
+def overshoot_of(before: Nanos, amount: Nanos, cap: Nanos | None) -> Nanos:
+    """How much of adding `amount` to usage `before` lands above `cap`.
+
+    Spend is booked truthfully even when no reservation covered it; this part of it is what
+    the budget did not approve. Summed over a sequence of additions it telescopes, so a batch
+    may add its total at once: `overshoot_of(s, a + b) == overshoot_of(s, a) +
+    overshoot_of(s + a, b)`.
+    """
+    if cap is None:
+        return 0
+    return max(0, before + amount - cap) - max(0, before - cap)
+
+
+def cost_with_quota(
+    write: EventWrite, used_before: Callable[[QuotaUse], Decimal]
+) -> tuple[Nanos | None, list[tuple[QuotaUse, Decimal]]]:
+    """An event's cost, and the quota counters to write back.
+
+    For a tiered price the cost depends on how much of each tiered unit the period has used
+    before this event (`used_before` reads a counter inside the store's transaction); every
+    other event keeps the cost it came with.
+    """
+    if not write.quota or write.price is None:
+        return write.event.cost, []
+    before = {q.unit: used_before(q) for q in write.quota}
+    cost = write.price.cost(write.event.units, before)
+    return cost, [(q, before[q.unit] + q.quantity) for q in write.quota]

@@ -1,0 +1,120 @@
+"""Group commit: many concurrent writers share one transaction, and each returns only once
+its item is durably committed.
+
+A durable commit costs a disk flush (~130 µs here), so one transaction per event caps a store
+at a few thousand events a second. Here callers queue their items; one writer thread takes
+everything queued so far, writes it in one transaction and wakes the callers of that batch.
+While it writes, the next batch fills. No caller waits on a timer: an idle writer takes the
+first item at once, so a lone caller pays one commit and nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_MAX_BATCH = 2000
+
+
+class _Batch(Generic[T, R]):
+    __slots__ = ("done", "error", "items", "results")
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.results: Sequence[R] = ()
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class GroupCommitter(Generic[T, R]):
+    """Funnel `submit()` calls from any number of threads into batched `write()` calls.
+
+    `write` gets a list of items and returns one result per item, in order; if it raises,
+    every caller in that batch gets the exception (nothing of the batch was committed).
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        name: str = "spendgate-group-commit",
+    ) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._name = name
+        self._cond = threading.Condition()
+        self._queue: list[_Batch[T, R]] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self.batches = 0
+        self.items = 0
+
+    def submit(self, item: T) -> R:
+        """Queue `item`, wait until its batch is committed, and return its result."""
+        batch, index = self._enqueue([item])
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.results[index]
+
+    def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Queue several items together (kept in one batch) and return their results."""
+        if not items:
+            return []
+        batch, index = self._enqueue(list(items))
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return list(batch.results[index : index + len(items)])
+
+    def _enqueue(self, items: list[T]) -> tuple[_Batch[T, R], int]:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the writer is closed")
+            self._ensure_thread()
+            if not self._queue or len(self._queue[-1].items) + len(items) > self._max_batch:
+                self._queue.append(_Batch())
+            batch = self._queue[-1]
+            index = len(batch.items)
+            batch.items.extend(items)
+            self._cond.notify()
+            return batch, index
+
+    def _ensure_thread(self) -> None:
+        # A forked child inherits the object but not the thread: start its own.
+        if self._thread is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = self._queue.pop(0)
+            try:
+                batch.results = self._write(batch.items)
+            except BaseException as exc:  # handed to every caller of the batch
+                batch.error = exc
+            self.batches += 1
+            self.items += len(batch.items)
+            batch.done.set()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join()

@@ -1,0 +1,232 @@
+"""The in-memory store (`memory://`): the contract in plain Python under one lock.
+
+For tests and for single-process use where nothing needs to survive a restart. It is also
+the reference the SQL backends are checked against by the contract suite.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from spendgate.errors import ConflictError, ReservationStateError
+from spendgate.events import Event, RecordResult, RecordStatus
+from spendgate.money import Nanos
+from spendgate.store.base import (
+    Balance,
+    CommitResult,
+    EventWrite,
+    ReservationInfo,
+    ReservationState,
+    ReservationWrite,
+    ReserveResult,
+    Slot,
+    Store,
+    cost_with_quota,
+    overshoot_of,
+)
+from spendgate.windows import to_micros
+
+
+@dataclass(slots=True)
+class _Reservation:
+    write: ReservationWrite
+    state: ReservationState = "pending"
+    actual: Nanos | None = None
+
+
+class MemoryStore(Store):
+    """Everything in dictionaries; one lock makes each method one transaction."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        # budget -> bucket -> [spent, reserved, overshoot]
+        self._buckets: dict[str, dict[int, list[int]]] = {}
+        self._reservations: dict[str, _Reservation] = {}
+        self._events: dict[str, Event] = {}
+        self._quota: dict[tuple[str, str, int], Decimal] = {}
+
+    # -- budget arithmetic (caller holds the lock) -------------------------------------------
+
+    def _row(self, slot: Slot) -> list[int]:
+        buckets = self._buckets.setdefault(slot.budget, {})
+        row = buckets.get(slot.bucket)
+        if row is None:
+            row = buckets[slot.bucket] = [0, 0, 0]
+        return row
+
+    def _used(self, slot: Slot) -> Nanos:
+        buckets = self._buckets.get(slot.budget)
+        if not buckets:
+            return 0
+        if slot.span_start == slot.bucket:
+            row = buckets.get(slot.bucket)
+            return row[0] + row[1] if row else 0
+        return sum(r[0] + r[1] for b, r in buckets.items() if slot.span_start <= b <= slot.bucket)
+
+    def _charge(self, slot: Slot, amount: Nanos) -> None:
+        """Book spend no reservation covered, counting what lands above the cap as overshoot."""
+        over = overshoot_of(self._used(slot), amount, slot.cap)
+        row = self._row(slot)
+        row[0] += amount
+        row[2] += over
+
+    def _expire_locked(self, now: int) -> int:
+        expired = [
+            r
+            for r in self._reservations.values()
+            if r.state == "pending" and r.write.expires_at <= now
+        ]
+        for r in expired:
+            for slot in r.write.slots:
+                self._row(slot)[1] -= r.write.amount
+            r.state = "expired"
+        return len(expired)
+
+    def _cost(self, write: EventWrite) -> Nanos | None:
+        """The event's cost; for tiered prices, from the quota counters, which it advances."""
+        cost, counters = cost_with_quota(
+            write, lambda q: self._quota.get((q.source, q.unit, q.period), Decimal(0))
+        )
+        for q, used in counters:
+            self._quota[(q.source, q.unit, q.period)] = used
+        return cost
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
+        with self._lock:
+            return [self._used(s) for s in slots]
+
+    def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        with self._lock:
+            existing = self._reservations.get(write.reservation_id)
+            if existing is not None:
+                same = existing.write.fingerprint == write.fingerprint
+                return ReserveResult("exists" if same else "conflict", state=existing.state)
+            result = self._try_hold(write)
+            if result.status == "denied" and self._expire_locked(now):
+                result = self._try_hold(write)
+            return result
+
+    def _try_hold(self, write: ReservationWrite) -> ReserveResult:
+        used = [self._used(s) for s in write.slots]
+        for i, (slot, u) in enumerate(zip(write.slots, used, strict=True)):
+            if slot.cap is not None and u + write.amount > slot.cap:
+                return ReserveResult("denied", tuple(used), refused=i)
+        for slot in write.slots:
+            self._row(slot)[1] += write.amount
+        self._reservations[write.reservation_id] = _Reservation(write)
+        return ReserveResult("created", tuple(u + write.amount for u in used))
+
+    def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        with self._lock:
+            r = self._open_reservation(reservation_id, "commit")
+            event = write.event
+            if event.request_id in self._events:
+                raise ConflictError("event", event.request_id)
+            cost = self._cost(write)
+            amount = cost or 0
+            expired = r.state == "expired"
+            overshoot = 0
+            for slot in r.write.slots:
+                if expired:
+                    before = self._used(slot)
+                    self._charge(slot, amount)
+                    overshoot = max(overshoot, overshoot_of(before, amount, slot.cap))
+                else:
+                    row = self._row(slot)
+                    row[1] -= r.write.amount
+                    row[0] += amount
+                    row[2] += max(0, amount - r.write.amount)
+                    overshoot = max(overshoot, amount - r.write.amount)
+            self._events[event.request_id] = replace(event, cost=cost)
+            r.state, r.actual = "committed", cost
+            return CommitResult(reservation_id, event.request_id, cost, max(overshoot, 0), expired)
+
+    def release(self, reservation_id: str, now: int) -> ReservationState:
+        with self._lock:
+            r = self._open_reservation(reservation_id, "release")
+            if r.state == "expired":
+                r.state = "released"
+                return "expired"
+            for slot in r.write.slots:
+                self._row(slot)[1] -= r.write.amount
+            r.state = "released"
+            return "released"
+
+    def _open_reservation(self, reservation_id: str, action: str) -> _Reservation:
+        r = self._reservations.get(reservation_id)
+        if r is None:
+            raise ReservationStateError(reservation_id, "unknown", action)
+        if r.state in ("committed", "released"):
+            raise ReservationStateError(reservation_id, r.state, action)
+        return r
+
+    def expire(self, now: int) -> int:
+        with self._lock:
+            return self._expire_locked(now)
+
+    def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        with self._lock:
+            results = []
+            for write in writes:
+                event = write.event
+                found = self._events.get(event.request_id)
+                if found is not None:
+                    status: RecordStatus = (
+                        "exists" if found.fingerprint == event.fingerprint else "conflict"
+                    )
+                    results.append(RecordResult(event.request_id, status, found.cost))
+                    continue
+                cost = self._cost(write)
+                for slot in write.slots:
+                    self._charge(slot, cost or 0)
+                self._events[event.request_id] = replace(event, cost=cost)
+                results.append(RecordResult(event.request_id, "created", cost))
+            return results
+
+    def balance(self, slot: Slot) -> Balance:
+        with self._lock:
+            rows = [
+                r
+                for b, r in self._buckets.get(slot.budget, {}).items()
+                if slot.span_start <= b <= slot.bucket
+            ]
+            return Balance(
+                sum(r[0] for r in rows), sum(r[1] for r in rows), sum(r[2] for r in rows)
+            )
+
+    def events(
+        self, *, since: int | None = None, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        with self._lock:
+            chosen = [
+                e
+                for e in self._events.values()
+                if (since is None or to_micros(e.time) >= since)
+                and (until is None or to_micros(e.time) < until)
+            ]
+        chosen.sort(key=lambda e: e.time)
+        return chosen[:limit] if limit is not None else chosen
+
+    def reservation(self, reservation_id: str) -> ReservationInfo | None:
+        with self._lock:
+            r = self._reservations.get(reservation_id)
+            if r is None:
+                return None
+            w = r.write
+            return ReservationInfo(
+                reservation_id,
+                r.state,
+                w.amount,
+                w.service,
+                w.source,
+                w.created_at,
+                w.expires_at,
+                w.emergency,
+                r.actual,
+            )

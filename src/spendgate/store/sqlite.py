@@ -1,0 +1,471 @@
+"""The embedded SQLite store (`sqlite:///spendgate.db`, the default).
+
+Each contract method is one `BEGIN IMMEDIATE` transaction: SQLite admits one writer at a time
+across every thread and process on the file, so reads inside the transaction stay true until
+it commits. Holds are taken by a conditional upsert (`… DO UPDATE … WHERE spent + reserved +
+amount <= cap RETURNING …`): a hold that would break a cap touches no row. WAL journal,
+`synchronous=FULL` by default, so a method that returned survives `kill -9` and power loss.
+
+URL options: `?synchronous=normal` (faster commits; a power cut may lose the last ones, a
+killed process does not), `?timeout=30` (seconds to wait for the write lock),
+`?migrate=false` (refuse an old schema instead of upgrading it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
+from spendgate.events import Event, RecordResult, RecordStatus
+from spendgate.money import Nanos
+from spendgate.store import migrate
+from spendgate.store.base import (
+    Balance,
+    CommitResult,
+    EventWrite,
+    QuotaUse,
+    ReservationInfo,
+    ReservationState,
+    ReservationWrite,
+    ReserveResult,
+    Slot,
+    Store,
+    cost_with_quota,
+    overshoot_of,
+)
+from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
+
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+DEFAULT_SYNCHRONOUS = "FULL"
+DEFAULT_TIMEOUT = 30.0
+_IN_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's variable limit
+
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+_INSERT_EVENT_ONCE = _INSERT_EVENT + " ON CONFLICT (request_id) DO NOTHING"
+_SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+_USAGE = (
+    "SELECT COALESCE(SUM(spent + reserved), 0) FROM budget_buckets "
+    "WHERE budget = ? AND bucket BETWEEN ? AND ?"
+)
+# The hold on a calendar window: one statement that creates the bucket or adds to it only if
+# the cap still holds. The insert branch is taken only when the amount alone fits (checked
+# before), so either way no row goes over its cap.
+_HOLD = (
+    "INSERT INTO budget_buckets (budget, bucket, spent, reserved, overshoot) "
+    "VALUES (:budget, :bucket, 0, :amount, 0) "
+    "ON CONFLICT (budget, bucket) DO UPDATE SET reserved = reserved + excluded.reserved "
+    "WHERE :cap IS NULL OR spent + reserved + excluded.reserved <= :cap "
+    "RETURNING spent + reserved"
+)
+_ENSURE_BUCKET = "INSERT INTO budget_buckets (budget, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING"
+# The hold on a rolling window: the cap applies to the sum over the window's buckets.
+_HOLD_ROLLING = (
+    "UPDATE budget_buckets SET reserved = reserved + :amount "
+    "WHERE budget = :budget AND bucket = :bucket AND (:cap IS NULL OR "
+    "(SELECT SUM(spent + reserved) FROM budget_buckets "
+    " WHERE budget = :budget AND bucket BETWEEN :span AND :bucket) + :amount <= :cap)"
+)
+_SETTLE = (
+    "UPDATE budget_buckets SET reserved = reserved - ?, spent = spent + ?, "
+    "overshoot = overshoot + ? WHERE budget = ? AND bucket = ?"
+)
+_UNHOLD = "UPDATE budget_buckets SET reserved = reserved - ? WHERE budget = ? AND bucket = ?"
+_CHARGE = (
+    "UPDATE budget_buckets SET spent = spent + ?, overshoot = overshoot + ? "
+    "WHERE budget = ? AND bucket = ?"
+)
+_ANY_EXPIRED = "SELECT 1 FROM reservations WHERE state = 'pending' AND expires_at <= ? LIMIT 1"
+
+
+def sqlalchemy_url(path: str) -> str:
+    """The SQLAlchemy URL of a SQLite file."""
+    return f"sqlite:///{path}"
+
+
+class SQLiteStore(Store):
+    """The contract on one SQLite file, shared safely by threads and processes."""
+
+    batched = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str = DEFAULT_SYNCHRONOUS,
+        timeout: float = DEFAULT_TIMEOUT,
+        migrate_schema: bool = True,
+    ) -> None:
+        parts = urlsplit(url)
+        path = (parts.netloc + parts.path).removeprefix("/") if parts.netloc else parts.path[1:]
+        if not path:
+            raise ValidationError("url", url, "sqlite:///FILE such as sqlite:///spendgate.db")
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        synchronous = options.pop("synchronous", synchronous).upper()
+        if synchronous not in SYNCHRONOUS:
+            raise ValidationError(
+                "url synchronous", synchronous, f"one of {', '.join(SYNCHRONOUS)}"
+            )
+        try:
+            timeout = float(options.pop("timeout", timeout))
+        except ValueError:
+            raise ValidationError("url timeout", parts.query, "seconds, e.g. timeout=30") from None
+        migrate_schema = options.pop("migrate", str(migrate_schema)).lower() not in (
+            "0",
+            "false",
+            "no",
+        )
+        if options:
+            raise ValidationError("url", url, "options synchronous, timeout and migrate only")
+        self.url = url
+        self.path = str(Path(path))
+        self.synchronous = synchronous
+        self._timeout = timeout
+        parent = Path(self.path).resolve().parent
+        if not parent.is_dir():
+            raise StoreError(f"cannot open {self.path}: folder {parent} does not exist")
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._conn().execute("PRAGMA journal_mode = WAL")
+        migrate.ensure_current(sqlalchemy_url(self.path), migrate=migrate_schema)
+
+    # -- connections and transactions --------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        # One connection per thread (and per process after a fork): sqlite3 connections are
+        # not safe to share, and one per thread costs nothing.
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: taken at once (`BEGIN IMMEDIATE`), so reads inside are stable."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):  # closing is best effort
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- helpers inside a transaction ---------------------------------------------------------
+
+    @staticmethod
+    def _used(conn: sqlite3.Connection, slot: Slot) -> Nanos:
+        row = conn.execute(_USAGE, (slot.budget, slot.span_start, slot.bucket)).fetchone()
+        return int(row[0])
+
+    def _charge(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> Nanos:
+        """Book spend no hold covered; what lands above the cap counts as overshoot."""
+        conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
+        over = overshoot_of(self._used(conn, slot), amount, slot.cap)
+        conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket))
+        return over
+
+    @staticmethod
+    def _cost(conn: sqlite3.Connection, write: EventWrite) -> Nanos | None:
+        def used_before(q: QuotaUse) -> Decimal:
+            row = conn.execute(
+                "SELECT used FROM quota_usage WHERE source = ? AND unit = ? AND period = ?",
+                (q.source, q.unit, q.period),
+            ).fetchone()
+            return Decimal(row[0]) if row else Decimal(0)
+
+        cost, counters = cost_with_quota(write, used_before)
+        for q, used in counters:
+            conn.execute(
+                "INSERT INTO quota_usage (source, unit, period, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (source, unit, period) DO UPDATE SET used = excluded.used",
+                (q.source, q.unit, q.period, str(used)),
+            )
+        return cost
+
+    @staticmethod
+    def _expire_in(conn: sqlite3.Connection, now: int) -> int:
+        rows = conn.execute(
+            "SELECT id, amount, slots FROM reservations "
+            "WHERE state = 'pending' AND expires_at <= ?",
+            (now,),
+        ).fetchall()
+        for rid, amount, slots in rows:
+            conn.executemany(_UNHOLD, [(amount, s.budget, s.bucket) for s in json_slots(slots)])
+            conn.execute(
+                "UPDATE reservations SET state = 'expired', settled_at = ? WHERE id = ?", (now, rid)
+            )
+        return len(rows)
+
+    @staticmethod
+    def _open_reservation(
+        conn: sqlite3.Connection, reservation_id: str, action: str
+    ) -> tuple[ReservationState, Nanos, tuple[Slot, ...]]:
+        row = conn.execute(
+            "SELECT state, amount, slots FROM reservations WHERE id = ?", (reservation_id,)
+        ).fetchone()
+        if row is None:
+            raise ReservationStateError(reservation_id, "unknown", action)
+        state, amount, slots = row
+        if state in ("committed", "released"):
+            raise ReservationStateError(reservation_id, state, action)
+        return state, amount, json_slots(slots)
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
+        conn = self._conn()
+        return [self._used(conn, s) for s in slots]
+
+    def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        result = self._try_reserve(write, now)
+        if result.status == "denied" and self._conn().execute(_ANY_EXPIRED, (now,)).fetchone():
+            # A leaked hold must not block a paying caller: sweep what expired, try once more.
+            self.expire(now)
+            result = self._try_reserve(write, now)
+        if result.status == "denied":
+            return ReserveResult("denied", tuple(self.usage(write.slots, now)), result.refused)
+        return result
+
+    def _try_reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        for i, slot in enumerate(write.slots):
+            if slot.cap is not None and write.amount > slot.cap:
+                return ReserveResult("denied", refused=i)
+        try:
+            return self._hold_all(write)
+        except _RefusedError as refused:  # rolled back: no hold was taken on any slot
+            return ReserveResult("denied", refused=refused.index)
+
+    def _hold_all(self, write: ReservationWrite) -> ReserveResult:
+        with self._write() as conn:
+            inserted = conn.execute(
+                "INSERT INTO reservations (id, state, fingerprint, service, source, amount, "
+                "emergency, created_at, expires_at, slots) "
+                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    write.reservation_id,
+                    write.fingerprint,
+                    write.service,
+                    write.source,
+                    write.amount,
+                    write.emergency,
+                    write.created_at,
+                    write.expires_at,
+                    slots_json(write.slots),
+                ),
+            ).rowcount
+            if not inserted:
+                fp, state = conn.execute(
+                    "SELECT fingerprint, state FROM reservations WHERE id = ?",
+                    (write.reservation_id,),
+                ).fetchone()
+                return ReserveResult(
+                    "exists" if fp == write.fingerprint else "conflict", state=state
+                )
+            used: list[Nanos] = []
+            for i, slot in enumerate(write.slots):
+                after = self._hold(conn, slot, write.amount)
+                if after is None:
+                    raise _RefusedError(i)
+                used.append(after)
+            return ReserveResult("created", tuple(used))
+
+    def _hold(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> Nanos | None:
+        """Add `amount` to the slot's reserved if its cap allows; its usage after, or None."""
+        if slot.span_start == slot.bucket:
+            row = conn.execute(
+                _HOLD,
+                {"budget": slot.budget, "bucket": slot.bucket, "amount": amount, "cap": slot.cap},
+            ).fetchone()
+            return None if row is None else int(row[0])
+        conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
+        params = {
+            "budget": slot.budget,
+            "bucket": slot.bucket,
+            "span": slot.span_start,
+            "amount": amount,
+            "cap": slot.cap,
+        }
+        if not conn.execute(_HOLD_ROLLING, params).rowcount:
+            return None
+        return self._used(conn, slot)
+
+    def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        with self._write() as conn:
+            state, held, slots = self._open_reservation(conn, reservation_id, "commit")
+            cost = self._cost(conn, write)
+            event = write.event
+            if not conn.execute(_INSERT_EVENT_ONCE, _with_cost(event, cost)).rowcount:
+                raise ConflictError("event", event.request_id)
+            amount = cost or 0
+            expired = state == "expired"
+            if expired:
+                overshoot = max((self._charge(conn, s, amount) for s in slots), default=0)
+            else:
+                overshoot = max(0, amount - held)
+                conn.executemany(
+                    _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in slots]
+                )
+            conn.execute(
+                "UPDATE reservations SET state = 'committed', actual = ?, settled_at = ? "
+                "WHERE id = ?",
+                (cost, now, reservation_id),
+            )
+        return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
+
+    def release(self, reservation_id: str, now: int) -> ReservationState:
+        with self._write() as conn:
+            state, held, slots = self._open_reservation(conn, reservation_id, "release")
+            if state == "pending":
+                conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in slots])
+            conn.execute(
+                "UPDATE reservations SET state = 'released', settled_at = ? WHERE id = ?",
+                (now, reservation_id),
+            )
+        return "expired" if state == "expired" else "released"
+
+    def expire(self, now: int) -> int:
+        with self._write() as conn:
+            return self._expire_in(conn, now)
+
+    def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        if not writes:
+            return []
+        results: list[RecordResult] = []
+        with self._write() as conn:
+            known = self._fingerprints(conn, [w.event.request_id for w in writes])
+            rows = []
+            charges: dict[Slot, Nanos] = {}
+            for write in writes:
+                event = write.event
+                found = known.get(event.request_id)
+                if found is not None:
+                    fp, cost = found
+                    status: RecordStatus = "exists" if fp == event.fingerprint else "conflict"
+                    results.append(RecordResult(event.request_id, status, cost))
+                    continue
+                cost = self._cost(conn, write)
+                known[event.request_id] = (event.fingerprint, cost)
+                rows.append(_with_cost(event, cost))
+                if cost:
+                    for slot in write.slots:
+                        charges[slot] = charges.get(slot, 0) + cost
+                results.append(RecordResult(event.request_id, "created", cost))
+            conn.executemany(_INSERT_EVENT, rows)
+            # Overshoot telescopes over a sum, so each slot is charged once with its total.
+            for slot, amount in charges.items():
+                self._charge(conn, slot, amount)
+        return results
+
+    @staticmethod
+    def _fingerprints(
+        conn: sqlite3.Connection, request_ids: list[str]
+    ) -> dict[str, tuple[str, Nanos | None]]:
+        found: dict[str, tuple[str, Nanos | None]] = {}
+        unique = list(dict.fromkeys(request_ids))
+        for i in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[i : i + _IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            for rid, fp, cost in conn.execute(
+                f"SELECT request_id, fingerprint, cost FROM events WHERE request_id IN ({marks})",
+                chunk,
+            ):
+                found[rid] = (fp, cost)
+        return found
+
+    def balance(self, slot: Slot) -> Balance:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0), "
+                "COALESCE(SUM(overshoot), 0) FROM budget_buckets "
+                "WHERE budget = ? AND bucket BETWEEN ? AND ?",
+                (slot.budget, slot.span_start, slot.bucket),
+            )
+            .fetchone()
+        )
+        return Balance(int(row[0]), int(row[1]), int(row[2]))
+
+    def events(
+        self, *, since: int | None = None, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        rows = (
+            self._conn()
+            .execute(
+                f"{_SELECT_EVENTS} WHERE ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?",
+                (
+                    since if since is not None else -(2**62),
+                    until if until is not None else 2**62,
+                    limit if limit is not None else -1,
+                ),
+            )
+            .fetchall()
+        )
+        return [row_event(r) for r in rows]
+
+    def reservation(self, reservation_id: str) -> ReservationInfo | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT state, amount, service, source, created_at, expires_at, emergency, actual "
+                "FROM reservations WHERE id = ?",
+                (reservation_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        state, amount, service, source, created, expires, emergency, actual = row
+        return ReservationInfo(
+            reservation_id,
+            state,
+            amount,
+            service,
+            source,
+            created,
+            expires,
+            bool(emergency),
+            actual,
+        )
+
+
+class _RefusedError(Exception):
+    """A slot refused the hold; raised to roll the whole reservation back."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _with_cost(event: Event, cost: Nanos | None) -> tuple[object, ...]:
+    row = event_row(event)
+    return row if cost == event.cost else (*row[:5], cost, *row[6:])

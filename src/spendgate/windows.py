@@ -1,0 +1,206 @@
+"""Budget windows: day, week and month aligned to an IANA time zone with a reset hour, or rolling.
+
+A calendar window starts when the local wall clock of its zone passes the reset hour on the
+first day of the period. Where that wall time does not exist (the spring-forward gap) the
+window starts at the instant the clock jumps past it; where it happens twice (fall back) it
+starts at the first. Boundaries are computed in UTC, so every instant belongs to exactly one
+window.
+
+>>> from datetime import datetime, timezone
+>>> w = Window("day", tz="America/New_York", reset_hour=6)
+>>> start, end = w.bounds(datetime(2026, 3, 8, 12, 0, tzinfo=timezone.utc))
+>>> start.isoformat(), end.isoformat()
+('2026-03-08T10:00:00+00:00', '2026-03-09T10:00:00+00:00')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from spendgate.errors import ValidationError
+
+WindowKind = Literal["day", "week", "month", "rolling"]
+WINDOW_KINDS: tuple[WindowKind, ...] = ("day", "week", "month", "rolling")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def zone(name: str, field_name: str = "timezone") -> ZoneInfo:
+    """Look up an IANA zone, refusing unknown names with a clear error."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        near = sorted(z for z in available_timezones() if name.lower() in z.lower())[:5]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ValidationError(
+            field_name, name, f"an IANA time zone such as 'UTC' or 'Europe/Paris'{hint}"
+        ) from None
+
+
+def to_micros(at: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (the store's time)."""
+    delta = at - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime of integer microseconds since the Unix epoch."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def require_aware(at: datetime, field_name: str = "time") -> datetime:
+    """Refuse naive datetimes: a time without a zone cannot be placed in a window."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValidationError(field_name, at, "a timezone-aware datetime (e.g. with tzinfo=UTC)")
+    return at
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A budget period.
+
+    `kind` is `day`, `week`, `month` (calendar windows in zone `tz`, starting at `reset_hour`
+    local time; weeks start on `week_start`, 0 = Monday) or `rolling` (the last `length`,
+    kept in buckets of `granularity`; a rolling budget counts whole buckets, so it may count
+    up to one bucket more than `length`, never less).
+    """
+
+    kind: WindowKind = "day"
+    tz: str = "UTC"
+    reset_hour: int = 0
+    week_start: int = 0
+    length: timedelta | None = None
+    granularity: timedelta | None = None
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in WINDOW_KINDS:
+            raise ValidationError("window", self.kind, f"one of {', '.join(WINDOW_KINDS)}")
+        if isinstance(self.reset_hour, bool) or not isinstance(self.reset_hour, int):
+            raise ValidationError("reset_hour", self.reset_hour, "a whole hour from 0 to 23")
+        if not 0 <= self.reset_hour <= 23:
+            raise ValidationError("reset_hour", self.reset_hour, "a whole hour from 0 to 23")
+        if not isinstance(self.week_start, int) or not 0 <= self.week_start <= 6:
+            raise ValidationError("week_start", self.week_start, "0 (Monday) to 6 (Sunday)")
+        object.__setattr__(self, "_zone", zone(self.tz))
+        if self.kind == "rolling":
+            if self.length is None or self.length <= timedelta(0):
+                raise ValidationError("length", self.length, "a positive duration such as '24h'")
+            gran = self.granularity or _default_granularity(self.length)
+            if gran <= timedelta(0) or gran > self.length:
+                raise ValidationError(
+                    "granularity", self.granularity, "a positive duration no longer than length"
+                )
+            object.__setattr__(self, "granularity", gran)
+        elif self.length is not None:
+            raise ValidationError("length", self.length, "no length: only rolling windows have one")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The window's time zone."""
+        return self._zone
+
+    def bounds(self, at: datetime) -> tuple[datetime, datetime]:
+        """The `[start, end)` of the window that contains `at`, both in UTC.
+
+        For a rolling window this is the bucket that contains `at`.
+        """
+        at = require_aware(at).astimezone(UTC)
+        if self.kind == "rolling":
+            assert self.granularity is not None
+            step = _micros(self.granularity)
+            start_us = to_micros(at) // step * step
+            return from_micros(start_us), from_micros(start_us + step)
+        local_day = at.astimezone(self._zone).date()
+        start = self._start_on(self._period_first_day(local_day))
+        if start > at:
+            start = self._start_on(self._period_first_day(self._previous_period_day(local_day)))
+        end = self._start_on(self._next_period_first_day(self._period_first_day_of(start)))
+        if end <= at:  # only when a reset falls inside a DST repeat; step forward once more
+            start, end = end, self._start_on(self._next_period_first_day(self._local_day(end)))
+        return start, end
+
+    def span_start(self, at: datetime) -> datetime:
+        """Where the budget's counting starts for a call at `at`.
+
+        The window start for calendar windows; for rolling windows the start of the oldest
+        bucket still inside `length`.
+        """
+        start, _ = self.bounds(at)
+        if self.kind != "rolling":
+            return start
+        assert self.length is not None
+        assert self.granularity is not None
+        oldest = at.astimezone(UTC) - self.length
+        step = _micros(self.granularity)
+        return from_micros(to_micros(oldest) // step * step)
+
+    # -- calendar arithmetic on local dates ---------------------------------------------------
+
+    def _start_on(self, day: date) -> datetime:
+        # fold=0: in a repeated hour the first occurrence; in a gap, the pre-transition offset,
+        # which lands on the instant the clock jumps past the missing reset hour.
+        local = datetime.combine(day, time(self.reset_hour), tzinfo=self._zone)
+        return local.astimezone(UTC)
+
+    def _local_day(self, at: datetime) -> date:
+        return at.astimezone(self._zone).date()
+
+    def _period_first_day_of(self, start: datetime) -> date:
+        return self._period_first_day(self._local_day(start))
+
+    def _period_first_day(self, day: date) -> date:
+        if self.kind == "week":
+            return day - timedelta(days=(day.weekday() - self.week_start) % 7)
+        if self.kind == "month":
+            return day.replace(day=1)
+        return day
+
+    def _previous_period_day(self, day: date) -> date:
+        first = self._period_first_day(day)
+        return first - timedelta(days=1)
+
+    def _next_period_first_day(self, first: date) -> date:
+        if self.kind == "week":
+            return first + timedelta(days=7)
+        if self.kind == "month":
+            return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return first + timedelta(days=1)
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _default_granularity(length: timedelta) -> timedelta:
+    # 60 buckets per window: a rolling day counts at most 24 minutes extra.
+    return max(length / 60, timedelta(seconds=1))
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str | int | float | timedelta, field_name: str) -> timedelta:
+    """Read `"90s"`, `"15m"`, `"24h"`, `"7d"`, `"2w"` or a number of seconds as a duration."""
+    if isinstance(text, timedelta):
+        value = text
+    elif isinstance(text, bool):
+        raise ValidationError(field_name, text, "a duration such as '30s', '15m', '24h' or '7d'")
+    elif isinstance(text, int | float):
+        value = timedelta(seconds=text)
+    else:
+        raw = text.strip().lower()
+        unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
+        number = raw[:-1] if unit else raw
+        try:
+            value = timedelta(seconds=float(number) * (unit or 1))
+        except ValueError:
+            raise ValidationError(
+                field_name, text, "a duration such as '30s', '15m', '24h' or '7d'"
+            ) from None
+    if value <= timedelta(0):
+        raise ValidationError(field_name, text, "a positive duration")
+    return value
