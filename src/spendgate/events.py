@@ -8,8 +8,6 @@ of the same call matches and a different call under the same key does not.
 from __future__ import annotations
 
 import hashlib
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,21 +20,6 @@ from spendgate.money import Nanos, from_nanos
 RecordStatus = Literal["created", "exists", "conflict"]
 MAX_ID_LENGTH = 200
 MAX_LABELS = 64
-
-
-def new_request_id() -> str:
-    """A fresh, time-ordered id (UUIDv7 layout): new ids sort after old ones.
-
-    Time-ordered keys keep the store's unique index appending at its end instead of
-    writing all over it.
-    """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def check_id(value: object, field_name: str) -> str:

@@ -21,6 +21,8 @@ import contextlib
 import functools
 import inspect
 import math
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,7 +50,6 @@ from spendgate.events import (
     check_labels,
     check_name,
     fingerprint,
-    new_request_id,
 )
 from spendgate.money import Nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, to_quantity
@@ -70,6 +71,21 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_CHECKS: tuple[Check, ...] = ()
+
+
+def new_request_id() -> str:
+    """A fresh, time-ordered id (UUIDv7 layout): new ids sort after old ones.
+
+    Time-ordered keys keep the store's unique index appending at its end instead of
+    writing all over it.
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | rand
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,356 @@
+"""The `spendgate` command: a thin shell over the library. Parse, call, render.
+
+Every command takes `--db URL` (env `SPENDGATE_DB`, default `sqlite:///spendgate.db`) and
+`--config PATH` (env `SPENDGATE_CONFIG`; default `./spendgate.toml` if it exists, else the
+seed's defaults). Errors print one line saying what is wrong and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from spendgate import config as config_module
+from spendgate.config import Config
+from spendgate.errors import SpendgateError
+from spendgate.gate import BudgetStatus, Gate
+from spendgate.money import format_money
+from spendgate.store import DEFAULT_URL, migrate
+from spendgate.store.sqlite import sqlalchemy_url
+
+app = typer.Typer(
+    help="spendgate: budgets that refuse a paid API call before the money is spent.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+budgets_app = typer.Typer(help="Budgets from the configuration.", no_args_is_help=True)
+prices_app = typer.Typer(help="Sources and their prices.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(budgets_app, name="budgets")
+app.add_typer(prices_app, name="prices")
+
+console = Console()
+errors = Console(stderr=True)
+
+DbOption = Annotated[
+    str, typer.Option("--db", envvar="SPENDGATE_DB", help="Store URL.", show_default=True)
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="SPENDGATE_CONFIG",
+        help="spendgate.toml to read (default: ./spendgate.toml if present, else the seed's).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def load_config(path: Path | None) -> Config:
+    """The configuration the command runs with."""
+    if path is not None:
+        return config_module.load(path)
+    default = Path(config_module.DEFAULT_PATH)
+    return config_module.load(default) if default.is_file() else Config.seed()
+
+
+@contextmanager
+def failures() -> Iterator[None]:
+    """Turn spendgate's errors into one line on stderr and exit status 2."""
+    try:
+        yield
+    except SpendgateError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    """Entry point of the `spendgate` script."""
+    app()
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Show every budget: spent, reserved, remaining and level in its current window."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        rows = gate.status()
+        if as_json:
+            console.print_json(json.dumps([r.to_dict() for r in rows]))
+            return
+        console.print(budget_table(rows, gate.config.currency))
+
+
+def budget_table(rows: list[BudgetStatus], currency: str) -> Table:
+    """The budgets as a Rich table, with the time the figures are as of."""
+    as_of = rows[0].as_of.strftime("%Y-%m-%d %H:%M:%S UTC") if rows else "now"
+    table = Table(title=f"Budgets (as of {as_of})", title_justify="left", expand=False)
+    for name in (
+        "budget",
+        "scope",
+        "window",
+        "limit",
+        "spent",
+        "reserved",
+        "remaining",
+        "used",
+        "level",
+    ):
+        table.add_column(
+            name,
+            justify="right"
+            if name in ("limit", "spent", "reserved", "remaining", "used")
+            else "left",
+        )
+    colour = {"normal": "green", "warn": "yellow", "degrade": "dark_orange", "stop": "red"}
+    for r in rows:
+        b = r.budget
+        used = Decimal(r.balance.used) / Decimal(b.limit)
+        table.add_row(
+            b.name,
+            str(b.scope),
+            f"{b.window.kind} {b.window.reset_hour:02d}:00 {b.window.tz}",
+            format_money(b.limit, currency),
+            format_money(r.spent, currency),
+            format_money(r.reserved, currency),
+            format_money(r.remaining, currency),
+            f"{used:.1%}",
+            f"[{colour[r.level]}]{r.level}[/]",
+        )
+    return table
+
+
+# -- record -------------------------------------------------------------------------------
+
+
+@app.command()
+def record(
+    service: Annotated[str, typer.Argument(help="The calling service, e.g. enrichment.")],
+    source: Annotated[str, typer.Argument(help="The source used, e.g. google_maps_optimized.")],
+    cost: Annotated[str | None, typer.Option(help="What the call cost (else priced).")] = None,
+    unit: Annotated[list[str] | None, typer.Option("--unit", help="UNIT=QTY, repeatable.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="KEY=VALUE, repeatable.")
+    ] = None,
+    request_id: Annotated[str | None, typer.Option(help="Idempotency key.")] = None,
+    failed: Annotated[str | None, typer.Option(help="Record a failure with this reason.")] = None,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+) -> None:
+    """Record one use of a source (idempotent by --request-id)."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        result = gate.record(
+            service,
+            source,
+            cost=cost,
+            units=_pairs(unit, "--unit"),
+            labels=_pairs(label, "--label"),
+            request_id=request_id,
+            success=failed is None,
+            failure_reason=failed,
+        )
+        shown = (
+            "unpriced" if result.cost is None else format_money(result.cost, gate.config.currency)
+        )
+        console.print(f"{result.status}: {result.request_id} ({shown})", highlight=False)
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            errors.print(f"[red]error:[/red] {option}: got {item!r}; expected KEY=VALUE")
+            raise typer.Exit(2)
+        out[key] = value
+    return out
+
+
+# -- budgets and prices --------------------------------------------------------------------
+
+
+@budgets_app.command("list")
+def budgets_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List the configured budgets."""
+    with failures():
+        cfg = load_config(config)
+    if as_json:
+        console.print_json(json.dumps([b.to_dict() for b in cfg.budgets]))
+        return
+    table = Table("budget", "scope", "limit", "emergency", "window", "thresholds", "hard")
+    for b in cfg.budgets:
+        ladder = ", ".join(f"{t.action} {t.fraction:%}" for t in b.thresholds)
+        table.add_row(
+            b.name,
+            str(b.scope),
+            format_money(b.limit, cfg.currency),
+            format_money(b.emergency, cfg.currency),
+            f"{b.window.kind} {b.window.tz} {b.window.reset_hour:02d}:00",
+            ladder,
+            "yes" if b.hard else "no",
+        )
+    console.print(table)
+
+
+@prices_app.command("list")
+def prices_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List the configured sources and their current prices."""
+    with failures():
+        cfg = load_config(config)
+    rows: list[dict[str, Any]] = []
+    for name, pricing in sorted(cfg.prices.sources.items()):
+        for version in pricing.versions or (None,):
+            rows.append(
+                {
+                    "source": name,
+                    "effective_from": version.effective_from.isoformat() if version else None,
+                    "price": _describe(version)
+                    if version
+                    else ("unpriced (allowed)" if pricing.allow_unpriced else "none"),
+                }
+            )
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("source", "effective from", "price")
+    for row in rows:
+        table.add_row(row["source"], row["effective_from"] or "-", row["price"])
+    console.print(table)
+
+
+def _describe(price: Any) -> str:
+    if price.free:
+        return "free"
+    parts = []
+    for rate in price.rates:
+        if rate.flat:
+            parts.append(f"{rate.tiers[0].rate.normalize():f}/{rate.unit}")
+        else:
+            steps = ", ".join(
+                f"{t.rate.normalize():f} up to {t.up_to:,}"
+                if t.up_to is not None
+                else f"{t.rate.normalize():f} after"
+                for t in rate.tiers
+            )
+            parts.append(f"{rate.unit}: {steps} per {rate.period.kind if rate.period else '?'}")
+    return "; ".join(parts)
+
+
+# -- database -----------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = DEFAULT_URL) -> None:
+    """Bring the database schema up to date."""
+    with failures():
+        url = _sqlalchemy(db)
+        migrate.upgrade(url)
+        console.print(f"schema at {migrate.current(url)} (head {migrate.head()})")
+
+
+@db_app.command("current")
+def db_current(db: DbOption = DEFAULT_URL) -> None:
+    """Show the database's schema revision."""
+    with failures():
+        revision = migrate.current(_sqlalchemy(db))
+        console.print(f"{revision or 'none (empty database)'} (head {migrate.head()})")
+
+
+def _sqlalchemy(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if scheme == "sqlite" and sep:
+        return sqlalchemy_url(rest.removeprefix("/").split("?")[0])
+    from spendgate.errors import ValidationError
+
+    raise ValidationError("--db", url, "a migratable store URL such as sqlite:///spendgate.db")
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    db: Annotated[str, typer.Option("--db", help="Store URL (recreated each run).")] = (
+        "sqlite:///spendgate-demo.db"
+    ),
+    requests: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Requests to simulate.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate the seed's five services, free sources first, against the embedded store."""
+    from spendgate import demo as workload
+    from spendgate.testing import FrozenClock
+
+    path = db.partition("://")[2].removeprefix("/").split("?")[0] if db.startswith("sqlite") else ""
+    for suffix in ("", "-wal", "-shm"):
+        if path:
+            Path(path + suffix).unlink(missing_ok=True)
+    clock = FrozenClock(workload.start_of_today())
+    with failures(), Gate.open(db, config=workload.demo_config(), clock=clock) as gate:
+        console.print(
+            f"spendgate demo: {requests} requests from {len(workload.SERVICES)} services into {db}",
+            highlight=False,
+        )
+        with Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("requests", total=requests)
+            tally = workload.run(
+                gate, clock, requests, seed=seed, progress=lambda n: bar.advance(task, n)
+            )
+        console.print(budget_table(gate.status(), gate.config.currency))
+        console.print(service_table(gate))
+        decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))
+        console.print(f"paid-call decisions: {decisions}", highlight=False)
+        console.print("next: spendgate status --db " + db, highlight=False)
+
+
+def service_table(gate: Gate) -> Table:
+    """Per-service requests, free-source success rate and spend, from the stored events."""
+    events = gate.events()
+    per: dict[str, Counter[str]] = {}
+    spend: Counter[str] = Counter()
+    for e in events:
+        c = per.setdefault(e.service, Counter())
+        c["requests"] += 1
+        c["free_ok"] += int(not e.paid and e.success)
+        c["paid"] += int(e.paid)
+        spend[e.service] += e.cost or 0
+    table = Table(title=f"Services ({len(events)} events)", title_justify="left")
+    for name in ("service", "requests", "served free", "paid calls", "spend", "cost/request"):
+        table.add_column(name, justify="left" if name == "service" else "right")
+    for service, c in sorted(per.items()):
+        table.add_row(
+            service,
+            str(c["requests"]),
+            f"{c['free_ok'] / c['requests']:.1%}",
+            str(c["paid"]),
+            format_money(spend[service]),
+            format_money(spend[service] // c["requests"], places=5),
+        )
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

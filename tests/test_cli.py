@@ -1,0 +1,148 @@
+"""The CLI: a thin shell over the library. Every command has help and a docs entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+import typer.core
+import typer.main
+from typer.testing import CliRunner
+
+from spendgate.cli import app
+
+runner = CliRunner()
+DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
+
+
+def commands(group: typer.core.TyperGroup, prefix: str = "") -> list[str]:
+    out = []
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, typer.core.TyperGroup):
+            out += commands(cmd, f"{prefix}{name} ")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+ALL = commands(typer.main.get_command(app))  # type: ignore[arg-type]
+
+
+def test_the_command_table_is_complete() -> None:
+    assert set(ALL) >= {
+        "status",
+        "record",
+        "demo",
+        "budgets list",
+        "prices list",
+        "db upgrade",
+        "db current",
+    }
+
+
+@pytest.mark.parametrize("command", ALL)
+def test_every_command_has_help_and_docs(command: str) -> None:
+    result = runner.invoke(app, [*command.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    assert f"spendgate {command}" in DOCS.read_text(), f"docs/cli.md does not document {command}"
+
+
+def test_record_then_status(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = runner.invoke(
+        app,
+        [
+            "record",
+            "enrichment",
+            "google_maps_optimized",
+            "--db",
+            db,
+            "--request-id",
+            "r1",
+            "--label",
+            "customer=acme",
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    assert "created: r1 ($0.002)" in first.output
+    again = runner.invoke(
+        app,
+        [
+            "record",
+            "enrichment",
+            "google_maps_optimized",
+            "--db",
+            db,
+            "--request-id",
+            "r1",
+            "--label",
+            "customer=acme",
+        ],
+    )
+    assert "exists: r1" in again.output
+    status = runner.invoke(app, ["status", "--db", db, "--json"])
+    assert status.exit_code == 0, status.output
+    (daily,) = json.loads(status.output)
+    assert (daily["name"], daily["spent"], daily["limit"]) == ("daily", "0.002", "10")
+    assert daily["as_of"]
+
+
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = runner.invoke(app, ["record", "svc", "nowhere", "--db", db])
+    assert result.exit_code == 2
+    assert "source: got 'nowhere'" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(
+        app, ["record", "svc", "google_maps_optimized", "--cost", "-1", "--db", db]
+    )
+    assert result.exit_code == 2
+    assert "amount of zero or more" in result.output
+    result = runner.invoke(
+        app, ["record", "svc", "google_maps_optimized", "--unit", "oops", "--db", db]
+    )
+    assert result.exit_code == 2
+    assert "KEY=VALUE" in result.output
+    status = runner.invoke(app, ["status", "--db", db, "--json"])
+    assert json.loads(status.output)[0]["spent"] == "0"
+
+
+def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "spendgate.toml"
+    cfg.write_text('[[budgets]]\nname = "daily"\nlimit = "10"\nreset_hour = 24\n')
+    result = runner.invoke(app, ["budgets", "list", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "reset_hour: got 24" in result.output
+
+
+def test_budgets_and_prices_list() -> None:
+    budgets = runner.invoke(app, ["budgets", "list", "--json"])
+    assert json.loads(budgets.output)[0]["emergency"] == "50"
+    prices = runner.invoke(app, ["prices", "list", "--json"])
+    by_source = {row["source"]: row["price"] for row in json.loads(prices.output)}
+    assert by_source["google_maps_optimized"] == "0.002/request"
+    assert by_source["openstreetmap_tiles"] == "free"
+    assert by_source["databento_mbo"] == "0.01/MB; 1/hour"
+
+
+def test_db_upgrade_and_current(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert "none" in runner.invoke(app, ["db", "current", "--db", db]).output
+    up = runner.invoke(app, ["db", "upgrade", "--db", db])
+    assert up.exit_code == 0, up.output
+    assert "schema at 0001" in up.output
+    assert runner.invoke(app, ["db", "current", "--db", db]).output.startswith("0001")
+
+
+def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = runner.invoke(app, ["demo", "--db", db, "--requests", "1500"])
+    assert result.exit_code == 0, result.output
+    assert "Budgets (as of" in result.output
+    assert "approved:" in result.output
+    assert "denied:" in result.output
+    status = runner.invoke(app, ["status", "--db", db, "--json"])
+    assert status.exit_code == 0

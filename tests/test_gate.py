@@ -1,0 +1,461 @@
+"""The gate, end to end on every backend: decisions, two-phase spending, recording."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from spendgate import (
+    BudgetExceededError,
+    ConflictError,
+    Gate,
+    ReservationStateError,
+    UnknownSourceError,
+    UnpricedSourceError,
+    to_nanos,
+)
+from spendgate.config import parse
+from spendgate.testing import FrozenClock
+from tests.conftest import small_config
+
+
+def spent(gate: Gate, budget: str = "daily") -> Decimal:
+    (status,) = [s for s in gate.status() if s.budget.name == budget]
+    return Decimal(status.spent) / 10**9
+
+
+def reserved(gate: Gate) -> int:
+    return gate.status()[0].reserved
+
+
+# -- authorize ----------------------------------------------------------------------------
+
+
+def test_authorize_answers_in_the_seeds_shape(gate: Gate) -> None:
+    decision = gate.authorize("enrichment", "paid_api")
+    assert decision.approved
+    body = decision.to_dict()
+    assert body["approval_status"] == "approved"
+    assert body["budget_available"] is True
+    assert body["remaining_budget"] == "0.99"
+    assert body["requested_amount"] == "0.01"
+    assert body["budget"] == "daily"
+    assert body["as_of"] == gate.clock().isoformat()
+
+
+def test_denied_decision_names_budget_and_alternative(gate: Gate) -> None:
+    gate.record("enrichment", "paid_api", cost="0.995")
+    decision = gate.authorize("enrichment", "paid_api")
+    assert decision.status == "denied"
+    assert decision.budget == "daily"
+    assert decision.to_dict()["alternative_action"] == "use_free_sources_only"
+    assert decision.remaining == to_nanos("0.005")
+    with pytest.raises(BudgetExceededError) as err:
+        gate.require("enrichment", "paid_api")
+    assert (err.value.budget, err.value.requested, err.value.remaining) == (
+        "daily",
+        Decimal("0.01"),
+        Decimal("0.005"),
+    )
+
+
+def test_free_and_allowed_unpriced_sources_are_approved_without_a_hold(gate: Gate) -> None:
+    assert gate.authorize("scraper", "free_api").reason == "free"
+    assert gate.authorize("scraper", "legacy").reason == "unpriced source (allowed)"
+
+
+def test_unpriced_and_unknown_sources_are_refused(gate: Gate) -> None:
+    with pytest.raises(UnpricedSourceError, match="mystery"):
+        gate.authorize("scraper", "mystery")
+    with pytest.raises(UnpricedSourceError):
+        gate.record("scraper", "mystery")
+    with pytest.raises(UnknownSourceError, match="one of the configured sources"):
+        gate.reserve("scraper", "nowhere")
+    assert gate.events() == []
+
+
+def test_unpriced_event_is_counted_as_unpriced_never_as_zero(gate: Gate) -> None:
+    result = gate.record("scraper", "legacy")
+    assert result.cost is None
+    (event,) = gate.events()
+    assert event.unpriced
+    assert event.to_dict()["total_cost"] is None
+    assert spent(gate) == 0
+
+
+# -- reserve / commit / release -------------------------------------------------------------
+
+
+def test_reserve_commit_release(gate: Gate) -> None:
+    decision = gate.reserve("enrichment", "paid_api", "0.30")
+    assert decision.approved
+    assert decision.reservation_id
+    assert reserved(gate) == to_nanos("0.30")
+    result = gate.commit(decision.reservation_id, "0.25")
+    assert result.cost == to_nanos("0.25")
+    assert result.overshoot == 0
+    assert spent(gate) == Decimal("0.25")
+    assert reserved(gate) == 0
+    second = gate.reserve("enrichment", "paid_api", "0.50")
+    assert second.reservation_id
+    assert gate.release(second.reservation_id) == "released"
+    assert reserved(gate) == 0
+    with pytest.raises(ReservationStateError):
+        gate.release(second.reservation_id)
+    with pytest.raises(ReservationStateError):
+        gate.commit(decision.reservation_id)
+    assert spent(gate) == Decimal("0.25")
+
+
+def test_commit_without_actual_books_the_estimate_and_overshoot_is_reported(gate: Gate) -> None:
+    a = gate.reserve("svc", "paid_api")
+    assert a.reservation_id
+    assert gate.commit(a.reservation_id).cost == to_nanos("0.01")
+    b = gate.reserve("svc", "paid_api", "0.10")
+    assert b.reservation_id
+    result = gate.commit(b.reservation_id, "0.15")
+    assert result.overshoot == to_nanos("0.05")
+    assert gate.status()[0].balance.overshoot == to_nanos("0.05")
+
+
+def test_reservation_ids_are_idempotent(gate: Gate) -> None:
+    first = gate.reserve("svc", "paid_api", "0.40", reservation_id="job-1")
+    again = gate.reserve("svc", "paid_api", "0.40", reservation_id="job-1")
+    assert first.reservation_id == again.reservation_id == "job-1"
+    assert reserved(gate) == to_nanos("0.40")
+    with pytest.raises(ConflictError):
+        gate.reserve("svc", "paid_api", "0.50", reservation_id="job-1")
+    assert reserved(gate) == to_nanos("0.40")
+
+
+def test_commit_from_another_gate_on_the_same_store(store_url: str, clock: FrozenClock) -> None:
+    if store_url.startswith("memory"):
+        pytest.skip("two gates share a store only through a file or server")
+    one = Gate.open(store_url, config=small_config(), clock=clock)
+    two = Gate.open(store_url, config=small_config(), clock=clock)
+    decision = one.reserve("svc", "paid_api", "0.20")
+    assert decision.reservation_id
+    two.commit(decision.reservation_id, "0.20")
+    assert spent(one) == Decimal("0.20")
+    one.close()
+    two.close()
+
+
+def test_leaked_hold_expires_after_its_ttl(gate: Gate, clock: FrozenClock) -> None:
+    gate.reserve("svc", "paid_api", "0.95")  # the caller crashed and never came back
+    assert not gate.authorize("svc", "paid_api", "0.10").approved
+    clock.advance(gate.config.reservation_ttl)
+    assert gate.authorize("svc", "paid_api", "0.10").approved
+    assert gate.reserve("svc", "paid_api", "0.10").approved
+    assert reserved(gate) == to_nanos("0.10")
+
+
+def test_emergency_allowance_is_explicit_and_recorded(store_url: str, clock: FrozenClock) -> None:
+    cfg = small_config(limit="1.00", emergency="0.50")
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        gate.record("svc", "paid_api", cost="1.00")
+        assert not gate.reserve("svc", "paid_api", "0.20").approved
+        decision = gate.reserve("svc", "paid_api", "0.20", emergency=True)
+        assert decision.status == "emergency_approved"
+        assert decision.to_dict()["emergency_budget_used"] is True
+        assert decision.reservation_id
+        gate.commit(decision.reservation_id)
+        (_, event) = gate.events()
+        assert event.emergency
+        assert not gate.reserve("svc", "paid_api", "0.40", emergency=True).approved
+
+
+def test_degrade_keeps_paid_calls_for_priority_callers(store_url: str, clock: FrozenClock) -> None:
+    cfg = small_config(thresholds={"warn": 0.5, "degrade": 0.7, "stop": 1.0})
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        gate.record("svc", "paid_api", cost="0.65")
+        plain = gate.authorize("svc", "paid_api", "0.10")
+        assert not plain.approved
+        assert "degraded" in plain.reason
+        assert gate.authorize("svc", "paid_api", "0.10", priority=True).approved
+
+
+def test_every_applicable_budget_is_checked_and_the_blocker_named(clock: FrozenClock) -> None:
+    cfg = parse(
+        {
+            "sources": {"maps": {"price": "0.01"}, "llm": {"price": "0.02"}},
+            "budgets": [
+                {"name": "all", "limit": "10"},
+                {"name": "maps-only", "limit": "0.05", "scope": "source:maps"},
+                {"name": "acme", "limit": "0.03", "scope": "label:customer=acme"},
+            ],
+        }
+    )
+    with Gate.open("memory://", config=cfg, clock=clock) as gate:
+        assert gate.reserve("svc", "maps", "0.05").approved
+        denied = gate.reserve("svc", "maps", "0.01")
+        assert (denied.status, denied.budget) == ("denied", "maps-only")
+        assert gate.reserve("svc", "llm", "0.03", labels={"customer": "acme"}).approved
+        blocked = gate.reserve("svc", "llm", "0.01", labels={"customer": "acme"})
+        assert blocked.budget == "acme"
+        assert gate.reserve("svc", "llm", "0.01", labels={"customer": "other"}).approved
+        names = {s.budget.name: s.reserved for s in gate.status()}
+        assert names == {
+            "all": to_nanos("0.09"),
+            "maps-only": to_nanos("0.05"),
+            "acme": to_nanos("0.03"),
+        }
+
+
+def test_the_budget_resets_at_the_window_boundary(gate: Gate, clock: FrozenClock) -> None:
+    gate.record("svc", "paid_api", cost="1.00")
+    assert not gate.authorize("svc", "paid_api").approved
+    clock.set(datetime(2026, 1, 6, 0, 0, tzinfo=UTC))
+    assert gate.authorize("svc", "paid_api").approved
+    assert spent(gate) == 0
+
+
+def test_reset_hour_and_time_zone(clock: FrozenClock) -> None:
+    cfg = small_config(timezone="America/New_York", reset_hour=6)
+    with Gate.open("memory://", config=cfg, clock=clock) as gate:
+        # 2026-01-05 12:00 UTC is 07:00 in New York: the window began at 06:00 local (11:00 UTC).
+        (status,) = gate.status()
+        assert status.window_start == datetime(2026, 1, 5, 11, tzinfo=UTC)
+        gate.record("svc", "paid_api", cost="1.00")
+        clock.set(datetime(2026, 1, 6, 10, 59, tzinfo=UTC))
+        assert not gate.authorize("svc", "paid_api").approved
+        clock.set(datetime(2026, 1, 6, 11, 0, tzinfo=UTC))
+        assert gate.authorize("svc", "paid_api").approved
+
+
+def test_an_event_keeps_the_price_version_it_was_costed_with(clock: FrozenClock) -> None:
+    cfg = parse(
+        {
+            "sources": {
+                "maps": {
+                    "price": "0.002",
+                    "versions": [{"effective_from": "2026-01-05T13:00:00Z", "price": "0.003"}],
+                }
+            },
+            "budgets": [{"name": "daily", "limit": "10"}],
+        }
+    )
+    with Gate.open("memory://", config=cfg, clock=clock) as gate:
+        gate.record("svc", "maps", request_id="before")
+        clock.advance(timedelta(hours=2))
+        gate.record("svc", "maps", request_id="after")
+        early = gate.record("svc", "maps", request_id="backfill", time=clock() - timedelta(hours=3))
+        assert early.cost == to_nanos("0.002")
+        by_id = {e.request_id: e for e in gate.events()}
+        assert by_id["before"].cost == to_nanos("0.002")
+        assert by_id["after"].cost == to_nanos("0.003")
+        assert by_id["after"].price_version == "maps@2026-01-05T13:00:00Z"
+        assert by_id["before"].price_version == "maps@1970-01-01T00:00:00Z"
+
+
+def test_tiered_free_quota_through_the_gate(store_url: str, clock: FrozenClock) -> None:
+    cfg = parse(
+        {
+            "sources": {
+                "geo": {"tiers": {"request": [{"up_to": 3, "price": "0"}, {"price": "0.005"}]}}
+            },
+            "budgets": [{"name": "daily", "limit": "10"}],
+        }
+    )
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        costs = [gate.record("svc", "geo").cost for _ in range(5)]
+        assert costs == [0, 0, 0, to_nanos("0.005"), to_nanos("0.005")]
+        clock.set(datetime(2026, 2, 1, tzinfo=UTC))  # a new month: the free quota is back
+        assert gate.record("svc", "geo").cost == 0
+
+
+def test_multi_dimension_and_stream_prices(clock: FrozenClock) -> None:
+    cfg = parse(
+        {
+            "sources": {
+                "gpt-4o": {"price": {"input_token": "2.50/1M", "output_token": "10.00/1M"}},
+                "databento_mbo": {"price": {"MB": "0.01", "hour": "1.00"}},
+            },
+            "budgets": [{"name": "daily", "limit": "25"}],
+        }
+    )
+    with Gate.open("memory://", config=cfg, clock=clock) as gate:
+        llm = gate.record("svc", "gpt-4o", units={"input_token": 12_000, "output_token": 800})
+        assert llm.cost == to_nanos("0.038")
+        stream = gate.record(
+            "mbo_stream", "databento_mbo", units={"bytes": 50 * 1024 * 1024, "seconds": 5400}
+        )
+        assert stream.cost == to_nanos("2.00")
+
+
+# -- record ---------------------------------------------------------------------------------
+
+
+def test_record_retry_answers_exists_and_conflict_raises(gate: Gate) -> None:
+    first = gate.record("svc", "paid_api", request_id="req-1", labels={"property_id": "p9"})
+    assert first.created
+    again = gate.record("svc", "paid_api", request_id="req-1", labels={"property_id": "p9"})
+    assert again.status == "exists"
+    with pytest.raises(ConflictError):
+        gate.record("svc", "paid_api", request_id="req-1", cost="5")
+    assert spent(gate) == Decimal("0.01")
+    assert len(gate.events()) == 1
+
+
+def test_record_keeps_the_seeds_cost_entry(gate: Gate) -> None:
+    gate.record(
+        "image_processor",
+        "paid_api",
+        request_id="p-1",
+        success=False,
+        failure_reason="timeout",
+        sources_used=["paid_api"],
+        free_sources_attempted=["free_api"],
+        paid_apis_used=["paid_api"],
+        fallbacks_triggered=[("free_api", "no tile")],
+        cache_hits=2,
+        batch_processing=True,
+        quality_score=0.82,
+        processing_time=1.25,
+        labels={"customer": "acme"},
+    )
+    (event,) = gate.events()
+    entry = event.to_dict()
+    assert entry["request_id"] == "p-1"
+    assert entry["total_cost"] == "0.01"
+    assert entry["success"] is False
+    assert entry["failure_reason"] == "timeout"
+    assert entry["free_sources_attempted"] == ["free_api"]
+    assert entry["fallbacks_triggered"] == [{"source": "free_api", "reason": "no tile"}]
+    assert (entry["cache_hits"], entry["batch_processing"]) == (2, True)
+    assert (entry["quality_score"], entry["processing_time"]) == (0.82, 1.25)
+    assert entry["labels"] == {"customer": "acme"}
+
+
+def test_record_many_stores_all_but_conflicts(gate: Gate) -> None:
+    gate.record("svc", "paid_api", request_id="taken", cost="0.02")
+    results = gate.record_many(
+        [
+            {"service": "svc", "source": "paid_api", "request_id": "a"},
+            {"service": "svc", "source": "paid_api", "request_id": "taken", "cost": "0.5"},
+            {"service": "svc", "source": "free_api", "request_id": "b"},
+        ]
+    )
+    assert [r.status for r in results] == ["created", "conflict", "created"]
+    assert spent(gate) == Decimal("0.03")
+
+
+def test_concurrent_records_share_commits(store_url: str, clock: FrozenClock) -> None:
+    with Gate.open(store_url, config=small_config(limit="100"), clock=clock) as gate:
+        barrier = threading.Barrier(16)
+
+        def work(n: int) -> None:
+            barrier.wait()
+            for i in range(25):
+                gate.record("svc", "paid_api", request_id=f"{n}-{i}")
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(gate.events()) == 400
+        assert spent(gate) == Decimal("4.00")
+
+
+# -- spend() and metered() ------------------------------------------------------------------
+
+
+def test_spend_commits_what_the_call_cost(gate: Gate) -> None:
+    with gate.spend("svc", "paid_api", "0.05") as call:
+        call.set_cost("0.03", quality_score=0.9)
+    assert call.result is not None
+    assert call.result.cost == to_nanos("0.03")
+    assert spent(gate) == Decimal("0.03")
+    assert gate.events()[0].quality_score == 0.9
+
+
+def test_spend_refuses_before_the_call(gate: Gate) -> None:
+    gate.record("svc", "paid_api", cost="0.99")
+    calls = []
+    with pytest.raises(BudgetExceededError), gate.spend("svc", "paid_api", "0.05"):
+        calls.append("made")
+    assert calls == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_spend_releases_on_any_exception(gate: Gate, error: type[BaseException]) -> None:
+    held = []
+
+    def call_that_fails() -> None:
+        with gate.spend("svc", "paid_api", "0.50"):
+            held.append(reserved(gate))
+            raise error
+
+    with pytest.raises(error):
+        call_that_fails()
+    assert held == [to_nanos("0.50")]
+    assert reserved(gate) == 0
+    assert spent(gate) == 0
+    assert gate.events() == []
+
+
+def test_metered_decorator(gate: Gate) -> None:
+    @gate.metered("svc", "paid_api", cost=lambda result: result["cost"])
+    def geocode(address: str) -> dict[str, str]:
+        return {"address": address, "cost": "0.04"}
+
+    assert geocode("1 Main St")["address"] == "1 Main St"
+    assert spent(gate) == Decimal("0.04")
+
+
+def test_async_spend_and_decorator(gate: Gate) -> None:
+    @gate.metered("svc", "paid_api")
+    async def fetch() -> str:
+        await asyncio.sleep(0)
+        return "tile"
+
+    async def main() -> None:
+        assert await fetch() == "tile"
+        async with gate.spend("svc", "paid_api", "0.02") as call:
+            call.set_cost("0.02")
+
+    asyncio.run(main())
+    assert spent(gate) == Decimal("0.03")
+
+
+def test_cancelled_async_call_releases_its_hold(gate: Gate) -> None:
+    async def main() -> None:
+        entered = asyncio.Event()
+
+        async def paid_call() -> None:
+            async with gate.spend("svc", "paid_api", "0.40"):
+                entered.set()
+                await asyncio.Event().wait()  # the API never answers
+
+        task = asyncio.create_task(paid_call())
+        await entered.wait()
+        assert reserved(gate) == to_nanos("0.40")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert reserved(gate) == 0
+    assert spent(gate) == 0
+
+
+def test_cancelled_while_reserving_releases_the_hold_it_took(gate: Gate) -> None:
+    async def main() -> None:
+        # Cancel at once: the reservation runs in a worker thread and lands after the cancel.
+        task = asyncio.create_task(gate.spend("svc", "paid_api", "0.40").__aenter__())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Wait for the worker thread to finish, then let its done-callback run on the loop.
+        await asyncio.get_running_loop().shutdown_default_executor()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert reserved(gate) == 0
