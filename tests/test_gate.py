@@ -137,10 +137,12 @@ def test_commit_from_another_gate_on_the_same_store(store_url: str, clock: Froze
         pytest.skip("two gates share a store only through a file or server")
     one = Gate.open(store_url, config=small_config(), clock=clock)
     two = Gate.open(store_url, config=small_config(), clock=clock)
-    decision = one.reserve("svc", "paid_api", "0.20")
+    decision = one.reserve("svc", "paid_api", "0.20", labels={"customer": "acme"})
     assert decision.reservation_id
     two.commit(decision.reservation_id, "0.20")
     assert spent(one) == Decimal("0.20")
+    (event,) = one.events()
+    assert event.labels == {"customer": "acme"}
     one.close()
     two.close()
 

@@ -71,6 +71,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_CHECKS: tuple[Check, ...] = ()
+_OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
 
 
 def new_request_id() -> str:
@@ -218,6 +219,7 @@ class _Open:
     amount: Nanos
     labels: Mapping[str, str]
     emergency: bool
+    expires_at: int
 
 
 class Gate:
@@ -376,6 +378,7 @@ class Gate:
             service=service,
             source=source,
             emergency=emergency,
+            labels=clean_labels,
         )
         result = self.store.reserve(write, now_us)
         if result.status == "conflict":
@@ -394,7 +397,9 @@ class Gate:
         if result.status == "denied":
             checks = _checks(budgets, slots, result.used, amount, refused=result.refused)
             return decide(checks, amount, now, priority=priority)
-        self._open[rid] = _Open(binding, amount, clean_labels, emergency)
+        if len(self._open) >= _OPEN_PRUNE_AT:
+            self._forget_expired(now_us)
+        self._open[rid] = _Open(binding, amount, clean_labels, emergency, write.expires_at)
         checks = tuple(
             Check(b, u, s.cap) for b, s, u in zip(budgets, slots, result.used, strict=True)
         )
@@ -457,11 +462,24 @@ class Gate:
         _, now_us = self._now()
         return self.store.expire(now_us)
 
+    def _forget_expired(self, now_us: int) -> None:
+        # Holds that were never settled (their callers died) expire in the store; forget them
+        # here too, so a long-running process does not remember them forever.
+        for rid, opened in list(self._open.items()):
+            if opened.expires_at <= now_us:
+                self._open.pop(rid, None)
+
     def _reopen(self, reservation_id: str) -> _Open:
         info = self.store.reservation(reservation_id)
         if info is None:
             raise ReservationStateError(reservation_id, "unknown", "commit")
-        return _Open(self.bind(info.service, info.source), info.amount, {}, info.emergency)
+        return _Open(
+            self.bind(info.service, info.source),
+            info.amount,
+            info.labels,
+            info.emergency,
+            info.expires_at,
+        )
 
     def spend(
         self,

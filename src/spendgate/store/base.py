@@ -17,8 +17,8 @@ Accounting per budget bucket (one row per budget and window, or per rolling buck
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import ClassVar, Literal
 
@@ -80,6 +80,7 @@ class ReservationWrite:
     service: str
     source: str
     emergency: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ class ReservationInfo:
     expires_at: int
     emergency: bool
     actual: Nanos | None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class Store(ABC):

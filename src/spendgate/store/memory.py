@@ -229,4 +229,5 @@ class MemoryStore(Store):
                 w.expires_at,
                 w.emergency,
                 r.actual,
+                dict(w.labels),
             )

@@ -50,6 +50,7 @@ reservations = Table(
     Column("settled_at", BigInteger),
     # [[budget, bucket, span_start, cap], ...]: where the hold sits, for settling and expiry.
     Column("slots", Text, nullable=False),
+    Column("labels", Text),  # JSON: the event of a commit made by another process needs them
     sqlite_with_rowid=False,
 )
 # Only pending holds can expire; the partial index keeps the sweep a short probe.

@@ -14,6 +14,7 @@ killed process does not), `?timeout=30` (seconds to wait for the write lock),
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -270,8 +271,8 @@ class SQLiteStore(Store):
         with self._write() as conn:
             inserted = conn.execute(
                 "INSERT INTO reservations (id, state, fingerprint, service, source, amount, "
-                "emergency, created_at, expires_at, slots) "
-                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                "emergency, created_at, expires_at, slots, labels) "
+                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     write.reservation_id,
                     write.fingerprint,
@@ -282,6 +283,7 @@ class SQLiteStore(Store):
                     write.created_at,
                     write.expires_at,
                     slots_json(write.slots),
+                    json.dumps(dict(write.labels)) if write.labels else None,
                 ),
             ).rowcount
             if not inserted:
@@ -437,15 +439,15 @@ class SQLiteStore(Store):
         row = (
             self._conn()
             .execute(
-                "SELECT state, amount, service, source, created_at, expires_at, emergency, actual "
-                "FROM reservations WHERE id = ?",
+                "SELECT state, amount, service, source, created_at, expires_at, emergency, "
+                "actual, labels FROM reservations WHERE id = ?",
                 (reservation_id,),
             )
             .fetchone()
         )
         if row is None:
             return None
-        state, amount, service, source, created, expires, emergency, actual = row
+        state, amount, service, source, created, expires, emergency, actual, labels = row
         return ReservationInfo(
             reservation_id,
             state,
@@ -456,6 +458,7 @@ class SQLiteStore(Store):
             expires,
             bool(emergency),
             actual,
+            json.loads(labels) if labels else {},
         )
 
 

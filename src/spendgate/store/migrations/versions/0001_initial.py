@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.BigInteger, nullable=False),
         sa.Column("settled_at", sa.BigInteger),
         sa.Column("slots", sa.Text, nullable=False),
+        sa.Column("labels", sa.Text),
         sqlite_with_rowid=False,
     )
     op.create_index(
