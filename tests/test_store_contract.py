@@ -238,7 +238,7 @@ def test_events_survive_a_reopen(store_url: str, store: Store) -> None:
 def test_tiered_cost_uses_the_periods_counter(store: Store) -> None:
     price = Price.parse(
         "geo",
-        "0.005/request",
+        None,
         tiers={"request": [{"up_to": 2, "price": "0"}, {"price": "0.005"}]},
         period=Window("month"),
     )

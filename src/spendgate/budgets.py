@@ -22,7 +22,14 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.errors import ValidationError
-from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, from_nanos, to_nanos
+from spendgate.money import (
+    MAX_AMOUNT,
+    Nanos,
+    decimal_to_nanos,
+    from_nanos,
+    money_text,
+    to_nanos,
+)
 from spendgate.windows import WEEKDAYS, Window, parse_duration
 
 Action = Literal["warn", "degrade", "stop"]
@@ -245,8 +252,8 @@ class Budget:
         w = self.window
         return {
             "name": self.name,
-            "limit": str(from_nanos(self.limit)),
-            "emergency": str(from_nanos(self.emergency)),
+            "limit": money_text(self.limit),
+            "emergency": money_text(self.emergency),
             "scope": str(self.scope),
             "window": w.kind,
             "timezone": w.tz,
@@ -303,8 +310,8 @@ class Decision:
         out: dict[str, Any] = {
             "budget_available": self.approved,
             "approval_status": self.status,
-            "requested_amount": str(from_nanos(self.requested)),
-            "remaining_budget": None if self.remaining is None else str(from_nanos(self.remaining)),
+            "requested_amount": money_text(self.requested),
+            "remaining_budget": None if self.remaining is None else money_text(self.remaining),
             "budget": self.budget,
             "level": self.level,
             "as_of": self.as_of.isoformat(),
@@ -394,19 +401,10 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         raise ValidationError(f"{where}.{unknown[0]}", spec[unknown[0]], f"one of {sorted(known)}")
     if "limit" not in spec:
         raise ValidationError(f"{where}.limit", None, 'a limit such as "10.00"')
-    kind = str(spec.get("window", "day"))
-    length = spec.get("length")
-    granularity = spec.get("granularity")
-    window = Window(
-        kind,  # type: ignore[arg-type]
-        tz=str(spec.get("timezone", "UTC")),
-        reset_hour=spec.get("reset_hour", 0),  # type: ignore[arg-type]
-        week_start=_weekday(spec.get("week_start", 0), f"{where}.week_start"),
-        length=None if length is None else parse_duration(length, f"{where}.length"),  # type: ignore[arg-type]
-        granularity=None
-        if granularity is None
-        else parse_duration(granularity, f"{where}.granularity"),  # type: ignore[arg-type]
-    )
+    try:
+        window = _window(spec)
+    except ValidationError as exc:  # name the budget, not just the window's field
+        raise ValidationError(f"{where}.{exc.field}", exc.value, exc.expected) from None
     thresholds = spec.get("thresholds")
     hard = spec.get("hard", True)
     if not isinstance(hard, bool):
@@ -421,6 +419,20 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         if thresholds is None
         else parse_ladder(thresholds, f"{where}.thresholds"),
         hard=hard,
+    )
+
+
+def _window(spec: Mapping[str, object]) -> Window:
+    """The window of a `[[budgets]]` table (errors name the window's own fields)."""
+    length = spec.get("length")
+    granularity = spec.get("granularity")
+    return Window(
+        str(spec.get("window", "day")),  # type: ignore[arg-type]
+        tz=str(spec.get("timezone", "UTC")),
+        reset_hour=spec.get("reset_hour", 0),  # type: ignore[arg-type]
+        week_start=_weekday(spec.get("week_start", 0), "week_start"),
+        length=None if length is None else parse_duration(length, "length"),  # type: ignore[arg-type]
+        granularity=None if granularity is None else parse_duration(granularity, "granularity"),  # type: ignore[arg-type]
     )
 
 

@@ -179,7 +179,10 @@ def _source(name: str, spec: object) -> SourcePricing:
     versions: list[Price] = []
     if "price" in spec or "tiers" in spec:
         versions.append(_price(name, spec, EPOCH, where))
-    for i, version in enumerate(spec.get("versions", ())):
+    listed = spec.get("versions", ())
+    if isinstance(listed, str) or not isinstance(listed, Sequence):
+        raise ValidationError(f"{where}.versions", listed, "a list of [[...versions]] tables")
+    for i, version in enumerate(listed):
         at = f"{where}.versions[{i}]"
         if not isinstance(version, Mapping):
             raise ValidationError(at, version, "a table with effective_from and price")
@@ -201,7 +204,10 @@ def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: 
         kind = spec.get("quota_period", "month")
         if kind not in ("day", "week", "month"):
             raise ValidationError(f"{where}.quota_period", kind, "day, week or month")
-        period = Window(kind, tz=str(spec.get("quota_timezone", "UTC")))
+        try:
+            period = Window(kind, tz=spec.get("quota_timezone", "UTC"))
+        except ValidationError as exc:
+            raise ValidationError(f"{where}.quota_timezone", exc.value, exc.expected) from None
     return Price.parse(
         name, spec.get("price"), effective_from=effective_from, tiers=tiers, period=period
     )

@@ -8,14 +8,15 @@ of the same call matches and a different call under the same key does not.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.errors import ValidationError
-from spendgate.money import Nanos, from_nanos
+from spendgate.money import Nanos, money_text
 
 RecordStatus = Literal["created", "exists", "conflict"]
 MAX_ID_LENGTH = 200
@@ -64,6 +65,115 @@ class Fallback:
 
     source: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    """The seed's descriptive fields of an event, validated.
+
+    `Details.parse()` reads them from keyword arguments; `NO_DETAILS` is the common case of
+    none given, kept as one shared value so the hot path builds nothing.
+    """
+
+    success: bool = True
+    failure_reason: str | None = None
+    sources_used: tuple[str, ...] = ()
+    free_sources_attempted: tuple[str, ...] = ()
+    paid_apis_used: tuple[str, ...] = ()
+    fallbacks_triggered: tuple[Fallback, ...] = ()
+    cache_hits: int = 0
+    batch_processing: bool = False
+    quality_score: float | None = None
+    processing_time: float | None = None
+
+    @classmethod
+    def parse(cls, given: Mapping[str, Any]) -> Details:
+        """Validate the fields a caller gave, naming the first bad one."""
+        if not given:
+            return NO_DETAILS
+        unknown = sorted(set(given) - set(DETAIL_FIELDS))
+        if unknown:
+            raise ValidationError(
+                unknown[0], given[unknown[0]], f"one of {', '.join(DETAIL_FIELDS)}"
+            )
+        success = given.get("success", True)
+        if not isinstance(success, bool):
+            raise ValidationError("success", success, "true or false")
+        failure_reason = given.get("failure_reason")
+        if failure_reason is not None and not isinstance(failure_reason, str):
+            raise ValidationError("failure_reason", failure_reason, "a string")
+        cache_hits = given.get("cache_hits", 0)
+        if isinstance(cache_hits, bool) or not isinstance(cache_hits, int) or cache_hits < 0:
+            raise ValidationError("cache_hits", cache_hits, "a whole number of zero or more")
+        batch = given.get("batch_processing", False)
+        if not isinstance(batch, bool):
+            raise ValidationError("batch_processing", batch, "true or false")
+        return cls(
+            success=success,
+            failure_reason=failure_reason,
+            sources_used=_names(given.get("sources_used", ()), "sources_used"),
+            free_sources_attempted=_names(
+                given.get("free_sources_attempted", ()), "free_sources_attempted"
+            ),
+            paid_apis_used=_names(given.get("paid_apis_used", ()), "paid_apis_used"),
+            fallbacks_triggered=tuple(_fallback(f) for f in given.get("fallbacks_triggered", ())),
+            cache_hits=cache_hits,
+            batch_processing=batch,
+            quality_score=_measure(given.get("quality_score"), "quality_score"),
+            processing_time=_measure(given.get("processing_time"), "processing_time"),
+        )
+
+    def key(self) -> tuple[object, ...]:
+        """What a fingerprint digests of these fields (empty when none were given)."""
+        if self is NO_DETAILS:
+            return ()
+        return (
+            self.success,
+            self.failure_reason,
+            self.sources_used,
+            self.free_sources_attempted,
+            self.paid_apis_used,
+            self.fallbacks_triggered,
+            self.cache_hits,
+            self.batch_processing,
+            self.quality_score,
+            self.processing_time,
+        )
+
+
+NO_DETAILS = Details()
+DETAIL_FIELDS = Details.__match_args__
+
+
+def _measure(value: object, field_name: str) -> float | None:
+    """A measurement that is not money (a quality score, seconds): finite, zero or more."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValidationError(field_name, value, "a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValidationError(field_name, value, "a finite number of zero or more")
+    return number
+
+
+def _names(value: object, field_name: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationError(field_name, value, "a list of source names")
+    return tuple(check_name(v, field_name) for v in value)
+
+
+def _fallback(value: object) -> Fallback:
+    if isinstance(value, Fallback):
+        return value
+    if isinstance(value, Mapping):
+        return Fallback(
+            check_name(value.get("source"), "fallbacks_triggered.source"),
+            str(value.get("reason", "unknown")),
+        )
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return Fallback(check_name(value[0], "fallbacks_triggered.source"), str(value[1]))
+    raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +236,7 @@ class Event:
             "timestamp": self.time.isoformat(),
             "service": self.service,
             "source": self.source,
-            "total_cost": None if self.cost is None else str(from_nanos(self.cost)),
+            "total_cost": None if self.cost is None else money_text(self.cost),
             "unpriced": self.unpriced,
             "paid": self.paid,
             "success": self.success,

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -43,15 +42,15 @@ from spendgate.errors import (
     ValidationError,
 )
 from spendgate.events import (
+    Details,
     Event,
-    Fallback,
     RecordResult,
     check_id,
     check_labels,
     check_name,
     fingerprint,
 )
-from spendgate.money import Nanos, from_nanos, to_nanos
+from spendgate.money import Nanos, from_nanos, money_text, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, to_quantity
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
@@ -125,13 +124,53 @@ class BudgetStatus:
             **self.budget.to_dict(),
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
-            "spent": str(from_nanos(self.spent)),
-            "reserved": str(from_nanos(self.reserved)),
-            "overshoot": str(from_nanos(self.balance.overshoot)),
-            "remaining": str(from_nanos(self.remaining)),
+            "spent": money_text(self.spent),
+            "reserved": money_text(self.reserved),
+            "overshoot": money_text(self.balance.overshoot),
+            "remaining": money_text(self.remaining),
             "level": self.level,
             "as_of": self.as_of.isoformat(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PriceAt:
+    """A source's price over the span of time it holds, with the plain call pre-costed.
+
+    Most calls give no units: their cost and estimate are computed once per price version
+    instead of once per call.
+    """
+
+    price: Price | None
+    start: int
+    until: int
+    paid: bool
+    plain_cost: Nanos | None
+    plain_estimate: Nanos | None
+
+    @classmethod
+    def resolve(cls, price: Price | None, start: int, until: int) -> PriceAt:
+        """Pre-cost a plain call (one request, no units) where the price allows it."""
+        if price is None:
+            return cls(None, start, until, False, None, 0)
+        try:
+            estimate: Nanos | None = price.estimate(None)
+            cost = None if price.tiered_rates else price.cost(None)
+        except ValidationError:  # the price needs units (tokens, MB...): nothing to pre-cost
+            estimate = cost = None
+        return cls(price, start, until, not price.free, cost, estimate)
+
+    def cost(self, units: Usage | None) -> Nanos | None:
+        """The cost of a call with `units` (`None` for an allowed-unpriced source)."""
+        if units is None and self.plain_cost is not None:
+            return self.plain_cost
+        return None if self.price is None else self.price.cost(units)
+
+    def estimate(self, units: Usage | None) -> Nanos:
+        """The most a call with `units` can cost (0 for an allowed-unpriced source)."""
+        if units is None and self.plain_estimate is not None:
+            return self.plain_estimate
+        return 0 if self.price is None else self.price.estimate(units)
 
 
 class Binding:
@@ -143,8 +182,7 @@ class Binding:
     __slots__ = (
         "_budgets",
         "_label_budgets",
-        "_price",
-        "_price_span",
+        "_priced",
         "_slots",
         "gate",
         "pricing",
@@ -162,23 +200,25 @@ class Binding:
             b for b in budgets if b.scope.kind != "label" and b.scope.matches(service, source)
         )
         self._label_budgets = tuple(b for b in budgets if b.scope.kind == "label")
-        self._price: Price | None = None
-        self._price_span = (1, 0)  # [from, until) in µs during which _price holds; empty
+        self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
         # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
         self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
 
-    def price(self, now_us: int) -> Price | None:
-        """The price in effect at `now_us` (`None` for an allowed-unpriced source)."""
-        lo, hi = self._price_span
-        if lo <= now_us < hi:
-            return self._price
+    def price(self, now_us: int) -> PriceAt:
+        """The price in effect at `now_us`, resolved once for the span it holds."""
+        priced = self._priced  # one read: other threads may swap in another span meanwhile
+        if priced.start <= now_us < priced.until:
+            return priced
         at = from_micros(now_us)
         price = self.gate.config.prices.price_at(self.source, at)
         later = [v for v in self.pricing.versions if v.effective_from > at]
-        start = to_micros(price.effective_from) if price else -(2**62)
-        until = to_micros(later[0].effective_from) if later else 2**62
-        self._price, self._price_span = price, (start, until)
-        return price
+        priced = PriceAt.resolve(
+            price,
+            to_micros(price.effective_from) if price else -(2**62),
+            to_micros(later[0].effective_from) if later else 2**62,
+        )
+        self._priced = priced
+        return priced
 
     def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
         """The budgets a call with `labels` counts against."""
@@ -283,13 +323,6 @@ class Gate:
         now = self.clock()
         return now, to_micros(now)
 
-    def _requested(self, price: Price | None, amount: object, units: Usage | None) -> Nanos:
-        if amount is not None:
-            return to_nanos(amount, "amount")
-        if price is None:
-            return 0
-        return price.estimate(units)
-
     # -- deciding -----------------------------------------------------------------------------
 
     def authorize(
@@ -310,10 +343,10 @@ class Gate:
         """
         binding = self.bind(service, source)
         now, now_us = self._now()
-        price = binding.price(now_us)
-        requested = self._requested(price, amount, units)
+        priced = binding.price(now_us)
+        requested = to_nanos(amount, "amount") if amount is not None else priced.estimate(units)
         if requested == 0:
-            why = "unpriced source (allowed)" if price is None else "free"
+            why = "unpriced source (allowed)" if priced.price is None else "free"
             return Decision("approved", 0, None, None, "normal", now, why)
         budgets = binding.budgets(check_labels(labels) if labels else None)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
@@ -355,9 +388,13 @@ class Gate:
         """
         binding = self.bind(service, source)
         now, now_us = self._now()
-        price = binding.price(now_us)
-        amount = self._requested(price, estimate, units)
-        rid = check_id(reservation_id, "reservation_id") if reservation_id else new_request_id()
+        priced = binding.price(now_us)
+        amount = to_nanos(estimate, "estimate") if estimate is not None else priced.estimate(units)
+        rid = (
+            check_id(reservation_id, "reservation_id")
+            if reservation_id is not None
+            else new_request_id()
+        )
         clean_labels = check_labels(labels)
         lifetime = ttl if ttl is not None else self.config.reservation_ttl
         if lifetime <= timedelta(0):
@@ -424,19 +461,22 @@ class Gate:
         opened = self._open.get(reservation_id) or self._reopen(reservation_id)
         binding = opened.binding
         now, now_us = self._now()
-        price = binding.price(now_us)
+        priced = binding.price(now_us)
+        price = priced.price
         if actual is not None:
             cost: Nanos | None = to_nanos(actual, "actual")
         elif units is not None:
-            cost = price.cost(units) if price is not None else None
+            cost = priced.cost(units)
         else:
             cost = opened.amount if price is not None or opened.amount else None
         event = _event(
             binding,
-            price,
+            priced,
             cost=cost,
             when=now,
-            request_id=request_id or reservation_id,
+            request_id=check_id(request_id, "request_id")
+            if request_id is not None
+            else reservation_id,
             units=units,
             labels=opened.labels,
             emergency=opened.emergency,
@@ -586,6 +626,37 @@ class Gate:
             raise ConflictError("event", result.request_id)
         return result
 
+    async def arecord(
+        self,
+        service: str,
+        source: str,
+        *,
+        cost: Decimal | int | str | None = None,
+        units: Usage | None = None,
+        request_id: str | None = None,
+        time: datetime | None = None,
+        labels: Mapping[str, str] | None = None,
+        emergency: bool = False,
+        **details: Any,
+    ) -> RecordResult:
+        """`record()` for asyncio code: the task waits for the durable commit, the loop does not.
+
+        Concurrent tasks share commits exactly as threads do, at a fraction of the cost of
+        waking threads. A cancelled call may still have been recorded: retry it with the same
+        `request_id` to find out.
+        """
+        write = self.prepare(
+            service, source, cost=cost, units=units, request_id=request_id, time=time,
+            labels=labels, emergency=emergency, **details,
+        )  # fmt: skip
+        if self._writer is not None:
+            result = await self._writer.asubmit(write)
+        else:
+            result = self.store.record([write])[0]
+        if result.status == "conflict":
+            raise ConflictError("event", result.request_id)
+        return result
+
     def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RecordResult]:
         """Book several events in one transaction; one result per event, in order.
 
@@ -617,21 +688,19 @@ class Gate:
         else:
             when = require_aware(time, "time")
             when_us = to_micros(when)
-        price = binding.price(when_us)
-        amount: Nanos | None
-        if cost is not None:
-            amount = to_nanos(cost, "cost")
-        elif price is None:
-            amount = None  # allowed-unpriced: counted as unpriced, never as $0
-        else:
-            amount = price.cost(units)
-        clean_labels = check_labels(labels)
+        priced = binding.price(when_us)
+        price = priced.price
+        # An allowed-unpriced source costs None: counted as unpriced, never as $0.
+        amount = to_nanos(cost, "cost") if cost is not None else priced.cost(units)
+        clean_labels = check_labels(labels) if labels else {}
         event = _event(
             binding,
-            price,
+            priced,
             cost=amount,
             when=when,
-            request_id=check_id(request_id, "request_id") if request_id else new_request_id(),
+            request_id=(
+                check_id(request_id, "request_id") if request_id is not None else new_request_id()
+            ),
             units=units,
             labels=clean_labels,
             emergency=emergency,
@@ -811,23 +880,9 @@ def _quota(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse,
     )
 
 
-_DETAIL_FIELDS = (
-    "success",
-    "failure_reason",
-    "sources_used",
-    "free_sources_attempted",
-    "paid_apis_used",
-    "fallbacks_triggered",
-    "cache_hits",
-    "batch_processing",
-    "quality_score",
-    "processing_time",
-)
-
-
 def _event(
     binding: Binding,
-    price: Price | None,
+    priced: PriceAt,
     *,
     cost: Nanos | None,
     when: datetime,
@@ -840,48 +895,17 @@ def _event(
     details: Mapping[str, Any],
 ) -> Event:
     """Validate an event's fields and build it, with the fingerprint of what the caller said."""
-    unknown = sorted(set(details) - set(_DETAIL_FIELDS))
-    if unknown:
-        raise ValidationError(
-            unknown[0], details[unknown[0]], f"one of {', '.join(_DETAIL_FIELDS)}"
-        )
-    clean_units = {str(k): to_quantity(v, f"units.{k}") for k, v in (units or {}).items()}
-    success = details.get("success", True)
-    if not isinstance(success, bool):
-        raise ValidationError("success", success, "true or false")
-    failure_reason = details.get("failure_reason")
-    if failure_reason is not None and not isinstance(failure_reason, str):
-        raise ValidationError("failure_reason", failure_reason, "a string")
-    cache_hits = details.get("cache_hits", 0)
-    if isinstance(cache_hits, bool) or not isinstance(cache_hits, int) or cache_hits < 0:
-        raise ValidationError("cache_hits", cache_hits, "a whole number of zero or more")
-    batch = details.get("batch_processing", False)
-    if not isinstance(batch, bool):
-        raise ValidationError("batch_processing", batch, "true or false")
-    quality = _optional_number(details.get("quality_score"), "quality_score")
-    processing = _optional_number(details.get("processing_time"), "processing_time")
-    names = {
-        f: _names(details.get(f, ()), f)
-        for f in ("sources_used", "free_sources_attempted", "paid_apis_used")
-    }
-    fallbacks = tuple(_fallback(f) for f in details.get("fallbacks_triggered", ()))
-    paid = (price is not None and not price.free) or bool(cost)
+    d = Details.parse(details)
+    clean_units = {str(k): to_quantity(v, f"units.{k}") for k, v in units.items()} if units else {}
     fp = fingerprint(
         binding.service,
         binding.source,
         cost if fp_extra[0] else None,
-        sorted(clean_units.items()),
-        success,
-        failure_reason,
-        sorted(labels.items()),
+        sorted(clean_units.items()) if clean_units else (),
+        sorted(labels.items()) if labels else (),
         emergency,
-        names,
-        fallbacks,
-        cache_hits,
-        batch,
-        quality,
-        processing,
         reservation_id,
+        d.key(),
         *fp_extra[1:],
     )
     return Event(
@@ -892,50 +916,19 @@ def _event(
         cost=cost,
         fingerprint=fp,
         units=clean_units,
-        paid=paid,
-        success=success,
-        failure_reason=failure_reason,
-        sources_used=names["sources_used"],
-        free_sources_attempted=names["free_sources_attempted"],
-        paid_apis_used=names["paid_apis_used"],
-        fallbacks_triggered=fallbacks,
-        cache_hits=cache_hits,
-        batch_processing=batch,
-        quality_score=quality,
-        processing_time=processing,
+        paid=priced.paid or bool(cost),
+        success=d.success,
+        failure_reason=d.failure_reason,
+        sources_used=d.sources_used,
+        free_sources_attempted=d.free_sources_attempted,
+        paid_apis_used=d.paid_apis_used,
+        fallbacks_triggered=d.fallbacks_triggered,
+        cache_hits=d.cache_hits,
+        batch_processing=d.batch_processing,
+        quality_score=d.quality_score,
+        processing_time=d.processing_time,
         labels=labels,
-        price_version=price.version if price is not None else None,
+        price_version=priced.price.version if priced.price is not None else None,
         reservation_id=reservation_id,
         emergency=emergency,
     )
-
-
-def _optional_number(value: object, field: str) -> float | None:
-    """A measurement that is not money (a quality score, seconds): finite, zero or more."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValidationError(field, value, "a number")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValidationError(field, value, "a finite number of zero or more")
-    return number
-
-
-def _names(value: object, field: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValidationError(field, value, "a list of source names")
-    return tuple(check_name(v, field) for v in value)
-
-
-def _fallback(value: object) -> Fallback:
-    if isinstance(value, Fallback):
-        return value
-    if isinstance(value, Mapping):
-        return Fallback(
-            check_name(value.get("source"), "fallbacks_triggered.source"),
-            str(value.get("reason", "unknown")),
-        )
-    if isinstance(value, tuple | list) and len(value) == 2:
-        return Fallback(check_name(value[0], "fallbacks_triggered.source"), str(value[1]))
-    raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")

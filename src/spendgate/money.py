@@ -85,6 +85,11 @@ def from_nanos(nanos: Nanos) -> Decimal:
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
 
 
+def money_text(nanos: Nanos) -> str:
+    """An amount as an exact decimal string for machines: `"0.0000001"`, never `"1E-7"`."""
+    return f"{from_nanos(nanos):f}"
+
+
 def format_money(nanos: Nanos, currency: str = DEFAULT_CURRENCY, places: int = 2) -> str:
     """Show an amount for people: `$12.35`, `-$0.50`, `EUR 3.10` for unknown symbols.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
@@ -164,13 +164,20 @@ class Price:
     rates: tuple[Rate, ...] = ()
     effective_from: datetime = EPOCH
     _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
+    _version: str = field(init=False, repr=False, compare=False)
+    _tiered: tuple[Rate, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require_aware(self.effective_from, "effective_from")
+        object.__setattr__(self, "effective_from", self.effective_from.astimezone(UTC))
         units = [r.unit for r in self.rates]
         if len(set(units)) != len(units):
             raise ValidationError(f"sources.{self.source}.price", units, "each unit at most once")
         object.__setattr__(self, "_by_unit", {r.unit: r for r in self.rates})
+        object.__setattr__(self, "_tiered", tuple(r for r in self.rates if not r.flat))
+        object.__setattr__(
+            self, "_version", f"{self.source}@{self.effective_from:%Y-%m-%dT%H:%M:%SZ}"
+        )
 
     @classmethod
     def parse(
@@ -179,7 +186,7 @@ class Price:
         spec: object,
         *,
         effective_from: datetime = EPOCH,
-        tiers: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+        tiers: Mapping[str, object] | None = None,
         period: Window | None = None,
     ) -> Price:
         """Build a price from its configuration form.
@@ -195,6 +202,8 @@ class Price:
             pass
         elif isinstance(spec, Mapping):
             for unit, rate_text in spec.items():
+                if canonical_unit(str(unit)) in rates:
+                    raise ValidationError(f"{where}.{unit}", rate_text, "each unit priced once")
                 rate, named = parse_rate(rate_text, f"{where}.{unit}")
                 if named is not None and named != canonical_unit(str(unit)):
                     raise ValidationError(f"{where}.{unit}", rate_text, f"a price per {unit}")
@@ -207,6 +216,11 @@ class Price:
             rates[unit] = Rate(unit, (Tier(None, rate),))
         for unit_name, steps in (tiers or {}).items():
             unit = canonical_unit(unit_name)
+            if unit in rates:
+                raise ValidationError(
+                    f"sources.{source}.tiers.{unit_name}", "both price and tiers",
+                    f"a price or tiers for {unit}, not both",
+                )  # fmt: skip
             rates[unit] = Rate(
                 unit,
                 _parse_tiers(steps, f"sources.{source}.tiers.{unit_name}"),
@@ -229,12 +243,12 @@ class Price:
     @property
     def tiered_rates(self) -> tuple[Rate, ...]:
         """The rates whose cost depends on usage earlier in their period."""
-        return tuple(r for r in self.rates if not r.flat)
+        return self._tiered
 
     @property
     def version(self) -> str:
         """A stable name for this version: `source@2026-01-01T00:00:00Z`."""
-        return f"{self.source}@{self.effective_from:%Y-%m-%dT%H:%M:%SZ}"
+        return self._version
 
     def quantities(self, usage: Usage | None) -> dict[str, Decimal]:
         """The quantity of every priced dimension in `usage`.
@@ -291,12 +305,15 @@ def _checked_nanos(total: Decimal, source: str) -> Nanos:
     return decimal_to_nanos(total)
 
 
-def _parse_tiers(steps: Sequence[Mapping[str, object]], where: str) -> tuple[Tier, ...]:
-    if not steps:
-        raise ValidationError(where, steps, "a list of {up_to = N, price = ...} steps")
+def _parse_tiers(steps: object, where: str) -> tuple[Tier, ...]:
+    expected = "a list of {up_to = N, price = ...} steps"
+    if isinstance(steps, str | bytes) or not isinstance(steps, Sequence) or not steps:
+        raise ValidationError(where, steps, expected)
     tiers: list[Tier] = []
     previous = Decimal(0)
     for i, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            raise ValidationError(f"{where}[{i}]", step, "a table {up_to = N, price = ...}")
         rate, _ = parse_rate(step.get("price", step.get("rate")), f"{where}[{i}].price")
         raw_up_to = step.get("up_to")
         up_to = None if raw_up_to is None else to_quantity(raw_up_to, f"{where}[{i}].up_to")

@@ -30,6 +30,8 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 def zone(name: str, field_name: str = "timezone") -> ZoneInfo:
     """Look up an IANA zone, refusing unknown names with a clear error."""
+    if not isinstance(name, str):
+        raise ValidationError(field_name, name, "an IANA time zone name such as 'UTC'")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -83,13 +85,21 @@ class Window:
             raise ValidationError("reset_hour", self.reset_hour, "a whole hour from 0 to 23")
         if not 0 <= self.reset_hour <= 23:
             raise ValidationError("reset_hour", self.reset_hour, "a whole hour from 0 to 23")
-        if not isinstance(self.week_start, int) or not 0 <= self.week_start <= 6:
+        if (
+            isinstance(self.week_start, bool)
+            or not isinstance(self.week_start, int)
+            or not 0 <= self.week_start <= 6
+        ):
             raise ValidationError("week_start", self.week_start, "0 (Monday) to 6 (Sunday)")
         object.__setattr__(self, "_zone", zone(self.tz))
         if self.kind == "rolling":
             if self.length is None or self.length <= timedelta(0):
                 raise ValidationError("length", self.length, "a positive duration such as '24h'")
-            gran = self.granularity or _default_granularity(self.length)
+            gran = (
+                self.granularity
+                if self.granularity is not None
+                else _default_granularity(self.length)
+            )
             if gran <= timedelta(0) or gran > self.length:
                 raise ValidationError(
                     "granularity", self.granularity, "a positive duration no longer than length"
@@ -141,10 +151,25 @@ class Window:
     # -- calendar arithmetic on local dates ---------------------------------------------------
 
     def _start_on(self, day: date) -> datetime:
-        # fold=0: in a repeated hour the first occurrence; in a gap, the pre-transition offset,
-        # which lands on the instant the clock jumps past the missing reset hour.
-        local = datetime.combine(day, time(self.reset_hour), tzinfo=self._zone)
-        return local.astimezone(UTC)
+        """The instant the local clock first reads `reset_hour` (or later) on `day`."""
+        wall = datetime.combine(day, time(self.reset_hour))
+        first = wall.replace(tzinfo=self._zone).astimezone(UTC)  # fold=0: first occurrence
+        if first.astimezone(self._zone).replace(tzinfo=None) == wall:
+            return first
+        # The reset hour falls in a DST gap: the window starts when the clock jumps over it,
+        # which is not always on the hour (Pacific/Chatham jumps 02:45 -> 03:45). Search
+        # between the two readings of the missing time for the first instant at or past it.
+        lo = wall.replace(tzinfo=self._zone, fold=1).astimezone(UTC)
+        hi = first
+        if lo > hi:
+            lo, hi = hi, lo
+        while hi - lo > timedelta(microseconds=1):
+            mid = lo + (hi - lo) / 2
+            if mid.astimezone(self._zone).replace(tzinfo=None) >= wall:
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
     def _local_day(self, at: datetime) -> date:
         return at.astimezone(self._zone).date()
@@ -190,14 +215,17 @@ def parse_duration(text: str | int | float | timedelta, field_name: str) -> time
     elif isinstance(text, bool):
         raise ValidationError(field_name, text, "a duration such as '30s', '15m', '24h' or '7d'")
     elif isinstance(text, int | float):
-        value = timedelta(seconds=text)
+        try:
+            value = timedelta(seconds=text)
+        except (ValueError, OverflowError):
+            raise ValidationError(field_name, text, "a finite duration") from None
     else:
         raw = text.strip().lower()
         unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
         number = raw[:-1] if unit else raw
         try:
             value = timedelta(seconds=float(number) * (unit or 1))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValidationError(
                 field_name, text, "a duration such as '30s', '15m', '24h' or '7d'"
             ) from None
