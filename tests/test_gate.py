@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -461,3 +462,37 @@ def test_cancelled_while_reserving_releases_the_hold_it_took(gate: Gate) -> None
 
     asyncio.run(main())
     assert reserved(gate) == 0
+
+
+def test_async_record_shares_commits_and_keeps_idempotency(gate: Gate) -> None:
+    async def main() -> list[str]:
+        first = await asyncio.gather(
+            *(gate.arecord("svc", "paid_api", request_id=f"a-{i}") for i in range(50))
+        )
+        again = await gate.arecord("svc", "paid_api", request_id="a-7")
+        with pytest.raises(ConflictError):
+            await gate.arecord("svc", "paid_api", request_id="a-7", cost="0.5")
+        return [r.status for r in first] + [again.status]
+
+    statuses = asyncio.run(main())
+    assert statuses == ["created"] * 50 + ["exists"]
+    assert len(gate.events()) == 50
+    assert spent(gate) == Decimal("0.50")
+    writer = gate._writer
+    if writer is not None:  # SQLite: 50 concurrent tasks took far fewer than 50 commits
+        assert writer.batches < 50
+
+
+def test_a_cancelled_async_record_is_settled_by_its_retry(gate: Gate) -> None:
+    async def main() -> str:
+        task = asyncio.create_task(gate.arecord("svc", "paid_api", request_id="maybe"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        retry = await gate.arecord("svc", "paid_api", request_id="maybe")
+        return retry.status
+
+    assert asyncio.run(main()) in ("created", "exists")
+    assert [e.request_id for e in gate.events()] == ["maybe"]
+    assert spent(gate) == Decimal("0.01")

@@ -70,6 +70,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_CHECKS: tuple[Check, ...] = ()
+_FINGERPRINTS_KEPT = 4096  # per binding
 _OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
 
 
@@ -181,6 +182,7 @@ class Binding:
 
     __slots__ = (
         "_budgets",
+        "_fingerprints",
         "_label_budgets",
         "_priced",
         "_slots",
@@ -201,6 +203,7 @@ class Binding:
         )
         self._label_budgets = tuple(b for b in budgets if b.scope.kind == "label")
         self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
+        self._fingerprints: dict[tuple[object, ...], str] = {}
         # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
         self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
 
@@ -219,6 +222,19 @@ class Binding:
         )
         self._priced = priced
         return priced
+
+    def fingerprint(self, said: tuple[object, ...]) -> str:
+        """The fingerprint of what a caller said about a call to this service and source.
+
+        Calls repeat themselves (most say nothing but their request id), so digests are
+        remembered, up to a bound.
+        """
+        fp = self._fingerprints.get(said)
+        if fp is None:
+            if len(self._fingerprints) >= _FINGERPRINTS_KEPT:
+                self._fingerprints.clear()
+            fp = self._fingerprints[said] = fingerprint(self.service, self.source, *said)
+        return fp
 
     def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
         """The budgets a call with `labels` counts against."""
@@ -481,7 +497,8 @@ class Gate:
             labels=opened.labels,
             emergency=opened.emergency,
             reservation_id=reservation_id,
-            fp_extra=(actual is not None,),
+            cost_given=actual is not None,
+            time_given=None,
             details=details,
         )
         tiered = actual is None and units is not None and price is not None and price.tiered_rates
@@ -705,7 +722,8 @@ class Gate:
             labels=clean_labels,
             emergency=emergency,
             reservation_id=None,
-            fp_extra=(cost is not None, time),
+            cost_given=cost is not None,
+            time_given=time,
             details=details,
         )
         tiered = cost is None and price is not None and price.tiered_rates
@@ -891,22 +909,21 @@ def _event(
     labels: Mapping[str, str],
     emergency: bool,
     reservation_id: str | None,
-    fp_extra: tuple[object, ...],
+    cost_given: bool,
+    time_given: datetime | None,
     details: Mapping[str, Any],
 ) -> Event:
     """Validate an event's fields and build it, with the fingerprint of what the caller said."""
     d = Details.parse(details)
     clean_units = {str(k): to_quantity(v, f"units.{k}") for k, v in units.items()} if units else {}
-    fp = fingerprint(
-        binding.service,
-        binding.source,
-        cost if fp_extra[0] else None,
-        sorted(clean_units.items()) if clean_units else (),
-        sorted(labels.items()) if labels else (),
+    said = (
+        cost if cost_given else None,
+        tuple(sorted(clean_units.items())) if clean_units else (),
+        tuple(sorted(labels.items())) if labels else (),
         emergency,
         reservation_id,
         d.key(),
-        *fp_extra[1:],
+        time_given,
     )
     return Event(
         request_id=request_id,
@@ -914,7 +931,7 @@ def _event(
         service=binding.service,
         source=binding.source,
         cost=cost,
-        fingerprint=fp,
+        fingerprint=binding.fingerprint(said),
         units=clean_units,
         paid=priced.paid or bool(cost),
         success=d.success,
