@@ -416,9 +416,7 @@ class Gate:
         if lifetime <= timedelta(0):
             raise ValidationError("ttl", lifetime, "a positive duration")
         budgets = binding.budgets(clean_labels)
-        slots = (
-            binding.slots(budgets, now_us, priority=priority, emergency=emergency) if amount else ()
-        )
+        slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
         write = ReservationWrite(
             reservation_id=rid,
             fingerprint=fingerprint(
@@ -502,7 +500,11 @@ class Gate:
             details=details,
         )
         tiered = actual is None and units is not None and price is not None and price.tiered_rates
-        write = EventWrite(event, (), price, _quota(price, event, now) if tiered else ())
+        # The windows the event falls in now: where its cost counts if its hold's has passed.
+        slots = binding.slots(
+            binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
+        )
+        write = EventWrite(event, slots, price, _quota(price, event, now) if tiered else ())
         result = self.store.commit(reservation_id, write, now_us)
         self._open.pop(reservation_id, None)
         return result

@@ -218,6 +218,40 @@ def overshoot_of(before: Nanos, amount: Nanos, cap: Nanos | None) -> Nanos:
     return max(0, before + amount - cap) - max(0, before - cap)
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a commit moves money, budget by budget.
+
+    `settle`: holds whose window is still current; the hold becomes the spend there.
+    `unhold`: holds whose window has passed since; the hold is returned unused.
+    `charge`: where the spend lands when it is not settled in place (the window current at
+    commit, or every current window when the hold had expired); booked as unreserved spend.
+    A commit's cost is counted in the window its event falls in, so a window's spend is always
+    the sum of its events.
+    """
+
+    settle: tuple[Slot, ...]
+    unhold: tuple[Slot, ...]
+    charge: tuple[Slot, ...]
+
+    @classmethod
+    def plan(cls, holds: Sequence[Slot], current: Sequence[Slot], *, expired: bool) -> Settlement:
+        """Pair each hold with its budget's slot at commit time."""
+        now = {s.budget: s for s in current} or {s.budget: s for s in holds}
+        if expired:
+            return cls((), (), tuple(now.values()))
+        settle, unhold, charge = [], [], []
+        for hold in holds:
+            target = now.pop(hold.budget, hold)
+            if target.bucket == hold.bucket:
+                settle.append(hold)
+            else:
+                unhold.append(hold)
+                charge.append(target)
+        charge += now.values()  # budgets that apply now but held nothing (a new label scope)
+        return cls(tuple(settle), tuple(unhold), tuple(charge))
+
+
 def cost_with_quota(
     write: EventWrite, used_before: Callable[[QuotaUse], Decimal]
 ) -> tuple[Nanos | None, list[tuple[QuotaUse, Decimal]]]:

@@ -22,6 +22,7 @@ from spendgate.store.base import (
     ReservationState,
     ReservationWrite,
     ReserveResult,
+    Settlement,
     Slot,
     Store,
     cost_with_quota,
@@ -67,12 +68,13 @@ class MemoryStore(Store):
             return row[0] + row[1] if row else 0
         return sum(r[0] + r[1] for b, r in buckets.items() if slot.span_start <= b <= slot.bucket)
 
-    def _charge(self, slot: Slot, amount: Nanos) -> None:
+    def _charge(self, slot: Slot, amount: Nanos) -> Nanos:
         """Book spend no reservation covered, counting what lands above the cap as overshoot."""
         over = overshoot_of(self._used(slot), amount, slot.cap)
         row = self._row(slot)
         row[0] += amount
         row[2] += over
+        return over
 
     def _expire_locked(self, now: int) -> int:
         expired = [
@@ -129,20 +131,19 @@ class MemoryStore(Store):
             if event.request_id in self._events:
                 raise ConflictError("event", event.request_id)
             cost = self._cost(write)
-            amount = cost or 0
+            amount, held = cost or 0, r.write.amount
             expired = r.state == "expired"
-            overshoot = 0
-            for slot in r.write.slots:
-                if expired:
-                    before = self._used(slot)
-                    self._charge(slot, amount)
-                    overshoot = max(overshoot, overshoot_of(before, amount, slot.cap))
-                else:
-                    row = self._row(slot)
-                    row[1] -= r.write.amount
-                    row[0] += amount
-                    row[2] += max(0, amount - r.write.amount)
-                    overshoot = max(overshoot, amount - r.write.amount)
+            plan = Settlement.plan(r.write.slots, write.slots, expired=expired)
+            overshoot = 0 if expired else max(0, amount - held)
+            for slot in plan.settle:
+                row = self._row(slot)
+                row[0] += amount
+                row[1] -= held
+                row[2] += overshoot
+            for slot in plan.unhold:
+                self._row(slot)[1] -= held
+            for slot in plan.charge:
+                overshoot = max(overshoot, self._charge(slot, amount))
             self._events[event.request_id] = replace(event, cost=cost)
             r.state, r.actual = "committed", cost
             return CommitResult(reservation_id, event.request_id, cost, max(overshoot, 0), expired)

@@ -37,6 +37,7 @@ from spendgate.store.base import (
     ReservationState,
     ReservationWrite,
     ReserveResult,
+    Settlement,
     Slot,
     Store,
     cost_with_quota,
@@ -348,13 +349,14 @@ class SQLiteStore(Store):
                 raise ConflictError("event", event.request_id)
             amount = cost or 0
             expired = state == "expired"
-            if expired:
-                overshoot = max((self._charge(conn, s, amount) for s in slots), default=0)
-            else:
-                overshoot = max(0, amount - held)
-                conn.executemany(
-                    _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in slots]
-                )
+            plan = Settlement.plan(slots, write.slots, expired=expired)
+            overshoot = 0 if expired else max(0, amount - held)
+            conn.executemany(
+                _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in plan.settle]
+            )
+            conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
+            for slot in plan.charge:
+                overshoot = max(overshoot, self._charge(conn, slot, amount))
             conn.execute(
                 "UPDATE reservations SET state = 'committed', actual = ?, settled_at = ? "
                 "WHERE id = ?",

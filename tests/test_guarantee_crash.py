@@ -1,0 +1,211 @@
+"""The guarantee that nothing acknowledged is lost: `record()` returns only once the event is
+durable, even when the process dies right after (`kill -9`), and a replay of every request
+finishes the job without counting anything twice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from spendgate import to_nanos
+
+RUNS = 20
+SEED = 20260105
+MAX_ACKS_BEFORE_KILL = 400
+CHILD_TIMEOUT = 30.0
+
+# The child, written into tmp_path. The parent imports the same file, so the replay sends
+# exactly the payloads the child sent.
+CHILD_SOURCE = '''
+"""Record events from several threads; after each record() returns, print its request id."""
+
+import os
+import sys
+import threading
+
+from spendgate import Gate
+from spendgate.config import parse
+from spendgate.testing import FrozenClock
+
+THREADS = 8
+TOTAL = 100_000  # more than any run gets through before it is killed
+CONFIG = {
+    "sources": {"paid_api": {"price": "0.01/request"}},
+    "budgets": [{"name": "daily", "limit": "1000000"}],
+}
+
+
+def request_id(run, i):
+    return f"run{run:02d}-req{i:06d}"
+
+
+def payload(i):
+    """What the i-th request records: a deterministic cost and details."""
+    return {
+        "cost": f"0.{i % 997 + 1:03d}",
+        "labels": {"shard": str(i % 4)},
+        "cache_hits": i % 3,
+        "success": i % 5 != 0,
+    }
+
+
+def open_gate(db):
+    return Gate.open(f"sqlite:///{db}", config=parse(CONFIG), clock=FrozenClock())
+
+
+def main(db, run):
+    gate = open_gate(db)
+    lock = threading.Lock()
+    taken = [0]
+
+    def work():
+        while True:
+            with lock:
+                i = taken[0]
+                if i >= TOTAL:
+                    return
+                taken[0] += 1
+            rid = request_id(run, i)
+            gate.record("crash-test", "paid_api", request_id=rid, **payload(i))
+            os.write(1, f"{rid}\\n".encode())  # one write, atomic on a pipe
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    os.write(1, b"ready\\n")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gate.close()
+    os.write(1, b"done\\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
+'''
+
+
+def load_child(tmp_path: Path) -> tuple[Path, ModuleType]:
+    path = tmp_path / "crash_child.py"
+    path.write_text(CHILD_SOURCE)
+    spec = importlib.util.spec_from_file_location("crash_child", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module
+
+
+def run_and_kill(script: Path, db: Path, run: int, kill_after: int, log: Path) -> list[str]:
+    """Start the child, SIGKILL it once `kill_after` requests are acknowledged, and return
+    every acknowledgement it wrote (the pipe keeps what was written before the kill)."""
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(db), str(run)], stdout=subprocess.PIPE, stderr=err
+        )
+    watchdog = threading.Timer(CHILD_TIMEOUT, proc.kill)
+    watchdog.start()
+    acked: list[str] = []
+    killed = False
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first == b"ready\n", log.read_text()
+        if kill_after == 0:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+        for line in iter(proc.stdout.readline, b""):
+            assert line.endswith(b"\n"), line  # writes are atomic: no torn lines
+            acked.append(line.decode().strip())
+            if not killed and len(acked) >= kill_after:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, log.read_text()
+    assert "done" not in acked  # killed mid-run, not after finishing
+    return acked
+
+
+@pytest.mark.slow
+def test_acknowledged_events_survive_kill_and_replay_counts_each_once(tmp_path: Path) -> None:
+    script, child = load_child(tmp_path)
+    rng = random.Random(SEED)
+    total_acked = 0
+    total_missing = 0
+    for run in range(RUNS):
+        db = tmp_path / f"run{run:02d}.db"
+        if run % 2:  # half the runs start on an existing schema, half create it
+            child.open_gate(db).close()
+        kill_after = rng.randint(0, MAX_ACKS_BEFORE_KILL)
+        acked = run_and_kill(script, db, run, kill_after, tmp_path / f"run{run:02d}.log")
+        assert len(acked) >= kill_after
+        assert len(set(acked)) == len(acked)
+        total_acked += len(acked)
+
+        # Each thread takes one id at a time, in order, and acknowledges it before taking the
+        # next: so the child attempted at most one unacknowledged id per thread.
+        attempted = len(acked) + child.THREADS
+        candidates = [child.request_id(run, i) for i in range(attempted)]
+        assert set(acked) <= set(candidates)
+
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        finally:
+            conn.close()
+
+        gate = child.open_gate(db)
+        try:
+            stored = {e.request_id: e for e in gate.events()}
+            # Nothing acknowledged is lost, nothing outside what was attempted appears, and
+            # each stored event is the one that was sent.
+            missing = sorted(set(acked) - set(stored))
+            assert missing == [], f"run {run}: acknowledged but lost: {missing[:5]}"
+            assert set(stored) <= set(candidates)
+            for i, rid in enumerate(candidates):
+                if rid in stored:
+                    assert stored[rid].cost == to_nanos(child.payload(i)["cost"])
+            # Each event was stored with its budget charge, or neither was.
+            (status,) = gate.status()
+            assert status.spent == sum(e.cost or 0 for e in stored.values())
+            assert status.reserved == 0
+
+            # Replay everything the child could have attempted, with the same payloads.
+            for i, rid in enumerate(candidates):
+                result = gate.record("crash-test", "paid_api", request_id=rid, **child.payload(i))
+                expected = "exists" if rid in stored else "created"
+                assert result.status == expected, (run, rid)
+                assert result.cost == to_nanos(child.payload(i)["cost"])
+            total_missing += sum(rid not in stored for rid in candidates)
+
+            after = gate.events()
+            counts = Counter(e.request_id for e in after)
+            assert set(counts) == set(candidates)
+            assert max(counts.values()) == 1
+            (status,) = gate.status()
+            expected_spent = sum(to_nanos(child.payload(i)["cost"]) for i in range(attempted))
+            assert status.spent == sum(e.cost or 0 for e in after) == expected_spent
+            assert status.reserved == 0
+            assert status.balance.overshoot == 0
+        finally:
+            gate.close()
+    assert total_acked > RUNS * 50  # the runs did real work before dying
+    assert total_missing > 0  # and the replays had something left to create
