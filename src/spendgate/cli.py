@@ -8,6 +8,7 @@ seed's defaults). Errors print one line saying what is wrong and exit with statu
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(prices_app, name="prices")
 
-console = Console()
+# Piped or captured output (make, CI, logs) gets room for the tables' columns; a terminal
+# keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True)
 
 DbOption = Annotated[
