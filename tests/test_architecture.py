@@ -16,6 +16,8 @@ LAYER = {
     **dict.fromkeys(CORE, 0),
     "config": 1,
     "store": 2,
+    "binding": 3,
+    "spend": 3,
     "gate": 3,
     "cli": 4,
     "demo": 4,

@@ -10,6 +10,7 @@ with gate.spend("image_processor", "google_maps_optimized") as call:
 ```
 """
 
+from spendgate.binding import Binding
 from spendgate.budgets import Budget, Decision, Scope, Threshold
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
@@ -25,9 +26,10 @@ from spendgate.errors import (
     ValidationError,
 )
 from spendgate.events import Event, RecordResult
-from spendgate.gate import Binding, BudgetStatus, Gate, Spend
+from spendgate.gate import BudgetStatus, Gate
 from spendgate.money import from_nanos, to_nanos
 from spendgate.pricing import Price, PriceBook
+from spendgate.spend import Spend
 from spendgate.store.base import CommitResult
 from spendgate.windows import Window
 

@@ -16,10 +16,6 @@ once (`bind()`), then makes one store round trip.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import inspect
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,31 +23,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 from spendgate import config as config_module
+from spendgate.binding import Binding
 from spendgate.budgets import Budget, Check, Decision, Level, decide
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
 from spendgate.errors import (
-    BudgetExceededError,
     ConflictError,
     ReservationStateError,
-    SpendgateError,
     ValidationError,
 )
 from spendgate.events import (
-    Details,
     Event,
     RecordResult,
     check_id,
     check_labels,
-    check_name,
     fingerprint,
 )
-from spendgate.money import Nanos, from_nanos, money_text, to_nanos
-from spendgate.pricing import Price, SourcePricing, Usage, to_quantity
+from spendgate.money import Nanos, money_text, to_nanos
+from spendgate.pricing import Price, Usage
+from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
     Balance,
@@ -64,13 +57,12 @@ from spendgate.store.base import (
     Store,
 )
 from spendgate.store.batching import GroupCommitter
-from spendgate.windows import from_micros, require_aware, to_micros
+from spendgate.windows import require_aware, to_micros
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_CHECKS: tuple[Check, ...] = ()
-_FINGERPRINTS_KEPT = 4096  # per binding
 _OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
 
 
@@ -132,139 +124,6 @@ class BudgetStatus:
             "level": self.level,
             "as_of": self.as_of.isoformat(),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class PriceAt:
-    """A source's price over the span of time it holds, with the plain call pre-costed.
-
-    Most calls give no units: their cost and estimate are computed once per price version
-    instead of once per call.
-    """
-
-    price: Price | None
-    start: int
-    until: int
-    paid: bool
-    plain_cost: Nanos | None
-    plain_estimate: Nanos | None
-
-    @classmethod
-    def resolve(cls, price: Price | None, start: int, until: int) -> PriceAt:
-        """Pre-cost a plain call (one request, no units) where the price allows it."""
-        if price is None:
-            return cls(None, start, until, False, None, 0)
-        try:
-            estimate: Nanos | None = price.estimate(None)
-            cost = None if price.tiered_rates else price.cost(None)
-        except ValidationError:  # the price needs units (tokens, MB...): nothing to pre-cost
-            estimate = cost = None
-        return cls(price, start, until, not price.free, cost, estimate)
-
-    def cost(self, units: Usage | None) -> Nanos | None:
-        """The cost of a call with `units` (`None` for an allowed-unpriced source)."""
-        if units is None and self.plain_cost is not None:
-            return self.plain_cost
-        return None if self.price is None else self.price.cost(units)
-
-    def estimate(self, units: Usage | None) -> Nanos:
-        """The most a call with `units` can cost (0 for an allowed-unpriced source)."""
-        if units is None and self.plain_estimate is not None:
-            return self.plain_estimate
-        return 0 if self.price is None else self.price.estimate(units)
-
-
-class Binding:
-    """A service and a source, resolved once: their price, budgets and caps.
-
-    The per-call path reads cached windows and caps and does no parsing or formatting.
-    """
-
-    __slots__ = (
-        "_budgets",
-        "_fingerprints",
-        "_label_budgets",
-        "_priced",
-        "_slots",
-        "gate",
-        "pricing",
-        "service",
-        "source",
-    )
-
-    def __init__(self, gate: Gate, service: str, source: str) -> None:
-        self.gate = gate
-        self.service = check_name(service, "service")
-        self.source = check_name(source, "source")
-        self.pricing: SourcePricing = gate.config.prices.pricing(source)
-        budgets = gate.config.budgets
-        self._budgets = tuple(
-            b for b in budgets if b.scope.kind != "label" and b.scope.matches(service, source)
-        )
-        self._label_budgets = tuple(b for b in budgets if b.scope.kind == "label")
-        self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
-        self._fingerprints: dict[tuple[object, ...], str] = {}
-        # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
-        self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
-
-    def price(self, now_us: int) -> PriceAt:
-        """The price in effect at `now_us`, resolved once for the span it holds."""
-        priced = self._priced  # one read: other threads may swap in another span meanwhile
-        if priced.start <= now_us < priced.until:
-            return priced
-        at = from_micros(now_us)
-        price = self.gate.config.prices.price_at(self.source, at)
-        later = [v for v in self.pricing.versions if v.effective_from > at]
-        priced = PriceAt.resolve(
-            price,
-            to_micros(price.effective_from) if price else -(2**62),
-            to_micros(later[0].effective_from) if later else 2**62,
-        )
-        self._priced = priced
-        return priced
-
-    def fingerprint(self, said: tuple[object, ...]) -> str:
-        """The fingerprint of what a caller said about a call to this service and source.
-
-        Calls repeat themselves (most say nothing but their request id), so digests are
-        remembered, up to a bound.
-        """
-        fp = self._fingerprints.get(said)
-        if fp is None:
-            if len(self._fingerprints) >= _FINGERPRINTS_KEPT:
-                self._fingerprints.clear()
-            fp = self._fingerprints[said] = fingerprint(self.service, self.source, *said)
-        return fp
-
-    def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
-        """The budgets a call with `labels` counts against."""
-        if not self._label_budgets or not labels:
-            return self._budgets
-        return self._budgets + tuple(
-            b for b in self._label_budgets if b.scope.matches(self.service, self.source, labels)
-        )
-
-    def slots(
-        self, budgets: tuple[Budget, ...], now_us: int, *, priority: bool, emergency: bool
-    ) -> tuple[Slot, ...]:
-        """Where each budget counts a call at `now_us` by a caller of this class."""
-        out = []
-        cache = self._slots
-        for b in budgets:
-            key = (b.name, priority, emergency)
-            hit = cache.get(key)
-            if hit is not None and hit[0] <= now_us < hit[1]:
-                out.append(hit[2])
-                continue
-            window = b.window
-            start, end = window.bounds(from_micros(now_us))
-            start_us, end_us = to_micros(start), to_micros(end)
-            span = to_micros(window.span_start(from_micros(now_us)))
-            slot = Slot(b.name, start_us, span, b.cap(priority=priority, emergency=emergency))
-            if window.kind != "rolling":  # a rolling span moves with the clock: not cached
-                cache[key] = (start_us, end_us, slot)
-            out.append(slot)
-        return tuple(out)
 
 
 @dataclass(slots=True)
@@ -377,7 +236,7 @@ class Gate:
     ) -> Decision:
         """`authorize()`, raising `BudgetExceededError` when the call is refused."""
         decision = self.authorize(service, source, amount, **options)
-        _raise_if_denied(decision)
+        raise_if_denied(decision)
         return decision
 
     # -- two-phase spending -------------------------------------------------------------------
@@ -483,8 +342,7 @@ class Gate:
             cost = priced.cost(units)
         else:
             cost = opened.amount if price is not None or opened.amount else None
-        event = _event(
-            binding,
+        event = binding.event(
             priced,
             cost=cost,
             when=now,
@@ -575,30 +433,7 @@ class Gate:
         Works on plain and `async` functions.
         """
 
-        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            if inspect.iscoroutinefunction(fn):
-
-                @functools.wraps(fn)
-                async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    async with self.spend(service, source, estimate, **options) as call:
-                        result = await fn(*args, **kwargs)
-                        if cost is not None:
-                            call.set_cost(cost(result))
-                        return result
-
-                return cast(Callable[P, R], run_async)
-
-            @functools.wraps(fn)
-            def run(*args: P.args, **kwargs: P.kwargs) -> R:
-                with self.spend(service, source, estimate, **options) as call:
-                    result = fn(*args, **kwargs)
-                    if cost is not None:
-                        call.set_cost(cost(result))
-                    return result
-
-            return run
-
-        return decorate
+        return metered(self, service, source, estimate, cost=cost, options=options)
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -712,8 +547,7 @@ class Gate:
         # An allowed-unpriced source costs None: counted as unpriced, never as $0.
         amount = to_nanos(cost, "cost") if cost is not None else priced.cost(units)
         clean_labels = check_labels(labels) if labels else {}
-        event = _event(
-            binding,
+        event = binding.event(
             priced,
             cost=amount,
             when=when,
@@ -760,115 +594,6 @@ class Gate:
         )
 
 
-class Spend:
-    """One paid call in progress (see `Gate.spend()`); a sync and async context manager."""
-
-    def __init__(
-        self,
-        gate: Gate,
-        service: str,
-        source: str,
-        estimate: Decimal | int | str | None,
-        options: dict[str, Any],
-    ) -> None:
-        self.gate = gate
-        self.service = service
-        self.source = source
-        self._estimate = estimate
-        self._options = options
-        self.decision: Decision | None = None
-        self.result: CommitResult | None = None
-        self._final: dict[str, Any] = {}
-        self._settled = False
-
-    @property
-    def reservation_id(self) -> str | None:
-        """The hold taken on entry."""
-        return self.decision.reservation_id if self.decision else None
-
-    def set_cost(
-        self,
-        actual: Decimal | int | str | None = None,
-        *,
-        units: Usage | None = None,
-        **details: Any,
-    ) -> None:
-        """Say what the call really cost (and any event details); committed on exit."""
-        self._final = {"actual": actual, "units": units, **details}
-
-    def commit(self, actual: Decimal | int | str | None = None, **details: Any) -> CommitResult:
-        """Commit now rather than on exit."""
-        if self.reservation_id is None:
-            raise SpendgateError("commit: the call was not reserved (enter the context first)")
-        self.result = self.gate.commit(self.reservation_id, actual, **details)
-        self._settled = True
-        return self.result
-
-    def release(self) -> None:
-        """Give the hold back now (the call will not be made)."""
-        if self.reservation_id is not None and not self._settled:
-            self._settled = True
-            self.gate.release(self.reservation_id)
-
-    def _enter(self) -> Spend:
-        self.decision = self.gate.reserve(
-            self.service, self.source, self._estimate, **self._options
-        )
-        _raise_if_denied(self.decision)
-        return self
-
-    def _exit(self, failed: bool) -> None:
-        if self._settled or self.reservation_id is None:
-            return
-        if failed:
-            # If even the release fails, the hold expires by its TTL; the caller's own error
-            # is the one to see.
-            with contextlib.suppress(SpendgateError):
-                self.release()
-            return
-        self.commit(**self._final)
-
-    def __enter__(self) -> Spend:
-        return self._enter()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc_type is not None)
-
-    async def __aenter__(self) -> Spend:
-        # The store call runs in a worker thread so the event loop keeps going. If this task
-        # is cancelled meanwhile, the hold taken by the thread is released when it lands.
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self._enter)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(lambda _: self._exit(failed=True))
-            raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Settled synchronously: a cancellation cannot interrupt it half-way.
-        self._exit(exc_type is not None)
-
-
-def _raise_if_denied(decision: Decision) -> None:
-    if not decision.approved:
-        raise BudgetExceededError(
-            decision.budget,
-            from_nanos(decision.requested),
-            from_nanos(decision.remaining if decision.remaining is not None else 0),
-        )
-
-
 def _checks(
     budgets: tuple[Budget, ...],
     slots: tuple[Slot, ...],
@@ -897,57 +622,4 @@ def _quota(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse,
         QuotaUse(event.source, r.unit, to_micros(r.period.bounds(when)[0]), quantities[r.unit])
         for r in price.tiered_rates
         if r.period is not None
-    )
-
-
-def _event(
-    binding: Binding,
-    priced: PriceAt,
-    *,
-    cost: Nanos | None,
-    when: datetime,
-    request_id: str,
-    units: Usage | None,
-    labels: Mapping[str, str],
-    emergency: bool,
-    reservation_id: str | None,
-    cost_given: bool,
-    time_given: datetime | None,
-    details: Mapping[str, Any],
-) -> Event:
-    """Validate an event's fields and build it, with the fingerprint of what the caller said."""
-    d = Details.parse(details)
-    clean_units = {str(k): to_quantity(v, f"units.{k}") for k, v in units.items()} if units else {}
-    said = (
-        cost if cost_given else None,
-        tuple(sorted(clean_units.items())) if clean_units else (),
-        tuple(sorted(labels.items())) if labels else (),
-        emergency,
-        reservation_id,
-        d.key(),
-        time_given,
-    )
-    return Event(
-        request_id=request_id,
-        time=when,
-        service=binding.service,
-        source=binding.source,
-        cost=cost,
-        fingerprint=binding.fingerprint(said),
-        units=clean_units,
-        paid=priced.paid or bool(cost),
-        success=d.success,
-        failure_reason=d.failure_reason,
-        sources_used=d.sources_used,
-        free_sources_attempted=d.free_sources_attempted,
-        paid_apis_used=d.paid_apis_used,
-        fallbacks_triggered=d.fallbacks_triggered,
-        cache_hits=d.cache_hits,
-        batch_processing=d.batch_processing,
-        quality_score=d.quality_score,
-        processing_time=d.processing_time,
-        labels=labels,
-        price_version=priced.price.version if priced.price is not None else None,
-        reservation_id=reservation_id,
-        emergency=emergency,
     )

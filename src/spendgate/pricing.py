@@ -95,6 +95,20 @@ def parse_rate(text: object, field_name: str = "price") -> tuple[Decimal, str | 
     return amount / count, unit
 
 
+def clean_usage(units: object) -> dict[str, Decimal]:
+    """A call's usage, validated: a mapping of unit name to quantity (empty when none)."""
+    if units is None:
+        return {}
+    if not isinstance(units, Mapping):
+        raise ValidationError("units", units, 'a mapping of unit to quantity, e.g. {"MB": 2}')
+    out = {}
+    for key, value in units.items():
+        if not isinstance(key, str) or not key:
+            raise ValidationError("units", key, "unit names as non-empty strings")
+        out[key] = to_quantity(value, f"units.{key}")
+    return out
+
+
 def to_quantity(value: object, field_name: str) -> Decimal:
     """A usage quantity: a finite, non-negative number (never a boolean)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
@@ -257,7 +271,7 @@ class Price:
         except `request`, which defaults to one. Raw `bytes` and `seconds` convert to the
         priced `MB`/`KB`/`GB` and `hour`/`minute`.
         """
-        given = {canonical_unit(k): to_quantity(v, f"units.{k}") for k, v in (usage or {}).items()}
+        given = {canonical_unit(k): v for k, v in clean_usage(usage).items()}
         out: dict[str, Decimal] = {}
         for unit in self._by_unit:
             if unit in given:

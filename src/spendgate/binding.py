@@ -1,0 +1,213 @@
+"""A service and a source, resolved once: the per-call path of the gate.
+
+`Binding` caches what every call to one source by one service needs (its price in effect,
+the budgets that apply, their windows and caps, fingerprints of repeated payloads) so that a
+call does arithmetic on integers and one store round trip, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from spendgate.budgets import Budget
+from spendgate.errors import ValidationError
+from spendgate.events import Details, Event, check_id, fingerprint
+from spendgate.money import Nanos
+from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
+from spendgate.store.base import Slot
+from spendgate.windows import from_micros, to_micros
+
+if TYPE_CHECKING:
+    from spendgate.gate import Gate
+
+FINGERPRINTS_KEPT = 4096  # per binding
+
+
+@dataclass(frozen=True, slots=True)
+class PriceAt:
+    """A source's price over the span of time it holds, with the plain call pre-costed.
+
+    Most calls give no units: their cost and estimate are computed once per price version
+    instead of once per call.
+    """
+
+    price: Price | None
+    start: int
+    until: int
+    paid: bool
+    plain_cost: Nanos | None
+    plain_estimate: Nanos | None
+
+    @classmethod
+    def resolve(cls, price: Price | None, start: int, until: int) -> PriceAt:
+        """Pre-cost a plain call (one request, no units) where the price allows it."""
+        if price is None:
+            return cls(None, start, until, False, None, 0)
+        try:
+            estimate: Nanos | None = price.estimate(None)
+            cost = None if price.tiered_rates else price.cost(None)
+        except ValidationError:  # the price needs units (tokens, MB...): nothing to pre-cost
+            estimate = cost = None
+        return cls(price, start, until, not price.free, cost, estimate)
+
+    def cost(self, units: Usage | None) -> Nanos | None:
+        """The cost of a call with `units` (`None` for an allowed-unpriced source)."""
+        if units is None and self.plain_cost is not None:
+            return self.plain_cost
+        return None if self.price is None else self.price.cost(units)
+
+    def estimate(self, units: Usage | None) -> Nanos:
+        """The most a call with `units` can cost (0 for an allowed-unpriced source)."""
+        if units is None and self.plain_estimate is not None:
+            return self.plain_estimate
+        return 0 if self.price is None else self.price.estimate(units)
+
+
+class Binding:
+    """A service and a source, resolved once: their price, budgets and caps.
+
+    The per-call path reads cached windows and caps and does no parsing or formatting.
+    """
+
+    __slots__ = (
+        "_budgets",
+        "_fingerprints",
+        "_label_budgets",
+        "_priced",
+        "_slots",
+        "gate",
+        "pricing",
+        "service",
+        "source",
+    )
+
+    def __init__(self, gate: Gate, service: str, source: str) -> None:
+        self.gate = gate
+        self.service = check_id(service, "service")
+        self.source = check_id(source, "source")
+        self.pricing: SourcePricing = gate.config.prices.pricing(source)
+        budgets = gate.config.budgets
+        self._budgets = tuple(
+            b for b in budgets if b.scope.kind != "label" and b.scope.matches(service, source)
+        )
+        self._label_budgets = tuple(b for b in budgets if b.scope.kind == "label")
+        self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
+        self._fingerprints: dict[tuple[object, ...], str] = {}
+        # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
+        self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
+
+    def price(self, now_us: int) -> PriceAt:
+        """The price in effect at `now_us`, resolved once for the span it holds."""
+        priced = self._priced  # one read: other threads may swap in another span meanwhile
+        if priced.start <= now_us < priced.until:
+            return priced
+        at = from_micros(now_us)
+        price = self.gate.config.prices.price_at(self.source, at)
+        later = [v for v in self.pricing.versions if v.effective_from > at]
+        priced = PriceAt.resolve(
+            price,
+            to_micros(price.effective_from) if price else -(2**62),
+            to_micros(later[0].effective_from) if later else 2**62,
+        )
+        self._priced = priced
+        return priced
+
+    def fingerprint(self, said: tuple[object, ...]) -> str:
+        """The fingerprint of what a caller said about a call to this service and source.
+
+        Calls repeat themselves (most say nothing but their request id), so digests are
+        remembered, up to a bound.
+        """
+        fp = self._fingerprints.get(said)
+        if fp is None:
+            if len(self._fingerprints) >= FINGERPRINTS_KEPT:
+                self._fingerprints.clear()
+            fp = self._fingerprints[said] = fingerprint(self.service, self.source, *said)
+        return fp
+
+    def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
+        """The budgets a call with `labels` counts against."""
+        if not self._label_budgets or not labels:
+            return self._budgets
+        return self._budgets + tuple(
+            b for b in self._label_budgets if b.scope.matches(self.service, self.source, labels)
+        )
+
+    def slots(
+        self, budgets: tuple[Budget, ...], now_us: int, *, priority: bool, emergency: bool
+    ) -> tuple[Slot, ...]:
+        """Where each budget counts a call at `now_us` by a caller of this class."""
+        out = []
+        cache = self._slots
+        for b in budgets:
+            key = (b.name, priority, emergency)
+            hit = cache.get(key)
+            if hit is not None and hit[0] <= now_us < hit[1]:
+                out.append(hit[2])
+                continue
+            window = b.window
+            start, end = window.bounds(from_micros(now_us))
+            start_us, end_us = to_micros(start), to_micros(end)
+            span = to_micros(window.span_start(from_micros(now_us)))
+            slot = Slot(b.name, start_us, span, b.cap(priority=priority, emergency=emergency))
+            if window.kind != "rolling":  # a rolling span moves with the clock: not cached
+                cache[key] = (start_us, end_us, slot)
+            out.append(slot)
+        return tuple(out)
+
+    def event(
+        self,
+        priced: PriceAt,
+        *,
+        cost: Nanos | None,
+        when: datetime,
+        request_id: str,
+        units: Usage | None,
+        labels: Mapping[str, str],
+        emergency: bool,
+        reservation_id: str | None,
+        cost_given: bool,
+        time_given: datetime | None,
+        details: Mapping[str, Any],
+    ) -> Event:
+        """Validate an event's fields and build it, with the fingerprint of what the caller said."""
+        d = Details.parse(details)
+        clean_units = clean_usage(units)
+        # What the caller said, in canonical form: equal values written differently (1000 and
+        # 1000.0, one instant in two zones) must digest alike in every process.
+        said = (
+            cost if cost_given else None,
+            tuple(sorted((k, f"{v.normalize():f}") for k, v in clean_units.items())),
+            tuple(sorted(labels.items())) if labels else (),
+            emergency,
+            reservation_id,
+            d.key(),
+            None if time_given is None else to_micros(time_given),
+        )
+        return Event(
+            request_id=request_id,
+            time=when,
+            service=self.service,
+            source=self.source,
+            cost=cost,
+            fingerprint=self.fingerprint(said),
+            units=clean_units,
+            paid=priced.paid or bool(cost),
+            success=d.success,
+            failure_reason=d.failure_reason,
+            sources_used=d.sources_used,
+            free_sources_attempted=d.free_sources_attempted,
+            paid_apis_used=d.paid_apis_used,
+            fallbacks_triggered=d.fallbacks_triggered,
+            cache_hits=d.cache_hits,
+            batch_processing=d.batch_processing,
+            quality_score=d.quality_score,
+            processing_time=d.processing_time,
+            labels=labels,
+            price_version=priced.price.version if priced.price is not None else None,
+            reservation_id=reservation_id,
+            emergency=emergency,
+        )
