@@ -188,16 +188,27 @@ class GateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.holds)
     @rule(pick=PICK)
     def reserve_again(self, pick: int) -> None:
-        """A retry of a reservation, in any state: the same reservation, nothing new held."""
+        """A retry of a reservation: the same hold while it is pending, nothing new held; once
+        it is settled or expired, a refusal (approving would spend money nobody holds)."""
         rids = sorted(self.holds)
         rid = rids[pick % len(rids)]
         h = self.holds[rid]
-        decision = self.gate.reserve(
-            "svc", "paid_api", money(h.amount), emergency=h.emergency, reservation_id=rid
+        again = functools.partial(
+            self.gate.reserve,
+            "svc",
+            "paid_api",
+            money(h.amount),
+            emergency=h.emergency,
+            reservation_id=rid,
         )
+        if h.state != "pending":
+            with pytest.raises(ReservationStateError) as err:
+                again()
+            assert err.value.state == h.state
+            return
+        decision = again()
         assert decision.approved
         assert decision.reservation_id == rid
-        assert decision.reason == f"reservation exists ({h.state})"
 
     # -- settling -----------------------------------------------------------------------------
 

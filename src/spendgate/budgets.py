@@ -24,8 +24,10 @@ from typing import Any, Literal
 from spendgate.errors import ValidationError
 from spendgate.money import (
     MAX_AMOUNT,
+    MAX_NANOS,
     Nanos,
     decimal_to_nanos,
+    exact,
     from_nanos,
     money_text,
     to_nanos,
@@ -197,13 +199,14 @@ class Budget:
     hard: bool = True
     _lines: tuple[tuple[Nanos, Action], ...] = field(init=False, repr=False, compare=False)
 
+    @exact
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValidationError("budgets.name", self.name, "a non-empty name")
         for name, amount in (("limit", self.limit), ("emergency", self.emergency)):
             if isinstance(amount, bool) or not isinstance(amount, int):
                 raise ValidationError(f"budgets.{self.name}.{name}", amount, "an int of nano-units")
-            if not 0 <= amount <= int(MAX_AMOUNT) * 10**9:
+            if not 0 <= amount <= MAX_NANOS:
                 raise ValidationError(
                     f"budgets.{self.name}.{name}", from_nanos(amount), f"0 to {MAX_AMOUNT:,}"
                 )

@@ -21,6 +21,8 @@ from spendgate.money import Nanos, money_text
 RecordStatus = Literal["created", "exists", "conflict"]
 MAX_ID_LENGTH = 200
 MAX_LABELS = 64
+MAX_COUNT = 10**9  # cache hits and other counts: far above any real call, far inside int64
+MAX_MEASURE = 1e12  # quality scores, seconds
 
 
 def check_id(value: object, field_name: str) -> str:
@@ -37,6 +39,14 @@ def check_id(value: object, field_name: str) -> str:
 def check_name(value: object, field_name: str) -> str:
     """A service or source name: non-empty, printable, at most 200 characters."""
     return check_id(value, field_name)
+
+
+def check_flags(**flags: object) -> None:
+    """Flags such as `emergency` and `priority` must be real booleans: an emergency is taken
+    explicitly, never by a truthy string like "false"."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValidationError(name, value, "True or False")
 
 
 def check_labels(labels: Mapping[str, object] | None) -> dict[str, str]:
@@ -103,8 +113,14 @@ class Details:
         if failure_reason is not None and not isinstance(failure_reason, str):
             raise ValidationError("failure_reason", failure_reason, "a string")
         cache_hits = given.get("cache_hits", 0)
-        if isinstance(cache_hits, bool) or not isinstance(cache_hits, int) or cache_hits < 0:
-            raise ValidationError("cache_hits", cache_hits, "a whole number of zero or more")
+        if (
+            isinstance(cache_hits, bool)
+            or not isinstance(cache_hits, int)
+            or not 0 <= cache_hits <= MAX_COUNT
+        ):
+            raise ValidationError(
+                "cache_hits", cache_hits, f"a whole number from 0 to {MAX_COUNT:,}"
+            )
         batch = given.get("batch_processing", False)
         if not isinstance(batch, bool):
             raise ValidationError("batch_processing", batch, "true or false")
@@ -116,7 +132,10 @@ class Details:
                 given.get("free_sources_attempted", ()), "free_sources_attempted"
             ),
             paid_apis_used=_names(given.get("paid_apis_used", ()), "paid_apis_used"),
-            fallbacks_triggered=tuple(_fallback(f) for f in given.get("fallbacks_triggered", ())),
+            fallbacks_triggered=tuple(
+                _fallback(f)
+                for f in _items(given.get("fallbacks_triggered", ()), "fallbacks_triggered")
+            ),
             cache_hits=cache_hits,
             batch_processing=batch,
             quality_score=_measure(given.get("quality_score"), "quality_score"),
@@ -151,16 +170,26 @@ def _measure(value: object, field_name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValidationError(field_name, value, "a number")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValidationError(field_name, value, "a finite number of zero or more")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or not 0 <= number <= MAX_MEASURE:
+        raise ValidationError(field_name, value, f"a finite number from 0 to {MAX_MEASURE:g}")
     return number
 
 
 def _names(value: object, field_name: str) -> tuple[str, ...]:
+    """A list of source names (a lone string is refused: it is not a list of names)."""
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValidationError(field_name, value, "a list of source names")
     return tuple(check_name(v, field_name) for v in value)
+
+
+def _items(value: object, field_name: str) -> list[object]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationError(field_name, value, "a list")
+    return list(value)
 
 
 def _fallback(value: object) -> Fallback:
@@ -171,7 +200,7 @@ def _fallback(value: object) -> Fallback:
             check_name(value.get("source"), "fallbacks_triggered.source"),
             str(value.get("reason", "unknown")),
         )
-    if isinstance(value, tuple | list) and len(value) == 2:
+    if isinstance(value, tuple | list) and len(value) == 2:  # (source, reason)
         return Fallback(check_name(value[0], "fallbacks_triggered.source"), str(value[1]))
     raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")
 

@@ -33,11 +33,11 @@ from spendgate.config import Config
 from spendgate.errors import (
     ConflictError,
     ReservationStateError,
-    ValidationError,
 )
 from spendgate.events import (
     Event,
     RecordResult,
+    check_flags,
     check_id,
     check_labels,
     fingerprint,
@@ -57,7 +57,7 @@ from spendgate.store.base import (
     Store,
 )
 from spendgate.store.batching import GroupCommitter
-from spendgate.windows import require_aware, to_micros
+from spendgate.windows import duration_micros, parse_duration, require_aware, to_micros
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -189,7 +189,10 @@ class Gate:
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
         key = (service, source)
-        binding = self._bindings.get(key)
+        try:
+            binding = self._bindings.get(key)
+        except TypeError:  # unhashable: not a name at all
+            binding = None
         if binding is None:
             binding = self._bindings[key] = Binding(self, service, source)
         return binding
@@ -217,6 +220,7 @@ class Gate:
         by default) is used. Raises `UnpricedSourceError` for a paid source with no price.
         """
         binding = self.bind(service, source)
+        check_flags(emergency=emergency, priority=priority)
         now, now_us = self._now()
         priced = binding.price(now_us)
         requested = to_nanos(amount, "amount") if amount is not None else priced.estimate(units)
@@ -251,15 +255,18 @@ class Gate:
         labels: Mapping[str, str] | None = None,
         emergency: bool = False,
         priority: bool = False,
-        ttl: timedelta | None = None,
+        ttl: timedelta | float | str | None = None,
         reservation_id: str | None = None,
     ) -> Decision:
         """Hold `estimate` on every budget the call counts against, all or nothing.
 
         Returns the decision; when approved, `decision.reservation_id` names the hold to
         `commit()` or `release()`. A hold not settled within `ttl` (the configured
-        `reservation_ttl`, 5 minutes by default) expires. Retrying with the same
-        `reservation_id` and arguments answers with the same reservation.
+        `reservation_ttl`, 5 minutes by default; a `timedelta`, seconds, or `"30s"`) expires.
+
+        Retrying with the same `reservation_id` and arguments answers with the same hold
+        while it is pending; once it is committed, released or expired, the retry raises
+        `ReservationStateError` (the hold is gone: take a new one under a new id).
         """
         binding = self.bind(service, source)
         now, now_us = self._now()
@@ -271,11 +278,14 @@ class Gate:
             else new_request_id()
         )
         clean_labels = check_labels(labels)
-        lifetime = ttl if ttl is not None else self.config.reservation_ttl
-        if lifetime <= timedelta(0):
-            raise ValidationError("ttl", lifetime, "a positive duration")
+        check_flags(emergency=emergency, priority=priority)
+        lifetime = self.config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
+        if amount == 0:
+            # Nothing to hold: a free call passes even a budget that is already over its cap.
+            # Its slots are kept (uncapped), so an actual cost at commit still counts.
+            slots = tuple(Slot(s.budget, s.bucket, s.span_start, None) for s in slots)
         write = ReservationWrite(
             reservation_id=rid,
             fingerprint=fingerprint(
@@ -284,7 +294,7 @@ class Gate:
             slots=slots,
             amount=amount,
             created_at=now_us,
-            expires_at=now_us + _micros(lifetime),
+            expires_at=now_us + duration_micros(lifetime),
             service=service,
             source=source,
             emergency=emergency,
@@ -293,17 +303,13 @@ class Gate:
         result = self.store.reserve(write, now_us)
         if result.status == "conflict":
             raise ConflictError("reservation", rid)
-        if result.status == "exists":
-            return Decision(
-                "approved",
-                amount,
-                None,
-                None,
-                "normal",
-                now,
-                f"reservation exists ({result.state})",
-                rid,
-            )
+        if result.status == "exists" and result.state != "pending":
+            # The hold is gone: approving again would let a retry spend money nobody holds.
+            raise ReservationStateError(rid, result.state or "settled", "reserve again")
+        if result.status == "exists":  # still held: the same approval, with today's figures
+            used = self.store.usage(slots, now_us)
+            checks = tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
+            return decide(checks, amount, now, priority=priority, reservation_id=rid)
         if result.status == "denied":
             checks = _checks(budgets, slots, result.used, amount, refused=result.refused)
             return decide(checks, amount, now, priority=priority)
@@ -331,14 +337,18 @@ class Gate:
         `details` are the event's other fields (see `record()`). Committing twice, or after
         a release, raises `ReservationStateError` and changes nothing.
         """
+        check_id(reservation_id, "reservation_id")
         opened = self._open.get(reservation_id) or self._reopen(reservation_id)
         binding = opened.binding
         now, now_us = self._now()
         priced = binding.price(now_us)
         price = priced.price
+        # Tiered prices are costed by the store, against the period's quota counters: the
+        # estimate assumed the top rate, the free quota may cover the call.
+        tiered = actual is None and price is not None and bool(price.tiered_rates)
         if actual is not None:
             cost: Nanos | None = to_nanos(actual, "actual")
-        elif units is not None:
+        elif units is not None or tiered:
             cost = priced.cost(units)
         else:
             cost = opened.amount if price is not None or opened.amount else None
@@ -357,7 +367,6 @@ class Gate:
             time_given=None,
             details=details,
         )
-        tiered = actual is None and units is not None and price is not None and price.tiered_rates
         # The windows the event falls in now: where its cost counts if its hold's has passed.
         slots = binding.slots(
             binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
@@ -537,6 +546,7 @@ class Gate:
     ) -> EventWrite:
         """Validate and cost an event without writing it (what `record()` writes)."""
         binding = self.bind(service, source)
+        check_flags(emergency=emergency)
         if time is None:
             when, when_us = self._now()
         else:
@@ -609,10 +619,6 @@ def _checks(
             over = i == refused
         out.append(Check(b, u if over else u + requested, slot.cap, over))
     return tuple(out) if out else _NO_CHECKS
-
-
-def _micros(delta: timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _quota(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:

@@ -15,7 +15,18 @@ Decimal('0.002')
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+import functools
+from collections.abc import Callable
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from typing import ParamSpec, TypeVar
 
 from spendgate.errors import ValidationError
 
@@ -30,9 +41,31 @@ DEFAULT_CURRENCY = "USD"
 MAX_AMOUNT = Decimal(10**7)
 MAX_NANOS: Nanos = int(MAX_AMOUNT) * NANOS_PER_UNIT
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EXACT = Context(
+    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+"""The context all money and price arithmetic runs in, whatever the caller's context says:
+60 digits hold any amount and any per-unit rate exactly; rounding to nano-units is explicit."""
+
+
+def exact(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run `fn` in the `EXACT` decimal context (a caller's `prec=6` must not change money)."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        with localcontext(EXACT):
+            return fn(*args, **kwargs)
+
+    return run
+
+
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 
+@exact
 def to_decimal(value: object, field: str = "amount") -> Decimal:
     """Read a money-like input (`Decimal`, `int`, `str`, `float`) as an exact, finite `Decimal`.
 
@@ -73,11 +106,13 @@ def to_nanos(value: object, field: str = "amount") -> Nanos:
     return decimal_to_nanos(to_decimal(value, field))
 
 
+@exact
 def decimal_to_nanos(amount: Decimal) -> Nanos:
     """Round an exact `Decimal` amount of currency units to nano-units (half-even)."""
     return int((amount * NANOS_PER_UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
+@exact
 def from_nanos(nanos: Nanos) -> Decimal:
     """The exact `Decimal` value of an amount of nano-units, without trailing zeros."""
     value = Decimal(nanos).scaleb(-9).normalize()
@@ -90,6 +125,7 @@ def money_text(nanos: Nanos) -> str:
     return f"{from_nanos(nanos):f}"
 
 
+@exact
 def format_money(nanos: Nanos, currency: str = DEFAULT_CURRENCY, places: int = 2) -> str:
     """Show an amount for people: `$12.35`, `-$0.50`, `EUR 3.10` for unknown symbols.
 

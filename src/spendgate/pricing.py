@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
-from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, to_decimal
+from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, exact, to_decimal
 from spendgate.windows import EPOCH, Window, require_aware
 
 REQUEST = "request"
@@ -72,6 +72,7 @@ def canonical_unit(unit: str) -> str:
     return _UNIT_ALIASES.get(name.lower(), _UNIT_ALIASES.get(name, name))
 
 
+@exact
 def parse_rate(text: object, field_name: str = "price") -> tuple[Decimal, str | None]:
     """Read a per-unit price: `"0.002"`, `0.002`, `"0.002/request"`, `"2.50/1M"`, `"0.01/MB"`.
 
@@ -109,6 +110,7 @@ def clean_usage(units: object) -> dict[str, Decimal]:
     return out
 
 
+@exact
 def to_quantity(value: object, field_name: str) -> Decimal:
     """A usage quantity: a finite, non-negative number (never a boolean)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
@@ -153,6 +155,7 @@ class Rate:
         """The highest per-unit rate of any tier: what an estimate must assume."""
         return max(t.rate for t in self.tiers)
 
+    @exact
     def cost(self, quantity: Decimal, used_before: Decimal = Decimal(0)) -> Decimal:
         """Exact cost of `quantity` units when `used_before` units were already used this period."""
         total = Decimal(0)
@@ -264,6 +267,7 @@ class Price:
         """A stable name for this version: `source@2026-01-01T00:00:00Z`."""
         return self._version
 
+    @exact
     def quantities(self, usage: Usage | None) -> dict[str, Decimal]:
         """The quantity of every priced dimension in `usage`.
 
@@ -291,6 +295,7 @@ class Price:
                 )
         return out
 
+    @exact
     def cost(
         self, usage: Usage | None = None, used_before: Mapping[str, Decimal] | None = None
     ) -> Nanos:
@@ -306,6 +311,7 @@ class Price:
         )
         return _checked_nanos(total, self.source)
 
+    @exact
     def estimate(self, usage: Usage | None = None) -> Nanos:
         """The most one use with `usage` can cost: tiered units at their highest rate."""
         quantities = self.quantities(usage)

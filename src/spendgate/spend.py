@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from spendgate.budgets import Decision
 from spendgate.errors import BudgetExceededError, SpendgateError
-from spendgate.money import from_nanos
-from spendgate.pricing import Usage
+from spendgate.events import Details
+from spendgate.money import from_nanos, to_nanos
+from spendgate.pricing import Usage, clean_usage
 from spendgate.store.base import CommitResult
 
 if TYPE_CHECKING:
@@ -60,8 +61,15 @@ class Spend:
         units: Usage | None = None,
         **details: Any,
     ) -> None:
-        """Say what the call really cost (and any event details); committed on exit."""
-        self._final = {"actual": actual, "units": units, **details}
+        """Say what the call really cost (and any event details); committed on exit.
+
+        Checked here, so that a bad value fails inside the `with` block (where the call can
+        still be handled) and never makes the commit on exit fail after the money was spent.
+        """
+        Details.parse(details)
+        checked = None if actual is None else from_nanos(to_nanos(actual, "actual"))
+        self._final = {"actual": checked, "units": clean_usage(units) if units else None,
+                       **details}  # fmt: skip
 
     def commit(self, actual: Decimal | int | str | None = None, **details: Any) -> CommitResult:
         """Commit now rather than on exit."""
@@ -114,6 +122,8 @@ class Spend:
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
+            # Rare, and the one place the loop does a store write itself: a release, on the
+            # loop's own thread, so it cannot be lost to an executor shutting down.
             future.add_done_callback(lambda _: self._exit(failed=True))
             raise
 
@@ -123,11 +133,14 @@ class Spend:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Settled synchronously: a cancellation cannot interrupt it half-way.
-        self._exit(exc_type is not None)
+        # The durable commit (or release) runs in a worker thread, so the loop keeps going; a
+        # cancellation while it runs stops the waiting, not the settling.
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(None, self._exit, exc_type is not None))
 
 
 def raise_if_denied(decision: Decision) -> None:
+    """`BudgetExceededError` for a refused decision, with the budget and amounts."""
     if not decision.approved:
         raise BudgetExceededError(
             decision.budget,

@@ -44,8 +44,7 @@ def zone(name: str, field_name: str = "timezone") -> ZoneInfo:
 
 def to_micros(at: datetime) -> int:
     """An aware datetime as integer microseconds since the Unix epoch (the store's time)."""
-    delta = at - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return duration_micros(at - EPOCH)
 
 
 def from_micros(micros: int) -> datetime:
@@ -53,10 +52,15 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
-def require_aware(at: datetime, field_name: str = "time") -> datetime:
-    """Refuse naive datetimes: a time without a zone cannot be placed in a window."""
-    if at.tzinfo is None or at.utcoffset() is None:
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def require_aware(at: object, field_name: str = "time") -> datetime:
+    """A timezone-aware datetime from 1970 to 9000: anything else cannot be placed in a window."""
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise ValidationError(field_name, at, "a timezone-aware datetime (e.g. with tzinfo=UTC)")
+    if not EPOCH <= at < LATEST:
+        raise ValidationError(field_name, at, "a time from 1970 to 9000")
     return at
 
 
@@ -121,7 +125,7 @@ class Window:
         at = require_aware(at).astimezone(UTC)
         if self.kind == "rolling":
             assert self.granularity is not None
-            step = _micros(self.granularity)
+            step = duration_micros(self.granularity)
             start_us = to_micros(at) // step * step
             return from_micros(start_us), from_micros(start_us + step)
         local_day = at.astimezone(self._zone).date()
@@ -145,7 +149,7 @@ class Window:
         assert self.length is not None
         assert self.granularity is not None
         oldest = at.astimezone(UTC) - self.length
-        step = _micros(self.granularity)
+        step = duration_micros(self.granularity)
         return from_micros(to_micros(oldest) // step * step)
 
     # -- calendar arithmetic on local dates ---------------------------------------------------
@@ -196,7 +200,8 @@ class Window:
         return first + timedelta(days=1)
 
 
-def _micros(delta: timedelta) -> int:
+def duration_micros(delta: timedelta) -> int:
+    """A duration as integer microseconds (exact, unlike `total_seconds()`)."""
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

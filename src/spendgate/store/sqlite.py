@@ -14,14 +14,18 @@ killed process does not), `?timeout=30` (seconds to wait for the write lock),
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
@@ -44,6 +48,9 @@ from spendgate.store.base import (
     overshoot_of,
 )
 from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 DEFAULT_SYNCHRONOUS = "FULL"
@@ -106,6 +113,28 @@ def sqlalchemy_url(path: str) -> str:
     return f"sqlite:///{path}"
 
 
+def _store_errors(
+    method: Callable[Concatenate[SQLiteStore, P], T],
+) -> Callable[Concatenate[SQLiteStore, P], T]:
+    """A contract method whose SQLite errors (a locked or broken file) come out as `StoreError`."""
+
+    def run(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with _translated(self.path):
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+@contextmanager
+def _translated(path: str) -> Iterator[None]:
+    """SQLite's own errors become `StoreError`s that say which file."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+
+
 class SQLiteStore(Store):
     """The contract on one SQLite file, shared safely by threads and processes."""
 
@@ -147,15 +176,26 @@ class SQLiteStore(Store):
         parent = Path(self.path).resolve().parent
         if not parent.is_dir():
             raise StoreError(f"cannot open {self.path}: folder {parent} does not exist")
+        self._closed = False
+        self._after_fork()
+        _LIVE.add(self)
+        with _translated(self.path):
+            self._conn().execute("PRAGMA journal_mode = WAL")
+            with _migration_lock(self.path):
+                migrate.ensure_current(sqlalchemy_url(self.path), migrate=migrate_schema)
+
+    def _after_fork(self) -> None:
+        # A forked child must not touch its parent's connections (SQLite forbids carrying
+        # them across fork): it starts with none and opens its own.
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._conn().execute("PRAGMA journal_mode = WAL")
-        migrate.ensure_current(sqlalchemy_url(self.path), migrate=migrate_schema)
 
     # -- connections and transactions --------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
@@ -176,17 +216,24 @@ class SQLiteStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: taken at once (`BEGIN IMMEDIATE`), so reads inside are stable."""
+        """One write transaction: taken at once (`BEGIN IMMEDIATE`), so reads inside are stable.
+
+        Whatever fails (a statement, or the COMMIT itself), the transaction is rolled back so
+        the connection is clean for the next one, and the first error is the one raised.
+        """
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
+        self._closed = True
         with self._all_lock:
             for conn in self._all:
                 with contextlib.suppress(sqlite3.Error):  # closing is best effort
@@ -262,10 +309,12 @@ class SQLiteStore(Store):
 
     # -- the contract -------------------------------------------------------------------------
 
+    @_store_errors
     def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
         conn = self._conn()
         return [self._used(conn, s) for s in slots]
 
+    @_store_errors
     def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
         result = self._try_reserve(write, now)
         if result.status == "denied" and self._conn().execute(_ANY_EXPIRED, (now,)).fetchone():
@@ -340,6 +389,7 @@ class SQLiteStore(Store):
             return None
         return self._used(conn, slot)
 
+    @_store_errors
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
         with self._write() as conn:
             state, held, slots = self._open_reservation(conn, reservation_id, "commit")
@@ -364,6 +414,7 @@ class SQLiteStore(Store):
             )
         return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
 
+    @_store_errors
     def release(self, reservation_id: str, now: int) -> ReservationState:
         with self._write() as conn:
             state, held, slots = self._open_reservation(conn, reservation_id, "release")
@@ -375,10 +426,16 @@ class SQLiteStore(Store):
             )
         return "expired" if state == "expired" else "released"
 
+    @_store_errors
     def expire(self, now: int) -> int:
+        # A cheap read first: readers (status, authorize) must not queue for the write lock
+        # when nothing has expired, which is nearly always.
+        if not self._conn().execute(_ANY_EXPIRED, (now,)).fetchone():
+            return 0
         with self._write() as conn:
             return self._expire_in(conn, now)
 
+    @_store_errors
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         if not writes:
             return []
@@ -455,6 +512,7 @@ class SQLiteStore(Store):
                 found[rid] = (fp, cost)
         return found
 
+    @_store_errors
     def balance(self, slot: Slot) -> Balance:
         row = (
             self._conn()
@@ -468,6 +526,7 @@ class SQLiteStore(Store):
         )
         return Balance(int(row[0]), int(row[1]), int(row[2]))
 
+    @_store_errors
     def events(
         self, *, since: int | None = None, until: int | None = None, limit: int | None = None
     ) -> list[Event]:
@@ -485,6 +544,7 @@ class SQLiteStore(Store):
         )
         return [row_event(r) for r in rows]
 
+    @_store_errors
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
         row = (
             self._conn()
@@ -536,6 +596,28 @@ def _chunks(rows: list[tuple[object, ...]]) -> list[list[tuple[object, ...]]]:
         out.append(rows[i : i + size])
         i += size
     return out
+
+
+_LIVE: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for store in list(_LIVE):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+@contextmanager
+def _migration_lock(path: str) -> Iterator[None]:
+    """One process at a time brings a new file's schema up (the others then find it done)."""
+    with open(f"{path}.migrate-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class _RefusedError(Exception):
