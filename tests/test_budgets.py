@@ -489,7 +489,7 @@ def test_denied_after_overshoot_reports_negative_remaining() -> None:
     d = decide((Check(daily(), usd(12), usd(10), refused=True),), usd(1), NOW)
     assert d.remaining == -usd(2)
     assert d.to_dict()["remaining_budget"] == "-2"
-    assert "0 remaining" in d.reason
+    assert "0 left before its stop line" in d.reason
 
 
 def test_emergency_approved_when_only_the_allowance_lets_it_through() -> None:

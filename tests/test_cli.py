@@ -130,7 +130,13 @@ def test_budgets_and_prices_list() -> None:
 
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert "none" in runner.invoke(app, ["db", "current", "--db", db]).output
+    missing = runner.invoke(app, ["db", "current", "--db", db])
+    assert missing.exit_code == 2
+    assert "no such database" in missing.output
+    assert not (tmp_path / "fresh.db").exists()
+    gone = runner.invoke(app, ["db", "upgrade", "--db", f"sqlite:///{tmp_path / 'no' / 'x.db'}"])
+    assert gone.exit_code == 2
+    assert "does not exist" in gone.output
     up = runner.invoke(app, ["db", "upgrade", "--db", db])
     assert up.exit_code == 0, up.output
     assert "schema at 0001" in up.output

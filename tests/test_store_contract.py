@@ -161,7 +161,7 @@ def test_commit_after_expiry_books_the_truth_as_unreserved_spend(store: Store) -
     store.reserve(hold("r1", 600, expires=T0 + 10), T0)
     store.expire(T0 + 10)
     store.reserve(hold("r2", 400), T0 + 10)  # took the room the expired hold gave back
-    result = store.commit("r1", EventWrite(event("r1", 600)), T0 + 20)
+    result = store.commit("r1", EventWrite(event("r1", 600), (slot(),)), T0 + 20)
     assert result.hold_expired
     assert store.balance(slot()) == Balance(spent=600, reserved=400, overshoot=0 + result.overshoot)
     assert result.overshoot == 0 + max(0, 400 + 600 - CAP)

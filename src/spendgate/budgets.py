@@ -359,8 +359,9 @@ def decide(
             b.name,
             level,
             as_of,
-            f"budget {b.name!r} {why}: {from_nanos(requested)} asked, "
-            f"{from_nanos(max(refused.remaining, 0))} remaining",
+            f"budget {b.name!r} {why}: {money_text(requested)} asked, "
+            f"{money_text(max((refused.cap or 0) - refused.used, 0))} left before its "
+            f"{'degrade' if _degraded(refused, priority) else 'stop'} line",
         )
     tight = min(checks, key=lambda c: c.remaining)
     emergency_used = any(

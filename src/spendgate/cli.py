@@ -23,7 +23,7 @@ from rich.table import Table
 
 from spendgate import config as config_module
 from spendgate.config import Config
-from spendgate.errors import SpendgateError
+from spendgate.errors import SpendgateError, StoreError, ValidationError
 from spendgate.gate import BudgetStatus, Gate
 from spendgate.money import format_money
 from spendgate.store import DEFAULT_URL, migrate
@@ -44,7 +44,7 @@ app.add_typer(prices_app, name="prices")
 # Piped or captured output (make, CI, logs) gets room for the tables' columns; a terminal
 # keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one line per error, never broken
 
 DbOption = Annotated[
     str, typer.Option("--db", envvar="SPENDGATE_DB", help="Store URL.", show_default=True)
@@ -270,17 +270,20 @@ def db_upgrade(db: DbOption = DEFAULT_URL) -> None:
 def db_current(db: DbOption = DEFAULT_URL) -> None:
     """Show the database's schema revision."""
     with failures():
-        revision = migrate.current(_sqlalchemy(db))
+        revision = migrate.current(_sqlalchemy(db, must_exist=True))
         console.print(f"{revision or 'none (empty database)'} (head {migrate.head()})")
 
 
-def _sqlalchemy(url: str) -> str:
+def _sqlalchemy(url: str, *, must_exist: bool = False) -> str:
     scheme, sep, rest = url.partition("://")
-    if scheme == "sqlite" and sep:
-        return sqlalchemy_url(rest.removeprefix("/").split("?")[0])
-    from spendgate.errors import ValidationError
-
-    raise ValidationError("--db", url, "a migratable store URL such as sqlite:///spendgate.db")
+    if scheme != "sqlite" or not sep:
+        raise ValidationError("--db", url, "a migratable store URL such as sqlite:///spendgate.db")
+    path = Path(rest.removeprefix("/").split("?")[0])
+    if not path.parent.is_dir():
+        raise StoreError(f"{path}: folder {path.parent} does not exist")
+    if must_exist and not path.exists():
+        raise StoreError(f"{path}: no such database (spendgate db upgrade creates it)")
+    return sqlalchemy_url(str(path))
 
 
 # -- demo ---------------------------------------------------------------------------------
@@ -301,7 +304,12 @@ def demo(
     from spendgate.testing import FrozenClock
 
     path = db.partition("://")[2].removeprefix("/").split("?")[0] if db.startswith("sqlite") else ""
-    for suffix in ("", "-wal", "-shm"):
+    if path and Path(path).exists() and not Path(path).name.startswith("spendgate-demo"):
+        # The demo starts from an empty store; it only ever deletes files it named itself.
+        errors.print(f"[red]error:[/red] --db: {path} exists; the demo needs a new file "
+                     "(or one named spendgate-demo*.db, which it recreates)")  # fmt: skip
+        raise typer.Exit(2)
+    for suffix in ("", "-wal", "-shm", ".migrate-lock"):
         if path:
             Path(path + suffix).unlink(missing_ok=True)
     clock = FrozenClock(workload.start_of_today())
@@ -339,9 +347,13 @@ def service_table(gate: Gate) -> Table:
         c["requests"] += 1
         c["free_ok"] += int(not e.paid and e.success)
         c["paid"] += int(e.paid)
-        spend[e.service] += e.cost or 0
-    table = Table(title=f"Services ({len(events)} events)", title_justify="left")
-    for name in ("service", "requests", "served free", "paid calls", "spend", "cost/request"):
+        c["unpriced"] += int(e.unpriced)
+        if e.cost is not None:
+            spend[e.service] += e.cost
+    as_of = gate.clock().strftime("%Y-%m-%d %H:%M:%S UTC")
+    table = Table(title=f"Services ({len(events)} events, as of {as_of})", title_justify="left")
+    for name in ("service", "requests", "served free", "paid calls", "unpriced", "spend",
+                 "cost/request"):  # fmt: skip
         table.add_column(name, justify="left" if name == "service" else "right")
     for service, c in sorted(per.items()):
         table.add_row(
@@ -349,6 +361,7 @@ def service_table(gate: Gate) -> Table:
             str(c["requests"]),
             f"{c['free_ok'] / c['requests']:.1%}",
             str(c["paid"]),
+            str(c["unpriced"]),  # counted apart: an unpriced call is not a $0 call
             format_money(spend[service]),
             format_money(spend[service] // c["requests"], places=5),
         )

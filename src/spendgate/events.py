@@ -26,7 +26,8 @@ MAX_MEASURE = 1e12  # quality scores, seconds
 
 
 def check_id(value: object, field_name: str) -> str:
-    """An idempotency key: a non-empty string of printable characters, at most 200 long."""
+    """A key or a name (request id, service, source, label): a non-empty printable string of
+    at most 200 characters."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise ValidationError(
             field_name, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters"
@@ -34,11 +35,6 @@ def check_id(value: object, field_name: str) -> str:
     if not value.isprintable():
         raise ValidationError(field_name, value, "printable characters only")
     return value
-
-
-def check_name(value: object, field_name: str) -> str:
-    """A service or source name: non-empty, printable, at most 200 characters."""
-    return check_id(value, field_name)
 
 
 def check_flags(**flags: object) -> None:
@@ -57,7 +53,7 @@ def check_labels(labels: Mapping[str, object] | None) -> dict[str, str]:
         raise ValidationError("labels", labels, f"a mapping of at most {MAX_LABELS} string keys")
     out: dict[str, str] = {}
     for key, value in labels.items():
-        check_name(key, "labels")
+        check_id(key, "labels")
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
             raise ValidationError(f"labels.{key}", value, "a string (or a whole number)")
         out[key] = str(value)
@@ -183,7 +179,7 @@ def _names(value: object, field_name: str) -> tuple[str, ...]:
     """A list of source names (a lone string is refused: it is not a list of names)."""
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValidationError(field_name, value, "a list of source names")
-    return tuple(check_name(v, field_name) for v in value)
+    return tuple(check_id(v, field_name) for v in value)
 
 
 def _items(value: object, field_name: str) -> list[object]:
@@ -197,11 +193,11 @@ def _fallback(value: object) -> Fallback:
         return value
     if isinstance(value, Mapping):
         return Fallback(
-            check_name(value.get("source"), "fallbacks_triggered.source"),
+            check_id(value.get("source"), "fallbacks_triggered.source"),
             str(value.get("reason", "unknown")),
         )
     if isinstance(value, tuple | list) and len(value) == 2:  # (source, reason)
-        return Fallback(check_name(value[0], "fallbacks_triggered.source"), str(value[1]))
+        return Fallback(check_id(value[0], "fallbacks_triggered.source"), str(value[1]))
     raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")
 
 
@@ -277,7 +273,7 @@ class Event:
             "price_version": self.price_version,
             "reservation_id": self.reservation_id,
             "emergency": self.emergency,
-            **dict(self.detail().items()),
+            **self.detail(),
         }
 
 

@@ -33,6 +33,7 @@ from spendgate.config import Config
 from spendgate.errors import (
     ConflictError,
     ReservationStateError,
+    ValidationError,
 )
 from spendgate.events import (
     Event,
@@ -597,6 +598,10 @@ class Gate:
         self, since: datetime | None = None, until: datetime | None = None, limit: int | None = None
     ) -> list[Event]:
         """Stored events with `since <= time < until`, oldest first."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValidationError("limit", limit, "a whole number of zero or more")
         return self.store.events(
             since=None if since is None else to_micros(require_aware(since, "since")),
             until=None if until is None else to_micros(require_aware(until, "until")),

@@ -109,8 +109,10 @@ class Window:
                     "granularity", self.granularity, "a positive duration no longer than length"
                 )
             object.__setattr__(self, "granularity", gran)
-        elif self.length is not None:
-            raise ValidationError("length", self.length, "no length: only rolling windows have one")
+        elif self.length is not None or self.granularity is not None:
+            field_name = "length" if self.length is not None else "granularity"
+            value = self.length if self.length is not None else self.granularity
+            raise ValidationError(field_name, value, "nothing: only rolling windows have one")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -237,7 +237,7 @@ class Settlement:
     @classmethod
     def plan(cls, holds: Sequence[Slot], current: Sequence[Slot], *, expired: bool) -> Settlement:
         """Pair each hold with its budget's slot at commit time."""
-        now = {s.budget: s for s in current} or {s.budget: s for s in holds}
+        now = {s.budget: s for s in current}
         if expired:
             return cls((), (), tuple(now.values()))
         settle, unhold, charge = [], [], []

@@ -18,13 +18,40 @@ import asyncio
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
+
+from spendgate.errors import StoreError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_MAX_BATCH = 2000
+_LIVE: weakref.WeakSet[GroupCommitter[Any, Any]] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for committer in list(_LIVE):
+        committer._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+class _Failed:
+    """An item's own error, when its batch had to be written item by item."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _unwrap(result: object) -> object:
+    if isinstance(result, _Failed):
+        raise result.error
+    return result
 
 
 class _Batch(Generic[T, R]):
@@ -32,7 +59,7 @@ class _Batch(Generic[T, R]):
 
     def __init__(self) -> None:
         self.items: list[T] = []
-        self.results: Sequence[R] = ()
+        self.results: Sequence[R | _Failed] = ()
         self.error: BaseException | None = None
         self.done = threading.Event()
         # asyncio callers: (their loop, their future, their item's index)
@@ -52,10 +79,13 @@ class _Batch(Generic[T, R]):
         for future, index in waiters:
             if future.done():  # its caller was cancelled
                 continue
+            result = self.results[index] if self.error is None else None
             if self.error is not None:
                 future.set_exception(self.error)
+            elif isinstance(result, _Failed):
+                future.set_exception(result.error)
             else:
-                future.set_result(self.results[index])
+                future.set_result(cast(R, result))
 
 
 class GroupCommitter(Generic[T, R]):
@@ -79,7 +109,7 @@ class GroupCommitter(Generic[T, R]):
         self._queue: list[_Batch[T, R]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._pid = 0
+        _LIVE.add(self)
         self.batches = 0
         self.items = 0
 
@@ -89,7 +119,7 @@ class GroupCommitter(Generic[T, R]):
         batch.done.wait()
         if batch.error is not None:
             raise batch.error
-        return batch.results[index]
+        return cast(R, _unwrap(batch.results[index]))
 
     async def asubmit(self, item: T) -> R:
         """`submit()` for asyncio: the caller's task waits, its event loop does not.
@@ -112,7 +142,7 @@ class GroupCommitter(Generic[T, R]):
         batch.done.wait()
         if batch.error is not None:
             raise batch.error
-        return list(batch.results[index : index + len(items)])
+        return [cast(R, _unwrap(r)) for r in batch.results[index : index + len(items)]]
 
     def _enqueue(self, items: list[T]) -> tuple[_Batch[T, R], int]:
         with self._cond:
@@ -120,7 +150,7 @@ class GroupCommitter(Generic[T, R]):
 
     def _enqueue_locked(self, items: list[T]) -> tuple[_Batch[T, R], int]:
         if self._closed:
-            raise RuntimeError("the writer is closed")
+            raise StoreError("the gate is closed: open a new one to record")
         self._ensure_thread()
         if not self._queue or len(self._queue[-1].items) + len(items) > self._max_batch:
             self._queue.append(_Batch())
@@ -131,11 +161,16 @@ class GroupCommitter(Generic[T, R]):
         return batch, index
 
     def _ensure_thread(self) -> None:
-        # A forked child inherits the object but not the thread: start its own.
-        if self._thread is None or self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
+
+    def _after_fork(self) -> None:
+        # A forked child inherits the object but not the writer thread, and must not write
+        # its parent's queued items (their callers live in the parent): it starts empty.
+        self._cond = threading.Condition()
+        self._queue = []
+        self._thread = None
 
     def _run(self) -> None:
         while True:
@@ -147,11 +182,24 @@ class GroupCommitter(Generic[T, R]):
                 batch = self._queue.pop(0)
             try:
                 batch.results = self._write(batch.items)
+            except StoreError as exc:  # the store itself failed: every caller must hear it
+                batch.error = exc
+            except Exception as exc:
+                if len(batch.items) == 1:
+                    batch.error = exc
+                else:  # one caller's bad item must not fail the others: write them one by one
+                    batch.results = [self._write_one(item) for item in batch.items]
             except BaseException as exc:  # handed to every caller of the batch
                 batch.error = exc
             self.batches += 1
             self.items += len(batch.items)
             batch.finish()
+
+    def _write_one(self, item: T) -> R | _Failed:
+        try:
+            return self._write([item])[0]
+        except Exception as exc:
+            return _Failed(exc)
 
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from spendgate.errors import ConflictError, ReservationStateError
+from spendgate.errors import ConflictError, ReservationStateError, StoreError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.store.base import (
@@ -49,6 +49,14 @@ class MemoryStore(Store):
         self._reservations: dict[str, _Reservation] = {}
         self._events: dict[str, Event] = {}
         self._quota: dict[tuple[str, str, int], Decimal] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.url}: the store is closed")
 
     # -- budget arithmetic (caller holds the lock) -------------------------------------------
 
@@ -100,10 +108,12 @@ class MemoryStore(Store):
     # -- the contract -------------------------------------------------------------------------
 
     def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
+        self._check_open()
         with self._lock:
             return [self._used(s) for s in slots]
 
     def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        self._check_open()
         with self._lock:
             existing = self._reservations.get(write.reservation_id)
             if existing is not None:
@@ -125,6 +135,7 @@ class MemoryStore(Store):
         return ReserveResult("created", tuple(u + write.amount for u in used))
 
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        self._check_open()
         with self._lock:
             r = self._open_reservation(reservation_id, "commit")
             event = write.event
@@ -146,9 +157,10 @@ class MemoryStore(Store):
                 overshoot = max(overshoot, self._charge(slot, amount))
             self._events[event.request_id] = replace(event, cost=cost)
             r.state, r.actual = "committed", cost
-            return CommitResult(reservation_id, event.request_id, cost, max(overshoot, 0), expired)
+            return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
 
     def release(self, reservation_id: str, now: int) -> ReservationState:
+        self._check_open()
         with self._lock:
             r = self._open_reservation(reservation_id, "release")
             if r.state == "expired":
@@ -168,10 +180,12 @@ class MemoryStore(Store):
         return r
 
     def expire(self, now: int) -> int:
+        self._check_open()
         with self._lock:
             return self._expire_locked(now)
 
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        self._check_open()
         with self._lock:
             results = []
             for write in writes:
@@ -191,6 +205,7 @@ class MemoryStore(Store):
             return results
 
     def balance(self, slot: Slot) -> Balance:
+        self._check_open()
         with self._lock:
             rows = [
                 r
@@ -204,6 +219,7 @@ class MemoryStore(Store):
     def events(
         self, *, since: int | None = None, until: int | None = None, limit: int | None = None
     ) -> list[Event]:
+        self._check_open()
         with self._lock:
             chosen = [
                 e
@@ -215,6 +231,7 @@ class MemoryStore(Store):
         return chosen[:limit] if limit is not None else chosen
 
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
+        self._check_open()
         with self._lock:
             r = self._reservations.get(reservation_id)
             if r is None:

@@ -76,4 +76,7 @@ def ensure_current(sqlalchemy_url: str, *, migrate: bool) -> None:
 
 def upgrade(sqlalchemy_url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
-    command.upgrade(alembic_config(sqlalchemy_url), revision)
+    try:
+        command.upgrade(alembic_config(sqlalchemy_url), revision)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot upgrade the schema: {exc.__class__.__name__}: {exc}") from exc

@@ -67,12 +67,11 @@ _USAGE = (
     "SELECT COALESCE(SUM(spent + reserved), 0) FROM budget_buckets "
     "WHERE budget = ? AND bucket BETWEEN ? AND ?"
 )
-# The hold on a calendar window: one statement that creates the bucket or adds to it only if
-# the cap still holds. The insert branch is taken only when the amount alone fits (checked
-# before), so either way no row goes over its cap.
+# The hold on a calendar window: one statement that creates the bucket or adds to it, each
+# branch only if the cap still holds, so no row ever goes over its cap.
 _HOLD = (
     "INSERT INTO budget_buckets (budget, bucket, spent, reserved, overshoot) "
-    "VALUES (:budget, :bucket, 0, :amount, 0) "
+    "SELECT :budget, :bucket, 0, :amount, 0 WHERE :cap IS NULL OR :amount <= :cap "
     "ON CONFLICT (budget, bucket) DO UPDATE SET reserved = reserved + excluded.reserved "
     "WHERE :cap IS NULL OR spent + reserved + excluded.reserved <= :cap "
     "RETURNING spent + reserved"
