@@ -483,12 +483,8 @@ class Gate:
             **details,
         )
         if self._writer is not None:
-            result = self._writer.submit(write)
-        else:
-            result = self.store.record([write])[0]
-        if result.status == "conflict":
-            raise ConflictError("event", result.request_id)
-        return result
+            return _no_conflict(self._writer.submit(write))
+        return _no_conflict(self.store.record([write])[0])
 
     async def arecord(
         self,
@@ -514,12 +510,8 @@ class Gate:
             labels=labels, emergency=emergency, **details,
         )  # fmt: skip
         if self._writer is not None:
-            result = await self._writer.asubmit(write)
-        else:
-            result = self.store.record([write])[0]
-        if result.status == "conflict":
-            raise ConflictError("event", result.request_id)
-        return result
+            return _no_conflict(await self._writer.asubmit(write))
+        return _no_conflict(self.store.record([write])[0])
 
     def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RecordResult]:
         """Book several events in one transaction; one result per event, in order.
@@ -607,6 +599,13 @@ class Gate:
             until=None if until is None else to_micros(require_aware(until, "until")),
             limit=limit,
         )
+
+
+def _no_conflict(result: RecordResult) -> RecordResult:
+    """A single record's result; the same key with another payload is an error."""
+    if result.status == "conflict":
+        raise ConflictError("event", result.request_id)
+    return result
 
 
 def _checks(
