@@ -19,8 +19,9 @@ LAYER = {
     "binding": 3,
     "spend": 3,
     "gate": 3,
-    "cli": 4,
-    "demo": 4,
+    "router": 4,
+    "cli": 5,
+    "demo": 5,
 }
 
 
