@@ -1,9 +1,10 @@
 """The demo workload: the seed's five services, free sources first, paid ones through the gate.
 
-Each simulated request tries the free image sources in order, each with a realistic success
-rate; only when all of them fail does it ask the gate for a paid call (Mapbox, then Google).
-When the budget refuses, the request ends with the seed's `use_free_sources_only`. Every
-request becomes one event, so the figures shown afterwards come from the store.
+Each simulated request goes through a `FreeFirstRouter`: the free image sources in order,
+each with a realistic success rate, then the paid ones (Mapbox, then Google) only if the
+budget allows. When the budget refuses, the request ends with the seed's
+`use_free_sources_only`. Every request becomes one event, so the figures shown afterwards come
+from the store.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spendgate.config import SEED_SOURCES, Config, parse
-from spendgate.errors import BudgetExceededError
 from spendgate.gate import Gate
+from spendgate.router import FreeFirstRouter
 from spendgate.testing import FrozenClock
 
 SERVICES = ("scraper", "enrichment", "image_processor", "lead_generator", "ml_inference")
@@ -74,60 +75,37 @@ class Tally:
             self.served_by[served_by] += 1
 
 
-def one_request(gate: Gate, rng: random.Random, tally: Tally, n: int) -> None:
+class SimulatedSource:
+    """An upstream that answers with a given chance (drawn from the request's own generator)."""
+
+    def __init__(self, name: str, chance: float) -> None:
+        self.name = name
+        self.chance = chance
+
+    def __call__(self, rng: random.Random) -> dict[str, object]:
+        if rng.random() >= self.chance:
+            raise LookupError(f"{self.name}: no imagery for this location")
+        return {"source": self.name, "quality": round(rng.uniform(0.7, 0.97), 2)}
+
+
+def routers(gate: Gate) -> dict[str, FreeFirstRouter]:
+    """One free-first router per service, over the seed's image sources."""
+    routes = [(name, SimulatedSource(name, chance)) for name, chance in FREE_SOURCES.items()]
+    routes += [(name, SimulatedSource(name, PAID_SUCCESS)) for name in PAID_SOURCES]
+    return {
+        service: FreeFirstRouter(gate, service, routes, quality=lambda r: r["quality"])
+        for service in SERVICES
+    }
+
+
+def one_request(
+    routed: dict[str, FreeFirstRouter], rng: random.Random, tally: Tally, n: int
+) -> None:
     """Serve one request free-first; pay only if the budget allows."""
     service = SERVICES[n % len(SERVICES)]
-    attempted: list[str] = []
-    fallbacks: list[tuple[str, str]] = []
-    for source, chance in FREE_SOURCES.items():
-        attempted.append(source)
-        if rng.random() < chance:
-            gate.record(
-                service,
-                source,
-                sources_used=[source],
-                free_sources_attempted=attempted,
-                fallbacks_triggered=fallbacks,
-                cache_hits=int(source == "extended_cache"),
-                quality_score=round(rng.uniform(0.7, 0.95), 2),
-                processing_time=round(rng.uniform(0.05, 0.4), 3),
-            )
-            tally.add(None, "free")
-            return
-        fallbacks.append((source, "no imagery for this location"))
-    emergency = rng.random() < 0.02
-    for source in PAID_SOURCES:
-        try:
-            with gate.spend(service, source, emergency=emergency, priority=n % 7 == 0) as call:
-                ok = rng.random() < PAID_SUCCESS
-                call.set_cost(
-                    None if ok else "0",
-                    success=ok,
-                    failure_reason=None if ok else "upstream 503",
-                    sources_used=[source] if ok else [],
-                    free_sources_attempted=attempted,
-                    paid_apis_used=[source],
-                    fallbacks_triggered=fallbacks,
-                    quality_score=0.97 if ok else None,
-                )
-        except BudgetExceededError as refused:
-            # The request still happened: it is one failed event, so the free-source success
-            # rate counts it.
-            gate.record(
-                service,
-                attempted[-1],
-                success=False,
-                failure_reason=f"free sources failed; paid refused by {refused.budget}",
-                free_sources_attempted=attempted,
-                fallbacks_triggered=fallbacks,
-            )
-            tally.add("denied", "refused: use_free_sources_only")
-            return
-        assert call.decision is not None
-        tally.add(call.decision.status, source if ok else "failed")
-        if ok:
-            return
-        fallbacks.append((source, "upstream 503"))
+    outcome = routed[service](rng, priority=n % 7 == 0, emergency=rng.random() < 0.02)
+    decision = outcome.decision.status if outcome.decision is not None else None
+    tally.add(decision, outcome.served_by or outcome.status)
 
 
 def run(
@@ -142,9 +120,10 @@ def run(
     """Run `requests` simulated requests on `workers` threads, moving the clock as they go."""
     tally = Tally()
     step = timedelta(hours=14) / max(requests, 1)  # a working day, compressed
+    routed = routers(gate)
 
     def job(n: int) -> None:
-        one_request(gate, random.Random(seed * 1_000_003 + n), tally, n)
+        one_request(routed, random.Random(seed * 1_000_003 + n), tally, n)
         clock.advance(step)
         if progress is not None:
             progress(1)
