@@ -20,6 +20,7 @@ LAYER = {
     "spend": 3,
     "gate": 3,
     "router": 4,
+    "streams": 4,
     "cli": 5,
     "demo": 5,
 }

@@ -66,8 +66,12 @@ def test_free_sources_keep_their_order_and_paid_ones_go_cheapest_first(
 ) -> None:
     with make_gate(store_url, clock) as gate:
         r = router(gate, sources())
-        assert r.order == ("extended_cache", "openstreetmap_tiles", "mapbox_satellite",
-                           "google_maps_optimized")  # fmt: skip
+        assert r.order == (
+            "extended_cache",
+            "openstreetmap_tiles",
+            "mapbox_satellite",
+            "google_maps_optimized",
+        )
 
 
 def test_a_free_source_serves_and_nothing_is_paid(store_url: str, clock: FrozenClock) -> None:
@@ -98,7 +102,10 @@ def test_paid_only_after_free_fails_and_the_actual_cost_is_committed(
         assert outcome.served_by == "google_maps_optimized"
         assert outcome.cost == to_nanos("0.002")
         assert [f.source for f in outcome.failures] == [
-            "extended_cache", "openstreetmap_tiles", "mapbox_satellite"]  # fmt: skip
+            "extended_cache",
+            "openstreetmap_tiles",
+            "mapbox_satellite",
+        ]
         (event,) = gate.events()
         assert event.paid_apis_used == ("mapbox_satellite", "google_maps_optimized")
         assert gate.status()[0].spent == to_nanos("0.002")
@@ -141,8 +148,9 @@ def test_every_source_failing_is_one_failed_event(store_url: str, clock: FrozenC
         assert gate.status()[0].balance.used == 0
 
 
-@pytest.mark.parametrize(("mode", "served"), [("priority_only", None),
-                                               ("cheapest_only", "mapbox_satellite")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "served"), [("priority_only", None), ("cheapest_only", "mapbox_satellite")]
+)
 def test_degrade_keeps_paid_sources_for_priority_callers(
     store_url: str, clock: FrozenClock, mode: str, served: str | None
 ) -> None:
@@ -182,8 +190,9 @@ def test_threads_never_spend_past_the_limit_and_the_store_agrees(tmp_path: objec
 
     url = f"sqlite:///{Path(str(tmp_path)) / 'router.db'}"
     limit = Decimal("0.15")
-    gate = Gate.open(url, config=parse({**CONFIG, "budgets": [{"name": "daily",
-                                                               "limit": str(limit)}]}))  # fmt: skip
+    gate = Gate.open(
+        url, config=parse({**CONFIG, "budgets": [{"name": "daily", "limit": str(limit)}]})
+    )
     rng = random.Random(11)
     lock = threading.Lock()
     outcomes: Counter[str] = Counter()
@@ -200,10 +209,16 @@ def test_threads_never_spend_past_the_limit_and_the_store_agrees(tmp_path: objec
                 raise TimeoutError(f"{self.name} timed out")
             return n
 
-    r = FreeFirstRouter(gate, "image_processor", [
-        ("extended_cache", Flaky("cache", 0.7)), ("openstreetmap_tiles", Flaky("osm", 0.6)),
-        ("mapbox_satellite", Flaky("mapbox", 0.1)), ("google_maps_optimized", Flaky("gm", 0.0)),
-    ])  # fmt: skip
+    r = FreeFirstRouter(
+        gate,
+        "image_processor",
+        [
+            ("extended_cache", Flaky("cache", 0.7)),
+            ("openstreetmap_tiles", Flaky("osm", 0.6)),
+            ("mapbox_satellite", Flaky("mapbox", 0.1)),
+            ("google_maps_optimized", Flaky("gm", 0.0)),
+        ],
+    )
 
     def work(t: int) -> None:
         for i in range(50):
@@ -230,8 +245,9 @@ def test_threads_never_spend_past_the_limit_and_the_store_agrees(tmp_path: objec
     assert free_ok == served_by["extended_cache"] + served_by["openstreetmap_tiles"]
     paid_served = sum(1 for e in events if e.success and e.paid)
     assert paid_served == served_by["mapbox_satellite"] + served_by["google_maps_optimized"]
-    expected = (served_by["mapbox_satellite"] * to_nanos("0.0015")
-                + served_by["google_maps_optimized"] * to_nanos("0.002"))  # fmt: skip
+    expected = served_by["mapbox_satellite"] * to_nanos("0.0015") + served_by[
+        "google_maps_optimized"
+    ] * to_nanos("0.002")
     assert status.spent == expected
     assert status.spent // len(events) == expected // 400  # cost per request
 
@@ -250,8 +266,9 @@ def test_async_routing_and_cancellation(store_url: str, clock: FrozenClock) -> N
         return tile
 
     with make_gate(store_url, clock) as gate:
-        r = FreeFirstRouter(gate, "svc", [("openstreetmap_tiles", slow_free),
-                                          ("mapbox_satellite", paid)])  # fmt: skip
+        r = FreeFirstRouter(
+            gate, "svc", [("openstreetmap_tiles", slow_free), ("mapbox_satellite", paid)]
+        )
         stuck = FreeFirstRouter(gate, "svc", [("mapbox_satellite", hanging)])
 
         started = asyncio.Event()

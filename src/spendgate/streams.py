@@ -1,0 +1,385 @@
+"""Metering a streamed feed by data volume and connected time (the second seed).
+
+A `StreamMeter` watches one paid stream (a market-data feed priced per MB and per connected
+hour). `record(nbytes)` per message is a few integer operations under a lock: the meter
+draws on a local *lease*, a hold on the budget taken through the gate, and settles the
+usage in batches (one store round trip per batch, not per message). When the budget will not
+grant another lease, the meter is `stopped`: `should_continue()` turns false, and the caller
+stops the stream. Levels follow the stream ladder (`warn` 0.6, `degraded` 0.7, `stopped`
+0.8 of the limit by default) with hysteresis: once raised, a level only falls back to
+`normal` below `restore_below` (0.3).
+
+```python
+meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+meter.start()
+for message in feed:
+    meter.record(len(message))
+    if not meter.should_continue():
+        break
+meter.stop()
+```
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from spendgate.budgets import Budget
+from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
+from spendgate.gate import Gate
+from spendgate.money import Nanos, from_nanos, money_text, to_nanos
+from spendgate.windows import duration_micros, to_micros
+
+StreamLevel = Literal["normal", "warn", "degraded", "stopped"]
+LEVELS: tuple[StreamLevel, ...] = ("normal", "warn", "degraded", "stopped")
+DEFAULT_THRESHOLDS = (Decimal("0.6"), Decimal("0.7"), Decimal("0.8"))  # warn, degraded, stopped
+DEFAULT_RESTORE_BELOW = Decimal("0.3")
+DEFAULT_LEASE = Decimal("0.10")
+DEFAULT_FLUSH_EVERY = 10_000  # messages between settlements, whatever their size
+BYTES_PER_MB = 2**20  # the seed's bytes / 1024 / 1024
+STREAM_UNITS = ("bytes", "seconds", "events")
+
+LevelCallback = Callable[[StreamLevel, StreamLevel], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageStats:
+    """The seed's `get_usage_stats()`, as of a time (money in nano-units)."""
+
+    events_processed: int
+    bytes_processed: int
+    estimated_cost: Nanos
+    budget_remaining: Nanos
+    runtime_hours: float
+    level: StreamLevel
+    as_of: datetime
+
+    @property
+    def cost_per_event(self) -> Nanos:
+        """Estimated cost over events processed (over one when there were none)."""
+        return self.estimated_cost // max(self.events_processed, 1)
+
+    @property
+    def data_efficiency(self) -> float:
+        """Events per KB, as in the seed."""
+        return self.events_processed / max(self.bytes_processed / 1024, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's fields, JSON-ready."""
+        return {
+            "events_processed": self.events_processed,
+            "bytes_processed": self.bytes_processed,
+            "estimated_cost": money_text(self.estimated_cost),
+            "budget_remaining": money_text(self.budget_remaining),
+            "runtime_hours": self.runtime_hours,
+            "cost_per_event": money_text(self.cost_per_event),
+            "data_efficiency": self.data_efficiency,
+            "level": self.level,
+            "as_of": self.as_of.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """One day of the seed's `usage_monitoring` table."""
+
+    date: date
+    events_processed: int
+    data_bytes: int
+    estimated_cost: Nanos
+    connection_hours: float
+
+
+class StreamMeter:
+    """Meter one streamed source for one service against every budget that applies to it."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        service: str,
+        source: str,
+        *,
+        lease: Decimal | str = DEFAULT_LEASE,
+        thresholds: tuple[Decimal, Decimal, Decimal] = DEFAULT_THRESHOLDS,
+        restore_below: Decimal = DEFAULT_RESTORE_BELOW,
+        on_level_change: LevelCallback | None = None,
+        flush_every: int = DEFAULT_FLUSH_EVERY,
+        market: MarketHours | None = None,
+    ) -> None:
+        self.gate = gate
+        self.binding = gate.bind(service, source)
+        price = self.binding.price(self._now_us()).price
+        units = set(price.units) if price is not None else set()
+        if price is None or not units or not units <= {"MB", "hour"}:
+            raise ValidationError(
+                "source", source, "a stream priced per MB and/or per hour, e.g. "
+                '{ MB = "0.01", hour = "1.00" }',
+            )  # fmt: skip
+        self.lease_size = to_nanos(lease, "lease")
+        if self.lease_size <= 0:
+            raise ValidationError("lease", lease, "an amount above zero")
+        warn, degraded, stopped = (Decimal(t) for t in thresholds)
+        if not 0 < restore_below < warn < degraded < stopped <= 1:
+            raise ValidationError(
+                "thresholds", [str(restore_below), str(warn), str(degraded), str(stopped)],
+                "0 < restore_below < warn < degraded < stopped <= 1",
+            )  # fmt: skip
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValidationError("flush_every", flush_every, "a whole number of messages >= 1")
+        self._thresholds = (warn, degraded, stopped)
+        self._restore_below = restore_below
+        self._on_level_change = on_level_change
+        self._flush_every = flush_every
+        self.market = market
+        self._budgets: tuple[Budget, ...] = self.binding.budgets(None)
+        # A byte's price in nano-units, kept as a fraction (per MB / 2^20) to stay exact.
+        per = dict.fromkeys(units, 0)
+        self._mb_nanos = price.cost({**per, "MB": 1}) if "MB" in units else 0
+        self._hour_nanos = price.cost({**per, "hour": 1}) if "hour" in units else 0
+        self._lock = threading.Lock()
+        self._level: StreamLevel = "normal"
+        self._events = 0
+        self._bytes = 0
+        self._settled = 0  # nano-units settled by this meter
+        self._pending_events = 0
+        self._pending_bytes = 0
+        self._flush_at_bytes = 0
+        self._flush_by = datetime.max.replace(tzinfo=UTC)
+        self._lease_id: str | None = None
+        self._started: datetime | None = None
+        self._last_flush: datetime | None = None
+
+    # -- the stream's life ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connected time starts counting; the first lease is taken."""
+        with self._lock:
+            now = self.gate.clock()
+            self._started = self._last_flush = now
+            self._renew()
+            self._update_level()
+
+    def stop(self) -> None:
+        """Settle what is pending and give back the rest of the lease."""
+        with self._lock:
+            self._flush(final=True)
+
+    def record(self, nbytes: int) -> None:
+        """Count one message of `nbytes` bytes. Cheap: integers under a lock."""
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+            raise ValidationError("nbytes", nbytes, "a whole number of bytes, zero or more")
+        with self._lock:
+            self._events += 1
+            self._bytes += nbytes
+            self._pending_events += 1
+            self._pending_bytes += nbytes
+            if (
+                self._pending_bytes >= self._flush_at_bytes
+                or self._pending_events >= self._flush_every
+                or self.gate.clock() >= self._flush_by
+            ):
+                self._flush()
+
+    def flush(self) -> None:
+        """Settle pending usage now (data and connected time) and renew the lease."""
+        with self._lock:
+            self._flush()
+
+    # -- answers ----------------------------------------------------------------------------
+
+    @property
+    def level(self) -> StreamLevel:
+        """`normal`, `warn`, `degraded` or `stopped`."""
+        return self._level
+
+    def should_continue(self) -> bool:
+        """False once the meter is stopped (the budget granted no further lease)."""
+        return self._level != "stopped"
+
+    def should_start(self, auth: Callable[[], bool] | bool = True) -> bool:
+        """The seed's gate for starting a stream: market open, budget left, auth confirmed."""
+        market_open = self.market is None or self.market.is_open(self.gate.clock())
+        return market_open and self.should_continue() and (auth() if callable(auth) else auth)
+
+    def assert_budget_safe(self) -> None:
+        """Raise `BudgetExceededError` when the stream has reached its stop line."""
+        if self._level == "stopped":
+            budget, used, limit = self._tightest()
+            raise BudgetExceededError(budget.name if budget else None,
+                                      from_nanos(0), from_nanos(max(limit - used, 0)))  # fmt: skip
+
+    def usage_stats(self) -> UsageStats:
+        """The seed's usage statistics for this meter's run."""
+        with self._lock:
+            now = self.gate.clock()
+            pending = self._pending_cost(now)
+            _, used, limit = self._tightest()
+            started = self._started or now
+            return UsageStats(
+                events_processed=self._events,
+                bytes_processed=self._bytes,
+                estimated_cost=self._settled + pending,
+                budget_remaining=limit - used - pending,
+                runtime_hours=(now - started).total_seconds() / 3600,
+                level=self._level,
+                as_of=now,
+            )
+
+    def history(self, days: int = 30) -> list[DailyUsage]:
+        """The seed's daily `usage_monitoring` rows for this source, newest first."""
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise ValidationError("days", days, "a whole number of days, 1 or more")
+        now = self.gate.clock()
+        since = now - timedelta(days=days)
+        per_day: dict[date, list[Any]] = {}
+        for event in self.gate.events(since=since):
+            if event.source != self.binding.source or event.service != self.binding.service:
+                continue
+            row = per_day.setdefault(event.time.date(), [0, 0, 0, 0.0])
+            units = event.units
+            row[0] += int(units.get("events", 0))
+            row[1] += int(units.get("bytes", 0))
+            row[2] += event.cost or 0
+            row[3] += float(units.get("seconds", 0)) / 3600
+        return [DailyUsage(d, *r) for d, r in sorted(per_day.items(), reverse=True)]
+
+    # -- inside the lock ---------------------------------------------------------------------
+
+    def _now_us(self) -> int:
+        return to_micros(self.gate.clock())
+
+    def _pending_cost(self, now: datetime) -> Nanos:
+        if self._last_flush is None:
+            return 0
+        seconds = Decimal(duration_micros(now - self._last_flush)) / 1_000_000
+        price = self.binding.price(self._now_us()).price
+        assert price is not None
+        return price.cost({"bytes": self._pending_bytes, "seconds": seconds})
+
+    def _flush(self, *, final: bool = False) -> None:
+        now = self.gate.clock()
+        if self._started is None:
+            raise ValidationError("stream", "not started", "start() before record()")
+        seconds = Decimal(duration_micros(now - (self._last_flush or now))) / 1_000_000
+        units: dict[str, Decimal | int | str] = {
+            "bytes": self._pending_bytes,
+            "seconds": seconds,
+            "events": self._pending_events,
+        }
+        if self._lease_id is not None:
+            result = self.gate.commit(self._lease_id, units=units)
+            cost = result.cost or 0
+        else:  # stopped, but data still arrived: booked truthfully, past the budget
+            cost = (
+                self.gate.record(self.binding.service, self.binding.source, units=units).cost or 0
+            )
+        self._settled += cost
+        self._pending_bytes = self._pending_events = 0
+        self._last_flush = now
+        self._lease_id = None
+        if not final:
+            self._renew()
+        self._update_level()
+
+    def _renew(self) -> None:
+        """Take the next lease: smaller as the budget nears its stop line; none past it."""
+        _, used, limit = self._tightest()
+        stop_line = int(limit * self._thresholds[2])
+        room = stop_line - used
+        size = min(self.lease_size, room)
+        if size <= 0:
+            self._lease_id = None
+            self._flush_at_bytes = 0
+            return
+        decision = self.gate.reserve(self.binding.service, self.binding.source,
+                                     from_nanos(size), priority=True)  # fmt: skip
+        self._lease_id = decision.reservation_id if decision.approved else None
+        # Settle before the data, or the connected time, could spend half the lease each: a
+        # settlement then always lands within the hold the budget granted.
+        self._flush_at_bytes = (
+            size * BYTES_PER_MB // (2 * self._mb_nanos) if self._mb_nanos else 2**62
+        )
+        now = self.gate.clock()
+        self._flush_by = (
+            now + timedelta(hours=size / (2 * self._hour_nanos))
+            if self._hour_nanos
+            else datetime.max.replace(tzinfo=UTC)
+        )
+        if self._lease_id is None:
+            self._flush_at_bytes = 0
+            self._flush_by = now
+
+    def _tightest(self) -> tuple[Budget | None, Nanos, Nanos]:
+        """The applicable budget nearest its limit: (budget, spent, limit)."""
+        statuses = {s.budget.name: s for s in self.gate.status()}
+        best: tuple[Budget | None, Nanos, Nanos] = (None, 0, 2**62)
+        best_fraction = Decimal(-1)
+        for b in self._budgets:
+            status = statuses[b.name]
+            fraction = Decimal(status.spent) / b.limit
+            if fraction > best_fraction:
+                best, best_fraction = (b, status.spent, b.limit), fraction
+        return best
+
+    def _update_level(self) -> None:
+        _, spent, limit = self._tightest()
+        fraction = Decimal(spent) / limit
+        warn, degraded, stopped = self._thresholds
+        if self._lease_id is None or fraction >= stopped:
+            new: StreamLevel = "stopped"
+        elif fraction >= degraded:
+            new = "degraded"
+        elif fraction >= warn:
+            new = "warn"
+        elif self._level in ("normal", "stopped") or fraction < self._restore_below:
+            new = "normal"
+        else:
+            new = self._level  # hysteresis: between restore_below and warn, keep the level
+        if new != self._level:
+            old, self._level = self._level, new
+            if self._on_level_change is not None:
+                self._on_level_change(old, new)
+
+
+class MarketHours:
+    """When a market is open, from `exchange_calendars` (CME Globex, `CMES`, by default).
+
+    Weekends are closed unless `weekend_streaming` (the seed's `WEEKEND_STREAMING=false`);
+    holidays and early closes come from the calendar.
+    """
+
+    def __init__(self, calendar: str = "CMES", *, weekend_streaming: bool = False) -> None:
+        try:
+            import exchange_calendars as xc
+        except ImportError:  # pragma: no cover - an extra of the package
+            raise ConfigError(
+                "market hours need exchange_calendars: pip install 'spendgate[markets]'"
+            ) from None
+        try:
+            self._calendar = xc.get_calendar(calendar)
+        except xc.errors.InvalidCalendarName:
+            near = [n for n in xc.get_calendar_names() if calendar.upper()[:2] in n][:8]
+            raise ValidationError(
+                "calendar",
+                calendar,
+                f"an exchange calendar name such as {', '.join(near or ['CMES', 'XNYS'])}",
+            ) from None
+        self.name = calendar
+        self.weekend_streaming = weekend_streaming
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether the market trades at `at` (an aware datetime)."""
+        import pandas as pd
+
+        local = at.astimezone(self._calendar.tz)
+        if not self.weekend_streaming and local.weekday() >= 5:
+            return False
+        try:
+            return bool(self._calendar.is_open_on_minute(pd.Timestamp(at).floor("min")))
+        except ValueError as exc:  # outside the calendar's known range
+            raise ValidationError("at", at, f"a time the {self.name} calendar covers") from exc

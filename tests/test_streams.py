@@ -1,0 +1,197 @@
+"""Stream meters (the second seed): levels, leases, history and market hours."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from spendgate import BudgetExceededError, Gate, ValidationError, to_nanos
+from spendgate.config import parse
+from spendgate.streams import MarketHours, StreamMeter
+from spendgate.testing import FrozenClock
+
+MB = 2**20
+
+
+def stream_gate(
+    clock: FrozenClock, url: str = "memory://", hour: str | None = "1.00", **budget: object
+) -> Gate:
+    price = {"MB": "0.01"} | ({"hour": hour} if hour else {})
+    return Gate.open(
+        url,
+        config=parse(
+            {
+                "sources": {"databento_mbo": {"price": price}, "maps": {"price": "0.002"}},
+                "budgets": [
+                    {"name": "streaming", "limit": "10", "scope": "source:databento_mbo", **budget}
+                ],
+            }
+        ),
+        clock=clock,
+    )
+
+
+def spend_mb(meter: StreamMeter, megabytes: int) -> None:
+    for _ in range(megabytes):
+        meter.record(MB)
+    meter.flush()
+
+
+def test_levels_rise_at_their_fractions_and_stop_at_080(store_url: str, clock: FrozenClock) -> None:
+    changes: list[tuple[str, str]] = []
+    with stream_gate(clock, store_url, hour=None) as gate:
+        meter = StreamMeter(
+            gate,
+            "mbo_stream",
+            "databento_mbo",
+            on_level_change=lambda old, new: changes.append((old, new)),
+        )
+        meter.start()
+        spend_mb(meter, 599)  # $5.99
+        assert meter.level == "normal"
+        spend_mb(meter, 1)  # $6.00: 60%
+        assert meter.level == "warn"
+        spend_mb(meter, 100)  # $7.00
+        assert meter.level == "degraded"
+        assert meter.should_continue()
+        spend_mb(meter, 100)  # $8.00: the stop line; no further lease
+        assert meter.level == "stopped"
+        assert not meter.should_continue()
+        with pytest.raises(BudgetExceededError):
+            meter.assert_budget_safe()
+        assert changes == [("normal", "warn"), ("warn", "degraded"), ("degraded", "stopped")]
+        (status,) = gate.status()
+        assert status.spent == to_nanos("8.00")
+        assert status.reserved == 0
+
+
+def test_usage_never_passes_the_stop_line_while_the_caller_obeys(clock: FrozenClock) -> None:
+    with stream_gate(clock) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        messages = 0
+        while meter.should_continue() and messages < 100_000:
+            meter.record(100_000)
+            messages += 1
+            if messages % 500 == 0:
+                clock.advance(30)
+        meter.stop()
+        (status,) = gate.status()
+        # Every settlement drew on a lease the budget granted. The clock jumps 30 s at a time
+        # here, so the last settlement may carry up to one jump of connected time past its
+        # lease: that part is booked truthfully and counted as overshoot, never hidden.
+        assert status.spent - status.balance.overshoot <= to_nanos("8.00")
+        assert status.balance.overshoot < to_nanos("0.0084")  # 30 s at $1.00 an hour
+        assert status.spent >= to_nanos("7.80")
+
+
+def test_hysteresis_restores_normal_only_below_030(clock: FrozenClock) -> None:
+    changes: list[tuple[str, str]] = []
+    with stream_gate(clock, hour=None, window="rolling", length="1h", granularity="1m") as gate:
+        meter = StreamMeter(
+            gate,
+            "mbo_stream",
+            "databento_mbo",
+            on_level_change=lambda old, new: changes.append((old, new)),
+        )
+        meter.start()
+        spend_mb(meter, 250)  # $2.50 in the first minute
+        clock.advance(timedelta(minutes=30))
+        spend_mb(meter, 400)  # $6.50 in the hour: warn
+        assert meter.level == "warn"
+        clock.advance(timedelta(minutes=31))  # the first $2.50 ages out: $4.00, 40%
+        meter.flush()
+        assert meter.level == "warn"  # inside the band: no flapping back to normal
+        clock.advance(timedelta(minutes=31))  # everything aged out: 0%
+        meter.flush()
+        assert meter.level == "normal"
+        assert changes == [("normal", "warn"), ("warn", "normal")]
+
+
+def test_connected_time_is_charged_and_stats_follow_the_seed(clock: FrozenClock) -> None:
+    with stream_gate(clock) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        for _ in range(50):
+            meter.record(MB)
+        clock.advance(timedelta(hours=2))
+        stats = meter.usage_stats()
+        assert stats.estimated_cost == to_nanos("2.50")  # 50 MB x $0.01 + 2 h x $1.00
+        assert stats.events_processed == 50
+        assert stats.bytes_processed == 50 * MB
+        assert stats.runtime_hours == 2.0
+        assert stats.to_dict()["cost_per_event"] == "0.05"
+        meter.stop()
+        assert gate.status()[0].spent == to_nanos("2.50")
+
+
+def test_daily_history_sums_to_the_recorded_usage(store_url: str, clock: FrozenClock) -> None:
+    with stream_gate(clock, store_url) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        for day in range(3):
+            for _ in range(10 + day):
+                meter.record(MB)
+            clock.advance(timedelta(hours=1))
+            meter.flush()
+            clock.advance(timedelta(hours=23))
+            meter.flush()
+        meter.stop()
+        history = meter.history(days=7)
+        assert [h.date.isoformat() for h in history] == [
+            "2026-01-08",
+            "2026-01-07",
+            "2026-01-06",
+            "2026-01-05",
+        ]
+        assert sum(h.events_processed for h in history) == 33
+        assert sum(h.data_bytes for h in history) == 33 * MB
+        assert sum(h.estimated_cost for h in history) == sum(
+            e.cost or 0 for e in gate.events() if e.source == "databento_mbo"
+        )
+        assert round(sum(h.connection_hours for h in history), 6) == 72.0
+
+
+@pytest.mark.parametrize(
+    ("when", "weekend_streaming", "open_"),
+    [
+        (datetime(2026, 11, 24, 15, 0, tzinfo=UTC), False, True),  # a Tuesday session
+        (datetime(2026, 11, 28, 15, 0, tzinfo=UTC), False, False),  # Saturday
+        (datetime(2026, 12, 25, 15, 0, tzinfo=UTC), False, False),  # Christmas: CME closed
+        (datetime(2026, 11, 29, 23, 30, tzinfo=UTC), False, False),  # Sunday evening, no weekends
+        (datetime(2026, 11, 29, 23, 30, tzinfo=UTC), True, True),  # Globex opens Sunday 17:00 CT
+    ],
+)
+def test_market_hours(when: datetime, weekend_streaming: bool, open_: bool) -> None:
+    assert MarketHours("CMES", weekend_streaming=weekend_streaming).is_open(when) is open_
+
+
+def test_should_start_combines_market_budget_and_auth() -> None:
+    clock = FrozenClock(datetime(2026, 11, 24, 15, 0, tzinfo=UTC))
+    with stream_gate(clock) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo", market=MarketHours())
+        meter.start()
+        assert meter.should_start(lambda: True)
+        assert not meter.should_start(lambda: False)
+        clock.set(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))
+        assert not meter.should_start()
+
+
+def test_bad_input_is_refused(clock: FrozenClock) -> None:
+    with stream_gate(clock) as gate:
+        with pytest.raises(ValidationError, match="calendar"):
+            MarketHours("NOPE")
+        with pytest.raises(ValidationError, match="priced per MB"):
+            StreamMeter(gate, "svc", "maps")
+        with pytest.raises(ValidationError, match="thresholds"):
+            StreamMeter(gate, "svc", "databento_mbo", thresholds=(0.8, 0.7, 0.9))  # type: ignore[arg-type]
+        meter = StreamMeter(gate, "svc", "databento_mbo")
+        with pytest.raises(ValidationError, match="start"):
+            meter.flush()
+        meter.start()
+        for bad in (-1, 1.5, True, "10"):
+            with pytest.raises(ValidationError, match="nbytes"):
+                meter.record(bad)  # type: ignore[arg-type]
+        assert meter.usage_stats().events_processed == 0
+        assert gate.events() == []
