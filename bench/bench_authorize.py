@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
-from common import SERVICE, SOURCE, finish, header, median, priced_config
+from common import SERVICE, SOURCE, finish, header, labelled_loop, median, priced_config
 from spendgate import Gate
 
 ITERATIONS = 200_000
@@ -53,15 +53,6 @@ def authorize_loop(authorize: Callable[[str, str], object], n: int) -> float:
     start = time.perf_counter_ns()
     for _ in range(n):
         authorize(service, source)
-    return (time.perf_counter_ns() - start) / n
-
-
-def labelled_loop(counter: Counter, n: int) -> float:
-    """Nanoseconds per `counter.labels("a", "b").inc()`."""
-    labels = counter.labels
-    start = time.perf_counter_ns()
-    for _ in range(n):
-        labels("a", "b").inc()
     return (time.perf_counter_ns() - start) / n
 
 

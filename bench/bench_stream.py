@@ -20,7 +20,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter
 
-from common import finish, header, median
+from common import finish, header, labelled_loop, median
 from spendgate import Gate
 from spendgate.config import parse
 from spendgate.streams import StreamMeter
@@ -37,15 +37,6 @@ def record_loop(meter: StreamMeter, n: int) -> float:
     start = time.perf_counter_ns()
     for _ in range(n):
         record(MESSAGE)
-    return (time.perf_counter_ns() - start) / n
-
-
-def labelled_loop(counter: Counter, n: int) -> float:
-    """Nanoseconds per `counter.labels("a", "b").inc()`."""
-    labels = counter.labels
-    start = time.perf_counter_ns()
-    for _ in range(n):
-        labels("a", "b").inc()
     return (time.perf_counter_ns() - start) / n
 
 
