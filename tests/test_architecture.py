@@ -21,6 +21,7 @@ LAYER = {
     "gate": 3,
     "router": 4,
     "streams": 4,
+    "http": 4,
     "cli": 5,
     "demo": 5,
 }
