@@ -8,6 +8,7 @@ seed's defaults). Errors print one line saying what is wrong and exit with statu
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -61,11 +62,15 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def load_config(path: Path | None) -> Config:
-    """The configuration the command runs with."""
+    """The configuration the command runs with: the file, then the seed's environment
+    variables (DAILY_STREAMING_BUDGET, EMERGENCY_STOP_THRESHOLD, WEEKEND_STREAMING,
+    COST_MONITORING_ENABLED) on top."""
     if path is not None:
-        return config_module.load(path)
-    default = Path(config_module.DEFAULT_PATH)
-    return config_module.load(default) if default.is_file() else Config.seed()
+        config = config_module.load(path)
+    else:
+        default = Path(config_module.DEFAULT_PATH)
+        config = config_module.load(default) if default.is_file() else Config.seed()
+    return config_module.apply_environment(config, os.environ)
 
 
 @contextmanager

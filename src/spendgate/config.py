@@ -33,21 +33,25 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from spendgate.budgets import Budget, budget_from_config
+from spendgate.budgets import Budget, Threshold, budget_from_config, parse_ladder, validate_ladder
 from spendgate.errors import ConfigError, ValidationError
-from spendgate.money import DEFAULT_CURRENCY
+from spendgate.money import DEFAULT_CURRENCY, to_decimal, to_nanos
 from spendgate.pricing import Price, PriceBook, SourcePricing
 from spendgate.windows import EPOCH, Window, parse_duration
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
 DEFAULT_PATH = "spendgate.toml"
 
-_TOP_KEYS = {"currency", "reservation_ttl", "sources", "budgets"}
+_TOP_KEYS = {"currency", "reservation_ttl", "sources", "budgets", "streams"}
+_STREAM_KEYS = {"calendar", "weekend_streaming", "monitoring", "lease"}
+STREAMING_BUDGET = "streaming"
+"""The budget the seed's DAILY_STREAMING_BUDGET and EMERGENCY_STOP_THRESHOLD apply to."""
 _SOURCE_KEYS = {
     "price",
     "tiers",
@@ -86,6 +90,16 @@ SEED_BUDGETS: Sequence[Mapping[str, Any]] = (
 
 
 @dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """The `[streams]` table: how stream meters run (the second seed's settings)."""
+
+    calendar: str | None = "CMES"
+    weekend_streaming: bool = False
+    monitoring: bool = True
+    lease: Decimal = Decimal("0.10")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A validated setup: prices, budgets and defaults."""
 
@@ -93,6 +107,7 @@ class Config:
     budgets: tuple[Budget, ...] = ()
     currency: str = DEFAULT_CURRENCY
     reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL
+    streams: StreamSettings = field(default_factory=StreamSettings)
 
     def __post_init__(self) -> None:
         names = [b.name for b in self.budgets]
@@ -156,7 +171,92 @@ def parse(raw: Mapping[str, Any]) -> Config:
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         raise ValidationError("currency", currency, "a three-letter ISO 4217 code such as USD")
     ttl = parse_duration(raw.get("reservation_ttl", DEFAULT_RESERVATION_TTL), "reservation_ttl")
-    return Config(book, tuple(parsed), currency.upper(), ttl)
+    return Config(book, tuple(parsed), currency.upper(), ttl, _streams(raw.get("streams", {})))
+
+
+def _streams(spec: object) -> StreamSettings:
+    if not isinstance(spec, Mapping):
+        raise ValidationError("streams", spec, "a [streams] table")
+    _only(spec, _STREAM_KEYS, "streams")
+    calendar = spec.get("calendar", "CMES")
+    if calendar is not None and (not isinstance(calendar, str) or not calendar):
+        raise ValidationError("streams.calendar", calendar, "an exchange calendar name, e.g. CMES")
+    flags = {}
+    for key, default in (("weekend_streaming", False), ("monitoring", True)):
+        value = spec.get(key, default)
+        if not isinstance(value, bool):
+            raise ValidationError(f"streams.{key}", value, "true or false")
+        flags[key] = value
+    lease = to_decimal(spec.get("lease", "0.10"), "streams.lease")
+    if lease <= 0:
+        raise ValidationError("streams.lease", lease, "an amount above zero")
+    return StreamSettings(calendar or None, flags["weekend_streaming"], flags["monitoring"], lease)
+
+
+ENVIRONMENT = {
+    "DAILY_STREAMING_BUDGET": "the limit of the 'streaming' budget, e.g. 25.0",
+    "EMERGENCY_STOP_THRESHOLD": "the stop fraction of the 'streaming' budget, e.g. 0.8",
+    "WEEKEND_STREAMING": "true or false: may streams run at weekends",
+    "COST_MONITORING_ENABLED": "true or false: do stream meters track the budget",
+}
+"""The second seed's environment variables, which override `spendgate.toml`."""
+
+
+def apply_environment(config: Config, environ: Mapping[str, str]) -> Config:
+    """The configuration with the seed's environment variables applied on top.
+
+    Pure: the caller passes the environment (the CLI and server pass `os.environ`). A bad
+    value is a `ConfigError` naming the variable.
+    """
+    try:
+        return _apply_environment(config, environ)
+    except ValidationError as exc:
+        raise ConfigError(f"{exc.field}: got {exc.value!r}; expected {exc.expected}") from exc
+
+
+def _apply_environment(config: Config, environ: Mapping[str, str]) -> Config:
+    streams = config.streams
+    if "WEEKEND_STREAMING" in environ:
+        streams = replace(
+            streams, weekend_streaming=_flag("WEEKEND_STREAMING", environ["WEEKEND_STREAMING"])
+        )
+    if "COST_MONITORING_ENABLED" in environ:
+        streams = replace(
+            streams, monitoring=_flag("COST_MONITORING_ENABLED", environ["COST_MONITORING_ENABLED"])
+        )
+    budgets = list(config.budgets)
+    limit, stop = environ.get("DAILY_STREAMING_BUDGET"), environ.get("EMERGENCY_STOP_THRESHOLD")
+    if limit is not None or stop is not None:
+        names = [b.name for b in budgets]
+        if STREAMING_BUDGET not in names:
+            raise ValidationError(
+                "DAILY_STREAMING_BUDGET" if limit is not None else "EMERGENCY_STOP_THRESHOLD",
+                limit if limit is not None else stop,
+                f"a [[budgets]] table named {STREAMING_BUDGET!r} in spendgate.toml to apply it to",
+            )
+        i = names.index(STREAMING_BUDGET)
+        budget = budgets[i]
+        if limit is not None:
+            budget = replace(budget, limit=to_nanos(limit, "DAILY_STREAMING_BUDGET"))
+        if stop is not None:
+            fraction = parse_ladder({"stop": stop}, "EMERGENCY_STOP_THRESHOLD")[0].fraction
+            rungs = [t for t in budget.thresholds if t.action != "stop"]
+            ladder = validate_ladder(
+                sorted([*rungs, Threshold(fraction, "stop")], key=lambda t: t.fraction),
+                "EMERGENCY_STOP_THRESHOLD",
+            )
+            budget = replace(budget, thresholds=ladder)
+        budgets[i] = budget
+    return replace(config, budgets=tuple(budgets), streams=streams)
+
+
+def _flag(name: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValidationError(name, value, "true or false")
 
 
 def _only(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:

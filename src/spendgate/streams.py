@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.budgets import Budget
+from spendgate.config import StreamSettings
 from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos, from_nanos, money_text, to_nanos
@@ -39,7 +40,6 @@ StreamLevel = Literal["normal", "warn", "degraded", "stopped"]
 LEVELS: tuple[StreamLevel, ...] = ("normal", "warn", "degraded", "stopped")
 DEFAULT_THRESHOLDS = (Decimal("0.6"), Decimal("0.7"), Decimal("0.8"))  # warn, degraded, stopped
 DEFAULT_RESTORE_BELOW = Decimal("0.3")
-DEFAULT_LEASE = Decimal("0.10")
 DEFAULT_FLUSH_EVERY = 10_000  # messages between settlements, whatever their size
 BYTES_PER_MB = 2**20  # the seed's bytes / 1024 / 1024
 STREAM_UNITS = ("bytes", "seconds", "events")
@@ -104,8 +104,8 @@ class StreamMeter:
         service: str,
         source: str,
         *,
-        lease: Decimal | str = DEFAULT_LEASE,
-        thresholds: tuple[Decimal, Decimal, Decimal] = DEFAULT_THRESHOLDS,
+        lease: Decimal | str | None = None,
+        thresholds: tuple[Decimal, Decimal, Decimal] | None = None,
         restore_below: Decimal = DEFAULT_RESTORE_BELOW,
         on_level_change: LevelCallback | None = None,
         flush_every: int = DEFAULT_FLUSH_EVERY,
@@ -120,9 +120,14 @@ class StreamMeter:
                 "source", source, "a stream priced per MB and/or per hour, e.g. "
                 '{ MB = "0.01", hour = "1.00" }',
             )  # fmt: skip
-        self.lease_size = to_nanos(lease, "lease")
+        settings = gate.config.streams
+        self.monitoring = settings.monitoring
+        self.lease_size = to_nanos(settings.lease if lease is None else lease, "lease")
         if self.lease_size <= 0:
             raise ValidationError("lease", lease, "an amount above zero")
+        self._budgets: tuple[Budget, ...] = self.binding.budgets(None)
+        if thresholds is None:
+            thresholds = _ladder_of(self._budgets)
         warn, degraded, stopped = (Decimal(t) for t in thresholds)
         if not 0 < restore_below < warn < degraded < stopped <= 1:
             raise ValidationError(
@@ -136,7 +141,6 @@ class StreamMeter:
         self._on_level_change = on_level_change
         self._flush_every = flush_every
         self.market = market
-        self._budgets: tuple[Budget, ...] = self.binding.budgets(None)
         # A byte's price in nano-units, kept as a fraction (per MB / 2^20) to stay exact.
         per = dict.fromkeys(units, 0)
         self._mb_nanos = price.cost({**per, "MB": 1}) if "MB" in units else 0
@@ -288,6 +292,11 @@ class StreamMeter:
 
     def _renew(self) -> None:
         """Take the next lease: smaller as the budget nears its stop line; none past it."""
+        if not self.monitoring:  # COST_MONITORING_ENABLED=false: count, book, never hold
+            self._lease_id = None
+            self._flush_at_bytes = 2**62
+            self._flush_by = self.gate.clock() + timedelta(minutes=5)
+            return
         _, used, limit = self._tightest()
         stop_line = int(limit * self._thresholds[2])
         room = stop_line - used
@@ -327,6 +336,8 @@ class StreamMeter:
         return best
 
     def _update_level(self) -> None:
+        if not self.monitoring:
+            return
         _, spent, limit = self._tightest()
         fraction = Decimal(spent) / limit
         warn, degraded, stopped = self._thresholds
@@ -344,6 +355,17 @@ class StreamMeter:
             old, self._level = self._level, new
             if self._on_level_change is not None:
                 self._on_level_change(old, new)
+
+
+def _ladder_of(budgets: tuple[Budget, ...]) -> tuple[Decimal, Decimal, Decimal]:
+    """The stream thresholds of the first budget whose ladder has all three rungs, else the
+    seed's 0.6 / 0.7 / 0.8 (so EMERGENCY_STOP_THRESHOLD, applied to the budget, reaches the
+    meter)."""
+    for budget in budgets:
+        rungs = {t.action: t.fraction for t in budget.thresholds}
+        if {"warn", "degrade", "stop"} <= rungs.keys():
+            return rungs["warn"], rungs["degrade"], rungs["stop"]
+    return DEFAULT_THRESHOLDS
 
 
 class MarketHours:
@@ -371,6 +393,13 @@ class MarketHours:
             ) from None
         self.name = calendar
         self.weekend_streaming = weekend_streaming
+
+    @classmethod
+    def from_config(cls, settings: StreamSettings) -> MarketHours | None:
+        """The market of a `[streams]` table (`None` when it names no calendar)."""
+        if settings.calendar is None:
+            return None
+        return cls(settings.calendar, weekend_streaming=settings.weekend_streaming)
 
     def is_open(self, at: datetime) -> bool:
         """Whether the market trades at `at` (an aware datetime)."""

@@ -1,0 +1,91 @@
+"""The second seed's environment variables override spendgate.toml (applied by the shells)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spendgate import Gate, to_nanos
+from spendgate.cli import app
+from spendgate.config import apply_environment, load, parse
+from spendgate.errors import ConfigError
+from spendgate.streams import StreamMeter
+from spendgate.testing import FrozenClock
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "spendgate.toml"
+
+
+def test_the_seeds_variables_override_the_file() -> None:
+    config = apply_environment(
+        load(EXAMPLE),
+        {
+            "DAILY_STREAMING_BUDGET": "30.0",
+            "EMERGENCY_STOP_THRESHOLD": "0.75",
+            "WEEKEND_STREAMING": "true",
+            "COST_MONITORING_ENABLED": "false",
+        },
+    )
+    streaming = config.budget("streaming")
+    assert streaming.limit == to_nanos("30.0")
+    assert [(t.action, t.fraction) for t in streaming.thresholds] == [
+        ("warn", Decimal("0.6")),
+        ("degrade", Decimal("0.7")),
+        ("stop", Decimal("0.75")),
+    ]
+    assert config.streams.weekend_streaming is True
+    assert config.streams.monitoring is False
+    assert apply_environment(load(EXAMPLE), {}) == load(EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"DAILY_STREAMING_BUDGET": "-5"}, "DAILY_STREAMING_BUDGET"),
+        ({"DAILY_STREAMING_BUDGET": "lots"}, "DAILY_STREAMING_BUDGET"),
+        ({"EMERGENCY_STOP_THRESHOLD": "0.5"}, "EMERGENCY_STOP_THRESHOLD"),  # below degrade
+        ({"EMERGENCY_STOP_THRESHOLD": "11"}, "EMERGENCY_STOP_THRESHOLD"),
+        ({"WEEKEND_STREAMING": "sometimes"}, "WEEKEND_STREAMING"),
+        ({"COST_MONITORING_ENABLED": "2"}, "COST_MONITORING_ENABLED"),
+    ],
+)
+def test_bad_values_name_the_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        apply_environment(load(EXAMPLE), environ)
+
+
+def test_a_streaming_budget_must_exist_to_apply_to() -> None:
+    with pytest.raises(ConfigError, match="named 'streaming'"):
+        apply_environment(parse({}), {"DAILY_STREAMING_BUDGET": "25"})
+
+
+def test_the_cli_applies_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAILY_STREAMING_BUDGET", "42")
+    result = CliRunner().invoke(app, ["budgets", "list", "--json", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert '"limit": "42"' in result.output
+
+
+def test_the_stop_threshold_reaches_the_meter(tmp_path: Path) -> None:
+    config = apply_environment(load(EXAMPLE), {"EMERGENCY_STOP_THRESHOLD": "0.75"})
+    with Gate.open("memory://", config=config, clock=FrozenClock()) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        assert meter._thresholds == (Decimal("0.6"), Decimal("0.7"), Decimal("0.75"))
+
+
+def test_monitoring_off_counts_and_books_but_never_stops() -> None:
+    config = apply_environment(
+        load(EXAMPLE), {"COST_MONITORING_ENABLED": "false", "DAILY_STREAMING_BUDGET": "1"}
+    )
+    with Gate.open("memory://", config=config, clock=FrozenClock()) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        for _ in range(200):
+            meter.record(2**20)  # $2.00 of data against a $1.00 budget
+        meter.stop()
+        assert meter.should_continue()
+        assert meter.level == "normal"
+        streaming = next(s for s in gate.status() if s.budget.name == "streaming")
+        assert streaming.spent == to_nanos("2.00")
