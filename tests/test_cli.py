@@ -150,5 +150,6 @@ def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:
     assert "Budgets (as of" in result.output
     assert "approved:" in result.output
     assert "denied:" in result.output
+    assert "market-data stream:" in result.output
     status = runner.invoke(app, ["status", "--db", db, "--json"])
     assert status.exit_code == 0

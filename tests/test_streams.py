@@ -195,3 +195,17 @@ def test_bad_input_is_refused(clock: FrozenClock) -> None:
                 meter.record(bad)  # type: ignore[arg-type]
         assert meter.usage_stats().events_processed == 0
         assert gate.events() == []
+
+
+def test_stop_disconnects_once_and_time_stops_counting(clock: FrozenClock) -> None:
+    with stream_gate(clock) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        clock.advance(timedelta(hours=1))
+        meter.stop()
+        clock.advance(timedelta(hours=5))
+        meter.stop()  # harmless
+        assert gate.status()[0].spent == to_nanos("1.00")
+        assert meter.usage_stats().runtime_hours == 1.0
+        meter.record(MB)  # a message that raced the stop is still booked, with no time
+        assert gate.status()[0].spent == to_nanos("1.01")

@@ -339,6 +339,15 @@ def demo(
         console.print(service_table(gate))
         decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))
         console.print(f"paid-call decisions: {decisions}", highlight=False)
+        if tally.stream is not None:
+            s = tally.stream
+            console.print(
+                f"market-data stream: {s.events_processed:,} messages, "
+                f"{s.bytes_processed / 2**20:.1f} MB, {s.runtime_hours:.1f} h connected, "
+                f"{format_money(s.estimated_cost)}, level {s.level}; "
+                f"levels: {'; '.join(tally.stream_levels) or 'normal throughout'}",
+                highlight=False,
+            )
         console.print("next: spendgate status --db " + db, highlight=False)
 
 

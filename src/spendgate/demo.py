@@ -21,6 +21,7 @@ from typing import Any
 from spendgate.config import SEED_SOURCES, Config, parse
 from spendgate.gate import Gate
 from spendgate.router import FreeFirstRouter
+from spendgate.streams import StreamMeter, UsageStats
 from spendgate.testing import FrozenClock
 
 SERVICES = ("scraper", "enrichment", "image_processor", "lead_generator", "ml_inference")
@@ -34,6 +35,8 @@ FREE_SOURCES = {
 }
 PAID_SOURCES = ("mapbox_satellite", "google_maps_optimized")  # cheapest first
 PAID_SUCCESS = 0.97
+PIPELINE = {"pipeline": "property"}  # the image pipeline's calls; the daily budget's scope
+STREAM_MESSAGES = 20  # market-data messages per simulated request
 
 
 def demo_config() -> Config:
@@ -46,7 +49,14 @@ def demo_config() -> Config:
                     "name": "daily",
                     "limit": "0.60",
                     "emergency": "0.20",
+                    "scope": "label:pipeline=property",
                     "thresholds": {"warn": 0.8, "stop": 1.0},
+                },
+                {
+                    "name": "streaming",
+                    "limit": "15.00",
+                    "scope": "source:databento_mbo",
+                    "thresholds": {"warn": 0.6, "degrade": 0.7, "stop": 0.8},
                 },
                 {
                     "name": "enrichment",
@@ -65,6 +75,8 @@ class Tally:
 
     decisions: Counter[str] = field(default_factory=Counter)
     served_by: Counter[str] = field(default_factory=Counter)
+    stream_levels: list[str] = field(default_factory=list)
+    stream: UsageStats | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, decision: str | None, served_by: str) -> None:
@@ -103,7 +115,9 @@ def one_request(
 ) -> None:
     """Serve one request free-first; pay only if the budget allows."""
     service = SERVICES[n % len(SERVICES)]
-    outcome = routed[service](rng, priority=n % 7 == 0, emergency=rng.random() < 0.02)
+    outcome = routed[service](
+        rng, priority=n % 7 == 0, emergency=rng.random() < 0.02, labels=PIPELINE
+    )
     decision = outcome.decision.status if outcome.decision is not None else None
     tally.add(decision, outcome.served_by or outcome.status)
 
@@ -121,15 +135,32 @@ def run(
     tally = Tally()
     step = timedelta(hours=14) / max(requests, 1)  # a working day, compressed
     routed = routers(gate)
+    meter = StreamMeter(
+        gate,
+        "mbo_stream",
+        "databento_mbo",
+        on_level_change=lambda old, new: tally.stream_levels.append(
+            f"{clock():%H:%M} {old} -> {new}"
+        ),
+    )
+    meter.start()
 
     def job(n: int) -> None:
-        one_request(routed, random.Random(seed * 1_000_003 + n), tally, n)
+        rng = random.Random(seed * 1_000_003 + n)
+        one_request(routed, rng, tally, n)
+        for _ in range(STREAM_MESSAGES):
+            if not meter.should_continue():  # the seed's stop at 80%: disconnect
+                meter.stop()
+                break
+            meter.record(rng.randint(200, 600))
         clock.advance(step)
         if progress is not None:
             progress(1)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(job, range(requests)))
+    meter.stop()
+    tally.stream = meter.usage_stats()
     return tally
 
 

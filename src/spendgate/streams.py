@@ -156,6 +156,7 @@ class StreamMeter:
         self._flush_by = datetime.max.replace(tzinfo=UTC)
         self._lease_id: str | None = None
         self._started: datetime | None = None
+        self._connected = False
         self._last_flush: datetime | None = None
 
     # -- the stream's life ------------------------------------------------------------------
@@ -165,13 +166,18 @@ class StreamMeter:
         with self._lock:
             now = self.gate.clock()
             self._started = self._last_flush = now
+            self._connected = True
             self._renew()
             self._update_level()
 
     def stop(self) -> None:
-        """Settle what is pending and give back the rest of the lease."""
+        """Disconnect: settle what is pending, give back the rest of the lease, and stop
+        counting connected time. Stopping twice is harmless."""
         with self._lock:
-            self._flush(final=True)
+            if self._connected:
+                self._flush(final=True)
+                self._connected = False
+                self._flush_at_bytes = 0  # a late message is settled at once
 
     def record(self, nbytes: int) -> None:
         """Count one message of `nbytes` bytes. Cheap: integers under a lock."""
@@ -224,12 +230,13 @@ class StreamMeter:
             pending = self._pending_cost(now)
             _, used, limit = self._tightest()
             started = self._started or now
+            until = now if self._connected else (self._last_flush or now)
             return UsageStats(
                 events_processed=self._events,
                 bytes_processed=self._bytes,
                 estimated_cost=self._settled + pending,
                 budget_remaining=limit - used - pending,
-                runtime_hours=(now - started).total_seconds() / 3600,
+                runtime_hours=(until - started).total_seconds() / 3600,
                 level=self._level,
                 as_of=now,
             )
@@ -258,7 +265,7 @@ class StreamMeter:
         return to_micros(self.gate.clock())
 
     def _pending_cost(self, now: datetime) -> Nanos:
-        if self._last_flush is None:
+        if self._last_flush is None or not self._connected:
             return 0
         seconds = Decimal(duration_micros(now - self._last_flush)) / 1_000_000
         price = self.binding.price(self._now_us()).price
@@ -269,7 +276,10 @@ class StreamMeter:
         now = self.gate.clock()
         if self._started is None:
             raise ValidationError("stream", "not started", "start() before record()")
-        seconds = Decimal(duration_micros(now - (self._last_flush or now))) / 1_000_000
+        # After stop() no connected time accrues; a message that raced the stop is still
+        # booked (truthfully, against no lease).
+        elapsed = now - (self._last_flush or now) if self._connected else timedelta(0)
+        seconds = Decimal(duration_micros(elapsed)) / 1_000_000
         units: dict[str, Decimal | int | str] = {
             "bytes": self._pending_bytes,
             "seconds": seconds,
