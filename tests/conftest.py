@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from spendgate.store.base import Store
 from spendgate.testing import FrozenClock
 
 BACKENDS = ("memory", "sqlite")
+
+# litellm, where the LLM tests import it, must use the table it ships: never the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:

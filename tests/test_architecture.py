@@ -22,6 +22,7 @@ LAYER = {
     "router": 4,
     "streams": 4,
     "http": 4,
+    "llm": 4,
     "cli": 5,
     "demo": 5,
 }

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from spendgate import config as config_module
+from spendgate import llm
 from spendgate.config import Config
 from spendgate.errors import SpendgateError, StoreError, ValidationError
 from spendgate.gate import BudgetStatus, Gate
@@ -241,6 +242,34 @@ def prices_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     console.print(table)
 
 
+@prices_app.command("import-litellm")
+def prices_import_litellm(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A litellm price table (default: the installed one)."),
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Only models matching, e.g. 'gpt-4o*'.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the TOML here.")] = None,
+) -> None:
+    """Print (or write) [sources] tables for LLMs, priced from litellm's table, offline."""
+    with failures():
+        sources = llm.litellm_prices(file, models=model)
+        text = llm.to_toml(sources)
+        if out is None:
+            console.file.write(text)
+            return
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            tmp.write_text(text)
+            tmp.replace(out)  # whole or not at all
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{out}: cannot write ({exc.strerror})") from None
+        errors.print(f"{len(sources)} models written to {out}", highlight=False)
+
+
 def _describe(price: Any) -> str:
     if price.free:
         return "free"
@@ -311,8 +340,10 @@ def demo(
     path = db.partition("://")[2].removeprefix("/").split("?")[0] if db.startswith("sqlite") else ""
     if path and Path(path).exists() and not Path(path).name.startswith("spendgate-demo"):
         # The demo starts from an empty store; it only ever deletes files it named itself.
-        errors.print(f"[red]error:[/red] --db: {path} exists; the demo needs a new file "
-                     "(or one named spendgate-demo*.db, which it recreates)")  # fmt: skip
+        errors.print(
+            f"[red]error:[/red] --db: {path} exists; the demo needs a new file "
+            "(or one named spendgate-demo*.db, which it recreates)"
+        )
         raise typer.Exit(2)
     for suffix in ("", "-wal", "-shm", ".migrate-lock"):
         if path:
@@ -366,8 +397,15 @@ def service_table(gate: Gate) -> Table:
             spend[e.service] += e.cost
     as_of = gate.clock().strftime("%Y-%m-%d %H:%M:%S UTC")
     table = Table(title=f"Services ({len(events)} events, as of {as_of})", title_justify="left")
-    for name in ("service", "requests", "served free", "paid calls", "unpriced", "spend",
-                 "cost/request"):  # fmt: skip
+    for name in (
+        "service",
+        "requests",
+        "served free",
+        "paid calls",
+        "unpriced",
+        "spend",
+        "cost/request",
+    ):
         table.add_column(name, justify="left" if name == "service" else "right")
     for service, c in sorted(per.items()):
         table.add_row(
