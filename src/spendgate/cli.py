@@ -359,13 +359,20 @@ def demo(
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("{task.description}"),
             console=console,
             transient=True,
         ) as bar:
-            task = bar.add_task("requests", total=requests)
-            tally = workload.run(
-                gate, clock, requests, seed=seed, progress=lambda n: bar.advance(task, n)
-            )
+            task = bar.add_task("", total=requests)
+            done = [0]
+
+            def advance(n: int) -> None:
+                bar.advance(task, n)
+                done[0] += n
+                if done[0] % 100 == 0:  # the figures as they change, read from the store
+                    bar.update(task, description=_live_line(gate))
+
+            tally = workload.run(gate, clock, requests, seed=seed, progress=advance)
         console.print(budget_table(gate.status(), gate.config.currency))
         console.print(service_table(gate))
         decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))
@@ -380,6 +387,12 @@ def demo(
                 highlight=False,
             )
         console.print("next: spendgate status --db " + db, highlight=False)
+
+
+def _live_line(gate: Gate) -> str:
+    """One line of budgets and levels for the demo's progress bar."""
+    parts = [f"{s.budget.name} {format_money(s.spent)} ({s.level})" for s in gate.status()]
+    return f"{gate.clock():%H:%M} " + " | ".join(parts)
 
 
 def service_table(gate: Gate) -> Table:
