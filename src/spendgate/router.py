@@ -25,7 +25,7 @@ import contextlib
 import functools
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -151,6 +151,9 @@ class FreeFirstRouter:
     `budget_exhausted` (or raises `BudgetExceededError` if `raise_on_exhausted`), never with a
     paid call the budget did not approve.
 
+    A request served by one of `caches` (by default, the sources with "cache" in their name)
+    counts as a cache hit.
+
     At a budget's `degrade` rung, `degrade="priority_only"` (the default) keeps paid sources
     for callers marked `priority=True`; `degrade="cheapest_only"` lets every caller use the
     cheapest paid source and keeps the others for priority callers.
@@ -166,6 +169,7 @@ class FreeFirstRouter:
         quality: Callable[[Any], float | None] | None = None,
         degrade: DegradeMode = "priority_only",
         raise_on_exhausted: bool = False,
+        caches: Collection[str] | None = None,
     ) -> None:
         self.gate = gate
         self.service = check_id(service, "service")
@@ -181,6 +185,11 @@ class FreeFirstRouter:
         self.quality = quality
         self.degrade = degrade
         self.raise_on_exhausted = raise_on_exhausted
+        names = [pair[0] for pair in routes if isinstance(pair, tuple | list) and pair]
+        # A request served by a cache counts as a cache hit (the seed's cache_hits).
+        self.caches = frozenset(
+            caches if caches is not None else (n for n in names if "cache" in str(n))
+        )
         free: list[_Route] = []
         paid: list[_Route] = []
         seen: set[str] = set()
@@ -355,7 +364,7 @@ class FreeFirstRouter:
             request_id=req.rid,
             labels=req.labels,
             sources_used=(route.source,),
-            cache_hits=int("cache" in route.source),
+            cache_hits=int(route.source in self.caches),
             **req.details(score),
         )
         return req.outcome("served", result, served_by=route.source, score=score)
