@@ -77,7 +77,10 @@ _HOLD = (
     "RETURNING spent + reserved"
 )
 _ENSURE_BUCKET = "INSERT INTO budget_buckets (budget, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING"
-# The hold on a rolling window: the cap applies to the sum over the window's buckets.
+# The hold on a rolling window: the cap applies to the sum over the window's buckets. SQLite
+# admits one writer at a time, so the sum cannot change under this statement; a backend with
+# concurrent writers (PostgreSQL) must lock the budget first, or two holds in different
+# buckets could both pass.
 _HOLD_ROLLING = (
     "UPDATE budget_buckets SET reserved = reserved + :amount "
     "WHERE budget = :budget AND bucket = :bucket AND (:cap IS NULL OR "
