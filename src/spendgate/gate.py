@@ -586,6 +586,10 @@ class Gate:
             out.append(BudgetStatus(b, start, end, self.store.balance(slot), now))
         return out
 
+    def event(self, request_id: str) -> Event | None:
+        """The stored event with this request id, or `None`."""
+        return self.store.event(check_id(request_id, "request_id"))
+
     def events(
         self, since: datetime | None = None, until: datetime | None = None, limit: int | None = None
     ) -> list[Event]:

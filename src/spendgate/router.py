@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from spendgate.budgets import Decision
-from spendgate.errors import SpendgateError, ValidationError
-from spendgate.events import Fallback, check_id, check_labels
+from spendgate.errors import ConflictError, SpendgateError, ValidationError
+from spendgate.events import Fallback, check_flags, check_id, check_labels, measure
 from spendgate.gate import Gate, new_request_id
 from spendgate.money import Nanos, from_nanos
 from spendgate.spend import raise_if_denied
@@ -39,7 +39,7 @@ from spendgate.windows import to_micros
 
 T = TypeVar("T")
 R = TypeVar("R")
-Status = Literal["served", "budget_exhausted", "all_failed"]
+Status = Literal["served", "budget_exhausted", "all_failed", "already_recorded"]
 DegradeMode = Literal["priority_only", "cheapest_only"]
 DEGRADE_MODES: tuple[DegradeMode, ...] = ("priority_only", "cheapest_only")
 
@@ -229,7 +229,9 @@ class FreeFirstRouter:
         **kwargs: Any,
     ) -> Outcome[Any]:
         """Serve one request; `args` and `kwargs` go to each source's callable."""
-        req = self._start(request_id, labels)
+        req = self._start(request_id, labels, priority, emergency)
+        if (earlier := self._done_before(req)) is not None:
+            return earlier
         for route in self.routes:
             req.attempted.append(route.source)
             if not route.paid:
@@ -240,6 +242,9 @@ class FreeFirstRouter:
                 continue
             decision = self._reserve(route, req, priority, emergency)
             if decision.reservation_id is None:
+                if self._only_this_source(decision):
+                    req.failed(route.source, decision.reason)
+                    continue  # its own budget refused: a dearer source may still be allowed
                 return self._exhausted(decision, req)
             req.paid_used.append(route.source)
             try:
@@ -284,7 +289,9 @@ class FreeFirstRouter:
         def off_loop(fn: Callable[..., R], *fn_args: Any) -> asyncio.Future[R]:
             return loop.run_in_executor(None, functools.partial(fn, *fn_args))
 
-        req = self._start(request_id, labels)
+        req = self._start(request_id, labels, priority, emergency)
+        if (earlier := await off_loop(self._done_before, req)) is not None:
+            return earlier
         for route in self.routes:
             req.attempted.append(route.source)
             if not route.paid:
@@ -300,6 +307,9 @@ class FreeFirstRouter:
                 reserving.add_done_callback(self._release_landed)
                 raise
             if decision.reservation_id is None:
+                if self._only_this_source(decision):
+                    req.failed(route.source, decision.reason)
+                    continue
                 return await off_loop(self._exhausted, decision, req)
             req.paid_used.append(route.source)
             try:
@@ -325,6 +335,12 @@ class FreeFirstRouter:
             return False, None, None
         return True, result, score
 
+    def _only_this_source(self, decision: Decision) -> bool:
+        """Whether the refusing budget counts only the refused source."""
+        budgets = {b.name: b for b in self.gate.config.budgets}
+        refusing = budgets.get(decision.budget or "")
+        return refusing is not None and refusing.scope.kind == "source"
+
     def _release_landed(self, reserving: asyncio.Future[Decision]) -> None:
         if reserving.cancelled() or reserving.exception() is not None:
             return
@@ -345,12 +361,33 @@ class FreeFirstRouter:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _start(self, request_id: str | None, labels: Mapping[str, str] | None) -> _Request:
+    def _start(
+        self,
+        request_id: str | None,
+        labels: Mapping[str, str] | None,
+        priority: bool,
+        emergency: bool,
+    ) -> _Request:
+        check_flags(priority=priority, emergency=emergency)
         rid = check_id(request_id, "request_id") if request_id is not None else new_request_id()
         return _Request(rid, check_labels(labels))
 
+    def _done_before(self, req: _Request) -> Outcome[Any] | None:
+        """A request id already recorded: the request is not made (or paid for) again."""
+        event = self.gate.event(req.rid)
+        if event is None:
+            return None
+        status: Status = "already_recorded"
+        return Outcome(
+            status, None, event.source if event.success else None, (), (), event.cost or 0, req.rid
+        )
+
     def _score(self, result: Any) -> float | None:
         score = self.quality(result) if self.quality is not None else None
+        try:
+            score = measure(score, "quality_score")  # a finite number from 0 up, or None
+        except ValidationError as exc:
+            raise LowQualityError(f"unusable quality score {score!r}") from exc
         if self.min_quality is not None and (score is None or score < self.min_quality):
             raise LowQualityError(f"quality {score} below {self.min_quality}")
         return score
@@ -373,12 +410,19 @@ class FreeFirstRouter:
         self, route: _Route, decision: Decision, result: Any, score: float | None, req: _Request
     ) -> Outcome[Any]:
         assert decision.reservation_id is not None
-        committed = self.gate.commit(
-            decision.reservation_id,
-            request_id=req.rid,
-            sources_used=(route.source,),
-            **req.details(score),
-        )
+        try:
+            committed = self.gate.commit(
+                decision.reservation_id,
+                request_id=req.rid,
+                sources_used=(route.source,),
+                **req.details(score),
+            )
+        except ConflictError:
+            # The request id names another event: the paid call was made all the same, so it
+            # is booked under its reservation's id rather than lost.
+            committed = self.gate.commit(
+                decision.reservation_id, sources_used=(route.source,), **req.details(score)
+            )
         return req.outcome(
             "served",
             result,

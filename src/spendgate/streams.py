@@ -34,7 +34,7 @@ from spendgate.config import StreamSettings
 from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos, from_nanos, money_text, to_nanos
-from spendgate.windows import duration_micros, to_micros
+from spendgate.windows import duration_micros, require_aware, to_micros
 
 StreamLevel = Literal["normal", "warn", "degraded", "stopped"]
 LEVELS: tuple[StreamLevel, ...] = ("normal", "warn", "degraded", "stopped")
@@ -117,11 +117,13 @@ class StreamMeter:
         units = set(price.units) if price is not None else set()
         if price is None or not units or not units <= {"MB", "hour"}:
             raise ValidationError(
-                "source", source, "a stream priced per MB and/or per hour, e.g. "
-                '{ MB = "0.01", hour = "1.00" }',
-            )  # fmt: skip
+                "source",
+                source,
+                'a stream priced per MB and/or per hour, e.g. { MB = "0.01", hour = "1.00" }',
+            )
         settings = gate.config.streams
         self.monitoring = settings.monitoring
+        self._ttl = gate.config.reservation_ttl
         self.lease_size = to_nanos(settings.lease if lease is None else lease, "lease")
         if self.lease_size <= 0:
             raise ValidationError("lease", lease, "an amount above zero")
@@ -131,9 +133,10 @@ class StreamMeter:
         warn, degraded, stopped = (Decimal(t) for t in thresholds)
         if not 0 < restore_below < warn < degraded < stopped <= 1:
             raise ValidationError(
-                "thresholds", [str(restore_below), str(warn), str(degraded), str(stopped)],
+                "thresholds",
+                [str(restore_below), str(warn), str(degraded), str(stopped)],
                 "0 < restore_below < warn < degraded < stopped <= 1",
-            )  # fmt: skip
+            )
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise ValidationError("flush_every", flush_every, "a whole number of messages >= 1")
         self._thresholds = (warn, degraded, stopped)
@@ -157,6 +160,7 @@ class StreamMeter:
         self._lease_id: str | None = None
         self._started: datetime | None = None
         self._connected = False
+        self._changes: list[tuple[StreamLevel, StreamLevel]] = []
         self._last_flush: datetime | None = None
 
     # -- the stream's life ------------------------------------------------------------------
@@ -164,11 +168,14 @@ class StreamMeter:
     def start(self) -> None:
         """Connected time starts counting; the first lease is taken."""
         with self._lock:
+            if self._connected:
+                raise ValidationError("stream", "started", "stop() before starting again")
             now = self.gate.clock()
             self._started = self._last_flush = now
             self._connected = True
             self._renew()
             self._update_level()
+        self._tell()
 
     def stop(self) -> None:
         """Disconnect: settle what is pending, give back the rest of the lease, and stop
@@ -178,11 +185,14 @@ class StreamMeter:
                 self._flush(final=True)
                 self._connected = False
                 self._flush_at_bytes = 0  # a late message is settled at once
+        self._tell()
 
     def record(self, nbytes: int) -> None:
         """Count one message of `nbytes` bytes. Cheap: integers under a lock."""
         if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
             raise ValidationError("nbytes", nbytes, "a whole number of bytes, zero or more")
+        if self._started is None:
+            raise ValidationError("stream", "not started", "start() before record()")
         with self._lock:
             self._events += 1
             self._bytes += nbytes
@@ -194,11 +204,26 @@ class StreamMeter:
                 or self.gate.clock() >= self._flush_by
             ):
                 self._flush()
+        if self._changes:
+            self._tell()
 
     def flush(self) -> None:
-        """Settle pending usage now (data and connected time) and renew the lease."""
+        """Settle pending usage now (data and connected time) and renew the lease.
+
+        A stream that goes quiet should call this now and then (at least every half
+        `reservation_ttl`): connected time accrues without messages to notice it.
+        """
         with self._lock:
             self._flush()
+        self._tell()
+
+    def _tell(self) -> None:
+        """Run the level callback for changes made under the lock (it may call the meter)."""
+        with self._lock:
+            changes, self._changes = self._changes, []
+        if self._on_level_change is not None:
+            for old, new in changes:
+                self._on_level_change(old, new)
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -220,8 +245,9 @@ class StreamMeter:
         """Raise `BudgetExceededError` when the stream has reached its stop line."""
         if self._level == "stopped":
             budget, used, limit = self._tightest()
-            raise BudgetExceededError(budget.name if budget else None,
-                                      from_nanos(0), from_nanos(max(limit - used, 0)))  # fmt: skip
+            raise BudgetExceededError(
+                budget.name if budget else None, from_nanos(0), from_nanos(max(limit - used, 0))
+            )
 
     def usage_stats(self) -> UsageStats:
         """The seed's usage statistics for this meter's run."""
@@ -243,8 +269,8 @@ class StreamMeter:
 
     def history(self, days: int = 30) -> list[DailyUsage]:
         """The seed's daily `usage_monitoring` rows for this source, newest first."""
-        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-            raise ValidationError("days", days, "a whole number of days, 1 or more")
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
+            raise ValidationError("days", days, "a whole number of days from 1 to 3660")
         now = self.gate.clock()
         since = now - timedelta(days=days)
         per_day: dict[date, list[Any]] = {}
@@ -296,7 +322,7 @@ class StreamMeter:
         self._pending_bytes = self._pending_events = 0
         self._last_flush = now
         self._lease_id = None
-        if not final:
+        if not final and self._connected:
             self._renew()
         self._update_level()
 
@@ -315,8 +341,13 @@ class StreamMeter:
             self._lease_id = None
             self._flush_at_bytes = 0
             return
-        decision = self.gate.reserve(self.binding.service, self.binding.source,
-                                     from_nanos(size), priority=True)  # fmt: skip
+        decision = self.gate.reserve(
+            self.binding.service,
+            self.binding.source,
+            from_nanos(size),
+            priority=True,
+            ttl=self._ttl,
+        )
         self._lease_id = decision.reservation_id if decision.approved else None
         # Settle before the data, or the connected time, could spend half the lease each: a
         # settlement then always lands within the hold the budget granted.
@@ -329,6 +360,9 @@ class StreamMeter:
             if self._hour_nanos
             else datetime.max.replace(tzinfo=UTC)
         )
+        # ...and well before the lease's own time runs out, or it would expire unsettled and
+        # its room be given to others while this stream still spends it.
+        self._flush_by = min(self._flush_by, now + self._ttl / 2)
         if self._lease_id is None:
             self._flush_at_bytes = 0
             self._flush_by = now
@@ -363,8 +397,7 @@ class StreamMeter:
             new = self._level  # hysteresis: between restore_below and warn, keep the level
         if new != self._level:
             old, self._level = self._level, new
-            if self._on_level_change is not None:
-                self._on_level_change(old, new)
+            self._changes.append((old, new))  # told to the callback once the lock is released
 
 
 def _ladder_of(budgets: tuple[Budget, ...]) -> tuple[Decimal, Decimal, Decimal]:
@@ -386,6 +419,8 @@ class MarketHours:
     """
 
     def __init__(self, calendar: str = "CMES", *, weekend_streaming: bool = False) -> None:
+        if not isinstance(calendar, str) or not calendar:
+            raise ValidationError("calendar", calendar, "an exchange calendar name, e.g. CMES")
         try:
             import exchange_calendars as xc
         except ImportError:  # pragma: no cover - an extra of the package
@@ -415,6 +450,7 @@ class MarketHours:
         """Whether the market trades at `at` (an aware datetime)."""
         import pandas as pd
 
+        require_aware(at, "at")
         local = at.astimezone(self._calendar.tz)
         if not self.weekend_streaming and local.weekday() >= 5:
             return False

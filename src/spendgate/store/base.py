@@ -198,6 +198,10 @@ class Store(ABC):
         """Stored events with `since <= time < until`, oldest first."""
 
     @abstractmethod
+    def event(self, request_id: str) -> Event | None:
+        """The stored event with this request id, or `None`."""
+
+    @abstractmethod
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
         """A stored reservation, or `None`."""
 

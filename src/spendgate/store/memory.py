@@ -230,6 +230,11 @@ class MemoryStore(Store):
         chosen.sort(key=lambda e: e.time)
         return chosen[:limit] if limit is not None else chosen
 
+    def event(self, request_id: str) -> Event | None:
+        self._check_open()
+        with self._lock:
+            return self._events.get(request_id)
+
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
         self._check_open()
         with self._lock:

@@ -547,6 +547,13 @@ class SQLiteStore(Store):
         return [row_event(r) for r in rows]
 
     @_store_errors
+    def event(self, request_id: str) -> Event | None:
+        row = (
+            self._conn().execute(f"{_SELECT_EVENTS} WHERE request_id = ?", (request_id,)).fetchone()
+        )
+        return None if row is None else row_event(row)
+
+    @_store_errors
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
         row = (
             self._conn()
