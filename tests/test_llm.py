@@ -54,6 +54,7 @@ def test_prices_come_from_the_table_as_exact_decimals(table: Path) -> None:
         "input_token": "0.0000025",
         "output_token": "0.00001",
         "cached_input_token": "0.00000125",
+        "cache_write_token": "0.0000025",  # no cache price: billed as ordinary input
     }
     assert list(litellm_prices(table, models=["claude-*"])) == ["claude-x"]
 
@@ -66,7 +67,7 @@ def test_the_toml_loads_back_into_a_config(table: Path, tmp_path: Path) -> None:
     )
     assert price is not None
     assert price.cost(
-        {"input_token": 1000, "output_token": 500, "cached_input_token": 0}
+        {"input_token": 1000, "output_token": 500, "cached_input_token": 0, "cache_write_token": 0}
     ) == to_nanos("0.0075")
 
 
@@ -182,3 +183,11 @@ def test_costs_equal_litellms_own_for_at_least_200_models() -> None:
             differ.append((table[name].get("litellm_provider"), name, ours, theirs))
     assert equal >= 200
     assert {provider for provider, *_ in differ} <= CUSTOM_COST_PROVIDERS, differ
+
+
+def test_a_missing_count_is_an_error_never_zero() -> None:
+    for body in ({"usage": None}, {}, {"usage": {"input_tokens": 5, "output_tokens": 1}}):
+        with pytest.raises(ValidationError, match="prompt_tokens"):
+            usage_from_openai(body)
+    with pytest.raises(ValidationError, match="input_tokens"):
+        usage_from_anthropic({"usage": {"prompt_tokens": 5, "completion_tokens": 1}})

@@ -21,6 +21,7 @@ client.get("https://maps.googleapis.com/maps/api/geocode/json?address=...")
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from spendgate.errors import ValidationError
+from spendgate.errors import SpendgateError, ValidationError
 from spendgate.gate import Gate
 from spendgate.money import from_nanos, to_nanos
 from spendgate.pricing import Usage
@@ -37,6 +38,9 @@ from spendgate.windows import to_micros
 
 if TYPE_CHECKING:
     import requests
+
+SETTLEABLE = frozenset({"request", "KB", "MB", "GB"})
+"""What a response tells: one request, and the bytes of its body."""
 
 SourceFor = Callable[[str, str], str | None]
 """Maps (host, path) to a source, or None for a request that is not metered."""
@@ -53,13 +57,24 @@ def route_table(routes: Mapping[str, str] | SourceFor) -> SourceFor:
         if not isinstance(key, str) or not key or not isinstance(source, str) or not source:
             raise ValidationError("routes", {key: source}, "host[/path] -> source name")
         host, _, path = key.partition("/")
+        if "://" in key or ":" in host:
+            # A scheme or a port would never match a request's host: the call would go
+            # unmetered without a word.
+            raise ValidationError(
+                "routes",
+                key,
+                "a bare host with an optional /path, e.g. 'api.mapbox.com/v4' (no scheme, no port)",
+            )
         table.append((host.lower(), "/" + path if path else "", source))
     table.sort(key=lambda row: len(row[0]) + len(row[1]), reverse=True)
 
     def source_for(host: str, path: str) -> str | None:
         host = host.lower()
         for want_host, prefix, source in table:
-            if host == want_host and path.startswith(prefix):
+            # A prefix matches whole path segments: /v4 covers /v4 and /v4/x, not /v40.
+            if host == want_host and (
+                path == prefix or path.startswith(prefix.rstrip("/") + "/") or not prefix
+            ):
                 return source
         return None
 
@@ -97,6 +112,15 @@ class _Meter:
     def _estimate_for(self, source: str) -> Decimal | None:
         """What to hold for one request: the price of a plain call, else `estimate`."""
         priced = self.gate.bind(self.service, source).price(_now_us(self.gate))
+        units = set(priced.price.units) if priced.price is not None else set()
+        if not units <= SETTLEABLE:
+            raise ValidationError(
+                "routes",
+                source,
+                f"a source priced per request and/or by data volume "
+                f"({', '.join(sorted(SETTLEABLE))}); {source!r} is priced per "
+                f"{', '.join(sorted(units))}, which a response does not tell",
+            )
         if priced.plain_estimate is not None:
             return None  # the gate prices a plain call itself
         if self.estimate is None:
@@ -137,6 +161,12 @@ class _Meter:
             failure_reason=None if ok else f"HTTP {status}",
             sources_used=(source,) if ok else (),
         )
+
+
+def _release_landed_hold(gate: Gate, reserving: asyncio.Future[str]) -> None:
+    if not reserving.cancelled() and reserving.exception() is None:
+        with contextlib.suppress(SpendgateError):  # else its TTL returns it
+            gate.release(reserving.result())
 
 
 def _now_us(gate: Gate) -> int:
@@ -198,7 +228,12 @@ class AsyncMeteredTransport(_Meter, httpx.AsyncBaseTransport):
         source = self.source_for(request.url.host, request.url.path)
         if source is None:
             return await self._inner.handle_async_request(request)
-        reservation_id = await asyncio.to_thread(self.reserve, source)
+        reserving = asyncio.ensure_future(asyncio.to_thread(self.reserve, source))
+        try:
+            reservation_id = await asyncio.shield(reserving)
+        except asyncio.CancelledError:  # the hold lands anyway: give it back when it does
+            reserving.add_done_callback(self._release_landed)
+            raise
         try:
             response = await self._inner.handle_async_request(request)
             body = await response.aread()
@@ -209,6 +244,9 @@ class AsyncMeteredTransport(_Meter, httpx.AsyncBaseTransport):
             self.settle, reservation_id, source, response.status_code, len(body)
         )
         return response
+
+    def _release_landed(self, reserving: asyncio.Future[str]) -> None:
+        _release_landed_hold(self.gate, reserving)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

@@ -61,6 +61,8 @@ def litellm_prices(
         table = json.loads(file.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: not JSON ({exc})") from None
     if not isinstance(table, Mapping):
@@ -80,6 +82,10 @@ def litellm_prices(
             if rate is not None:
                 price[unit] = f"{rate:f}"
         if price.get("input_token") and price.get("output_token"):
+            # A model with no cache prices bills cached tokens as ordinary input: priced so,
+            # they are never counted as free.
+            price.setdefault("cached_input_token", price["input_token"])
+            price.setdefault("cache_write_token", price["input_token"])
             out[name] = {"price": price}
     return out
 
@@ -113,6 +119,13 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+def _required(value: Any, field: str) -> int:
+    """A count the response must give: a missing one would silently cost $0."""
+    if value is None:
+        raise ValidationError(field, None, "the token count (the response has no usage for it)")
+    return _count(value, field)
+
+
 def _count(value: Any, field: str) -> int:
     if value is None:
         return 0
@@ -128,8 +141,8 @@ def usage_from_openai(response: Any) -> dict[str, int]:
     rest of the prompt, as OpenAI bills them.
     """
     usage = _get(response, "usage") or response
-    prompt = _count(_get(usage, "prompt_tokens"), "usage.prompt_tokens")
-    completion = _count(_get(usage, "completion_tokens"), "usage.completion_tokens")
+    prompt = _required(_get(usage, "prompt_tokens"), "usage.prompt_tokens")
+    completion = _required(_get(usage, "completion_tokens"), "usage.completion_tokens")
     details = _get(usage, "prompt_tokens_details")
     cached = _count(
         _get(details, "cached_tokens") if details else None,
@@ -155,8 +168,8 @@ def usage_from_anthropic(response: Any) -> dict[str, int]:
     """
     usage = _get(response, "usage") or response
     units = {
-        "input_token": _count(_get(usage, "input_tokens"), "usage.input_tokens"),
-        "output_token": _count(_get(usage, "output_tokens"), "usage.output_tokens"),
+        "input_token": _required(_get(usage, "input_tokens"), "usage.input_tokens"),
+        "output_token": _required(_get(usage, "output_tokens"), "usage.output_tokens"),
     }
     read = _count(_get(usage, "cache_read_input_tokens"), "usage.cache_read_input_tokens")
     write = _count(_get(usage, "cache_creation_input_tokens"), "usage.cache_creation_input_tokens")

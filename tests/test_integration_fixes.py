@@ -1,0 +1,129 @@
+"""Regressions for what review found in the routing, stream and HTTP integrations."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from spendgate import Gate, ValidationError, to_nanos
+from spendgate.config import parse
+from spendgate.http import MeteredTransport, route_table
+from spendgate.router import FreeFirstRouter
+from spendgate.streams import MarketHours, StreamMeter
+from spendgate.testing import FrozenClock
+
+
+def paid_gate(clock: FrozenClock, **extra: object) -> Gate:
+    return Gate.open(
+        "memory://",
+        clock=clock,
+        config=parse(
+            {
+                "sources": {
+                    "osm": {"price": "free"},
+                    "maps": {"price": "0.002"},
+                    "pricey": {"price": "0.003"},
+                    "databento_mbo": {"price": {"MB": "0.01", "hour": "1.00"}},
+                },
+                "budgets": [{"name": "daily", "limit": "1.00"}, *extra.get("budgets", [])],
+            }
+        ),
+    )  # type: ignore[misc]
+
+
+def test_a_router_retry_is_not_paid_twice(clock: FrozenClock) -> None:
+    calls = []
+
+    def maps(x: int) -> int:
+        calls.append(x)
+        return x
+
+    def osm(x: int) -> int:
+        raise LookupError("no tile")
+
+    with paid_gate(clock) as gate:
+        router = FreeFirstRouter(gate, "svc", [("osm", osm), ("maps", maps)])
+        first = router(1, request_id="property-17")
+        again = router(1, request_id="property-17")
+        assert (first.status, again.status) == ("served", "already_recorded")
+        assert calls == [1]
+        (status,) = gate.status()
+        assert (status.spent, status.reserved) == (to_nanos("0.002"), 0)
+
+
+def test_an_unusable_quality_score_fails_the_source_before_paying(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        router = FreeFirstRouter(
+            gate,
+            "svc",
+            [("osm", lambda: {"q": math.nan}), ("maps", lambda: {"q": 0.9})],
+            quality=lambda r: r["q"],
+            min_quality=0.5,
+        )
+        outcome = router()
+        assert outcome.served_by == "maps"
+        assert "unusable quality" in outcome.failures[0].reason
+        assert gate.status()[0].reserved == 0
+
+
+def test_a_sources_own_budget_moves_on_to_the_next_paid_source(clock: FrozenClock) -> None:
+    cap = {"name": "maps-cap", "limit": "0.001", "scope": "source:maps"}
+    with paid_gate(clock, budgets=[cap]) as gate:
+        router = FreeFirstRouter(gate, "svc", [("maps", lambda: "m"), ("pricey", lambda: "p")])
+        outcome = router()
+        assert (outcome.status, outcome.served_by) == ("served", "pricey")
+
+
+def test_leases_settle_before_their_ttl(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        meter = StreamMeter(gate, "s", "databento_mbo", lease="0.50")
+        meter.start()
+        meter.record(100)
+        clock.advance(gate.config.reservation_ttl / 2)
+        meter.record(100)  # half the TTL has passed: settled and renewed, not left to expire
+        clock.advance(gate.config.reservation_ttl / 2 + timedelta(seconds=1))
+        assert gate.expire() == 0
+
+
+def test_callbacks_may_call_the_meter_and_start_twice_is_refused(clock: FrozenClock) -> None:
+    seen = []
+    with paid_gate(clock) as gate:
+        meter = StreamMeter(
+            gate,
+            "s",
+            "databento_mbo",
+            on_level_change=lambda old, new: seen.append(meter.usage_stats().level),
+        )
+        meter.start()
+        with pytest.raises(ValidationError, match="stop"):
+            meter.start()
+        for _ in range(70):
+            meter.record(2**20)  # $0.70 of a $1.00 budget: warn, then degraded
+        meter.flush()
+        assert seen  # the callback ran, and could read the meter
+        meter.stop()
+        meter.record(10)  # a late message: booked, no new lease taken
+        assert gate.status()[0].reserved == 0
+
+
+def test_http_routes_must_be_bare_hosts_and_settleable(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        for key in ("https://maps.example.com", "maps.example.com:443"):
+            with pytest.raises(ValidationError, match="no scheme, no port"):
+                MeteredTransport(gate, "svc", {key: "maps"})
+        with pytest.raises(ValidationError, match="priced per"):
+            MeteredTransport(gate, "svc", {"feed.example.com": "databento_mbo"}, estimate="1")
+    source_for = route_table({"api.example.com/v4": "maps"})
+    assert source_for("api.example.com", "/v4/tiles") == "maps"
+    assert source_for("api.example.com", "/v40/tiles") is None
+
+
+def test_market_hours_refuse_bad_input() -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValidationError, match="calendar"):
+        MarketHours(None)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        MarketHours().is_open(datetime(2026, 11, 24, 15, 0))
