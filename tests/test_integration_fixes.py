@@ -127,3 +127,19 @@ def test_market_hours_refuse_bad_input() -> None:
         MarketHours(None)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="timezone-aware"):
         MarketHours().is_open(datetime(2026, 11, 24, 15, 0))
+
+
+def test_two_meters_share_a_budget_without_a_false_stop(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        a = StreamMeter(gate, "a", "databento_mbo", lease="0.60")
+        b = StreamMeter(gate, "b", "databento_mbo", lease="0.60")
+        a.start()
+        b.start()  # a holds 0.60 of the 0.80 stop line: b gets the 0.20 left
+        assert (a.level, b.level) == ("normal", "normal")
+        assert a.should_continue()
+        assert b.should_continue()
+        a.stop()  # a's lease comes back
+        b.flush()
+        assert b.should_continue()
+        assert b.level == "normal"
+        assert gate.status()[0].spent == 0

@@ -233,8 +233,9 @@ class StreamMeter:
         return self._level
 
     def should_continue(self) -> bool:
-        """False once the meter is stopped (the budget granted no further lease)."""
-        return self._level != "stopped"
+        """False once the stream reached its stop line, and while it holds no lease (other
+        callers hold the room left; `flush()` later asks again)."""
+        return self._level != "stopped" and (not self.monitoring or self._lease_id is not None)
 
     def should_start(self, auth: Callable[[], bool] | bool = True) -> bool:
         """The seed's gate for starting a stream: market open, budget left, auth confirmed."""
@@ -333,10 +334,7 @@ class StreamMeter:
             self._flush_at_bytes = 2**62
             self._flush_by = self.gate.clock() + timedelta(minutes=5)
             return
-        _, used, limit = self._tightest()
-        stop_line = int(limit * self._thresholds[2])
-        room = stop_line - used
-        size = min(self.lease_size, room)
+        size = min(self.lease_size, self._room())
         if size <= 0:
             self._lease_id = None
             self._flush_at_bytes = 0
@@ -367,6 +365,16 @@ class StreamMeter:
             self._flush_at_bytes = 0
             self._flush_by = now
 
+    def _room(self) -> Nanos:
+        """What may still be held before the stop line of every applicable budget, counting
+        the holds of other callers (another meter's lease, say)."""
+        statuses = {s.budget.name: s for s in self.gate.status()}
+        stopped = self._thresholds[2]
+        return min(
+            (int(b.limit * stopped) - statuses[b.name].balance.used for b in self._budgets),
+            default=self.lease_size,
+        )
+
     def _tightest(self) -> tuple[Budget | None, Nanos, Nanos]:
         """The applicable budget nearest its limit: (budget, spent, limit)."""
         statuses = {s.budget.name: s for s in self.gate.status()}
@@ -385,16 +393,15 @@ class StreamMeter:
         _, spent, limit = self._tightest()
         fraction = Decimal(spent) / limit
         warn, degraded, stopped = self._thresholds
-        if self._lease_id is None or fraction >= stopped:
-            new: StreamLevel = "stopped"
-        elif fraction >= degraded:
-            new = "degraded"
-        elif fraction >= warn:
-            new = "warn"
-        elif self._level in ("normal", "stopped") or fraction < self._restore_below:
-            new = "normal"
-        else:
-            new = self._level  # hysteresis: between restore_below and warn, keep the level
+        new: StreamLevel = "normal"
+        for line, level in ((warn, "warn"), (degraded, "degraded"), (stopped, "stopped")):
+            if fraction >= line:
+                new = level  # type: ignore[assignment]
+        rank = LEVELS.index
+        if rank(new) < rank(self._level) and fraction >= self._restore_below:
+            # Hysteresis: falling back, a level holds until usage is below restore_below (a
+            # stopped stream may resume, at most degraded, once it is under its stop line).
+            new = LEVELS[max(rank(new), min(rank(self._level), rank("degraded")))]
         if new != self._level:
             old, self._level = self._level, new
             self._changes.append((old, new))  # told to the callback once the lock is released
