@@ -151,5 +151,8 @@ def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:
     assert "approved:" in result.output
     assert "denied:" in result.output
     assert "market-data stream:" in result.output
+    # Eight threads feed the stream: it must run to its stop line, not end early on a race.
+    assert "level stopped" in result.output
+    assert "degraded -> stopped" in result.output
     status = runner.invoke(app, ["status", "--db", db, "--json"])
     assert status.exit_code == 0

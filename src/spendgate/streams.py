@@ -235,7 +235,8 @@ class StreamMeter:
     def should_continue(self) -> bool:
         """False once the stream reached its stop line, and while it holds no lease (other
         callers hold the room left; `flush()` later asks again)."""
-        return self._level != "stopped" and (not self.monitoring or self._lease_id is not None)
+        with self._lock:  # never between a settlement and the next lease
+            return self._level != "stopped" and (not self.monitoring or self._lease_id is not None)
 
     def should_start(self, auth: Callable[[], bool] | bool = True) -> bool:
         """The seed's gate for starting a stream: market open, budget left, auth confirmed."""
