@@ -32,7 +32,7 @@ from typing import Any, Literal
 from spendgate.budgets import Budget
 from spendgate.config import StreamSettings
 from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
-from spendgate.gate import Gate
+from spendgate.gate import BudgetStatus, Gate
 from spendgate.money import Nanos, from_nanos, money_text, to_nanos
 from spendgate.windows import duration_micros, require_aware, to_micros
 
@@ -173,8 +173,9 @@ class StreamMeter:
             now = self.gate.clock()
             self._started = self._last_flush = now
             self._connected = True
-            self._renew()
-            self._update_level()
+            statuses = self._statuses()
+            self._renew(statuses)
+            self._update_level(statuses)
         self._tell()
 
     def stop(self) -> None:
@@ -324,18 +325,19 @@ class StreamMeter:
         self._pending_bytes = self._pending_events = 0
         self._last_flush = now
         self._lease_id = None
+        statuses = self._statuses()  # read once: a lease does not change what was spent
         if not final and self._connected:
-            self._renew()
-        self._update_level()
+            self._renew(statuses)
+        self._update_level(statuses)
 
-    def _renew(self) -> None:
+    def _renew(self, statuses: dict[str, BudgetStatus]) -> None:
         """Take the next lease: smaller as the budget nears its stop line; none past it."""
         if not self.monitoring:  # COST_MONITORING_ENABLED=false: count, book, never hold
             self._lease_id = None
             self._flush_at_bytes = 2**62
             self._flush_by = self.gate.clock() + timedelta(minutes=5)
             return
-        size = min(self.lease_size, self._room())
+        size = min(self.lease_size, self._room(statuses))
         if size <= 0:
             self._lease_id = None
             self._flush_at_bytes = 0
@@ -366,19 +368,24 @@ class StreamMeter:
             self._flush_at_bytes = 0
             self._flush_by = now
 
-    def _room(self) -> Nanos:
+    def _statuses(self) -> dict[str, BudgetStatus]:
+        """One reading of every budget, shared by the lease and the level of a settlement."""
+        return {s.budget.name: s for s in self.gate.status()}
+
+    def _room(self, statuses: dict[str, BudgetStatus]) -> Nanos:
         """What may still be held before the stop line of every applicable budget, counting
         the holds of other callers (another meter's lease, say)."""
-        statuses = {s.budget.name: s for s in self.gate.status()}
         stopped = self._thresholds[2]
         return min(
             (int(b.limit * stopped) - statuses[b.name].balance.used for b in self._budgets),
             default=self.lease_size,
         )
 
-    def _tightest(self) -> tuple[Budget | None, Nanos, Nanos]:
+    def _tightest(
+        self, statuses: dict[str, BudgetStatus] | None = None
+    ) -> tuple[Budget | None, Nanos, Nanos]:
         """The applicable budget nearest its limit: (budget, spent, limit)."""
-        statuses = {s.budget.name: s for s in self.gate.status()}
+        statuses = statuses if statuses is not None else self._statuses()
         best: tuple[Budget | None, Nanos, Nanos] = (None, 0, 2**62)
         best_fraction = Decimal(-1)
         for b in self._budgets:
@@ -388,10 +395,10 @@ class StreamMeter:
                 best, best_fraction = (b, status.spent, b.limit), fraction
         return best
 
-    def _update_level(self) -> None:
+    def _update_level(self, statuses: dict[str, BudgetStatus]) -> None:
         if not self.monitoring:
             return
-        _, spent, limit = self._tightest()
+        _, spent, limit = self._tightest(statuses)
         fraction = Decimal(spent) / limit
         warn, degraded, stopped = self._thresholds
         new: StreamLevel = "normal"
