@@ -1,11 +1,19 @@
-"""Shared fixtures: a frozen clock, and the table of backends every contract test runs on."""
+"""Shared fixtures: a frozen clock, and the table of backends every contract test runs on.
+
+PostgreSQL tests use `SPENDGATE_TEST_POSTGRES_URL` (default
+`postgresql://postgres@127.0.0.1:5432/test`); each test session works in a schema of its own,
+dropped at the end, so runs on one server never see each other. Without a server the
+PostgreSQL tests are skipped, except under `CI=true`, where they fail.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from spendgate import Config, Gate
@@ -14,22 +22,68 @@ from spendgate.store import open_store
 from spendgate.store.base import Store
 from spendgate.testing import FrozenClock
 
-BACKENDS = ("memory", "sqlite")
+BACKENDS = ("memory", "sqlite", "postgresql")
+POSTGRES_URL = os.environ.get(
+    "SPENDGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+POSTGRES_TABLES = ("budget_buckets", "reservations", "events", "quota_usage")
 
 # litellm, where the LLM tests import it, must use the table it ships: never the network.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:
-    """A fresh store URL of the given backend."""
+    """A fresh store URL of the given backend (PostgreSQL: see `postgres_url`)."""
     if backend == "memory":
         return "memory://"
     return f"sqlite:///{tmp_path / 'spendgate.db'}"
 
 
+def with_schema(url: str, schema: str) -> str:
+    """`url` with spendgate's `schema` option set."""
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+def postgres_or_skip() -> None:
+    """Skip when no PostgreSQL answers (fail under CI=true, where one must)."""
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({str(exc).strip()[:120]}); "
+            "start a server or point SPENDGATE_TEST_POSTGRES_URL at one to run these tests"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """This session's schema on the test server, dropped at the end."""
+    postgres_or_skip()
+    schema = f"sgtest_{secrets.token_hex(6)}"
+    yield schema
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url(postgres_schema: str) -> str:
+    """A PostgreSQL store URL on an empty, migrated schema (this session's, emptied)."""
+    url = with_schema(POSTGRES_URL, postgres_schema)
+    open_store(url).close()  # creates and migrates the schema the first time
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        tables = ", ".join(f"{postgres_schema}.{t}" for t in POSTGRES_TABLES)
+        conn.execute(f"TRUNCATE {tables}")
+    return url
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh store URL, once per backend."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
     return backend_url(request.param, tmp_path)
 
 

@@ -1,6 +1,7 @@
 """Storage: one contract (`Store`), a backend chosen by URL.
 
 - `sqlite:///spendgate.db`: the embedded default, safe across threads and processes.
+- `postgresql://user@host/db`: one budget and one ledger shared by many hosts.
 - `memory://`: in-process, for tests.
 
 Backends are imported only when their URL is used.
@@ -12,7 +13,7 @@ from spendgate.errors import ValidationError
 from spendgate.store.base import Store
 
 DEFAULT_URL = "sqlite:///spendgate.db"
-SCHEMES = ("sqlite", "memory")
+SCHEMES = ("sqlite", "postgresql", "memory")
 
 
 def open_store(url: str = DEFAULT_URL) -> Store:
@@ -28,6 +29,10 @@ def open_store(url: str = DEFAULT_URL) -> Store:
         from spendgate.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from spendgate.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValidationError("url", url, f"a URL whose scheme is one of {', '.join(SCHEMES)}")
 
 

@@ -65,7 +65,9 @@ events = Table(
     "events",
     metadata,
     # A time-ordered surrogate key keeps inserts appending; request_id is the idempotency key.
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("request_id", String(200), nullable=False, unique=True),
     Column("fingerprint", String(64), nullable=False),
     Column("ts", BigInteger, nullable=False),

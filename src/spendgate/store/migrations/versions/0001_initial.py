@@ -52,7 +52,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        # BIGINT on PostgreSQL; SQLite's INTEGER PRIMARY KEY is its 64-bit rowid already.
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("request_id", sa.String(200), nullable=False, unique=True),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),

@@ -1,0 +1,718 @@
+"""The PostgreSQL store (`postgresql://user@host/db`): one budget and one ledger for many hosts.
+
+Each contract method is one READ COMMITTED transaction on a pooled psycopg 3 connection.
+Holds are conditional upserts on the budget row (`… DO UPDATE … WHERE spent + reserved +
+amount <= cap`): PostgreSQL locks the row and re-reads its newest version before the
+condition, so two hosts can never both pass on the same last dollar and no update is lost.
+A rolling window's cap spans several rows, so a hold there first takes a transaction lock on
+its budget. Rows are always locked in one order (budget, bucket), and the rare deadlock or
+serialization failure is retried whole.
+
+URL options (the rest go to libpq as they are, e.g. `sslmode`, `connect_timeout`):
+`?schema=NAME` (tables in that schema, created if missing), `?pool_size=10` (connections per
+process), `?migrate=false` (refuse an old schema instead of upgrading it), `?clock=database`
+(expire holds by the database server's clock instead of the callers'; see docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
+from spendgate.events import Event, RecordResult, RecordStatus
+from spendgate.money import Nanos
+from spendgate.store import migrate
+from spendgate.store.base import (
+    Balance,
+    CommitResult,
+    EventWrite,
+    QuotaUse,
+    ReservationInfo,
+    ReservationState,
+    ReservationWrite,
+    ReserveResult,
+    Settlement,
+    Slot,
+    Store,
+    cost_with_quota,
+    overshoot_of,
+)
+from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+DEFAULT_POOL_SIZE = 10
+CLOCKS = ("caller", "database")
+_ATTEMPTS = 8  # tries of a transaction that lost a deadlock or serialization race
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_IN_CHUNK = 1000
+
+_COLUMNS = ", ".join(EVENT_COLUMNS)
+_INSERT_EVENT_ONCE = (
+    f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('%s' for _ in EVENT_COLUMNS)}) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+_COPY_EVENTS = f"COPY events ({_COLUMNS}) FROM STDIN"
+_SELECT_EVENTS = f"SELECT {_COLUMNS} FROM events"
+_USAGE = (
+    "SELECT COALESCE(SUM(spent + reserved), 0) FROM budget_buckets "
+    "WHERE budget = %s AND bucket BETWEEN %s AND %s"
+)
+# A hold on a calendar window: create the row or add to it, each branch only within the cap.
+_HOLD = (
+    "INSERT INTO budget_buckets AS b (budget, bucket, spent, reserved, overshoot) "
+    "SELECT %(budget)s, %(bucket)s, 0, %(amount)s, 0 "
+    "WHERE %(cap)s::bigint IS NULL OR %(amount)s <= %(cap)s::bigint "
+    "ON CONFLICT (budget, bucket) DO UPDATE SET reserved = b.reserved + excluded.reserved "
+    "WHERE %(cap)s::bigint IS NULL OR b.spent + b.reserved + excluded.reserved <= %(cap)s::bigint "
+    "RETURNING b.spent + b.reserved"
+)
+_ENSURE_BUCKET = (
+    "INSERT INTO budget_buckets (budget, bucket) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+)
+# Serializes the holds of one rolling budget (its cap is a sum over several rows).
+_LOCK_BUDGET = "SELECT pg_advisory_xact_lock(hashtextextended('spendgate:' || %s, 0))"
+_HOLD_ROLLING = (
+    "UPDATE budget_buckets SET reserved = reserved + %(amount)s "
+    "WHERE budget = %(budget)s AND bucket = %(bucket)s AND (%(cap)s::bigint IS NULL OR "
+    "(SELECT SUM(spent + reserved) FROM budget_buckets "
+    " WHERE budget = %(budget)s AND bucket BETWEEN %(span)s AND %(bucket)s) "
+    " + %(amount)s <= %(cap)s::bigint)"
+)
+_SETTLE = (
+    "UPDATE budget_buckets SET reserved = reserved - %s, spent = spent + %s, "
+    "overshoot = overshoot + %s WHERE budget = %s AND bucket = %s"
+)
+_UNHOLD = "UPDATE budget_buckets SET reserved = reserved - %s WHERE budget = %s AND bucket = %s"
+_CHARGE = (
+    "UPDATE budget_buckets SET spent = spent + %s, overshoot = overshoot + %s "
+    "WHERE budget = %s AND bucket = %s"
+)
+# Spend no hold covered, on a calendar window: `base.overshoot_of` written out in SQL.
+_CHARGE_CALENDAR = (
+    "INSERT INTO budget_buckets AS b (budget, bucket, spent, reserved, overshoot) "
+    "VALUES (%(budget)s, %(bucket)s, %(amount)s, 0, %(first)s) "
+    "ON CONFLICT (budget, bucket) DO UPDATE SET spent = b.spent + excluded.spent, "
+    "overshoot = b.overshoot + GREATEST(0, b.spent + b.reserved + excluded.spent - %(cap)s) "
+    "- GREATEST(0, b.spent + b.reserved - %(cap)s) "
+    "RETURNING GREATEST(0, b.spent + b.reserved - %(cap)s) "
+    "- GREATEST(0, b.spent + b.reserved - %(amount)s - %(cap)s)"
+)
+_ANY_EXPIRED = "SELECT 1 FROM reservations WHERE state = 'pending' AND expires_at <= %s LIMIT 1"
+_DB_NOW = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint"
+
+
+class _RetryError(Exception):
+    """The transaction lost a race PostgreSQL resolves by aborting one side: run it again."""
+
+
+def _store_errors(
+    method: Callable[Concatenate[PostgresStore, P], T],
+) -> Callable[Concatenate[PostgresStore, P], T]:
+    """A contract method whose driver errors come out as `StoreError`s naming the server."""
+
+    def run(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"{self.where}: the store is unreachable (no connection within "
+                f"{self._timeout:g} s): {exc}"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"{self.where}: the store is unreachable: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split a `postgresql://` URL into libpq's connection string and spendgate's options."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValidationError("url", url, "postgresql://USER@HOST[:PORT]/DATABASE")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in ("schema", "pool_size", "migrate", "clock")}
+    theirs = [(k, v) for k, v in query if k not in ours]
+    libpq = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(theirs), ""))
+    try:
+        conninfo_to_dict(libpq)
+    except psycopg.ProgrammingError as exc:
+        raise ValidationError(
+            "url", _hide_password(url), f"a valid postgresql:// URL ({_first_line(exc)})"
+        ) from None
+    return libpq, ours
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class PostgresStore(Store):
+    """The contract on one PostgreSQL database, shared by every process on every host."""
+
+    batched = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = 10.0,
+        migrate_schema: bool = True,
+    ) -> None:
+        conninfo, options = parse_url(url)
+        schema = options.get("schema")
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValidationError(
+                "url schema", schema, "a name of letters, digits and _ (not starting with a digit)"
+            )
+        try:
+            pool_size = int(options.get("pool_size", pool_size))
+        except ValueError:
+            pool_size = 0
+        if pool_size < 1:
+            raise ValidationError("url pool_size", options["pool_size"], "a whole number >= 1")
+        clock = options.get("clock", "caller")
+        if clock not in CLOCKS:
+            raise ValidationError("url clock", clock, f"one of {', '.join(CLOCKS)}")
+        migrate_schema = options.get("migrate", str(migrate_schema)).lower() not in (
+            "0",
+            "false",
+            "no",
+        )
+        self.url = url
+        self.schema = schema
+        self.database_clock = clock == "database"
+        info = conninfo_to_dict(conninfo)
+        self.where = (
+            f"postgresql://{info.get('host', 'localhost')}:{info.get('port', 5432)}"
+            f"/{info.get('dbname', '')}"
+        )
+        if schema is not None:
+            conninfo = make_conninfo(conninfo, options=f"-csearch_path={schema}")
+        self._conninfo = conninfo
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._pools: dict[int, ConnectionPool[Conn]] = {}
+        self._pools_lock = threading.Lock()
+        self._closed = False
+        self._prepare_schema(migrate_schema)
+
+    # -- connections and transactions --------------------------------------------------------
+
+    def _prepare_schema(self, migrate_schema: bool) -> None:
+        """Create the schema if named, and bring it to this code's head under a lock."""
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
+                if self.schema is not None:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                # One process at a time migrates; the others then find the schema current.
+                key = f"spendgate-migrate:{self.schema or 'public'}"
+                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                try:
+                    migrate.ensure_current(self.sqlalchemy_url(), migrate=migrate_schema)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+        except psycopg.OperationalError as exc:
+            raise StoreError(
+                f"cannot connect to {self.where}: {_first_line(exc)} "
+                "(check that the server runs, and the host, port, user and password in the URL)"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot prepare {self.where}: {_first_line(exc)}") from exc
+
+    def sqlalchemy_url(self) -> str:
+        """The SQLAlchemy URL of this database (and schema), for Alembic."""
+        info = conninfo_to_dict(self._conninfo)
+        query = {
+            k: str(v)
+            for k, v in info.items()
+            if k not in ("user", "password", "host", "port", "dbname")
+        }
+        user = quote(str(info.get("user", "")), safe="")
+        password = info.get("password")
+        auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" * bool(user))
+        host = str(info.get("host", ""))
+        if "," in host or host.startswith("/"):
+            query["host"] = host
+            host = ""
+        port = f":{info['port']}" if "port" in info and host else ""
+        dbname = quote(str(info.get("dbname", "")), safe="")
+        tail = f"?{urlencode(query)}" if query else ""
+        return f"postgresql+psycopg://{auth}{host}{port}/{dbname}{tail}"
+
+    def _pool(self) -> ConnectionPool[Conn]:
+        if self._closed:
+            raise StoreError(f"{self.where}: the store is closed")
+        pid = os.getpid()
+        pool = self._pools.get(pid)
+        if pool is not None:
+            return pool
+        with self._pools_lock:
+            pool = self._pools.get(pid)
+            if pool is None:
+                # A forked child must not use its parent's sockets: it opens a pool of its own
+                # (and leaves the parent's alone, which still serves the parent).
+                pool = ConnectionPool(
+                    self._conninfo,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=self._timeout,
+                    open=True,
+                    name=f"spendgate-{pid}",
+                )
+                self._pools[pid] = pool
+        return pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        """A pooled connection in autocommit mode, for reads that need no transaction."""
+        with self._pool().connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
+
+    def _transaction(self, work: Callable[[Conn], T]) -> T:
+        """Run `work` in one READ COMMITTED transaction, again if it lost a race or found its
+        connection dead before doing anything.
+
+        A transaction that fails is rolled back whole; PostgreSQL aborts one side of a
+        deadlock or serialization conflict, and that side's work is simply run again.
+        """
+        for attempt in range(_ATTEMPTS):
+            try:
+                with self._pool().connection() as conn:
+                    try:
+                        with conn.transaction():
+                            return work(conn)
+                    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                        raise _RetryError() from None
+            except _RetryError:
+                time.sleep(0.001 * (attempt + 1))  # let the winner finish
+            except psycopg.OperationalError:
+                # A connection the server dropped (a restart, an idle timeout) fails on its
+                # first statement, before anything was written: try once on a new one.
+                if attempt:
+                    raise
+        raise StoreError(f"{self.where}: gave up after {_ATTEMPTS} deadlocks in a row")
+
+    def _now(self, conn: Conn, now: int) -> int:
+        """The time holds expire by: the caller's, or the database server's."""
+        if not self.database_clock:
+            return now
+        row = conn.execute(_DB_NOW).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        self._closed = True
+        with self._pools_lock:
+            pool = self._pools.pop(os.getpid(), None)
+        if pool is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                pool.close()
+
+    # -- helpers inside a transaction ---------------------------------------------------------
+
+    @staticmethod
+    def _used(conn: Conn, slot: Slot) -> Nanos:
+        row = conn.execute(_USAGE, (slot.budget, slot.span_start, slot.bucket)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _charge(self, conn: Conn, slot: Slot, amount: Nanos) -> Nanos:
+        """Book spend no hold covered; what lands above the cap counts as overshoot."""
+        if slot.span_start == slot.bucket and slot.cap is not None:
+            params = {
+                "budget": slot.budget,
+                "bucket": slot.bucket,
+                "amount": amount,
+                "cap": slot.cap,
+                "first": overshoot_of(0, amount, slot.cap),
+            }
+            row = conn.execute(_CHARGE_CALENDAR, params).fetchone()
+            assert row is not None
+            return int(row[0])
+        if slot.cap is not None:
+            conn.execute(_LOCK_BUDGET, (slot.budget,))
+        conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
+        over = overshoot_of(self._used(conn, slot), amount, slot.cap)
+        conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket))
+        return over
+
+    @staticmethod
+    def _cost(conn: Conn, write: EventWrite) -> Nanos | None:
+        def used_before(q: QuotaUse) -> Decimal:
+            # Create the counter if need be, then lock it: two writers of one period queue.
+            conn.execute(
+                "INSERT INTO quota_usage (source, unit, period, used) VALUES (%s, %s, %s, '0') "
+                "ON CONFLICT DO NOTHING",
+                (q.source, q.unit, q.period),
+            )
+            row = conn.execute(
+                "SELECT used FROM quota_usage WHERE source = %s AND unit = %s AND period = %s "
+                "FOR UPDATE",
+                (q.source, q.unit, q.period),
+            ).fetchone()
+            assert row is not None
+            return Decimal(row[0])
+
+        cost, counters = cost_with_quota(write, used_before)
+        for q, used in counters:
+            conn.execute(
+                "UPDATE quota_usage SET used = %s WHERE source = %s AND unit = %s AND period = %s",
+                (str(used), q.source, q.unit, q.period),
+            )
+        return cost
+
+    @staticmethod
+    def _expire_in(conn: Conn, now: int) -> int:
+        # Claiming the rows and returning their holds is one step: a second sweeper running
+        # at the same time waits on the row locks, then finds them no longer pending.
+        rows = conn.execute(
+            "UPDATE reservations SET state = 'expired', settled_at = %s "
+            "WHERE state = 'pending' AND expires_at <= %s RETURNING amount, slots",
+            (now, now),
+        ).fetchall()
+        unholds = sorted(
+            (s.budget, s.bucket, amount) for amount, slots in rows for s in json_slots(slots)
+        )
+        with conn.cursor() as cur:
+            cur.executemany(_UNHOLD, [(amount, b, bucket) for b, bucket, amount in unholds])
+        return len(rows)
+
+    @staticmethod
+    def _open_reservation(
+        conn: Conn, reservation_id: str, action: str
+    ) -> tuple[ReservationState, Nanos, tuple[Slot, ...]]:
+        row = conn.execute(
+            "SELECT state, amount, slots FROM reservations WHERE id = %s FOR UPDATE",
+            (reservation_id,),
+        ).fetchone()
+        if row is None:
+            raise ReservationStateError(reservation_id, "unknown", action)
+        state, amount, slots = row
+        if state in ("committed", "released"):
+            raise ReservationStateError(reservation_id, state, action)
+        return state, amount, json_slots(slots)
+
+    def _hold(self, conn: Conn, slot: Slot, amount: Nanos) -> Nanos | None:
+        """Add `amount` to the slot's reserved if its cap allows; its usage after, or None."""
+        params = {"budget": slot.budget, "bucket": slot.bucket, "amount": amount, "cap": slot.cap}
+        if slot.span_start == slot.bucket:
+            row = conn.execute(_HOLD, params).fetchone()
+            return None if row is None else int(row[0])
+        if slot.cap is not None:
+            conn.execute(_LOCK_BUDGET, (slot.budget,))
+        conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
+        cur = conn.execute(_HOLD_ROLLING, {**params, "span": slot.span_start})
+        if not cur.rowcount:
+            return None
+        return self._used(conn, slot)
+
+    def _hold_all(self, conn: Conn, slots: Sequence[Slot], amount: Nanos) -> list[Nanos]:
+        """Hold on every slot, locking rows in one global order; `_RefusedError` if one refuses.
+
+        The caller's transaction rolls back on refusal, so no slot keeps a hold.
+        """
+        used: dict[int, Nanos] = {}
+        for i in sorted(range(len(slots)), key=lambda i: (slots[i].budget, slots[i].bucket)):
+            after = self._hold(conn, slots[i], amount)
+            if after is None:
+                raise _RefusedError(i)
+            used[i] = after
+        return [used[i] for i in range(len(slots))]
+
+    # -- the contract -------------------------------------------------------------------------
+
+    @_store_errors
+    def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
+        with self._connection() as conn:
+            return [self._used(conn, s) for s in slots]
+
+    @_store_errors
+    def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        for i, slot in enumerate(write.slots):
+            if slot.cap is not None and write.amount > slot.cap:
+                return ReserveResult("denied", tuple(self.usage(write.slots, now)), refused=i)
+        result = self._try_reserve(write, now)
+        if result.status == "denied" and self.expire(now):
+            # A leaked hold must not block a paying caller: sweep what expired, try once more.
+            result = self._try_reserve(write, now)
+        if result.status == "denied":
+            return ReserveResult("denied", tuple(self.usage(write.slots, now)), result.refused)
+        return result
+
+    def _try_reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        def work(conn: Conn) -> ReserveResult:
+            at = self._now(conn, now)
+            created, expires = write.created_at, write.expires_at
+            if self.database_clock:
+                created, expires = at, at + (write.expires_at - write.created_at)
+            inserted = conn.execute(
+                "INSERT INTO reservations (id, state, fingerprint, service, source, amount, "
+                "emergency, created_at, expires_at, slots, labels) "
+                "VALUES (%s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (
+                    write.reservation_id,
+                    write.fingerprint,
+                    write.service,
+                    write.source,
+                    write.amount,
+                    write.emergency,
+                    created,
+                    expires,
+                    slots_json(write.slots),
+                    json.dumps(dict(write.labels)) if write.labels else None,
+                ),
+            ).rowcount
+            if not inserted:
+                row = conn.execute(
+                    "SELECT fingerprint, state FROM reservations WHERE id = %s",
+                    (write.reservation_id,),
+                ).fetchone()
+                assert row is not None
+                same = row[0] == write.fingerprint
+                return ReserveResult("exists" if same else "conflict", state=row[1])
+            return ReserveResult("created", tuple(self._hold_all(conn, write.slots, write.amount)))
+
+        try:
+            return self._transaction(work)
+        except _RefusedError as refused:  # rolled back: no hold was taken on any slot
+            return ReserveResult("denied", refused=refused.index)
+
+    @_store_errors
+    def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        def work(conn: Conn) -> CommitResult:
+            at = self._now(conn, now)
+            state, held, slots = self._open_reservation(conn, reservation_id, "commit")
+            cost = self._cost(conn, write)
+            event = write.event
+            if not conn.execute(_INSERT_EVENT_ONCE, _with_cost(event, cost)).rowcount:
+                raise ConflictError("event", event.request_id)
+            amount = cost or 0
+            expired = state == "expired"
+            plan = Settlement.plan(slots, write.slots, expired=expired)
+            overshoot = self._settle(conn, plan, held, amount, 0 if expired else held)
+            conn.execute(
+                "UPDATE reservations SET state = 'committed', actual = %s, settled_at = %s "
+                "WHERE id = %s",
+                (cost, at, reservation_id),
+            )
+            return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
+
+        return self._transaction(work)
+
+    def _settle(
+        self, conn: Conn, plan: Settlement, held: Nanos, amount: Nanos, cover: Nanos
+    ) -> Nanos:
+        """Move money as `plan` says: `held` leaves reserved, `amount` becomes spent; `cover`
+        is what the hold approved (nothing once it expired). Returns the overshoot."""
+        overshoot = max(0, amount - cover) if plan.settle or plan.unhold else 0
+        with conn.cursor() as cur:
+            cur.executemany(
+                _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in plan.settle]
+            )
+            cur.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
+        for slot in plan.charge:
+            overshoot = max(overshoot, self._charge(conn, slot, amount))
+        return overshoot
+
+    @_store_errors
+    def release(self, reservation_id: str, now: int) -> ReservationState:
+        def work(conn: Conn) -> ReservationState:
+            at = self._now(conn, now)
+            state, held, slots = self._open_reservation(conn, reservation_id, "release")
+            if state == "pending":
+                with conn.cursor() as cur:
+                    cur.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in slots])
+            conn.execute(
+                "UPDATE reservations SET state = 'released', settled_at = %s WHERE id = %s",
+                (at, reservation_id),
+            )
+            return "expired" if state == "expired" else "released"
+
+        return self._transaction(work)
+
+    @_store_errors
+    def expire(self, now: int) -> int:
+        with self._connection() as conn:
+            at = self._now(conn, now)
+            # A cheap read first: nearly always nothing has expired.
+            if not conn.execute(_ANY_EXPIRED, (at,)).fetchone():
+                return 0
+        return self._transaction(lambda conn: self._expire_in(conn, self._now(conn, now)))
+
+    @_store_errors
+    def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        if not writes:
+            return []
+        if not any(w.quota for w in writes):
+            try:
+                return self._transaction(lambda conn: self._record_new(conn, writes))
+            except pg_errors.UniqueViolation:
+                pass  # rolled back whole: a retry or a conflict is in the batch
+        return self._transaction(lambda conn: self._record_checked(conn, writes))
+
+    def _record_new(self, conn: Conn, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        """The common case, all new events: one COPY for the rows, one statement per budget.
+
+        COPY fails on any request id already stored (or repeated in the batch), which rolls
+        the batch back for `_record_checked()` to sort out.
+        """
+        charges: dict[Slot, Nanos] = {}
+        with conn.cursor() as cur, cur.copy(_COPY_EVENTS) as copy:
+            for w in writes:
+                copy.write_row(event_row(w.event))
+                if w.event.cost:
+                    for slot in w.slots:
+                        charges[slot] = charges.get(slot, 0) + w.event.cost
+        for slot in sorted(charges, key=_slot_order):
+            self._charge(conn, slot, charges[slot])
+        return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
+
+    def _record_checked(self, conn: Conn, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        """Record a batch that may hold retries, conflicts or tiered prices, one by one."""
+        results: list[RecordResult] = []
+        charges: dict[Slot, Nanos] = {}
+        for write in writes:
+            event = write.event
+            found = self._stored(conn, event.request_id)
+            if found is None:
+                cost = self._cost(conn, write)
+                found = self._stored(conn, event.request_id, _with_cost(event, cost))
+                if found is not None and write.quota:
+                    # Another writer stored it first and our quota counters moved for
+                    # nothing: roll back and run the batch again.
+                    raise _RetryError()
+            if found is not None:
+                fp, stored_cost = found
+                status: RecordStatus = "exists" if fp == event.fingerprint else "conflict"
+                results.append(RecordResult(event.request_id, status, stored_cost))
+                continue
+            if cost:
+                for slot in write.slots:
+                    charges[slot] = charges.get(slot, 0) + cost
+            results.append(RecordResult(event.request_id, "created", cost))
+        for slot in sorted(charges, key=_slot_order):
+            self._charge(conn, slot, charges[slot])
+        return results
+
+    @staticmethod
+    def _stored(
+        conn: Conn, request_id: str, row: tuple[object, ...] | None = None
+    ) -> tuple[str, Nanos | None] | None:
+        """The stored (fingerprint, cost) of a request id; with `row`, insert it first and
+        answer `None` if it went in (a concurrent writer of the same id waits for ours)."""
+        if row is not None and conn.execute(_INSERT_EVENT_ONCE, row).rowcount:
+            return None
+        found = conn.execute(
+            "SELECT fingerprint, cost FROM events WHERE request_id = %s", (request_id,)
+        ).fetchone()
+        return None if found is None else (found[0], found[1])
+
+    @_store_errors
+    def balance(self, slot: Slot) -> Balance:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0), "
+                "COALESCE(SUM(overshoot), 0) FROM budget_buckets "
+                "WHERE budget = %s AND bucket BETWEEN %s AND %s",
+                (slot.budget, slot.span_start, slot.bucket),
+            ).fetchone()
+        assert row is not None
+        return Balance(int(row[0]), int(row[1]), int(row[2]))
+
+    @_store_errors
+    def events(
+        self, *, since: int | None = None, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"{_SELECT_EVENTS} WHERE ts >= %s AND ts < %s ORDER BY ts, id LIMIT %s",
+                (
+                    since if since is not None else -(2**62),
+                    until if until is not None else 2**62,
+                    limit,
+                ),
+            ).fetchall()
+        return [row_event(r) for r in rows]
+
+    @_store_errors
+    def event(self, request_id: str) -> Event | None:
+        with self._connection() as conn:
+            row = conn.execute(f"{_SELECT_EVENTS} WHERE request_id = %s", (request_id,)).fetchone()
+        return None if row is None else row_event(row)
+
+    @_store_errors
+    def reservation(self, reservation_id: str) -> ReservationInfo | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT state, amount, service, source, created_at, expires_at, emergency, "
+                "actual, labels FROM reservations WHERE id = %s",
+                (reservation_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        state, amount, service, source, created, expires, emergency, actual, labels = row
+        return ReservationInfo(
+            reservation_id,
+            state,
+            amount,
+            service,
+            source,
+            created,
+            expires,
+            bool(emergency),
+            actual,
+            json.loads(labels) if labels else {},
+        )
+
+
+def _slot_order(slot: Slot) -> tuple[str, int]:
+    return (slot.budget, slot.bucket)
+
+
+class _RefusedError(Exception):
+    """A slot refused the hold; raised to roll the whole reservation back."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _with_cost(event: Event, cost: Nanos | None) -> tuple[object, ...]:
+    row = event_row(event)
+    return row if cost == event.cost else (*row[:5], cost, *row[6:])
