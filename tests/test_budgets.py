@@ -337,6 +337,8 @@ def test_budget_to_dict() -> None:
         "reset_hour": 0,
         "hard": True,
         "thresholds": {"warn": "0.6", "degrade": "0.7", "stop": "0.8"},
+        "leased": False,
+        "fail_open": False,
     }
 
 

@@ -214,7 +214,13 @@ def test_a_locked_database_is_a_store_error(tmp_path: Path) -> None:
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreError, match="locked"):
-            gate.reserve("svc", "paid_api", "0.10")
+            gate.record("svc", "paid_api", cost="0.10")
+        # A paid call the store cannot answer for fails closed, and says why.
+        refused = gate.reserve("svc", "paid_api", "0.10")
+        assert not refused.approved
+        assert "store unreachable" in refused.reason
+        assert "locked" in refused.reason
+        assert gate.outages["denied"] == 1
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -182,6 +182,45 @@ def _action(raw: object, field_name: str) -> Action:
 
 
 @dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    """How a gate leases a slice of a hard budget to authorize from locally.
+
+    A lease takes `share` of what remains of the budget, but never its last `floor` (a share
+    of the cap): as the budget nears its limit the slices shrink, and the last few percent
+    are decided centrally, call by call. A lease lives `ttl` unless renewed (a crashed
+    holder's lease comes back then) and is returned after `idle` without use.
+
+    >>> p = LeasePolicy()
+    >>> p.slice(cap=to_nanos(100), used=0) == to_nanos(10)
+    True
+    >>> p.slice(cap=to_nanos(100), used=to_nanos(94))
+    1000000000
+    >>> p.slice(cap=to_nanos(100), used=to_nanos(95))
+    0
+    """
+
+    share: Decimal = Decimal("0.1")
+    floor: Decimal = Decimal("0.05")
+    ttl: timedelta = timedelta(seconds=60)
+    idle: timedelta = timedelta(seconds=10)
+
+    def __post_init__(self) -> None:
+        for name, value in (("share", self.share), ("floor", self.floor)):
+            if not isinstance(value, Decimal) or not value.is_finite() or not 0 < value < 1:
+                raise ValidationError(f"lease.{name}", value, "a fraction above 0 and below 1")
+        for name, span in (("ttl", self.ttl), ("idle", self.idle)):
+            if span <= timedelta(0):
+                raise ValidationError(f"lease.{name}", span, "a duration above zero")
+
+    @exact
+    def slice(self, cap: Nanos, used: Nanos) -> Nanos:
+        """How much one lease may take now: `share` of what remains, above the floor."""
+        remaining = cap - used
+        above_floor = remaining - decimal_to_nanos(cap * self.floor)
+        return max(0, min(above_floor, decimal_to_nanos(remaining * self.share)))
+
+
+@dataclass(frozen=True, slots=True)
 class Budget:
     """A limit on spend over a window for a scope.
 
@@ -197,6 +236,8 @@ class Budget:
     emergency: Nanos = 0
     thresholds: tuple[Threshold, ...] = DEFAULT_LADDER
     hard: bool = True
+    lease: LeasePolicy | None = None
+    fail_open: bool = False
     _lines: tuple[tuple[Nanos, Action], ...] = field(init=False, repr=False, compare=False)
 
     @exact
@@ -212,6 +253,10 @@ class Budget:
                 )
         if self.limit == 0:
             raise ValidationError(f"budgets.{self.name}.limit", 0, "a limit above zero")
+        if self.lease is not None and not self.hard:
+            raise ValidationError(
+                f"budgets.{self.name}.lease", "a soft budget", "leases on hard budgets only"
+            )
         validate_ladder(self.thresholds, f"budgets.{self.name}.thresholds")
         # Resolved once: the hot path compares integers only.
         limit = from_nanos(self.limit)
@@ -263,6 +308,8 @@ class Budget:
             "reset_hour": w.reset_hour,
             "hard": self.hard,
             "thresholds": {t.action: str(t.fraction) for t in self.thresholds},
+            "leased": self.lease is not None,
+            "fail_open": self.fail_open,
         }
 
 
@@ -399,6 +446,8 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         "emergency",
         "thresholds",
         "hard",
+        "lease",
+        "fail_open",
     }
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -413,6 +462,9 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
     hard = spec.get("hard", True)
     if not isinstance(hard, bool):
         raise ValidationError(f"{where}.hard", hard, "true or false")
+    fail_open = spec.get("fail_open", False)
+    if not isinstance(fail_open, bool):
+        raise ValidationError(f"{where}.fail_open", fail_open, "true or false")
     return Budget(
         name=name,
         limit=to_nanos(spec["limit"], f"{where}.limit"),
@@ -423,7 +475,47 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         if thresholds is None
         else parse_ladder(thresholds, f"{where}.thresholds"),
         hard=hard,
+        lease=_lease(spec.get("lease", False), f"{where}.lease"),
+        fail_open=fail_open,
     )
+
+
+_LEASE_KEYS = ("share", "floor", "ttl", "idle")
+
+
+def _lease(spec: object, where: str) -> LeasePolicy | None:
+    """A budget's `lease`: `true` for the defaults, or a table of `share`, `floor`, `ttl`,
+    `idle` (fractions as `"10%"` or `0.1`, durations as `"60s"`)."""
+    if spec is False:
+        return None
+    if spec is True:
+        return LeasePolicy()
+    if not isinstance(spec, Mapping):
+        raise ValidationError(where, spec, f"true, false, or a table of {', '.join(_LEASE_KEYS)}")
+    unknown = sorted(set(spec) - set(_LEASE_KEYS))
+    if unknown:
+        raise ValidationError(f"{where}.{unknown[0]}", spec[unknown[0]], f"one of {_LEASE_KEYS}")
+    defaults = LeasePolicy()
+    try:
+        return LeasePolicy(
+            share=_share(spec.get("share", defaults.share), f"{where}.share"),
+            floor=_share(spec.get("floor", defaults.floor), f"{where}.floor"),
+            ttl=parse_duration(spec.get("ttl", defaults.ttl), f"{where}.ttl"),
+            idle=parse_duration(spec.get("idle", defaults.idle), f"{where}.idle"),
+        )
+    except ValidationError as exc:
+        if exc.field.startswith(where):
+            raise
+        raise ValidationError(
+            f"{where}.{exc.field.removeprefix('lease.')}", exc.value, exc.expected
+        ) from None
+
+
+def _share(value: object, field_name: str) -> Decimal:
+    """A lease's share: `"10%"`, or a fraction such as `0.1`."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return _fraction(value.strip()[:-1], field_name) / 100
+    return _fraction(value, field_name)
 
 
 def _window(spec: Mapping[str, object]) -> Window:

@@ -16,10 +16,12 @@ once (`bind()`), then makes one store round trip.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +35,7 @@ from spendgate.config import Config
 from spendgate.errors import (
     ConflictError,
     ReservationStateError,
+    StoreError,
     ValidationError,
 )
 from spendgate.events import (
@@ -43,6 +46,7 @@ from spendgate.events import (
     check_labels,
     fingerprint,
 )
+from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos, money_text, to_nanos
 from spendgate.pricing import Price, Usage
 from spendgate.spend import Spend, metered, raise_if_denied
@@ -62,6 +66,8 @@ from spendgate.windows import duration_micros, parse_duration, require_aware, to
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+log = logging.getLogger("spendgate")
 
 _NO_CHECKS: tuple[Check, ...] = ()
 _OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
@@ -136,6 +142,8 @@ class _Open:
     labels: Mapping[str, str]
     emergency: bool
     expires_at: int
+    local: LocalHold | None = None  # taken from leases, not from the store
+    unheld: bool = False  # approved while the store was unreachable (a fail-open budget)
 
 
 class Gate:
@@ -155,6 +163,11 @@ class Gate:
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
             GroupCommitter(store.record) if store.batched else None
         )
+        leased = any(b.lease is not None for b in self.config.budgets)
+        self._leases = Leases(store, clock, new_request_id) if leased else None
+        self.outages: Counter[str] = Counter()
+        """Decisions made while the store was unreachable: `denied` (fail closed) and
+        `approved` (a fail-open budget)."""
 
     @classmethod
     def open(
@@ -174,9 +187,11 @@ class Gate:
         return cls(open_store(url), config, clock=clock)
 
     def close(self) -> None:
-        """Finish queued writes and close the store."""
+        """Finish queued writes, return leases and close the store."""
         if self._writer is not None:
             self._writer.close()
+        if self._leases is not None:
+            self._leases.close()
         self.store.close()
 
     def __enter__(self) -> Gate:
@@ -230,11 +245,63 @@ class Gate:
             return Decision("approved", 0, None, None, "normal", now, why)
         budgets = binding.budgets(check_labels(labels) if labels else None)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
-        used = self.store.usage(slots, now_us)
-        checks = _checks(budgets, slots, used, requested)
-        if any(c.refused for c in checks) and self.store.expire(now_us):
-            checks = _checks(budgets, slots, self.store.usage(slots, now_us), requested)
+        if self._leases is not None:
+            leased = self._leases.peek(budgets, slots, requested, now_us)
+            if leased is not None:  # our leases cover it: no need to ask the store
+                checks = tuple(
+                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
+                )
+                return decide(checks, requested, now, priority=priority)
+        try:
+            used = self.store.usage(slots, now_us)
+            checks = _checks(budgets, slots, used, requested)
+            if any(c.refused for c in checks) and self.store.expire(now_us):
+                checks = _checks(budgets, slots, self.store.usage(slots, now_us), requested)
+        except StoreError as exc:
+            return self._unreachable(budgets, slots, requested, now, exc)
         return decide(checks, requested, now, priority=priority)
+
+    def _unreachable(
+        self,
+        budgets: tuple[Budget, ...],
+        slots: tuple[Slot, ...],
+        requested: Nanos,
+        now: datetime,
+        exc: StoreError,
+        *,
+        reservation_id: str | None = None,
+    ) -> Decision:
+        """Decide without the store: deny (fail closed) unless every hard budget that would
+        decide is configured `fail_open`. Either outcome is counted in `outages` and logged."""
+        deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
+        closed = [b.name for b in deciding if not b.fail_open]
+        if closed:
+            self.outages["denied"] += 1
+            log.warning(
+                "store unreachable, call denied (budget %s fails closed): %s", closed[0], exc
+            )
+            return Decision(
+                "denied",
+                requested,
+                None,
+                closed[0],
+                "normal",
+                now,
+                f"store unreachable, budget {closed[0]!r} fails closed: {exc}",
+            )
+        self.outages["approved"] += 1
+        names = ", ".join(repr(b.name) for b in deciding) or "none"
+        log.warning("store unreachable, call approved (fail-open budgets %s): %s", names, exc)
+        return Decision(
+            "approved",
+            requested,
+            None,
+            deciding[0].name if deciding else None,
+            "normal",
+            now,
+            f"store unreachable, approved unchecked (fail-open budgets: {names}): {exc}",
+            reservation_id,
+        )
 
     def require(
         self, service: str, source: str, amount: Decimal | int | str | None = None, **options: Any
@@ -301,7 +368,28 @@ class Gate:
             emergency=emergency,
             labels=clean_labels,
         )
-        result = self.store.reserve(write, now_us)
+        if self._leases is not None and amount and reservation_id is None:
+            local = self._leases.take(
+                rid, budgets, slots, amount, now=now_us, expires_at=write.expires_at
+            )
+            if local is not None:
+                hold, leased = local
+                self._open[rid] = _Open(
+                    binding, amount, clean_labels, emergency, write.expires_at, local=hold
+                )
+                checks = tuple(
+                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
+                )
+                return decide(checks, amount, now, priority=priority, reservation_id=rid)
+        try:
+            result = self.store.reserve(write, now_us)
+        except StoreError as exc:
+            decision = self._unreachable(budgets, slots, amount, now, exc, reservation_id=rid)
+            if decision.approved:
+                self._open[rid] = _Open(
+                    binding, amount, clean_labels, emergency, write.expires_at, unheld=True
+                )
+            return decision
         if result.status == "conflict":
             raise ConflictError("reservation", rid)
         if result.status == "exists" and result.state != "pending":
@@ -373,13 +461,48 @@ class Gate:
             binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
         )
         write = EventWrite(event, slots, price, _quota(price, event, now) if tiered else ())
-        result = self.store.commit(reservation_id, write, now_us)
+        if opened.local is None and not opened.unheld:
+            result = self.store.commit(reservation_id, write, now_us)
+            self._open.pop(reservation_id, None)
+            return result
+        return self._settle_unstored(reservation_id, opened, write)
+
+    def _settle_unstored(
+        self, reservation_id: str, opened: _Open, write: EventWrite
+    ) -> CommitResult:
+        """Commit a hold the store never saw: taken from leases, or approved fail-open.
+
+        The event goes in like a recorded one (concurrent commits share a transaction); a
+        lease hold moves out of its leases in that same transaction. A hold given back
+        because its time ran out is booked, like an expired one, as unreserved spend.
+        """
+        assert self._leases is not None or opened.unheld
+        hold = self._leases.held(reservation_id) if self._leases is not None else None
+        if hold is not None:
+            write = replace(write, draw=hold.draw)
+        if self._writer is not None:
+            result = self._writer.submit(write)
+        else:
+            result = self.store.record([write])[0]
+        if result.status == "conflict":
+            raise ConflictError("event", result.request_id)
+        if self._leases is not None:
+            self._leases.settled(reservation_id)
         self._open.pop(reservation_id, None)
-        return result
+        cost = result.cost or 0
+        held = opened.amount if hold is not None else 0
+        return CommitResult(
+            reservation_id, result.request_id, result.cost, max(0, cost - held), hold is None
+        )
 
     def release(self, reservation_id: str) -> ReservationState:
         """Return a reservation's hold unused. Releasing twice raises `ReservationStateError`."""
         _, now_us = self._now()
+        opened = self._open.get(reservation_id)
+        if opened is not None and (opened.local is not None or opened.unheld):
+            self._open.pop(reservation_id, None)
+            given_back = self._leases is not None and self._leases.give_back(reservation_id)
+            return "released" if given_back or opened.unheld else "expired"
         state = self.store.release(reservation_id, now_us)
         self._open.pop(reservation_id, None)
         return state

@@ -56,15 +56,30 @@ class QuotaUse:
 
 
 @dataclass(frozen=True, slots=True)
+class Draw:
+    """The part of leases a call held: `held` on each of `leases` (one per leased budget).
+
+    Settling it moves `held` out of each lease and the cost into spent, in the event's
+    transaction; a lease that is no longer pending (it expired) covers nothing, and the cost
+    is booked as unreserved spend.
+    """
+
+    leases: tuple[str, ...]
+    held: Nanos
+
+
+@dataclass(frozen=True, slots=True)
 class EventWrite:
     """An event to store, the budget slots its cost counts against, and (for tiered prices)
     the price and quota counters its cost depends on: the store computes such a cost inside
-    its transaction, from the counters as they stand."""
+    its transaction, from the counters as they stand. `draw` is set for a call whose hold was
+    taken from leases."""
 
     event: Event
     slots: tuple[Slot, ...] = ()
     price: Price | None = None
     quota: tuple[QuotaUse, ...] = ()
+    draw: Draw | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +195,25 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
+        """Grow (`delta > 0`, only within every cap) or shrink a pending hold, and move its
+        expiry to `expires_at`: how a lease is topped up, renewed and partly returned.
+
+        `created` with the usage after; `denied` (nothing changed) when a cap refuses;
+        `exists` with `state` when the hold is no longer pending. Raises
+        `ReservationStateError` for an unknown reservation.
+        """
+
+    @abstractmethod
     def expire(self, now: int) -> int:
         """Return every hold whose time ran out; how many there were."""
 
     @abstractmethod
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
-        """Store events and charge their costs, idempotently by request id, in one transaction."""
+        """Store events and charge their costs, idempotently by request id, in one transaction.
+
+        An event with a `draw` settles its lease holds (see `Draw`) in the same transaction.
+        """
 
     @abstractmethod
     def balance(self, slot: Slot) -> Balance:
@@ -254,6 +282,26 @@ class Settlement:
                 charge.append(target)
         charge += now.values()  # budgets that apply now but held nothing (a new label scope)
         return cls(tuple(settle), tuple(unhold), tuple(charge))
+
+
+def drawn_plan(lease_slots: Mapping[str, Slot], current: Sequence[Slot]) -> Settlement:
+    """How a call drawn from leases settles: like a commit, budget by budget.
+
+    `lease_slots` maps each budget whose lease still holds the call's money (the lease is
+    pending) to the slot the lease sits on. A budget without one (no lease, or it expired)
+    is charged the cost as unreserved spend.
+    """
+    settle, unhold, charge = [], [], []
+    for slot in current:
+        held = lease_slots.get(slot.budget)
+        if held is None:
+            charge.append(slot)
+        elif held.bucket == slot.bucket:
+            settle.append(held)
+        else:  # the lease's window has passed: its hold goes back, the cost lands now
+            unhold.append(held)
+            charge.append(slot)
+    return Settlement(tuple(settle), tuple(unhold), tuple(charge))
 
 
 def cost_with_quota(

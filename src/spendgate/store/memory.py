@@ -26,6 +26,7 @@ from spendgate.store.base import (
     Slot,
     Store,
     cost_with_quota,
+    drawn_plan,
     overshoot_of,
 )
 from spendgate.windows import to_micros
@@ -36,6 +37,11 @@ class _Reservation:
     write: ReservationWrite
     state: ReservationState = "pending"
     actual: Nanos | None = None
+    amount: Nanos = 0  # held now (a lease's changes as it is topped up and drawn from)
+    expires_at: int = 0
+
+    def __post_init__(self) -> None:
+        self.amount, self.expires_at = self.write.amount, self.write.expires_at
 
 
 class MemoryStore(Store):
@@ -86,13 +92,11 @@ class MemoryStore(Store):
 
     def _expire_locked(self, now: int) -> int:
         expired = [
-            r
-            for r in self._reservations.values()
-            if r.state == "pending" and r.write.expires_at <= now
+            r for r in self._reservations.values() if r.state == "pending" and r.expires_at <= now
         ]
         for r in expired:
             for slot in r.write.slots:
-                self._row(slot)[1] -= r.write.amount
+                self._row(slot)[1] -= r.amount
             r.state = "expired"
         return len(expired)
 
@@ -142,7 +146,7 @@ class MemoryStore(Store):
             if event.request_id in self._events:
                 raise ConflictError("event", event.request_id)
             cost = self._cost(write)
-            amount, held = cost or 0, r.write.amount
+            amount, held = cost or 0, r.amount
             expired = r.state == "expired"
             plan = Settlement.plan(r.write.slots, write.slots, expired=expired)
             overshoot = 0 if expired else max(0, amount - held)
@@ -167,9 +171,29 @@ class MemoryStore(Store):
                 r.state = "released"
                 return "expired"
             for slot in r.write.slots:
-                self._row(slot)[1] -= r.write.amount
+                self._row(slot)[1] -= r.amount
             r.state = "released"
             return "released"
+
+    def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
+        self._check_open()
+        with self._lock:
+            r = self._reservations.get(reservation_id)
+            if r is None:
+                raise ReservationStateError(reservation_id, "unknown", "adjust")
+            if r.state != "pending":
+                return ReserveResult("exists", state=r.state)
+            used = [self._used(s) for s in r.write.slots]
+            if delta > 0:
+                for i, (slot, u) in enumerate(zip(r.write.slots, used, strict=True)):
+                    if slot.cap is not None and u + delta > slot.cap:
+                        return ReserveResult("denied", tuple(used), refused=i)
+            delta = max(delta, -r.amount)
+            for slot in r.write.slots:
+                self._row(slot)[1] += delta
+            r.amount += delta
+            r.expires_at = expires_at
+            return ReserveResult("created", tuple(u + delta for u in used))
 
     def _open_reservation(self, reservation_id: str, action: str) -> _Reservation:
         r = self._reservations.get(reservation_id)
@@ -198,11 +222,36 @@ class MemoryStore(Store):
                     results.append(RecordResult(event.request_id, status, found.cost))
                     continue
                 cost = self._cost(write)
-                for slot in write.slots:
-                    self._charge(slot, cost or 0)
+                if write.draw is None:
+                    for slot in write.slots:
+                        self._charge(slot, cost or 0)
+                else:
+                    self._settle_draw(write, cost or 0)
                 self._events[event.request_id] = replace(event, cost=cost)
                 results.append(RecordResult(event.request_id, "created", cost))
             return results
+
+    def _settle_draw(self, write: EventWrite, amount: Nanos) -> None:
+        """Move a drawn call's hold out of its leases and its cost into spent."""
+        assert write.draw is not None
+        held = write.draw.held
+        leases: dict[str, Slot] = {}
+        for lease_id in write.draw.leases:
+            lease = self._reservations.get(lease_id)
+            if lease is not None and lease.state == "pending":
+                lease.amount -= held
+                for slot in lease.write.slots:
+                    leases[slot.budget] = slot
+        plan = drawn_plan(leases, write.slots)
+        for slot in plan.settle:
+            row = self._row(slot)
+            row[0] += amount
+            row[1] -= held
+            row[2] += max(0, amount - held)
+        for slot in plan.unhold:
+            self._row(slot)[1] -= held
+        for slot in plan.charge:
+            self._charge(slot, amount)
 
     def balance(self, slot: Slot) -> Balance:
         self._check_open()
@@ -245,11 +294,11 @@ class MemoryStore(Store):
             return ReservationInfo(
                 reservation_id,
                 r.state,
-                w.amount,
+                r.amount,
                 w.service,
                 w.source,
                 w.created_at,
-                w.expires_at,
+                r.expires_at,
                 w.emergency,
                 r.actual,
                 dict(w.labels),

@@ -51,6 +51,7 @@ from spendgate.store.base import (
     Slot,
     Store,
     cost_with_quota,
+    drawn_plan,
     overshoot_of,
 )
 from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
@@ -415,7 +416,7 @@ class PostgresStore(Store):
 
     @staticmethod
     def _open_reservation(
-        conn: Conn, reservation_id: str, action: str
+        conn: Conn, reservation_id: str, action: str, any_state: bool = False
     ) -> tuple[ReservationState, Nanos, tuple[Slot, ...]]:
         row = conn.execute(
             "SELECT state, amount, slots FROM reservations WHERE id = %s FOR UPDATE",
@@ -424,7 +425,7 @@ class PostgresStore(Store):
         if row is None:
             raise ReservationStateError(reservation_id, "unknown", action)
         state, amount, slots = row
-        if state in ("committed", "released"):
+        if state in ("committed", "released") and not any_state:
             raise ReservationStateError(reservation_id, state, action)
         return state, amount, json_slots(slots)
 
@@ -568,6 +569,40 @@ class PostgresStore(Store):
         return self._transaction(work)
 
     @_store_errors
+    def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
+        def work(conn: Conn) -> ReserveResult:
+            state, amount, slots = self._open_reservation(conn, reservation_id, "adjust", True)
+            if state != "pending":
+                return ReserveResult("exists", state=state)
+            change = max(delta, -amount)
+            if change > 0:
+                used = self._hold_all(conn, slots, change)
+            else:
+                with conn.cursor() as cur:
+                    cur.executemany(_UNHOLD, [(-change, s.budget, s.bucket) for s in slots])
+                used = [self._used(conn, s) for s in slots]
+            at = self._now(conn, now)
+            conn.execute(
+                "UPDATE reservations SET amount = amount + %s, expires_at = %s WHERE id = %s",
+                (change, at + (expires_at - now), reservation_id),
+            )
+            return ReserveResult("created", tuple(used))
+
+        try:
+            return self._transaction(work)
+        except _RefusedError as refused:  # rolled back: nothing changed
+            slots = json_slots(self._slots_of(reservation_id))
+            return ReserveResult("denied", tuple(self.usage(slots, now)), refused.index)
+
+    def _slots_of(self, reservation_id: str) -> str:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT slots FROM reservations WHERE id = %s", (reservation_id,)
+            ).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    @_store_errors
     def expire(self, now: int) -> int:
         with self._connection() as conn:
             at = self._now(conn, now)
@@ -580,7 +615,7 @@ class PostgresStore(Store):
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         if not writes:
             return []
-        if not any(w.quota for w in writes):
+        if not any(w.quota or w.draw for w in writes):
             try:
                 return self._transaction(lambda conn: self._record_new(conn, writes))
             except pg_errors.UniqueViolation:
@@ -623,13 +658,40 @@ class PostgresStore(Store):
                 status: RecordStatus = "exists" if fp == event.fingerprint else "conflict"
                 results.append(RecordResult(event.request_id, status, stored_cost))
                 continue
+            targets = write.slots
+            if write.draw is not None:
+                targets = self._settle_draw(conn, write, cost or 0)
             if cost:
-                for slot in write.slots:
+                for slot in targets:
                     charges[slot] = charges.get(slot, 0) + cost
             results.append(RecordResult(event.request_id, "created", cost))
         for slot in sorted(charges, key=_slot_order):
             self._charge(conn, slot, charges[slot])
         return results
+
+    @staticmethod
+    def _settle_draw(conn: Conn, write: EventWrite, amount: Nanos) -> tuple[Slot, ...]:
+        """Move a drawn call's hold out of its leases and its cost into spent where a lease
+        held it; the slots left to charge as unreserved spend."""
+        assert write.draw is not None
+        held = write.draw.held
+        leases: dict[str, Slot] = {}
+        for lease_id in sorted(write.draw.leases):
+            row = conn.execute(
+                "UPDATE reservations SET amount = amount - %s "
+                "WHERE id = %s AND state = 'pending' RETURNING slots",
+                (held, lease_id),
+            ).fetchone()
+            if row is not None:
+                leases.update((s.budget, s) for s in json_slots(row[0]))
+        plan = drawn_plan(leases, write.slots)
+        over = max(0, amount - held)
+        with conn.cursor() as cur:
+            cur.executemany(
+                _SETTLE, [(held, amount, over, s.budget, s.bucket) for s in plan.settle]
+            )
+            cur.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
+        return plan.charge
 
     @staticmethod
     def _stored(

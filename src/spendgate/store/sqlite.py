@@ -45,6 +45,7 @@ from spendgate.store.base import (
     Slot,
     Store,
     cost_with_quota,
+    drawn_plan,
     overshoot_of,
 )
 from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
@@ -429,6 +430,38 @@ class SQLiteStore(Store):
         return "expired" if state == "expired" else "released"
 
     @_store_errors
+    def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
+        try:
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT state, amount, slots FROM reservations WHERE id = ?", (reservation_id,)
+                ).fetchone()
+                if row is None:
+                    raise ReservationStateError(reservation_id, "unknown", "adjust")
+                state, amount, text = row
+                if state != "pending":
+                    return ReserveResult("exists", state=state)
+                slots = json_slots(text)
+                delta = max(delta, -amount)
+                if delta > 0:
+                    used = []
+                    for i, slot in enumerate(slots):
+                        after = self._hold(conn, slot, delta)
+                        if after is None:
+                            raise _RefusedError(i)
+                        used.append(after)
+                else:
+                    conn.executemany(_UNHOLD, [(-delta, s.budget, s.bucket) for s in slots])
+                    used = [self._used(conn, s) for s in slots]
+                conn.execute(
+                    "UPDATE reservations SET amount = amount + ?, expires_at = ? WHERE id = ?",
+                    (delta, expires_at, reservation_id),
+                )
+                return ReserveResult("created", tuple(used))
+        except _RefusedError as refused:  # rolled back: nothing changed
+            return ReserveResult("denied", tuple(self.usage(slots, now)), refused.index)
+
+    @_store_errors
     def expire(self, now: int) -> int:
         # A cheap read first: readers (status, authorize) must not queue for the write lock
         # when nothing has expired, which is nearly always.
@@ -441,7 +474,7 @@ class SQLiteStore(Store):
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         if not writes:
             return []
-        if not any(w.quota for w in writes):
+        if not any(w.quota or w.draw for w in writes):
             try:
                 return self._record_new(writes)
             except sqlite3.IntegrityError:
@@ -488,8 +521,11 @@ class SQLiteStore(Store):
                 cost = self._cost(conn, write)
                 known[event.request_id] = (event.fingerprint, cost)
                 rows.append(_with_cost(event, cost))
+                targets = write.slots
+                if write.draw is not None:
+                    targets = self._settle_draw(conn, write, cost or 0)
                 if cost:
-                    for slot in write.slots:
+                    for slot in targets:
                         charges[slot] = charges.get(slot, 0) + cost
                 results.append(RecordResult(event.request_id, "created", cost))
             conn.executemany(_INSERT_EVENT, rows)
@@ -497,6 +533,29 @@ class SQLiteStore(Store):
             for slot, amount in charges.items():
                 self._charge(conn, slot, amount)
         return results
+
+    @staticmethod
+    def _settle_draw(
+        conn: sqlite3.Connection, write: EventWrite, amount: Nanos
+    ) -> tuple[Slot, ...]:
+        """Move a drawn call's hold out of its leases and its cost into spent where a lease
+        held it; the slots left to charge as unreserved spend."""
+        assert write.draw is not None
+        held = write.draw.held
+        leases: dict[str, Slot] = {}
+        for lease_id in write.draw.leases:
+            row = conn.execute(
+                "UPDATE reservations SET amount = amount - ? WHERE id = ? AND state = 'pending' "
+                "RETURNING slots",
+                (held, lease_id),
+            ).fetchone()
+            if row is not None:
+                leases.update((s.budget, s) for s in json_slots(row[0]))
+        plan = drawn_plan(leases, write.slots)
+        over = max(0, amount - held)
+        conn.executemany(_SETTLE, [(held, amount, over, s.budget, s.bucket) for s in plan.settle])
+        conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
+        return plan.charge
 
     @staticmethod
     def _fingerprints(
