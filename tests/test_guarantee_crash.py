@@ -1,6 +1,7 @@
 """The guarantee that nothing acknowledged is lost: `record()` returns only once the event is
 durable, even when the process dies right after (`kill -9`), and a replay of every request
-finishes the job without counting anything twice.
+finishes the job without counting anything twice. On SQLite and on PostgreSQL (a fresh schema
+per run, dropped at the end).
 """
 
 from __future__ import annotations
@@ -8,20 +9,25 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
+import psycopg
 import pytest
 
 from spendgate import to_nanos
+from tests.conftest import POSTGRES_URL, postgres_or_skip, with_schema
 
-RUNS = 20
+# Each PostgreSQL run starts a child that migrates a schema of its own: fewer runs, same checks.
+RUNS = {"sqlite": 20, "postgresql": 10}
 SEED = 20260105
 MAX_ACKS_BEFORE_KILL = 400
 CHILD_TIMEOUT = 30.0
@@ -61,12 +67,12 @@ def payload(i):
     }
 
 
-def open_gate(db):
-    return Gate.open(f"sqlite:///{db}", config=parse(CONFIG), clock=FrozenClock())
+def open_gate(url):
+    return Gate.open(url, config=parse(CONFIG), clock=FrozenClock())
 
 
-def main(db, run):
-    gate = open_gate(db)
+def main(url, run):
+    gate = open_gate(url)
     lock = threading.Lock()
     taken = [0]
 
@@ -107,12 +113,12 @@ def load_child(tmp_path: Path) -> tuple[Path, ModuleType]:
     return path, module
 
 
-def run_and_kill(script: Path, db: Path, run: int, kill_after: int, log: Path) -> list[str]:
+def run_and_kill(script: Path, url: str, run: int, kill_after: int, log: Path) -> list[str]:
     """Start the child, SIGKILL it once `kill_after` requests are acknowledged, and return
     every acknowledgement it wrote (the pipe keeps what was written before the kill)."""
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(db), str(run)], stdout=subprocess.PIPE, stderr=err
+            [sys.executable, str(script), url, str(run)], stdout=subprocess.PIPE, stderr=err
         )
     watchdog = threading.Timer(CHILD_TIMEOUT, proc.kill)
     watchdog.start()
@@ -144,18 +150,93 @@ def run_and_kill(script: Path, db: Path, run: int, kill_after: int, log: Path) -
     return acked
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        postgres_or_skip()
+    return str(request.param)
+
+
+@pytest.fixture
+def run_url(backend: str, tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    """A fresh store URL per run: a new SQLite file, or a new PostgreSQL schema (dropped at
+    the end of the test) whose sessions carry its name as their application_name."""
+    token = secrets.token_hex(4)
+    schemas: list[str] = []
+
+    def url(run: int) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / f'run{run:02d}.db'}"
+        schemas.append(f"sgcrash_{token}_{run:02d}")
+        named = f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}application_name={schemas[-1]}"
+        return with_schema(named, schemas[-1])
+
+    yield url
+    if schemas:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def end_sessions(url: str) -> None:
+    """PostgreSQL: end the dead child's server sessions and wait until they are gone.
+
+    A COMMIT the child sent just before it died may still be landing; once its session has
+    ended, what is stored is final (landed whole, or not at all) and safe to check.
+    """
+    if url.startswith("postgresql"):
+        schema = url.rpartition("schema=")[2]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (schema,),
+            )
+
+
+def stored_rows(url: str) -> tuple[dict[str, int | None], tuple[int, int, int]]:
+    """What the database itself holds, read beside spendgate: each event's request id and
+    cost, and the budget rows' (spent, reserved, overshoot) summed."""
+    events = "SELECT request_id, cost FROM events"
+    buckets = (
+        "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0), "
+        "COALESCE(SUM(overshoot), 0) FROM budget_buckets"
+    )
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            rows = conn.execute(events).fetchall()
+            totals = conn.execute(buckets).fetchone()
+        finally:
+            conn.close()
+    else:
+        schema = url.rpartition("schema=")[2]
+        with psycopg.connect(POSTGRES_URL, options=f"-csearch_path={schema}") as pg:
+            rows = pg.execute(events).fetchall()
+            totals = pg.execute(buckets).fetchone()
+    assert totals is not None
+    counts = Counter(rid for rid, _ in rows)
+    assert not counts or max(counts.values()) == 1, counts.most_common(3)
+    return dict(rows), (int(totals[0]), int(totals[1]), int(totals[2]))
+
+
 @pytest.mark.slow
-def test_acknowledged_events_survive_kill_and_replay_counts_each_once(tmp_path: Path) -> None:
+def test_acknowledged_events_survive_kill_and_replay_counts_each_once(
+    backend: str, run_url: Callable[[int], str], tmp_path: Path
+) -> None:
     script, child = load_child(tmp_path)
     rng = random.Random(SEED)
+    runs = RUNS[backend]
     total_acked = 0
     total_missing = 0
-    for run in range(RUNS):
-        db = tmp_path / f"run{run:02d}.db"
+    for run in range(runs):
+        url = run_url(run)
         if run % 2:  # half the runs start on an existing schema, half create it
-            child.open_gate(db).close()
+            child.open_gate(url).close()
         kill_after = rng.randint(0, MAX_ACKS_BEFORE_KILL)
-        acked = run_and_kill(script, db, run, kill_after, tmp_path / f"run{run:02d}.log")
+        acked = run_and_kill(script, url, run, kill_after, tmp_path / f"run{run:02d}.log")
+        end_sessions(url)
         assert len(acked) >= kill_after
         assert len(set(acked)) == len(acked)
         total_acked += len(acked)
@@ -166,15 +247,18 @@ def test_acknowledged_events_survive_kill_and_replay_counts_each_once(tmp_path: 
         candidates = [child.request_id(run, i) for i in range(attempted)]
         assert set(acked) <= set(candidates)
 
-        conn = sqlite3.connect(db)
-        try:
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        finally:
-            conn.close()
+        # The rows themselves, read past spendgate: each event once, and the budget charged
+        # with exactly the events that were stored (a transaction landed whole or not at all).
+        rows, (spent, reserved, overshoot) = stored_rows(url)
+        assert sorted(set(acked) - set(rows)) == []
+        assert set(rows) <= set(candidates)
+        assert spent == sum(cost or 0 for cost in rows.values())
+        assert (reserved, overshoot) == (0, 0)
 
-        gate = child.open_gate(db)
+        gate = child.open_gate(url)
         try:
             stored = {e.request_id: e for e in gate.events()}
+            assert set(stored) == set(rows)
             # Nothing acknowledged is lost, nothing outside what was attempted appears, and
             # each stored event is the one that was sent.
             missing = sorted(set(acked) - set(stored))
@@ -207,5 +291,8 @@ def test_acknowledged_events_survive_kill_and_replay_counts_each_once(tmp_path: 
             assert status.balance.overshoot == 0
         finally:
             gate.close()
-    assert total_acked > RUNS * 50  # the runs did real work before dying
+        rows, (spent, reserved, _) = stored_rows(url)
+        assert set(rows) == set(candidates)
+        assert spent == expected_spent
+    assert total_acked > runs * 50  # the runs did real work before dying
     assert total_missing > 0  # and the replays had something left to create

@@ -273,3 +273,177 @@ def test_simultaneous_reservations_admit_exactly_what_fits(store_url: str) -> No
         assert len(gate.events()) == 10
     finally:
         gate.close()
+
+
+# -- several hosts, one budget: 8 processes, each its own gate, with and without leases ----------
+
+HOSTS = 8
+TRIALS = {"postgresql": 20, "sqlite": 4}
+HOST_DEADLINE_SECONDS = 60.0  # a safety net only
+DENIALS_TO_STOP = 3
+
+
+def hosts_config(limit: int, leased: bool) -> dict[str, Any]:
+    budget: dict[str, Any] = {"name": "daily", "limit": money(limit)}
+    if leased:
+        budget["lease"] = {"share": "10%", "floor": "5%"}
+    return {"sources": {SOURCE: {"price": "0.01/request"}}, "budgets": [budget]}
+
+
+def host_process(
+    url: str, config: dict[str, Any], seed: int, bounds: tuple[int, int], *, ready: Any, go: Any,
+    results: Any,
+) -> None:  # fmt: skip
+    """One host: its own gate, reserving random amounts until the budget refuses it."""
+    out = {"commits": 0, "committed_cost": 0, "released": 0, "denied": 0, "timed_out": False}
+    errors: list[str] = []
+    try:
+        gate = Gate.open(url, config=parse(config), clock=FrozenClock())
+        rng = random.Random(seed)
+        ready.put(seed)
+        go.wait(30)
+        deadline = time.monotonic() + HOST_DEADLINE_SECONDS
+        refused_in_a_row = 0
+        while refused_in_a_row < DENIALS_TO_STOP:
+            if time.monotonic() > deadline:
+                out["timed_out"] = True
+                break
+            estimate = rng.randint(*bounds)
+            decision = gate.reserve("racer", SOURCE, money(estimate))
+            if not decision.approved:
+                out["denied"] += 1
+                refused_in_a_row += 1
+                continue
+            refused_in_a_row = 0
+            rid = decision.reservation_id
+            assert rid is not None
+            if rng.random() < RELEASE_SHARE:
+                gate.release(rid)
+                out["released"] += 1
+                continue
+            actual = estimate if rng.random() < 0.5 else rng.randint(0, estimate)
+            result = gate.commit(rid, money(actual))
+            assert result.cost == actual
+            assert result.overshoot == 0
+            out["commits"] += 1
+            out["committed_cost"] += actual
+        gate.close()  # returns its leases
+    except BaseException:
+        errors.append(traceback.format_exc())
+        ready.put(seed)
+    results.put({**out, "errors": errors})
+
+
+def sample_postgres(
+    url: str, schema: str, stop: threading.Event, samples: list[tuple[int, int]]
+) -> None:
+    """Read spent and reserved straight from the server, one snapshot per statement."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.is_set():
+            row = conn.execute(
+                "SELECT COALESCE(SUM(spent), 0)::bigint, COALESCE(SUM(reserved), 0)::bigint "
+                f"FROM {schema}.budget_buckets WHERE budget = 'daily'"
+            ).fetchone()
+            assert row is not None
+            samples.append((row[0], row[1]))
+
+
+def ledger(url: str) -> tuple[int, int, int, int]:
+    """Spent, reserved, overshoot, and the sum of stored events' costs, through a fresh gate."""
+    with Gate.open(url, config=parse(hosts_config(1, False)), clock=FrozenClock()) as gate:
+        (status,) = gate.status()
+        events = gate.events()
+    return (
+        status.spent,
+        status.reserved,
+        status.balance.overshoot,
+        sum(e.cost or 0 for e in events),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("leased", [False, True], ids=["central", "leases"])
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_no_overspend_across_hosts(
+    backend: str, leased: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rng = random.Random(f"{backend}-{leased}")
+    for trial in range(TRIALS[backend]):
+        if backend == "postgresql":
+            url = str(request.getfixturevalue("postgres_url"))
+            if trial:  # a fresh, empty schema for each trial
+                import psycopg
+
+                from tests.conftest import POSTGRES_TABLES, POSTGRES_URL
+
+                schema = request.getfixturevalue("postgres_schema")
+                with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                    conn.execute(f"TRUNCATE {', '.join(f'{schema}.{t}' for t in POSTGRES_TABLES)}")
+        else:
+            url = f"sqlite:///{tmp_path / f'hosts{trial}.db'}"
+        limit = to_nanos(rng.choice(["2.00", "5.00", "13.37", "25.00", "60.00"]))
+        # Calls of 0.1% to 0.5% of the limit: the budget holds about three hundred.
+        bounds = (limit // 1000, limit * 5 // 1000)
+        run_hosts(url, backend, limit, bounds, leased=leased, seed=trial * 100)
+
+
+def run_hosts(
+    url: str, backend: str, limit: int, bounds: tuple[int, int], *, leased: bool, seed: int
+) -> None:
+    config = hosts_config(limit, leased)
+    Gate.open(url, config=parse(config), clock=FrozenClock()).close()  # schema in place
+    ctx = multiprocessing.get_context("fork")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(
+            target=host_process,
+            args=(url, config, seed + i, bounds),
+            kwargs={"ready": ready, "go": go, "results": results},
+        )
+        for i in range(HOSTS)
+    ]
+    for p in procs:
+        p.start()
+    stop = threading.Event()
+    samples: list[tuple[int, int]] = []
+    if backend == "postgresql":
+        from tests.conftest import POSTGRES_URL
+
+        schema = url.rpartition("schema=")[2]
+        sampler = threading.Thread(
+            target=sample_postgres, args=(POSTGRES_URL, schema, stop, samples)
+        )
+    else:
+        db = Path(url.removeprefix("sqlite:///"))
+        sampler = threading.Thread(target=sample_used, args=(db, "daily", stop, samples))
+    try:
+        for _ in procs:
+            ready.get(timeout=60)
+        sampler.start()
+        go.set()
+        reports = [results.get(timeout=HOST_DEADLINE_SECONDS + 30) for _ in procs]
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        if sampler.ident is not None:
+            sampler.join()
+
+    errors = [e for r in reports for e in r["errors"]]
+    assert not errors, f"{len(errors)} hosts failed; the first:\n{errors[0]}"
+    assert not any(r["timed_out"] for r in reports)
+    over = [(s, r) for s, r in samples if s + r > limit]
+    assert over == [], f"{len(over)} of {len(samples)} samples over the limit, e.g. {over[:3]}"
+    assert len(samples) >= 10
+
+    spent, reserved, overshoot, event_cost = ledger(url)
+    assert reserved == 0  # every hold and every lease came back
+    assert overshoot == 0
+    assert spent == event_cost == sum(r["committed_cost"] for r in reports)
+    assert spent <= limit
+    # Used to within 1% of the limit once the hosts have finished and returned their leases.
+    assert limit - spent <= limit // 100, (limit, spent)

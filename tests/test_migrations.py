@@ -1,19 +1,27 @@
 """Alembic migrations build exactly the schema the code declares, and old or new databases
-are handled with a clear word."""
+are handled with a clear word: on SQLite, and on PostgreSQL (each test in a schema of its
+own, dropped at the end)."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
+from typer.testing import CliRunner
 
+from spendgate.cli import app
 from spendgate.errors import StoreError
 from spendgate.store import migrate, open_store
 from spendgate.store.schema import metadata
+from tests.conftest import POSTGRES_URL, postgres_or_skip, with_schema
 
 
 def test_migrations_build_the_declared_schema(tmp_path: Path) -> None:
@@ -60,3 +68,124 @@ def test_bad_urls_say_what_is_valid(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path / 'x.db'}?synchronous=sometimes")
     with pytest.raises(StoreError, match="does not exist"):
         open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A schema name no one uses yet (not created); dropped at the end if something made it."""
+    postgres_or_skip()
+    schema = f"sgmig_{secrets.token_hex(6)}"
+    yield schema
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def pg_sqlalchemy_url(schema: str) -> str:
+    """The SQLAlchemy URL of the test server, working in `schema` (by its search_path)."""
+    parts = urlsplit(POSTGRES_URL)
+    query = [*parse_qsl(parts.query), ("options", f"-csearch_path={schema}")]
+    return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), ""))
+
+
+def pg_tables(schema: str) -> set[str]:
+    with psycopg.connect(POSTGRES_URL) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def pg_schema_exists(schema: str) -> bool:
+    with psycopg.connect(POSTGRES_URL) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchone()
+    return found is not None
+
+
+def pg_revision(schema: str) -> str:
+    with psycopg.connect(POSTGRES_URL) as conn:
+        row = conn.execute(f"SELECT version_num FROM {schema}.alembic_version").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_postgres_migrations_build_the_declared_schema(pg_schema: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+    url = pg_sqlalchemy_url(pg_schema)
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+    assert migrate.current(url) == migrate.head()
+    # Everything landed in the named schema: the declared tables and Alembic's own.
+    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+
+
+def test_postgres_open_creates_and_migrates_a_named_schema(pg_schema: str) -> None:
+    assert not pg_schema_exists(pg_schema)
+    open_store(with_schema(POSTGRES_URL, pg_schema)).close()
+    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+    assert migrate.current(pg_sqlalchemy_url(pg_schema)) == migrate.head()
+    open_store(with_schema(POSTGRES_URL, pg_schema)).close()  # a current schema: left as is
+    assert pg_revision(pg_schema) == migrate.head()
+
+
+def test_postgres_database_from_a_newer_spendgate_is_refused_untouched(pg_schema: str) -> None:
+    url = with_schema(POSTGRES_URL, pg_schema)
+    store = open_store(url)
+    store.close()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"UPDATE {pg_schema}.alembic_version SET version_num = '9999'")
+    for options in ("", "&migrate=false"):
+        with pytest.raises(StoreError, match="newer than this spendgate") as err:
+            open_store(url + options)
+        assert "upgrade spendgate" in str(err.value)
+        assert "'9999'" in str(err.value)
+    assert pg_revision(pg_schema) == "9999"
+    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+
+
+def test_postgres_migrate_false_refuses_an_empty_schema_with_what_to_run(pg_schema: str) -> None:
+    with pytest.raises(StoreError, match="spendgate db upgrade"):
+        open_store(f"{with_schema(POSTGRES_URL, pg_schema)}&migrate=false")
+    assert pg_tables(pg_schema) == set()
+
+
+def test_postgres_migrate_false_creates_nothing(pg_schema: str) -> None:
+    with pytest.raises(StoreError, match="spendgate db upgrade"):
+        open_store(f"{with_schema(POSTGRES_URL, pg_schema)}&migrate=false")
+    assert not pg_schema_exists(pg_schema)
+
+
+def test_postgres_migrate_false_opens_a_current_schema(pg_schema: str) -> None:
+    url = with_schema(POSTGRES_URL, pg_schema)
+    open_store(url).close()
+    store = open_store(f"{url}&migrate=false")
+    store.close()
+    assert pg_revision(pg_schema) == migrate.head()
+
+
+def test_postgres_cli_db_upgrade_and_current(pg_schema: str) -> None:
+    runner = CliRunner()
+    url = with_schema(POSTGRES_URL, pg_schema)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+    before = runner.invoke(app, ["db", "current", "--db", url])
+    assert before.exit_code == 0, before.output
+    assert before.output.startswith("none (empty database)")
+    up = runner.invoke(app, ["db", "upgrade", "--db", url])
+    assert up.exit_code == 0, up.output
+    assert f"schema at {migrate.head()}" in up.output
+    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+    after = runner.invoke(app, ["db", "current", "--db", url])
+    assert after.exit_code == 0, after.output
+    assert after.output.startswith(migrate.head())
+    # The store now opens without migrating anything itself.
+    open_store(f"{url}&migrate=false").close()

@@ -214,10 +214,11 @@ class LeasePolicy:
 
     @exact
     def slice(self, cap: Nanos, used: Nanos) -> Nanos:
-        """How much one lease may take now: `share` of what remains, above the floor."""
+        """How much one lease may take now (nano-units): `share` of what remains, above the
+        floor."""
         remaining = cap - used
-        above_floor = remaining - decimal_to_nanos(cap * self.floor)
-        return max(0, min(above_floor, decimal_to_nanos(remaining * self.share)))
+        above_floor = remaining - int(cap * self.floor)
+        return max(0, min(above_floor, int(remaining * self.share)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,7 +515,10 @@ def _lease(spec: object, where: str) -> LeasePolicy | None:
 def _share(value: object, field_name: str) -> Decimal:
     """A lease's share: `"10%"`, or a fraction such as `0.1`."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        return _fraction(value.strip()[:-1], field_name) / 100
+        try:
+            return Decimal(value.strip()[:-1]) / 100
+        except ArithmeticError:
+            raise ValidationError(field_name, value, 'a share such as "10%" or 0.1') from None
     return _fraction(value, field_name)
 
 

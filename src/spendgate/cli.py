@@ -28,7 +28,7 @@ from spendgate.config import Config
 from spendgate.errors import SpendgateError, StoreError, ValidationError
 from spendgate.gate import BudgetStatus, Gate
 from spendgate.money import format_money
-from spendgate.store import DEFAULT_URL, migrate
+from spendgate.store import DEFAULT_URL, migrate, open_store
 from spendgate.store.sqlite import sqlalchemy_url
 
 app = typer.Typer(
@@ -295,8 +295,12 @@ def _describe(price: Any) -> str:
 def db_upgrade(db: DbOption = DEFAULT_URL) -> None:
     """Bring the database schema up to date."""
     with failures():
-        url = _sqlalchemy(db)
-        migrate.upgrade(url)
+        if db.startswith(("postgresql://", "postgres://")):
+            open_store(db).close()  # creates the schema and migrates it, one host at a time
+            url = _sqlalchemy(db)
+        else:
+            url = _sqlalchemy(db)
+            migrate.upgrade(url)
         console.print(f"schema at {migrate.current(url)} (head {migrate.head()})")
 
 
@@ -310,8 +314,14 @@ def db_current(db: DbOption = DEFAULT_URL) -> None:
 
 def _sqlalchemy(url: str, *, must_exist: bool = False) -> str:
     scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and sep:
+        from spendgate.store.postgres import sqlalchemy_url as postgres_url
+
+        return postgres_url(url)
     if scheme != "sqlite" or not sep:
-        raise ValidationError("--db", url, "a migratable store URL such as sqlite:///spendgate.db")
+        raise ValidationError(
+            "--db", url, "a store URL such as sqlite:///spendgate.db or postgresql://HOST/DB"
+        )
     path = Path(rest.removeprefix("/").split("?")[0])
     if not path.parent.is_dir():
         raise StoreError(f"{path}: folder {path.parent} does not exist")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import ClassVar, Literal
 
+from spendgate.errors import ValidationError
 from spendgate.events import Event, RecordResult
 from spendgate.money import Nanos
 from spendgate.pricing import Price
@@ -235,6 +236,17 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and background resources."""
+
+
+def url_flag(value: str, field: str) -> bool:
+    """A yes/no URL option (`true`/`false`, `yes`/`no`, `1`/`0`); anything else is refused,
+    so a typo never turns on what it meant to turn off."""
+    flag = value.strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    raise ValidationError(field, value, "true or false")
 
 
 def overshoot_of(before: Nanos, amount: Nanos, cap: Nanos | None) -> Nanos:

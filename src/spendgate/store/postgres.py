@@ -23,8 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -53,6 +52,7 @@ from spendgate.store.base import (
     cost_with_quota,
     drawn_plan,
     overshoot_of,
+    url_flag,
 )
 from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
 
@@ -162,12 +162,48 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     theirs = [(k, v) for k, v in query if k not in ours]
     libpq = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(theirs), ""))
     try:
+        if "," not in parts.netloc:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValidationError(
+            "url port", _hide_password(url), "a port number such as 5432"
+        ) from None
+    try:
         conninfo_to_dict(libpq)
     except psycopg.ProgrammingError as exc:
         raise ValidationError(
             "url", _hide_password(url), f"a valid postgresql:// URL ({_first_line(exc)})"
         ) from None
     return libpq, ours
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy URL (for Alembic) of a spendgate `postgresql://` URL, schema included."""
+    conninfo, options = parse_url(url)
+    schema = options.get("schema")
+    if schema is not None:
+        conninfo = make_conninfo(conninfo, options=f"-csearch_path={schema}")
+    return _sqlalchemy_url(conninfo)
+
+
+def _sqlalchemy_url(conninfo: str) -> str:
+    info = conninfo_to_dict(conninfo)
+    query = {
+        k: str(v)
+        for k, v in info.items()
+        if k not in ("user", "password", "host", "port", "dbname")
+    }
+    user = quote(str(info.get("user", "")), safe="")
+    password = info.get("password")
+    auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" * bool(user))
+    host = str(info.get("host", ""))
+    if "," in host or host.startswith("/"):
+        query["host"] = host
+        host = ""
+    port = f":{info['port']}" if "port" in info and host else ""
+    dbname = quote(str(info.get("dbname", "")), safe="")
+    tail = f"?{urlencode(query)}" if query else ""
+    return f"postgresql+psycopg://{auth}{host}{port}/{dbname}{tail}"
 
 
 def _hide_password(url: str) -> str:
@@ -206,11 +242,7 @@ class PostgresStore(Store):
         clock = options.get("clock", "caller")
         if clock not in CLOCKS:
             raise ValidationError("url clock", clock, f"one of {', '.join(CLOCKS)}")
-        migrate_schema = options.get("migrate", str(migrate_schema)).lower() not in (
-            "0",
-            "false",
-            "no",
-        )
+        migrate_schema = url_flag(options.get("migrate", str(migrate_schema)), "url migrate")
         self.url = url
         self.schema = schema
         self.database_clock = clock == "database"
@@ -234,8 +266,11 @@ class PostgresStore(Store):
     def _prepare_schema(self, migrate_schema: bool) -> None:
         """Create the schema if named, and bring it to this code's head under a lock."""
         try:
-            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
-                if self.schema is not None:
+            conninfo = self._conninfo
+            if "connect_timeout" not in conninfo_to_dict(conninfo):  # the URL's own wins
+                conninfo = make_conninfo(conninfo, connect_timeout=10)
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                if self.schema is not None and migrate_schema:
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 # One process at a time migrates; the others then find the schema current.
                 key = f"spendgate-migrate:{self.schema or 'public'}"
@@ -254,23 +289,7 @@ class PostgresStore(Store):
 
     def sqlalchemy_url(self) -> str:
         """The SQLAlchemy URL of this database (and schema), for Alembic."""
-        info = conninfo_to_dict(self._conninfo)
-        query = {
-            k: str(v)
-            for k, v in info.items()
-            if k not in ("user", "password", "host", "port", "dbname")
-        }
-        user = quote(str(info.get("user", "")), safe="")
-        password = info.get("password")
-        auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" * bool(user))
-        host = str(info.get("host", ""))
-        if "," in host or host.startswith("/"):
-            query["host"] = host
-            host = ""
-        port = f":{info['port']}" if "port" in info and host else ""
-        dbname = quote(str(info.get("dbname", "")), safe="")
-        tail = f"?{urlencode(query)}" if query else ""
-        return f"postgresql+psycopg://{auth}{host}{port}/{dbname}{tail}"
+        return _sqlalchemy_url(self._conninfo)
 
     def _pool(self) -> ConnectionPool[Conn]:
         if self._closed:
@@ -289,43 +308,57 @@ class PostgresStore(Store):
                     min_size=1,
                     max_size=self._pool_size,
                     timeout=self._timeout,
+                    # Autocommit: reads need no transaction, and `transaction()` blocks
+                    # send a plain BEGIN/COMMIT.
+                    kwargs={"autocommit": True},
                     open=True,
                     name=f"spendgate-{pid}",
                 )
                 self._pools[pid] = pool
         return pool
 
-    @contextmanager
-    def _connection(self) -> Iterator[Conn]:
-        """A pooled connection in autocommit mode, for reads that need no transaction."""
-        with self._pool().connection() as conn:
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                conn.autocommit = False
-
     def _transaction(self, work: Callable[[Conn], T]) -> T:
-        """Run `work` in one READ COMMITTED transaction, again if it lost a race or found its
-        connection dead before doing anything.
+        """Run `work` in one READ COMMITTED transaction (see `_run`)."""
+        return self._run(work, transaction=True)
 
-        A transaction that fails is rolled back whole; PostgreSQL aborts one side of a
-        deadlock or serialization conflict, and that side's work is simply run again.
+    def _read(self, work: Callable[[Conn], T]) -> T:
+        """Run `work` on a connection, outside any transaction (see `_run`)."""
+        return self._run(work, transaction=False)
+
+    def _run(self, work: Callable[[Conn], T], *, transaction: bool) -> T:
+        """Run `work`, again if it lost a race or found its connection dead.
+
+        A transaction that fails is rolled back whole: PostgreSQL aborts one side of a
+        deadlock or serialization conflict, and that side's work is simply run again. A
+        connection the server dropped (a restart, an idle timeout) fails before anything is
+        written, and the pool may hold several such: each try takes another, until one is
+        new. Only a connection lost during COMMIT leaves the outcome unknown; that is not
+        retried but reported.
         """
-        for attempt in range(_ATTEMPTS):
+        dropped = 0
+        for attempt in range(_ATTEMPTS + self._pool_size):
+            worked = False
             try:
                 with self._pool().connection() as conn:
                     try:
-                        with conn.transaction():
+                        if not transaction:
                             return work(conn)
+                        with conn.transaction():
+                            result = work(conn)
+                            worked = True
+                        return result
                     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                         raise _RetryError() from None
             except _RetryError:
-                time.sleep(0.001 * (attempt + 1))  # let the winner finish
-            except psycopg.OperationalError:
-                # A connection the server dropped (a restart, an idle timeout) fails on its
-                # first statement, before anything was written: try once on a new one.
-                if attempt:
+                time.sleep(0.001 * min(attempt + 1, 10))  # let the winner finish
+            except psycopg.OperationalError as exc:
+                if worked:
+                    raise StoreError(
+                        f"{self.where}: the connection was lost while committing; the "
+                        f"outcome is unknown (retry with the same ids to find out): {exc}"
+                    ) from exc
+                dropped += 1
+                if dropped > self._pool_size:
                     raise
         raise StoreError(f"{self.where}: gave up after {_ATTEMPTS} deadlocks in a row")
 
@@ -460,14 +493,10 @@ class PostgresStore(Store):
 
     @_store_errors
     def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
-        with self._connection() as conn:
-            return [self._used(conn, s) for s in slots]
+        return self._read(lambda conn: [self._used(conn, s) for s in slots])
 
     @_store_errors
     def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
-        for i, slot in enumerate(write.slots):
-            if slot.cap is not None and write.amount > slot.cap:
-                return ReserveResult("denied", tuple(self.usage(write.slots, now)), refused=i)
         result = self._try_reserve(write, now)
         if result.status == "denied" and self.expire(now):
             # A leaked hold must not block a paying caller: sweep what expired, try once more.
@@ -477,6 +506,10 @@ class PostgresStore(Store):
         return result
 
     def _try_reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        for i, slot in enumerate(write.slots):
+            if slot.cap is not None and write.amount > slot.cap:
+                return ReserveResult("denied", refused=i)
+
         def work(conn: Conn) -> ReserveResult:
             at = self._now(conn, now)
             created, expires = write.created_at, write.expires_at
@@ -595,20 +628,21 @@ class PostgresStore(Store):
             return ReserveResult("denied", tuple(self.usage(slots, now)), refused.index)
 
     def _slots_of(self, reservation_id: str) -> str:
-        with self._connection() as conn:
-            row = conn.execute(
+        row = self._read(
+            lambda conn: conn.execute(
                 "SELECT slots FROM reservations WHERE id = %s", (reservation_id,)
             ).fetchone()
+        )
         assert row is not None
         return str(row[0])
 
     @_store_errors
     def expire(self, now: int) -> int:
-        with self._connection() as conn:
-            at = self._now(conn, now)
-            # A cheap read first: nearly always nothing has expired.
-            if not conn.execute(_ANY_EXPIRED, (at,)).fetchone():
-                return 0
+        def any_expired(conn: Conn) -> bool:
+            return conn.execute(_ANY_EXPIRED, (self._now(conn, now),)).fetchone() is not None
+
+        if not self._read(any_expired):  # a cheap read first: nearly always nothing has
+            return 0
         return self._transaction(lambda conn: self._expire_in(conn, self._now(conn, now)))
 
     @_store_errors
@@ -708,13 +742,14 @@ class PostgresStore(Store):
 
     @_store_errors
     def balance(self, slot: Slot) -> Balance:
-        with self._connection() as conn:
-            row = conn.execute(
+        row = self._read(
+            lambda conn: conn.execute(
                 "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0), "
                 "COALESCE(SUM(overshoot), 0) FROM budget_buckets "
                 "WHERE budget = %s AND bucket BETWEEN %s AND %s",
                 (slot.budget, slot.span_start, slot.bucket),
             ).fetchone()
+        )
         assert row is not None
         return Balance(int(row[0]), int(row[1]), int(row[2]))
 
@@ -722,8 +757,8 @@ class PostgresStore(Store):
     def events(
         self, *, since: int | None = None, until: int | None = None, limit: int | None = None
     ) -> list[Event]:
-        with self._connection() as conn:
-            rows = conn.execute(
+        rows = self._read(
+            lambda conn: conn.execute(
                 f"{_SELECT_EVENTS} WHERE ts >= %s AND ts < %s ORDER BY ts, id LIMIT %s",
                 (
                     since if since is not None else -(2**62),
@@ -731,22 +766,27 @@ class PostgresStore(Store):
                     limit,
                 ),
             ).fetchall()
+        )
         return [row_event(r) for r in rows]
 
     @_store_errors
     def event(self, request_id: str) -> Event | None:
-        with self._connection() as conn:
-            row = conn.execute(f"{_SELECT_EVENTS} WHERE request_id = %s", (request_id,)).fetchone()
+        row = self._read(
+            lambda conn: conn.execute(
+                f"{_SELECT_EVENTS} WHERE request_id = %s", (request_id,)
+            ).fetchone()
+        )
         return None if row is None else row_event(row)
 
     @_store_errors
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
-        with self._connection() as conn:
-            row = conn.execute(
+        row = self._read(
+            lambda conn: conn.execute(
                 "SELECT state, amount, service, source, created_at, expires_at, emergency, "
                 "actual, labels FROM reservations WHERE id = %s",
                 (reservation_id,),
             ).fetchone()
+        )
         if row is None:
             return None
         state, amount, service, source, created, expires, emergency, actual, labels = row

@@ -47,6 +47,7 @@ from spendgate.store.base import (
     cost_with_quota,
     drawn_plan,
     overshoot_of,
+    url_flag,
 )
 from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
 
@@ -165,11 +166,7 @@ class SQLiteStore(Store):
             timeout = float(options.pop("timeout", timeout))
         except ValueError:
             raise ValidationError("url timeout", parts.query, "seconds, e.g. timeout=30") from None
-        migrate_schema = options.pop("migrate", str(migrate_schema)).lower() not in (
-            "0",
-            "false",
-            "no",
-        )
+        migrate_schema = url_flag(options.pop("migrate", str(migrate_schema)), "url migrate")
         if options:
             raise ValidationError("url", url, "options synchronous, timeout and migrate only")
         self.url = url
