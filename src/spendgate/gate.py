@@ -350,6 +350,21 @@ class Gate:
         lifetime = self.config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
+        expires_at = now_us + duration_micros(lifetime)
+        if self._leases is not None and amount and reservation_id is None:
+            # Out of this gate's leases when they cover it: no store, no id to check.
+            local = self._leases.take(
+                rid, budgets, slots, amount, now=now_us, expires_at=expires_at
+            )
+            if local is not None:
+                hold, leased = local
+                self._open[rid] = _Open(
+                    binding, amount, clean_labels, emergency, expires_at, local=hold
+                )
+                checks = tuple(
+                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
+                )
+                return decide(checks, amount, now, priority=priority, reservation_id=rid)
         if amount == 0:
             # Nothing to hold: a free call passes even a budget that is already over its cap.
             # Its slots are kept (uncapped), so an actual cost at commit still counts.
@@ -362,25 +377,12 @@ class Gate:
             slots=slots,
             amount=amount,
             created_at=now_us,
-            expires_at=now_us + duration_micros(lifetime),
+            expires_at=expires_at,
             service=service,
             source=source,
             emergency=emergency,
             labels=clean_labels,
         )
-        if self._leases is not None and amount and reservation_id is None:
-            local = self._leases.take(
-                rid, budgets, slots, amount, now=now_us, expires_at=write.expires_at
-            )
-            if local is not None:
-                hold, leased = local
-                self._open[rid] = _Open(
-                    binding, amount, clean_labels, emergency, write.expires_at, local=hold
-                )
-                checks = tuple(
-                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
-                )
-                return decide(checks, amount, now, priority=priority, reservation_id=rid)
         try:
             result = self.store.reserve(write, now_us)
         except StoreError as exc:

@@ -103,7 +103,14 @@ def _parse_decimal(text: str, field: str) -> Decimal:
 
 def to_nanos(value: object, field: str = "amount") -> Nanos:
     """Convert a money input to nano-units, rounding half-even to the nearest nano-unit."""
+    if type(value) is str:  # callers repeat the same few amounts: read each once
+        return _text_nanos(value, field)
     return decimal_to_nanos(to_decimal(value, field))
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_nanos(text: str, field: str) -> Nanos:
+    return decimal_to_nanos(to_decimal(text, field))
 
 
 @exact
