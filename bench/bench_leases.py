@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 import psycopg
-from common import SERVICE, SOURCE, finish, header, median
 
+from common import SERVICE, SOURCE, finish, header, median
 from spendgate import Gate
 from spendgate.config import parse
 from spendgate.money import to_nanos
@@ -136,7 +136,9 @@ def main() -> None:
                 stop = threading.Event()
                 counted: list[int] = []
                 sampler = threading.Thread(
-                    target=lambda: counted.append(sample(schema, stop, over))
+                    target=lambda stop=stop, counted=counted: counted.append(
+                        sample(schema, stop, over)
+                    )
                 )
                 sampler.start()
                 try:
