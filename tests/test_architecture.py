@@ -19,6 +19,7 @@ LAYER = {
     "binding": 3,
     "spend": 3,
     "gate": 3,
+    "leases": 3,
     "router": 4,
     "streams": 4,
     "http": 4,

@@ -322,3 +322,64 @@ def test_store_unreachable_at_open_is_a_clear_error() -> None:
 
     with pytest.raises(StoreError, match="cannot connect"):
         open_store("postgresql://postgres@127.0.0.1:1/test?connect_timeout=1")
+
+
+# -- a lease holder killed with SIGKILL ---------------------------------------------------------
+
+HOLDER = """
+import sys
+from spendgate import Gate
+from spendgate.config import parse
+from spendgate.testing import FrozenClock
+
+config = parse({
+    "sources": {"paid_api": {"price": "0.01/request"}},
+    "budgets": [{"name": "daily", "limit": "10.00", "lease": {"share": "50%", "ttl": "30s"}}],
+})
+gate = Gate.open(sys.argv[1], config=config, clock=FrozenClock())
+assert gate.reserve("svc", "paid_api", "0.10").approved
+print("leased", flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_killed_holders_lease_returns_after_its_ttl(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'killed.db'}"
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holder = subprocess.Popen(
+        [sys.executable, str(script), url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "leased"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    assert holder.returncode == -signal.SIGKILL
+
+    clock = FrozenClock()  # the holder's time: its lease of $5.00 is still live
+    with Gate.open(url, config=lease_config(), clock=clock) as other:
+        assert figures(other) == (0, to_nanos("5.00"))
+        assert not other.reserve("svc", "paid_api", "5.01", reservation_id="too-soon").approved
+        clock.advance(timedelta(seconds=31))
+        spent = 0
+        while (d := other.reserve("svc", "paid_api", "0.25")).approved:
+            assert d.reservation_id is not None
+            other.commit(d.reservation_id)
+            spent += to_nanos("0.25")
+        assert spent == to_nanos(LIMIT)  # the dead holder's slice was spent by the others
