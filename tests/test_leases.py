@@ -18,7 +18,6 @@ from spendgate import Gate, to_nanos
 from spendgate.config import Config, parse
 from spendgate.errors import ValidationError
 from spendgate.store import open_store
-from spendgate.store.base import Store
 from spendgate.testing import FrozenClock
 
 LIMIT = "10.00"
@@ -36,13 +35,6 @@ def lease_config(limit: str = LIMIT, **lease: object) -> Config:
 def figures(gate: Gate) -> tuple[int, int]:
     status = gate.status()[0]
     return status.spent, status.reserved
-
-
-def lease_rows(store: Store, gate: Gate) -> list[str]:
-    """The ids of the gate's leases as the store holds them (pending ones)."""
-    assert gate._leases is not None
-    ids = [lease.lease_id for lease in gate._leases._current.values()]
-    return [i for i in ids if (info := store.reservation(i)) and info.state == "pending"]
 
 
 @pytest.fixture

@@ -48,11 +48,20 @@ class Lease:
     policy: LeasePolicy
     available: Nanos  # held in the store and not promised to any local hold
     used: Nanos  # the budget's usage as the store last reported it
-    renew_at: int
-    usable_until: int
+    expires_at: int  # as last set in the store (the holder's clock)
     last_used: int
     outstanding: int = 0  # local holds taken and not yet settled or returned
     retired: bool = False
+
+    @property
+    def renew_at(self) -> int:
+        """Renew once half the TTL has passed."""
+        return self.expires_at - duration_micros(self.policy.ttl) // 2
+
+    @property
+    def usable_until(self) -> int:
+        """Stop drawing a quarter of the TTL before the store may expire it."""
+        return self.expires_at - duration_micros(self.policy.ttl) // 4
 
     def serves(self, slot: Slot, now: int) -> bool:
         """Whether calls counted in `slot` may draw from this lease now."""
@@ -224,32 +233,24 @@ class Leases:
         result = self.store.reserve(write, now)
         if result.status != "created":
             return None
-        lease = Lease(lease_id, budget.name, slot, policy, size, result.used[0], 0, 0, now)
-        self._timers(lease, now)
+        lease = Lease(lease_id, budget.name, slot, policy, size, result.used[0], now + ttl, now)
         self._current[budget.name] = lease
         self._start_tidier()
         return lease
 
     def _renew(self, lease: Lease, more: Nanos, now: int) -> bool:
         """Push the lease's expiry out, topping it up by `more`; False if it is gone or refused."""
-        ttl = duration_micros(lease.policy.ttl)
-        result = self.store.adjust(lease.lease_id, more, now + ttl, now)
+        expires_at = now + duration_micros(lease.policy.ttl)
+        result = self.store.adjust(lease.lease_id, more, expires_at, now)
         if result.status == "created":
             lease.available += more
             lease.used = result.used[0]
-            self._timers(lease, now)
+            lease.expires_at = expires_at
             return True
         if result.status == "exists":  # expired in the store: nothing of it is ours now
             lease.available = 0
         self._retire(lease)
         return False
-
-    @staticmethod
-    def _timers(lease: Lease, now: int) -> None:
-        ttl = duration_micros(lease.policy.ttl)
-        lease.renew_at = now + ttl // 2
-        # Stop drawing a quarter of the TTL before the store may expire it.
-        lease.usable_until = now + ttl - ttl // 4
 
     def _retire(self, lease: Lease) -> None:
         """Stop drawing from a lease; give back what no local hold needs."""
@@ -263,7 +264,7 @@ class Leases:
         if lease.available > 0:
             with contextlib.suppress(SpendgateError):  # it comes back at expiry regardless
                 self.store.adjust(
-                    lease.lease_id, -lease.available, now_plus_ttl(lease), to_micros(self.clock())
+                    lease.lease_id, -lease.available, lease.expires_at, to_micros(self.clock())
                 )
             lease.available = 0
 
@@ -290,12 +291,7 @@ class Leases:
                     self._renew(lease, 0, now)
             for lease in list(self._draining.values()):
                 if now >= lease.renew_at:
-                    self._renew_draining(lease, now)
-
-    def _renew_draining(self, lease: Lease, now: int) -> None:
-        result = self.store.adjust(lease.lease_id, 0, now + duration_micros(lease.policy.ttl), now)
-        if result.status == "created":
-            self._timers(lease, now)
+                    self._renew(lease, 0, now)
 
     def close(self) -> None:
         """Return every lease (local holds still out are given up with them)."""
@@ -327,11 +323,6 @@ class Leases:
         self._lock = threading.Lock()
         self._current, self._draining, self._holds = {}, {}, {}
         self._tidier = None
-
-
-def now_plus_ttl(lease: Lease) -> int:
-    """A draining lease keeps the expiry it has (pushed out only by renewal)."""
-    return lease.usable_until + duration_micros(lease.policy.ttl) // 4
 
 
 _LIVE: weakref.WeakSet[Leases] = weakref.WeakSet()
