@@ -11,7 +11,17 @@ import pytest
 import spendgate
 
 SRC = Path(spendgate.__file__).parent
-CORE = {"money", "pricing", "windows", "budgets", "events", "errors", "clock", "testing"}
+CORE = {
+    "money",
+    "pricing",
+    "windows",
+    "budgets",
+    "events",
+    "rollups",
+    "errors",
+    "clock",
+    "testing",
+}
 LAYER = {
     **dict.fromkeys(CORE, 0),
     "config": 1,

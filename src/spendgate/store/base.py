@@ -26,6 +26,11 @@ from spendgate.errors import ValidationError
 from spendgate.events import Event, RecordResult
 from spendgate.money import Nanos
 from spendgate.pricing import Price
+from spendgate.rollups import Tally, tiles
+
+TallyRow = tuple[int, str, str, Tally]
+"""(span index, service, source, tally): one row of `Store.tallies()`."""
+MAX_SPANS = 2000
 
 ReserveStatus = Literal["created", "exists", "conflict", "denied"]
 ReservationState = Literal["pending", "committed", "released", "expired"]
@@ -225,6 +230,26 @@ class Store(ABC):
         self, *, since: int | None = None, until: int | None = None, limit: int | None = None
     ) -> list[Event]:
         """Stored events with `since <= time < until`, oldest first."""
+
+    def tallies(self, spans: Sequence[tuple[int, int]]) -> list[TallyRow]:
+        """The rollups summed over each `[since, until)` span (rounded out to whole minutes),
+        by service and source: `(span index, service, source, tally)` for each that has any.
+
+        All spans in one read, so a series of days costs one round trip.
+        """
+        if not spans:
+            return []
+        if len(spans) > MAX_SPANS:
+            raise ValidationError("spans", len(spans), f"at most {MAX_SPANS} spans in one read")
+        pieces = [
+            (i, *tile) for i, (since, until) in enumerate(spans) for tile in tiles(since, until)
+        ]
+        return self._tallies(pieces) if pieces else []
+
+    @abstractmethod
+    def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
+        """Sum the rollups over `(span index, step, first bucket, end)` pieces, by span,
+        service and source."""
 
     @abstractmethod
     def event(self, request_id: str) -> Event | None:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from spendgate.errors import ConflictError, ReservationStateError, StoreError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
+from spendgate.rollups import RollupKey, Tally, merge, rollup_rows
 from spendgate.store.base import (
     Balance,
     CommitResult,
@@ -25,6 +26,7 @@ from spendgate.store.base import (
     Settlement,
     Slot,
     Store,
+    TallyRow,
     cost_with_quota,
     drawn_plan,
     overshoot_of,
@@ -55,6 +57,7 @@ class MemoryStore(Store):
         self._reservations: dict[str, _Reservation] = {}
         self._events: dict[str, Event] = {}
         self._quota: dict[tuple[str, str, int], Decimal] = {}
+        self._rollups: dict[RollupKey, Tally] = {}
         self._closed = False
 
     def close(self) -> None:
@@ -160,6 +163,7 @@ class MemoryStore(Store):
             for slot in plan.charge:
                 overshoot = max(overshoot, self._charge(slot, amount))
             self._events[event.request_id] = replace(event, cost=cost)
+            self._roll([(event, cost)])
             r.state, r.actual = "committed", cost
             return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
 
@@ -212,6 +216,7 @@ class MemoryStore(Store):
         self._check_open()
         with self._lock:
             results = []
+            written: list[tuple[Event, Nanos | None]] = []
             for write in writes:
                 event = write.event
                 found = self._events.get(event.request_id)
@@ -228,8 +233,17 @@ class MemoryStore(Store):
                 else:
                     self._settle_draw(write, cost or 0)
                 self._events[event.request_id] = replace(event, cost=cost)
+                written.append((event, cost))
                 results.append(RecordResult(event.request_id, "created", cost))
+            self._roll(written)
             return results
+
+    def _roll(self, written: list[tuple[Event, Nanos | None]]) -> None:
+        """Add new events to the rollups, as the SQL backends do in the same transaction."""
+        for step, bucket, service, source, *sums in rollup_rows(written):
+            key = (step, bucket, service, source)
+            found = self._rollups.get(key)
+            self._rollups[key] = Tally(*sums) if found is None else found + Tally(*sums)
 
     def _settle_draw(self, write: EventWrite, amount: Nanos) -> None:
         """Move a drawn call's hold out of its leases and its cost into spent."""
@@ -278,6 +292,17 @@ class MemoryStore(Store):
             ]
         chosen.sort(key=lambda e: e.time)
         return chosen[:limit] if limit is not None else chosen
+
+    def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
+        self._check_open()
+        with self._lock:
+            rows = [
+                ((i, service, source), tally)
+                for (step, bucket, service, source), tally in self._rollups.items()
+                for i, piece_step, lo, hi in pieces
+                if step == piece_step and lo <= bucket < hi
+            ]
+        return [(*key, tally) for key, tally in merge(rows).items()]
 
     def event(self, request_id: str) -> Event | None:
         self._check_open()

@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
+from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.base import (
     Balance,
@@ -49,12 +50,22 @@ from spendgate.store.base import (
     Settlement,
     Slot,
     Store,
+    TallyRow,
     cost_with_quota,
     drawn_plan,
     overshoot_of,
     url_flag,
 )
-from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
+from spendgate.store.rows import (
+    EVENT_COLUMNS,
+    event_row,
+    json_slots,
+    rollup_upsert,
+    row_event,
+    slots_json,
+    tallies_query,
+    tally_rows,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -72,6 +83,7 @@ _INSERT_EVENT_ONCE = (
     f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('%s' for _ in EVENT_COLUMNS)}) "
     "ON CONFLICT (request_id) DO NOTHING"
 )
+_ROLLUP = rollup_upsert("%s")
 _COPY_EVENTS = f"COPY events ({_COLUMNS}) FROM STDIN"
 _SELECT_EVENTS = f"SELECT {_COLUMNS} FROM events"
 _USAGE = (
@@ -561,6 +573,7 @@ class PostgresStore(Store):
             expired = state == "expired"
             plan = Settlement.plan(slots, write.slots, expired=expired)
             overshoot = self._settle(conn, plan, held, amount, 0 if expired else held)
+            _roll(conn, [(event, cost)])
             conn.execute(
                 "UPDATE reservations SET state = 'committed', actual = %s, settled_at = %s "
                 "WHERE id = %s",
@@ -671,11 +684,13 @@ class PostgresStore(Store):
                         charges[slot] = charges.get(slot, 0) + w.event.cost
         for slot in sorted(charges, key=_slot_order):
             self._charge(conn, slot, charges[slot])
+        _roll(conn, [(w.event, w.event.cost) for w in writes])
         return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
 
     def _record_checked(self, conn: Conn, writes: Sequence[EventWrite]) -> list[RecordResult]:
         """Record a batch that may hold retries, conflicts or tiered prices, one by one."""
         results: list[RecordResult] = []
+        written: list[tuple[Event, Nanos | None]] = []
         charges: dict[Slot, Nanos] = {}
         for write in writes:
             event = write.event
@@ -698,9 +713,11 @@ class PostgresStore(Store):
             if cost:
                 for slot in targets:
                     charges[slot] = charges.get(slot, 0) + cost
+            written.append((event, cost))
             results.append(RecordResult(event.request_id, "created", cost))
         for slot in sorted(charges, key=_slot_order):
             self._charge(conn, slot, charges[slot])
+        _roll(conn, written)
         return results
 
     @staticmethod
@@ -770,6 +787,11 @@ class PostgresStore(Store):
         return [row_event(r) for r in rows]
 
     @_store_errors
+    def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
+        sql, params = tallies_query(pieces, "%s", "::bigint")
+        return tally_rows(self._read(lambda conn: conn.execute(sql, params).fetchall()))
+
+    @_store_errors
     def event(self, request_id: str) -> Event | None:
         row = self._read(
             lambda conn: conn.execute(
@@ -802,6 +824,17 @@ class PostgresStore(Store):
             actual,
             json.loads(labels) if labels else {},
         )
+
+
+def _roll(conn: Conn, written: Sequence[tuple[Event, Nanos | None]]) -> None:
+    """Add new events to the rollups, in the events' transaction. Rollup rows are locked
+    last and in key order, after every budget row, so two writers never wait on each other
+    in a circle."""
+    if written:
+        with conn.cursor() as cur:
+            rows = rollup_rows(written)
+            rows.sort(key=lambda r: (r[0], r[1], r[2], r[3]))
+            cur.executemany(_ROLLUP, rows)
 
 
 def _slot_order(slot: Slot) -> tuple[str, int]:

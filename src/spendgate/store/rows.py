@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from spendgate.events import Event, Fallback
+from spendgate.rollups import TALLY_FIELDS, Tally
 from spendgate.store.base import Slot
 from spendgate.windows import from_micros, to_micros
 
@@ -114,3 +115,45 @@ def slots_json(slots: Sequence[Slot]) -> str:
 def json_slots(text: str) -> tuple[Slot, ...]:
     """The slots of a stored reservation."""
     return tuple(Slot(b, bucket, span, cap) for b, bucket, span, cap in json.loads(text))
+
+
+ROLLUP_COLUMNS = ("step", "bucket", "service", "source", *TALLY_FIELDS)
+
+
+def rollup_upsert(mark: str) -> str:
+    """Add rows of `rollup_rows()` to the rollups (`mark`: the driver's placeholder).
+
+    The same statement in SQLite and PostgreSQL: a new bucket row is inserted, an existing one
+    has each sum added to.
+    """
+    return (
+        f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(ROLLUP_COLUMNS))}) "
+        "ON CONFLICT (step, bucket, service, source) DO UPDATE SET "
+        + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in TALLY_FIELDS)
+    )
+
+
+def tallies_query(
+    pieces: Sequence[tuple[int, int, int, int]], mark: str, cast: str = ""
+) -> tuple[str, list[int]]:
+    """One query summing the rollups over tiled spans, by span, service and source.
+
+    `pieces` are `(span index, step, first bucket, end)`; `cast` types the placeholders where
+    the driver needs it (PostgreSQL: `::bigint`). Each piece is an index range scan of the
+    rollups' primary key.
+    """
+    one = f"({', '.join([mark + cast] * 4)})"
+    sums = ", ".join(f"SUM(r.{c})" for c in TALLY_FIELDS)
+    sql = (
+        f"WITH t(i, step, lo, hi) AS (VALUES {', '.join([one] * len(pieces))}) "
+        f"SELECT t.i, r.service, r.source, {sums} FROM t JOIN rollups r "
+        "ON r.step = t.step AND r.bucket >= t.lo AND r.bucket < t.hi "
+        "GROUP BY t.i, r.service, r.source"
+    )
+    return sql, [v for piece in pieces for v in piece]
+
+
+def tally_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str, str, Tally]]:
+    """The rows of `tallies_query()` as values."""
+    return [(int(r[0]), r[1], r[2], Tally.from_row(r[3:])) for r in rows]

@@ -89,6 +89,31 @@ events = Table(
 )
 Index("ix_events_ts", events.c.ts)
 
+# Events summed per minute, hour and UTC day, service and source, in the events' transaction
+# (see spendgate.rollups): every read of figures comes from here, never from a scan of events.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("step", BigInteger, primary_key=True, autoincrement=False),  # bucket length, µs
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
+    Column("service", String(200), primary_key=True),
+    Column("source", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=False),
+    Column("unpriced", BigInteger, nullable=False),
+    Column("paid", BigInteger, nullable=False),
+    Column("successes", BigInteger, nullable=False),
+    Column("free_successes", BigInteger, nullable=False),
+    Column("cache_hits", BigInteger, nullable=False),
+    Column("cached", BigInteger, nullable=False),
+    Column("batched", BigInteger, nullable=False),
+    Column("quality_sum", Float, nullable=False),
+    Column("quality_count", BigInteger, nullable=False),
+    Column("time_sum", Float, nullable=False),
+    Column("time_count", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 quota_usage = Table(
     "quota_usage",
     metadata,

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
+from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.base import (
     Balance,
@@ -44,12 +45,22 @@ from spendgate.store.base import (
     Settlement,
     Slot,
     Store,
+    TallyRow,
     cost_with_quota,
     drawn_plan,
     overshoot_of,
     url_flag,
 )
-from spendgate.store.rows import EVENT_COLUMNS, event_row, json_slots, row_event, slots_json
+from spendgate.store.rows import (
+    EVENT_COLUMNS,
+    event_row,
+    json_slots,
+    rollup_upsert,
+    row_event,
+    slots_json,
+    tallies_query,
+    tally_rows,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,6 +120,7 @@ _CHARGE_CALENDAR = (
     # RETURNING sees the row after the update: the part of this charge above the cap.
     "RETURNING max(0, spent + reserved - :cap) - max(0, spent + reserved - :amount - :cap)"
 )
+_ROLLUP = rollup_upsert("?")
 _ANY_EXPIRED = "SELECT 1 FROM reservations WHERE state = 'pending' AND expires_at <= ? LIMIT 1"
 
 
@@ -397,6 +409,7 @@ class SQLiteStore(Store):
             event = write.event
             if not conn.execute(_INSERT_EVENT_ONCE, _with_cost(event, cost)).rowcount:
                 raise ConflictError("event", event.request_id)
+            conn.executemany(_ROLLUP, rollup_rows([(event, cost)]))
             amount = cost or 0
             expired = state == "expired"
             plan = Settlement.plan(slots, write.slots, expired=expired)
@@ -496,6 +509,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             for chunk in _chunks(rows):
                 conn.execute(_insert_events(len(chunk)), [v for row in chunk for v in row])
+            conn.executemany(_ROLLUP, rollup_rows((w.event, w.event.cost) for w in writes))
             for slot, amount in charges.items():
                 self._charge(conn, slot, amount)
         return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
@@ -506,6 +520,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             known = self._fingerprints(conn, [w.event.request_id for w in writes])
             rows = []
+            written: list[tuple[Event, Nanos | None]] = []
             charges: dict[Slot, Nanos] = {}
             for write in writes:
                 event = write.event
@@ -518,6 +533,7 @@ class SQLiteStore(Store):
                 cost = self._cost(conn, write)
                 known[event.request_id] = (event.fingerprint, cost)
                 rows.append(_with_cost(event, cost))
+                written.append((event, cost))
                 targets = write.slots
                 if write.draw is not None:
                     targets = self._settle_draw(conn, write, cost or 0)
@@ -526,6 +542,7 @@ class SQLiteStore(Store):
                         charges[slot] = charges.get(slot, 0) + cost
                 results.append(RecordResult(event.request_id, "created", cost))
             conn.executemany(_INSERT_EVENT, rows)
+            conn.executemany(_ROLLUP, rollup_rows(written))
             # Overshoot telescopes over a sum, so each slot is charged once with its total.
             for slot, amount in charges.items():
                 self._charge(conn, slot, amount)
@@ -601,6 +618,11 @@ class SQLiteStore(Store):
             .fetchall()
         )
         return [row_event(r) for r in rows]
+
+    @_store_errors
+    def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
+        sql, params = tallies_query(pieces, "?")
+        return tally_rows(self._conn().execute(sql, params).fetchall())
 
     @_store_errors
     def event(self, request_id: str) -> Event | None:

@@ -1,0 +1,246 @@
+"""Rollups: events summed by time bucket, service and source, as they are written.
+
+Every figure users read (live metrics, summaries, series for trends and forecasts) comes from
+these sums, never from a scan of the events, so a read costs the same at a thousand events as
+at ten million. A `Tally` is one bucket's sums; tallies add up exactly (money and counts are
+integers; quality and time are float sums, exact up to rounding).
+
+Buckets come in three steps, a minute, an hour and a UTC day, each event counted once in
+each. A read of any whole-minute range `[since, until)` is tiled by the coarsest buckets that
+fit (`tiles()`): a month is a few dozen day and hour buckets per service and source, however
+many events it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from spendgate.events import Event
+from spendgate.money import Nanos, money_text
+from spendgate.windows import to_micros
+
+MINUTE = 60_000_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+STEPS = (DAY, HOUR, MINUTE)
+"""Bucket lengths in microseconds, coarsest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The sums of a set of events.
+
+    `cost` sums priced events only (nano-units); `unpriced` counts the others, which are never
+    booked as $0. `free_successes` counts successful events on free sources; `cached` counts
+    events served with at least one cache hit, `cache_hits` sums the hits themselves.
+    """
+
+    requests: int = 0
+    cost: Nanos = 0
+    unpriced: int = 0
+    paid: int = 0
+    successes: int = 0
+    free_successes: int = 0
+    cache_hits: int = 0
+    cached: int = 0
+    batched: int = 0
+    quality_sum: float = 0.0
+    quality_count: int = 0
+    time_sum: float = 0.0
+    time_count: int = 0
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> Tally:
+        """A tally from database sums in `TALLY_FIELDS` order (NULL sums are zero)."""
+        values: list[Any] = [kind(v or 0) for kind, v in zip(_KINDS, row, strict=True)]
+        return cls(*values)
+
+    def row(self) -> tuple[Any, ...]:
+        """The sums in `TALLY_FIELDS` order (booleans counted as integers)."""
+        return tuple(
+            v if isinstance(v, float) else int(v) for v in (getattr(self, f) for f in TALLY_FIELDS)
+        )
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(*(a + b for a, b in zip(self.row(), other.row(), strict=True)))
+
+    # -- derived figures ----------------------------------------------------------------------
+
+    @property
+    def free(self) -> int:
+        """Events on free sources."""
+        return self.requests - self.paid
+
+    @property
+    def priced(self) -> int:
+        """Events with a known cost (free ones included)."""
+        return self.requests - self.unpriced
+
+    @property
+    def free_source_success_rate(self) -> float:
+        """The share of requests answered, successfully, by a free source (0 with none)."""
+        return _ratio(self.free_successes, self.requests)
+
+    @property
+    def success_rate(self) -> float:
+        """The share of requests that succeeded."""
+        return _ratio(self.successes, self.requests)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """The share of requests served with at least one cache hit."""
+        return _ratio(self.cached, self.requests)
+
+    @property
+    def cost_per_request(self) -> Nanos:
+        """Average cost of a priced request (nano-units, rounded down; 0 with none)."""
+        return self.cost // self.priced if self.priced else 0
+
+    @property
+    def average_quality(self) -> float | None:
+        """Mean quality score of the events that gave one."""
+        return self.quality_sum / self.quality_count if self.quality_count else None
+
+    @property
+    def average_processing_time(self) -> float | None:
+        """Mean processing time (seconds) of the events that gave one."""
+        return self.time_sum / self.time_count if self.time_count else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures, money as exact decimal strings."""
+        return {
+            "total_cost": money_text(self.cost),
+            "total_requests": self.requests,
+            "paid_requests": self.paid,
+            "free_requests": self.free,
+            "unpriced_requests": self.unpriced,
+            "free_source_success_rate": self.free_source_success_rate,
+            "success_rate": self.success_rate,
+            "cache_hit_rate": self.cache_hit_rate,
+            "cache_hits": self.cache_hits,
+            "batched_requests": self.batched,
+            "average_cost_per_request": money_text(self.cost_per_request),
+            "quality_metrics": {
+                "average_quality_score": self.average_quality,
+                "scored_requests": self.quality_count,
+            },
+            "performance_metrics": {
+                "average_processing_time": self.average_processing_time,
+                "timed_requests": self.time_count,
+            },
+        }
+
+
+TALLY_FIELDS = tuple(f.name for f in fields(Tally))
+"""The tally's sums, in the order of their database columns."""
+_KINDS = tuple(float if f.type == "float" else int for f in fields(Tally))
+EMPTY = Tally()
+
+RollupKey = tuple[int, int, str, str]
+"""(step, bucket start, service, source); step and bucket in microseconds."""
+
+
+def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any, ...]]:
+    """What newly written events (each with the cost the store booked) add to the rollups:
+    rows of `(step, bucket, service, source, *sums in TALLY_FIELDS order)`, one per bucket of
+    each step. The batch is summed here first, so a write touches each bucket row once; this
+    runs inside the store's write transaction, so it is kept to plain arithmetic."""
+    minutes: dict[tuple[int, str, str], list[Any]] = {}
+    for event, cost in written:
+        micros = to_micros(event.time)
+        key = (micros - micros % MINUTE, event.service, event.source)
+        sums = minutes.get(key)
+        if sums is None:
+            sums = minutes[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0]
+        sums[0] += 1
+        if cost is None:
+            sums[2] += 1
+        else:
+            sums[1] += cost
+        if event.paid:
+            sums[3] += 1
+        if event.success:
+            sums[4] += 1
+            if not event.paid:
+                sums[5] += 1
+        if event.cache_hits:
+            sums[6] += event.cache_hits
+            sums[7] += 1
+        if event.batch_processing:
+            sums[8] += 1
+        if event.quality_score is not None:
+            sums[9] += event.quality_score
+            sums[10] += 1
+        if event.processing_time is not None:
+            sums[11] += event.processing_time
+            sums[12] += 1
+    rows: dict[RollupKey, list[Any]] = {}
+    for (minute, service, source), sums in minutes.items():
+        rows[(MINUTE, minute, service, source)] = sums
+        for step in (HOUR, DAY):
+            coarse_key = (step, minute - minute % step, service, source)
+            coarse = rows.get(coarse_key)
+            if coarse is None:
+                rows[coarse_key] = list(sums)
+            else:
+                for i, v in enumerate(sums):
+                    coarse[i] += v
+    return [(*key, *sums) for key, sums in rows.items()]
+
+
+def floor_minute(micros: int) -> int:
+    """The start of the minute containing `micros`."""
+    return micros - micros % MINUTE
+
+
+def ceil_minute(micros: int) -> int:
+    """The first minute boundary at or after `micros`."""
+    return -(-micros // MINUTE) * MINUTE
+
+
+def tiles(since: int, until: int) -> list[tuple[int, int, int]]:
+    """`[since, until)` tiled by whole buckets, coarsest that fit: `(step, first, end)` each.
+
+    `since` is rounded down and `until` up to whole minutes (a rollup read has minute
+    resolution). At most five tiles: minutes and hours at each edge, days in the middle.
+    """
+    out: list[tuple[int, int, int]] = []
+    _tile(floor_minute(since), ceil_minute(until), 0, out)
+    return out
+
+
+def _tile(lo: int, hi: int, level: int, out: list[tuple[int, int, int]]) -> None:
+    if lo >= hi:
+        return
+    step = STEPS[level]
+    first, end = -(-lo // step) * step, hi // step * step
+    if first >= end:
+        _tile(lo, hi, level + 1, out)
+        return
+    _tile(lo, first, level + 1, out)
+    out.append((step, first, end))
+    _tile(end, hi, level + 1, out)
+
+
+def merge(rows: Iterable[tuple[Any, Tally]]) -> dict[Any, Tally]:
+    """Sum tallies by key."""
+    out: dict[Any, Tally] = {}
+    for key, tally in rows:
+        found = out.get(key)
+        out[key] = tally if found is None else found + tally
+    return out
+
+
+def total(tallies: Iterable[Tally] | Mapping[Any, Tally]) -> Tally:
+    """The sum of tallies (an empty tally for none)."""
+    values = tallies.values() if isinstance(tallies, Mapping) else tallies
+    out = EMPTY
+    for t in values:
+        out = out + t
+    return out
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
