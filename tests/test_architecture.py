@@ -34,6 +34,7 @@ LAYER = {
     "streams": 4,
     "http": 4,
     "llm": 4,
+    "analytics": 4,
     "cli": 5,
     "demo": 5,
 }

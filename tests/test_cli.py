@@ -139,8 +139,8 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     assert "does not exist" in gone.output
     up = runner.invoke(app, ["db", "upgrade", "--db", db])
     assert up.exit_code == 0, up.output
-    assert "schema at 0001" in up.output
-    assert runner.invoke(app, ["db", "current", "--db", db]).output.startswith("0001")
+    assert "schema at 0002" in up.output
+    assert runner.invoke(app, ["db", "current", "--db", db]).output.startswith("0002")
 
 
 def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:

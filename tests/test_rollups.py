@@ -75,13 +75,14 @@ def expected(events: list[Event], since: int, until: int) -> dict[tuple[str, str
         f["cache_hits"] += e.cache_hits
         f["cached"] += e.cache_hits > 0
         f["batched"] += e.batch_processing
+        f["batched_cost"] += (e.cost or 0) if e.batch_processing else 0
         if e.quality_score is not None:
             f["quality_sum"] += e.quality_score
             f["quality_count"] += 1
         if e.processing_time is not None:
             f["time_sum"] += e.processing_time
             f["time_count"] += 1
-    return {k: Tally(**{n: v for n, v in f.items()}) for k, f in out.items()}  # type: ignore[arg-type]
+    return {k: Tally(**f) for k, f in out.items()}  # type: ignore[arg-type]
 
 
 def assert_same(got: dict[tuple[str, str], Tally], want: dict[tuple[str, str], Tally]) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +30,7 @@ from spendgate.gate import BudgetStatus, Gate
 from spendgate.money import format_money
 from spendgate.store import DEFAULT_URL, migrate, open_store
 from spendgate.store.sqlite import sqlalchemy_url
+from spendgate.windows import EPOCH
 
 app = typer.Typer(
     help="spendgate: budgets that refuse a paid API call before the money is spent.",
@@ -142,6 +143,161 @@ def budget_table(rows: list[BudgetStatus], currency: str) -> Table:
             f"[{colour[r.level]}]{r.level}[/]",
         )
     return table
+
+
+# -- analytics ----------------------------------------------------------------------------
+
+DaysOption = Annotated[int, typer.Option("--days", help="Window in days (1 to 366).")]
+ServiceOption = Annotated[str | None, typer.Option("--service", help="One service only.")]
+
+
+def _show(title: str, figures: dict[str, Any], as_json: bool) -> None:
+    """Print figures as JSON, or as a two-column table of their (flattened) keys."""
+    if as_json:
+        console.print_json(json.dumps(figures))
+        return
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in _flatten(figures):
+        table.add_row(key, value)
+    console.print(table)
+
+
+def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(figures, dict):
+        if set(figures) == {"value", "as_of"}:  # a live figure: its value (as_of is shown once)
+            return _flatten(figures["value"], prefix)
+        return [row for k, v in figures.items() for row in _flatten(v, f"{prefix}{k}.")]
+    if isinstance(figures, list):
+        if all(not isinstance(v, dict | list) for v in figures):
+            return [(prefix.rstrip("."), ", ".join(str(v) for v in figures))]
+        return [row for i, v in enumerate(figures) for row in _flatten(v, f"{prefix}{i}.")]
+    if isinstance(figures, float):
+        return [(prefix.rstrip("."), f"{figures:.4g}")]
+    return [(prefix.rstrip("."), "-" if figures is None else str(figures))]
+
+
+def _analyst(gate: Gate) -> Any:
+    from spendgate.analytics import Analyst  # statsmodels loads only for the commands that use it
+
+    return Analyst(gate)
+
+
+@app.command()
+def live(
+    db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Live metrics: today's spend, budget remaining, rates, projection, runway, status."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        figures = _analyst(gate).live().to_dict()
+        _show(f"Live metrics (as of {figures['as_of']})", figures, as_json)
+
+
+@app.command()
+def summary(
+    period: Annotated[str, typer.Argument(help="today, week or month.")] = "today",
+    since: Annotated[str | None, typer.Option(help="First day of a range (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Day after the range (YYYY-MM-DD).")] = None,
+    service: ServiceOption = None,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cost, requests, free-source and cache-hit rates, cost by source: for a period or range."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        ranged = since is not None or until is not None
+        s = _analyst(gate).summary(
+            None if ranged else period, since=since, until=until, service=service
+        )
+        figures = s.to_dict()
+        _show(
+            f"Summary {figures['period']['start']} to {figures['period']['end']}", figures, as_json
+        )
+
+
+@app.command()
+def daily(
+    day: Annotated[str, typer.Argument(metavar="DATE", help="The day, YYYY-MM-DD.")],
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One day's breakdown: totals, services, sources and each hour."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        _show(f"Day {day}", _analyst(gate).daily(day).to_dict(), as_json)
+
+
+@app.command()
+def performance(
+    service: Annotated[str, typer.Argument(help="The service.")],
+    days: DaysOption = 7,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A service's cost performance over its last N days, with trends."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        figures = _analyst(gate).service_performance(service, days).to_dict()
+        _show(f"{service}: last {days} days", figures, as_json)
+
+
+@app.command()
+def weekly(
+    end: Annotated[
+        str | None, typer.Option(help="Last day of the week (default yesterday).")
+    ] = None,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The weekly budget report: spend against budget, efficiency, opportunities, trends."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        _show("Weekly budget report", _analyst(gate).weekly_report(end).to_dict(), as_json)
+
+
+@app.command()
+def trends(
+    days: DaysOption = 30,
+    service: ServiceOption = None,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Trend lines (direction, strength, slope, r, p) over the last N complete days."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        _show(f"Trends over {days} days", _analyst(gate).trends(days, service=service), as_json)
+
+
+@app.command()
+def forecast(
+    db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Month-end projections by three methods, the one chosen by backtest, the assessment."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        figures = _analyst(gate).monthly_forecast().to_dict()
+        _show(f"Forecast for {figures['month']} (as of {figures['as_of']})", figures, as_json)
+
+
+@app.command()
+def opportunities(
+    days: DaysOption = 7,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ways to spend less, each with the saving it names, largest first."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        found = [o.to_dict() for o in _analyst(gate).opportunities(days)]
+        if as_json:
+            console.print_json(json.dumps(found))
+            return
+        table = Table(title=f"Optimization opportunities (last {days} days)", title_justify="left")
+        for name in ("kind", "saving", "a month", "what to do"):
+            table.add_column(name, justify="right" if name in ("saving", "a month") else "left")
+        for o in found:
+            table.add_row(o["kind"], o["saving"], o["monthly_saving"], o["summary"])
+        console.print(table if found else "no opportunities found in the window")
 
 
 # -- record -------------------------------------------------------------------------------
@@ -385,6 +541,12 @@ def demo(
             tally = workload.run(gate, clock, requests, seed=seed, progress=advance)
         console.print(budget_table(gate.status(), gate.config.currency))
         console.print(service_table(gate))
+        status = _analyst(gate).live().status()
+        console.print(
+            f"status: budget {status['budget_health']}, free sources "
+            f"{status['free_source_performance']}, {status['cost_efficiency']}",
+            highlight=False,
+        )
         decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))
         console.print(f"paid-call decisions: {decisions}", highlight=False)
         if tally.stream is not None:
@@ -406,20 +568,13 @@ def _live_line(gate: Gate) -> str:
 
 
 def service_table(gate: Gate) -> Table:
-    """Per-service requests, free-source success rate and spend, from the stored events."""
-    events = gate.events()
-    per: dict[str, Counter[str]] = {}
-    spend: Counter[str] = Counter()
-    for e in events:
-        c = per.setdefault(e.service, Counter())
-        c["requests"] += 1
-        c["free_ok"] += int(not e.paid and e.success)
-        c["paid"] += int(e.paid)
-        c["unpriced"] += int(e.unpriced)
-        if e.cost is not None:
-            spend[e.service] += e.cost
-    as_of = gate.clock().strftime("%Y-%m-%d %H:%M:%S UTC")
-    table = Table(title=f"Services ({len(events)} events, as of {as_of})", title_justify="left")
+    """Per-service requests, free-source success rate and spend, read from the rollups."""
+    now = gate.clock()
+    totals = _analyst(gate).summary(None, since=EPOCH, until=now + timedelta(days=1))
+    as_of = now.strftime("%Y-%m-%d %H:%M:%S UTC")
+    table = Table(
+        title=f"Services ({totals.total.requests} events, as of {as_of})", title_justify="left"
+    )
     for name in (
         "service",
         "requests",
@@ -430,15 +585,15 @@ def service_table(gate: Gate) -> Table:
         "cost/request",
     ):
         table.add_column(name, justify="left" if name == "service" else "right")
-    for service, c in sorted(per.items()):
+    for service, t in totals.by_service().items():
         table.add_row(
             service,
-            str(c["requests"]),
-            f"{c['free_ok'] / c['requests']:.1%}",
-            str(c["paid"]),
-            str(c["unpriced"]),  # counted apart: an unpriced call is not a $0 call
-            format_money(spend[service]),
-            format_money(spend[service] // c["requests"], places=5),
+            str(t.requests),
+            f"{t.free_source_success_rate:.1%}",
+            str(t.paid),
+            str(t.unpriced),  # counted apart: an unpriced call is not a $0 call
+            format_money(t.cost),
+            format_money(t.cost_per_request, places=5),
         )
     return table
 

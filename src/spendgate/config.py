@@ -41,14 +41,17 @@ from typing import Any
 
 from spendgate.budgets import Budget, Threshold, budget_from_config, parse_ladder, validate_ladder
 from spendgate.errors import ConfigError, ValidationError
-from spendgate.money import DEFAULT_CURRENCY, to_decimal, to_nanos
+from spendgate.money import DEFAULT_CURRENCY, Nanos, to_decimal, to_nanos
 from spendgate.pricing import Price, PriceBook, SourcePricing
-from spendgate.windows import EPOCH, Window, parse_duration
+from spendgate.windows import EPOCH, Window, parse_duration, zone
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
 DEFAULT_PATH = "spendgate.toml"
 
-_TOP_KEYS = {"currency", "reservation_ttl", "sources", "budgets", "streams"}
+_TOP_KEYS = {"currency", "reservation_ttl", "sources", "budgets", "streams", "analytics"}
+_ANALYTICS_KEYS = {"budget", "timezone", "reset_hour", "traditional_cost_per_request"}
+DEFAULT_TRADITIONAL_COST = "2.40"
+"""The seed's cost of a request before free-first (savings are shown against it)."""
 _STREAM_KEYS = {"calendar", "weekend_streaming", "monitoring", "lease"}
 STREAMING_BUDGET = "streaming"
 """The budget the seed's DAILY_STREAMING_BUDGET and EMERGENCY_STOP_THRESHOLD apply to."""
@@ -100,6 +103,22 @@ class StreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    """The `[analytics]` table: what live metrics, summaries and forecasts measure against.
+
+    `budget` names the budget whose remaining amount, runway and assessment are shown (by
+    default the first budget over everything, else the first budget). Days are counted in
+    `timezone` from `reset_hour` (by default that budget's). Savings are shown against
+    `traditional_cost` a request (nano-units; the seed's $2.40).
+    """
+
+    budget: str | None = None
+    timezone: str | None = None
+    reset_hour: int | None = None
+    traditional_cost: Nanos = 2_400_000_000  # DEFAULT_TRADITIONAL_COST in nano-units
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A validated setup: prices, budgets and defaults."""
 
@@ -108,9 +127,16 @@ class Config:
     currency: str = DEFAULT_CURRENCY
     reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL
     streams: StreamSettings = field(default_factory=StreamSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
 
     def __post_init__(self) -> None:
         names = [b.name for b in self.budgets]
+        if self.analytics.budget is not None and self.analytics.budget not in names:
+            raise ValidationError(
+                "analytics.budget",
+                self.analytics.budget,
+                f"one of {', '.join(names) or 'no budgets'}",
+            )
         for name in names:
             if names.count(name) > 1:
                 raise ValidationError("budgets.name", name, "a name used by one budget only")
@@ -171,7 +197,38 @@ def parse(raw: Mapping[str, Any]) -> Config:
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         raise ValidationError("currency", currency, "a three-letter ISO 4217 code such as USD")
     ttl = parse_duration(raw.get("reservation_ttl", DEFAULT_RESERVATION_TTL), "reservation_ttl")
-    return Config(book, tuple(parsed), currency.upper(), ttl, _streams(raw.get("streams", {})))
+    return Config(
+        book,
+        tuple(parsed),
+        currency.upper(),
+        ttl,
+        _streams(raw.get("streams", {})),
+        _analytics(raw.get("analytics", {})),
+    )
+
+
+def _analytics(spec: object) -> AnalyticsSettings:
+    if not isinstance(spec, Mapping):
+        raise ValidationError("analytics", spec, "an [analytics] table")
+    _only(spec, _ANALYTICS_KEYS, "analytics")
+    budget = spec.get("budget")
+    if budget is not None and not isinstance(budget, str):
+        raise ValidationError("analytics.budget", budget, "the name of a budget")
+    tz = spec.get("timezone")
+    if tz is not None:
+        zone(tz, "analytics.timezone")
+    reset_hour = spec.get("reset_hour")
+    if reset_hour is not None and (
+        isinstance(reset_hour, bool) or not isinstance(reset_hour, int) or not 0 <= reset_hour <= 23
+    ):
+        raise ValidationError("analytics.reset_hour", reset_hour, "a whole hour from 0 to 23")
+    raw_cost = spec.get("traditional_cost_per_request", DEFAULT_TRADITIONAL_COST)
+    cost = to_nanos(raw_cost, "analytics.traditional_cost_per_request")
+    if cost <= 0:
+        raise ValidationError(
+            "analytics.traditional_cost_per_request", raw_cost, "an amount above zero"
+        )
+    return AnalyticsSettings(budget, tz, reset_hour, cost)
 
 
 def _streams(spec: object) -> StreamSettings:
@@ -292,7 +349,14 @@ def _source(name: str, spec: object) -> SourcePricing:
     for a, b in itertools.pairwise(versions):
         if a.effective_from == b.effective_from:
             raise ValidationError(f"{where}.versions", b.version, "one price per effective_from")
-    return SourcePricing(name, tuple(versions), allow_unpriced=unpriced == "allow")
+    capability = spec.get("capability")
+    if capability is not None and not isinstance(capability, str):
+        raise ValidationError(
+            f"{where}.capability", capability, "a name such as 'satellite_imagery'"
+        )
+    return SourcePricing(
+        name, tuple(versions), allow_unpriced=unpriced == "allow", capability=capability
+    )
 
 
 def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: str) -> Price:

@@ -350,11 +350,13 @@ def _parse_tiers(steps: object, where: str) -> tuple[Tier, ...]:
 
 @dataclass(frozen=True, slots=True)
 class SourcePricing:
-    """A source's price versions (oldest first) and whether it may be used unpriced."""
+    """A source's price versions (oldest first), whether it may be used unpriced, and the
+    capability it serves (sources with the same capability can stand in for each other)."""
 
     source: str
     versions: tuple[Price, ...] = ()
     allow_unpriced: bool = False
+    capability: str | None = None
 
     def at(self, when: datetime) -> Price | None:
         """The version in effect at `when`, or `None` before the first one."""

@@ -34,7 +34,8 @@ class Tally:
 
     `cost` sums priced events only (nano-units); `unpriced` counts the others, which are never
     booked as $0. `free_successes` counts successful events on free sources; `cached` counts
-    events served with at least one cache hit, `cache_hits` sums the hits themselves.
+    events served with at least one cache hit, `cache_hits` sums the hits themselves;
+    `batched_cost` is the cost of the `batched` events.
     """
 
     requests: int = 0
@@ -46,6 +47,7 @@ class Tally:
     cache_hits: int = 0
     cached: int = 0
     batched: int = 0
+    batched_cost: Nanos = 0
     quality_sum: float = 0.0
     quality_count: int = 0
     time_sum: float = 0.0
@@ -121,6 +123,7 @@ class Tally:
             "cache_hit_rate": self.cache_hit_rate,
             "cache_hits": self.cache_hits,
             "batched_requests": self.batched,
+            "batched_cost": money_text(self.batched_cost),
             "average_cost_per_request": money_text(self.cost_per_request),
             "quality_metrics": {
                 "average_quality_score": self.average_quality,
@@ -153,7 +156,7 @@ def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any
         key = (micros - micros % MINUTE, event.service, event.source)
         sums = minutes.get(key)
         if sums is None:
-            sums = minutes[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0]
+            sums = minutes[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0]
         sums[0] += 1
         if cost is None:
             sums[2] += 1
@@ -170,12 +173,13 @@ def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any
             sums[7] += 1
         if event.batch_processing:
             sums[8] += 1
+            sums[9] += cost or 0
         if event.quality_score is not None:
-            sums[9] += event.quality_score
-            sums[10] += 1
+            sums[10] += event.quality_score
+            sums[11] += 1
         if event.processing_time is not None:
-            sums[11] += event.processing_time
-            sums[12] += 1
+            sums[12] += event.processing_time
+            sums[13] += 1
     rows: dict[RollupKey, list[Any]] = {}
     for (minute, service, source), sums in minutes.items():
         rows[(MINUTE, minute, service, source)] = sums

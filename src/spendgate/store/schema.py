@@ -107,6 +107,7 @@ rollups = Table(
     Column("cache_hits", BigInteger, nullable=False),
     Column("cached", BigInteger, nullable=False),
     Column("batched", BigInteger, nullable=False),
+    Column("batched_cost", BigInteger, nullable=False),
     Column("quality_sum", Float, nullable=False),
     Column("quality_count", BigInteger, nullable=False),
     Column("time_sum", Float, nullable=False),

@@ -44,6 +44,7 @@ def upgrade() -> None:
                 "cache_hits",
                 "cached",
                 "batched",
+                "batched_cost",
             )
         ),
         sa.Column("quality_sum", sa.Float, nullable=False),
@@ -55,13 +56,15 @@ def upgrade() -> None:
     for step in _STEPS:
         op.execute(
             "INSERT INTO rollups (step, bucket, service, source, requests, cost, unpriced, paid, "
-            "successes, free_successes, cache_hits, cached, batched, quality_sum, "
+            "successes, free_successes, cache_hits, cached, batched, batched_cost, quality_sum, "
             "quality_count, time_sum, time_count) "
             f"SELECT {step}, ts - ts % {step}, service, source, COUNT(*), "
             "COALESCE(SUM(cost), 0), SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END), "
             f"{_flag('paid')}, {_flag('success')}, {_flag('success AND NOT paid')}, "
             "SUM(cache_hits), SUM(CASE WHEN cache_hits > 0 THEN 1 ELSE 0 END), "
-            f"{_flag('batch_processing')}, COALESCE(SUM(quality_score), 0), "
+            f"{_flag('batch_processing')}, "
+            "COALESCE(SUM(CASE WHEN batch_processing THEN cost ELSE 0 END), 0), "
+            "COALESCE(SUM(quality_score), 0), "
             "COUNT(quality_score), COALESCE(SUM(processing_time), 0), COUNT(processing_time) "
             f"FROM events GROUP BY ts - ts % {step}, service, source"
         )

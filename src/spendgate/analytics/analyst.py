@@ -1,0 +1,373 @@
+"""`Analyst`: reads the rollups and budgets through a gate and answers where the money went
+and where it is heading. Every read is a handful of rollup rows, whatever the event count.
+
+>>> from spendgate import Gate
+>>> from spendgate.analytics import Analyst
+>>> gate = Gate.open("memory://")
+>>> analyst = Analyst(gate)
+>>> analyst.live().to_dict()["live_metrics"]["current_daily_spend"]["value"]
+'0'
+>>> gate.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from spendgate.analytics import forecast as forecasting
+from spendgate.analytics import opportunities as rules
+from spendgate.analytics.live import RATE_WINDOW, BudgetView, LiveMetrics
+from spendgate.analytics.summaries import (
+    Cells,
+    DailyBreakdown,
+    Day,
+    MonthlyAssessment,
+    ServicePerformance,
+    Summary,
+    WeeklyReport,
+    merge_cells,
+    series_trends,
+)
+from spendgate.analytics.trends import Trend
+from spendgate.budgets import Budget
+from spendgate.config import AnalyticsSettings
+from spendgate.errors import ValidationError
+from spendgate.gate import Gate
+from spendgate.money import Nanos
+from spendgate.rollups import Tally, floor_minute, total
+from spendgate.windows import Window, from_micros, require_aware, to_micros
+
+Period = Literal["today", "week", "month"]
+PERIODS = ("today", "week", "month")
+MAX_DAYS = 366
+FORECAST_HISTORY = 120  # days of history a forecast is fitted and backtested on
+SEASON = 7  # spend has a weekly rhythm
+_FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
+
+
+class Analyst:
+    """Live metrics, summaries, budget analysis, trends, forecasts and opportunities.
+
+    Days are counted in the `[analytics]` time zone from its reset hour (by default those of
+    the budget it measures against). Thread-safe; one per gate is enough.
+    """
+
+    def __init__(self, gate: Gate, settings: AnalyticsSettings | None = None) -> None:
+        self.gate = gate
+        s = settings if settings is not None else gate.config.analytics
+        self.budget = _primary(gate.config.budgets, s.budget)
+        calendar = (
+            self.budget.window if self.budget and self.budget.window.kind != "rolling" else None
+        )
+        tz = s.timezone or (calendar.tz if calendar else "UTC")
+        reset = (
+            s.reset_hour if s.reset_hour is not None else (calendar.reset_hour if calendar else 0)
+        )
+        self.days = Window("day", tz, reset)
+        self.weeks = Window("week", tz, reset, calendar.week_start if calendar else 0)
+        self.months = Window("month", tz, reset)
+        self.traditional_cost = s.traditional_cost
+        self._outlooks: dict[tuple[object, ...], forecasting.Outlook] = {}
+        self._lock = threading.Lock()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _cells(
+        self, spans: Sequence[tuple[datetime, datetime]], service: str | None = None
+    ) -> Sequence[Cells]:
+        """Tallies by (service, source) for each span, in one store read."""
+        rows = self.gate.store.tallies([(to_micros(a), to_micros(b)) for a, b in spans])
+        out: list[dict[tuple[str, str], Tally]] = [{} for _ in spans]
+        for i, sv, so, t in rows:
+            if service is None or sv == service:
+                out[i][(sv, so)] = t
+        return out
+
+    def _day_bounds(self, day: date) -> tuple[datetime, datetime]:
+        """The `[start, end)` of a local day."""
+        noon = datetime(day.year, day.month, day.day, 12, tzinfo=self.days.zone)
+        return self.days.bounds(noon)
+
+    def _local_day(self, at: datetime) -> date:
+        start, _ = self.days.bounds(at)
+        return start.astimezone(self.days.zone).date()
+
+    def _series(self, last: date, count: int, service: str | None = None) -> list[Day]:
+        """`count` local days ending with `last`, one read."""
+        days = [date.fromordinal(last.toordinal() - count + 1 + i) for i in range(count)]
+        bounds = [self._day_bounds(d) for d in days]
+        cells = self._cells(bounds, service)
+        return [Day(d, a, b, c) for d, (a, b), c in zip(days, bounds, cells, strict=True)]
+
+    def known_services(self) -> list[str]:
+        """Services that recorded events, or that a budget is scoped to."""
+        found = {sv for _, sv, _, _ in self.gate.store.tallies([(0, _FAR)])}
+        found |= {
+            b.scope.value
+            for b in self.gate.config.budgets
+            if b.scope.kind == "service" and b.scope.value
+        }
+        return sorted(found)
+
+    def _check_service(self, service: str | None) -> None:
+        if service is None:
+            return
+        known = self.known_services()
+        if service not in known:
+            raise ValidationError(
+                "service",
+                service,
+                f"a service with recorded events ({', '.join(known) or 'none yet'})",
+            )
+
+    # -- the figures --------------------------------------------------------------------------
+
+    def live(self) -> LiveMetrics:
+        """Current daily spend, budget remaining, rates, projection and runway, as of now."""
+        now = self.gate.clock()
+        start, end = self.days.bounds(now)
+        # Rollups count whole minutes: the recent window starts on one, and runs to now
+        # inclusive, so its length is exactly what its buckets cover.
+        recent_start = max(start, from_micros(floor_minute(to_micros(now))) - RATE_WINDOW)
+        inclusive = now + timedelta(microseconds=1)
+        today, recent = self._cells([(start, end), (recent_start, inclusive)])
+        return LiveMetrics(
+            now,
+            start,
+            end,
+            total(today),
+            total(recent),
+            now - recent_start,
+            self._budget_view(now),
+            self.traditional_cost,
+        )
+
+    def _budget_view(self, now: datetime) -> BudgetView | None:
+        if self.budget is None:
+            return None
+        for status in self.gate.status(now):
+            if status.budget.name == self.budget.name:
+                return BudgetView(
+                    self.budget.name, self.budget.limit, status.balance.used, status.window_end
+                )
+        return None
+
+    def summary(
+        self,
+        period: Period | None = "today",
+        *,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        service: str | None = None,
+    ) -> Summary:
+        """A period's figures by service and source: `today`, `week`, `month` (the current
+        one), or any `since`/`until` range (dates are local days; `until` is exclusive)."""
+        now = self.gate.clock()
+        if since is not None or until is not None:
+            if since is None or until is None:
+                missing = "since" if since is None else "until"
+                raise ValidationError(missing, None, "a date or time: a range needs both ends")
+            a, b = self._instant(since, "since"), self._instant(until, "until")
+            if b <= a:
+                raise ValidationError("until", until, f"a time after since ({a.isoformat()})")
+        else:
+            a, b = self._period(period, now)
+        self._check_service(service)
+        (cells,) = self._cells([(a, b)], service)
+        return Summary(a, b, now, cells, service)
+
+    def _period(self, period: object, now: datetime) -> tuple[datetime, datetime]:
+        windows = {"today": self.days, "week": self.weeks, "month": self.months}
+        if period not in windows:
+            raise ValidationError("period", period, f"one of {', '.join(PERIODS)}")
+        return windows[str(period)].bounds(now)
+
+    def _instant(self, value: object, field_name: str) -> datetime:
+        if isinstance(value, datetime):
+            return require_aware(value, field_name)
+        return self._day_bounds(parse_date(value, field_name))[0]
+
+    def daily(self, day: date | str) -> DailyBreakdown:
+        """One local day: its summary and its hours."""
+        d = parse_date(day, "date")
+        start, end = self._day_bounds(d)
+        hours = []
+        at = start
+        while at < end:
+            hours.append((at, min(at + timedelta(hours=1), end)))
+            at += timedelta(hours=1)
+        cells = self._cells([(start, end), *hours])
+        summary = Summary(start, end, self.gate.clock(), cells[0])
+        return DailyBreakdown(
+            summary,
+            d,
+            [(h[0], total(c)) for h, c in zip(hours, cells[1:], strict=True)],
+            self.daily_limit(),
+        )
+
+    def service_performance(self, service: str, days: int = 7) -> ServicePerformance:
+        """A service's last `days` local days, today included."""
+        n = check_days(days)
+        self._check_service(service)
+        now = self.gate.clock()
+        return ServicePerformance(service, self._series(self._local_day(now), n, service), now)
+
+    def daily_limit(self) -> Nanos | None:
+        """The measured budget's limit as a day's share (a month's limit over its days)."""
+        b = self.budget
+        if b is None:
+            return None
+        if b.window.kind == "day":
+            return b.limit
+        if b.window.kind == "week":
+            return b.limit // 7
+        if b.window.kind == "month":
+            start, end = self.months.bounds(self.gate.clock())
+            return b.limit * timedelta(days=1) // (end - start)
+        assert b.window.length is not None
+        return b.limit * timedelta(days=1) // b.window.length
+
+    def weekly_report(self, end: date | str | None = None) -> WeeklyReport:
+        """The seed's weekly budget analysis: seven days ending with `end` (yesterday)."""
+        now = self.gate.clock()
+        last = (
+            parse_date(end, "end")
+            if end is not None
+            else date.fromordinal(self._local_day(now).toordinal() - 1)
+        )
+        days = self._series(last, 7)
+        before = self._series(date.fromordinal(last.toordinal() - 7), 7)
+        found = rules.find(
+            merge_cells(d.cells for d in days),
+            merge_cells(d.cells for d in before),
+            self._capabilities(),
+            timedelta(days=7),
+        )
+        return WeeklyReport(days, self.daily_limit(), self.traditional_cost, now, found)
+
+    def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
+        """The seed's trend analysis over the last `days` complete local days: overall lines
+        and each service's (cost, volume and cost per request)."""
+        n = check_days(days)
+        self._check_service(service)
+        now = self.gate.clock()
+        series = self._series(date.fromordinal(self._local_day(now).toordinal() - 1), n, service)
+        services = sorted({sv for d in series for sv, _ in d.cells})
+        per_service: dict[str, dict[str, Trend]] = {
+            sv: series_trends(series, sv) for sv in services
+        }
+        return {
+            "days": n,
+            "as_of": now.isoformat(),
+            **{k: v.to_dict() for k, v in series_trends(series).items()},
+            "service_specific_trends": {
+                sv: {k: v.to_dict() for k, v in t.items()} for sv, t in per_service.items()
+            },
+        }
+
+    def monthly_forecast(self, *, level: float = forecasting.DEFAULT_LEVEL) -> MonthlyAssessment:
+        """Where the month is heading: three projections with intervals, the one chosen by
+        backtest on this history (with its MASE against seasonal-naive), and the assessment."""
+        now = self.gate.clock()
+        today = self._local_day(now)
+        month_start, month_end = self.months.bounds(now)
+        first_day = self._local_day(month_start)
+        last_day = self._local_day(month_end - timedelta(microseconds=1))
+        history = self._series(today, FORECAST_HISTORY + 1)
+        totals = [d.total.cost / 1e9 for d in history[:-1]]
+        while totals and totals[0] == 0:  # before the first spend is not history
+            totals.pop(0)
+        horizon = last_day.toordinal() - today.toordinal() + 1
+        outlook = self._outlook(tuple(totals), horizon, level)
+        in_month = [d for d in history if d.day >= first_day]
+        spent = sum(d.total.cost for d in in_month)
+        today_spent = in_month[-1].total.cost if in_month else 0
+        return MonthlyAssessment(
+            month_start,
+            month_end,
+            today.toordinal() - first_day.toordinal() + 1,
+            last_day.toordinal() - today.toordinal(),
+            spent,
+            spent - today_spent,
+            today_spent,
+            outlook,
+            self.monthly_budget(),
+            now,
+            today,
+        )
+
+    def _outlook(
+        self, history: tuple[float, ...], horizon: int, level: float
+    ) -> forecasting.Outlook:
+        """Fitting and backtesting take a second or two: a day's history is fitted once."""
+        key = (history, horizon, level)
+        with self._lock:
+            found = self._outlooks.get(key)
+        if found is None:
+            found = forecasting.outlook(history, horizon, season=SEASON, level=level)
+            with self._lock:
+                self._outlooks = {key: found}
+        return found
+
+    def monthly_budget(self) -> Nanos | None:
+        """The month's budget: the measured budget's limit if monthly, else its daily share
+        times the days of this month."""
+        b = self.budget
+        if b is None:
+            return None
+        if b.window.kind == "month":
+            return b.limit
+        start, end = self.months.bounds(self.gate.clock())
+        daily = self.daily_limit()
+        assert daily is not None
+        return daily * round((end - start) / timedelta(days=1))
+
+    def projected_crossing(self, fraction: float) -> date | None:
+        """The local day the month's projected spend first reaches `fraction` (0.8 = 80%) of
+        the monthly budget, or `None`: what alert rules ask."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not fraction > 0:
+            raise ValidationError("fraction", fraction, "a share of the budget above 0, e.g. 0.8")
+        return self.monthly_forecast().crossing(float(fraction))
+
+    def opportunities(self, days: int = 7) -> list[rules.Opportunity]:
+        """Savings to be had, over the last `days` (today included), largest first."""
+        n = check_days(days)
+        now = self.gate.clock()
+        window = timedelta(days=n)
+        now_cells, before = self._cells([(now - window, now), (now - 2 * window, now - window)])
+        return rules.find(now_cells, before, self._capabilities(), window, self.live())
+
+    def _capabilities(self) -> dict[str, str | None]:
+        return {name: s.capability for name, s in self.gate.config.prices.sources.items()}
+
+
+def _primary(budgets: Sequence[Budget], name: str | None) -> Budget | None:
+    """The named budget, else the first over everything, else the first."""
+    if name is not None:
+        return next(b for b in budgets if b.name == name)
+    for b in budgets:
+        if b.scope.kind == "all":
+            return b
+    return budgets[0] if budgets else None
+
+
+def parse_date(value: object, field_name: str) -> date:
+    """A local date: a `date` or `YYYY-MM-DD` text."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationError(field_name, value, "a date as YYYY-MM-DD")
+
+
+def check_days(days: object) -> int:
+    """A window of whole days, 1 to 366."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise ValidationError("days", days, f"a whole number of days from 1 to {MAX_DAYS}")
+    return days

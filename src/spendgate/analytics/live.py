@@ -1,0 +1,165 @@
+"""Live metrics: what is being spent right now, and how long the budget lasts at this pace.
+
+Pure: today's tally, the last minutes' tally and the budget's standing in, figures out, each
+as of the time it was read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from spendgate.analytics.forecast import burn_rate
+from spendgate.analytics.summaries import savings_vs_traditional
+from spendgate.money import Nanos, money_text
+from spendgate.rollups import Tally
+
+RATE_WINDOW = timedelta(minutes=15)
+"""How far back requests per minute and the burn rate look."""
+HEALTHY_REMAINING = 20.0  # % of the budget left above which it is "healthy" (the seed's 20)
+EXCELLENT_FREE_RATE = 0.90  # the seed's bar for "excellent" free-source performance
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    """The budget live metrics measure against, as it stands."""
+
+    name: str
+    limit: Nanos
+    used: Nanos
+    window_end: datetime
+
+    @property
+    def remaining(self) -> Nanos:
+        """The limit less spent and reserved."""
+        return self.limit - self.used
+
+    @property
+    def remaining_percent(self) -> float:
+        """What is left, as a percentage of the limit."""
+        return self.remaining / self.limit * 100 if self.limit else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMetrics:
+    """The seed's live metrics, each as of `as_of`.
+
+    `today` counts the current day since its start; `recent` the last `recent_window`.
+    """
+
+    as_of: datetime
+    day_start: datetime
+    day_end: datetime
+    today: Tally
+    recent: Tally
+    recent_window: timedelta
+    budget: BudgetView | None
+    traditional_cost: Nanos
+
+    @property
+    def burn_per_second(self) -> float:
+        """Spend per second lately (nano-units), from the recent window."""
+        seconds = min(self.recent_window, self.as_of - self.day_start).total_seconds()
+        return self.recent.cost / seconds if seconds > 0 else 0.0
+
+    @property
+    def requests_per_minute(self) -> float:
+        """Requests per minute over the recent window."""
+        minutes = min(self.recent_window, self.as_of - self.day_start).total_seconds() / 60
+        return self.recent.requests / minutes if minutes > 0 else 0.0
+
+    @property
+    def projected_daily_total(self) -> Nanos:
+        """Today's spend so far plus the recent pace over what is left of the day."""
+        elapsed = (self.as_of - self.day_start).total_seconds()
+        period = (self.day_end - self.day_start).total_seconds()
+        recent = min(self.recent_window.total_seconds(), elapsed)
+        return round(
+            burn_rate(
+                float(self.today.cost),
+                elapsed,
+                period,
+                recent_spent=float(self.recent.cost),
+                recent_elapsed=recent,
+            )
+        )
+
+    @property
+    def runway(self) -> timedelta | None:
+        """Time until the budget is spent at the recent pace: zero when it is already spent,
+        `None` when nothing is being spent (or there is no budget)."""
+        if self.budget is None:
+            return None
+        if self.budget.remaining <= 0:
+            return timedelta(0)
+        rate = self.burn_per_second
+        return timedelta(seconds=self.budget.remaining / rate) if rate > 0 else None
+
+    def status(self) -> dict[str, str]:
+        """The seed's status block: budget health, free-source performance, cost efficiency."""
+        if self.budget is None:
+            health = "no budget"
+        elif self.budget.remaining <= 0:
+            health = "exhausted"
+        else:
+            health = "healthy" if self.budget.remaining_percent > HEALTHY_REMAINING else "warning"
+        if not self.today.requests:
+            free = "no data"
+        else:
+            rate = self.today.free_source_success_rate
+            free = "excellent" if rate > EXCELLENT_FREE_RATE else "good" if rate >= 0.5 else "poor"
+        saved = savings_vs_traditional(self.today.cost_per_request, self.traditional_cost)
+        return {
+            "budget_health": health,
+            "free_source_performance": free,
+            "cost_efficiency": f"{saved:.1f}% savings vs traditional",
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: each metric as `{"value": ..., "as_of": ...}`, then the status block."""
+        at = self.as_of.isoformat()
+
+        def figure(value: object) -> dict[str, Any]:
+            return {"value": value, "as_of": at}
+
+        runway = self.runway
+        budget = self.budget
+        exhausted_at = None if runway is None else self.as_of + runway
+        return {
+            "as_of": at,
+            "live_metrics": {
+                "current_daily_spend": figure(money_text(self.today.cost)),
+                "budget_remaining": figure(
+                    None if budget is None else money_text(budget.remaining)
+                ),
+                "budget_remaining_percent": figure(
+                    None if budget is None else budget.remaining_percent
+                ),
+                "free_source_success_rate": figure(self.today.free_source_success_rate),
+                "requests_per_minute": figure(self.requests_per_minute),
+                "cost_per_request": figure(money_text(self.today.cost_per_request)),
+                "projected_daily_total": figure(money_text(self.projected_daily_total)),
+                "time_until_budget_exhausted": figure(
+                    None if runway is None else runway.total_seconds()
+                ),
+                "budget_exhausted_at": figure(
+                    None if exhausted_at is None else exhausted_at.isoformat()
+                ),
+                "runs_out_before_reset": figure(
+                    None
+                    if exhausted_at is None or budget is None
+                    else exhausted_at < budget.window_end
+                ),
+            },
+            "budget": None
+            if budget is None
+            else {
+                "name": budget.name,
+                "limit": money_text(budget.limit),
+                "used": money_text(budget.used),
+                "resets_at": budget.window_end.isoformat(),
+            },
+            "unpriced_requests_today": self.today.unpriced,
+            "status": self.status(),
+        }

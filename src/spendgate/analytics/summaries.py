@@ -1,0 +1,340 @@
+"""Summaries of where the money went: a period's figures by service and source, a day by the
+hour, a series of days, the weekly budget report and the monthly assessment.
+
+Pure: tallies in (read from the rollups by `Analyst`), frozen values out. Money stays integer
+nano-units until `to_dict()` writes it as exact decimal text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from spendgate.analytics.forecast import Outlook
+from spendgate.analytics.trends import Trend, trend
+from spendgate.money import Nanos, money_text
+from spendgate.rollups import EMPTY, Tally, total
+
+Cells = Mapping[tuple[str, str], Tally]
+"""Tallies by (service, source)."""
+
+
+def savings_vs_traditional(cost_per_request: Nanos, traditional: Nanos) -> float:
+    """The seed's efficiency figure: % saved per request against the traditional cost."""
+    return (1 - cost_per_request / traditional) * 100
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A span's figures: overall, by service and by source (the seed's cost summary)."""
+
+    since: datetime
+    until: datetime
+    as_of: datetime
+    cells: Cells = field(default_factory=dict)
+    service: str | None = None
+
+    @property
+    def total(self) -> Tally:
+        """Every event in the span (of `service`, when set)."""
+        return total(self.cells)
+
+    def by_service(self) -> dict[str, Tally]:
+        """Tallies by service, services sorted by name."""
+        return by_key(self.cells, 0)
+
+    def by_source(self) -> dict[str, Tally]:
+        """Tallies by source, sources sorted by name."""
+        return by_key(self.cells, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the seed's summary fields, then the breakdowns."""
+        sources = self.by_source()
+        return {
+            "period": {"start": self.since.isoformat(), "end": self.until.isoformat()},
+            "as_of": self.as_of.isoformat(),
+            "service": self.service,
+            **self.total.to_dict(),
+            "cost_by_source": {s: money_text(t.cost) for s, t in sources.items()},
+            "services": {s: t.to_dict() for s, t in self.by_service().items()},
+            "sources": {s: t.to_dict() for s, t in sources.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One local day of a series."""
+
+    day: date
+    start: datetime
+    end: datetime
+    cells: Cells
+
+    @property
+    def total(self) -> Tally:
+        """Everything the day counted."""
+        return total(self.cells)
+
+    def to_dict(self, daily_limit: Nanos | None = None) -> dict[str, Any]:
+        """The seed's daily breakdown row: date, cost, requests, free-source rate, status."""
+        t = self.total
+        out: dict[str, Any] = {
+            "date": self.day.isoformat(),
+            "total_cost": money_text(t.cost),
+            "requests": t.requests,
+            "free_source_rate": t.free_source_success_rate,
+            "cost_per_request": money_text(t.cost_per_request),
+        }
+        if daily_limit is not None:
+            out["budget_status"] = "over_budget" if t.cost > daily_limit else "under_budget"
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBreakdown:
+    """One day in detail: its summary and its hours."""
+
+    summary: Summary
+    day: date
+    hours: Sequence[tuple[datetime, Tally]]
+    daily_limit: Nanos | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with each hour's cost and requests."""
+        t = self.summary.total
+        out = {"date": self.day.isoformat(), **self.summary.to_dict()}
+        out["hourly"] = [
+            {"hour": at.isoformat(), "total_cost": money_text(h.cost), "requests": h.requests}
+            for at, h in self.hours
+        ]
+        if self.daily_limit is not None:
+            out["daily_budget"] = money_text(self.daily_limit)
+            out["budget_utilization"] = t.cost / self.daily_limit if self.daily_limit else None
+            out["budget_status"] = "over_budget" if t.cost > self.daily_limit else "under_budget"
+        return out
+
+
+def series_trends(days: Sequence[Day], service: str | None = None) -> dict[str, Trend]:
+    """The seed's trend lines over a series of days (of one service, when given)."""
+    tallies = [
+        total(t for (sv, _), t in d.cells.items() if service is None or sv == service) for d in days
+    ]
+    return {
+        "cost_trend": trend([t.cost / 1e9 for t in tallies]),
+        "free_source_success_trend": trend([t.free_source_success_rate for t in tallies]),
+        "request_volume_trend": trend([float(t.requests) for t in tallies]),
+        "cost_per_request_trend": trend([t.cost_per_request / 1e9 for t in tallies]),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePerformance:
+    """A service over its last N days: totals, each day, and the trend lines."""
+
+    service: str
+    days: Sequence[Day]
+    as_of: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        t = total(d.total for d in self.days)
+        return {
+            "service": self.service,
+            "days": len(self.days),
+            "as_of": self.as_of.isoformat(),
+            **t.to_dict(),
+            "daily": [d.to_dict() for d in self.days],
+            "trends": {k: v.to_dict() for k, v in series_trends(self.days).items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyReport:
+    """The seed's weekly budget analysis over seven local days."""
+
+    days: Sequence[Day]
+    daily_limit: Nanos | None
+    traditional_cost: Nanos
+    as_of: datetime
+    opportunities: Sequence[Any] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in the seed's sections."""
+        t = total(d.total for d in self.days)
+        n = len(self.days)
+        limit = self.daily_limit
+        services = by_key(merge_cells(d.cells for d in self.days), 0)
+        spending = {s: v for s, v in services.items() if v.priced}
+        cheapest = min(spending, key=lambda s: spending[s].cost_per_request, default=None)
+        costliest = max(spending, key=lambda s: spending[s].cost, default=None)
+        return {
+            "period": {
+                "start_date": self.days[0].day.isoformat() if n else None,
+                "end_date": self.days[-1].day.isoformat() if n else None,
+                "days_analyzed": n,
+            },
+            "as_of": self.as_of.isoformat(),
+            "budget_performance": {
+                "total_spent": money_text(t.cost),
+                "daily_average": money_text(t.cost // n if n else 0),
+                "daily_budget": None if limit is None else money_text(limit),
+                "budget_utilization": t.cost / (limit * n) if limit and n else None,
+                "days_under_budget": None
+                if limit is None
+                else sum(d.total.cost <= limit for d in self.days),
+                "days_over_budget": None
+                if limit is None
+                else sum(d.total.cost > limit for d in self.days),
+            },
+            "cost_efficiency": {
+                "free_source_success_rate": t.free_source_success_rate,
+                "cost_per_request": money_text(t.cost_per_request),
+                "savings_vs_traditional": savings_vs_traditional(
+                    t.cost_per_request, self.traditional_cost
+                ),
+                "most_cost_effective_service": cheapest,
+                "highest_cost_service": costliest,
+            },
+            "optimization_opportunities": [o.to_dict() for o in self.opportunities],
+            "trend_analysis": {
+                "cost_trend": [money_text(d.total.cost) for d in self.days],
+                "free_source_trend": [d.total.free_source_success_rate for d in self.days],
+                "request_volume_trend": [d.total.requests for d in self.days],
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyAssessment:
+    """The seed's monthly forecast and budget assessment.
+
+    `spent` is the month so far; `base` the part of it in complete days; `today` what today
+    has spent so far. Each method's projection is `base` plus its forecast of today and the
+    days left (today's forecast never below what today has already spent).
+    """
+
+    month_start: datetime
+    month_end: datetime
+    days_elapsed: int
+    days_remaining: int
+    spent: Nanos
+    base: Nanos
+    today: Nanos
+    outlook: Outlook
+    monthly_budget: Nanos | None
+    as_of: datetime
+    local_day: date  # today, in the reporting zone
+
+    def projection(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
+        """The month's projected total and its interval (nano-units) by `method` (the chosen
+        one by default); `None` when that method could not forecast."""
+        f = self.outlook.forecasts.get(method or self.outlook.chosen or "")
+        if f is None:
+            return None
+        first = f.path[0] if f.path else 0.0
+
+        def shifted(x: float) -> Nanos:
+            # Today's forecast is what today will spend in all: never less than it already has.
+            return self.base + max(round(x * 1e9), round((x - first) * 1e9) + self.today)
+
+        return shifted(f.total), shifted(f.low), shifted(f.high)
+
+    def crossing(self, fraction: float) -> date | None:
+        """The day the chosen projection's month-to-date spend first reaches `fraction` of
+        the monthly budget, or `None` (no budget, or not within the month)."""
+        f = self.outlook.best
+        if self.monthly_budget is None or f is None:
+            return None
+        line = self.monthly_budget * fraction
+        if self.spent >= line:
+            return self.local_day
+        running = float(self.base)
+        for i, x in enumerate(f.path):
+            running += max(x * 1e9, self.today) if i == 0 else x * 1e9
+            if running >= line:
+                return date.fromordinal(self.local_day.toordinal() + i)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in the seed's sections, with the backtest behind the chosen method."""
+        projections: dict[str, Any] = {}
+        for method in self.outlook.forecasts:
+            p = self.projection(method)
+            assert p is not None
+            projections[method] = {
+                "projected_total": money_text(p[0]),
+                "interval": {"low": money_text(p[1]), "high": money_text(p[2])},
+                "level": self.outlook.forecasts[method].level,
+                "method": method,
+                "backtest_mase": self.outlook.scores[method].mase
+                if method in self.outlook.scores
+                else None,
+            }
+        chosen = self.projection()
+        out: dict[str, Any] = {
+            "month": self.month_start.strftime("%B %Y"),
+            "as_of": self.as_of.isoformat(),
+            "days_elapsed": self.days_elapsed,
+            "days_remaining": self.days_remaining,
+            "current_spend": money_text(self.spent),
+            "projections": projections,
+            "chosen_method": self.outlook.chosen if chosen else None,
+            "chosen_because": self.outlook.reason,
+            "backtest": {k: v.to_dict() for k, v in self.outlook.scores.items()},
+        }
+        budget = self.monthly_budget
+        projected = chosen[0] if chosen else self.spent
+        out["budget_assessment"] = {
+            "monthly_budget": None if budget is None else money_text(budget),
+            "projected_total": money_text(projected),
+            "projected_vs_budget": projected / budget if budget else None,
+            "budget_status": None
+            if budget is None
+            else ("over_budget" if projected > budget else "under_budget"),
+            "recommended_actions": recommendations(projected, budget, self.spent),
+        }
+        return out
+
+
+def recommendations(projected: Nanos, budget: Nanos | None, spent: Nanos) -> list[str]:
+    """What to do about where the month is heading."""
+    if budget is None:
+        return ["set a monthly or daily budget to assess spend against"]
+    if spent >= budget:
+        return [
+            "the monthly budget is spent: only emergency calls go through until it resets",
+            "route remaining traffic to free sources",
+        ]
+    ratio = projected / budget
+    if ratio > 1:
+        return [
+            f"projected {ratio:.0%} of budget: lower the degrade threshold so paid sources "
+            "serve priority callers only",
+            "route to free sources first and raise cache use on the costliest source",
+            "review the optimization opportunities for the largest savings",
+        ]
+    if ratio > 0.9:
+        return [
+            f"projected {ratio:.0%} of budget: watch daily spend; little headroom is left",
+            "review the optimization opportunities",
+        ]
+    return [f"on track: projected {ratio:.0%} of budget"]
+
+
+def merge_cells(cells: Any) -> dict[tuple[str, str], Tally]:
+    """Sum several tallies-by-(service, source) into one."""
+    out: dict[tuple[str, str], Tally] = {}
+    for c in cells:
+        for key, t in c.items():
+            out[key] = out.get(key, EMPTY) + t
+    return out
+
+
+def by_key(cells: Cells, index: int) -> dict[str, Tally]:
+    """Tallies summed by service (`index` 0) or source (1), sorted by name."""
+    out: dict[str, Tally] = {}
+    for key, t in cells.items():
+        out[key[index]] = out.get(key[index], EMPTY) + t
+    return dict(sorted(out.items()))

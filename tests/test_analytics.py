@@ -1,0 +1,403 @@
+"""Analytics: every figure equals the same figure computed from the raw events (random data,
+every backend); an empty store gives zeros and "insufficient data"; bad input is refused;
+each optimization rule fires with the saving it names."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from scipy import stats
+
+from spendgate import Gate
+from spendgate.analytics import Analyst
+from spendgate.config import parse
+from spendgate.errors import ValidationError
+from spendgate.events import Event
+from spendgate.money import money_text, to_nanos
+from spendgate.testing import FrozenClock
+
+ZONE = "America/New_York"
+NOW = datetime(2026, 10, 20, 17, 42, tzinfo=UTC)  # 13:42 in New York
+SERVICES = ("scraper", "enrichment", "image_processor")
+
+
+def config(limit: str = "5.00", window: str = "day", **analytics: object) -> object:
+    return parse(
+        {
+            "sources": {
+                "google_maps": {"price": "0.01/request", "capability": "imagery"},
+                "osm_tiles": {"price": "free", "capability": "imagery"},
+                "legacy": {"unpriced": "allow"},
+            },
+            "budgets": [
+                {"name": "main", "limit": limit, "window": window, "timezone": ZONE},
+                {"name": "scraper", "limit": "100", "scope": "service:scraper"},
+            ],
+            "analytics": analytics,
+        }
+    )
+
+
+def local(day: date) -> tuple[datetime, datetime]:
+    """A New York day as UTC bounds, computed without spendgate."""
+    from zoneinfo import ZoneInfo
+
+    z = ZoneInfo(ZONE)
+    a = datetime(day.year, day.month, day.day, tzinfo=z)
+    b = datetime.fromordinal(day.toordinal() + 1).replace(tzinfo=z)
+    return a.astimezone(UTC), b.astimezone(UTC)
+
+
+def within(
+    events: list[Event], a: datetime, b: datetime, service: str | None = None
+) -> list[Event]:
+    return [e for e in events if a <= e.time < b and (service is None or e.service == service)]
+
+
+def cost(events: list[Event]) -> int:
+    return sum(e.cost or 0 for e in events)
+
+
+def cpr(events: list[Event]) -> int:
+    priced = [e for e in events if e.cost is not None]
+    return cost(priced) // len(priced) if priced else 0
+
+
+def free_rate(events: list[Event]) -> float:
+    return sum(e.success and not e.paid for e in events) / len(events) if events else 0.0
+
+
+@pytest.fixture
+def filled(store_url: str) -> Iterator[tuple[Gate, FrozenClock, list[Event]]]:
+    """45 days of random traffic (more at weekends) ending at NOW, in New York days."""
+    clock = FrozenClock(NOW)
+    gate = Gate.open(store_url, config=config(), clock=clock)
+    rng = random.Random(45)
+    batch = []
+    for i in range(1500):
+        at = NOW - timedelta(seconds=rng.randrange(45 * 86400))
+        source = rng.choice(("google_maps", "osm_tiles", "osm_tiles", "legacy"))
+        e: dict[str, object] = {
+            "request_id": f"e{i}",
+            "service": rng.choice(SERVICES),
+            "source": source,
+            "time": at,
+            "success": rng.random() < 0.9,
+            "cache_hits": rng.choice((0, 0, 1)),
+            "batch_processing": rng.random() < 0.25,
+            "quality_score": round(rng.random(), 2),
+            "processing_time": rng.random() * 3,
+        }
+        if source == "google_maps" and rng.random() < 0.3:
+            e["cost"] = "0.02"
+        batch.append(e)
+    for i in range(40):  # the last quarter hour, for the live rates
+        batch.append(
+            {
+                "request_id": f"live{i}",
+                "service": "scraper",
+                "source": "google_maps",
+                "time": NOW - timedelta(seconds=20 * i + 1),
+            }
+        )
+    gate.record_many(batch)
+    yield gate, clock, gate.events()
+    gate.close()
+
+
+def test_summaries_equal_the_raw_events(filled: tuple[Gate, FrozenClock, list[Event]]) -> None:
+    gate, _, events = filled
+    analyst = Analyst(gate)
+    for period, first in (("today", date(2026, 10, 20)), ("month", date(2026, 10, 1))):
+        a = local(first)[0]
+        b = local(date(2026, 10, 20))[1] if period == "today" else local(date(2026, 10, 31))[1]
+        raw = within(events, a, b)
+        s = analyst.summary(period).to_dict()
+        assert s["total_cost"] == money_text(cost(raw))
+        assert s["total_requests"] == len(raw)
+        assert s["unpriced_requests"] == sum(e.cost is None for e in raw)
+        assert s["free_source_success_rate"] == pytest.approx(free_rate(raw))
+        assert s["cache_hit_rate"] == pytest.approx(sum(e.cache_hits > 0 for e in raw) / len(raw))
+        assert s["average_cost_per_request"] == money_text(cpr(raw))
+        assert s["batched_requests"] == sum(e.batch_processing for e in raw)
+        scored = [e.quality_score for e in raw if e.quality_score is not None]
+        assert s["quality_metrics"]["average_quality_score"] == pytest.approx(
+            sum(scored) / len(scored)
+        )
+        for source in ("google_maps", "osm_tiles", "legacy"):
+            mine = [e for e in raw if e.source == source]
+            assert s["cost_by_source"].get(source, "0") == money_text(cost(mine))
+        for service in SERVICES:
+            mine = [e for e in raw if e.service == service]
+            assert s["services"][service]["total_requests"] == len(mine)
+            one = analyst.summary(period, service=service).to_dict()
+            assert one["total_cost"] == money_text(cost(mine))
+
+
+def test_a_range_summary_equals_the_raw_events(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    s = Analyst(gate).summary(None, since="2026-09-12", until="2026-10-02").to_dict()
+    raw = within(events, local(date(2026, 9, 12))[0], local(date(2026, 10, 2))[0])
+    assert s["total_requests"] == len(raw)
+    assert s["total_cost"] == money_text(cost(raw))
+
+
+def test_daily_breakdown_and_its_hours_equal_the_raw_events(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    day = date(2026, 10, 11)
+    d = Analyst(gate).daily("2026-10-11").to_dict()
+    a, b = local(day)
+    raw = within(events, a, b)
+    assert d["total_cost"] == money_text(cost(raw))
+    assert len(d["hourly"]) == 24
+    for hour in d["hourly"]:
+        at = datetime.fromisoformat(hour["hour"])
+        mine = within(events, at, at + timedelta(hours=1))
+        assert (hour["requests"], hour["total_cost"]) == (len(mine), money_text(cost(mine)))
+    assert d["budget_status"] == ("over_budget" if cost(raw) > to_nanos("5") else "under_budget")
+
+
+def test_live_metrics_equal_the_raw_events(filled: tuple[Gate, FrozenClock, list[Event]]) -> None:
+    gate, _, events = filled
+    live = Analyst(gate).live()
+    m = live.to_dict()["live_metrics"]
+    a, b = local(date(2026, 10, 20))
+    today = within(events, a, b)
+    recent = within(events, NOW - timedelta(minutes=15), NOW + timedelta(microseconds=1))
+    assert m["current_daily_spend"]["value"] == money_text(cost(today))
+    assert m["requests_per_minute"]["value"] == pytest.approx(len(recent) / 15)
+    assert m["cost_per_request"]["value"] == money_text(cpr(today))
+    assert m["free_source_success_rate"]["value"] == pytest.approx(free_rate(today))
+    assert m["budget_remaining"]["value"] == money_text(to_nanos("5") - cost(today))
+    elapsed = (NOW - a).total_seconds()
+    pace = cost(recent) / (15 * 60)
+    projected = cost(today) + pace * ((b - a).total_seconds() - elapsed)
+    assert to_nanos(m["projected_daily_total"]["value"]) == pytest.approx(projected, rel=1e-6)
+    runway = (to_nanos("5") - cost(today)) / pace
+    if to_nanos("5") > cost(today):
+        assert m["time_until_budget_exhausted"]["value"] == pytest.approx(runway, rel=1e-6)
+    for figure in m.values():
+        assert figure["as_of"] == NOW.isoformat()
+
+
+def test_service_performance_and_weekly_report_equal_the_raw_events(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    analyst = Analyst(gate)
+    perf = analyst.service_performance("enrichment", days=7).to_dict()
+    days = [date(2026, 10, 14) + timedelta(days=i) for i in range(7)]
+    for row, day in zip(perf["daily"], days, strict=True):
+        raw = within(events, *local(day), service="enrichment")
+        assert row["date"] == day.isoformat()
+        assert (row["requests"], row["total_cost"]) == (len(raw), money_text(cost(raw)))
+    week = analyst.weekly_report().to_dict()
+    days = [date(2026, 10, 13) + timedelta(days=i) for i in range(7)]
+    daily = [cost(within(events, *local(d))) for d in days]
+    raw = within(events, local(days[0])[0], local(days[-1])[1])
+    perf_ = week["budget_performance"]
+    assert perf_["total_spent"] == money_text(sum(daily))
+    assert perf_["days_over_budget"] == sum(c > to_nanos("5") for c in daily)
+    assert perf_["days_under_budget"] == 7 - perf_["days_over_budget"]
+    assert week["trend_analysis"]["cost_trend"] == [money_text(c) for c in daily]
+    assert week["cost_efficiency"]["cost_per_request"] == money_text(cpr(raw))
+    traditional = Decimal("2.40")
+    expected = (1 - Decimal(money_text(cpr(raw))) / traditional) * 100
+    assert week["cost_efficiency"]["savings_vs_traditional"] == pytest.approx(float(expected))
+
+
+def test_trends_equal_a_regression_on_the_raw_daily_series(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    t = Analyst(gate).trends(days=30)
+    days = [date(2026, 9, 20) + timedelta(days=i) for i in range(30)]
+    daily = [cost(within(events, *local(d))) / 1e9 for d in days]
+    fit = stats.linregress(range(30), daily)
+    assert t["cost_trend"]["slope"] == pytest.approx(fit.slope)
+    assert t["cost_trend"]["r"] == pytest.approx(fit.rvalue)
+    volume = [len(within(events, *local(d), service="scraper")) for d in days]
+    fit = stats.linregress(range(30), volume)
+    scraper = t["service_specific_trends"]["scraper"]["request_volume_trend"]
+    assert scraper["slope"] == pytest.approx(fit.slope)
+
+
+def test_the_monthly_forecast_projects_from_month_to_date(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    m = Analyst(gate).monthly_forecast()
+    d = m.to_dict()
+    month = within(events, local(date(2026, 10, 1))[0], local(date(2026, 10, 31))[1])
+    assert d["current_spend"] == money_text(cost(month))
+    assert (d["days_elapsed"], d["days_remaining"]) == (20, 11)
+    assert d["chosen_method"] in d["projections"]
+    for p in d["projections"].values():
+        low, mid, high = (to_nanos(p["interval"]["low"]), to_nanos(p["projected_total"]),
+                          to_nanos(p["interval"]["high"]))  # fmt: skip
+        assert cost(month) <= low <= mid <= high
+    assert d["backtest"]["seasonal_naive"]["origins"] >= 2
+    crossing = m.crossing(0.0001)
+    assert crossing == date(2026, 10, 20)  # already past a tiny share: today
+    assert m.crossing(1000.0) is None
+
+
+def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> None:
+    gate = Gate.open(store_url, config=config(), clock=FrozenClock(NOW))
+    try:
+        analyst = Analyst(gate)
+        live = analyst.live().to_dict()
+        assert live["live_metrics"]["current_daily_spend"]["value"] == "0"
+        assert live["live_metrics"]["time_until_budget_exhausted"]["value"] is None
+        assert live["status"]["free_source_performance"] == "no data"
+        for period in ("today", "week", "month"):
+            s = analyst.summary(period).to_dict()  # type: ignore[arg-type]
+            assert (s["total_cost"], s["total_requests"]) == ("0", 0)
+        assert analyst.daily("2026-10-01").to_dict()["total_requests"] == 0
+        assert analyst.weekly_report().to_dict()["budget_performance"]["total_spent"] == "0"
+        assert analyst.trends(7)["cost_trend"]["trend"] in ("stable", "insufficient_data")
+        forecast = analyst.monthly_forecast().to_dict()
+        assert forecast["projections"] == {}
+        assert "insufficient data" in forecast["chosen_because"]
+        assert analyst.opportunities() == []
+        assert analyst.projected_crossing(0.8) is None
+        assert analyst.service_performance("scraper", 3).to_dict()["total_requests"] == 0
+    finally:
+        gate.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda a: a.summary("yesterday"), "period"),
+        (lambda a: a.summary(service="nobody"), "service"),
+        (lambda a: a.daily("20/10/2026"), "date"),
+        (lambda a: a.daily(None), "date"),
+        (lambda a: a.summary(None, since="2026-10-05", until="2026-10-01"), "until"),
+        (lambda a: a.summary(None, since="2026-10-05"), "until"),
+        (lambda a: a.service_performance("scraper", 0), "days"),
+        (lambda a: a.trends(days=-3), "days"),
+        (lambda a: a.opportunities(days=True), "days"),
+        (lambda a: a.service_performance("nobody"), "service"),
+        (lambda a: a.projected_crossing(0), "fraction"),
+        (lambda a: a.weekly_report("last week"), "end"),
+    ],
+)
+def test_bad_input_names_the_field(
+    filled: tuple[Gate, FrozenClock, list[Event]], call: object, field: str
+) -> None:
+    gate, _, _ = filled
+    with pytest.raises(ValidationError) as err:
+        call(Analyst(gate))  # type: ignore[operator]
+    assert err.value.field == field
+
+
+def test_bad_analytics_config_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"analytics\.budget"):
+        config(budget="nope")
+    with pytest.raises(ValidationError, match=r"analytics\.timezone"):
+        config(timezone="Mars/Olympus")
+    with pytest.raises(ValidationError, match=r"analytics\.traditional_cost_per_request"):
+        config(traditional_cost_per_request="-1")
+    with pytest.raises(ValidationError, match=r"analytics\.colour"):
+        config(colour="red")
+
+
+def test_the_traditional_cost_is_configurable(store_url: str) -> None:
+    gate = Gate.open(
+        store_url,
+        config=config(traditional_cost_per_request="0.02"),
+        clock=FrozenClock(NOW),
+    )
+    try:
+        gate.record("scraper", "google_maps", time=NOW - timedelta(minutes=1))
+        status = Analyst(gate).live().status()
+        assert status["cost_efficiency"] == "50.0% savings vs traditional"
+    finally:
+        gate.close()
+
+
+# -- optimization rules: each fires, with the amount it names --------------------------------
+
+
+def rules_gate(store_url: str) -> Gate:
+    return Gate.open(store_url, config=config(limit="1.00"), clock=FrozenClock(NOW))
+
+
+def test_a_paid_source_used_while_a_reliable_free_one_exists(store_url: str) -> None:
+    gate = rules_gate(store_url)
+    try:
+        at = NOW - timedelta(days=1)
+        gate.record_many(
+            [{"service": "scraper", "source": "osm_tiles", "time": at} for _ in range(30)]
+            + [{"service": "scraper", "source": "google_maps", "time": at} for _ in range(10)]
+        )
+        found = {o.kind: o for o in Analyst(gate).opportunities()}
+        o = found["free_source_available"]
+        assert o.source == "google_maps"
+        assert o.saving == to_nanos("0.10")  # all of google_maps' $0.10: osm answered 100%
+        assert o.monthly_saving == to_nanos("0.10") * 30 // 7
+    finally:
+        gate.close()
+
+
+def test_low_cache_hits_unbatched_traffic_and_a_rising_cost_per_request(store_url: str) -> None:
+    gate = rules_gate(store_url)
+    try:
+        now_, before = NOW - timedelta(days=1), NOW - timedelta(days=10)
+        events: list[dict[str, object]] = []
+        events += [  # the window before: $0.01 a request
+            {"service": "enrichment", "source": "google_maps", "time": before} for _ in range(20)
+        ]
+        events += [  # now: 20 single calls at $0.03, 10 batched at $0.01, no cache hits
+            {"service": "enrichment", "source": "google_maps", "time": now_, "cost": "0.03"}
+            for _ in range(20)
+        ]
+        events += [
+            {"service": "enrichment", "source": "google_maps", "time": now_, "batch": True}
+            for _ in range(10)
+        ]
+        for e in events:
+            e["batch_processing"] = e.pop("batch", False)
+        gate.record_many(events)
+        found = {o.kind: o for o in Analyst(gate).opportunities()}
+        assert found["batchable_not_batched"].saving == to_nanos("0.40")  # 20 x (0.03 - 0.01)
+        cache = found["low_cache_hit_rate"]
+        assert cache.saving == to_nanos("0.35")  # 30 requests x $0.70/30 x 50%
+        rose = found["cost_per_request_rose"]
+        assert rose.service == "enrichment"
+        # now $0.70 / 30 = $0.023333333 a request against $0.01 before
+        assert rose.saving == (to_nanos("0.70") // 30 - to_nanos("0.01")) * 30
+    finally:
+        gate.close()
+
+
+def test_a_budget_that_runs_out_before_its_reset(store_url: str) -> None:
+    gate = rules_gate(store_url)
+    try:
+        gate.record_many(
+            [
+                {"service": "scraper", "source": "google_maps", "time": NOW - timedelta(minutes=m)}
+                for m in range(10)
+                for _ in range(5)
+            ]
+        )  # $0.50 in ten minutes against a $1.00 day
+        analyst = Analyst(gate)
+        live = analyst.live()
+        assert live.runway is not None
+        assert live.runway == timedelta(minutes=15)  # $0.50 left at $0.50 per 15 minutes
+        found = {o.kind: o for o in analyst.opportunities()}
+        o = found["budget_runs_out"]
+        assert o.saving == live.projected_daily_total - to_nanos("1.00")
+        assert live.to_dict()["live_metrics"]["runs_out_before_reset"]["value"] is True
+        assert live.status()["budget_health"] == "healthy"  # 50% left, for now
+    finally:
+        gate.close()
