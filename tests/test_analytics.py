@@ -401,3 +401,21 @@ def test_a_budget_that_runs_out_before_its_reset(store_url: str) -> None:
         assert live.status()["budget_health"] == "healthy"  # 50% left, for now
     finally:
         gate.close()
+
+
+def test_from_the_first_hour_the_month_is_projected_at_the_current_pace(store_url: str) -> None:
+    start = datetime(2026, 11, 3, 5, 0, tzinfo=UTC)  # New York midnight, 3 November
+    clock = FrozenClock(start + timedelta(minutes=30))
+    gate = Gate.open(store_url, config=config(limit="100"), clock=clock)
+    try:
+        for m in range(30):  # $0.01 a minute for the first half hour of the day
+            gate.record("scraper", "google_maps", time=start + timedelta(minutes=m, seconds=5))
+        d = Analyst(gate).monthly_forecast().to_dict()
+        assert d["projections"] == {}  # no complete day to forecast from yet
+        pace = to_nanos("0.01") / 60  # a second, over the last 15 minutes
+        left = (datetime(2026, 12, 1, 5, 0, tzinfo=UTC) - clock()).total_seconds()
+        expected = to_nanos("0.30") + pace * left
+        assert to_nanos(d["burn_rate"]["projected_total"]) == pytest.approx(expected, rel=1e-6)
+        assert d["budget_assessment"]["projected_total"] == d["burn_rate"]["projected_total"]
+    finally:
+        gate.close()

@@ -285,6 +285,8 @@ class Analyst:
         in_month = [d for d in history if d.day >= first_day]
         spent = sum(d.total.cost for d in in_month)
         today_spent = in_month[-1].total.cost if in_month else 0
+        live = self.live()
+        left = (month_end - now).total_seconds()
         return MonthlyAssessment(
             month_start,
             month_end,
@@ -297,6 +299,8 @@ class Analyst:
             self.monthly_budget(),
             now,
             today,
+            live.projected_daily_total,
+            spent + round(live.burn_per_second * left),
         )
 
     def _outlook(

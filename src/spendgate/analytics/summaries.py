@@ -226,6 +226,8 @@ class MonthlyAssessment:
     monthly_budget: Nanos | None
     as_of: datetime
     local_day: date  # today, in the reporting zone
+    pace_today: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
+    pace_month: Nanos = 0  # the month's total at the recent pace
 
     def projection(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
         """The month's projected total and its interval (nano-units) by `method` (the chosen
@@ -283,9 +285,15 @@ class MonthlyAssessment:
             "chosen_method": self.outlook.chosen if chosen else None,
             "chosen_because": self.outlook.reason,
             "backtest": {k: v.to_dict() for k, v in self.outlook.scores.items()},
+            # From the first hour of data, before there are days to forecast from.
+            "burn_rate": {
+                "projected_daily_total": money_text(self.pace_today),
+                "projected_total": money_text(self.pace_month),
+                "method": "intraday_burn_rate",
+            },
         }
         budget = self.monthly_budget
-        projected = chosen[0] if chosen else self.spent
+        projected = chosen[0] if chosen else self.pace_month
         out["budget_assessment"] = {
             "monthly_budget": None if budget is None else money_text(budget),
             "projected_total": money_text(projected),
