@@ -45,9 +45,9 @@ def test_tiles_cover_the_range_exactly_with_whole_buckets(since: int, length: in
         assert end % step == 0
         assert first < end
         at = end
-    assert at == (ceil_minute(until) if pieces else at)
-    if ceil_minute(until) > floor_minute(since):
-        assert at == ceil_minute(until)
+    # Together the pieces cover exactly the whole minutes from since to until.
+    assert at == max(ceil_minute(until), floor_minute(since))
+    assert bool(pieces) == (ceil_minute(until) > floor_minute(since))
 
 
 def test_a_month_in_a_zone_off_utc_is_days_in_the_middle_and_hours_at_the_edges() -> None:

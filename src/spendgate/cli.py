@@ -178,6 +178,13 @@ def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), "-" if figures is None else str(figures))]
 
 
+@contextmanager
+def analysis(db: str, config: Path | None) -> Iterator[Any]:
+    """An `Analyst` on the store at `db`, with errors shown as one line."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        yield _analyst(gate)
+
+
 def _analyst(gate: Gate) -> Any:
     from spendgate.analytics import Analyst  # statsmodels loads only for the commands that use it
 
@@ -189,8 +196,8 @@ def live(
     db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Live metrics: today's spend, budget remaining, rates, projection, runway, status."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        figures = _analyst(gate).live().to_dict()
+    with analysis(db, config) as analyst:
+        figures = analyst.live().to_dict()
         _show(f"Live metrics (as of {figures['as_of']})", figures, as_json)
 
 
@@ -205,11 +212,9 @@ def summary(
     as_json: JsonOption = False,
 ) -> None:
     """Cost, requests, free-source and cache-hit rates, cost by source: for a period or range."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with analysis(db, config) as analyst:
         ranged = since is not None or until is not None
-        s = _analyst(gate).summary(
-            None if ranged else period, since=since, until=until, service=service
-        )
+        s = analyst.summary(None if ranged else period, since=since, until=until, service=service)
         figures = s.to_dict()
         _show(
             f"Summary {figures['period']['start']} to {figures['period']['end']}", figures, as_json
@@ -224,8 +229,8 @@ def daily(
     as_json: JsonOption = False,
 ) -> None:
     """One day's breakdown: totals, services, sources and each hour."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        _show(f"Day {day}", _analyst(gate).daily(day).to_dict(), as_json)
+    with analysis(db, config) as analyst:
+        _show(f"Day {day}", analyst.daily(day).to_dict(), as_json)
 
 
 @app.command()
@@ -237,8 +242,8 @@ def performance(
     as_json: JsonOption = False,
 ) -> None:
     """A service's cost performance over its last N days, with trends."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        figures = _analyst(gate).service_performance(service, days).to_dict()
+    with analysis(db, config) as analyst:
+        figures = analyst.service_performance(service, days).to_dict()
         _show(f"{service}: last {days} days", figures, as_json)
 
 
@@ -252,8 +257,8 @@ def weekly(
     as_json: JsonOption = False,
 ) -> None:
     """The weekly budget report: spend against budget, efficiency, opportunities, trends."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        _show("Weekly budget report", _analyst(gate).weekly_report(end).to_dict(), as_json)
+    with analysis(db, config) as analyst:
+        _show("Weekly budget report", analyst.weekly_report(end).to_dict(), as_json)
 
 
 @app.command()
@@ -265,8 +270,8 @@ def trends(
     as_json: JsonOption = False,
 ) -> None:
     """Trend lines (direction, strength, slope, r, p) over the last N complete days."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        _show(f"Trends over {days} days", _analyst(gate).trends(days, service=service), as_json)
+    with analysis(db, config) as analyst:
+        _show(f"Trends over {days} days", analyst.trends(days, service=service), as_json)
 
 
 @app.command()
@@ -274,8 +279,8 @@ def forecast(
     db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Month-end projections by three methods, the one chosen by backtest, the assessment."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        figures = _analyst(gate).monthly_forecast().to_dict()
+    with analysis(db, config) as analyst:
+        figures = analyst.monthly_forecast().to_dict()
         _show(f"Forecast for {figures['month']} (as of {figures['as_of']})", figures, as_json)
 
 
@@ -287,8 +292,8 @@ def opportunities(
     as_json: JsonOption = False,
 ) -> None:
     """Ways to spend less, each with the saving it names, largest first."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
-        found = [o.to_dict() for o in _analyst(gate).opportunities(days)]
+    with analysis(db, config) as analyst:
+        found = [o.to_dict() for o in analyst.opportunities(days)]
         if as_json:
             console.print_json(json.dumps(found))
             return

@@ -59,14 +59,25 @@ class Tally:
         values: list[Any] = [kind(v or 0) for kind, v in zip(_KINDS, row, strict=True)]
         return cls(*values)
 
-    def row(self) -> tuple[Any, ...]:
-        """The sums in `TALLY_FIELDS` order (booleans counted as integers)."""
-        return tuple(
-            v if isinstance(v, float) else int(v) for v in (getattr(self, f) for f in TALLY_FIELDS)
-        )
-
     def __add__(self, other: Tally) -> Tally:
-        return Tally(*(a + b for a, b in zip(self.row(), other.row(), strict=True)))
+        # Spelled out: summaries add tallies by the dozen on every read.
+        o = other
+        return Tally(
+            self.requests + o.requests,
+            self.cost + o.cost,
+            self.unpriced + o.unpriced,
+            self.paid + o.paid,
+            self.successes + o.successes,
+            self.free_successes + o.free_successes,
+            self.cache_hits + o.cache_hits,
+            self.cached + o.cached,
+            self.batched + o.batched,
+            self.batched_cost + o.batched_cost,
+            self.quality_sum + o.quality_sum,
+            self.quality_count + o.quality_count,
+            self.time_sum + o.time_sum,
+            self.time_count + o.time_count,
+        )
 
     # -- derived figures ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ nano-units until `to_dict()` writes it as exact decimal text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from spendgate.analytics.forecast import Outlook
 from spendgate.analytics.trends import Trend, trend
 from spendgate.money import Nanos, money_text
-from spendgate.rollups import EMPTY, Tally, total
+from spendgate.rollups import Tally, merge, total
 
 Cells = Mapping[tuple[str, str], Tally]
 """Tallies by (service, source)."""
@@ -331,18 +331,11 @@ def recommendations(projected: Nanos, budget: Nanos | None, spent: Nanos) -> lis
     return [f"on track: projected {ratio:.0%} of budget"]
 
 
-def merge_cells(cells: Any) -> dict[tuple[str, str], Tally]:
+def merge_cells(cells: Iterable[Cells]) -> dict[tuple[str, str], Tally]:
     """Sum several tallies-by-(service, source) into one."""
-    out: dict[tuple[str, str], Tally] = {}
-    for c in cells:
-        for key, t in c.items():
-            out[key] = out.get(key, EMPTY) + t
-    return out
+    return merge(item for c in cells for item in c.items())
 
 
 def by_key(cells: Cells, index: int) -> dict[str, Tally]:
     """Tallies summed by service (`index` 0) or source (1), sorted by name."""
-    out: dict[str, Tally] = {}
-    for key, t in cells.items():
-        out[key[index]] = out.get(key[index], EMPTY) + t
-    return dict(sorted(out.items()))
+    return dict(sorted(merge((key[index], t) for key, t in cells.items()).items()))
