@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench clean
+.PHONY: demo test check bench clean system
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,23 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/spendgate demo
+	$(BIN)/spendgate demo --serve
 
-test: $(STAMP)
+# Debian packages some tests drive: Chromium (the dashboard, through Playwright) and poppler's
+# pdftoppm (report pages to PNG). Installed once, never downloaded by the tests themselves.
+SYSTEM_COMMANDS := chromium:chromium pdftoppm:poppler-utils
+
+system:
+	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "the tests need Debian packages:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	  echo "installing$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	fi
+
+test: $(STAMP) system
 	$(BIN)/python -m pytest -n 2 -q
 
 check: $(STAMP)

@@ -26,7 +26,19 @@ BACKENDS = ("memory", "sqlite", "postgresql")
 POSTGRES_URL = os.environ.get(
     "SPENDGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-POSTGRES_TABLES = ("budget_buckets", "reservations", "events", "quota_usage", "rollups")
+POSTGRES_TABLES = (
+    "budget_buckets",
+    "reservations",
+    "events",
+    "quota_usage",
+    "rollups",
+    "api_keys",
+    "definitions",
+    "audit_log",
+    "alerts",
+    "outbox",
+    "heartbeats",
+)
 
 # litellm, where the LLM tests import it, must use the table it ships: never the network.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

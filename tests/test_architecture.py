@@ -30,13 +30,18 @@ LAYER = {
     "spend": 3,
     "gate": 3,
     "leases": 3,
+    "control": 3,
+    "keys": 3,
     "router": 4,
     "streams": 4,
     "http": 4,
     "llm": 4,
     "analytics": 4,
+    "alerts": 4,
     "cli": 5,
     "demo": 5,
+    "serve": 5,
+    "server": 5,
 }
 
 

@@ -12,6 +12,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from spendgate.cli import app
+from spendgate.store import migrate
 
 runner = CliRunner()
 DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
@@ -139,8 +140,8 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     assert "does not exist" in gone.output
     up = runner.invoke(app, ["db", "upgrade", "--db", db])
     assert up.exit_code == 0, up.output
-    assert "schema at 0002" in up.output
-    assert runner.invoke(app, ["db", "current", "--db", db]).output.startswith("0002")
+    assert f"schema at {migrate.head()}" in up.output
+    assert runner.invoke(app, ["db", "current", "--db", db]).output.startswith(migrate.head())
 
 
 def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:

@@ -209,7 +209,11 @@ def test_upgrading_a_database_with_history_rolls_its_events_up(tmp_path: Path) -
     gate.close()
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:  # back to the schema before rollups existed
-        conn.execute(sa.text("DROP TABLE rollups"))
+        for later in (
+            *("rollups", "api_keys", "definitions", "audit_log"),
+            *("alerts", "outbox", "heartbeats"),
+        ):
+            conn.execute(sa.text(f"DROP TABLE {later}"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
     engine.dispose()
     migrate.upgrade(f"sqlite:///{path}")

@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from spendgate.budgets import Budget
 from spendgate.errors import ValidationError
 from spendgate.events import Details, Event, check_id, fingerprint
-from spendgate.money import Nanos
+from spendgate.money import Nanos, decimal_to_nanos, from_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
-from spendgate.store.base import Slot
+from spendgate.store.base import AlertLine, Slot
 from spendgate.windows import from_micros, to_micros
 
 if TYPE_CHECKING:
@@ -66,6 +67,14 @@ class PriceAt:
         return 0 if self.price is None else self.price.estimate(units)
 
 
+def alert_lines(budget: Budget, defaults: tuple[Decimal, ...]) -> tuple[AlertLine, ...]:
+    """The usage levels at which a budget raises alerts: its own fractions, else the
+    `[alerts]` defaults, of its limit."""
+    fractions = budget.alerts if budget.alerts is not None else defaults
+    limit = from_nanos(budget.limit)
+    return tuple(AlertLine(f"{f.normalize():f}", decimal_to_nanos(limit * f)) for f in fractions)
+
+
 class Binding:
     """A service and a source, resolved once: their price, budgets and caps.
 
@@ -74,8 +83,10 @@ class Binding:
 
     __slots__ = (
         "_budgets",
+        "_config",
         "_fingerprints",
         "_label_budgets",
+        "_lines",
         "_priced",
         "_slots",
         "gate",
@@ -88,24 +99,40 @@ class Binding:
         self.gate = gate
         self.service = check_id(service, "service")
         self.source = check_id(source, "source")
-        self.pricing: SourcePricing = gate.config.prices.pricing(source)
-        budgets = gate.config.budgets
+        self._fingerprints: dict[tuple[object, ...], str] = {}
+        self._resolve()
+
+    def _resolve(self) -> None:
+        """Read the gate's configuration as it is now (again, after it changed)."""
+        config = self.gate.config
+        self.pricing: SourcePricing = config.prices.pricing(self.source)
+        budgets = config.budgets
         self._budgets = tuple(
-            b for b in budgets if b.scope.kind != "label" and b.scope.matches(service, source)
+            b
+            for b in budgets
+            if b.scope.kind != "label" and b.scope.matches(self.service, self.source)
         )
         self._label_budgets = tuple(b for b in budgets if b.scope.kind == "label")
+        fractions = config.alerts.budget_fractions
+        self._lines = {b.name: alert_lines(b, fractions) for b in budgets}
         self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
-        self._fingerprints: dict[tuple[object, ...], str] = {}
         # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
         self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
+        self._config = config
+
+    def _current(self) -> None:
+        # Long-lived holders (stream meters, routers) keep their binding: it follows changes.
+        if self.gate.config is not self._config:
+            self._resolve()
 
     def price(self, now_us: int) -> PriceAt:
         """The price in effect at `now_us`, resolved once for the span it holds."""
+        self._current()
         priced = self._priced  # one read: other threads may swap in another span meanwhile
         if priced.start <= now_us < priced.until:
             return priced
         at = from_micros(now_us)
-        price = self.gate.config.prices.price_at(self.source, at)
+        price = self._config.prices.price_at(self.source, at)
         later = [v for v in self.pricing.versions if v.effective_from > at]
         priced = PriceAt.resolve(
             price,
@@ -130,6 +157,7 @@ class Binding:
 
     def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
         """The budgets a call with `labels` counts against."""
+        self._current()
         if not self._label_budgets or not labels:
             return self._budgets
         return self._budgets + tuple(
@@ -152,7 +180,8 @@ class Binding:
             start, end = window.bounds(from_micros(now_us))
             start_us, end_us = to_micros(start), to_micros(end)
             span = to_micros(window.span_start(from_micros(now_us)))
-            slot = Slot(b.name, start_us, span, b.cap(priority=priority, emergency=emergency))
+            cap = b.cap(priority=priority, emergency=emergency)
+            slot = Slot(b.name, start_us, span, cap, self._lines.get(b.name, ()))
             if window.kind != "rolling":  # a rolling span moves with the clock: not cached
                 cache[key] = (start_us, end_us, slot)
             out.append(slot)

@@ -239,6 +239,8 @@ class Budget:
     hard: bool = True
     lease: LeasePolicy | None = None
     fail_open: bool = False
+    alerts: tuple[Decimal, ...] | None = None
+    """Fractions of the limit that raise an alert (`None`: the `[alerts]` defaults)."""
     _lines: tuple[tuple[Nanos, Action], ...] = field(init=False, repr=False, compare=False)
 
     @exact
@@ -295,6 +297,38 @@ class Budget:
             if used >= line:
                 level = action
         return level
+
+    def to_spec(self) -> dict[str, Any]:
+        """The budget as its `[[budgets]]` table (without `name`): what `budget_from_config`
+        reads back into an equal budget."""
+        w = self.window
+        spec: dict[str, Any] = {
+            "limit": money_text(self.limit),
+            "emergency": money_text(self.emergency),
+            "scope": str(self.scope),
+            "window": w.kind,
+            "timezone": w.tz,
+            "reset_hour": w.reset_hour,
+            "thresholds": {t.action: str(t.fraction) for t in self.thresholds},
+            "hard": self.hard,
+            "fail_open": self.fail_open,
+        }
+        if w.kind == "week":
+            spec["week_start"] = WEEKDAYS[w.week_start]
+        if w.length is not None:
+            spec["length"] = f"{w.length.total_seconds():g}s"
+        if w.granularity is not None:
+            spec["granularity"] = f"{w.granularity.total_seconds():g}s"
+        if self.alerts is not None:
+            spec["alerts"] = [str(f) for f in self.alerts]
+        if self.lease is not None:
+            spec["lease"] = {
+                "share": str(self.lease.share),
+                "floor": str(self.lease.floor),
+                "ttl": f"{self.lease.ttl.total_seconds():g}s",
+                "idle": f"{self.lease.idle.total_seconds():g}s",
+            }
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (amounts as decimal strings)."""
@@ -449,6 +483,7 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         "hard",
         "lease",
         "fail_open",
+        "alerts",
     }
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -478,7 +513,17 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         hard=hard,
         lease=_lease(spec.get("lease", False), f"{where}.lease"),
         fail_open=fail_open,
+        alerts=_alert_fractions(spec.get("alerts"), f"{where}.alerts"),
     )
+
+
+def _alert_fractions(spec: object, where: str) -> tuple[Decimal, ...] | None:
+    """A budget's own alert fractions: a list such as `[0.5, 0.8, 1.0]`."""
+    if spec is None:
+        return None
+    if isinstance(spec, str) or not isinstance(spec, Sequence):
+        raise ValidationError(where, spec, "a list of fractions such as [0.8, 1.0]")
+    return tuple(sorted({_fraction(f, f"{where}[{i}]").normalize() for i, f in enumerate(spec)}))
 
 
 _LEASE_KEYS = ("share", "floor", "ttl", "idle")

@@ -24,13 +24,14 @@ from rich.table import Table
 
 from spendgate import config as config_module
 from spendgate import llm
+from spendgate.clock import system_clock
 from spendgate.config import Config
-from spendgate.errors import SpendgateError, StoreError, ValidationError
+from spendgate.errors import NotFoundError, SpendgateError, StoreError, ValidationError
 from spendgate.gate import BudgetStatus, Gate
 from spendgate.money import format_money
 from spendgate.store import DEFAULT_URL, migrate, open_store
 from spendgate.store.sqlite import sqlalchemy_url
-from spendgate.windows import EPOCH
+from spendgate.windows import EPOCH, from_micros, to_micros
 
 app = typer.Typer(
     help="spendgate: budgets that refuse a paid API call before the money is spent.",
@@ -40,7 +41,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 budgets_app = typer.Typer(help="Budgets from the configuration.", no_args_is_help=True)
 prices_app = typer.Typer(help="Sources and their prices.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for the server.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts: history, a check for cron, test notifications.")
 app.add_typer(db_app, name="db")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(keys_app, name="keys")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(prices_app, name="prices")
 
@@ -491,6 +496,181 @@ def _sqlalchemy(url: str, *, must_exist: bool = False) -> str:
     return sqlalchemy_url(str(path))
 
 
+# -- server -------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="SPENDGATE_HOST", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int, typer.Option(envvar="SPENDGATE_PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8765,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the REST API, the live WebSocket and /metrics (until Ctrl-C)."""
+    from spendgate import serve as serving
+    from spendgate.server import ServerSettings
+
+    with failures():
+        settings = ServerSettings(host=host, port=port, db=db)
+        serving.run(settings, load_config(config), echo=_say)
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+ScopeOption = Annotated[str, typer.Option("--scope", help="read, write or admin.")]
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for, e.g. ci or enrichment.")],
+    scope: ScopeOption = "read",
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", help="Limit the key to this service (repeatable)."),
+    ] = None,
+    db: DbOption = DEFAULT_URL,
+) -> None:
+    """Make an API key. Its token is printed this once; the store keeps only a hash."""
+    from spendgate.keys import create_key
+
+    with failures():
+        store = open_store(db)
+        try:
+            token, key = create_key(
+                store, name, scope, services=service, actor="cli", now=to_micros(system_clock())
+            )
+        finally:
+            store.close()
+    errors.print(f"key {key.key_id} ({key.scope}) made; its token, shown this once:")
+    console.file.write(token + "\n")
+
+
+@keys_app.command("list")
+def keys_list(db: DbOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """List API keys (ids, names, scopes, services; never secrets)."""
+    from spendgate.store.base import key_record
+
+    with failures():
+        store = open_store(db)
+        try:
+            keys = store.keys()
+        finally:
+            store.close()
+    rows = [key_record(k) for k in keys]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("key", "name", "scope", "services", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            k.key_id,
+            k.name,
+            k.scope,
+            ", ".join(k.services) if k.services is not None else "all",
+            from_micros(k.created_at).strftime("%Y-%m-%d %H:%M"),
+            "-" if k.revoked_at is None else from_micros(k.revoked_at).strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see keys list).")],
+    db: DbOption = DEFAULT_URL,
+) -> None:
+    """Revoke an API key: every request with it fails from then on."""
+    with failures():
+        store = open_store(db)
+        try:
+            key = store.revoke_key(key_id, actor="cli", at=to_micros(system_clock()))
+        finally:
+            store.close()
+        if key is None:
+            raise NotFoundError("key", key_id)
+    console.print(f"key {key_id} revoked", highlight=False)
+
+
+# -- alerts -------------------------------------------------------------------------------
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Alert history, newest first: rule, scope, severity, state, when, notifications."""
+    from spendgate.alerts.notices import alert_dict
+
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        if state not in (None, "firing", "resolved"):
+            raise ValidationError("--state", state, "firing or resolved")
+        found = [alert_dict(a) for a in gate.store.alerts(state=state, limit=limit)]  # type: ignore[arg-type]
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    table = Table("fired", "severity", "state", "alert", "acknowledged", "sent", title="Alerts")
+    for a in found:
+        table.add_row(
+            a["fired_at"][:19],
+            a["severity"],
+            a["state"],
+            a["title"],
+            a["acknowledged_by"] or "-",
+            str(a["notifications_sent"]),
+        )
+    console.print(table if found else "no alerts")
+
+
+@alerts_app.command("check")
+def alerts_check(
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+    deliver: Annotated[
+        bool, typer.Option("--deliver/--no-deliver", help="Also deliver due notifications.")
+    ] = True,
+) -> None:
+    """Judge every alert rule once and deliver what is due (for cron, without a server)."""
+    from spendgate.alerts import AlertEngine, Dispatcher, channels
+
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        channels.validate(gate.config.alerts)
+        outcome = AlertEngine(gate).evaluate()
+        sent = Dispatcher(gate).run_once() if deliver else None
+    console.print(
+        f"fired {len(outcome.fired)}, resolved {len(outcome.resolved)}, "
+        f"notifications queued {outcome.enqueued}"
+        + (f", delivered {sent.delivered}, failed {sent.failed}" if sent else ""),
+        highlight=False,
+    )
+
+
+@alerts_app.command("test")
+def alerts_test(
+    channel: Annotated[str, typer.Argument(help="A channel name from [alerts.channels].")],
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+) -> None:
+    """Send a test notification through one channel, now."""
+    from spendgate.alerts import channels
+    from spendgate.alerts.notices import test_message
+
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        settings = gate.config.alerts
+        target = settings.channel(channel)
+        channels.validate(settings)
+        channels.send(target, test_message(target, settings, to_micros(gate.clock())))
+    console.print(f"test notification delivered to {channel}", highlight=False)
+
+
 # -- demo ---------------------------------------------------------------------------------
 
 
@@ -503,6 +683,13 @@ def demo(
         int, typer.Option(min=1, max=1_000_000, help="Requests to simulate.")
     ] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    serve_after: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Then serve the API on the demo store, with live traffic, until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for --serve.")] = 8765,
 ) -> None:
     """Simulate the seed's five services, free sources first, against the embedded store."""
     from spendgate import demo as workload
@@ -519,7 +706,9 @@ def demo(
     for suffix in ("", "-wal", "-shm", ".migrate-lock"):
         if path:
             Path(path + suffix).unlink(missing_ok=True)
-    clock = FrozenClock(workload.start_of_today())
+    # Served afterwards, the simulated day ends now, and live traffic carries on from it.
+    start = workload.start_of_today() if not serve_after else system_clock() - workload.DAY
+    clock = FrozenClock(start)
     with failures(), Gate.open(db, config=workload.demo_config(), clock=clock) as gate:
         console.print(
             f"spendgate demo: {requests} requests from {len(workload.SERVICES)} services into {db}",
@@ -564,6 +753,20 @@ def demo(
                 highlight=False,
             )
         console.print("next: spendgate status --db " + db, highlight=False)
+    if serve_after:
+        from spendgate import serve as serving
+        from spendgate.server import ServerSettings
+
+        with failures():
+            settings = ServerSettings(port=port, db=db)
+            live_gate = Gate.open(db, config=workload.demo_config())
+            serving.run(
+                settings,
+                live_gate.config,
+                echo=_say,
+                gate=live_gate,
+                workload=workload.run_live,
+            )
 
 
 def _live_line(gate: Gate) -> str:

@@ -32,23 +32,31 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from spendgate.budgets import Budget, Threshold, budget_from_config, parse_ladder, validate_ladder
 from spendgate.errors import ConfigError, ValidationError
-from spendgate.money import DEFAULT_CURRENCY, Nanos, to_decimal, to_nanos
-from spendgate.pricing import Price, PriceBook, SourcePricing
+from spendgate.money import DEFAULT_CURRENCY, Nanos, money_text, to_decimal, to_nanos
+from spendgate.pricing import Price, PriceBook, RateLimit, SourcePricing
 from spendgate.windows import EPOCH, Window, parse_duration, zone
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
 DEFAULT_PATH = "spendgate.toml"
 
-_TOP_KEYS = {"currency", "reservation_ttl", "sources", "budgets", "streams", "analytics"}
+_TOP_KEYS = {
+    "currency",
+    "reservation_ttl",
+    "sources",
+    "budgets",
+    "streams",
+    "analytics",
+    "alerts",
+}
 _ANALYTICS_KEYS = {"budget", "timezone", "reset_hour", "traditional_cost_per_request"}
 DEFAULT_TRADITIONAL_COST = "2.40"
 """The seed's cost of a request before free-first (savings are shown against it)."""
@@ -64,6 +72,7 @@ _SOURCE_KEYS = {
     "versions",
     "capability",
     "description",
+    "rate_limit",
 }
 _VERSION_KEYS = {"price", "tiers", "effective_from", "quota_period", "quota_timezone"}
 
@@ -118,6 +127,97 @@ class AnalyticsSettings:
     traditional_cost: Nanos = 2_400_000_000  # DEFAULT_TRADITIONAL_COST in nano-units
 
 
+ChannelKind = Literal["apprise", "webhook", "log", "dashboard"]
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """Where alerts of some severities go: an apprise URL (email, Slack, Teams, Discord,
+    Telegram, SMS...), a JSON webhook signed with HMAC, the log, or the dashboard."""
+
+    name: str
+    kind: ChannelKind
+    url: str | None = None
+    severities: tuple[Severity, ...] = SEVERITIES
+    secret: str | None = None
+    """The webhook's HMAC-SHA256 key."""
+
+    def to_spec(self) -> dict[str, Any]:
+        """The channel as its `[alerts.channels.NAME]` table (the secret is not shown)."""
+        spec: dict[str, Any] = {"kind": self.kind, "severities": list(self.severities)}
+        if self.url is not None:
+            spec["url"] = self.url
+        if self.secret is not None:
+            spec["secret"] = "(set)"
+        return spec
+
+
+DEFAULT_CHANNELS = (ChannelSettings("dashboard", "dashboard"), ChannelSettings("log", "log"))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """The `[alerts]` table: the seed's rules (its thresholds are the defaults), how alerts
+    repeat and settle, and the channels they go to. A rule set to `None` is off."""
+
+    budget_fractions: tuple[Decimal, ...] = (Decimal("0.8"), Decimal("1.0"))
+    forecast_fraction: Decimal | None = Decimal("1.0")
+    free_source_rate_below: float | None = 0.85
+    cost_per_request_above: Nanos | None = 10_000_000  # the seed's $0.01
+    anomaly_factor: float | None = 3.0
+    service_offline_after: timedelta | None = timedelta(minutes=15)
+    rate_limit_fraction: float | None = 0.9
+    window: timedelta = timedelta(hours=1)
+    """How far back the rate rules (free-source rate, cost per request) look."""
+    min_requests: int = 20
+    """Requests a rate rule needs in its window before it judges."""
+    hysteresis: float = 0.05
+    """How far past its threshold a value must come back before its alert resolves."""
+    repeat_every: timedelta = timedelta(hours=4)
+    evaluate_every: timedelta = timedelta(minutes=1)
+    dashboard_url: str | None = None
+    channels: tuple[ChannelSettings, ...] = DEFAULT_CHANNELS
+
+    def channel(self, name: str) -> ChannelSettings:
+        """The channel called `name`."""
+        for c in self.channels:
+            if c.name == name:
+                return c
+        raise ValidationError(
+            "channel", name, f"one of {', '.join(c.name for c in self.channels) or 'none'}"
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """The settings as their `[alerts]` table."""
+        spec: dict[str, Any] = {
+            "budget_fractions": [str(f) for f in self.budget_fractions],
+            "forecast_fraction": None
+            if self.forecast_fraction is None
+            else str(self.forecast_fraction),
+            "free_source_rate_below": self.free_source_rate_below,
+            "cost_per_request_above": None
+            if self.cost_per_request_above is None
+            else money_text(self.cost_per_request_above),
+            "anomaly_factor": self.anomaly_factor,
+            "service_offline_after": _seconds(self.service_offline_after),
+            "rate_limit_fraction": self.rate_limit_fraction,
+            "window": _seconds(self.window),
+            "min_requests": self.min_requests,
+            "hysteresis": self.hysteresis,
+            "repeat_every": _seconds(self.repeat_every),
+            "evaluate_every": _seconds(self.evaluate_every),
+            "dashboard_url": self.dashboard_url,
+            "channels": {c.name: c.to_spec() for c in self.channels},
+        }
+        return spec
+
+
+def _seconds(span: timedelta | None) -> str | None:
+    return None if span is None else f"{span.total_seconds():g}s"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """A validated setup: prices, budgets and defaults."""
@@ -128,6 +228,7 @@ class Config:
     reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL
     streams: StreamSettings = field(default_factory=StreamSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
         names = [b.name for b in self.budgets]
@@ -150,6 +251,35 @@ class Config:
     def seed(cls) -> Config:
         """The seed's sources and stream, and a $10 daily budget with $50 for emergencies."""
         return parse({"sources": SEED_SOURCES, "budgets": SEED_BUDGETS})
+
+    def overlay(self, changes: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> Config:
+        """This configuration with definitions made at run time applied in order.
+
+        Each change is `(kind, name, spec)`: kind `budget` or `source` (others belong to other
+        readers and are passed over), `spec` the table `spendgate.toml` would hold, or `None`
+        to remove the name. A replaced budget keeps its place; new ones come after. The result
+        is validated whole, so a change that would leave a budget scoped to a removed source
+        is refused.
+        """
+        budgets = {b.name: b for b in self.budgets}
+        sources = dict(self.prices.sources)
+        alerts = self.alerts
+        for kind, name, spec in changes:
+            if kind == "alerts" and name == ALERTS_DEFINITION:
+                alerts = self.alerts if spec is None else parse_alerts(spec, self.alerts)
+            if kind == "budget":
+                if spec is None:
+                    budgets.pop(name, None)
+                else:
+                    budgets[name] = budget_from_config(name, spec)
+            elif kind == "source":
+                if spec is None:
+                    sources.pop(name, None)
+                else:
+                    sources[name] = parse_source(name, spec)
+        return replace(
+            self, prices=PriceBook(sources), budgets=tuple(budgets.values()), alerts=alerts
+        )
 
     def budget(self, name: str) -> Budget:
         """The budget called `name`."""
@@ -181,7 +311,7 @@ def parse(raw: Mapping[str, Any]) -> Config:
     sources = raw.get("sources", {})
     if not isinstance(sources, Mapping):
         raise ValidationError("sources", sources, "a table of [sources.NAME]")
-    book = PriceBook({name: _source(name, spec) for name, spec in sources.items()})
+    book = PriceBook({name: parse_source(name, spec) for name, spec in sources.items()})
     budgets = raw.get("budgets", ())
     if not isinstance(budgets, Sequence) or isinstance(budgets, str):
         raise ValidationError("budgets", budgets, "a list of [[budgets]] tables")
@@ -204,7 +334,177 @@ def parse(raw: Mapping[str, Any]) -> Config:
         ttl,
         _streams(raw.get("streams", {})),
         _analytics(raw.get("analytics", {})),
+        parse_alerts(raw.get("alerts", {})),
     )
+
+
+ALERTS_DEFINITION = "config"
+"""The name of the `alerts` definition that run-time alert settings are stored under."""
+_ALERT_KEYS = {
+    "budget_fractions",
+    "forecast_fraction",
+    "free_source_rate_below",
+    "cost_per_request_above",
+    "anomaly_factor",
+    "service_offline_after",
+    "rate_limit_fraction",
+    "window",
+    "min_requests",
+    "hysteresis",
+    "repeat_every",
+    "evaluate_every",
+    "dashboard_url",
+    "channels",
+}
+_CHANNEL_KEYS = {"kind", "url", "severities", "secret"}
+_OFF = (None, False, "off")
+
+
+def parse_alerts(spec: object, base: AlertSettings | None = None) -> AlertSettings:
+    """The `[alerts]` table over `base` (the defaults): keys given replace those of `base`;
+    a rule given as `false` (or `"off"`) is turned off."""
+    if not isinstance(spec, Mapping):
+        raise ValidationError("alerts", spec, "an [alerts] table")
+    _only(spec, _ALERT_KEYS, "alerts")
+    out = base or AlertSettings()
+    changes: dict[str, Any] = {}
+    if "budget_fractions" in spec:
+        raw = spec["budget_fractions"]
+        if isinstance(raw, str) or not isinstance(raw, Sequence):
+            raise ValidationError("alerts.budget_fractions", raw, "a list such as [0.8, 1.0]")
+        fractions = sorted(
+            {_alert_fraction(f, f"alerts.budget_fractions[{i}]") for i, f in enumerate(raw)}
+        )
+        changes["budget_fractions"] = tuple(fractions)
+    if "forecast_fraction" in spec:
+        raw = spec["forecast_fraction"]
+        changes["forecast_fraction"] = (
+            None if raw in _OFF else _alert_fraction(raw, "alerts.forecast_fraction")
+        )
+    for key in ("free_source_rate_below", "rate_limit_fraction"):
+        if key in spec:
+            raw = spec[key]
+            changes[key] = None if raw in _OFF else _share_of_one(raw, f"alerts.{key}")
+    if "cost_per_request_above" in spec:
+        raw = spec["cost_per_request_above"]
+        amount = None if raw in _OFF else to_nanos(raw, "alerts.cost_per_request_above")
+        if amount is not None and amount <= 0:
+            raise ValidationError("alerts.cost_per_request_above", raw, "an amount above zero")
+        changes["cost_per_request_above"] = amount
+    if "anomaly_factor" in spec:
+        raw = spec["anomaly_factor"]
+        if raw not in _OFF and (
+            isinstance(raw, bool) or not isinstance(raw, int | float) or not 1 < raw <= 1000
+        ):
+            raise ValidationError("alerts.anomaly_factor", raw, "a factor above 1, e.g. 3")
+        changes["anomaly_factor"] = None if raw in _OFF else float(raw)
+    for key in ("service_offline_after", "window", "repeat_every", "evaluate_every"):
+        if key in spec:
+            raw = spec[key]
+            if raw in _OFF and key == "service_offline_after":
+                changes[key] = None
+            else:
+                changes[key] = parse_duration(raw, f"alerts.{key}")
+    if "min_requests" in spec:
+        raw = spec["min_requests"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 1_000_000:
+            raise ValidationError("alerts.min_requests", raw, "a whole number from 1")
+        changes["min_requests"] = raw
+    if "hysteresis" in spec:
+        raw = spec["hysteresis"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw < 1:
+            raise ValidationError("alerts.hysteresis", raw, "a fraction from 0 to below 1")
+        changes["hysteresis"] = float(raw)
+    if "dashboard_url" in spec:
+        raw = spec["dashboard_url"]
+        if raw is not None and (
+            not isinstance(raw, str) or not raw.startswith(("http://", "https://"))
+        ):
+            raise ValidationError("alerts.dashboard_url", raw, "an http:// or https:// URL")
+        changes["dashboard_url"] = raw
+    if "channels" in spec:
+        changes["channels"] = _channels(spec["channels"], out.channels)
+    return replace(out, **changes)
+
+
+def _alert_fraction(raw: object, field_name: str) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+        raise ValidationError(field_name, raw, "a fraction of the budget in (0, 10], e.g. 0.8")
+    try:
+        value = Decimal(repr(raw) if isinstance(raw, float) else str(raw))
+    except ArithmeticError:
+        value = Decimal("NaN")
+    if not value.is_finite() or not 0 < value <= 10:
+        raise ValidationError(field_name, raw, "a fraction of the budget in (0, 10], e.g. 0.8")
+    return value.normalize()
+
+
+def _share_of_one(raw: object, field_name: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 1:
+        raise ValidationError(field_name, raw, "a fraction above 0 and at most 1, e.g. 0.85")
+    return float(raw)
+
+
+def _channels(spec: object, base: tuple[ChannelSettings, ...]) -> tuple[ChannelSettings, ...]:
+    """`[alerts.channels]`: NAME = true/false (the dashboard and log), an apprise URL, or a
+    table `{kind, url, severities, secret}`. Names not given keep their settings."""
+    if not isinstance(spec, Mapping):
+        raise ValidationError("alerts.channels", spec, "a table of NAME = URL or {url = ...}")
+    channels = {c.name: c for c in base}
+    for name, value in spec.items():
+        where = f"alerts.channels.{name}"
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            raise ValidationError("alerts.channels", name, "channel names of 1 to 100 characters")
+        if value is False or value is None:
+            channels.pop(name, None)
+            continue
+        if value is True:
+            if name not in ("dashboard", "log"):
+                raise ValidationError(
+                    where, value, "a URL or table (true is for dashboard and log)"
+                )
+            channels[name] = ChannelSettings(name, name)  # type: ignore[arg-type]
+            continue
+        table: Mapping[str, Any] = {"url": value} if isinstance(value, str) else value
+        if not isinstance(table, Mapping):
+            raise ValidationError(where, value, "an apprise URL or a table {url = ..., ...}")
+        _only(table, _CHANNEL_KEYS, where)
+        url = table.get("url")
+        kind = table.get("kind")
+        if kind is None:
+            kind = name if name in ("dashboard", "log") else "apprise"
+        if kind not in ("apprise", "webhook", "log", "dashboard"):
+            raise ValidationError(f"{where}.kind", kind, "apprise, webhook, log or dashboard")
+        if kind in ("apprise", "webhook") and (not isinstance(url, str) or not url.strip()):
+            raise ValidationError(f"{where}.url", url, "the channel's URL")
+        if kind == "webhook" and not str(url).startswith(("http://", "https://")):
+            raise ValidationError(f"{where}.url", url, "an http:// or https:// URL")
+        default: tuple[Severity, ...] = ("critical",) if name == "sms" else SEVERITIES
+        if kind in ("apprise", "webhook") and name != "sms":
+            default = ("warning", "critical")
+        severities = table.get("severities", list(default))
+        if (
+            isinstance(severities, str)
+            or not isinstance(severities, Sequence)
+            or not severities
+            or any(s not in SEVERITIES for s in severities)
+        ):
+            raise ValidationError(
+                f"{where}.severities", severities, "a list of info, warning, critical"
+            )
+        secret = table.get("secret")
+        if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
+            raise ValidationError(
+                f"{where}.secret", "(hidden)", "a secret of 16 characters or more"
+            )
+        channels[name] = ChannelSettings(
+            name,
+            kind,  # type: ignore[arg-type]
+            url,
+            tuple(dict.fromkeys(severities)),
+            secret,
+        )
+    return tuple(channels.values())
 
 
 def _analytics(spec: object) -> AnalyticsSettings:
@@ -325,7 +625,8 @@ def _only(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _source(name: str, spec: object) -> SourcePricing:
+def parse_source(name: str, spec: object) -> SourcePricing:
+    """Build a source's pricing from its `[sources.NAME]` table."""
     where = f"sources.{name}"
     if not isinstance(spec, Mapping):
         raise ValidationError(where, spec, "a [sources.NAME] table")
@@ -349,14 +650,31 @@ def _source(name: str, spec: object) -> SourcePricing:
     for a, b in itertools.pairwise(versions):
         if a.effective_from == b.effective_from:
             raise ValidationError(f"{where}.versions", b.version, "one price per effective_from")
+    rate_limit = _rate_limit(spec.get("rate_limit"), f"{where}.rate_limit")
     capability = spec.get("capability")
     if capability is not None and not isinstance(capability, str):
         raise ValidationError(
             f"{where}.capability", capability, "a name such as 'satellite_imagery'"
         )
     return SourcePricing(
-        name, tuple(versions), allow_unpriced=unpriced == "allow", capability=capability
+        name,
+        tuple(versions),
+        allow_unpriced=unpriced == "allow",
+        capability=capability,
+        rate_limit=rate_limit,
     )
+
+
+def _rate_limit(spec: object, where: str) -> RateLimit | None:
+    """A source's quota: `{requests = 1000, per = "1h"}` (for the rate-limit alert)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or set(spec) != {"requests", "per"}:
+        raise ValidationError(where, spec, '{requests = 1000, per = "1h"}')
+    requests = spec["requests"]
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise ValidationError(f"{where}.requests", requests, "a whole number above zero")
+    return RateLimit(requests, parse_duration(spec["per"], f"{where}.per"))
 
 
 def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: str) -> Price:

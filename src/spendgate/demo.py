@@ -37,6 +37,8 @@ PAID_SOURCES = ("mapbox_satellite", "google_maps_optimized")  # cheapest first
 PAID_SUCCESS = 0.97
 PIPELINE = {"pipeline": "property"}  # the image pipeline's calls; the daily budget's scope
 STREAM_MESSAGES = 20  # market-data messages per simulated request
+DAY = timedelta(hours=14)
+"""The simulated working day."""
 
 
 def demo_config() -> Config:
@@ -133,7 +135,7 @@ def run(
 ) -> Tally:
     """Run `requests` simulated requests on `workers` threads, moving the clock as they go."""
     tally = Tally()
-    step = timedelta(hours=14) / max(requests, 1)  # a working day, compressed
+    step = DAY / max(requests, 1)  # a working day, compressed
     routed = routers(gate)
     meter = StreamMeter(
         gate,
@@ -161,6 +163,25 @@ def run(
         list(pool.map(job, range(requests)))
     meter.stop()
     tally.stream = meter.usage_stats()
+    return tally
+
+
+def run_live(gate: Gate, stop: threading.Event, *, rate: float = 5.0, seed: int = 7) -> Tally:
+    """Serve simulated requests on the gate's own clock, `rate` a second, until `stop` is set:
+    the live traffic `spendgate demo --serve` shows on the dashboard."""
+    tally = Tally()
+    routed = routers(gate)
+    meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+    meter.start()
+    rng = random.Random(seed)
+    n = 0
+    while not stop.wait(1 / rate):
+        n += 1
+        one_request(routed, rng, tally, n)
+        if meter.should_continue():
+            for _ in range(STREAM_MESSAGES):
+                meter.record(rng.randint(200, 600))
+    meter.stop()
     return tally
 
 

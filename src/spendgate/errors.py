@@ -63,6 +63,41 @@ class ConflictError(SpendgateError):
         )
 
 
+class NotFoundError(SpendgateError):
+    """A named thing (a budget, a source, a key, a reservation) that does not exist."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        hint = ""
+        if known is not None:
+            shown = ", ".join(sorted(known)[:20]) or "none"
+            hint = f"; known: {shown}"
+        super().__init__(f"no {kind} named {name!r}{hint}")
+
+
+class ExistsError(SpendgateError):
+    """A create of something that already exists under that name."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r} already exists; change it with an update instead")
+
+
+class ChangedError(SpendgateError):
+    """A definition changed by someone else since it was read: read it again, then retry."""
+
+    def __init__(self, what: str, expected: int, found: int) -> None:
+        self.what = what
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{what} changed meanwhile (now at revision {found}, expected {expected}); "
+            "read it again and retry"
+        )
+
+
 class ReservationStateError(SpendgateError):
     """A reservation that cannot take the asked step (committed twice, released twice, unknown)."""
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -33,6 +34,7 @@ from spendgate.budgets import Budget, Check, Decision, Level, decide
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
 from spendgate.errors import (
+    ConfigError,
     ConflictError,
     ReservationStateError,
     StoreError,
@@ -71,6 +73,8 @@ log = logging.getLogger("spendgate")
 
 _NO_CHECKS: tuple[Check, ...] = ()
 _OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
+DEFAULT_REFRESH_SECONDS = 1.0
+"""How often a gate looks for budgets and prices changed at run time (by any process)."""
 
 
 def new_request_id() -> str:
@@ -153,21 +157,37 @@ class Gate:
     """
 
     def __init__(
-        self, store: Store, config: Config | None = None, *, clock: Clock = system_clock
+        self,
+        store: Store,
+        config: Config | None = None,
+        *,
+        clock: Clock = system_clock,
+        refresh_every: float = DEFAULT_REFRESH_SECONDS,
     ) -> None:
         self.store = store
-        self.config = config if config is not None else Config.seed()
+        self.base_config = config if config is not None else Config.seed()
+        """The configuration the gate was opened with (the file); `config` is this with the
+        definitions made at run time applied on top."""
+        self.config = self.base_config
         self.clock = clock
         self._bindings: dict[tuple[str, str], Binding] = {}
         self._open: dict[str, _Open] = {}
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
             GroupCommitter(store.record) if store.batched else None
         )
-        leased = any(b.lease is not None for b in self.config.budgets)
-        self._leases = Leases(store, clock, new_request_id) if leased else None
+        self._leases: Leases | None = None
         self.outages: Counter[str] = Counter()
         """Decisions made while the store was unreachable: `denied` (fail closed) and
         `approved` (a fail-open budget)."""
+        self._use(self.base_config)
+        self.refresh_every = refresh_every
+        self._revision = -1
+        self._refresh_at = 0.0
+        self._refreshing = threading.Lock()
+        try:
+            self.refresh()
+        except ValidationError as exc:
+            raise ConfigError(f"definitions stored in {store.url}: {exc}") from exc
 
     @classmethod
     def open(
@@ -202,8 +222,48 @@ class Gate:
 
     # -- resolution ---------------------------------------------------------------------------
 
+    def refresh(self) -> bool:
+        """Apply the budgets and sources defined at run time (over the API, by any process)
+        that changed since the gate last looked; whether the configuration changed.
+
+        Called by itself at most every `refresh_every` seconds from the per-call path; call it
+        to see a change at once. Raises `ValidationError` if the stored definitions no longer
+        fit the base configuration (the gate keeps the configuration it had).
+        """
+        with self._refreshing:
+            self._refresh_at = time.monotonic() + self.refresh_every
+            revision = self.store.revision()
+            if revision == self._revision:
+                return False
+            found = self.store.definitions()
+            self._revision = max(revision, max((d.revision for d in found), default=0))
+            config = self.base_config.overlay((d.kind, d.name, d.spec) for d in found)
+            if config == self.config:
+                return False
+            self._use(config)
+            return True
+
+    def _use(self, config: Config) -> None:
+        """Switch to `config`: bindings resolve again, leases follow the new limits."""
+        self.config = config
+        self._bindings = {}
+        if self._leases is not None:
+            self._leases.retire_all()
+        elif any(b.lease is not None for b in config.budgets):
+            self._leases = Leases(self.store, self.clock, new_request_id)
+
+    def _refresh_due(self) -> None:
+        # One thread looks; the others go on with the configuration they have.
+        if not self._refreshing.locked():
+            try:
+                self.refresh()
+            except (StoreError, ValidationError) as exc:
+                log.error("budgets and prices not refreshed from %s: %s", self.store.url, exc)
+
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
+        if time.monotonic() >= self._refresh_at:
+            self._refresh_due()
         key = (service, source)
         try:
             binding = self._bindings.get(key)
@@ -644,9 +704,19 @@ class Gate:
         Each mapping holds `record()`'s arguments. Every event is validated before any is
         written; a conflicting one gets status `conflict` and the others are stored.
         """
-        writes = [self.prepare(**dict(e)) for e in events]
+        writes = []
+        for i, e in enumerate(events):
+            try:
+                writes.append(self.prepare(**dict(e)))
+            except ValidationError as exc:  # name the event as well as its field
+                raise ValidationError(f"events[{i}].{exc.field}", exc.value, exc.expected) from exc
+        return self.record_prepared(writes)
+
+    def record_prepared(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        """Store events made by `prepare()` in one transaction (shared with concurrent
+        callers); one result per event, in order, `conflict` for a reused key."""
         if self._writer is not None:
-            return self._writer.submit_many(writes)
+            return self._writer.submit_many(list(writes))
         return self.store.record(writes)
 
     def prepare(

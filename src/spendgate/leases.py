@@ -273,6 +273,13 @@ class Leases:
             self.store.release(lease.lease_id, to_micros(self.clock()))
         lease.available = 0
 
+    def retire_all(self) -> None:
+        """Stop drawing from every lease (the budgets changed): each goes back to the store
+        once its local holds are settled, and new leases follow the new limits."""
+        with self._lock:
+            for lease in list(self._current.values()):
+                self._retire(lease)
+
     # -- upkeep -------------------------------------------------------------------------------
 
     def tidy(self) -> None:

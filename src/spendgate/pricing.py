@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
 from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, exact, to_decimal
@@ -349,6 +350,14 @@ def _parse_tiers(steps: object, where: str) -> tuple[Tier, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A source's quota: at most `requests` per `per` (what the rate-limit alert watches)."""
+
+    requests: int
+    per: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class SourcePricing:
     """A source's price versions (oldest first), whether it may be used unpriced, and the
     capability it serves (sources with the same capability can stand in for each other)."""
@@ -357,6 +366,28 @@ class SourcePricing:
     versions: tuple[Price, ...] = ()
     allow_unpriced: bool = False
     capability: str | None = None
+    rate_limit: RateLimit | None = None
+
+    def to_spec(self) -> dict[str, Any]:
+        """The source as its `[sources.NAME]` table: what the configuration reads back into
+        equal pricing. A first version in effect since the epoch is the table's own price;
+        the rest are `versions` with their `effective_from`."""
+        spec: dict[str, Any] = {}
+        versions = list(self.versions)
+        if versions and versions[0].effective_from == EPOCH:
+            spec.update(_price_spec(versions.pop(0)))
+        if versions:
+            spec["versions"] = [
+                {"effective_from": v.effective_from.isoformat(), **_price_spec(v)} for v in versions
+            ]
+        if self.allow_unpriced:
+            spec["unpriced"] = "allow"
+        if self.capability is not None:
+            spec["capability"] = self.capability
+        if self.rate_limit is not None:
+            per = f"{self.rate_limit.per.total_seconds():g}s"
+            spec["rate_limit"] = {"requests": self.rate_limit.requests, "per": per}
+        return spec
 
     def at(self, when: datetime) -> Price | None:
         """The version in effect at `when`, or `None` before the first one."""
@@ -367,6 +398,31 @@ class SourcePricing:
             else:
                 break
         return current
+
+
+def _price_spec(price: Price) -> dict[str, Any]:
+    """One price version in its configuration form: flat rates under `price`, tiered ones
+    under `tiers` with their quota period."""
+    if price.free:
+        return {"price": "free"}
+    spec: dict[str, Any] = {}
+    flat = {r.unit: f"{r.tiers[0].rate.normalize():f}" for r in price.rates if r.flat}
+    if flat:
+        spec["price"] = flat
+    tiered = [r for r in price.rates if not r.flat]
+    if tiered:
+        spec["tiers"] = {
+            r.unit: [
+                {"price": f"{t.rate.normalize():f}"}
+                | ({} if t.up_to is None else {"up_to": f"{t.up_to.normalize():f}"})
+                for t in r.tiers
+            ]
+            for r in tiered
+        }
+        period = tiered[0].period or Window("month")
+        spec["quota_period"] = period.kind
+        spec["quota_timezone"] = period.tz
+    return spec
 
 
 @dataclass(frozen=True, slots=True)

@@ -272,21 +272,9 @@ class StreamMeter:
 
     def history(self, days: int = 30) -> list[DailyUsage]:
         """The seed's daily `usage_monitoring` rows for this source, newest first."""
-        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
-            raise ValidationError("days", days, "a whole number of days from 1 to 3660")
-        now = self.gate.clock()
-        since = now - timedelta(days=days)
-        per_day: dict[date, list[Any]] = {}
-        for event in self.gate.events(since=since):
-            if event.source != self.binding.source or event.service != self.binding.service:
-                continue
-            row = per_day.setdefault(event.time.date(), [0, 0, 0, 0.0])
-            units = event.units
-            row[0] += int(units.get("events", 0))
-            row[1] += int(units.get("bytes", 0))
-            row[2] += event.cost or 0
-            row[3] += float(units.get("seconds", 0)) / 3600
-        return [DailyUsage(d, *r) for d, r in sorted(per_day.items(), reverse=True)]
+        return usage_history(
+            self.gate, self.binding.source, service=self.binding.service, days=days
+        )
 
     # -- inside the lock ---------------------------------------------------------------------
 
@@ -473,3 +461,26 @@ class MarketHours:
             return bool(self._calendar.is_open_on_minute(pd.Timestamp(at).floor("min")))
         except ValueError as exc:  # outside the calendar's known range
             raise ValidationError("at", at, f"a time the {self.name} calendar covers") from exc
+
+
+def usage_history(
+    gate: Gate, source: str, *, service: str | None = None, days: int = 30
+) -> list[DailyUsage]:
+    """A streamed source's daily usage over the last `days` (UTC days), newest first: the
+    seed's `usage_monitoring` rows (messages, bytes, cost and connected hours), for one
+    service or all."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
+        raise ValidationError("days", days, "a whole number of days from 1 to 3660")
+    gate.config.prices.pricing(source)  # an unknown source is an error, not an empty list
+    since = gate.clock() - timedelta(days=days)
+    per_day: dict[date, list[Any]] = {}
+    for event in gate.events(since=since):
+        if event.source != source or (service is not None and event.service != service):
+            continue
+        row = per_day.setdefault(event.time.date(), [0, 0, 0, 0.0])
+        units = event.units
+        row[0] += int(units.get("events", 0))
+        row[1] += int(units.get("bytes", 0))
+        row[2] += event.cost or 0
+        row[3] += float(units.get("seconds", 0)) / 3600
+    return [DailyUsage(d, *r) for d, r in sorted(per_day.items(), reverse=True)]

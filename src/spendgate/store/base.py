@@ -20,8 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+from spendgate.config import Severity
 from spendgate.errors import ValidationError
 from spendgate.events import Event, RecordResult
 from spendgate.money import Nanos
@@ -33,6 +34,9 @@ TallyRow = tuple[int, str, str, Tally]
 MAX_SPANS = 2000
 
 ReserveStatus = Literal["created", "exists", "conflict", "denied"]
+KeyScope = Literal["read", "write", "admin"]
+KEY_SCOPES: tuple[KeyScope, ...] = ("read", "write", "admin")
+"""API key scopes, each including the ones before it."""
 ReservationState = Literal["pending", "committed", "released", "expired"]
 
 
@@ -49,6 +53,17 @@ class Slot:
     bucket: int
     span_start: int
     cap: Nanos | None
+    lines: tuple[AlertLine, ...] = field(default=(), compare=False)
+    """Usage levels whose crossing raises an alert, in the transaction that crosses them."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    """An alert threshold on a budget: at `fraction` (decimal text, e.g. `"0.8"`) of its
+    limit, which is `line` nano-units of usage."""
+
+    fraction: str
+    line: Nanos
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +176,58 @@ class ReservationInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: its public id and the hash of its secret, never the secret.
+
+    `services` limits the key to those services (`None`: every service). A revoked key has
+    `revoked_at` set and authenticates nothing.
+    """
+
+    key_id: str
+    name: str
+    scope: KeyScope
+    services: tuple[str, ...] | None
+    secret_hash: str
+    created_at: int
+    created_by: str
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A budget, source or other setting defined at run time (over the API), as stored.
+
+    `spec` is the same mapping a `spendgate.toml` table holds; `None` marks a deletion (which
+    also hides a definition of that name in the file). `revision` is the audit entry that
+    last changed it.
+    """
+
+    kind: str
+    name: str
+    spec: Mapping[str, Any] | None
+    revision: int
+    changed_at: int
+    changed_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change to definitions or keys: who, when, what, and the value before and after.
+
+    `revision` numbers changes in the order they committed, from 1.
+    """
+
+    revision: int
+    at: int
+    actor: str
+    action: str
+    kind: str
+    name: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+
+
 class Store(ABC):
     """The storage contract every backend implements.
 
@@ -259,6 +326,128 @@ class Store(ABC):
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
         """A stored reservation, or `None`."""
 
+    # -- the control plane: definitions, their audit, API keys ------------------------------
+    # Rare writes, each one transaction that also appends its audit entry. Revisions commit
+    # in order (backends with concurrent writers serialize these writes), so a reader that
+    # saw revision N has seen every change up to N.
+
+    @abstractmethod
+    def define(
+        self,
+        kind: str,
+        name: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        expected: int,
+        action: str,
+        actor: str,
+        at: int,
+    ) -> AuditEntry:
+        """Write (`spec`) or delete (`None`) a definition, if its revision is still
+        `expected` (0: no definition of that kind and name yet), and append the audit entry.
+
+        Raises `ChangedError` when another change got there first; nothing is written then.
+        """
+
+    @abstractmethod
+    def definitions(self) -> list[Definition]:
+        """Every stored definition, deletions included, in revision order."""
+
+    @abstractmethod
+    def revision(self) -> int:
+        """The newest audit revision (0 before the first change): cheap, for polling."""
+
+    @abstractmethod
+    def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """Audit entries, newest first: up to `limit` with revision below `before`."""
+
+    @abstractmethod
+    def add_key(self, key: ApiKey) -> AuditEntry:
+        """Store a new API key (its id must be new) and audit it (`key.create`, by
+        `key.created_by`; the entry shows the key's public fields, never its hash)."""
+
+    @abstractmethod
+    def keys(self) -> list[ApiKey]:
+        """Every API key, revoked ones included, oldest first."""
+
+    @abstractmethod
+    def revoke_key(self, key_id: str, *, actor: str, at: int) -> ApiKey | None:
+        """Revoke a key (audited as `key.revoke`); `None` for an unknown id. Revoking a
+        revoked key changes nothing and returns it as it is."""
+
+    # -- alerts and their notifications ----------------------------------------------------
+    # Budget lines are raised by the spend methods above, in the transaction that crosses
+    # them (see `Slot.lines`): every line once per window (a rolling window: once per its
+    # length), none missed, whatever the concurrency. Other rules fire from an evaluator;
+    # `enqueue()` and `claim()` let several evaluators and dispatchers share the work
+    # without sending a notification twice.
+
+    @abstractmethod
+    def fire(self, alert: Alert) -> bool:
+        """Store `alert` unless an alert with its id exists; whether it was new."""
+
+    @abstractmethod
+    def alert(self, alert_id: str) -> Alert | None:
+        """The stored alert with this id, or `None`."""
+
+    @abstractmethod
+    def alerts(
+        self, *, state: AlertState | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Alert]:
+        """Alerts (in `state`, if given), newest fired first: up to `limit` (1 to 10,000)
+        fired before `before`."""
+
+    @abstractmethod
+    def resolve(self, alert_id: str, at: int, value: str | None = None) -> Alert | None:
+        """Resolve a firing alert at `at` (with the value that cleared it; `None` keeps its
+        last); the alert as it is now, or `None` if it was not firing."""
+
+    @abstractmethod
+    def acknowledge(self, alert_id: str, *, actor: str, at: int) -> Alert | None:
+        """Record that `actor` saw the alert (the first acknowledgement stands); `None` for
+        an unknown id."""
+
+    @abstractmethod
+    def silence(self, alert_id: str, *, until: int, actor: str, at: int) -> Alert | None:
+        """Hold the alert's repeats back until `until` (acknowledging it for `actor`, if no
+        one had); `None` for an unknown id."""
+
+    @abstractmethod
+    def enqueue(
+        self, alert_id: str, round: int, notifications: Sequence[Notification], at: int
+    ) -> bool:
+        """If the alert has had `round - 1` rounds, add the notifications (each unless its
+        key is queued already) and count the round, notified at `at`; whether it did. Of
+        evaluators enqueueing the same round, exactly one does."""
+
+    @abstractmethod
+    def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
+        """Take up to `limit` (1 to 10,000) due notifications for `worker` until `until`:
+        undelivered, `next_attempt_at <= now`, and not held by a claim still running. Each
+        counts an attempt; no two claims running at once take the same notification."""
+
+    @abstractmethod
+    def delivered(self, key: str, worker: str, at: int) -> bool:
+        """Mark a notification `worker` holds delivered (it is never claimed again);
+        whether it held it."""
+
+    @abstractmethod
+    def failed(self, key: str, worker: str, *, error: str, retry_at: int) -> bool:
+        """Give back a notification `worker` holds, to be tried again at `retry_at`;
+        whether it held it."""
+
+    @abstractmethod
+    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
+        """Queued notifications (of one alert, if given), newest first, up to `limit`."""
+
+    @abstractmethod
+    def heartbeat(self, service: str, at: int) -> None:
+        """Record that `service` was alive at `at` (a later time than the stored one wins)."""
+
+    @abstractmethod
+    def heartbeats(self) -> dict[str, int]:
+        """The last time each service was seen alive."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and background resources."""
 
@@ -355,3 +544,91 @@ def cost_with_quota(
     before = {q.unit: used_before(q) for q in write.quota}
     cost = write.price.cost(write.event.units, before)
     return cost, [(q, before[q.unit] + q.quantity) for q in write.quota]
+
+
+AlertState = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: a rule that fired for a scope, and where it stands.
+
+    `alert_id` is stable for what it is about (`budget:daily:0.8:<window start>` fires once a
+    window), so every process that sees the same condition names the same alert. `rounds`
+    counts the notification rounds enqueued for it (the firing, each repeat, the resolve):
+    an evaluator enqueues round N only if the alert is still at N - 1, so several
+    evaluators never notify twice.
+    """
+
+    alert_id: str
+    rule: str
+    scope: str
+    severity: Severity
+    state: AlertState
+    fired_at: int
+    value: str | None = None
+    threshold: str | None = None
+    window_start: int | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    resolved_at: int | None = None
+    acknowledged_at: int | None = None
+    acknowledged_by: str | None = None
+    silenced_until: int | None = None
+    rounds: int = 0
+    notified_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to deliver through one channel (a row of the outbox).
+
+    `key` is stable per alert, round and channel (`<alert_id>/<round>/<channel>`): it is
+    sent with the message so receivers can drop a repeat. Delivery is at least once; a
+    notification marked delivered is never sent again.
+    """
+
+    key: str
+    alert_id: str
+    channel: str
+    payload: Mapping[str, Any]
+    created_at: int
+    attempts: int = 0
+    next_attempt_at: int = 0
+    delivered_at: int | None = None
+    last_error: str | None = None
+
+
+def crossed_lines(slot: Slot, before: Nanos, after: Nanos) -> list[AlertLine]:
+    """The alert lines `slot`'s usage crossed going up from `before` to `after`."""
+    return [x for x in slot.lines if before < x.line <= after]
+
+
+def crossing_alert(slot: Slot, line: AlertLine, used: Nanos, at: int) -> Alert:
+    """The alert a budget line crossed in a transaction raises: once per window (the id
+    carries the window's start), critical at or above the limit."""
+    critical = Decimal(line.fraction) >= 1
+    return Alert(
+        alert_id=f"budget:{slot.budget}:{line.fraction}:{slot.bucket}",
+        rule="budget",
+        scope=slot.budget,
+        severity="critical" if critical else "warning",
+        state="firing",
+        fired_at=at,
+        value=str(used),
+        threshold=str(line.line),
+        window_start=slot.bucket,
+        detail={"fraction": line.fraction},
+    )
+
+
+def key_record(key: ApiKey) -> dict[str, Any]:
+    """A key's public fields, as audit entries and listings show them (never the hash)."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "scope": key.scope,
+        "services": None if key.services is None else list(key.services),
+        "created_at": key.created_at,
+        "created_by": key.created_by,
+        "revoked_at": key.revoked_at,
+    }

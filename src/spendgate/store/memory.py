@@ -7,18 +7,26 @@ the reference the SQL backends are checked against by the contract suite.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
-from spendgate.errors import ConflictError, ReservationStateError, StoreError
+from spendgate.errors import ChangedError, ConflictError, ReservationStateError, StoreError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import RollupKey, Tally, merge, rollup_rows
+from spendgate.store.alerting import Crossings, alert_limit, fired_in_window
 from spendgate.store.base import (
+    Alert,
+    AlertState,
+    ApiKey,
+    AuditEntry,
     Balance,
     CommitResult,
+    Definition,
     EventWrite,
+    Notification,
     ReservationInfo,
     ReservationState,
     ReservationWrite,
@@ -29,8 +37,10 @@ from spendgate.store.base import (
     TallyRow,
     cost_with_quota,
     drawn_plan,
+    key_record,
     overshoot_of,
 )
+from spendgate.store.rows import audit_limit, json_spec, spec_json
 from spendgate.windows import to_micros
 
 
@@ -46,6 +56,15 @@ class _Reservation:
         self.amount, self.expires_at = self.write.amount, self.write.expires_at
 
 
+@dataclass(slots=True)
+class _Queued:
+    """A row of the outbox: the notification and who holds it until when."""
+
+    notification: Notification
+    claimed_by: str | None = None
+    claimed_until: int | None = None
+
+
 class MemoryStore(Store):
     """Everything in dictionaries; one lock makes each method one transaction."""
 
@@ -58,6 +77,12 @@ class MemoryStore(Store):
         self._events: dict[str, Event] = {}
         self._quota: dict[tuple[str, str, int], Decimal] = {}
         self._rollups: dict[RollupKey, Tally] = {}
+        self._definitions: dict[tuple[str, str], Definition] = {}
+        self._audit: list[AuditEntry] = []  # revision r at index r - 1
+        self._keys: dict[str, ApiKey] = {}
+        self._alerts: dict[str, Alert] = {}
+        self._outbox: dict[str, _Queued] = {}
+        self._heartbeats: dict[str, int] = {}
         self._closed = False
 
     def close(self) -> None:
@@ -103,6 +128,22 @@ class MemoryStore(Store):
             r.state = "expired"
         return len(expired)
 
+    def _book(self, crossings: Crossings) -> None:
+        """Raise the alerts of the lines a transaction's changes crossed (caller holds the
+        lock), with the SQL backends' rules: once per window, and on a rolling window once
+        per its length."""
+        if not crossings:
+            return
+        read = {(s.budget, s.bucket): self._used(s) for s in crossings.unknown()}
+        for slot, alert in crossings.alerts(read):
+            earlier = [
+                (a.alert_id, a.window_start)
+                for a in self._alerts.values()
+                if a.rule == "budget" and a.scope == slot.budget
+            ]
+            if not fired_in_window(slot, alert, earlier):
+                self._alerts.setdefault(alert.alert_id, alert)
+
     def _cost(self, write: EventWrite) -> Nanos | None:
         """The event's cost; for tiered prices, from the quota counters, which it advances."""
         cost, counters = cost_with_quota(
@@ -126,18 +167,21 @@ class MemoryStore(Store):
             if existing is not None:
                 same = existing.write.fingerprint == write.fingerprint
                 return ReserveResult("exists" if same else "conflict", state=existing.state)
-            result = self._try_hold(write)
+            result = self._try_hold(write, now)
             if result.status == "denied" and self._expire_locked(now):
-                result = self._try_hold(write)
+                result = self._try_hold(write, now)
             return result
 
-    def _try_hold(self, write: ReservationWrite) -> ReserveResult:
+    def _try_hold(self, write: ReservationWrite, now: int) -> ReserveResult:
         used = [self._used(s) for s in write.slots]
         for i, (slot, u) in enumerate(zip(write.slots, used, strict=True)):
             if slot.cap is not None and u + write.amount > slot.cap:
                 return ReserveResult("denied", tuple(used), refused=i)
+        crossings = Crossings(write.slots)
         for slot in write.slots:
             self._row(slot)[1] += write.amount
+        crossings.move(write.slots, write.amount, now)
+        self._book(crossings)
         self._reservations[write.reservation_id] = _Reservation(write)
         return ReserveResult("created", tuple(u + write.amount for u in used))
 
@@ -153,6 +197,10 @@ class MemoryStore(Store):
             expired = r.state == "expired"
             plan = Settlement.plan(r.write.slots, write.slots, expired=expired)
             overshoot = 0 if expired else max(0, amount - held)
+            crossings = Crossings(write.slots)
+            crossings.move(plan.settle, amount - held, now)
+            crossings.move(plan.unhold, -held, now)
+            crossings.move(plan.charge, amount, now)
             for slot in plan.settle:
                 row = self._row(slot)
                 row[0] += amount
@@ -162,6 +210,7 @@ class MemoryStore(Store):
                 self._row(slot)[1] -= held
             for slot in plan.charge:
                 overshoot = max(overshoot, self._charge(slot, amount))
+            self._book(crossings)
             self._events[event.request_id] = replace(event, cost=cost)
             self._roll([(event, cost)])
             r.state, r.actual = "committed", cost
@@ -193,8 +242,11 @@ class MemoryStore(Store):
                     if slot.cap is not None and u + delta > slot.cap:
                         return ReserveResult("denied", tuple(used), refused=i)
             delta = max(delta, -r.amount)
+            crossings = Crossings(r.write.slots)
             for slot in r.write.slots:
                 self._row(slot)[1] += delta
+            crossings.move(r.write.slots, delta, now)
+            self._book(crossings)
             r.amount += delta
             r.expires_at = expires_at
             return ReserveResult("created", tuple(u + delta for u in used))
@@ -217,6 +269,7 @@ class MemoryStore(Store):
         with self._lock:
             results = []
             written: list[tuple[Event, Nanos | None]] = []
+            crossings = Crossings(s for w in writes for s in w.slots)
             for write in writes:
                 event = write.event
                 found = self._events.get(event.request_id)
@@ -228,14 +281,16 @@ class MemoryStore(Store):
                     continue
                 cost = self._cost(write)
                 if write.draw is None:
+                    crossings.move(write.slots, cost or 0, to_micros(event.time))
                     for slot in write.slots:
                         self._charge(slot, cost or 0)
                 else:
-                    self._settle_draw(write, cost or 0)
+                    self._settle_draw(write, cost or 0, crossings)
                 self._events[event.request_id] = replace(event, cost=cost)
                 written.append((event, cost))
                 results.append(RecordResult(event.request_id, "created", cost))
             self._roll(written)
+            self._book(crossings)
             return results
 
     def _roll(self, written: list[tuple[Event, Nanos | None]]) -> None:
@@ -245,7 +300,7 @@ class MemoryStore(Store):
             found = self._rollups.get(key)
             self._rollups[key] = Tally(*sums) if found is None else found + Tally(*sums)
 
-    def _settle_draw(self, write: EventWrite, amount: Nanos) -> None:
+    def _settle_draw(self, write: EventWrite, amount: Nanos, crossings: Crossings) -> None:
         """Move a drawn call's hold out of its leases and its cost into spent."""
         assert write.draw is not None
         held = write.draw.held
@@ -257,6 +312,10 @@ class MemoryStore(Store):
                 for slot in lease.write.slots:
                     leases[slot.budget] = slot
         plan = drawn_plan(leases, write.slots)
+        at = to_micros(write.event.time)
+        crossings.move(plan.settle, amount - held, at)
+        crossings.move(plan.unhold, -held, at)
+        crossings.move(plan.charge, amount, at)
         for slot in plan.settle:
             row = self._row(slot)
             row[0] += amount
@@ -328,3 +387,275 @@ class MemoryStore(Store):
                 r.actual,
                 dict(w.labels),
             )
+
+    # -- the control plane ----------------------------------------------------------------------
+    # Specs go in and come out as copies through JSON, as the SQL backends store them: a
+    # caller's later change to its dict never reaches the store, and what reads back is what
+    # they would read back.
+
+    def define(
+        self,
+        kind: str,
+        name: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        expected: int,
+        action: str,
+        actor: str,
+        at: int,
+    ) -> AuditEntry:
+        self._check_open()
+        after = _copy(spec)
+        with self._lock:
+            found = self._definitions.get((kind, name))
+            revision = 0 if found is None else found.revision
+            if revision != expected:
+                raise ChangedError(f"{kind} {name!r}", expected, revision)
+            before = None if found is None else found.spec
+            entry = self._log(
+                AuditEntry(self._next(), at, actor, action, kind, name, before, after)
+            )
+            self._definitions[(kind, name)] = Definition(
+                kind, name, after, entry.revision, at, actor
+            )
+            return entry
+
+    def _next(self) -> int:
+        """The revision the next change takes (caller holds the lock)."""
+        return len(self._audit) + 1
+
+    def _log(self, entry: AuditEntry) -> AuditEntry:
+        """Append the next entry (caller holds the lock); a copy of it for the caller."""
+        self._audit.append(entry)
+        return _fresh(entry)
+
+    def definitions(self) -> list[Definition]:
+        self._check_open()
+        with self._lock:
+            found = sorted(self._definitions.values(), key=lambda d: d.revision)
+        return [replace(d, spec=_copy(d.spec)) for d in found]
+
+    def revision(self) -> int:
+        self._check_open()
+        return len(self._audit)
+
+    def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        self._check_open()
+        audit_limit(limit)
+        with self._lock:
+            # Revision r sits at index r - 1: those below `before` end at index before - 1.
+            end = len(self._audit) if before is None else max(0, min(before - 1, len(self._audit)))
+            chosen = self._audit[max(0, end - limit) : end]
+        return [_fresh(e) for e in reversed(chosen)]
+
+    def add_key(self, key: ApiKey) -> AuditEntry:
+        self._check_open()
+        with self._lock:
+            if key.key_id in self._keys:
+                raise ConflictError("api key", key.key_id)
+            self._keys[key.key_id] = key
+            record = key_record(key)
+            return self._log(
+                AuditEntry(
+                    self._next(),
+                    key.created_at,
+                    key.created_by,
+                    "key.create",
+                    "key",
+                    key.key_id,
+                    None,
+                    record,
+                )
+            )
+
+    def keys(self) -> list[ApiKey]:
+        self._check_open()
+        with self._lock:
+            return sorted(self._keys.values(), key=lambda k: (k.created_at, k.key_id))
+
+    def revoke_key(self, key_id: str, *, actor: str, at: int) -> ApiKey | None:
+        self._check_open()
+        with self._lock:
+            old = self._keys.get(key_id)
+            if old is None or old.revoked_at is not None:
+                return old
+            new = self._keys[key_id] = replace(old, revoked_at=at)
+            before, after = key_record(old), key_record(new)
+            self._log(
+                AuditEntry(self._next(), at, actor, "key.revoke", "key", key_id, before, after)
+            )
+            return new
+
+    # -- alerts, the outbox, heartbeats -----------------------------------------------------
+    # Alerts and notifications are frozen values; their mappings go in and come out as
+    # JSON copies, as the SQL backends store them.
+
+    def fire(self, alert: Alert) -> bool:
+        self._check_open()
+        alert = replace(alert, detail=_copy(alert.detail) or {})
+        with self._lock:
+            return self._alerts.setdefault(alert.alert_id, alert) is alert
+
+    def alert(self, alert_id: str) -> Alert | None:
+        self._check_open()
+        with self._lock:
+            found = self._alerts.get(alert_id)
+        return None if found is None else _fresh_alert(found)
+
+    def alerts(
+        self, *, state: AlertState | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Alert]:
+        self._check_open()
+        alert_limit(limit)
+        with self._lock:
+            chosen = [
+                a
+                for a in self._alerts.values()
+                if (state is None or a.state == state) and (before is None or a.fired_at < before)
+            ]
+        chosen.sort(key=lambda a: (a.fired_at, a.alert_id), reverse=True)
+        return [_fresh_alert(a) for a in chosen[:limit]]
+
+    def resolve(self, alert_id: str, at: int, value: str | None = None) -> Alert | None:
+        self._check_open()
+        with self._lock:
+            found = self._alerts.get(alert_id)
+            if found is None or found.state != "firing":
+                return None
+            kept = found.value if value is None else value
+            new = replace(found, state="resolved", resolved_at=at, value=kept)
+            return _fresh_alert(self._put(new))
+
+    def acknowledge(self, alert_id: str, *, actor: str, at: int) -> Alert | None:
+        self._check_open()
+        with self._lock:
+            found = self._alerts.get(alert_id)
+            if found is None:
+                return None
+            return _fresh_alert(self._put(_acknowledged(found, actor, at)))
+
+    def silence(self, alert_id: str, *, until: int, actor: str, at: int) -> Alert | None:
+        self._check_open()
+        with self._lock:
+            found = self._alerts.get(alert_id)
+            if found is None:
+                return None
+            new = replace(_acknowledged(found, actor, at), silenced_until=until)
+            return _fresh_alert(self._put(new))
+
+    def _put(self, alert: Alert) -> Alert:
+        self._alerts[alert.alert_id] = alert
+        return alert
+
+    def enqueue(
+        self, alert_id: str, round: int, notifications: Sequence[Notification], at: int
+    ) -> bool:
+        self._check_open()
+        copies = [replace(n, payload=_copy(n.payload) or {}) for n in notifications]
+        with self._lock:
+            found = self._alerts.get(alert_id)
+            if found is None or found.rounds != round - 1:
+                return False
+            self._put(replace(found, rounds=round, notified_at=at))
+            for n in copies:
+                self._outbox.setdefault(n.key, _Queued(n))
+            return True
+
+    def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
+        self._check_open()
+        alert_limit(limit)
+        with self._lock:
+            due = [
+                q
+                for q in self._outbox.values()
+                if q.notification.delivered_at is None
+                and q.notification.next_attempt_at <= now
+                and (q.claimed_until is None or q.claimed_until <= now)
+            ]
+            due.sort(key=lambda q: _due_order(q.notification))
+            taken = []
+            for q in due[:limit]:
+                q.claimed_by, q.claimed_until = worker, until
+                q.notification = replace(q.notification, attempts=q.notification.attempts + 1)
+                taken.append(q.notification)
+        return [_fresh_notification(n) for n in taken]
+
+    def delivered(self, key: str, worker: str, at: int) -> bool:
+        self._check_open()
+        with self._lock:
+            q = self._claimed(key, worker)
+            if q is None:
+                return False
+            q.notification = replace(q.notification, delivered_at=at)
+            q.claimed_by = q.claimed_until = None
+            return True
+
+    def failed(self, key: str, worker: str, *, error: str, retry_at: int) -> bool:
+        self._check_open()
+        with self._lock:
+            q = self._claimed(key, worker)
+            if q is None:
+                return False
+            q.notification = replace(q.notification, last_error=error, next_attempt_at=retry_at)
+            q.claimed_by = q.claimed_until = None
+            return True
+
+    def _claimed(self, key: str, worker: str) -> _Queued | None:
+        """The undelivered outbox row `worker` holds (caller holds the lock)."""
+        q = self._outbox.get(key)
+        if q is None or q.claimed_by != worker or q.notification.delivered_at is not None:
+            return None
+        return q
+
+    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
+        self._check_open()
+        alert_limit(limit)
+        with self._lock:
+            chosen = [
+                q.notification
+                for q in self._outbox.values()
+                if alert_id is None or q.notification.alert_id == alert_id
+            ]
+        chosen.sort(key=lambda n: (n.created_at, n.key), reverse=True)
+        return [_fresh_notification(n) for n in chosen[:limit]]
+
+    def heartbeat(self, service: str, at: int) -> None:
+        self._check_open()
+        with self._lock:
+            self._heartbeats[service] = max(at, self._heartbeats.get(service, at))
+
+    def heartbeats(self) -> dict[str, int]:
+        self._check_open()
+        with self._lock:
+            return dict(self._heartbeats)
+
+
+def _due_order(n: Notification) -> tuple[int, int, str]:
+    return (n.next_attempt_at, n.created_at, n.key)
+
+
+def _acknowledged(alert: Alert, actor: str, at: int) -> Alert:
+    """The alert acknowledged by `actor` at `at`, unless it was already (the first stands)."""
+    if alert.acknowledged_at is not None:
+        return alert
+    return replace(alert, acknowledged_at=at, acknowledged_by=actor)
+
+
+def _fresh_alert(alert: Alert) -> Alert:
+    """An alert whose detail the caller may change without changing the store."""
+    return replace(alert, detail=_copy(alert.detail) or {})
+
+
+def _fresh_notification(n: Notification) -> Notification:
+    """A notification whose payload the caller may change without changing the store."""
+    return replace(n, payload=_copy(n.payload) or {})
+
+
+def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A deep copy of a spec, as storing it as JSON keeps it."""
+    return json_spec(spec_json(value))
+
+
+def _fresh(entry: AuditEntry) -> AuditEntry:
+    """An audit entry whose values the caller may change without changing the store."""
+    return replace(entry, before=_copy(entry.before), after=_copy(entry.after))

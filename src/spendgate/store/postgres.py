@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -38,10 +38,17 @@ from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
+from spendgate.store.alerting import Alerting, Crossings
 from spendgate.store.base import (
+    Alert,
+    AlertState,
+    ApiKey,
+    AuditEntry,
     Balance,
     CommitResult,
+    Definition,
     EventWrite,
+    Notification,
     QuotaUse,
     ReservationInfo,
     ReservationState,
@@ -58,6 +65,7 @@ from spendgate.store.base import (
 )
 from spendgate.store.rows import (
     EVENT_COLUMNS,
+    ControlPlane,
     event_row,
     json_slots,
     rollup_upsert,
@@ -66,6 +74,7 @@ from spendgate.store.rows import (
     tallies_query,
     tally_rows,
 )
+from spendgate.windows import to_micros
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -128,9 +137,18 @@ _CHARGE_CALENDAR = (
     "overshoot = b.overshoot + GREATEST(0, b.spent + b.reserved + excluded.spent - %(cap)s) "
     "- GREATEST(0, b.spent + b.reserved - %(cap)s) "
     "RETURNING GREATEST(0, b.spent + b.reserved - %(cap)s) "
-    "- GREATEST(0, b.spent + b.reserved - %(amount)s - %(cap)s)"
+    "- GREATEST(0, b.spent + b.reserved - %(amount)s - %(cap)s), b.spent + b.reserved"
 )
 _ANY_EXPIRED = "SELECT 1 FROM reservations WHERE state = 'pending' AND expires_at <= %s LIMIT 1"
+_CONTROL = ControlPlane("%s")
+# A claim locks the rows it takes and skips those another claim holds, in one statement.
+_ALERTS = Alerting("%s", "FOR UPDATE SKIP LOCKED")
+# Serializes control-plane writes, taken first in each. A writer numbers its change the newest
+# revision plus one; only once the writer before it has committed is that number unique and
+# committed after every smaller one, so a poller that saw revision N never later finds a new
+# change below N. One key for every schema on the server: these writes are rare, and a key
+# that does not depend on how a store names its schema cannot be missed.
+_LOCK_CONTROL = "SELECT pg_advisory_xact_lock(hashtextextended('spendgate-control', 0))"
 _DB_NOW = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint"
 
 
@@ -398,8 +416,12 @@ class PostgresStore(Store):
         assert row is not None
         return int(row[0])
 
-    def _charge(self, conn: Conn, slot: Slot, amount: Nanos) -> Nanos:
-        """Book spend no hold covered; what lands above the cap counts as overshoot."""
+    def _charge(self, conn: Conn, slot: Slot, amount: Nanos) -> tuple[Nanos, Nanos | None]:
+        """Book spend no hold covered; what lands above the cap counts as overshoot. Returns
+        the overshoot and, where the statement returned it, the window's usage after.
+
+        Elsewhere the usage read before the update may be stale by the time it runs (a
+        concurrent settle does not take the budget lock): the caller reads it afterwards."""
         if slot.span_start == slot.bucket and slot.cap is not None:
             params = {
                 "budget": slot.budget,
@@ -410,13 +432,39 @@ class PostgresStore(Store):
             }
             row = conn.execute(_CHARGE_CALENDAR, params).fetchone()
             assert row is not None
-            return int(row[0])
-        if slot.cap is not None:
+            return int(row[0]), int(row[1])
+        if slot.cap is not None or (slot.lines and slot.span_start < slot.bucket):
             conn.execute(_LOCK_BUDGET, (slot.budget,))
         conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
         over = overshoot_of(self._used(conn, slot), amount, slot.cap)
         conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket))
-        return over
+        return over, None
+
+    def _book(self, conn: Conn, crossings: Crossings) -> None:
+        """Raise the alerts of the lines this transaction's changes crossed.
+
+        Why concurrent writers neither miss a crossing nor count one twice. A calendar
+        window is one row, and every change to it (hold, charge, settle) locks the row until
+        commit: the usage returned or read after this transaction's changes is the last
+        writer's committed value plus its own, so before = after - its net change is what
+        the previous writer of the row left. Successive writers see adjoining intervals,
+        whose union covers every rise. A rolling window spans rows: each transaction that
+        raised it reads the sum after its own changes under the budget's advisory lock
+        (taken by the hold or charge in budget order, or here), held to commit, so its
+        writers too see adjoining intervals; changes made without the lock only lower usage
+        (release, expiry, returned holds), which can only make a later crossing a repeat.
+        The once-per-length check of a rolling window reads under that same lock. A line
+        crossed again in one window names the same alert id, which the insert skips; a
+        concurrent insert of the same id waits for the first to commit, then skips it.
+        """
+        if not crossings:
+            return
+        read = {}
+        for slot in crossings.unknown():
+            if slot.span_start < slot.bucket:
+                conn.execute(_LOCK_BUDGET, (slot.budget,))
+            read[(slot.budget, slot.bucket)] = self._used(conn, slot)
+        _ALERTS.book(conn, crossings.alerts(read))
 
     @staticmethod
     def _cost(conn: Conn, write: EventWrite) -> Nanos | None:
@@ -480,7 +528,7 @@ class PostgresStore(Store):
         if slot.span_start == slot.bucket:
             row = conn.execute(_HOLD, params).fetchone()
             return None if row is None else int(row[0])
-        if slot.cap is not None:
+        if slot.cap is not None or slot.lines:
             conn.execute(_LOCK_BUDGET, (slot.budget,))
         conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
         cur = conn.execute(_HOLD_ROLLING, {**params, "span": slot.span_start})
@@ -488,17 +536,22 @@ class PostgresStore(Store):
             return None
         return self._used(conn, slot)
 
-    def _hold_all(self, conn: Conn, slots: Sequence[Slot], amount: Nanos) -> list[Nanos]:
+    def _hold_all(self, conn: Conn, slots: Sequence[Slot], amount: Nanos, now: int) -> list[Nanos]:
         """Hold on every slot, locking rows in one global order; `_RefusedError` if one refuses.
+        Then raise the alerts of the lines the holds crossed.
 
         The caller's transaction rolls back on refusal, so no slot keeps a hold.
         """
         used: dict[int, Nanos] = {}
+        crossings = Crossings(slots)
         for i in sorted(range(len(slots)), key=lambda i: (slots[i].budget, slots[i].bucket)):
             after = self._hold(conn, slots[i], amount)
             if after is None:
                 raise _RefusedError(i)
             used[i] = after
+            crossings.move(slots[i : i + 1], amount, now)
+            crossings.seen(slots[i], after)
+        self._book(conn, crossings)
         return [used[i] for i in range(len(slots))]
 
     # -- the contract -------------------------------------------------------------------------
@@ -553,7 +606,8 @@ class PostgresStore(Store):
                 assert row is not None
                 same = row[0] == write.fingerprint
                 return ReserveResult("exists" if same else "conflict", state=row[1])
-            return ReserveResult("created", tuple(self._hold_all(conn, write.slots, write.amount)))
+            used = self._hold_all(conn, write.slots, write.amount, now)
+            return ReserveResult("created", tuple(used))
 
         try:
             return self._transaction(work)
@@ -572,7 +626,10 @@ class PostgresStore(Store):
             amount = cost or 0
             expired = state == "expired"
             plan = Settlement.plan(slots, write.slots, expired=expired)
-            overshoot = self._settle(conn, plan, held, amount, 0 if expired else held)
+            crossings = Crossings(write.slots)
+            cover = 0 if expired else held
+            overshoot = self._settle(conn, plan, held, amount, cover, crossings=crossings, now=now)
+            self._book(conn, crossings)
             _roll(conn, [(event, cost)])
             conn.execute(
                 "UPDATE reservations SET state = 'committed', actual = %s, settled_at = %s "
@@ -584,18 +641,33 @@ class PostgresStore(Store):
         return self._transaction(work)
 
     def _settle(
-        self, conn: Conn, plan: Settlement, held: Nanos, amount: Nanos, cover: Nanos
+        self,
+        conn: Conn,
+        plan: Settlement,
+        held: Nanos,
+        amount: Nanos,
+        cover: Nanos,
+        *,
+        crossings: Crossings,
+        now: int,
     ) -> Nanos:
         """Move money as `plan` says: `held` leaves reserved, `amount` becomes spent; `cover`
-        is what the hold approved (nothing once it expired). Returns the overshoot."""
+        is what the hold approved (nothing once it expired). Returns the overshoot; tells
+        `crossings` each change, at `now`."""
         overshoot = max(0, amount - cover) if plan.settle or plan.unhold else 0
+        crossings.move(plan.settle, amount - held, now)
+        crossings.move(plan.unhold, -held, now)
         with conn.cursor() as cur:
             cur.executemany(
                 _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in plan.settle]
             )
             cur.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
         for slot in plan.charge:
-            overshoot = max(overshoot, self._charge(conn, slot, amount))
+            crossings.move((slot,), amount, now)
+            over, used = self._charge(conn, slot, amount)
+            if used is not None:
+                crossings.seen(slot, used)
+            overshoot = max(overshoot, over)
         return overshoot
 
     @_store_errors
@@ -622,7 +694,7 @@ class PostgresStore(Store):
                 return ReserveResult("exists", state=state)
             change = max(delta, -amount)
             if change > 0:
-                used = self._hold_all(conn, slots, change)
+                used = self._hold_all(conn, slots, change, now)
             else:
                 with conn.cursor() as cur:
                     cur.executemany(_UNHOLD, [(-change, s.budget, s.bucket) for s in slots])
@@ -682,8 +754,11 @@ class PostgresStore(Store):
                 if w.event.cost:
                     for slot in w.slots:
                         charges[slot] = charges.get(slot, 0) + w.event.cost
-        for slot in sorted(charges, key=_slot_order):
-            self._charge(conn, slot, charges[slot])
+        crossings = Crossings(charges)
+        if crossings:
+            for w in writes:
+                crossings.move(w.slots, w.event.cost or 0, to_micros(w.event.time))
+        self._charge_all(conn, charges, crossings)
         _roll(conn, [(w.event, w.event.cost) for w in writes])
         return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
 
@@ -692,6 +767,7 @@ class PostgresStore(Store):
         results: list[RecordResult] = []
         written: list[tuple[Event, Nanos | None]] = []
         charges: dict[Slot, Nanos] = {}
+        crossings = Crossings(s for w in writes for s in w.slots)
         for write in writes:
             event = write.event
             found = self._stored(conn, event.request_id)
@@ -709,19 +785,30 @@ class PostgresStore(Store):
                 continue
             targets = write.slots
             if write.draw is not None:
-                targets = self._settle_draw(conn, write, cost or 0)
+                targets = self._settle_draw(conn, write, cost or 0, crossings)
             if cost:
+                crossings.move(targets, cost, to_micros(event.time))
                 for slot in targets:
                     charges[slot] = charges.get(slot, 0) + cost
             written.append((event, cost))
             results.append(RecordResult(event.request_id, "created", cost))
-        for slot in sorted(charges, key=_slot_order):
-            self._charge(conn, slot, charges[slot])
+        self._charge_all(conn, charges, crossings)
         _roll(conn, written)
         return results
 
+    def _charge_all(self, conn: Conn, charges: Mapping[Slot, Nanos], crossings: Crossings) -> None:
+        """Charge a batch's spend, each slot once with its total (overshoot telescopes over
+        a sum) in lock order, then raise the alerts of the lines it crossed."""
+        for slot in sorted(charges, key=_slot_order):
+            _, used = self._charge(conn, slot, charges[slot])
+            if used is not None:  # a calendar window's row, charged whole by this statement
+                crossings.seen(slot, used)
+        self._book(conn, crossings)
+
     @staticmethod
-    def _settle_draw(conn: Conn, write: EventWrite, amount: Nanos) -> tuple[Slot, ...]:
+    def _settle_draw(
+        conn: Conn, write: EventWrite, amount: Nanos, crossings: Crossings
+    ) -> tuple[Slot, ...]:
         """Move a drawn call's hold out of its leases and its cost into spent where a lease
         held it; the slots left to charge as unreserved spend."""
         assert write.draw is not None
@@ -737,6 +824,9 @@ class PostgresStore(Store):
                 leases.update((s.budget, s) for s in json_slots(row[0]))
         plan = drawn_plan(leases, write.slots)
         over = max(0, amount - held)
+        at = to_micros(write.event.time)
+        crossings.move(plan.settle, amount - held, at)
+        crossings.move(plan.unhold, -held, at)
         with conn.cursor() as cur:
             cur.executemany(
                 _SETTLE, [(held, amount, over, s.budget, s.bucket) for s in plan.settle]
@@ -824,6 +914,119 @@ class PostgresStore(Store):
             actual,
             json.loads(labels) if labels else {},
         )
+
+    # -- the control plane --------------------------------------------------------------------
+
+    def _control(self, work: Callable[[Conn], T]) -> T:
+        """Run a control-plane write in one transaction, under the control-plane lock."""
+
+        def locked(conn: Conn) -> T:
+            conn.execute(_LOCK_CONTROL)
+            return work(conn)
+
+        return self._transaction(locked)
+
+    @_store_errors
+    def define(
+        self,
+        kind: str,
+        name: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        expected: int,
+        action: str,
+        actor: str,
+        at: int,
+    ) -> AuditEntry:
+        return self._control(
+            lambda conn: _CONTROL.define(
+                conn, kind, name, spec, expected=expected, action=action, actor=actor, at=at
+            )
+        )
+
+    @_store_errors
+    def definitions(self) -> list[Definition]:
+        return self._read(_CONTROL.definitions)
+
+    @_store_errors
+    def revision(self) -> int:
+        return self._read(_CONTROL.revision)
+
+    @_store_errors
+    def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        return self._read(lambda conn: _CONTROL.audit(conn, limit, before))
+
+    @_store_errors
+    def add_key(self, key: ApiKey) -> AuditEntry:
+        return self._control(lambda conn: _CONTROL.add_key(conn, key))
+
+    @_store_errors
+    def keys(self) -> list[ApiKey]:
+        return self._read(_CONTROL.keys)
+
+    @_store_errors
+    def revoke_key(self, key_id: str, *, actor: str, at: int) -> ApiKey | None:
+        return self._control(lambda conn: _CONTROL.revoke_key(conn, key_id, actor, at))
+
+    # -- alerts, the outbox, heartbeats -----------------------------------------------------
+
+    @_store_errors
+    def fire(self, alert: Alert) -> bool:
+        return self._transaction(lambda conn: _ALERTS.fire(conn, alert))
+
+    @_store_errors
+    def alert(self, alert_id: str) -> Alert | None:
+        return self._read(lambda conn: _ALERTS.alert(conn, alert_id))
+
+    @_store_errors
+    def alerts(
+        self, *, state: AlertState | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Alert]:
+        return self._read(lambda conn: _ALERTS.alerts(conn, state, limit, before))
+
+    @_store_errors
+    def resolve(self, alert_id: str, at: int, value: str | None = None) -> Alert | None:
+        return self._transaction(lambda conn: _ALERTS.resolve(conn, alert_id, at, value))
+
+    @_store_errors
+    def acknowledge(self, alert_id: str, *, actor: str, at: int) -> Alert | None:
+        return self._transaction(lambda conn: _ALERTS.acknowledge(conn, alert_id, actor, at))
+
+    @_store_errors
+    def silence(self, alert_id: str, *, until: int, actor: str, at: int) -> Alert | None:
+        return self._transaction(lambda conn: _ALERTS.silence(conn, alert_id, until, actor, at))
+
+    @_store_errors
+    def enqueue(
+        self, alert_id: str, round: int, notifications: Sequence[Notification], at: int
+    ) -> bool:
+        return self._transaction(
+            lambda conn: _ALERTS.enqueue(conn, alert_id, round, notifications, at)
+        )
+
+    @_store_errors
+    def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
+        return self._transaction(lambda conn: _ALERTS.claim(conn, worker, now, until, limit))
+
+    @_store_errors
+    def delivered(self, key: str, worker: str, at: int) -> bool:
+        return self._transaction(lambda conn: _ALERTS.delivered(conn, key, worker, at))
+
+    @_store_errors
+    def failed(self, key: str, worker: str, *, error: str, retry_at: int) -> bool:
+        return self._transaction(lambda conn: _ALERTS.failed(conn, key, worker, error, retry_at))
+
+    @_store_errors
+    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
+        return self._read(lambda conn: _ALERTS.notifications(conn, alert_id, limit))
+
+    @_store_errors
+    def heartbeat(self, service: str, at: int) -> None:
+        self._transaction(lambda conn: _ALERTS.heartbeat(conn, service, at))
+
+    @_store_errors
+    def heartbeats(self) -> dict[str, int]:
+        return self._read(_ALERTS.heartbeats)
 
 
 def _roll(conn: Conn, written: Sequence[tuple[Event, Nanos | None]]) -> None:

@@ -1,15 +1,18 @@
-"""Mapping between domain values and database rows, shared by the SQL backends."""
+"""Mapping between domain values and database rows, shared by the SQL backends; and the
+control plane's statements, which are the same on both but for the driver's placeholder."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
+from spendgate.errors import ChangedError, ConflictError, ValidationError
 from spendgate.events import Event, Fallback
 from spendgate.rollups import TALLY_FIELDS, Tally
-from spendgate.store.base import Slot
+from spendgate.store.base import AlertLine, ApiKey, AuditEntry, Definition, Slot, key_record
 from spendgate.windows import from_micros, to_micros
 
 EVENT_COLUMNS = (
@@ -108,13 +111,25 @@ def row_event(row: Sequence[Any]) -> Event:
 
 
 def slots_json(slots: Sequence[Slot]) -> str:
-    """A reservation's slots as stored: `[[budget, bucket, span_start, cap], ...]`."""
-    return json.dumps([[s.budget, s.bucket, s.span_start, s.cap] for s in slots])
+    """A reservation's slots as stored: `[[budget, bucket, span_start, cap], ...]`, with a
+    fifth item `[[fraction, line], ...]` on a slot that has alert lines (a lease that grows
+    later must still see them)."""
+    return json.dumps([_slot_item(s) for s in slots])
+
+
+def _slot_item(slot: Slot) -> list[Any]:
+    item: list[Any] = [slot.budget, slot.bucket, slot.span_start, slot.cap]
+    if slot.lines:
+        item.append([[x.fraction, x.line] for x in slot.lines])
+    return item
 
 
 def json_slots(text: str) -> tuple[Slot, ...]:
     """The slots of a stored reservation."""
-    return tuple(Slot(b, bucket, span, cap) for b, bucket, span, cap in json.loads(text))
+    return tuple(
+        Slot(b, bucket, span, cap, tuple(AlertLine(f, x) for f, x in lines[0]) if lines else ())
+        for b, bucket, span, cap, *lines in json.loads(text)
+    )
 
 
 ROLLUP_COLUMNS = ("step", "bucket", "service", "source", *TALLY_FIELDS)
@@ -157,3 +172,233 @@ def tallies_query(
 def tally_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str, str, Tally]]:
     """The rows of `tallies_query()` as values."""
     return [(int(r[0]), r[1], r[2], Tally.from_row(r[3:])) for r in rows]
+
+
+# -- the control plane ------------------------------------------------------------------------
+
+MAX_AUDIT_LIMIT = 10_000
+_NEWEST = 2**62  # above every revision: `audit()` without `before`
+
+
+def audit_limit(limit: int) -> int:
+    """`limit` of `Store.audit()`, checked."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_AUDIT_LIMIT:
+        raise ValidationError("limit", limit, f"a whole number from 1 to {MAX_AUDIT_LIMIT}")
+    return limit
+
+
+def spec_json(spec: Mapping[str, Any] | None) -> str | None:
+    """A definition's spec (or an audit entry's value) as stored: compact JSON, keys in the
+    order given."""
+    return None if spec is None else json.dumps(dict(spec), separators=(",", ":"))
+
+
+def json_spec(text: str | None) -> dict[str, Any] | None:
+    """A stored spec, as a new dictionary."""
+    return None if text is None else dict(json.loads(text))
+
+
+class _Rows(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Sequence[Any]: ...
+
+
+class Connection(Protocol):
+    """What the control plane needs of a connection: sqlite3's and psycopg's both serve."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> _Rows: ...
+
+
+_KEY_COLUMNS = (
+    "key_id",
+    "name",
+    "scope",
+    "services",
+    "secret_hash",
+    "created_at",
+    "created_by",
+    "revoked_at",
+)
+_DEFINITION_COLUMNS = ("kind", "name", "spec", "revision", "changed_at", "changed_by")
+_AUDIT_COLUMNS = ("revision", "at", "actor", "action", "kind", "name", "before", "after")
+
+
+def _key_row(key: ApiKey) -> tuple[Any, ...]:
+    services = (
+        None if key.services is None else json.dumps(list(key.services), separators=(",", ":"))
+    )
+    return (
+        key.key_id,
+        key.name,
+        key.scope,
+        services,
+        key.secret_hash,
+        key.created_at,
+        key.created_by,
+        key.revoked_at,
+    )
+
+
+def _row_key(row: Sequence[Any]) -> ApiKey:
+    key_id, name, scope, services, secret_hash, created_at, created_by, revoked_at = row
+    return ApiKey(
+        key_id,
+        name,
+        scope,
+        None if services is None else tuple(json.loads(services)),
+        secret_hash,
+        int(created_at),
+        created_by,
+        None if revoked_at is None else int(revoked_at),
+    )
+
+
+class ControlPlane:
+    """Definitions, their audit and API keys on a SQL database, one statement text for both
+    backends (`mark`: the driver's placeholder).
+
+    The write methods run inside the caller's write transaction, which must keep any other
+    control-plane writer out until it commits (SQLite's `BEGIN IMMEDIATE` does; PostgreSQL
+    takes a lock first): the next revision is the newest plus one, so writes that overlapped
+    could number two changes alike, or commit them out of order.
+    """
+
+    def __init__(self, mark: str) -> None:
+        def marks(n: int) -> str:
+            return ", ".join([mark] * n)
+
+        self._revision = "SELECT COALESCE(MAX(revision), 0) FROM audit_log"
+        self._append = (
+            f"INSERT INTO audit_log ({', '.join(_AUDIT_COLUMNS)}) "
+            f"VALUES ({marks(len(_AUDIT_COLUMNS))})"
+        )
+        self._audit = (
+            f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit_log WHERE revision < {mark} "
+            f"ORDER BY revision DESC LIMIT {mark}"
+        )
+        self._definition = (
+            f"SELECT spec, revision FROM definitions WHERE kind = {mark} AND name = {mark}"
+        )
+        self._definitions = (
+            f"SELECT {', '.join(_DEFINITION_COLUMNS)} FROM definitions ORDER BY revision"
+        )
+        self._upsert = (
+            f"INSERT INTO definitions ({', '.join(_DEFINITION_COLUMNS)}) "
+            f"VALUES ({marks(len(_DEFINITION_COLUMNS))}) ON CONFLICT (kind, name) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in _DEFINITION_COLUMNS[2:])
+        )
+        self._insert_key = (
+            f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({marks(len(_KEY_COLUMNS))}) "
+            "ON CONFLICT (key_id) DO NOTHING"
+        )
+        self._keys = f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys ORDER BY created_at, key_id"
+        self._key = f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys WHERE key_id = {mark}"
+        self._revoke = f"UPDATE api_keys SET revoked_at = {mark} WHERE key_id = {mark}"
+
+    # -- reads (any connection, one statement each) ---------------------------------------------
+
+    def revision(self, conn: Connection) -> int:
+        """The newest revision, 0 if none: a probe of the audit log's primary key."""
+        return int(conn.execute(self._revision, ()).fetchone()[0])
+
+    def definitions(self, conn: Connection) -> list[Definition]:
+        """Every definition, deletions included, in revision order."""
+        return [
+            Definition(kind, name, json_spec(spec), int(revision), int(at), by)
+            for kind, name, spec, revision, at, by in conn.execute(self._definitions, ()).fetchall()
+        ]
+
+    def audit(self, conn: Connection, limit: int, before: int | None) -> list[AuditEntry]:
+        """Up to `limit` entries below `before`, newest first."""
+        params = (_NEWEST if before is None else before, audit_limit(limit))
+        return [
+            AuditEntry(int(rev), int(at), actor, action, kind, name, json_spec(b), json_spec(a))
+            for rev, at, actor, action, kind, name, b, a in conn.execute(
+                self._audit, params
+            ).fetchall()
+        ]
+
+    def keys(self, conn: Connection) -> list[ApiKey]:
+        """Every API key, oldest first."""
+        return [_row_key(r) for r in conn.execute(self._keys, ()).fetchall()]
+
+    # -- writes (inside the caller's serialized transaction) -------------------------------------
+
+    def define(
+        self,
+        conn: Connection,
+        kind: str,
+        name: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        expected: int,
+        action: str,
+        actor: str,
+        at: int,
+    ) -> AuditEntry:
+        """`Store.define()`: check the revision, append the entry, write the definition."""
+        row = conn.execute(self._definition, (kind, name)).fetchone()
+        before, found = (None, 0) if row is None else (row[0], int(row[1]))
+        if found != expected:
+            raise ChangedError(f"{kind} {name!r}", expected, found)
+        after = spec_json(spec)
+        entry = self._log(
+            conn, kind, name, action=action, at=at, actor=actor, before=before, after=after
+        )
+        conn.execute(self._upsert, (kind, name, after, entry.revision, at, actor))
+        return entry
+
+    def add_key(self, conn: Connection, key: ApiKey) -> AuditEntry:
+        """`Store.add_key()`: insert the key (`ConflictError` if its id is taken), audit it."""
+        if not conn.execute(self._insert_key, _key_row(key)).rowcount:
+            raise ConflictError("api key", key.key_id)
+        after = spec_json(key_record(key))
+        return self._log(
+            conn,
+            "key",
+            key.key_id,
+            action="key.create",
+            at=key.created_at,
+            actor=key.created_by,
+            before=None,
+            after=after,
+        )
+
+    def revoke_key(self, conn: Connection, key_id: str, actor: str, at: int) -> ApiKey | None:
+        """`Store.revoke_key()`: revoke and audit, unless unknown or revoked already."""
+        row = conn.execute(self._key, (key_id,)).fetchone()
+        if row is None:
+            return None
+        old = _row_key(row)
+        if old.revoked_at is not None:
+            return old
+        new = replace(old, revoked_at=at)
+        conn.execute(self._revoke, (at, key_id))
+        before, after = spec_json(key_record(old)), spec_json(key_record(new))
+        self._log(
+            conn, "key", key_id, action="key.revoke", at=at, actor=actor, before=before, after=after
+        )
+        return new
+
+    def _log(
+        self,
+        conn: Connection,
+        kind: str,
+        name: str,
+        *,
+        action: str,
+        at: int,
+        actor: str,
+        before: str | None,
+        after: str | None,
+    ) -> AuditEntry:
+        """Append the next revision's entry (values as stored JSON text) and return it."""
+        revision = self.revision(conn) + 1
+        conn.execute(self._append, (revision, at, actor, action, kind, name, before, after))
+        return AuditEntry(
+            revision, at, actor, action, kind, name, json_spec(before), json_spec(after)
+        )

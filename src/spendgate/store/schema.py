@@ -123,3 +123,109 @@ quota_usage = Table(
     Column("period", BigInteger, primary_key=True, autoincrement=False),
     Column("used", String(64), nullable=False),  # exact decimal text
 )
+
+# -- the control plane: API keys, definitions made over the API, and the audit of both -------
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("services", Text),  # JSON list; NULL = every service
+    Column("secret_hash", String(128), nullable=False),  # never the secret itself
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", BigInteger),
+    sqlite_with_rowid=False,
+)
+
+definitions = Table(
+    "definitions",
+    metadata,
+    Column("kind", String(50), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("spec", Text),  # JSON; NULL = deleted (the row stays, to hide the file's definition)
+    Column("revision", BigInteger, nullable=False),  # the audit entry that last changed it
+    Column("changed_at", BigInteger, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Revisions are numbered by the writer (the newest plus one, under the control-plane lock), not
+# by a sequence: a sequence hands out numbers in start order, which need not be commit order.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("revision", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("before", Text),  # JSON, NULL = nothing before (a creation)
+    Column("after", Text),  # JSON, NULL = nothing after (a deletion)
+    sqlite_with_rowid=False,
+)
+
+# -- alerts and their notifications ----------------------------------------------------------
+
+# One row per alert; the id names what it is about (`budget:daily:0.8:<window start>`), so
+# every process that sees the same condition inserts the same row, once.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(300), primary_key=True),
+    Column("rule", String(50), nullable=False),
+    Column("scope", String(200), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("fired_at", BigInteger, nullable=False),
+    Column("value", String(64)),
+    Column("threshold", String(64)),
+    Column("window_start", BigInteger),
+    Column("detail", Text),  # JSON
+    Column("resolved_at", BigInteger),
+    Column("acknowledged_at", BigInteger),
+    Column("acknowledged_by", String(200)),
+    Column("silenced_until", BigInteger),
+    Column("rounds", Integer, nullable=False, server_default=text("0")),  # notification rounds
+    Column("notified_at", BigInteger),
+    sqlite_with_rowid=False,
+)
+Index("ix_alerts_rule_scope", alerts.c.rule, alerts.c.scope)
+Index("ix_alerts_fired_at", alerts.c.fired_at)
+
+# The transactional outbox: notifications are written with the alert's round, and dispatchers
+# claim due rows for a while (`claimed_until`), so a dead dispatcher's rows go to another.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("key", String(400), primary_key=True),  # <alert_id>/<round>/<channel>
+    Column("alert_id", String(300), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("created_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("claimed_by", String(200)),
+    Column("claimed_until", BigInteger),
+    Column("delivered_at", BigInteger),
+    Column("last_error", Text),
+    sqlite_with_rowid=False,
+)
+# Only undelivered rows are ever due: the partial index keeps a claim a short probe.
+Index(
+    "ix_outbox_due",
+    outbox.c.next_attempt_at,
+    sqlite_where=outbox.c.delivered_at.is_(None),
+    postgresql_where=outbox.c.delivered_at.is_(None),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("service", String(200), primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)

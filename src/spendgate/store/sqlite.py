@@ -21,11 +21,11 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
@@ -33,10 +33,17 @@ from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
+from spendgate.store.alerting import Alerting, Crossings
 from spendgate.store.base import (
+    Alert,
+    AlertState,
+    ApiKey,
+    AuditEntry,
     Balance,
     CommitResult,
+    Definition,
     EventWrite,
+    Notification,
     QuotaUse,
     ReservationInfo,
     ReservationState,
@@ -53,6 +60,7 @@ from spendgate.store.base import (
 )
 from spendgate.store.rows import (
     EVENT_COLUMNS,
+    ControlPlane,
     event_row,
     json_slots,
     rollup_upsert,
@@ -61,6 +69,7 @@ from spendgate.store.rows import (
     tallies_query,
     tally_rows,
 )
+from spendgate.windows import to_micros
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -117,10 +126,17 @@ _CHARGE_CALENDAR = (
     "ON CONFLICT (budget, bucket) DO UPDATE SET spent = spent + excluded.spent, "
     "overshoot = overshoot + max(0, spent + reserved + excluded.spent - :cap) "
     "- max(0, spent + reserved - :cap) "
-    # RETURNING sees the row after the update: the part of this charge above the cap.
-    "RETURNING max(0, spent + reserved - :cap) - max(0, spent + reserved - :amount - :cap)"
+    # RETURNING sees the row after the update: the part of this charge above the cap, and
+    # the usage after it.
+    "RETURNING max(0, spent + reserved - :cap) - max(0, spent + reserved - :amount - :cap), "
+    "spent + reserved"
 )
 _ROLLUP = rollup_upsert("?")
+# Control-plane writes number their revisions inside `BEGIN IMMEDIATE`, which admits one
+# writer at a time: revisions are unique and commit in order with no further lock.
+_CONTROL = ControlPlane("?")
+# Alerts and the outbox: a claim needs no row locks, as `BEGIN IMMEDIATE` admits one writer.
+_ALERTS = Alerting("?")
 _ANY_EXPIRED = "SELECT 1 FROM reservations WHERE state = 'pending' AND expires_at <= ? LIMIT 1"
 
 
@@ -260,18 +276,28 @@ class SQLiteStore(Store):
         row = conn.execute(_USAGE, (slot.budget, slot.span_start, slot.bucket)).fetchone()
         return int(row[0])
 
-    def _charge(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> Nanos:
-        """Book spend no hold covered; what lands above the cap counts as overshoot."""
+    def _charge(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> tuple[Nanos, Nanos]:
+        """Book spend no hold covered; what lands above the cap counts as overshoot. Returns
+        the overshoot and the window's usage after."""
         if slot.span_start == slot.bucket and slot.cap is not None:
             # A calendar window: one upsert, with `overshoot_of` written out in SQL.
             params = {"budget": slot.budget, "bucket": slot.bucket, "amount": amount,
                       "cap": slot.cap, "first": overshoot_of(0, amount, slot.cap)}  # fmt: skip
             row = conn.execute(_CHARGE_CALENDAR, params).fetchone()
-            return int(row[0])
+            return int(row[0]), int(row[1])
         conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
-        over = overshoot_of(self._used(conn, slot), amount, slot.cap)
+        used = self._used(conn, slot)
+        over = overshoot_of(used, amount, slot.cap)
         conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket))
-        return over
+        return over, used + amount
+
+    def _book(self, conn: sqlite3.Connection, crossings: Crossings) -> None:
+        """Raise the alerts of the lines this transaction's changes crossed. `BEGIN
+        IMMEDIATE` admits one writer, so usage before and after are exact and no other
+        transaction can cross the same line at the same time."""
+        if crossings:
+            read = {(s.budget, s.bucket): self._used(conn, s) for s in crossings.unknown()}
+            _ALERTS.book(conn, crossings.alerts(read))
 
     @staticmethod
     def _cost(conn: sqlite3.Connection, write: EventWrite) -> Nanos | None:
@@ -342,11 +368,11 @@ class SQLiteStore(Store):
             if slot.cap is not None and write.amount > slot.cap:
                 return ReserveResult("denied", refused=i)
         try:
-            return self._hold_all(write)
+            return self._hold_all(write, now)
         except _RefusedError as refused:  # rolled back: no hold was taken on any slot
             return ReserveResult("denied", refused=refused.index)
 
-    def _hold_all(self, write: ReservationWrite) -> ReserveResult:
+    def _hold_all(self, write: ReservationWrite, now: int) -> ReserveResult:
         with self._write() as conn:
             inserted = conn.execute(
                 "INSERT INTO reservations (id, state, fingerprint, service, source, amount, "
@@ -374,11 +400,15 @@ class SQLiteStore(Store):
                     "exists" if fp == write.fingerprint else "conflict", state=state
                 )
             used: list[Nanos] = []
+            crossings = Crossings(write.slots)
             for i, slot in enumerate(write.slots):
                 after = self._hold(conn, slot, write.amount)
                 if after is None:
                     raise _RefusedError(i)
                 used.append(after)
+                crossings.move((slot,), write.amount, now)
+                crossings.seen(slot, after)
+            self._book(conn, crossings)
             return ReserveResult("created", tuple(used))
 
     def _hold(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> Nanos | None:
@@ -414,12 +444,19 @@ class SQLiteStore(Store):
             expired = state == "expired"
             plan = Settlement.plan(slots, write.slots, expired=expired)
             overshoot = 0 if expired else max(0, amount - held)
+            crossings = Crossings(write.slots)
+            crossings.move(plan.settle, amount - held, now)
+            crossings.move(plan.unhold, -held, now)
             conn.executemany(
                 _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in plan.settle]
             )
             conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
             for slot in plan.charge:
-                overshoot = max(overshoot, self._charge(conn, slot, amount))
+                crossings.move((slot,), amount, now)
+                over, used = self._charge(conn, slot, amount)
+                crossings.seen(slot, used)
+                overshoot = max(overshoot, over)
+            self._book(conn, crossings)
             conn.execute(
                 "UPDATE reservations SET state = 'committed', actual = ?, settled_at = ? "
                 "WHERE id = ?",
@@ -455,11 +492,15 @@ class SQLiteStore(Store):
                 delta = max(delta, -amount)
                 if delta > 0:
                     used = []
+                    crossings = Crossings(slots)
                     for i, slot in enumerate(slots):
                         after = self._hold(conn, slot, delta)
                         if after is None:
                             raise _RefusedError(i)
                         used.append(after)
+                        crossings.move((slot,), delta, now)
+                        crossings.seen(slot, after)
+                    self._book(conn, crossings)
                 else:
                     conn.executemany(_UNHOLD, [(-delta, s.budget, s.bucket) for s in slots])
                     used = [self._used(conn, s) for s in slots]
@@ -506,17 +547,21 @@ class SQLiteStore(Store):
             if w.event.cost:
                 for slot in w.slots:
                     charges[slot] = charges.get(slot, 0) + w.event.cost
+        crossings = Crossings(charges)
+        if crossings:
+            for w in writes:
+                crossings.move(w.slots, w.event.cost or 0, to_micros(w.event.time))
         with self._write() as conn:
             for chunk in _chunks(rows):
                 conn.execute(_insert_events(len(chunk)), [v for row in chunk for v in row])
             conn.executemany(_ROLLUP, rollup_rows((w.event, w.event.cost) for w in writes))
-            for slot, amount in charges.items():
-                self._charge(conn, slot, amount)
+            self._charge_all(conn, charges, crossings)
         return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
 
     def _record_checked(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         """Record a batch that may hold retries, conflicts or tiered prices, one by one."""
         results: list[RecordResult] = []
+        crossings = Crossings(s for w in writes for s in w.slots)
         with self._write() as conn:
             known = self._fingerprints(conn, [w.event.request_id for w in writes])
             rows = []
@@ -536,21 +581,33 @@ class SQLiteStore(Store):
                 written.append((event, cost))
                 targets = write.slots
                 if write.draw is not None:
-                    targets = self._settle_draw(conn, write, cost or 0)
+                    targets = self._settle_draw(conn, write, cost or 0, crossings)
                 if cost:
+                    crossings.move(targets, cost, to_micros(event.time))
                     for slot in targets:
                         charges[slot] = charges.get(slot, 0) + cost
                 results.append(RecordResult(event.request_id, "created", cost))
             conn.executemany(_INSERT_EVENT, rows)
             conn.executemany(_ROLLUP, rollup_rows(written))
-            # Overshoot telescopes over a sum, so each slot is charged once with its total.
-            for slot, amount in charges.items():
-                self._charge(conn, slot, amount)
+            self._charge_all(conn, charges, crossings)
         return results
+
+    def _charge_all(
+        self, conn: sqlite3.Connection, charges: Mapping[Slot, Nanos], crossings: Crossings
+    ) -> None:
+        """Charge a batch's spend, each slot once with its total (overshoot telescopes over
+        a sum), then raise the alerts of the lines it crossed."""
+        for slot, amount in charges.items():
+            _, used = self._charge(conn, slot, amount)
+            if slot.span_start == slot.bucket:
+                # A calendar window is its own row, charged whole here. A rolling window's
+                # sum may still move with a charge on another of its buckets: read at the end.
+                crossings.seen(slot, used)
+        self._book(conn, crossings)
 
     @staticmethod
     def _settle_draw(
-        conn: sqlite3.Connection, write: EventWrite, amount: Nanos
+        conn: sqlite3.Connection, write: EventWrite, amount: Nanos, crossings: Crossings
     ) -> tuple[Slot, ...]:
         """Move a drawn call's hold out of its leases and its cost into spent where a lease
         held it; the slots left to charge as unreserved spend."""
@@ -567,6 +624,9 @@ class SQLiteStore(Store):
                 leases.update((s.budget, s) for s in json_slots(row[0]))
         plan = drawn_plan(leases, write.slots)
         over = max(0, amount - held)
+        at = to_micros(write.event.time)
+        crossings.move(plan.settle, amount - held, at)
+        crossings.move(plan.unhold, -held, at)
         conn.executemany(_SETTLE, [(held, amount, over, s.budget, s.bucket) for s in plan.settle])
         conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
         return plan.charge
@@ -657,6 +717,122 @@ class SQLiteStore(Store):
             actual,
             json.loads(labels) if labels else {},
         )
+
+    # -- the control plane --------------------------------------------------------------------
+
+    @_store_errors
+    def define(
+        self,
+        kind: str,
+        name: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        expected: int,
+        action: str,
+        actor: str,
+        at: int,
+    ) -> AuditEntry:
+        with self._write() as conn:
+            return _CONTROL.define(
+                conn, kind, name, spec, expected=expected, action=action, actor=actor, at=at
+            )
+
+    @_store_errors
+    def definitions(self) -> list[Definition]:
+        return _CONTROL.definitions(self._conn())
+
+    @_store_errors
+    def revision(self) -> int:
+        return _CONTROL.revision(self._conn())
+
+    @_store_errors
+    def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        return _CONTROL.audit(self._conn(), limit, before)
+
+    @_store_errors
+    def add_key(self, key: ApiKey) -> AuditEntry:
+        with self._write() as conn:
+            return _CONTROL.add_key(conn, key)
+
+    @_store_errors
+    def keys(self) -> list[ApiKey]:
+        return _CONTROL.keys(self._conn())
+
+    @_store_errors
+    def revoke_key(self, key_id: str, *, actor: str, at: int) -> ApiKey | None:
+        with self._write() as conn:
+            return _CONTROL.revoke_key(conn, key_id, actor, at)
+
+    # -- alerts, the outbox, heartbeats -----------------------------------------------------
+
+    @_store_errors
+    def fire(self, alert: Alert) -> bool:
+        with self._write() as conn:
+            return _ALERTS.fire(conn, alert)
+
+    @_store_errors
+    def alert(self, alert_id: str) -> Alert | None:
+        return _ALERTS.alert(self._conn(), alert_id)
+
+    @_store_errors
+    def alerts(
+        self, *, state: AlertState | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Alert]:
+        return _ALERTS.alerts(self._conn(), state, limit, before)
+
+    @_store_errors
+    def resolve(self, alert_id: str, at: int, value: str | None = None) -> Alert | None:
+        with self._write() as conn:
+            return _ALERTS.resolve(conn, alert_id, at, value)
+
+    @_store_errors
+    def acknowledge(self, alert_id: str, *, actor: str, at: int) -> Alert | None:
+        with self._write() as conn:
+            return _ALERTS.acknowledge(conn, alert_id, actor, at)
+
+    @_store_errors
+    def silence(self, alert_id: str, *, until: int, actor: str, at: int) -> Alert | None:
+        with self._write() as conn:
+            return _ALERTS.silence(conn, alert_id, until, actor, at)
+
+    @_store_errors
+    def enqueue(
+        self,
+        alert_id: str,
+        round: int,
+        notifications: Sequence[Notification],
+        at: int,
+    ) -> bool:
+        with self._write() as conn:
+            return _ALERTS.enqueue(conn, alert_id, round, notifications, at)
+
+    @_store_errors
+    def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
+        with self._write() as conn:
+            return _ALERTS.claim(conn, worker, now, until, limit)
+
+    @_store_errors
+    def delivered(self, key: str, worker: str, at: int) -> bool:
+        with self._write() as conn:
+            return _ALERTS.delivered(conn, key, worker, at)
+
+    @_store_errors
+    def failed(self, key: str, worker: str, *, error: str, retry_at: int) -> bool:
+        with self._write() as conn:
+            return _ALERTS.failed(conn, key, worker, error, retry_at)
+
+    @_store_errors
+    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
+        return _ALERTS.notifications(self._conn(), alert_id, limit)
+
+    @_store_errors
+    def heartbeat(self, service: str, at: int) -> None:
+        with self._write() as conn:
+            _ALERTS.heartbeat(conn, service, at)
+
+    @_store_errors
+    def heartbeats(self) -> dict[str, int]:
+        return _ALERTS.heartbeats(self._conn())
 
 
 def _insert_events(n: int) -> str:

@@ -1,0 +1,95 @@
+"""The dispatcher: delivers the outbox, at least once, with retries and exponential backoff.
+
+Each round claims due notifications for a while (`lease`), so several dispatchers (server
+processes, hosts) never send the same one at once, and one that dies mid-round leaves its
+claims to expire and be taken by another. A notification the channel accepted is marked
+delivered and never sent again; one it refused is tried again later, its delay doubling from
+`base_delay` up to `max_delay`. Each message carries a key stable per (alert, round, channel)
+so a receiver can drop the repeat a crash between sending and marking may cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from spendgate.alerts import channels
+from spendgate.alerts.channels import DeliveryError
+from spendgate.config import ChannelSettings
+from spendgate.errors import ValidationError
+from spendgate.gate import Gate
+from spendgate.windows import duration_micros, to_micros
+
+log = logging.getLogger("spendgate.alerts")
+DEFAULT_LEASE = timedelta(seconds=60)
+DEFAULT_BASE_DELAY = timedelta(seconds=5)
+DEFAULT_MAX_DELAY = timedelta(minutes=5)
+BATCH = 50
+Sender = Callable[[ChannelSettings, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one dispatch round did."""
+
+    delivered: int = 0
+    failed: int = 0
+
+
+def backoff(attempts: int, base: timedelta, most: timedelta) -> timedelta:
+    """The wait before attempt `attempts + 1`: `base` doubled per failed attempt, capped."""
+    wait: timedelta = base * 2 ** max(attempts - 1, 0)
+    return min(wait, most)
+
+
+class Dispatcher:
+    """Delivers a gate's store's outbox through the configured channels."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        *,
+        worker: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        base_delay: timedelta = DEFAULT_BASE_DELAY,
+        max_delay: timedelta = DEFAULT_MAX_DELAY,
+        send: Sender = channels.send,
+    ) -> None:
+        self.gate = gate
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease = lease
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.send = send
+
+    def run_once(self) -> Round:
+        """Claim what is due, send it, and mark each delivered or failed."""
+        store = self.gate.store
+        now = to_micros(self.gate.clock())
+        claimed = store.claim(
+            self.worker, now=now, until=now + duration_micros(self.lease), limit=BATCH
+        )
+        delivered = failed = 0
+        for item in claimed:
+            try:
+                channel = self.gate.config.alerts.channel(item.channel)
+                self.send(channel, item.payload)
+            except (DeliveryError, ValidationError) as exc:
+                wait = backoff(item.attempts, self.base_delay, self.max_delay)
+                at = to_micros(self.gate.clock())
+                store.failed(
+                    item.key, self.worker, error=str(exc), retry_at=at + duration_micros(wait)
+                )
+                log.warning(
+                    "notification %s not delivered (attempt %d): %s", item.key, item.attempts, exc
+                )
+                failed += 1
+            else:
+                store.delivered(item.key, self.worker, to_micros(self.gate.clock()))
+                delivered += 1
+        return Round(delivered, failed)

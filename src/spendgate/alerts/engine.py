@@ -1,0 +1,220 @@
+"""The evaluator: reads the figures the rules judge, fires and resolves alerts in the store,
+and enqueues the notifications that are due. Run by the server on a schedule and by
+`spendgate alerts check` (for cron).
+
+Several evaluators (server processes) may run on one store: alerts are named by what they
+are about and the period they were judged in, and each notification round is enqueued once
+(`Store.enqueue`), so none is sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from spendgate.alerts import notices, rules
+from spendgate.alerts.rules import BudgetStanding, Finding, Snapshot
+from spendgate.config import AlertSettings
+from spendgate.gate import Gate
+from spendgate.rollups import Tally, total
+from spendgate.store.base import Alert, Notification
+from spendgate.windows import from_micros, to_micros
+
+log = logging.getLogger("spendgate.alerts")
+BASELINE_DAYS = 7
+KNOWN_FOR = timedelta(days=7)  # a service seen within this long is expected to keep talking
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one evaluation did."""
+
+    fired: tuple[str, ...] = ()
+    resolved: tuple[str, ...] = ()
+    enqueued: int = 0
+
+
+class AlertEngine:
+    """Evaluates the rules against one gate's store."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self._outages_seen = gate.outages["approved"]
+
+    @property
+    def settings(self) -> AlertSettings:
+        """The alert settings in effect (the file's, with changes made at run time)."""
+        return self.gate.config.alerts
+
+    def evaluate(self) -> Outcome:
+        """Judge every rule now, fire and resolve alerts, enqueue due notifications."""
+        self.gate.refresh()
+        now = self.gate.clock()
+        now_us = to_micros(now)
+        store = self.gate.store
+        firing = {(a.rule, a.scope): a for a in store.alerts(state="firing", limit=10_000)}
+        fired: list[str] = []
+        resolved: list[str] = []
+        for alert in firing.values():
+            over = alert.rule == "budget" and self._window_over(alert, now)
+            if over and store.resolve(alert.alert_id, now_us) is not None:
+                resolved.append(alert.alert_id)
+        for finding in rules.findings(self.snapshot(now), self.settings):
+            current = firing.get((finding.rule, finding.scope))
+            if finding.judgement == "active" and current is None:
+                if store.fire(_alert(finding, now_us)):
+                    fired.append(finding.alert_id)
+            elif (
+                finding.judgement == "clear"
+                and current is not None
+                and store.resolve(current.alert_id, now_us, finding.value) is not None
+            ):
+                resolved.append(current.alert_id)
+        return Outcome(tuple(fired), tuple(resolved), self.enqueue_due(now_us))
+
+    def _window_over(self, alert: Alert, now: datetime) -> bool:
+        """Whether a budget alert's window has ended (or its budget is gone)."""
+        budget = next((b for b in self.gate.config.budgets if b.name == alert.scope), None)
+        if budget is None or alert.window_start is None:
+            return True
+        _, end = budget.window.bounds(from_micros(alert.window_start))
+        return now >= end
+
+    def enqueue_due(self, now_us: int) -> int:
+        """Enqueue every notification round that is due; how many notifications."""
+        s = self.settings
+        count = 0
+        limits = {b.name: b.limit for b in self.gate.config.budgets}
+        for alert in self.gate.store.alerts(limit=1_000):
+            step = notices.due(alert, now_us, s.repeat_every)
+            if step is None:
+                continue
+            round_, kind = step
+            messages: list[Notification] = []
+            for channel in s.channels:
+                if alert.severity not in channel.severities:
+                    continue
+                message = notices.render(
+                    alert,
+                    kind,
+                    round_,
+                    channel,
+                    s,
+                    limit=limits.get(alert.scope) if alert.rule == "budget" else None,
+                    currency=self.gate.config.currency,
+                )
+                messages.append(
+                    Notification(
+                        message.key, alert.alert_id, channel.name, message.payload(), now_us
+                    )
+                )
+            if self.gate.store.enqueue(alert.alert_id, round_, messages, now_us):
+                count += len(messages)
+        return count
+
+    # -- the figures the rules judge ----------------------------------------------------------
+
+    def snapshot(self, now: datetime) -> Snapshot:
+        """Read what the scheduled rules judge, in a few rollup reads."""
+        s = self.settings
+        gate = self.gate
+        now_us = to_micros(now)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        spans = [
+            (now - s.window, now),
+            (hour, now),
+            (now - KNOWN_FOR, now),
+            *(
+                (hour - timedelta(days=d), hour - timedelta(days=d) + timedelta(hours=1))
+                for d in range(1, BASELINE_DAYS + 1)
+            ),
+        ]
+        offline = s.service_offline_after
+        if offline is not None:
+            spans.append((now - offline, now))
+        limited = {
+            name: p.rate_limit for name, p in gate.config.prices.sources.items() if p.rate_limit
+        }
+        spans += [(now - limit.per, now) for limit in limited.values()]
+        rows = gate.store.tallies([(to_micros(a), to_micros(b) + 1) for a, b in spans])
+        cells: list[dict[tuple[str, str], Tally]] = [{} for _ in spans]
+        for i, service, source, tally in rows:
+            cells[i][(service, source)] = tally
+        recent, this_hour, known = cells[0], cells[1], cells[2]
+        baseline = [total(c).cost for c in cells[3 : 3 + BASELINE_DAYS]]
+        at = 3 + BASELINE_DAYS
+        last_seen: dict[str, datetime] = {}
+        if offline is not None:
+            active = {sv for sv, _ in cells[at]}
+            at += 1
+            beats = gate.store.heartbeats()
+            for service in {sv for sv, _ in known} | set(beats):
+                heard = from_micros(beats[service]) if service in beats else None
+                if service in active:
+                    last_seen[service] = now
+                elif heard is not None and now - heard < KNOWN_FOR:
+                    last_seen[service] = heard
+                elif heard is None:
+                    last_seen[service] = now - offline  # quiet for at least that long
+        source_requests = {}
+        for (name, limit), found in zip(limited.items(), cells[at:], strict=True):
+            used = sum(t.requests for (_, so), t in found.items() if so == name)
+            source_requests[name] = (used, limit)
+        outages = gate.outages["approved"]
+        fail_open, self._outages_seen = outages - self._outages_seen, outages
+        return Snapshot(
+            now=now,
+            period=rules.period_of(now_us, s.evaluate_every),
+            recent=total(recent),
+            hour_cost=total(this_hour).cost,
+            hour_fraction=(now - hour) / timedelta(hours=1),
+            baseline=baseline,
+            budgets=self._standings(now, recent, s),
+            last_seen=last_seen,
+            source_requests=source_requests,
+            unpriced_recent=total(recent).unpriced,
+            fail_open=fail_open,
+        )
+
+    def _standings(
+        self, now: datetime, recent: dict[tuple[str, str], Tally], s: AlertSettings
+    ) -> list[BudgetStanding]:
+        seconds = s.window.total_seconds()
+        out = []
+        for status in self.gate.status(now):
+            b = status.budget
+            if b.window.kind == "rolling":
+                continue  # a rolling window never ends: nothing to forecast to
+            scope = b.scope
+            if scope.kind == "service":
+                cost = sum(t.cost for (sv, _), t in recent.items() if sv == scope.value)
+            elif scope.kind == "source":
+                cost = sum(t.cost for (_, so), t in recent.items() if so == scope.value)
+            else:  # everything (labels are not in the rollups: their pace is overstated)
+                cost = total(recent).cost
+            out.append(
+                BudgetStanding(
+                    b,
+                    status.balance.used,
+                    to_micros(status.window_start),
+                    status.window_end,
+                    cost / seconds if seconds else 0.0,
+                )
+            )
+        return out
+
+
+def _alert(finding: Finding, now_us: int) -> Alert:
+    return Alert(
+        alert_id=finding.alert_id,
+        rule=finding.rule,
+        scope=finding.scope,
+        severity=finding.severity,
+        state="firing",
+        fired_at=now_us,
+        value=finding.value,
+        threshold=finding.threshold,
+        window_start=finding.period,
+        detail=dict(finding.detail),
+    )

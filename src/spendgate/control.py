@@ -1,0 +1,261 @@
+"""Budgets and sources changed at run time, each change audited with who and when.
+
+`spendgate.toml` is the base; what is created, updated or deleted here is stored as a
+*definition* in the store and applied on top of it by every gate on that store (each looks
+for changes every second, see `Gate.refresh`). A change is validated against the whole
+configuration it would produce before anything is written, and is written only if nobody
+changed the same thing meanwhile.
+
+Two rules keep the ledger true: a budget's window and scope never change under the same name
+(its spend so far was counted in that window, for that scope: count differently under a new
+name), and a name reused after a delete must come back with the window and scope it had.
+
+>>> from spendgate import Gate
+>>> gate = Gate.open("memory://")
+>>> control = Control(gate)
+>>> control.update("budget", "daily", {"limit": "12.00"}, actor="ops").spec["limit"]
+'12.00'
+>>> str(gate.config.budget("daily").limit)
+'12000000000'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from spendgate.budgets import Budget, budget_from_config
+from spendgate.config import Config
+from spendgate.errors import ExistsError, NotFoundError, ValidationError
+from spendgate.gate import Gate
+from spendgate.store.base import AuditEntry, Definition
+from spendgate.windows import from_micros, to_micros
+
+Kind = Literal["budget", "source"]
+KINDS: tuple[Kind, ...] = ("budget", "source")
+Origin = Literal["file", "api"]
+
+
+@dataclass(frozen=True, slots=True)
+class Managed:
+    """A budget or source as it is in effect: its table, and where it came from.
+
+    `revision`, `changed_at` and `changed_by` are set for one defined at run time.
+    """
+
+    kind: Kind
+    name: str
+    spec: Mapping[str, Any]
+    origin: Origin
+    revision: int | None = None
+    changed_at: datetime | None = None
+    changed_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "spec": dict(self.spec),
+            "origin": self.origin,
+            "revision": self.revision,
+            "changed_at": None if self.changed_at is None else self.changed_at.isoformat(),
+            "changed_by": self.changed_by,
+        }
+
+
+def audit_dict(entry: AuditEntry) -> dict[str, Any]:
+    """An audit entry, JSON-ready."""
+    return {
+        "revision": entry.revision,
+        "at": from_micros(entry.at).isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "kind": entry.kind,
+        "name": entry.name,
+        "before": None if entry.before is None else dict(entry.before),
+        "after": None if entry.after is None else dict(entry.after),
+    }
+
+
+class Control:
+    """Create, read, update and delete budgets and sources on a gate's store, audited."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def entries(self, kind: Kind) -> list[Managed]:
+        """Every budget or source in effect, in configuration order."""
+        _check_kind(kind)
+        self.gate.refresh()
+        defined = self._defined()
+        return [self._managed(kind, name, defined) for name in _names(self.gate.config, kind)]
+
+    def get(self, kind: Kind, name: str) -> Managed:
+        """One budget or source in effect; `NotFoundError` if there is none of that name."""
+        _check_kind(kind)
+        self.gate.refresh()
+        names = _names(self.gate.config, kind)
+        if name not in names:
+            raise NotFoundError(kind, name, names)
+        return self._managed(kind, name, self._defined())
+
+    def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """Changes, newest first (up to `limit`, with revisions below `before`)."""
+        if before is not None and (
+            isinstance(before, bool) or not isinstance(before, int) or not 1 <= before <= 2**62
+        ):
+            raise ValidationError("before", before, "a revision number from 1 to 2**62")
+        return self.gate.store.audit(limit=limit, before=before)
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def create(self, kind: Kind, name: str, spec: Mapping[str, Any], *, actor: str) -> Managed:
+        """Add a budget or source; `ExistsError` if one of that name is in effect."""
+        return self._change("create", kind, name, spec, actor)
+
+    def update(self, kind: Kind, name: str, spec: Mapping[str, Any], *, actor: str) -> Managed:
+        """Replace a budget's or source's table; `NotFoundError` if there is none of that name.
+
+        A budget's window and scope must stay as they are.
+        """
+        return self._change("update", kind, name, spec, actor)
+
+    def patch(self, kind: Kind, name: str, changes: Mapping[str, Any], *, actor: str) -> Managed:
+        """Change some keys of a budget's or source's table, keeping the rest."""
+        return self._change("patch", kind, name, changes, actor)
+
+    def delete(self, kind: Kind, name: str, *, actor: str) -> AuditEntry:
+        """Remove a budget or source (also one from the file: the deletion hides it)."""
+        return self._write("delete", kind, name, None, actor)
+
+    def _change(
+        self, action: str, kind: Kind, name: str, spec: Mapping[str, Any], actor: str
+    ) -> Managed:
+        self._write(action, kind, name, spec, actor)
+        return self._managed(kind, name, self._defined())
+
+    def _write(
+        self, action: str, kind: Kind, name: str, spec: Mapping[str, Any] | None, actor: str
+    ) -> AuditEntry:
+        _check_kind(kind)
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValidationError("name", name, "a non-empty name of at most 200 characters")
+        clean = None if spec is None else _plain(spec, kind)
+        self.gate.refresh()
+        config = self.gate.config
+        names = _names(config, kind)
+        if action == "create" and name in names:
+            raise ExistsError(kind, name)
+        if action != "create" and name not in names:
+            raise NotFoundError(kind, name, names)
+        defined = self._defined()
+        current = defined.get((kind, name))
+        if action == "patch" and clean is not None:
+            # Merged into the table as read with `current`: a change made meanwhile by
+            # someone else fails the write below instead of being overwritten.
+            clean = {**self._managed(kind, name, defined).spec, **clean}
+            action = "update"
+        changes = [
+            (d.kind, d.name, d.spec) for d in defined.values() if (d.kind, d.name) != (kind, name)
+        ]
+        changes.append((kind, name, clean))
+        candidate = self.gate.base_config.overlay(changes)  # validates the whole result
+        if kind == "budget" and clean is not None:
+            before = self._previous_budget(name, config, current)
+            if before is not None:
+                _same_counting(before, candidate.budget(name))
+        entry = self.gate.store.define(
+            kind,
+            name,
+            clean,
+            expected=current.revision if current is not None else 0,
+            action=action,
+            actor=actor,
+            at=to_micros(self.gate.clock()),
+        )
+        self.gate.refresh()
+        return entry
+
+    def _previous_budget(
+        self, name: str, config: Config, current: Definition | None
+    ) -> Budget | None:
+        """The budget last counted under `name`: in effect, or deleted (its last table)."""
+        for b in config.budgets:
+            if b.name == name:
+                return b
+        if current is not None and current.spec is None:
+            found = self.gate.store.audit(limit=1, before=current.revision + 1)
+            if found and found[0].revision == current.revision and found[0].before is not None:
+                return budget_from_config(name, found[0].before)
+        for b in self.gate.base_config.budgets:
+            if b.name == name:
+                return b
+        return None
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _defined(self) -> dict[tuple[str, str], Definition]:
+        return {(d.kind, d.name): d for d in self.gate.store.definitions()}
+
+    def _managed(
+        self, kind: Kind, name: str, defined: Mapping[tuple[str, str], Definition]
+    ) -> Managed:
+        d = defined.get((kind, name))
+        config = self.gate.config
+        if kind == "budget":
+            spec: Mapping[str, Any] = config.budget(name).to_spec()
+        else:
+            spec = config.prices.pricing(name).to_spec()
+        if d is None or d.spec is None:
+            return Managed(kind, name, spec, "file")
+        return Managed(
+            kind, name, d.spec, "api", d.revision, from_micros(d.changed_at), d.changed_by
+        )
+
+
+def _check_kind(kind: object) -> None:
+    if kind not in KINDS:
+        raise ValidationError("kind", kind, f"one of {', '.join(KINDS)}")
+
+
+def _names(config: Config, kind: Kind) -> list[str]:
+    if kind == "budget":
+        return [b.name for b in config.budgets]
+    return list(config.prices.sources)
+
+
+def _plain(spec: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
+    """The table as plain JSON values (what the store keeps), without a `name` key."""
+    if not isinstance(spec, Mapping):
+        raise ValidationError(kind, spec, f"a table of the {kind}'s settings")
+    try:
+        plain = json.loads(json.dumps(dict(spec), default=str))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(kind, spec, f"a table of plain values ({exc})") from None
+    plain.pop("name", None)
+    return dict(plain)
+
+
+def _same_counting(before: Budget, after: Budget) -> None:
+    """A budget keeps its window and scope: its spend so far was counted by them."""
+    if before.window != after.window:
+        raise ValidationError(
+            f"budgets.{after.name}.window",
+            after.to_spec()["window"],
+            f"the budget's window as it is ({before.window.kind}, {before.window.tz}, reset "
+            f"{before.window.reset_hour}:00); to count differently, create a budget under a "
+            "new name",
+        )
+    if before.scope != after.scope:
+        raise ValidationError(
+            f"budgets.{after.name}.scope",
+            str(after.scope),
+            f"the budget's scope as it is ({before.scope}); to count another scope, create a "
+            "budget under a new name",
+        )

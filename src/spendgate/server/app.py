@@ -1,0 +1,258 @@
+"""The FastAPI application: `create_app(gate)` wires routes, keys, errors, limits and the
+live feed around one gate.
+
+```python
+from spendgate import Gate
+from spendgate.server import create_app
+
+app = create_app(Gate.open("sqlite:///spendgate.db"))   # serve with any ASGI server
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import spendgate
+from spendgate.alerts import AlertEngine, Dispatcher
+from spendgate.alerts.dispatcher import BATCH as DISPATCH_BATCH
+from spendgate.analytics import Analyst
+from spendgate.control import Control
+from spendgate.errors import SpendgateError, StoreError
+from spendgate.gate import Gate
+from spendgate.keys import KeyRing
+from spendgate.server import admin, alerts, cost, ingest, live, metrics, pages, problems
+from spendgate.server.auth import (
+    SECURITY_SCHEME,
+    Principal,
+    api_routes,
+    check_routes,
+    require,
+    route_scope,
+)
+from spendgate.server.context import Context, context
+from spendgate.server.schemas import HealthOut
+from spendgate.server.sessions import Sessions, SignIns
+from spendgate.server.settings import ServerSettings
+
+DESCRIPTION = """Budgets that refuse a paid API call before the money is spent.
+
+Every route but `/healthz` needs an API key (`Authorization: Bearer sg_…`) with a scope:
+`read`, `write` (record, authorize, reserve) or `admin` (budgets, prices, alerts, keys).
+Errors are RFC 9457 problem details naming the field and what is valid. Money is written as
+exact decimal strings."""
+
+
+log = logging.getLogger("spendgate.server")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        # No declared length (chunked): read up to the limit first, then hand the body on.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # a disconnect: let the app see it
+                return
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.problem(413, f"request bodies are limited to {self.limit:,} bytes")
+        await response(scope, receive, send)
+
+
+def create_app(
+    gate: Gate, settings: ServerSettings | None = None, *, keys: KeyRing | None = None
+) -> FastAPI:
+    """The HTTP API, live feed and metrics over `gate` (which the caller closes)."""
+    settings = settings or ServerSettings()
+    ring = keys or KeyRing(gate.store)
+    ctx = Context(gate, settings, ring, Analyst(gate), Control(gate))
+    hub = live.Hub(ctx)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.start()
+        background = (
+            [
+                asyncio.get_running_loop().create_task(task)
+                for task in (_evaluating(ctx), _dispatching(ctx))
+            ]
+            if settings.alerting
+            else []
+        )
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await hub.stop()
+
+    app = FastAPI(
+        title="spendgate",
+        version=spendgate.__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served below, behind a key
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    app.state.keys = ring
+    app.state.hub = hub
+    app.state.metrics = metrics.registry(ctx)
+    app.state.sessions = Sessions()  # the dashboard's browser sessions (see pages.py)
+    app.state.signins = SignIns()
+    problems.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.include_router(cost.router)
+    app.include_router(ingest.router)
+    app.include_router(admin.router)
+    app.include_router(alerts.router)
+    app.include_router(live.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.STATIC, name="static")
+    _operations(app)
+    check_routes(app)
+    app.openapi = lambda: _document(app)  # type: ignore[method-assign]
+    return app
+
+
+def _document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with errors as `application/problem+json` (what they are)."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        document.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = (
+            SECURITY_SCHEME
+        )
+        for route in api_routes(app.routes):
+            if route_scope(route) is None or route.path not in document["paths"]:
+                continue
+            for method in route.methods or ():
+                operation = document["paths"][route.path].get(method.lower())
+                if operation is not None:
+                    operation["security"] = [{"bearer": []}]
+        for methods in document["paths"].values():
+            for operation in methods.values():
+                for code, response in operation["responses"].items():
+                    content = response.get("content", {})
+                    if code[0] in "45" and "application/json" in content:
+                        content[problems.MEDIA_TYPE] = content.pop("application/json")
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+async def _evaluating(ctx: Context) -> None:
+    """Judge the alert rules on a schedule (every `[alerts] evaluate_every`)."""
+    engine = AlertEngine(ctx.gate)
+    while True:
+        try:
+            await run_in_threadpool(engine.evaluate)
+        except SpendgateError as exc:
+            log.error("alert rules not evaluated: %s", exc)
+        await asyncio.sleep(ctx.gate.config.alerts.evaluate_every.total_seconds())
+
+
+async def _dispatching(ctx: Context) -> None:
+    """Deliver the outbox: a round a second, more at once while there is a backlog."""
+    dispatcher = Dispatcher(ctx.gate)
+    while True:
+        try:
+            done = await run_in_threadpool(dispatcher.run_once)
+        except SpendgateError as exc:
+            log.error("notifications not dispatched: %s", exc)
+            done = None
+        busy = done is not None and done.delivered + done.failed >= DISPATCH_BATCH
+        await asyncio.sleep(0 if busy else ctx.settings.dispatch_interval)
+
+
+def _operations(app: FastAPI) -> None:
+    """Health, metrics and the OpenAPI document."""
+
+    @app.get("/healthz", response_model=HealthOut, tags=["ops"])
+    def healthz(ctx: Annotated[Context, Depends(context)]) -> Any:
+        """Whether the server and its store answer (no key needed)."""
+        try:
+            ctx.gate.store.revision()
+            store = "ok"
+        except StoreError:
+            store = "unreachable"
+        body = {
+            "status": "ok" if store == "ok" else "degraded",
+            "store": store,
+            "as_of": ctx.now().isoformat(),
+        }
+        return JSONResponse(body, status_code=200 if store == "ok" else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={200: {"content": {metrics.CONTENT_TYPE: {}}}, **problems.ERROR_RESPONSES},
+    )
+    def prometheus(who: Annotated[Principal, Depends(require("read"))]) -> Response:
+        """Prometheus metrics (text format)."""
+        return Response(metrics.exposition(app.state.metrics), media_type=metrics.CONTENT_TYPE)
+
+    @app.get("/openapi.json", tags=["ops"], include_in_schema=False)
+    def openapi(who: Annotated[Principal, Depends(require("read"))]) -> Any:
+        """This API's OpenAPI document."""
+        return app.openapi()

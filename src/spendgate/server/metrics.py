@@ -1,0 +1,108 @@
+"""`/metrics` for Prometheus: spend, requests, free-source success, budgets and decisions.
+
+The figures are read from the store when Prometheus scrapes (the rollups and budget rows, a
+few reads whatever the event count), so every server process on one store reports the same
+totals; decisions are counted by the process that made them. Money is in the deployment
+currency (Prometheus values are floats: fine for a graph, never for the ledger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from spendgate.money import from_nanos
+from spendgate.server.context import Context
+from spendgate.windows import to_micros
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
+
+
+def _money(nanos: int) -> float:
+    return float(from_nanos(nanos))
+
+
+class SpendCollector(Collector):
+    """Reads the store at scrape time."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        ctx = self.ctx
+        currency = ctx.gate.config.currency
+        spend = CounterMetricFamily(
+            "spendgate_spend",
+            f"Spend recorded, in {currency}.",
+            labels=["service", "source", "currency"],
+        )
+        requests = CounterMetricFamily(
+            "spendgate_requests",
+            "Requests recorded, by outcome (success, failure) and pricing (paid, free, unpriced).",
+            labels=["service", "source", "outcome", "pricing"],
+        )
+        for _, service, source, t in ctx.gate.store.tallies([(0, _FAR)]):
+            spend.add_metric([service, source, currency], _money(t.cost))
+            failures = t.requests - t.successes
+            for outcome, count in (("success", t.successes), ("failure", failures)):
+                if count:
+                    requests.add_metric([service, source, outcome, "all"], count)
+            for pricing, count in (("paid", t.paid), ("unpriced", t.unpriced)):
+                requests.add_metric([service, source, "all", pricing], count)
+        yield spend
+        yield requests
+        live = ctx.analyst.live()
+        free = GaugeMetricFamily(
+            "spendgate_free_source_success_ratio",
+            "Share of today's requests served by a free source.",
+        )
+        free.add_metric([], live.today.free_source_success_rate)
+        yield free
+        limit = GaugeMetricFamily(
+            "spendgate_budget_limit", f"Budget limits, in {currency}.", labels=["budget"]
+        )
+        used = GaugeMetricFamily(
+            "spendgate_budget_used",
+            f"Spent plus reserved in each budget's current window, in {currency}.",
+            labels=["budget"],
+        )
+        remaining = GaugeMetricFamily(
+            "spendgate_budget_remaining",
+            f"Limit less spent and reserved, in {currency}.",
+            labels=["budget"],
+        )
+        ratio = GaugeMetricFamily(
+            "spendgate_budget_used_ratio", "Used over limit.", labels=["budget"]
+        )
+        for s in ctx.gate.status():
+            name = s.budget.name
+            limit.add_metric([name], _money(s.budget.limit))
+            used.add_metric([name], _money(s.balance.used))
+            remaining.add_metric([name], _money(s.remaining))
+            ratio.add_metric([name], s.balance.used / s.budget.limit)
+        yield from (limit, used, remaining, ratio)
+        decisions = CounterMetricFamily(
+            "spendgate_reservation_decisions",
+            "Authorize and reserve decisions made by this server process, by outcome.",
+            labels=["decision"],
+        )
+        for outcome in ("approved", "emergency_approved", "denied"):
+            decisions.add_metric([outcome], ctx.decisions[outcome])
+        yield decisions
+
+
+def registry(ctx: Context) -> CollectorRegistry:
+    """A registry of spendgate's figures (one per app, so several apps never collide)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SpendCollector(ctx))
+    return reg
+
+
+def exposition(reg: CollectorRegistry) -> bytes:
+    """The text format Prometheus scrapes."""
+    return generate_latest(reg)

@@ -1,0 +1,430 @@
+"""The request and response bodies of the HTTP API (pydantic models, for the OpenAPI document).
+
+Money travels as exact decimal strings (`"0.002"`); a request may also give a JSON number,
+read exactly as written. Bodies refuse unknown fields, so a typo is an error, not ignored.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from spendgate.server.settings import MAX_BATCH
+
+Name = str
+Money = Decimal | None
+NAME = Field(min_length=1, max_length=200)
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Units = dict[str, Decimal]
+
+
+class EventIn(Body):
+    """One use of a source by a service (the seed's cost entry)."""
+
+    service: str = NAME
+    source: str = NAME
+    cost: Decimal | None = Field(None, description="What the call cost; else it is priced.")
+    units: Units | None = Field(None, description='Quantities of priced units, e.g. {"MB": 2}.')
+    request_id: str | None = Field(None, min_length=1, max_length=200)
+    time: AwareDatetime | None = Field(None, description="When it happened (default: now).")
+    labels: dict[str, str] | None = None
+    emergency: bool = False
+    success: bool = True
+    failure_reason: str | None = None
+    sources_used: list[str] | None = None
+    free_sources_attempted: list[str] | None = None
+    paid_apis_used: list[str] | None = None
+    fallbacks_triggered: list[tuple[str, str]] | None = None
+    cache_hits: int = Field(0, ge=0)
+    batch_processing: bool = False
+    quality_score: float | None = None
+    processing_time: float | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """`Gate.record()`'s keyword arguments (fields left out are not passed)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class EventBatch(Body):
+    """Up to 10,000 events, stored in one transaction."""
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RecordOut(BaseModel):
+    """What became of one event: `created`, `exists` (a retry) or `conflict`."""
+
+    status: Literal["created", "exists", "conflict"]
+    request_id: str
+    cost: str | None = Field(description="Exact decimal; null for an unpriced source.")
+
+
+class BatchOut(BaseModel):
+    """One result per event, in order, and the counts."""
+
+    results: list[RecordOut]
+    created: int
+    exists: int
+    conflict: int
+
+
+class CallIn(Body):
+    """A paid call to decide on or hold for."""
+
+    service: str = NAME
+    source: str = NAME
+    amount: Decimal | None = Field(None, description="Expected cost; else priced from units.")
+    units: Units | None = None
+    labels: dict[str, str] | None = None
+    emergency: bool = False
+    priority: bool = False
+
+
+class ReserveIn(CallIn):
+    """A hold: `amount` is the estimate; `ttl_seconds` how long before it expires."""
+
+    ttl_seconds: float | None = Field(None, gt=0, le=86_400)
+    reservation_id: str | None = Field(None, min_length=1, max_length=200)
+
+
+class CommitIn(Body):
+    """What a held call really cost (else its estimate), and its event's details."""
+
+    actual: Decimal | None = None
+    units: Units | None = None
+    request_id: str | None = Field(None, min_length=1, max_length=200)
+    success: bool = True
+    failure_reason: str | None = None
+    cache_hits: int = Field(0, ge=0)
+    quality_score: float | None = None
+    processing_time: float | None = None
+
+
+class DecisionOut(BaseModel):
+    """The seed's approval: approved, emergency_approved or denied, with what remains."""
+
+    budget_available: bool
+    approval_status: Literal["approved", "emergency_approved", "denied"]
+    requested_amount: str
+    remaining_budget: str | None
+    budget: str | None
+    level: str
+    as_of: str
+    emergency_budget_used: bool | None = None
+    alternative_action: str | None = None
+    reason: str | None = None
+    reservation_id: str | None = None
+
+
+class CommitOut(BaseModel):
+    """A settled reservation."""
+
+    reservation_id: str
+    request_id: str
+    cost: str | None
+    overshoot: str
+    hold_expired: bool
+
+
+class ReleaseOut(BaseModel):
+    """A returned hold: `released`, or `expired` if its time had run out."""
+
+    reservation_id: str
+    state: str
+
+
+class ReservationOut(BaseModel):
+    """A stored reservation."""
+
+    reservation_id: str
+    state: str
+    service: str
+    source: str
+    amount: str
+    actual: str | None
+    emergency: bool
+    created_at: str
+    expires_at: str
+    labels: dict[str, str]
+
+
+class BudgetStatusOut(BaseModel):
+    """Where a budget stands in its window, as of a time."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    limit: str
+    spent: str
+    reserved: str
+    remaining: str
+    level: str
+    window_start: str
+    window_end: str
+    as_of: str
+
+
+class ManagedOut(BaseModel):
+    """A budget or source in effect: its table, and whether it came from the file or the API."""
+
+    kind: Literal["budget", "source"]
+    name: str
+    spec: dict[str, Any]
+    origin: Literal["file", "api"]
+    revision: int | None
+    changed_at: str | None
+    changed_by: str | None
+
+
+class BudgetIn(Body):
+    """A budget's `[[budgets]]` table (see docs/configuration.md#budgets)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class SourceIn(Body):
+    """A source's `[sources.NAME]` table (see docs/configuration.md#sources-and-prices)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class AuditOut(BaseModel):
+    """One change: who, when, what, before and after."""
+
+    revision: int
+    at: str
+    actor: str
+    action: str
+    kind: str
+    name: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class KeyIn(Body):
+    """A new API key."""
+
+    name: str = NAME
+    scope: Literal["read", "write", "admin"]
+    services: list[str] | None = Field(None, min_length=1, max_length=1000)
+
+
+class KeyOut(BaseModel):
+    """A key's public fields (never its secret or hash)."""
+
+    key_id: str
+    name: str
+    scope: str
+    services: list[str] | None
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+
+
+class NewKeyOut(BaseModel):
+    """A new key: `token` is shown this once and stored nowhere."""
+
+    token: str
+    key: KeyOut
+
+
+class Figure(BaseModel):
+    """A live figure and the time it is as of."""
+
+    value: Any
+    as_of: str
+
+
+class StatusBlock(BaseModel):
+    """The seed's status block."""
+
+    budget_health: str
+    free_source_performance: str
+    cost_efficiency: str
+
+
+class CurrentOut(BaseModel):
+    """Live metrics (the seed's `get_live_cost_metrics`), each with its `as_of`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    as_of: str
+    live_metrics: dict[str, Figure]
+    status: StatusBlock
+
+
+class DashboardData(BaseModel):
+    """The seed's dashboard sections."""
+
+    live_metrics: dict[str, Figure]
+    daily_summary: dict[str, Any]
+    service_breakdown: dict[str, Any]
+    optimization_opportunities: list[dict[str, Any]]
+    alerts_and_warnings: list[dict[str, Any]]
+    historical_trends: dict[str, Any]
+    budgets: list[dict[str, Any]]
+
+
+class DashboardOut(BaseModel):
+    """The seed's `/cost/dashboard/live` answer."""
+
+    success: bool
+    timestamp: str
+    data: DashboardData
+    status: StatusBlock
+
+
+class Figures(BaseModel):
+    """A JSON document of figures (see docs/analytics.md for each one's fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    as_of: str | None = None
+
+
+class AlertThresholds(Body):
+    """The seed's alert thresholds, and the rest of the `[alerts]` rules (see
+    docs/alerts.md). `false` turns a rule off; fields left out keep their settings."""
+
+    daily_budget_80_percent: float | None = Field(None, gt=0, le=10)
+    daily_budget_100_percent: float | None = Field(None, gt=0, le=10)
+    free_source_success_below_85: float | Literal[False] | None = None
+    cost_per_request_spike: Decimal | Literal[False] | None = None
+    service_offline: bool | None = None
+    api_rate_limit_approaching: float | Literal[False] | None = None
+    budget_fractions: list[float] | None = Field(None, min_length=1, max_length=20)
+    forecast_fraction: float | Literal[False] | None = None
+    anomaly_factor: float | Literal[False] | None = None
+    service_offline_after: str | float | None = Field(None, description='e.g. "15m"')
+    window: str | float | None = None
+    min_requests: int | None = None
+    hysteresis: float | None = None
+    repeat_every: str | float | None = None
+    evaluate_every: str | float | None = None
+
+
+class ChannelIn(Body):
+    """A channel: an apprise URL, a Slack incoming webhook, or a signed JSON webhook."""
+
+    kind: Literal["apprise", "webhook", "log", "dashboard"] | None = None
+    url: str | None = Field(None, max_length=2000)
+    severities: list[Literal["info", "warning", "critical"]] | None = None
+    secret: str | None = Field(None, min_length=16, max_length=500)
+
+
+class AlertConfigIn(Body):
+    """Alert rules and channels; what is given replaces what is in effect."""
+
+    alert_thresholds: AlertThresholds | None = None
+    notification_channels: dict[str, bool | str | ChannelIn] | None = Field(
+        None, description="NAME: true/false (dashboard, log), an apprise URL, or a table."
+    )
+    dashboard_url: str | None = Field(None, max_length=2000)
+
+
+class AlertConfigOut(BaseModel):
+    """The alert configuration in effect: the seed's view and the whole `[alerts]` table."""
+
+    success: bool
+    alert_thresholds: dict[str, Any]
+    notification_channels: dict[str, Any]
+    settings: dict[str, Any]
+    revision: int | None
+    changed_by: str | None
+
+
+class AlertOut(BaseModel):
+    """An alert and where it stands."""
+
+    alert_id: str
+    rule: str
+    scope: str
+    severity: str
+    state: str
+    title: str
+    value: str | None
+    threshold: str | None
+    fired_at: str
+    resolved_at: str | None
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    silenced_until: str | None
+    notifications_sent: int
+    detail: dict[str, Any]
+
+
+class SilenceIn(Body):
+    """How long to silence an alert."""
+
+    seconds: float = Field(gt=0, le=30 * 86_400)
+
+
+class HeartbeatIn(Body):
+    """A service saying it is alive (for the service-offline rule)."""
+
+    service: str = NAME
+
+
+class HeartbeatOut(BaseModel):
+    """A heartbeat recorded."""
+
+    service: str
+    at: str
+
+
+class TestIn(Body):
+    """A channel to send a test notification through."""
+
+    channel: str = Field(min_length=1, max_length=100)
+
+
+class TestOut(BaseModel):
+    """Whether the channel took the test notification."""
+
+    channel: str
+    delivered: bool
+    error: str | None
+
+
+class NotificationOut(BaseModel):
+    """One outbox row: a notification and its delivery."""
+
+    key: str
+    alert_id: str
+    channel: str
+    created_at: str
+    attempts: int
+    next_attempt_at: str
+    delivered_at: str | None
+    last_error: str | None
+
+
+class StreamDayOut(BaseModel):
+    """One day of the seed's `usage_monitoring` table."""
+
+    date: str
+    events_processed: int
+    data_bytes: int
+    estimated_cost: str
+    connection_time: float
+
+
+class HealthOut(BaseModel):
+    """Whether the server and its store answer."""
+
+    status: Literal["ok", "degraded"]
+    store: Literal["ok", "unreachable"]
+    as_of: str

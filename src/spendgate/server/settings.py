@@ -1,0 +1,43 @@
+"""The server's settings: flags, environment (`SPENDGATE_*`), defaults, in that order."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spendgate.store import DEFAULT_URL
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_MAX_BODY = 32 * 2**20  # a batch of 10,000 events fits with room to spare
+MAX_BATCH = 10_000
+
+
+class ServerSettings(BaseSettings):
+    """How `spendgate serve` runs. Each field may be set as `SPENDGATE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SPENDGATE_", extra="ignore")
+
+    host: str = DEFAULT_HOST
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    db: str = DEFAULT_URL
+    config: str | None = None
+    cors_origins: list[str] = []
+    """Origins allowed to call the API from a browser; none (CORS off) by default."""
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024)
+    ws_interval: float = Field(default=0.25, gt=0, le=10)
+    """How often live clients are sent changes (seconds): at most 1/ws_interval a second."""
+    ws_queue: int = Field(default=64, ge=1, le=10_000)
+    """Alerts queued for one slow live client before it is dropped."""
+    alerting: bool = True
+    """Evaluate alert rules and deliver notifications in this process (any number of
+    processes may: they share the work through the store)."""
+    dispatch_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between delivery rounds when the outbox is idle."""
+    public_url: str | None = None
+    """The URL people open (alerts link to it); by default http://HOST:PORT."""
+
+    @property
+    def url(self) -> str:
+        """Where the server is reached."""
+        return self.public_url or f"http://{self.host}:{self.port}"

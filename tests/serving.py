@@ -1,0 +1,79 @@
+"""Helpers for server tests: an app over a fresh store with keys of every scope, and a real
+uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from spendgate import Gate
+from spendgate.keys import create_key
+from spendgate.server import ServerSettings, create_app
+
+
+@dataclass
+class Keys:
+    """A token of each scope, one limited to a service, and one revoked."""
+
+    admin: str
+    write: str
+    read: str
+    scraper: str
+    revoked: str
+
+
+def make_keys(gate: Gate) -> Keys:
+    def key(name: str, scope: str, **options: object) -> str:
+        return create_key(gate.store, name, scope, actor="test", now=0, **options)[0]  # type: ignore[arg-type]
+
+    revoked = key("old", "admin")
+    gate.store.revoke_key(revoked.split("_")[1], actor="test", at=1)
+    return Keys(
+        admin=key("admin", "admin"),
+        write=key("writer", "write"),
+        read=key("reader", "read"),
+        scraper=key("scraper-only", "write", services=["scraper"]),
+        revoked=revoked,
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:  # start-up, not a wait for time to pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def app_for(gate: Gate, **settings: object) -> FastAPI:
+    return create_app(gate, ServerSettings(**settings))  # type: ignore[arg-type]

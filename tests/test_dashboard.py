@@ -1,0 +1,327 @@
+"""The dashboard: sign-in, sessions and CSRF over HTTP, then the page itself in Debian's
+Chromium (Playwright) against a real uvicorn server on a temporary store.
+
+Screenshots at desktop and phone width are written to `artifacts/` at the repository root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from spendgate import Gate
+from spendgate.serve import dashboard_key, signin_link
+from spendgate.server import ServerSettings
+from spendgate.server.sessions import CSRF_HEADER, SESSION_COOKIE, SignIns
+from spendgate.testing import FrozenClock
+from tests.conftest import small_config
+from tests.serving import Keys, app_for, bearer, make_keys, running
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+# The machine's network is closed: a browser that tries to phone home must not wait on it.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@dataclass
+class Served:
+    """A gate on a temporary SQLite store, keys of every scope, and the app over it."""
+
+    gate: Gate
+    keys: Keys
+    app: FastAPI
+
+
+@pytest.fixture
+def served(tmp_path: Path, clock: FrozenClock) -> Iterator[Served]:
+    gate = Gate.open(f"sqlite:///{tmp_path / 'dash.db'}", config=small_config(), clock=clock)
+    yield Served(gate, make_keys(gate), app_for(gate, ws_interval=0.05))
+    gate.close()
+
+
+def key_id(token: str) -> str:
+    return token.split("_")[1]
+
+
+def sign_in(client: TestClient, token: str) -> str:
+    """Sign in with the form; returns the page's CSRF token."""
+    r = client.post("/signin", data={"key": token}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = client.get("/")
+    found = re.search(r'name="spendgate-csrf" content="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+# -- sign-in, sessions and CSRF (HTTP) ---------------------------------------------------------
+
+
+def test_without_a_session_the_page_asks_for_a_key_and_shows_no_data(served: Served) -> None:
+    app, keys, gate = served.app, served.keys, served.gate
+    gate.record("scraper", "paid_api")
+    with TestClient(app) as client:
+        for path in ("/", "/services/scraper"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert 'name="key"' in page.text
+            assert 'method="post"' in page.text
+            assert "dashboard.js" not in page.text
+            assert "0.01" not in page.text
+        for path in ("/cost/dashboard/live", "/api/dashboard/charts", "/api/dashboard/streams"):
+            assert client.get(path).status_code == 401
+        # A wrong key, a revoked key and a key limited to services do not sign in.
+        for token, status in (("sg_bad", 401), (keys.revoked, 401), (keys.scraper, 403)):
+            r = client.post("/signin", data={"key": token}, follow_redirects=False)
+            assert r.status_code == status
+            assert SESSION_COOKIE not in r.cookies
+        # The form is the only way a key is sent: in a body; a key in a URL signs nobody in.
+        r = client.get("/signin", params={"key": keys.read})
+        assert keys.read not in r.text
+        assert SESSION_COOKIE not in r.cookies
+
+
+def test_a_signin_link_works_once_and_sets_a_strict_http_only_cookie(served: Served) -> None:
+    app, keys = served.app, served.keys
+    token = app.state.signins.mint(key_id(keys.read))
+    with TestClient(app) as client:
+        r = client.get("/signin", params={"token": token}, follow_redirects=False)
+        assert r.status_code == 303
+        assert r.headers["location"] == "/"
+        cookie = r.headers["set-cookie"]
+        assert f"{SESSION_COOKIE}=" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert "Secure" not in cookie  # plain http on loopback: a Secure cookie is never sent
+        assert keys.read not in cookie
+        assert token not in cookie
+        assert client.get("/api/cost/current").status_code == 200
+        assert "dashboard.js" in client.get("/").text
+    with TestClient(app) as other:
+        again = other.get("/signin", params={"token": token}, follow_redirects=False)
+        assert again.status_code == 401
+        assert SESSION_COOKIE not in again.cookies
+    with TestClient(app, base_url="https://dash.example") as tls:
+        r = tls.get("/signin", params={"token": app.state.signins.mint(key_id(keys.read))},
+                    follow_redirects=False)  # fmt: skip
+        assert "Secure" in r.headers["set-cookie"]
+
+
+def test_signin_tokens_expire() -> None:
+    now = [0.0]
+    signins = SignIns(ttl=60, clock=lambda: now[0])
+    token = signins.mint("3f9a1c2b7d10")
+    now[0] = 61
+    assert signins.consume(token) is None
+
+
+def test_cookie_requests_need_the_csrf_header_to_change_anything(served: Served) -> None:
+    app, keys = served.app, served.keys
+    event = {"service": "scraper", "source": "paid_api"}
+    with TestClient(app) as client:
+        csrf = sign_in(client, keys.write)
+        assert client.post("/api/events", json=event).status_code == 403
+        assert client.post("/api/events", json=event, headers={CSRF_HEADER: "x"}).status_code == 403
+        assert (
+            client.post("/api/events", json=event, headers={CSRF_HEADER: csrf}).status_code == 201
+        )
+        # The session acts as its key: a write key may not do what needs admin.
+        assert client.get("/api/keys").status_code == 403
+        # Bearer keys are unchanged and need no CSRF token.
+        assert client.post("/api/events", json=event, headers=bearer(keys.write)).status_code == 201
+    with TestClient(app) as client:
+        r = client.post(
+            "/signin", data={"key": keys.write}, headers={"Origin": "https://evil.example"}
+        )
+        assert r.status_code == 403
+        assert SESSION_COOKIE not in r.cookies
+
+
+def test_revoking_the_key_or_signing_out_ends_the_session(served: Served) -> None:
+    app, keys = served.app, served.keys
+    with TestClient(app) as client:
+        csrf = sign_in(client, keys.read)
+        assert client.get("/api/cost/current").status_code == 200
+        app.state.keys.revoke(key_id(keys.read), actor="test", now=1)
+        assert client.get("/api/cost/current").status_code == 401
+        assert 'name="key"' in client.get("/").text
+    with TestClient(app) as client:
+        csrf = sign_in(client, keys.admin)
+        client.post("/signout", data={"csrf": csrf}, follow_redirects=False)
+        client.cookies.clear()
+        assert client.get("/api/cost/current").status_code == 401
+
+
+def test_the_websocket_takes_the_session_cookie_from_this_server_only(served: Served) -> None:
+    app, keys = served.app, served.keys
+    token = app.state.signins.mint(key_id(keys.read))
+    with running(app) as url:
+        r = httpx.get(f"{url}/signin", params={"token": token}, follow_redirects=False)
+        cookie = {"Cookie": f"{SESSION_COOKIE}={r.cookies[SESSION_COOKIE]}"}
+        ws_url = url.replace("http", "ws") + "/ws/cost-monitoring"
+        with connect(ws_url, additional_headers={**cookie, "Origin": url}) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "cost_state"
+        for headers in ({**cookie, "Origin": "https://evil.example"}, {"Origin": url}):
+            with (
+                pytest.raises(InvalidStatus) as refused,
+                connect(ws_url, additional_headers=headers),
+            ):
+                pass
+            assert refused.value.response.status_code == 403
+
+
+def test_serve_mints_a_link_for_a_read_key_it_keeps(served: Served) -> None:
+    gate = served.gate
+    app = app_for(gate)
+    first = dashboard_key(gate)
+    assert dashboard_key(gate) == first  # made once per store
+    stored = {k.key_id: k for k in gate.store.keys()}[first]  # noqa: SIM118
+    assert stored.scope == "read"
+    assert stored.services is None
+    link = signin_link(app, ServerSettings(port=9999), first)
+    assert link.startswith("http://127.0.0.1:9999/signin?token=")
+    assert "sg_" not in link
+
+
+# -- the page in a browser -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        message = f"{CHROMIUM} is missing: `make system` (apt-get install chromium) installs it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Console:
+    """Console errors and uncaught exceptions of a page."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+
+def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
+    browser: Any, served: Served
+) -> None:
+    from playwright.sync_api import expect
+
+    app, keys, gate = served.app, served.keys, served.gate
+
+    gate.record("scraper", "paid_api")
+    gate.record("enrichment", "free_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running(app) as url:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{url}/signin?token={app.state.signins.mint(key_id(keys.admin))}")
+        assert page.url == f"{url}/"  # the token has left the address bar
+        spent = page.locator("#tile-current_daily_spend .value")
+        expect(spent).to_have_text("$0.0100", timeout=5000)
+        expect(page.locator("#conn")).to_have_class(re.compile(r"\blive\b"), timeout=5000)
+        expect(page.locator("#tile-current_daily_spend .as-of")).to_contain_text("as of")
+        expect(page.locator("#services a", has_text="scraper")).to_be_visible()
+
+        # An event recorded through the API moves the tile without a reload.
+        event = {"service": "scraper", "source": "paid_api", "cost": "0.05"}
+        assert httpx.post(f"{url}/api/events", json=event, headers=bearer(keys.write)).is_success
+        expect(spent).to_have_text("$0.0600", timeout=2000)
+
+        # Crossing 80% of the daily budget ($1.00) raises an alert on the page.
+        event = {"service": "scraper", "source": "paid_api", "cost": "0.80"}
+        assert httpx.post(f"{url}/api/events", json=event, headers=bearer(keys.write)).is_success
+        alert = page.locator("#alerts li.alert", has_text="daily")
+        expect(alert).to_contain_text("Budget daily at 86.0%", timeout=2000)
+        expect(page.locator("#budgets [data-budget=daily] .badge")).to_have_text("warn")
+        alert.get_by_role("button", name="Acknowledge").click()
+        expect(alert).to_have_class(re.compile(r"\backnowledged\b"))
+        # Acknowledged on the server, by the key the session stands for.
+        expect(alert.locator(".ack-state")).to_contain_text("acknowledged", timeout=2000)
+        (stored,) = gate.store.alerts(state="firing")
+        assert stored.acknowledged_by is not None
+        assert stored.acknowledged_by.startswith(f"key:{key_id(keys.admin)}")
+
+        expect(page.locator("#chart-today")).to_be_visible()
+        expect(page.locator("#streams tbody tr")).to_have_count(1, timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-desktop.png"), full_page=True)
+        page.set_viewport_size(PHONE)
+        expect(page.locator("#tile-budget_remaining")).to_be_visible()
+        # The charts follow the new width (a ResizeObserver); then nothing scrolls sideways.
+        page.wait_for_function(
+            f"document.documentElement.scrollWidth <= {PHONE['width']}", timeout=2000
+        )
+        page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+        page.set_viewport_size(DESKTOP)
+
+        # The per-service page opens from the breakdown.
+        page.locator("#services a", has_text="scraper").click()
+        expect(page).to_have_url(f"{url}/services/scraper")
+        expect(page.locator("#svc-total_cost .value")).to_have_text("$0.8600", timeout=5000)
+        expect(page.locator("#sources tbody tr")).to_have_count(1)
+        expect(page.locator("#trends li").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "service-desktop.png"), full_page=True)
+        assert console.errors == []
+        context.close()
+
+
+def test_the_page_shows_nothing_without_a_valid_sign_in(browser: Any, served: Served) -> None:
+    from playwright.sync_api import expect
+
+    app, keys, gate = served.app, served.keys, served.gate
+
+    gate.record("scraper", "paid_api")
+    with running(app) as url:
+        context = browser.new_context(viewport=PHONE)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{url}/signin?token=not-a-token")
+        expect(page.locator(".error")).to_contain_text("expired")
+        console.errors.clear()  # Chromium logs the refused link's 401 itself
+        page.goto(f"{url}/")
+        expect(page.locator("input[name=key]")).to_be_visible()
+        expect(page.locator("#tiles")).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "signin-phone.png"), full_page=True)
+        page.fill("input[name=key]", keys.read)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#tile-current_daily_spend .value")).to_have_text("$0.0100")
+        assert keys.read not in page.url
+        assert console.errors == []
+        # Revoking the key ends the session: the page falls back to the sign-in form (its
+        # requests meanwhile are refused, which Chromium logs as 401s, and nothing else).
+        app.state.keys.revoke(key_id(keys.read), actor="test", now=1)
+        page.reload()
+        expect(page.locator("input[name=key]")).to_be_visible()
+        assert all("401" in e for e in console.errors), console.errors
+        context.close()

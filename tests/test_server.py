@@ -1,0 +1,655 @@
+"""The server: keys on every route, the seed's endpoints and fields, ingestion, control,
+problem details, limits, the live feed and /metrics. Real stores, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from spendgate import Gate
+from spendgate.server.auth import PUBLIC_PATHS, api_routes, route_scope
+from spendgate.server.live import Client
+from spendgate.testing import FrozenClock
+from tests.conftest import small_config
+from tests.serving import Keys, app_for, bearer, make_keys, running
+
+
+@pytest.fixture
+def gate(tmp_path: Path, clock: FrozenClock) -> Iterator[Gate]:
+    g = Gate.open(f"sqlite:///{tmp_path / 'server.db'}", config=small_config(), clock=clock)
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def keys(gate: Gate) -> Keys:
+    return make_keys(gate)
+
+
+@pytest.fixture
+def app(gate: Gate) -> FastAPI:
+    return app_for(gate, ws_interval=0.05)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+def admin(keys: Keys) -> dict[str, str]:
+    return bearer(keys.admin)
+
+
+def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+# -- keys on every route ---------------------------------------------------------------------
+
+LOWER = {"write": "read", "admin": "write"}
+
+
+def routes(app: FastAPI) -> list[tuple[str, str, str | None]]:
+    out = []
+    for route in api_routes(app.routes):
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        out += [(m, path, route_scope(route)) for m in sorted(route.methods)]
+    return out
+
+
+def test_every_route_but_health_refuses_missing_wrong_revoked_and_lower_keys(
+    client: TestClient, app: FastAPI, keys: Keys
+) -> None:
+    walked = routes(app)
+    assert len(walked) >= 30  # the whole API, not an empty table
+    tokens = {"read": keys.read, "write": keys.write, "admin": keys.admin}
+    for method, path, scope in walked:
+        if path in PUBLIC_PATHS:
+            assert scope is None
+            continue
+        assert scope in tokens, f"{method} {path} has no scope"
+        for headers in (
+            {},
+            bearer("sg_000000000000_" + "A" * 43),  # well formed, unknown
+            bearer(keys.admin[:-1] + ("A" if keys.admin[-1] != "A" else "B")),  # wrong secret
+            bearer("not a key"),
+            bearer(keys.revoked),
+            {"Authorization": f"Basic {keys.admin}"},
+        ):
+            r = client.request(method, path, headers=headers, json={})
+            problem_of(r, 401)
+            assert r.headers["www-authenticate"] == "Bearer"
+        if scope in LOWER:
+            r = client.request(method, path, headers=bearer(tokens[LOWER[scope]]), json={})
+            problem_of(r, 403)
+        r = client.request(method, path, headers=bearer(tokens[scope]), json={})
+        assert r.status_code not in (401, 403), (method, path, r.text)
+
+
+def test_health_is_public_and_unknown_routes_are_json_404(client: TestClient) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json()["store"] == "ok"
+    problem_of(client.get("/no/such/route"), 404)
+    problem_of(client.get("/no/such/route", headers={"Authorization": "Bearer x"}), 404)
+    problem_of(client.delete("/healthz"), 405)
+
+
+def test_a_service_limited_key_acts_only_for_its_services(client: TestClient, keys: Keys) -> None:
+    mine = {"service": "scraper", "source": "paid_api"}
+    theirs = {"service": "enrichment", "source": "paid_api"}
+    assert client.post("/api/events", json=mine, headers=bearer(keys.scraper)).status_code == 201
+    problem_of(client.post("/api/events", json=theirs, headers=bearer(keys.scraper)), 403)
+    batch = {"events": [mine, theirs]}
+    problem_of(client.post("/api/events/batch", json=batch, headers=bearer(keys.scraper)), 403)
+    problem_of(client.get("/api/cost/current", headers=bearer(keys.scraper)), 403)
+    assert client.get("/cost/services/scraper/metrics", headers=bearer(keys.scraper)).is_success
+    problem_of(client.get("/cost/services/enrichment/metrics", headers=bearer(keys.scraper)), 403)
+    held = client.post("/api/reservations", json=theirs, headers=bearer(keys.write)).json()
+    rid = held["reservation_id"]
+    problem_of(client.post(f"/api/reservations/{rid}/release", headers=bearer(keys.scraper)), 403)
+    assert client.post(f"/api/reservations/{rid}/release", headers=bearer(keys.write)).is_success
+    # Only the events of its own service were written.
+    assert [e.service for e in client.app.state.context.gate.events()] == ["scraper"]  # type: ignore[attr-defined]
+
+
+def test_keys_are_shown_once_stored_as_hashes_and_revoked_at_once(
+    client: TestClient, keys: Keys, gate: Gate
+) -> None:
+    r = client.post("/api/keys", json={"name": "ci", "scope": "write"}, headers=admin(keys))
+    assert r.status_code == 201
+    token, key_id = r.json()["token"], r.json()["key"]["key_id"]
+    assert token.startswith(f"sg_{key_id}_")
+    listed = client.get("/api/keys", headers=admin(keys)).json()
+    assert token not in json.dumps(listed)
+    assert token.split("_")[2] not in json.dumps(listed)
+    stored = {k.key_id: k for k in gate.store.keys()}[key_id]  # noqa: SIM118
+    assert token.split("_")[2] not in stored.secret_hash
+    event = {"service": "scraper", "source": "free_api"}
+    assert client.post("/api/events", json=event, headers=bearer(token)).status_code == 201
+    assert client.delete(f"/api/keys/{key_id}", headers=admin(keys)).json()["revoked_at"]
+    problem_of(client.post("/api/events", json=event, headers=bearer(token)), 401)
+    problem_of(client.delete("/api/keys/nosuchkey", headers=admin(keys)), 404)
+    problem_of(
+        client.post("/api/keys", json={"name": "x", "scope": "root"}, headers=admin(keys)), 422
+    )
+    actions = [e["action"] for e in client.get("/api/audit", headers=admin(keys)).json()]
+    assert actions[:2] == ["key.revoke", "key.create"]
+
+
+# -- the seed's endpoints, by field name ------------------------------------------------------
+
+SEED_LIVE = {
+    "current_daily_spend",
+    "budget_remaining",
+    "free_source_success_rate",
+    "requests_per_minute",
+    "cost_per_request",
+    "projected_daily_total",
+    "time_until_budget_exhausted",
+}
+
+
+def record_some(client: TestClient, keys: Keys) -> None:
+    events = [
+        {"service": "scraper", "source": "paid_api", "quality_score": 0.9, "processing_time": 1.2},
+        {"service": "scraper", "source": "free_api", "cache_hits": 1},
+        {"service": "enrichment", "source": "free_api", "success": False, "failure_reason": "404"},
+    ]
+    r = client.post("/api/events/batch", json={"events": events}, headers=bearer(keys.write))
+    assert r.json()["created"] == 3
+
+
+def test_the_seeds_endpoints_return_the_seeds_fields(client: TestClient, keys: Keys) -> None:
+    record_some(client, keys)
+    h = bearer(keys.read)
+    live = client.get("/cost/dashboard/live", headers=h).json()
+    assert live["success"] is True
+    assert live["timestamp"]
+    assert set(live["data"]) >= {
+        "live_metrics",
+        "daily_summary",
+        "service_breakdown",
+        "optimization_opportunities",
+        "alerts_and_warnings",
+        "historical_trends",
+    }
+    assert set(live["data"]["live_metrics"]) >= SEED_LIVE
+    assert set(live["status"]) == {"budget_health", "free_source_performance", "cost_efficiency"}
+    assert live["data"]["live_metrics"]["current_daily_spend"] == {
+        "value": "0.01",
+        "as_of": live["timestamp"],
+    }
+    service = client.get("/cost/services/scraper/metrics", headers=h).json()
+    assert set(service) >= {
+        "total_cost",
+        "total_requests",
+        "free_source_success_rate",
+        "cache_hit_rate",
+        "average_cost_per_request",
+        "cost_by_source",
+        "quality_metrics",
+        "performance_metrics",
+    }
+    assert service["total_cost"] == "0.01"
+    assert service["total_requests"] == 2
+    current = client.get("/api/cost/current", headers=h).json()
+    assert set(current["live_metrics"]) >= SEED_LIVE
+    assert current["as_of"]
+    day = client.get("/api/cost/daily/2026-01-05", headers=h).json()
+    assert day["total_cost"] == "0.01"
+    assert day["total_requests"] == 3
+    perf = client.get("/api/cost/service/scraper/performance?days=7", headers=h).json()
+    assert perf["service"] == "scraper"
+    assert perf["days"] == 7
+    forecast = client.get("/api/cost/forecast/monthly", headers=h).json()
+    assert set(forecast) >= {"month", "days_elapsed", "days_remaining", "current_spend"}
+    assert set(forecast["budget_assessment"]) >= {
+        "monthly_budget",
+        "projected_vs_budget",
+        "budget_status",
+        "recommended_actions",
+    }
+    found = client.get("/api/cost/optimization/opportunities", headers=h).json()
+    assert isinstance(found["opportunities"], list)
+    assert found["as_of"]
+    alerts = client.get("/api/cost/alerts/configure", headers=h).json()
+    assert set(alerts["alert_thresholds"]) == {
+        "daily_budget_80_percent",
+        "daily_budget_100_percent",
+        "free_source_success_below_85",
+        "cost_per_request_spike",
+        "service_offline",
+        "api_rate_limit_approaching",
+    }
+
+
+def test_bad_dates_days_and_services_are_named(client: TestClient, keys: Keys) -> None:
+    h = bearer(keys.read)
+    body = problem_of(client.get("/api/cost/daily/2026-13-01", headers=h), 422)
+    assert body["errors"][0]["field"] == "date"
+    body = problem_of(client.get("/api/cost/service/x/performance?days=0", headers=h), 422)
+    assert body["errors"][0]["field"] == "days"
+    problem_of(client.get("/cost/services/nobody/metrics", headers=h), 404)
+    problem_of(client.get("/cost/services/scraper/metrics?period=year", headers=h), 422)
+
+
+# -- ingestion --------------------------------------------------------------------------------
+
+
+def test_events_are_idempotent_by_request_id(client: TestClient, keys: Keys, gate: Gate) -> None:
+    h = bearer(keys.write)
+    event = {"service": "scraper", "source": "paid_api", "request_id": "r-1", "cost": "0.003"}
+    first = client.post("/api/events", json=event, headers=h)
+    assert first.status_code == 201
+    assert first.json() == {
+        "status": "created",
+        "request_id": "r-1",
+        "cost": "0.003",
+    }
+    again = client.post("/api/events", json=event, headers=h)
+    assert again.status_code == 200
+    assert again.json()["status"] == "exists"
+    problem_of(client.post("/api/events", json={**event, "cost": "0.004"}, headers=h), 409)
+    assert gate.status()[0].spent == 3_000_000  # counted once
+
+
+def test_a_batch_gives_one_result_each_and_a_bad_item_changes_nothing(
+    client: TestClient, keys: Keys, gate: Gate
+) -> None:
+    h = bearer(keys.write)
+    client.post(
+        "/api/events", json={"service": "s", "source": "paid_api", "request_id": "a"}, headers=h
+    )
+    events = [
+        {"service": "s", "source": "paid_api", "request_id": "a"},  # exists
+        {"service": "s", "source": "paid_api", "request_id": "a2"},
+        {"service": "s", "source": "paid_api", "request_id": "a3", "cost": "0.5"},
+    ]
+    r = client.post("/api/events/batch", json={"events": events}, headers=h).json()
+    assert [x["status"] for x in r["results"]] == ["exists", "created", "created"]
+    assert (r["created"], r["exists"], r["conflict"]) == (2, 1, 0)
+    before = gate.status()[0].spent
+    bad = [*events, {"service": "s", "source": "nowhere"}]
+    body = problem_of(client.post("/api/events/batch", json={"events": bad}, headers=h), 422)
+    assert body["errors"][0]["field"] == "events[3].source"
+    unpriced = [{"service": "s", "source": "mystery", "request_id": "new"}]
+    problem_of(client.post("/api/events/batch", json={"events": unpriced}, headers=h), 422)
+    body = problem_of(
+        client.post(
+            "/api/events/batch",
+            json={"events": [{"service": "s", "source": "paid_api", "cost": "abc"}]},
+            headers=h,
+        ),
+        422,
+    )
+    assert body["errors"][0]["field"].startswith("events[0].cost")
+    assert gate.status()[0].spent == before
+    assert gate.event("new") is None
+    problem_of(client.post("/api/events/batch", json={"events": []}, headers=h), 422)
+    too_many = {"events": [{"service": "s", "source": "free_api"}] * 10_001}
+    problem_of(client.post("/api/events/batch", json=too_many, headers=h), 422)
+
+
+def test_bodies_are_checked(client: TestClient, keys: Keys) -> None:
+    h = bearer(keys.write)
+    body = problem_of(client.post("/api/events", json={"service": "s"}, headers=h), 422)
+    assert body["errors"][0]["field"] == "source"
+    body = problem_of(
+        client.post(
+            "/api/events", json={"service": "s", "source": "paid_api", "colour": 1}, headers=h
+        ),
+        422,
+    )
+    assert body["errors"][0]["field"] == "colour"
+    naive = {"service": "s", "source": "paid_api", "time": "2026-01-05T10:00:00"}
+    problem_of(client.post("/api/events", json=naive, headers=h), 422)
+    problem_of(
+        client.post(
+            "/api/events", content=b"{not json", headers={**h, "content-type": "application/json"}
+        ),
+        422,
+    )
+    problem_of(
+        client.post(
+            "/api/authorize", json={"service": "s", "source": "paid_api", "amount": "-1"}, headers=h
+        ),
+        422,
+    )
+
+
+def test_request_bodies_have_a_size_limit(gate: Gate, keys: Keys) -> None:
+    app = app_for(gate, max_body_bytes=2048)
+    with TestClient(app) as client:
+        big = {
+            "events": [
+                {"service": "s", "source": "free_api", "request_id": f"{i:040d}"}
+                for i in range(100)
+            ]
+        }
+        problem_of(client.post("/api/events/batch", json=big, headers=bearer(keys.write)), 413)
+
+        def chunks() -> Iterator[bytes]:  # no content-length: counted as it streams
+            yield b'{"events": ['
+            for _ in range(200):
+                yield b'{"service": "s", "source": "free_api"},'
+            yield b'{"service": "s", "source": "free_api"}]}'
+
+        r = client.post(
+            "/api/events/batch",
+            content=chunks(),
+            headers={**bearer(keys.write), "content-type": "application/json"},
+        )
+        problem_of(r, 413)
+    assert gate.events() == []
+
+
+def test_authorize_and_the_reservation_cycle(client: TestClient, keys: Keys, gate: Gate) -> None:
+    h = bearer(keys.write)
+    call = {"service": "scraper", "source": "paid_api", "amount": "0.60"}
+    ok = client.post("/api/authorize", json=call, headers=h).json()
+    assert ok["approval_status"] == "approved"
+    assert ok["remaining_budget"] == "0.4"
+    held = client.post("/api/reservations", json=call, headers=h)
+    assert held.status_code == 201
+    rid = held.json()["reservation_id"]
+    refused = client.post("/api/reservations", json=call, headers=h)
+    assert refused.status_code == 200
+    assert refused.json()["approval_status"] == "denied"
+    assert refused.json()["alternative_action"] == "use_free_sources_only"
+    info = client.get(f"/api/reservations/{rid}", headers=bearer(keys.read)).json()
+    assert info["state"] == "pending"
+    assert info["amount"] == "0.6"
+    done = client.post(f"/api/reservations/{rid}/commit", json={"actual": "0.70"}, headers=h)
+    assert done.json()["cost"] == "0.7"
+    assert done.json()["overshoot"] == "0.1"
+    problem_of(client.post(f"/api/reservations/{rid}/commit", json={}, headers=h), 409)
+    problem_of(client.post("/api/reservations/nope/release", headers=h), 409)
+    problem_of(client.get("/api/reservations/nope", headers=h), 404)
+    assert gate.status()[0].spent == 700_000_000
+    decisions = client.get("/metrics", headers=bearer(keys.read)).text
+    assert 'spendgate_reservation_decisions_total{decision="denied"} 1.0' in decisions
+
+
+# -- budgets and prices, audited --------------------------------------------------------------
+
+
+def test_budgets_change_at_run_time_and_every_change_is_audited(
+    client: TestClient, keys: Keys, gate: Gate
+) -> None:
+    h = admin(keys)
+    assert [b["name"] for b in client.get("/api/budgets", headers=h).json()] == ["daily"]
+    assert client.get("/api/budgets/daily", headers=h).json()["origin"] == "file"
+    r = client.post(
+        "/api/budgets",
+        json={"name": "scraper-day", "limit": "0.02", "scope": "service:scraper"},
+        headers=h,
+    )
+    assert r.status_code == 201
+    assert r.json()["origin"] == "api"
+    assert "key:" in r.json()["changed_by"]
+    problem_of(
+        client.post("/api/budgets", json={"name": "scraper-day", "limit": "1"}, headers=h), 409
+    )
+    call = {"service": "scraper", "source": "paid_api", "amount": "0.03"}
+    refused = client.post("/api/authorize", json=call, headers=h).json()
+    assert refused["approval_status"] == "denied"
+    assert refused["budget"] == "scraper-day"
+    r = client.patch("/api/budgets/scraper-day", json={"limit": "0.05"}, headers=h)
+    assert r.json()["spec"]["limit"] == "0.05"
+    assert r.json()["spec"]["scope"] == "service:scraper"
+    assert (
+        client.post("/api/authorize", json=call, headers=h).json()["approval_status"] == "approved"
+    )
+    body = problem_of(
+        client.patch("/api/budgets/scraper-day", json={"window": "week"}, headers=h), 422
+    )
+    assert body["errors"][0]["field"] == "budgets.scraper-day.window"
+    problem_of(client.put("/api/budgets/daily", json={"limit": "ten"}, headers=h), 422)
+    problem_of(client.put("/api/budgets/nope", json={"limit": "1"}, headers=h), 404)
+    problem_of(
+        client.put("/api/budgets/daily", json={"name": "other", "limit": "1"}, headers=h), 422
+    )
+    assert client.delete("/api/budgets/scraper-day", headers=h).json()["action"] == "delete"
+    problem_of(client.get("/api/budgets/scraper-day", headers=h), 404)
+    # Back under its old name only with the window and scope it had.
+    problem_of(
+        client.post("/api/budgets", json={"name": "scraper-day", "limit": "1"}, headers=h), 422
+    )
+    again = {"name": "scraper-day", "limit": "1", "scope": "service:scraper"}
+    assert client.post("/api/budgets", json=again, headers=h).status_code == 201
+    audit = client.get("/api/audit", headers=h).json()
+    assert [(e["action"], e["name"]) for e in audit[:4]] == [
+        ("create", "scraper-day"),
+        ("delete", "scraper-day"),
+        ("update", "scraper-day"),
+        ("create", "scraper-day"),
+    ]
+    assert audit[2]["before"]["limit"] == "0.02"
+    assert audit[2]["after"]["limit"] == "0.05"
+    assert all(e["actor"].startswith("key:") and e["at"] for e in audit[:4])
+    problem_of(client.post("/api/budgets", json={"limit": "1"}, headers=bearer(keys.write)), 403)
+
+
+def test_prices_change_at_run_time(client: TestClient, keys: Keys, gate: Gate) -> None:
+    h = admin(keys)
+    r = client.post("/api/prices", json={"name": "geo", "price": "0.25/request"}, headers=h)
+    assert r.status_code == 201
+    e = client.post("/api/events", json={"service": "s", "source": "geo"}, headers=h).json()
+    assert e["cost"] == "0.25"
+    client.put("/api/prices/geo", json={"price": "0.5"}, headers=h)
+    assert (
+        client.post("/api/events", json={"service": "s", "source": "geo"}, headers=h).json()["cost"]
+        == "0.5"
+    )
+    body = problem_of(
+        client.post("/api/prices", json={"name": "bad", "price": "cheap"}, headers=h), 422
+    )
+    assert body["errors"][0]["field"] == "sources.bad.price"
+    client.post(
+        "/api/budgets", json={"name": "geo-day", "limit": "5", "scope": "source:geo"}, headers=h
+    )
+    body = problem_of(client.delete("/api/prices/geo", headers=h), 422)
+    assert "geo-day" in body["detail"]
+    listed = {p["name"]: p for p in client.get("/api/prices", headers=h).json()}
+    assert listed["paid_api"]["spec"] == {"price": {"request": "0.01"}}
+    assert listed["geo"]["origin"] == "api"
+
+
+def test_a_change_made_meanwhile_is_not_overwritten(gate: Gate, keys: Keys) -> None:
+    from spendgate.errors import ChangedError
+
+    gate.store.define(
+        "budget", "daily", {"limit": "3"}, expected=0, action="update", actor="a", at=0
+    )
+    with pytest.raises(ChangedError):
+        gate.store.define(
+            "budget", "daily", {"limit": "4"}, expected=0, action="update", actor="b", at=0
+        )
+    gate.refresh()
+    assert gate.config.budget("daily").limit == 3_000_000_000
+
+
+def test_other_gates_on_the_store_see_a_change(
+    tmp_path: Path, keys: Keys, client: TestClient, clock: FrozenClock
+) -> None:
+    other = Gate.open(f"sqlite:///{tmp_path / 'server.db'}", config=small_config(), clock=clock)
+    try:
+        assert other.authorize("s", "paid_api", "2.00").status == "denied"
+        client.put("/api/budgets/daily", json={"limit": "5"}, headers=admin(keys))
+        other.refresh()  # what the gate does by itself every second
+        assert other.authorize("s", "paid_api", "2.00").status == "approved"
+    finally:
+        other.close()
+
+
+SLACK = "https://hooks.slack.com/services/T0000/B0000/XXXXXXXX"
+
+
+def test_alert_configuration_is_validated_merged_and_audited(
+    client: TestClient, keys: Keys
+) -> None:
+    h = admin(keys)
+    r = client.post(
+        "/api/cost/alerts/configure",
+        json={
+            "alert_thresholds": {"daily_budget_80_percent": 0.7},
+            "notification_channels": {"slack": SLACK},
+        },
+        headers=h,
+    ).json()
+    assert r["alert_thresholds"]["daily_budget_80_percent"] == 0.7
+    assert r["alert_thresholds"]["daily_budget_100_percent"] == 1.0
+    assert r["notification_channels"]["slack"]["url"] == SLACK
+    assert r["changed_by"].startswith("key:")
+    for bad in (
+        {"alert_thresholds": {"daily_budget_80_percent": 11}},
+        {"alert_thresholds": {"daily_budget_80_percent": 0}},
+        {"alert_thresholds": {"unknown_rule": 1}},
+        {"notification_channels": {"email": "notascheme://x"}},
+        {"notification_channels": {"hook": {"kind": "webhook", "url": "ftp://x/y"}}},
+    ):
+        problem_of(client.post("/api/cost/alerts/configure", json=bad, headers=h), 422)
+    after = client.get("/api/cost/alerts/configure", headers=h).json()
+    assert after["settings"] == r["settings"]  # refused changes changed nothing
+    assert client.get("/api/audit", headers=h).json()[0]["kind"] == "alerts"
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_follow_prometheus_conventions(client: TestClient, keys: Keys) -> None:
+    record_some(client, keys)
+    r = client.get("/metrics", headers=bearer(keys.read))
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'spendgate_spend_total{currency="USD",service="scraper",source="paid_api"} 0.01' in text
+    failures = 'outcome="failure",pricing="all",service="enrichment",source="free_api"'
+    assert f"spendgate_requests_total{{{failures}}} 1.0" in text
+    assert 'spendgate_budget_remaining{budget="daily"} 0.99' in text
+    assert "spendgate_free_source_success_ratio" in text
+    assert "# TYPE spendgate_budget_used_ratio gauge" in text
+
+
+# -- the live feed ----------------------------------------------------------------------------
+
+
+def test_a_websocket_client_sees_a_rest_event_within_a_second(gate: Gate, keys: Keys) -> None:
+    with running(app_for(gate, ws_interval=0.1)) as url:
+        ws_url = url.replace("http", "ws") + "/ws/cost-monitoring"
+        with connect(ws_url, additional_headers=bearer(keys.read)) as ws:
+            first = json.loads(ws.recv(timeout=5))
+            assert first["type"] == "cost_state"
+            assert first["data"]["live_metrics"]["current_daily_spend"]["value"] == "0"
+            start = time.monotonic()
+            event = {"service": "scraper", "source": "paid_api"}
+            assert (
+                httpx.post(f"{url}/api/events", json=event, headers=bearer(keys.write)).status_code
+                == 201
+            )
+            while True:
+                message = json.loads(ws.recv(timeout=1.0))
+                if message["type"] == "cost_update":
+                    spent = message["data"]["live_metrics"]["current_daily_spend"]["value"]
+                    if spent == "0.01":
+                        break
+            assert time.monotonic() - start < 1.0
+            ws.send("request_current_metrics")
+            while (reply := json.loads(ws.recv(timeout=5)))["type"] != "current_metrics":
+                pass
+            assert reply["data"]["live_metrics"]["current_daily_spend"]["value"] == "0.01"
+
+
+def test_a_budget_reaching_a_rung_is_pushed_as_an_alert_once(gate: Gate, keys: Keys) -> None:
+    with running(app_for(gate, ws_interval=0.05)) as url:
+        ws_url = url.replace("http", "ws") + f"/ws/cost-monitoring?token={keys.read}"
+        with connect(ws_url) as ws:
+            ws.recv(timeout=5)
+            event = {"service": "scraper", "source": "paid_api", "cost": "0.85"}
+            httpx.post(f"{url}/api/events", json=event, headers=bearer(keys.write))
+            while (m := json.loads(ws.recv(timeout=2)))["type"] != "cost_alert":
+                pass
+            assert m["alert"]["rule"] == "budget"
+            assert m["alert"]["scope"] == "daily"
+            assert m["alert"]["detail"] == {"fraction": "0.8"}
+            more = {"service": "scraper", "source": "paid_api", "cost": "0.01"}
+            httpx.post(f"{url}/api/events", json=more, headers=bearer(keys.write))
+            # The next update arrives; no second warn alert for the same rung.
+            seen = [json.loads(ws.recv(timeout=2)) for _ in range(2)]
+            assert all(s["type"] == "cost_update" for s in seen)
+
+
+def test_the_websocket_refuses_bad_tokens(gate: Gate, keys: Keys) -> None:
+    with running(app_for(gate)) as url:
+        ws_url = url.replace("http", "ws") + "/ws/cost-monitoring"
+        for headers in ({}, bearer("sg_bad"), bearer(keys.revoked), bearer(keys.scraper)):
+            with (
+                pytest.raises(InvalidStatus) as refused,
+                connect(ws_url, additional_headers=headers),
+            ):
+                pass
+            assert refused.value.response.status_code == 403
+
+
+def test_dead_clients_are_dropped_without_affecting_others(gate: Gate, keys: Keys) -> None:
+    app = app_for(gate, ws_interval=0.05)
+    with running(app) as url:
+        ws_url = url.replace("http", "ws") + f"/ws/cost-monitoring?token={keys.read}"
+        with connect(ws_url) as alive, connect(ws_url) as dead:
+            alive.recv(timeout=5)
+            dead.recv(timeout=5)
+            dead.socket.close()  # gone without a goodbye
+            post = {"service": "s", "source": "paid_api"}
+            httpx.post(f"{url}/api/events", json=post, headers=bearer(keys.write))
+            assert json.loads(alive.recv(timeout=2))["type"] == "cost_update"
+            deadline = time.monotonic() + 5
+            while len(app.state.hub.clients) != 1 and time.monotonic() < deadline:
+                post = {"service": "s", "source": "free_api"}
+                httpx.post(f"{url}/api/events", json=post, headers=bearer(keys.write))
+                alive.recv(timeout=2)
+            assert len(app.state.hub.clients) == 1
+
+
+def test_a_slow_client_holds_one_update_and_a_bounded_queue_of_alerts() -> None:
+    client = Client(websocket=None, queue_size=3)  # type: ignore[arg-type]
+    for i in range(10_000):
+        client.offer_update({"type": "cost_update", "n": i})
+    assert client.update == {"type": "cost_update", "n": 9_999}
+    for i in range(3):
+        client.offer_alert({"type": "cost_alert", "n": i})
+    assert not client.dropped
+    assert len(client.alerts) == 3
+    client.offer_alert({"type": "cost_alert", "n": 3})
+    assert client.dropped
+    assert len(client.alerts) == 3
+
+
+# -- money on the wire ------------------------------------------------------------------------
+
+
+def test_money_is_exact_decimal_text(client: TestClient, keys: Keys) -> None:
+    h = bearer(keys.write)
+    for cost in ("0.000000001", "123456.789012345", 0.1):
+        r = client.post(
+            "/api/events", json={"service": "s", "source": "paid_api", "cost": cost}, headers=h
+        )
+        assert Decimal(r.json()["cost"]) == Decimal(str(cost))
