@@ -16,7 +16,7 @@ its charts); `write()` puts the files in place, whole or not at all.
 
 from spendgate.reports.model import Chart, Money, Report, Series, Share
 from spendgate.reports.reporter import Reporter, monthly_report, parse_month, weekly_report
-from spendgate.reports.writer import FORMATS, parse_formats, write
+from spendgate.reports.writer import FORMATS, check_folder, parse_formats, write
 
 __all__ = [
     "FORMATS",
@@ -26,6 +26,7 @@ __all__ = [
     "Reporter",
     "Series",
     "Share",
+    "check_folder",
     "monthly_report",
     "parse_formats",
     "parse_month",
