@@ -35,6 +35,7 @@ LAYER = {
     "http": 4,
     "llm": 4,
     "analytics": 4,
+    "reports": 4,
     "cli": 5,
     "demo": 5,
 }
