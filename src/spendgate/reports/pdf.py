@@ -19,7 +19,7 @@ from spendgate.reports import charts, tables
 from spendgate.reports.model import Money, Report, Share
 
 MAX_COLUMNS = 7  # columns a portrait page shows legibly
-COVER_SECTIONS = ("report_metadata", *tables.SUMMARY_SECTIONS)
+COVER_SECTIONS = ("report_metadata", "period", *tables.SUMMARY_SECTIONS)
 
 
 def shown(value: Any, currency: str) -> str:
@@ -67,6 +67,7 @@ def render(report: Report) -> dict[str, bytes]:
     from reportlab.lib.units import cm
     from reportlab.pdfgen.canvas import Canvas
     from reportlab.platypus import (
+        CondPageBreak,
         Image,
         KeepTogether,
         PageBreak,
@@ -177,10 +178,11 @@ def render(report: Report) -> dict[str, bytes]:
             height=width * charts.HEIGHT_INCHES / charts.WIDTH_INCHES,
         )
         story.append(KeepTogether([image, Spacer(1, 10)]))
+    story.append(PageBreak())
     for s in found:
         if s.key in COVER_SECTIONS:
             continue
-        story.append(PageBreak())
+        story.append(CondPageBreak(6 * cm))  # a heading never ends a page alone
         story.append(Paragraph(escape(s.title), styles["Heading1"]))
         for t in s.tables:
             story += flowable(t, s)
