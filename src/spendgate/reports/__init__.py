@@ -9,13 +9,14 @@ written as PDF, Excel, CSV and JSON, with charts. Every figure is read from the 
 0
 >>> gate.close()
 
-`Reporter` reads (through an `Analyst`); `model` builds the report (pure); `tables` lays its
+`Reporter` reads (through an `Analyst`); `model` builds the report (pure) of `values`; `tables` lays its
 sections out as tables; `jsonfile`, `csvfiles`, `excel` and `pdf` render it (`charts` draws
 its charts); `write()` puts the files in place, whole or not at all.
 """
 
-from spendgate.reports.model import Chart, Money, Report, Series, Share
+from spendgate.reports.model import Report
 from spendgate.reports.reporter import Reporter, monthly_report, parse_month, weekly_report
+from spendgate.reports.values import Chart, Money, Series, Share
 from spendgate.reports.writer import FORMATS, check_folder, parse_formats, write
 
 __all__ = [

@@ -15,7 +15,8 @@ import io
 from collections.abc import Iterable, Sequence
 
 from spendgate.reports import tables
-from spendgate.reports.model import Report, Value
+from spendgate.reports.model import Report
+from spendgate.reports.values import Value
 
 FILES = {"daily_breakdown": "daily", "service_analysis": "services"}
 

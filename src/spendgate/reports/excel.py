@@ -20,7 +20,8 @@ from typing import Any
 
 from spendgate.money import currency_symbol, from_nanos
 from spendgate.reports import tables
-from spendgate.reports.model import Chart, Money, Report, Share
+from spendgate.reports.model import Report
+from spendgate.reports.values import Chart, Money, Share
 
 MAX_WIDTH = 60
 CHART_ROWS = 18  # rows a chart covers on the Charts sheet

@@ -1,9 +1,8 @@
 """The report model: the seed's monthly and weekly reports as frozen values, built from what
 the `Analyst` read (summaries, days, trends, the monthly assessment, opportunities).
 
-Pure: values in, a `Report` out. Money stays integer nano-units, wrapped in `Money` so every
-export knows a cell is money (JSON and CSV write it as exact decimal text, Excel as a number
-with a currency format, the PDF as `$1,234.56`); shares of a whole are wrapped in `Share`.
+Pure: values in, a `Report` out. Money stays integer nano-units, wrapped in `Money`; shares
+of a whole in `Share` (see `values`).
 
 A report's `sections` is a tree of plain mappings and lists whose leaves are `str`, `int`,
 `float`, `bool`, `None`, `Money` or `Share`, in the seed's order and with the seed's names;
@@ -28,7 +27,9 @@ from spendgate.analytics.summaries import (
 )
 from spendgate.analytics.summaries import recommendations as budget_actions
 from spendgate.analytics.trends import trend
-from spendgate.money import Nanos, money_text, to_nanos
+from spendgate.money import Nanos
+from spendgate.reports.charts import forecast_chart, report_charts
+from spendgate.reports.values import Chart, Money, Share, plain, typed
 from spendgate.rollups import Tally
 
 SCHEMA_VERSION = 1
@@ -57,81 +58,6 @@ NO_LABELS = (
     "of the raw events; no figures are given rather than estimated ones"
 )
 
-# Fields whose text values the analytics write as exact decimal money (`money_text`).
-MONEY_FIELDS = frozenset(
-    {
-        "total_cost",
-        "total_spent",
-        "daily_average",
-        "daily_budget",
-        "cost_per_request",
-        "average_cost_per_request",
-        "batched_cost",
-        "saving",
-        "monthly_saving",
-        "cost_trend",
-        "cost_by_source",
-    }
-)
-# Fields that are a share of a whole (0.25 = 25%), besides every `*_rate`.
-SHARE_FIELDS = frozenset(
-    {"budget_utilization", "free_source_trend", "share_of_cost", "free_share", "batched_share"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """An amount in nano-units of the report's currency."""
-
-    nanos: Nanos
-
-    def __str__(self) -> str:
-        return money_text(self.nanos)
-
-
-@dataclass(frozen=True, slots=True)
-class Share:
-    """A share of a whole: 0.25 is 25%."""
-
-    value: float
-
-
-Value = Money | Share | str | int | float | bool | None
-"""A leaf of a report's sections."""
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    """One line or set of bars of a chart: a value per category (`None`: no point there)."""
-
-    name: str
-    values: tuple[Money | int | float | None, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Chart:
-    """A chart's data: categories along the x axis and one or more series over them."""
-
-    name: str
-    title: str
-    kind: Literal["line", "bar", "stacked_bar"]
-    categories: tuple[str, ...]
-    series: tuple[Series, ...]
-    y_label: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, money as exact decimal text."""
-        return {
-            "name": self.name,
-            "title": self.title,
-            "kind": self.kind,
-            "y_label": self.y_label,
-            "categories": list(self.categories),
-            "series": [
-                {"name": s.name, "values": [plain(v) for v in s.values]} for s in self.series
-            ],
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Report:
@@ -158,36 +84,6 @@ class Report:
         out: dict[str, Any] = plain(self.sections)
         out["visualizations"] = [c.to_dict() for c in self.charts]
         return out
-
-
-def plain(value: Any) -> Any:
-    """A section tree as JSON-ready values (`Money` as exact text, `Share` as a float)."""
-    if isinstance(value, Money):
-        return money_text(value.nanos)
-    if isinstance(value, Share):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
-def typed(value: Any, key: str = "") -> Any:
-    """An analytics `to_dict()` tree with its money and shares typed, by field name
-    (`MONEY_FIELDS`, `SHARE_FIELDS`, `*_rate`): exact, as the text was exact."""
-    if isinstance(value, Mapping):
-        if key in MONEY_FIELDS:  # a mapping of amounts, e.g. cost_by_source
-            return {k: typed(v, key) for k, v in value.items()}
-        return {k: typed(v, k) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [typed(v, key) for v in value]
-    if key in MONEY_FIELDS and isinstance(value, str):
-        return Money(to_nanos(value, key))
-    is_share = key in SHARE_FIELDS or key.endswith("_rate")
-    if is_share and isinstance(value, int | float) and not isinstance(value, bool):
-        return Share(float(value))
-    return value
 
 
 def _share(part: int, whole: int) -> Share:
@@ -340,81 +236,6 @@ def _raw_data(summary: Summary) -> list[dict[str, Any]]:
     ]
 
 
-# -- charts -----------------------------------------------------------------------------------
-
-
-def _daily_charts(days: Sequence[Day], limit: Nanos | None) -> list[Chart]:
-    dates = tuple(d.day.isoformat() for d in days)
-    cost = Series("cost", tuple(Money(d.total.cost) for d in days))
-    budget = () if limit is None else (Series("daily budget", tuple(Money(limit) for _ in days)),)
-    return [
-        Chart("daily_cost", "Daily cost against budget", "line", dates, (cost, *budget), "cost"),
-        Chart(
-            "free_vs_paid",
-            "Free and paid requests by day",
-            "stacked_bar",
-            dates,
-            (
-                Series("free", tuple(d.total.free for d in days)),
-                Series("paid", tuple(d.total.paid for d in days)),
-            ),
-            "requests",
-        ),
-    ]
-
-
-def _breakdown_chart(name: str, title: str, tallies: Mapping[str, Tally]) -> Chart:
-    return Chart(
-        name,
-        title,
-        "bar",
-        tuple(tallies),
-        (Series("cost", tuple(Money(t.cost) for t in tallies.values())),),
-        "cost",
-    )
-
-
-def _forecast_chart(
-    days: Sequence[Day], budget: Nanos | None, assessment: MonthlyAssessment | None
-) -> Chart:
-    """Month-to-date spend by day; with the current month's assessment, the projection from
-    today to the month's end; the monthly budget as a line."""
-    dates = [d.day.isoformat() for d in days]
-    actual: list[Money | None] = []
-    running = 0
-    for d in days:
-        running += d.total.cost
-        actual.append(Money(running))
-    series = [Series("actual", tuple(actual))]
-    if assessment is not None and (path := assessment.cumulative()):
-        first = assessment.local_day.toordinal()
-        known = [d for d in dates if date.fromisoformat(d).toordinal() < first]
-        dates = known + [date.fromordinal(first + i).isoformat() for i in range(len(path))]
-        actual = actual[: len(known)] + [None] * len(path)
-        series = [
-            Series("actual", tuple(actual)),
-            Series("projected", tuple([None] * len(known) + [Money(v) for v in path])),
-        ]
-    if budget is not None:
-        series.append(Series("monthly budget", tuple(Money(budget) for _ in dates)))
-    return Chart(
-        "forecast", "Month-to-date spend and forecast", "line", tuple(dates), tuple(series), "cost"
-    )
-
-
-def _charts(
-    summary: Summary, days: Sequence[Day], limit: Nanos | None, extra: Sequence[Chart] = ()
-) -> tuple[Chart, ...]:
-    daily_cost, free_vs_paid = _daily_charts(days, limit)
-    return (
-        daily_cost,
-        _breakdown_chart("cost_by_service", "Cost by service", summary.by_service()),
-        _breakdown_chart("cost_by_source", "Cost by source", summary.by_source()),
-        free_vs_paid,
-        *extra,
-    )
-
-
 # -- the reports ------------------------------------------------------------------------------
 
 
@@ -527,7 +348,7 @@ def monthly(
         currency,
         t,
         sections,
-        _charts(summary, days, budgets.daily, [_forecast_chart(days, budget, assessment)]),
+        report_charts(summary, days, budgets.daily, [forecast_chart(days, budget, assessment)]),
     )
 
 
@@ -591,7 +412,7 @@ def weekly(
         currency,
         summary.total,
         sections,
-        _charts(summary, days, budgets.daily),
+        report_charts(summary, days, budgets.daily),
     )
 
 

@@ -16,7 +16,8 @@ from xml.sax.saxutils import escape
 
 from spendgate.money import format_money
 from spendgate.reports import charts, tables
-from spendgate.reports.model import Money, Report, Share
+from spendgate.reports.model import Report
+from spendgate.reports.values import Money, Share
 
 MAX_COLUMNS = 7  # columns a portrait page shows legibly
 COVER_SECTIONS = ("report_metadata", "period", *tables.SUMMARY_SECTIONS)

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spendgate.reports.model import Money, Report, Share, Value
+from spendgate.reports.model import Report
+from spendgate.reports.values import Money, Share, Value
 
 KEY_COLUMN = {"service_analysis": "service", "trend_analysis": "series"}
 SUMMARY_SECTIONS = ("executive_summary", "budget_performance", "cost_efficiency")
