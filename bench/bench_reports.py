@@ -32,13 +32,12 @@ import numpy as np
 from bench_analytics import (
     MONTH_START,
     NOW,
-    SEED,
     SMALL,
     Columns,
-    build,
-    make_events,
+    both_stores,
+    events_wanted,
     open_gate,
-    prepared_store,
+    store_options,
 )
 from common import finish, header, median
 from spendgate import Gate
@@ -47,7 +46,6 @@ from spendgate.money import money_text
 from spendgate.reports import FORMATS, Report, Reporter, write
 from spendgate.windows import to_micros
 
-EVENTS = 10_000_000
 QUICK = 1_000_000
 REPEATS = 7
 TARGET_SCALE = 3.0
@@ -95,15 +93,10 @@ def check(what: str, cols: Columns, report: Report, paths: list[Path]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--events", type=int, default=EVENTS, help="events in the big store")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK:,} events")
-    parser.add_argument("--db", type=Path, help="the big store's file (default: a temp dir)")
-    parser.add_argument("--reuse", action="store_true", help="reuse --db if built for N")
+    store_options(parser, QUICK)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args()
-    n = QUICK if args.quick else args.events
-    if args.reuse and args.db is None:
-        parser.error("--reuse needs --db")
+    n = events_wanted(parser, args, QUICK)
     header(
         f"bench_reports: monthly report {MONTH}, formats {','.join(FORMATS)}, "
         f"{n:,} vs {SMALL:,} events",
@@ -116,14 +109,7 @@ def main() -> None:
         ],
     )
     with tempfile.TemporaryDirectory(prefix="spendgate-bench-") as tmp:
-        db = args.db if args.db is not None else Path(tmp) / "big.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        cols, built = prepared_store(db, n, args.reuse)
-        if built is not None:
-            print(f"   built {n:,} events in {built:.1f}s ({n / built:,.0f} ev/s)", flush=True)
-        small_cols = make_events(SMALL, SEED + 1)
-        small_db = Path(tmp) / "small.db"
-        build(small_db, small_cols, f"{SMALL:,} events", progress=False)
+        db, cols, small_db, small_cols = both_stores(args, n, Path(tmp))
         stores = {"big": (open_gate(db), cols), "small": (open_gate(small_db), small_cols)}
         times: dict[str, list[dict[str, float]]] = {name: [] for name in stores}
         try:
