@@ -9,9 +9,10 @@ written as PDF, Excel, CSV and JSON, with charts. Every figure is read from the 
 0
 >>> gate.close()
 
-`Reporter` reads (through an `Analyst`); `model` builds the report (pure) of `values`; `tables` lays its
-sections out as tables; `jsonfile`, `csvfiles`, `excel` and `pdf` render it (`charts` draws
-its charts); `write()` puts the files in place, whole or not at all.
+`Reporter` reads (through an `Analyst`); `model` builds the report (pure) of `values`;
+`tables` lays its sections out as tables; `jsonfile`, `csvfiles`, `excel` and `pdf` render it
+(`charts` gives its charts' data and draws them); `write()` puts the files in place, whole or
+not at all.
 """
 
 from spendgate.reports.model import Report
