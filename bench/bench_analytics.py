@@ -409,16 +409,41 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.3f} ms"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def store_options(parser: argparse.ArgumentParser, quick: int) -> None:
+    """The stores' options (`--events`, `--quick`, `--db`, `--reuse`), shared with
+    bench_reports.py."""
     parser.add_argument("--events", type=int, default=EVENTS, help="events in the big store")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK:,} events")
+    parser.add_argument("--quick", action="store_true", help=f"{quick:,} events")
     parser.add_argument("--db", type=Path, help="the big store's file (default: a temp dir)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if built for N")
-    args = parser.parse_args()
-    n = QUICK if args.quick else args.events
+
+
+def events_wanted(parser: argparse.ArgumentParser, args: argparse.Namespace, quick: int) -> int:
+    """The big store's event count the options ask for."""
     if args.reuse and args.db is None:
         parser.error("--reuse needs --db")
+    return quick if args.quick else int(args.events)
+
+
+def both_stores(args: argparse.Namespace, n: int, tmp: Path) -> tuple[Path, Columns, Path, Columns]:
+    """The big store of `n` events (at `--db`, reused with `--reuse`, else built in `tmp`) and
+    the small one of SMALL events over the same month (built in `tmp`), with their events."""
+    db = args.db if args.db is not None else tmp / "big.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    cols, built = prepared_store(db, n, args.reuse)
+    if built is not None:
+        print(f"   built {n:,} events in {built:.1f}s ({n / built:,.0f} ev/s)", flush=True)
+    small_cols = make_events(SMALL, SEED + 1)
+    small_db = tmp / "small.db"
+    build(small_db, small_cols, f"{SMALL:,} events", progress=False)
+    return db, cols, small_db, small_cols
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    store_options(parser, QUICK)
+    args = parser.parse_args()
+    n = events_wanted(parser, args, QUICK)
     header(
         "bench_analytics: Analyst.summary('month') and live() from rollups vs DuckDB raw scan",
         [
@@ -432,15 +457,7 @@ def main() -> None:
         ],
     )
     with tempfile.TemporaryDirectory(prefix="spendgate-bench-") as tmp:
-        db = args.db if args.db is not None else Path(tmp) / "big.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        cols, built = prepared_store(db, n, args.reuse)
-        if built is not None:
-            print(f"   built {n:,} events in {built:.1f}s ({n / built:,.0f} ev/s)", flush=True)
-        small_cols = make_events(SMALL, SEED + 1)
-        small_db = Path(tmp) / "small.db"
-        build(small_db, small_cols, f"{SMALL:,} events", progress=False)
-
+        db, cols, small_db, small_cols = both_stores(args, n, Path(tmp))
         con = duckdb.connect()
         duck_table(con, cols)
         small_con = duckdb.connect()

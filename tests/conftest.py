@@ -9,8 +9,10 @@ PostgreSQL tests are skipped, except under `CI=true`, where they fail.
 from __future__ import annotations
 
 import os
+import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -134,3 +136,26 @@ def gate(store_url: str, clock: FrozenClock) -> Iterator[Gate]:
     g = Gate.open(store_url, config=small_config(), clock=clock)
     yield g
     g.close()
+
+
+def random_event(
+    rng: random.Random, request_id: str, at: datetime, services: Sequence[str]
+) -> dict[str, object]:
+    """One event of the analytics and report tests' random traffic: google_maps (paid,
+    sometimes at an explicit $0.02), osm_tiles (free, twice as often) or legacy (unpriced),
+    with random outcome, cache hits, batching, quality and processing time."""
+    source = rng.choice(("google_maps", "osm_tiles", "osm_tiles", "legacy"))
+    event: dict[str, object] = {
+        "request_id": request_id,
+        "service": rng.choice(services),
+        "source": source,
+        "time": at,
+        "success": rng.random() < 0.9,
+        "cache_hits": rng.choice((0, 0, 1)),
+        "batch_processing": rng.random() < 0.25,
+        "quality_score": round(rng.random(), 2),
+        "processing_time": rng.random() * 3,
+    }
+    if source == "google_maps" and rng.random() < 0.3:
+        event["cost"] = "0.02"
+    return event

@@ -19,6 +19,7 @@ from spendgate.errors import ValidationError
 from spendgate.events import Event
 from spendgate.money import money_text, to_nanos
 from spendgate.testing import FrozenClock
+from tests.conftest import random_event
 
 ZONE = "America/New_York"
 NOW = datetime(2026, 10, 20, 17, 42, tzinfo=UTC)  # 13:42 in New York
@@ -80,21 +81,7 @@ def filled(store_url: str) -> Iterator[tuple[Gate, FrozenClock, list[Event]]]:
     batch = []
     for i in range(1500):
         at = NOW - timedelta(seconds=rng.randrange(45 * 86400))
-        source = rng.choice(("google_maps", "osm_tiles", "osm_tiles", "legacy"))
-        e: dict[str, object] = {
-            "request_id": f"e{i}",
-            "service": rng.choice(SERVICES),
-            "source": source,
-            "time": at,
-            "success": rng.random() < 0.9,
-            "cache_hits": rng.choice((0, 0, 1)),
-            "batch_processing": rng.random() < 0.25,
-            "quality_score": round(rng.random(), 2),
-            "processing_time": rng.random() * 3,
-        }
-        if source == "google_maps" and rng.random() < 0.3:
-            e["cost"] = "0.02"
-        batch.append(e)
+        batch.append(random_event(rng, f"e{i}", at, SERVICES))
     for i in range(40):  # the last quarter hour, for the live rates
         batch.append(
             {

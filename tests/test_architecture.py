@@ -38,6 +38,7 @@ LAYER = {
     "llm": 4,
     "analytics": 4,
     "alerts": 4,
+    "reports": 4,
     "cli": 5,
     "demo": 5,
     "serve": 5,

@@ -47,7 +47,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(budgets_app, name="budgets")
+report_app = typer.Typer(
+    help="Reports for finance: monthly and weekly, as PDF, Excel, CSV and JSON.",
+    no_args_is_help=True,
+)
 app.add_typer(prices_app, name="prices")
+app.add_typer(report_app, name="report")
 
 # Piped or captured output (make, CI, logs) gets room for the tables' columns; a terminal
 # keeps its own width.
@@ -308,6 +313,69 @@ def opportunities(
         for o in found:
             table.add_row(o["kind"], o["saving"], o["monthly_saving"], o["summary"])
         console.print(table if found else "no opportunities found in the window")
+
+
+# -- reports ------------------------------------------------------------------------------
+
+FormatsOption = Annotated[
+    str, typer.Option("--format", help="Comma-separated formats: pdf, xlsx, csv, json.")
+]
+OutOption = Annotated[Path, typer.Option("--out", help="Folder to write to (created if missing).")]
+ALL_FORMATS = "pdf,xlsx,csv,json"
+
+
+@report_app.command("monthly")
+def report_monthly(
+    month: Annotated[str, typer.Argument(help="The month, YYYY-MM (up to the current one).")],
+    formats: FormatsOption = ALL_FORMATS,
+    out: OutOption = Path("."),
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+) -> None:
+    """The monthly cost report: summary, days, services, optimization, trends, forecast."""
+    _report(db, config, formats, out, lambda reporter: reporter.monthly(month))
+
+
+@report_app.command("weekly")
+def report_weekly(
+    end: Annotated[
+        str | None, typer.Option(help="Last day of the week, YYYY-MM-DD (default yesterday).")
+    ] = None,
+    formats: FormatsOption = ALL_FORMATS,
+    out: OutOption = Path("."),
+    db: DbOption = DEFAULT_URL,
+    config: ConfigOption = None,
+) -> None:
+    """The weekly budget report: spend against budget, efficiency, opportunities, trends."""
+    _report(db, config, formats, out, lambda reporter: reporter.weekly(end))
+
+
+def _report(db: str, config: Path | None, formats: str, out: Path, build: Any) -> None:
+    """Check the formats and folder, read and build the report, write it with a progress
+    bar, and list the files written."""
+    from spendgate import reports  # matplotlib and reportlab load only for reports
+
+    with analysis(db, config) as analyst:
+        chosen = reports.parse_formats(formats)
+        reports.check_folder(out)
+        report = build(reports.Reporter(analyst))
+        with Progress(
+            TextColumn("writing {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(chosen[0], total=len(chosen) + 1)
+            steps = [*chosen[1:], "files"]
+
+            def advance(_: str) -> None:
+                bar.update(task, advance=1, description=steps.pop(0) if steps else "")
+
+            paths = reports.write(report, chosen, out, progress=advance)
+    for path in paths:
+        console.print(str(path), highlight=False)
 
 
 # -- record -------------------------------------------------------------------------------

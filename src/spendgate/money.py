@@ -65,6 +65,11 @@ def exact(fn: Callable[P, T]) -> Callable[P, T]:
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 
+def currency_symbol(currency: str) -> str | None:
+    """The symbol people read for `currency` (`$` for USD), or `None` if it has none here."""
+    return _SYMBOLS.get(currency)
+
+
 @exact
 def to_decimal(value: object, field: str = "amount") -> Decimal:
     """Read a money-like input (`Decimal`, `int`, `str`, `float`) as an exact, finite `Decimal`.
@@ -144,5 +149,5 @@ def format_money(nanos: Nanos, currency: str = DEFAULT_CURRENCY, places: int = 2
     else:
         shown = f"{value.quantize(Decimal(10) ** -places, rounding=ROUND_HALF_EVEN):,}"
     sign = "-" if nanos < 0 else ""
-    symbol = _SYMBOLS.get(currency)
+    symbol = currency_symbol(currency)
     return f"{sign}{symbol}{shown}" if symbol else f"{sign}{currency} {shown}"

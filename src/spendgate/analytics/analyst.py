@@ -102,6 +102,14 @@ class Analyst:
         cells = self._cells(bounds, service)
         return [Day(d, a, b, c) for d, (a, b), c in zip(days, bounds, cells, strict=True)]
 
+    def series(self, last: date, count: int, service: str | None = None) -> list[Day]:
+        """`count` local days ending with `last` (of one service, when given), in one read."""
+        return self._series(last, check_days(count), service)
+
+    def local_day(self, at: datetime) -> date:
+        """The local day (in the reporting zone, from its reset hour) that contains `at`."""
+        return self._local_day(at)
+
     def known_services(self) -> list[str]:
         """Services that recorded events, or that a budget is scoped to."""
         found = {sv for _, sv, _, _ in self.gate.store.tallies([(0, _FAR)])}
@@ -215,8 +223,9 @@ class Analyst:
         now = self.gate.clock()
         return ServicePerformance(service, self._series(self._local_day(now), n, service), now)
 
-    def daily_limit(self) -> Nanos | None:
-        """The measured budget's limit as a day's share (a month's limit over its days)."""
+    def daily_limit(self, at: datetime | None = None) -> Nanos | None:
+        """The measured budget's limit as a day's share (a month's limit over the days of
+        the month containing `at`, by default now)."""
         b = self.budget
         if b is None:
             return None
@@ -225,7 +234,7 @@ class Analyst:
         if b.window.kind == "week":
             return b.limit // 7
         if b.window.kind == "month":
-            start, end = self.months.bounds(self.gate.clock())
+            start, end = self.months.bounds(self.gate.clock() if at is None else at)
             return b.limit * timedelta(days=1) // (end - start)
         assert b.window.length is not None
         return b.limit * timedelta(days=1) // b.window.length
@@ -316,16 +325,16 @@ class Analyst:
                 self._outlooks = {key: found}
         return found
 
-    def monthly_budget(self) -> Nanos | None:
+    def monthly_budget(self, at: datetime | None = None) -> Nanos | None:
         """The month's budget: the measured budget's limit if monthly, else its daily share
-        times the days of this month."""
+        times the days of the month containing `at` (by default this month)."""
         b = self.budget
         if b is None:
             return None
         if b.window.kind == "month":
             return b.limit
-        start, end = self.months.bounds(self.gate.clock())
-        daily = self.daily_limit()
+        start, end = self.months.bounds(self.gate.clock() if at is None else at)
+        daily = self.daily_limit(at)
         assert daily is not None
         return daily * round((end - start) / timedelta(days=1))
 
@@ -343,6 +352,15 @@ class Analyst:
         window = timedelta(days=n)
         now_cells, before = self._cells([(now - window, now), (now - 2 * window, now - window)])
         return rules.find(now_cells, before, self._capabilities(), window, self.live())
+
+    def opportunities_between(self, since: datetime, until: datetime) -> list[rules.Opportunity]:
+        """Savings to be had over `[since, until)`, against the span of equal length before
+        it (no live rule: the span may be long past), largest first."""
+        a, b = require_aware(since, "since"), require_aware(until, "until")
+        if b <= a:
+            raise ValidationError("until", until, f"a time after since ({a.isoformat()})")
+        cells, before = self._cells([(a, b), (a - (b - a), a)])
+        return rules.find(cells, before, self._capabilities(), b - a)
 
     def _capabilities(self) -> dict[str, str | None]:
         return {name: s.capability for name, s in self.gate.config.prices.sources.items()}

@@ -243,18 +243,28 @@ class MonthlyAssessment:
 
         return shifted(f.total), shifted(f.low), shifted(f.high)
 
+    def cumulative(self) -> list[Nanos]:
+        """The chosen projection's month-to-date spend at the end of today and of each day
+        left (nano-units; today never below what it has already spent); empty without one."""
+        f = self.outlook.best
+        if f is None:
+            return []
+        out = []
+        running = self.base
+        for i, x in enumerate(f.path):
+            running += max(round(x * 1e9), self.today) if i == 0 else round(x * 1e9)
+            out.append(running)
+        return out
+
     def crossing(self, fraction: float) -> date | None:
         """The day the chosen projection's month-to-date spend first reaches `fraction` of
         the monthly budget, or `None` (no budget, or not within the month)."""
-        f = self.outlook.best
-        if self.monthly_budget is None or f is None:
+        if self.monthly_budget is None or self.outlook.best is None:
             return None
         line = self.monthly_budget * fraction
         if self.spent >= line:
             return self.local_day
-        running = float(self.base)
-        for i, x in enumerate(f.path):
-            running += max(x * 1e9, self.today) if i == 0 else x * 1e9
+        for i, running in enumerate(self.cumulative()):
             if running >= line:
                 return date.fromordinal(self.local_day.toordinal() + i)
         return None

@@ -1,0 +1,421 @@
+"""The report model: the seed's monthly and weekly reports as frozen values, built from what
+the `Analyst` read (summaries, days, trends, the monthly assessment, opportunities).
+
+Pure: values in, a `Report` out. Money stays integer nano-units, wrapped in `Money`; shares
+of a whole in `Share` (see `values`).
+
+A report's `sections` is a tree of plain mappings and lists whose leaves are `str`, `int`,
+`float`, `bool`, `None`, `Money` or `Share`, in the seed's order and with the seed's names;
+`to_dict()` writes it as JSON-ready values (the documented schema, see docs/reports.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from spendgate.analytics.opportunities import Opportunity
+from spendgate.analytics.summaries import (
+    Day,
+    MonthlyAssessment,
+    Summary,
+    merge_cells,
+    savings_vs_traditional,
+    series_trends,
+)
+from spendgate.analytics.summaries import recommendations as budget_actions
+from spendgate.analytics.trends import trend
+from spendgate.money import Nanos
+from spendgate.reports.charts import forecast_chart, report_charts
+from spendgate.reports.values import Chart, Money, Share, plain, typed
+from spendgate.rollups import Tally
+
+SCHEMA_VERSION = 1
+METHODOLOGY = (
+    "Every figure is read from spendgate's rollups: events summed, as they are written and in "
+    "the same transaction, by minute, hour and UTC day, per service and source; a period is "
+    "tiled by the coarsest whole buckets that fit, so no figure comes from a scan of the raw "
+    "events and none is sampled. Money is summed exactly in integer nano-units (10^-9) of the "
+    "currency. Cost per request is the cost over priced requests (unpriced requests are "
+    "counted apart, never as zero). The free-source success rate is the share of all requests "
+    "answered successfully by a free source; the cache-hit rate the share served with at least "
+    "one cache hit. Savings vs traditional compare the cost per request with the configured "
+    "traditional cost per request. Days are local days of the reporting time zone from its "
+    "reset hour. Trends are least-squares lines through the complete days' values "
+    "(scipy.stats.linregress); the month-end forecast is the method chosen by a rolling-origin "
+    "backtest (MASE) among a run rate, damped-trend and seasonal exponential smoothing."
+)
+DATA_SOURCES = (
+    "rollups: per-minute, per-hour and per-day sums of events by service and source",
+    "budgets: the configured budget the report measures against",
+    "prices: the configured sources, their prices and capabilities",
+)
+NO_LABELS = (
+    "not available: rollups are summed by service and source only, and events' labels (such "
+    "as a region) are not rolled up, so a geographic breakdown cannot be read without a scan "
+    "of the raw events; no figures are given rather than estimated ones"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report ready to export: its sections (the seed's, in order) and its charts.
+
+    `stem` names its files (`monthly_cost_report_2026-10.pdf`); `total` is everything the
+    period counted, the figure every export's totals are checked against.
+    """
+
+    kind: Literal["monthly", "weekly"]
+    title: str
+    stem: str
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    currency: str
+    total: Tally
+    sections: Mapping[str, Any]
+    charts: tuple[Chart, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values: money as exact decimal strings, shares as
+        fractions, then the charts' data under `visualizations`."""
+        out: dict[str, Any] = plain(self.sections)
+        out["visualizations"] = [c.to_dict() for c in self.charts]
+        return out
+
+
+def _share(part: int, whole: int) -> Share:
+    return Share(part / whole if whole else 0.0)
+
+
+def _metadata(
+    kind: str, period: str, since: datetime, until: datetime, generated_at: datetime, **more: Any
+) -> dict[str, Any]:
+    return {
+        "period": period,
+        "period_start": since.isoformat(),
+        "period_end": until.isoformat(),
+        "generated_at": generated_at.isoformat(),
+        "report_type": kind,
+        **more,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def daily_rows(days: Sequence[Day], limit: Nanos | None) -> list[dict[str, Any]]:
+    """The seed's daily breakdown, with each day's free, paid and unpriced requests."""
+    rows = []
+    for d in days:
+        row = typed(d.to_dict(limit))
+        row.setdefault("budget_status", None)  # no budget to measure against
+        t = d.total
+        row["paid_requests"] = t.paid
+        row["free_requests"] = t.free
+        row["unpriced_requests"] = t.unpriced
+        row["daily_budget"] = None if limit is None else Money(limit)
+        rows.append(row)
+    return rows
+
+
+def service_analysis(summary: Summary, days: Sequence[Day]) -> dict[str, Any]:
+    """Every service seen in the period: its figures, share of the cost, cost by source and
+    its cost and volume trend over the days."""
+    spent = summary.total.cost
+    out: dict[str, Any] = {}
+    for service, t in summary.by_service().items():
+        lines = series_trends(days, service)
+        out[service] = {
+            **typed(t.to_dict()),
+            "share_of_cost": _share(t.cost, spent),
+            "cost_by_source": {
+                so: Money(c.cost) for (sv, so), c in sorted(summary.cells.items()) if sv == service
+            },
+            "cost_trend": lines["cost_trend"].summary,
+            "volume_trend": lines["request_volume_trend"].summary,
+        }
+    return out
+
+
+def cost_optimization(summary: Summary) -> dict[str, Any]:
+    """Free sources, cache and batch use from the rollups; geography said to be unavailable."""
+    t = summary.total
+    sources = summary.by_source()
+    unbatched = t.priced - t.batched
+    return {
+        "free_sources_performance": {
+            "free_requests": t.free,
+            "free_share": _share(t.free, t.requests),
+            "free_source_success_rate": Share(t.free_source_success_rate),
+            "by_source": [
+                {
+                    "source": name,
+                    "requests": s.requests,
+                    "success_rate": Share(s.success_rate),
+                    "free_source_success_rate": Share(s.free_source_success_rate),
+                }
+                for name, s in sources.items()
+                if s.requests and not s.paid
+            ],
+        },
+        "cache_efficiency": {
+            "cache_hit_rate": Share(t.cache_hit_rate),
+            "cached_requests": t.cached,
+            "cache_hits": t.cache_hits,
+            "by_source": [
+                {
+                    "source": name,
+                    "requests": s.requests,
+                    "cache_hit_rate": Share(s.cache_hit_rate),
+                    "cache_hits": s.cache_hits,
+                    "total_cost": Money(s.cost),
+                }
+                for name, s in sources.items()
+            ],
+        },
+        "batch_processing_usage": {
+            "batched_requests": t.batched,
+            "batched_share": _share(t.batched, t.requests),
+            "batched_cost": Money(t.batched_cost),
+            "batched_cost_per_request": Money(t.batched_cost // t.batched if t.batched else 0),
+            "unbatched_cost_per_request": Money(
+                (t.cost - t.batched_cost) // unbatched if unbatched > 0 else 0
+            ),
+        },
+        "geographic_optimization": {"available": False, "reason": NO_LABELS},
+    }
+
+
+def trend_analysis(days: Sequence[Day]) -> dict[str, Any]:
+    """The seed's cost, volume, efficiency (cost per request) and quality trends, and the
+    free-source trend, over complete days."""
+    lines = series_trends(days)
+    quality = [q for d in days if (q := d.total.average_quality) is not None]
+    return {
+        "cost_trend": lines["cost_trend"].to_dict(),
+        "volume_trend": lines["request_volume_trend"].to_dict(),
+        "efficiency_trend": lines["cost_per_request_trend"].to_dict(),
+        "quality_trend": trend(quality).to_dict(),
+        "free_source_trend": lines["free_source_success_trend"].to_dict(),
+    }
+
+
+def recommendation_rows(
+    found: Sequence[Opportunity], actions: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The opportunities (largest saving first), then what the budget position calls for."""
+    rows: list[dict[str, Any]] = [
+        {
+            "priority": i + 1,
+            "kind": o.kind,
+            "summary": o.summary,
+            "saving": Money(o.saving),
+            "monthly_saving": Money(o.monthly_saving),
+        }
+        for i, o in enumerate(found)
+    ]
+    for action in actions:
+        rows.append(
+            {
+                "priority": len(rows) + 1,
+                "kind": "budget",
+                "summary": action,
+                "saving": None,
+                "monthly_saving": None,
+            }
+        )
+    return rows
+
+
+def _raw_data(summary: Summary) -> list[dict[str, Any]]:
+    """The period's rollup sums by service and source: what every figure was computed from."""
+    return [
+        {"service": sv, "source": so, **typed(t.to_dict())}
+        for (sv, so), t in sorted(summary.cells.items())
+    ]
+
+
+# -- the reports ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """What the period is measured against: the daily share and the period's budget, and the
+    traditional cost per request savings are counted against (nano-units)."""
+
+    daily: Nanos | None
+    period: Nanos | None
+    traditional_cost: Nanos
+
+
+def monthly(
+    month: date,
+    summary: Summary,
+    days: Sequence[Day],
+    budgets: Budgets,
+    found: Sequence[Opportunity],
+    *,
+    generated_at: datetime,
+    currency: str,
+    timezone: str,
+    assessment: MonthlyAssessment | None = None,
+) -> Report:
+    """The seed's monthly cost report over `summary`'s span (a local month) and its `days`.
+
+    `assessment` is the current month's forecast (none for a month that is over); `found`
+    the month's optimization opportunities.
+    """
+    t = summary.total
+    budget = budgets.period
+    complete = summary.until <= generated_at
+    # Trends over complete days only: today's partial figures would bend every line down.
+    today = assessment.local_day if assessment is not None else None
+    closed = [d for d in days if today is None or d.day < today]
+    executive = {
+        "total_monthly_cost": Money(t.cost),
+        "total_requests_processed": t.requests,
+        "cost_per_request": Money(t.cost_per_request),
+        "free_source_success_rate": Share(t.free_source_success_rate),
+        "cost_savings_vs_traditional": savings_vs_traditional(
+            t.cost_per_request, budgets.traditional_cost
+        )
+        if t.priced
+        else None,
+        "budget_utilization": Share(t.cost / budget) if budget else None,
+        "monthly_budget": None if budget is None else Money(budget),
+        "paid_requests": t.paid,
+        "free_requests": t.free,
+        "unpriced_requests": t.unpriced,
+        "cache_hit_rate": Share(t.cache_hit_rate),
+        "success_rate": Share(t.success_rate),
+        "days_in_report": len(days),
+    }
+    if assessment is not None:
+        projection = assessment.projection()
+        projected = projection[0] if projection else assessment.pace_month
+        forecast: dict[str, Any] = {
+            "status": "month in progress",
+            "method": assessment.outlook.chosen if projection else "intraday_burn_rate",
+            "chosen_because": assessment.outlook.reason,
+            "projected_total": Money(projected),
+            "interval_low": Money(projection[1]) if projection else None,
+            "interval_high": Money(projection[2]) if projection else None,
+            "monthly_budget": None if budget is None else Money(budget),
+            "projected_vs_budget": Share(projected / budget) if budget else None,
+        }
+        actions = budget_actions(projected, budget, assessment.spent)
+    else:
+        forecast = {
+            "status": "month complete" if complete else "no forecast",
+            "method": None,
+            "projected_total": Money(t.cost),
+            "monthly_budget": None if budget is None else Money(budget),
+            "projected_vs_budget": Share(t.cost / budget) if budget else None,
+        }
+        actions = _month_actions(t.cost, budget)
+    sections = {
+        "report_metadata": _metadata(
+            "monthly_cost_analysis",
+            month.strftime("%B %Y"),
+            summary.since,
+            summary.until,
+            generated_at,
+            currency=currency,
+            timezone=timezone,
+            complete=complete,
+        ),
+        "executive_summary": executive,
+        "daily_breakdown": daily_rows(days, budgets.daily),
+        "service_analysis": service_analysis(summary, closed or days),
+        "cost_optimization_analysis": cost_optimization(summary),
+        "trend_analysis": trend_analysis(closed),
+        "month_end_forecast": forecast,
+        "recommendations": recommendation_rows(found, actions),
+        "appendices": {
+            "methodology": METHODOLOGY,
+            "data_sources": list(DATA_SOURCES),
+            "raw_data": _raw_data(summary),
+        },
+    }
+    return Report(
+        "monthly",
+        f"Monthly cost report: {month:%B %Y}",
+        f"monthly_cost_report_{month:%Y-%m}",
+        summary.since,
+        summary.until,
+        generated_at,
+        currency,
+        t,
+        sections,
+        report_charts(summary, days, budgets.daily, [forecast_chart(days, budget, assessment)]),
+    )
+
+
+def _month_actions(spent: Nanos, budget: Nanos | None) -> list[str]:
+    """What a month's spend against its budget calls for."""
+    if budget is None:
+        return ["set a monthly or daily budget to assess spend against"]
+    ratio = spent / budget
+    if ratio > 1:
+        return [
+            f"spent {ratio:.0%} of the monthly budget: lower the degrade threshold or move "
+            "paid traffic to free sources before next month",
+        ]
+    return [f"spent {ratio:.0%} of the monthly budget"]
+
+
+def weekly(
+    weekly_figures: Mapping[str, Any],
+    summary: Summary,
+    days: Sequence[Day],
+    budgets: Budgets,
+    *,
+    generated_at: datetime,
+    currency: str,
+    timezone: str,
+) -> Report:
+    """The seed's weekly budget report (`weekly_figures`: `WeeklyReport.to_dict()`), with the
+    week's days, its services and charts. `summary` spans the same days."""
+    first, last = days[0].day, days[-1].day
+    sections = {
+        "report_metadata": _metadata(
+            "weekly_budget_report",
+            f"{first.isoformat()} to {last.isoformat()}",
+            summary.since,
+            summary.until,
+            generated_at,
+            currency=currency,
+            timezone=timezone,
+            complete=summary.until <= generated_at,
+        ),
+        **{
+            k: typed(weekly_figures[k], k)
+            for k in (
+                "period",
+                "budget_performance",
+                "cost_efficiency",
+                "optimization_opportunities",
+                "trend_analysis",
+            )
+        },
+        "daily_breakdown": daily_rows(days, budgets.daily),
+        "service_analysis": service_analysis(summary, days),
+    }
+    return Report(
+        "weekly",
+        f"Weekly budget report: {first.isoformat()} to {last.isoformat()}",
+        f"weekly_budget_report_{last.isoformat()}",
+        summary.since,
+        summary.until,
+        generated_at,
+        currency,
+        summary.total,
+        sections,
+        report_charts(summary, days, budgets.daily),
+    )
+
+
+def week_summary(days: Sequence[Day], as_of: datetime) -> Summary:
+    """The summary of a series of days (their cells merged)."""
+    return Summary(days[0].start, days[-1].end, as_of, merge_cells(d.cells for d in days))

@@ -1,0 +1,121 @@
+"""`Reporter`: reads what a report needs through an `Analyst` (rollups only, a handful of
+reads whatever the number of events) and builds the report model.
+
+>>> from spendgate import Gate
+>>> from spendgate.reports import Reporter
+>>> gate = Gate.open("memory://")
+>>> report = Reporter(gate).monthly(gate.clock().strftime("%Y-%m"))
+>>> report.to_dict()["executive_summary"]["total_monthly_cost"]
+'0'
+>>> gate.close()
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+from spendgate.analytics import Analyst
+from spendgate.errors import ValidationError
+from spendgate.gate import Gate
+from spendgate.reports import model
+from spendgate.reports.model import Budgets, Report
+
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+FIRST_YEAR = 1970
+
+
+class Reporter:
+    """Monthly and weekly reports of one gate's store, as the `Analyst` reads it (days in the
+    `[analytics]` time zone from its reset hour, budgets measured as it measures them)."""
+
+    def __init__(self, source: Gate | Analyst) -> None:
+        self.analyst = source if isinstance(source, Analyst) else Analyst(source)
+
+    @property
+    def _gate(self) -> Gate:
+        return self.analyst.gate
+
+    def month_bounds(self, month: date | str) -> tuple[date, datetime, datetime]:
+        """The month's first day and its `[start, end)` in the reporting zone; a month that
+        has not begun, or one not written `YYYY-MM`, is a `ValidationError`."""
+        first = parse_month(month)
+        a = self.analyst
+        start, end = a.months.bounds(datetime(first.year, first.month, 15, 12, tzinfo=a.days.zone))
+        now = self._gate.clock()
+        if start > now:
+            current = a.local_day(now).strftime("%Y-%m")
+            raise ValidationError("month", month, f"a month up to the current one ({current})")
+        return first, start, end
+
+    def monthly(self, month: date | str) -> Report:
+        """The seed's monthly cost report for `month` (`YYYY-MM`, or any day in it).
+
+        The current month is reported to date, with its forecast; a past month in full.
+        """
+        first, start, end = self.month_bounds(month)
+        a = self.analyst
+        now = self._gate.clock()
+        summary = a.summary(None, since=start, until=end)
+        first_day = a.local_day(start)
+        last_day = a.local_day(end - timedelta(microseconds=1))
+        days = a.series(last_day, last_day.toordinal() - first_day.toordinal() + 1)
+        current = start <= now < end
+        if current:  # the days to come carry nothing yet: they are not reported as $0 days
+            today = a.local_day(now)
+            days = [d for d in days if d.day <= today or d.total.requests]
+        at = start + (end - start) / 2
+        return model.monthly(
+            first,
+            summary,
+            days,
+            Budgets(a.daily_limit(at), a.monthly_budget(at), a.traditional_cost),
+            a.opportunities_between(start, end),
+            generated_at=now,
+            currency=self._gate.config.currency,
+            timezone=a.days.tz,
+            assessment=a.monthly_forecast() if current else None,
+        )
+
+    def weekly(self, end: date | str | None = None) -> Report:
+        """The seed's weekly budget report: seven local days ending with `end` (by default
+        yesterday), with the week's days, services and charts."""
+        a = self.analyst
+        figures = a.weekly_report(end)
+        last = figures.days[-1].day
+        now = self._gate.clock()
+        if last > a.local_day(now):
+            raise ValidationError("end", end, f"a day up to today ({a.local_day(now).isoformat()})")
+        summary = model.week_summary(figures.days, now)
+        return model.weekly(
+            figures.to_dict(),
+            summary,
+            figures.days,
+            Budgets(figures.daily_limit, None, a.traditional_cost),
+            generated_at=now,
+            currency=self._gate.config.currency,
+            timezone=a.days.tz,
+        )
+
+
+def parse_month(value: object) -> date:
+    """A month: `YYYY-MM` text (1970 onwards) or a `date` in it; its first day."""
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.replace(day=1)
+    if isinstance(value, str) and (m := _MONTH.fullmatch(value.strip())):
+        year, month = int(m[1]), int(m[2])
+        if year >= FIRST_YEAR and 1 <= month <= 12:
+            return date(year, month, 1)
+    raise ValidationError("month", value, "a month as YYYY-MM (01 to 12, 1970 on), e.g. 2026-10")
+
+
+def monthly_report(source: Gate | Analyst, month: date | str) -> Report:
+    """`Reporter(source).monthly(month)`."""
+    return Reporter(source).monthly(month)
+
+
+def weekly_report(source: Gate | Analyst, end: date | str | None = None) -> Report:
+    """`Reporter(source).weekly(end)`."""
+    return Reporter(source).weekly(end)
