@@ -653,3 +653,53 @@ def test_money_is_exact_decimal_text(client: TestClient, keys: Keys) -> None:
             "/api/events", json={"service": "s", "source": "paid_api", "cost": cost}, headers=h
         )
         assert Decimal(r.json()["cost"]) == Decimal(str(cost))
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def test_monthly_and_weekly_reports_download_in_every_format(
+    client: TestClient, keys: Keys, gate: Gate
+) -> None:
+    import io
+    import zipfile
+
+    record_some(client, keys)
+    h = bearer(keys.read)
+    r = client.get("/api/reports/monthly/2026-01?format=json", headers=h)
+    assert r.headers["content-type"].startswith("application/json")
+    assert "attachment" in r.headers["content-disposition"]
+    summary = r.json()["executive_summary"]
+    assert Decimal(summary["total_monthly_cost"]) == Decimal("0.01")
+    pdf = client.get("/api/reports/monthly/2026-01?format=pdf", headers=h)
+    assert pdf.content.startswith(b"%PDF")
+    xlsx = client.get("/api/reports/monthly/2026-01?format=xlsx", headers=h)
+    assert zipfile.is_zipfile(io.BytesIO(xlsx.content))
+    csv = client.get("/api/reports/monthly/2026-01?format=csv", headers=h)
+    assert csv.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(csv.content)).namelist()
+    assert len(names) >= 2
+    assert all(n.endswith(".csv") for n in names)
+    weekly = client.get("/api/reports/weekly?format=json&end=2026-01-04", headers=h)
+    assert weekly.status_code == 200
+    for bad in ("2026-13", "2027-01", "oct"):
+        problem_of(client.get(f"/api/reports/monthly/{bad}?format=pdf", headers=h), 422)
+    problem_of(client.get("/api/reports/monthly/2026-01?format=docx", headers=h), 422)
+
+
+def test_the_server_writes_each_months_report_once_and_announces_it(
+    app: FastAPI, gate: Gate, tmp_path: Path
+) -> None:
+    from spendgate.server.reports import write_monthly
+
+    ctx = app.state.context
+    written = write_monthly(ctx, tmp_path / "reports", "log")
+    assert {p.suffix for p in written} == {".pdf", ".xlsx", ".csv", ".json"}
+    assert all(p.parent.name == "2025-12" for p in written)
+    assert write_monthly(ctx, tmp_path / "reports", "log") == []  # once
+    (alert,) = gate.store.alerts()
+    assert alert.alert_id == "report:2025-12:monthly"
+    assert alert.state == "resolved"
+    (notice,) = gate.store.notifications(alert_id=alert.alert_id)
+    assert notice.channel == "log"
+    assert str(written[0]) in json.dumps(notice.payload)

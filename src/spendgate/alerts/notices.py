@@ -30,6 +30,7 @@ TITLES = {
     "unpriced_usage": "Unpriced usage seen ({value} calls)",
     "fail_open": "Calls approved unchecked while the store was unreachable ({value})",
     "test": "spendgate test notification",
+    "report": "Monthly cost report for {scope} is ready",
 }
 ACTIONS = {
     "budget": [

@@ -32,7 +32,17 @@ from spendgate.control import Control
 from spendgate.errors import SpendgateError, StoreError
 from spendgate.gate import Gate
 from spendgate.keys import KeyRing
-from spendgate.server import admin, alerts, cost, ingest, live, metrics, pages, problems
+from spendgate.server import (
+    admin,
+    alerts,
+    cost,
+    ingest,
+    live,
+    metrics,
+    pages,
+    problems,
+    reports,
+)
 from spendgate.server.auth import (
     SECURITY_SCHEME,
     Principal,
@@ -162,6 +172,7 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(admin.router)
     app.include_router(alerts.router)
+    app.include_router(reports.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", pages.STATIC, name="static")

@@ -34,6 +34,10 @@ class ServerSettings(BaseSettings):
     processes may: they share the work through the store)."""
     dispatch_interval: float = Field(default=1.0, gt=0, le=60)
     """Seconds between delivery rounds when the outbox is idle."""
+    report_dir: str | None = None
+    """Write each month's report (every format) into REPORT_DIR/YYYY-MM once it is over."""
+    report_channel: str | None = None
+    """An alert channel to announce each scheduled report through."""
     public_url: str | None = None
     """The URL people open (alerts link to it); by default http://HOST:PORT."""
 
