@@ -593,9 +593,12 @@ def test_a_budget_reaching_a_rung_is_pushed_as_an_alert_once(gate: Gate, keys: K
             assert m["alert"]["detail"] == {"fraction": "0.8"}
             more = {"service": "scraper", "source": "paid_api", "cost": "0.01"}
             httpx.post(f"{url}/api/events", json=more, headers=bearer(keys.write))
-            # The next update arrives; no second warn alert for the same rung.
-            seen = [json.loads(ws.recv(timeout=2)) for _ in range(2)]
-            assert all(s["type"] == "cost_update" for s in seen)
+            # Updates arrive; the same rung is not announced again (other rules, such as the
+            # forecast the server evaluates meanwhile, may announce their own).
+            seen = [json.loads(ws.recv(timeout=2)) for _ in range(3)]
+            assert any(s["type"] == "cost_update" for s in seen)
+            again = [s for s in seen if s["type"] == "cost_alert"]
+            assert all(s["alert"]["alert_id"] != m["alert"]["alert_id"] for s in again)
 
 
 def test_the_websocket_refuses_bad_tokens(gate: Gate, keys: Keys) -> None:

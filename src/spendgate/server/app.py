@@ -52,6 +52,7 @@ from spendgate.server.auth import (
     route_scope,
 )
 from spendgate.server.context import Context, context
+from spendgate.server.fastpath import EventFastPath
 from spendgate.server.schemas import HealthOut
 from spendgate.server.sessions import Sessions, SignIns
 from spendgate.server.settings import ServerSettings
@@ -161,6 +162,8 @@ def create_app(
     app.state.signins = SignIns()
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Outermost: plain single events skip the framework (see fastpath.py).
+    app.add_middleware(EventFastPath, ring=ring, ctx=ctx, limit=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -168,8 +171,8 @@ def create_app(
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.include_router(ingest.router)  # first: the most frequent routes match soonest
     app.include_router(cost.router)
-    app.include_router(ingest.router)
     app.include_router(admin.router)
     app.include_router(alerts.router)
     app.include_router(reports.router)
