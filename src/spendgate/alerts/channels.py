@@ -67,7 +67,7 @@ def send(channel: ChannelSettings, payload: Mapping[str, Any]) -> None:
     """Deliver one notification; `DeliveryError` if the channel did not take it."""
     key = str(payload.get("key", ""))
     if channel.kind == "log":
-        log.warning("alert %s: %s", key, payload.get("text", ""))
+        log.warning("alert %s: %s", key, payload.get("sms", ""))  # one line a notification
         return
     if channel.kind == "dashboard":
         return  # the live feeds read alerts from the store

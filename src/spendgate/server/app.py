@@ -22,7 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import spendgate
 from spendgate.alerts import AlertEngine, Dispatcher
@@ -52,7 +52,7 @@ from spendgate.server.auth import (
     route_scope,
 )
 from spendgate.server.context import Context, context
-from spendgate.server.fastpath import EventFastPath
+from spendgate.server.fastpath import EventFastPath, read_body, replay
 from spendgate.server.schemas import HealthOut
 from spendgate.server.sessions import Sessions, SignIns
 from spendgate.server.settings import ServerSettings
@@ -87,28 +87,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         # No declared length (chunked): read up to the limit first, then hand the body on.
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # a disconnect: let the app see it
-                return
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
+        body = await read_body(receive, self.limit)
+        if body is None:  # over the limit (or the client went away: it sees nothing)
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, replay(body, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problems.problem(413, f"request bodies are limited to {self.limit:,} bytes")

@@ -56,17 +56,12 @@ class EventFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive, self.limit)
+        if body is None:
+            return  # the client went away (the declared length keeps it under the limit)
         token = auth[7:].decode("latin-1").strip()
-        if not await self._answer(bytes(body), token, scope, receive, send):
-            await self.app(scope, _replay(bytes(body), receive), send)
+        if not await self._answer(body, token, scope, receive, send):
+            await self.app(scope, replay(body, receive), send)
 
     async def _answer(
         self, body: bytes, token: str, scope: Scope, receive: Receive, send: Send
@@ -112,7 +107,21 @@ class EventFastPath:
 _money = lru_cache(maxsize=4096)(money_text)  # a few distinct costs, many events
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """A request's whole body, or `None` if the client went away or sent more than `limit`."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands the app the body already read, then the connection's own."""
     sent = False
 

@@ -99,16 +99,18 @@ def _decision(decision: Decision, ctx: Context) -> dict[str, Any]:
 def authorize(call: CallIn, ctx: Ctx, who: Writer) -> Any:
     """May this call spend? Holds nothing (reserve for that)."""
     who.check_services([call.service])
-    decision = ctx.gate.authorize(
-        call.service,
-        call.source,
-        call.amount,
-        units=call.units,
-        labels=call.labels,
-        emergency=call.emergency,
-        priority=call.priority,
-    )
+    decision = ctx.gate.authorize(call.service, call.source, call.amount, **_options(call))
     return _decision(decision, ctx)
+
+
+def _options(call: CallIn) -> dict[str, Any]:
+    """What authorize() and reserve() share beyond service, source and amount."""
+    return {
+        "units": call.units,
+        "labels": call.labels,
+        "emergency": call.emergency,
+        "priority": call.priority,
+    }
 
 
 @router.post("/api/reservations", response_model=DecisionOut, status_code=201)
@@ -120,12 +122,9 @@ def reserve(call: ReserveIn, ctx: Ctx, who: Writer, response: Response) -> Any:
         call.service,
         call.source,
         call.amount,
-        units=call.units,
-        labels=call.labels,
-        emergency=call.emergency,
-        priority=call.priority,
         ttl=call.ttl_seconds,
         reservation_id=call.reservation_id,
+        **_options(call),
     )
     if not decision.approved:
         response.status_code = 200
