@@ -441,3 +441,30 @@ def test_two_dispatchers_on_one_postgresql_outbox_send_each_notification_once(
         w.join(60)
         assert w.exitcode == 0
     assert receiver.keys() == Counter(dict.fromkeys(expected, 1))
+
+
+def test_a_store_that_stopped_answering_is_reported_once_it_answers(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    from spendgate.errors import StoreError
+
+    down = Gate.open("memory://", config=config({}), clock=clock)
+    engine = AlertEngine(down)
+    down.store.close()  # the store stops answering
+    with pytest.raises(StoreError):
+        engine.evaluate()
+    assert engine.unreachable is not None
+    up = gate_on(tmp_path, config({}), clock)
+    try:
+        engine.gate = up  # the same evaluator, its store answering again
+        clock.advance(timedelta(minutes=3))
+        fired = engine.evaluate().fired
+        assert [f.split(":")[0] for f in fired] == ["store_unreachable"]
+        (alert,) = up.store.alerts()
+        assert alert.severity == "critical"
+        assert alert.value == "180s"
+        assert alert.rounds == 1  # notified
+        assert engine.evaluate().resolved == (alert.alert_id,)
+    finally:
+        up.close()
+        down.close()

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from spendgate.alerts import notices, rules
 from spendgate.alerts.rules import BudgetStanding, Finding, Snapshot
 from spendgate.config import AlertSettings
+from spendgate.errors import StoreError
 from spendgate.gate import Gate
 from spendgate.rollups import Tally, total
 from spendgate.store.base import Alert, Notification
@@ -41,6 +42,9 @@ class AlertEngine:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self._outages_seen = gate.outages["approved"]
+        self.unreachable: tuple[datetime, str] | None = None
+        """Since when, and why, the store did not answer (an alert cannot be stored then: it
+        is raised once the store answers again)."""
 
     @property
     def settings(self) -> AlertSettings:
@@ -48,7 +52,20 @@ class AlertEngine:
         return self.gate.config.alerts
 
     def evaluate(self) -> Outcome:
-        """Judge every rule now, fire and resolve alerts, enqueue due notifications."""
+        """Judge every rule now, fire and resolve alerts, enqueue due notifications.
+
+        A store that does not answer raises `StoreError` (and is logged); the outage becomes a
+        critical `store_unreachable` alert once it answers again.
+        """
+        try:
+            return self._evaluate()
+        except StoreError as exc:
+            if self.unreachable is None:
+                self.unreachable = (self.gate.clock(), str(exc))
+            log.critical("alerts: the store does not answer: %s", exc)
+            raise
+
+    def _evaluate(self) -> Outcome:
         self.gate.refresh()
         now = self.gate.clock()
         now_us = to_micros(now)
@@ -56,6 +73,22 @@ class AlertEngine:
         firing = {(a.rule, a.scope): a for a in store.alerts(state="firing", limit=10_000)}
         fired: list[str] = []
         resolved: list[str] = []
+        if self.unreachable is not None:
+            since, why = self.unreachable
+            outage = Alert(
+                alert_id=f"store_unreachable:all:{to_micros(since)}",
+                rule="store_unreachable",
+                scope="all",
+                severity="critical",
+                state="firing",
+                fired_at=now_us,
+                value=f"{(now - since).total_seconds():.0f}s",
+                threshold="0s",
+                detail={"since": since.isoformat(), "until": now.isoformat(), "error": why},
+            )
+            if store.fire(outage):
+                fired.append(outage.alert_id)
+            self.unreachable = None
         for alert in firing.values():
             over = alert.rule == "budget" and self._window_over(alert, now)
             if over and store.resolve(alert.alert_id, now_us) is not None:

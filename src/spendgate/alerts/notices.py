@@ -29,6 +29,7 @@ TITLES = {
     "rate_limit": "Source {scope} at {value} requests of its quota",
     "unpriced_usage": "Unpriced usage seen ({value} calls)",
     "fail_open": "Calls approved unchecked while the store was unreachable ({value})",
+    "store_unreachable": "The store did not answer for {value}",
     "test": "spendgate test notification",
     "report": "Monthly cost report for {scope} is ready",
 }

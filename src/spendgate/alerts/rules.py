@@ -219,6 +219,9 @@ def _rate_limits(snap: Snapshot, s: AlertSettings) -> Iterable[Finding]:
 
 
 def _health(snap: Snapshot) -> Iterable[Finding]:
+    # An outage is raised once the store answers again (the engine does it); answering now,
+    # it is over: a firing one resolves.
+    yield Finding("store_unreachable", "all", "clear", "critical", "0s", "0s", snap.period)
     yield Finding(
         "unpriced_usage",
         "all",
