@@ -196,7 +196,7 @@ def test_a_rolling_window_counts_holds_in_its_earlier_buckets(store: Store) -> N
 def alert(alert_id: str, fired_at: int = T0, **fields: Any) -> Alert:
     values: dict[str, Any] = {
         "rule": "error_rate",
-        "scope": "svc",
+        "scope": f"svc-{alert_id}",  # one firing alert per rule and scope
         "severity": "warning",
         "state": "firing",
         "fired_at": fired_at,
@@ -211,6 +211,15 @@ def test_fire_inserts_once_and_reads_back(store: Store) -> None:
     assert store.fire(alert("a1", severity="critical")) is False
     assert store.alert("a1") == alert("a1")
     assert store.alert("nope") is None
+    # Another id for a condition already firing (another period's judgement) is refused,
+    # and taken once the first has resolved.
+    assert store.fire(alert("a1-later", scope="svc-a1")) is False
+    assert store.resolve("a1", T0 + 1) is not None
+    assert store.fire(alert("a1-later", scope="svc-a1")) is True
+    assert store.resolve("a1-later", T0 + 2) is not None
+    store_a1 = store.alert("a1")
+    assert store_a1 is not None
+    assert store_a1.state == "resolved"
 
 
 def test_alerts_list_newest_first_by_state_with_before(store: Store) -> None:

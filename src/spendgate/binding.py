@@ -116,8 +116,8 @@ class Binding:
         fractions = config.alerts.budget_fractions
         self._lines = {b.name: alert_lines(b, fractions) for b in budgets}
         self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
-        # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot)
-        self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot]] = {}
+        # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot, budget)
+        self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot, Budget]] = {}
         self._config = config
 
     def _current(self) -> None:
@@ -128,18 +128,20 @@ class Binding:
     def price(self, now_us: int) -> PriceAt:
         """The price in effect at `now_us`, resolved once for the span it holds."""
         self._current()
-        priced = self._priced  # one read: other threads may swap in another span meanwhile
+        config = self._config  # one read each: another thread may resolve again meanwhile
+        priced = self._priced
         if priced.start <= now_us < priced.until:
             return priced
         at = from_micros(now_us)
-        price = self._config.prices.price_at(self.source, at)
-        later = [v for v in self.pricing.versions if v.effective_from > at]
+        price = config.prices.price_at(self.source, at)
+        later = [v for v in config.prices.pricing(self.source).versions if v.effective_from > at]
         priced = PriceAt.resolve(
             price,
             to_micros(price.effective_from) if price else -(2**62),
             to_micros(later[0].effective_from) if later else 2**62,
         )
-        self._priced = priced
+        if self._config is config:  # never keep a price of a configuration gone meanwhile
+            self._priced = priced
         return priced
 
     def fingerprint(self, said: tuple[object, ...]) -> str:
@@ -173,7 +175,9 @@ class Binding:
         for b in budgets:
             key = (b.name, priority, emergency)
             hit = cache.get(key)
-            if hit is not None and hit[0] <= now_us < hit[1]:
+            # The very budget it was made for: a budget changed at run time is another
+            # object, so a slot of its old limit is never served for it.
+            if hit is not None and hit[0] <= now_us < hit[1] and hit[3] is b:
                 out.append(hit[2])
                 continue
             window = b.window
@@ -183,7 +187,7 @@ class Binding:
             cap = b.cap(priority=priority, emergency=emergency)
             slot = Slot(b.name, start_us, span, cap, self._lines.get(b.name, ()))
             if window.kind != "rolling":  # a rolling span moves with the clock: not cached
-                cache[key] = (start_us, end_us, slot)
+                cache[key] = (start_us, end_us, slot, b)
             out.append(slot)
         return tuple(out)
 

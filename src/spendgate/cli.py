@@ -375,7 +375,7 @@ def _report(db: str, config: Path | None, formats: str, out: Path, build: Any) -
 
             paths = reports.write(report, chosen, out, progress=advance)
     for path in paths:
-        console.print(str(path), highlight=False)
+        console.file.write(f"{path}\n")  # whole, never wrapped: scripts read these lines
 
 
 # -- record -------------------------------------------------------------------------------

@@ -145,10 +145,11 @@ class ChannelSettings:
     """The webhook's HMAC-SHA256 key."""
 
     def to_spec(self) -> dict[str, Any]:
-        """The channel as its `[alerts.channels.NAME]` table (the secret is not shown)."""
+        """The channel as its `[alerts.channels.NAME]` table, with its URL's credentials and
+        tokens hidden and its secret not shown."""
         spec: dict[str, Any] = {"kind": self.kind, "severities": list(self.severities)}
         if self.url is not None:
-            spec["url"] = self.url
+            spec["url"] = redact_url(self.url)
         if self.secret is not None:
             spec["secret"] = "(set)"
         return spec
@@ -212,6 +213,42 @@ class AlertSettings:
             "channels": {c.name: c.to_spec() for c in self.channels},
         }
         return spec
+
+
+def redact_url(url: str) -> str:
+    """A channel URL safe to show: user, password and every path or query part past the host
+    hidden (webhooks and apprise URLs carry their tokens there)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    host = authority.rsplit("@", 1)[-1]
+    hidden = "***@" if "@" in authority else ""
+    tail = "/***" if len(rest) > len(authority) else ""
+    return f"{scheme}://{hidden}{host}{tail}"
+
+
+def redact_alerts(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """An `[alerts]` table safe to show (the audit log keeps tables as given): channel URLs
+    redacted, secrets hidden."""
+    out = dict(spec)
+    channels = out.get("channels")
+    if isinstance(channels, Mapping):
+        shown: dict[str, Any] = {}
+        for name, value in channels.items():
+            if isinstance(value, str):
+                shown[name] = redact_url(value)
+            elif isinstance(value, Mapping):
+                table = dict(value)
+                if isinstance(table.get("url"), str):
+                    table["url"] = redact_url(table["url"])
+                if "secret" in table:
+                    table["secret"] = "(set)"
+                shown[name] = table
+            else:
+                shown[name] = value
+        out["channels"] = shown
+    return out
 
 
 def _seconds(span: timedelta | None) -> str | None:

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from spendgate.budgets import Budget, budget_from_config
-from spendgate.config import Config
+from spendgate.config import Config, redact_alerts
 from spendgate.errors import ExistsError, NotFoundError, ValidationError
 from spendgate.gate import Gate
 from spendgate.store.base import AuditEntry, Definition
@@ -68,7 +68,13 @@ class Managed:
 
 
 def audit_dict(entry: AuditEntry) -> dict[str, Any]:
-    """An audit entry, JSON-ready."""
+    """An audit entry, JSON-ready (alert settings with their channels' secrets hidden)."""
+
+    def shown(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if spec is None:
+            return None
+        return redact_alerts(spec) if entry.kind == "alerts" else dict(spec)
+
     return {
         "revision": entry.revision,
         "at": from_micros(entry.at).isoformat(),
@@ -76,8 +82,8 @@ def audit_dict(entry: AuditEntry) -> dict[str, Any]:
         "action": entry.action,
         "kind": entry.kind,
         "name": entry.name,
-        "before": None if entry.before is None else dict(entry.before),
-        "after": None if entry.after is None else dict(entry.after),
+        "before": shown(entry.before),
+        "after": shown(entry.after),
     }
 
 

@@ -71,25 +71,36 @@ class Dispatcher:
         """Claim what is due, send it, and mark each delivered or failed."""
         store = self.gate.store
         now = to_micros(self.gate.clock())
-        claimed = store.claim(
-            self.worker, now=now, until=now + duration_micros(self.lease), limit=BATCH
-        )
+        until = now + duration_micros(self.lease)
+        # No more than can be sent within the claim, each send taking up to its timeout:
+        # a claim never runs out mid-round, so no other dispatcher sends the same one.
+        most = max(1, min(BATCH, int(self.lease.total_seconds() // channels.TIMEOUT)))
+        claimed = store.claim(self.worker, now=now, until=until, limit=most)
         delivered = failed = 0
         for item in claimed:
             try:
                 channel = self.gate.config.alerts.channel(item.channel)
                 self.send(channel, item.payload)
-            except (DeliveryError, ValidationError) as exc:
+            except Exception as exc:  # any failure is retried, never lost
                 wait = backoff(item.attempts, self.base_delay, self.max_delay)
                 at = to_micros(self.gate.clock())
                 store.failed(
-                    item.key, self.worker, error=str(exc), retry_at=at + duration_micros(wait)
+                    item.key, self.worker, error=_reason(exc), retry_at=at + duration_micros(wait)
                 )
                 log.warning(
-                    "notification %s not delivered (attempt %d): %s", item.key, item.attempts, exc
+                    "notification %s not delivered (attempt %d): %s",
+                    item.key,
+                    item.attempts,
+                    _reason(exc),
                 )
                 failed += 1
             else:
                 store.delivered(item.key, self.worker, to_micros(self.gate.clock()))
                 delivered += 1
         return Round(delivered, failed)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, DeliveryError | ValidationError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ are about and the period they were judged in, and each notification round is enq
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -89,10 +90,13 @@ class AlertEngine:
             if store.fire(outage):
                 fired.append(outage.alert_id)
             self.unreachable = None
-        for alert in firing.values():
-            over = alert.rule == "budget" and self._window_over(alert, now)
+        for key, alert in list(firing.items()):
+            # Alerts of a window (a budget line, its forecast) end with it.
+            over = alert.rule in ("budget", "forecast") and self._window_over(alert, now)
             if over and store.resolve(alert.alert_id, now_us) is not None:
                 resolved.append(alert.alert_id)
+            if over:
+                del firing[key]
         for finding in rules.findings(self.snapshot(now), self.settings):
             current = firing.get((finding.rule, finding.scope))
             if finding.judgement == "active" and current is None:
@@ -104,7 +108,7 @@ class AlertEngine:
                 and store.resolve(current.alert_id, now_us, finding.value) is not None
             ):
                 resolved.append(current.alert_id)
-        return Outcome(tuple(fired), tuple(resolved), self.enqueue_due(now_us))
+        return Outcome(tuple(fired), tuple(resolved), self.enqueue_due(now_us, resolved))
 
     def _window_over(self, alert: Alert, now: datetime) -> bool:
         """Whether a budget alert's window has ended (or its budget is gone)."""
@@ -114,12 +118,16 @@ class AlertEngine:
         _, end = budget.window.bounds(from_micros(alert.window_start))
         return now >= end
 
-    def enqueue_due(self, now_us: int) -> int:
-        """Enqueue every notification round that is due; how many notifications."""
+    def enqueue_due(self, now_us: int, resolved: Sequence[str] = ()) -> int:
+        """Enqueue every notification round that is due (of every firing alert, and of the
+        alerts this evaluation resolved); how many notifications."""
         s = self.settings
         count = 0
         limits = {b.name: b.limit for b in self.gate.config.budgets}
-        for alert in self.gate.store.alerts(limit=1_000):
+        store = self.gate.store
+        candidates = store.alerts(state="firing", limit=10_000)
+        candidates += [a for a in map(store.alert, resolved) if a is not None]
+        for alert in candidates:
             step = notices.due(alert, now_us, s.repeat_every)
             if step is None:
                 continue

@@ -167,12 +167,11 @@ def _forecast(snap: Snapshot, s: AlertSettings) -> Iterable[Finding]:
         line = decimal_to_nanos(from_nanos(b.budget.limit) * s.forecast_fraction)
         left = max((b.window_end - snap.now).total_seconds(), 0.0)
         projected = b.used + b.burn_per_second * left
-        if b.used >= line:
-            continue  # already crossed: the budget rule's own alert says so
+        crossed = b.used >= line  # the budget's own alert says so: the forecast is over
         yield Finding(
             "forecast",
             b.budget.name,
-            judge_above(projected, line, s.hysteresis),
+            "clear" if crossed else judge_above(projected, line, s.hysteresis),
             "warning",
             money_text(round(projected)),
             money_text(line),

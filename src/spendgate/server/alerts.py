@@ -44,6 +44,7 @@ def alert_history(
     before: Annotated[int | None, Query(ge=1, le=2**62, description="fired_at, µs")] = None,
 ) -> Any:
     """Alerts, newest first: every firing and resolved alert is kept."""
+    who.check_unlimited()
     return [alert_dict(a) for a in ctx.gate.store.alerts(state=state, limit=limit, before=before)]
 
 
@@ -57,12 +58,14 @@ def _found(ctx: Context, alert_id: str) -> Any:
 @router.get("/api/alerts/{alert_id}", response_model=AlertOut)
 def one_alert(alert_id: AlertId, ctx: Ctx, who: Reader) -> Any:
     """One alert."""
+    who.check_unlimited()
     return alert_dict(_found(ctx, alert_id))
 
 
 @router.post("/api/alerts/{alert_id}/acknowledge", response_model=AlertOut)
 def acknowledge(alert_id: AlertId, ctx: Ctx, who: Writer) -> Any:
     """Acknowledge an alert: it stops repeating (its resolution is still announced)."""
+    who.check_unlimited()
     alert = ctx.gate.store.acknowledge(alert_id, actor=who.actor, at=ctx.now_us())
     if alert is None:
         raise NotFoundError("alert", alert_id)
@@ -72,6 +75,7 @@ def acknowledge(alert_id: AlertId, ctx: Ctx, who: Writer) -> Any:
 @router.post("/api/alerts/{alert_id}/silence", response_model=AlertOut)
 def silence(alert_id: AlertId, body: SilenceIn, ctx: Ctx, who: Writer) -> Any:
     """Silence an alert for a while: no notification of it until then."""
+    who.check_unlimited()
     until = ctx.now_us() + round(body.seconds * 1_000_000)
     alert = ctx.gate.store.silence(alert_id, until=until, actor=who.actor, at=ctx.now_us())
     if alert is None:
@@ -177,8 +181,10 @@ def to_table(body: AlertConfigIn, current: AlertSettings) -> dict[str, Any]:
     high = given.pop("daily_budget_100_percent", None)
     if low is not None or high is not None:
         fractions = [float(f) for f in current.budget_fractions] or [0.8, 1.0]
+        # The seed's two names set the lowest and highest rung; the rungs between stay.
         table["budget_fractions"] = [
             low if low is not None else fractions[0],
+            *fractions[1:-1],
             high if high is not None else fractions[-1],
         ]
     for seed, ours in _SEED.items():
@@ -203,7 +209,9 @@ def to_table(body: AlertConfigIn, current: AlertSettings) -> dict[str, Any]:
 
 @router.get("/api/cost/alerts/configure", response_model=AlertConfigOut)
 def alert_config(ctx: Ctx, who: Reader) -> Any:
-    """The alert rules and channels in effect (the seed's thresholds until configured)."""
+    """The alert rules and channels in effect (the seed's thresholds until configured;
+    channel URLs shown without their credentials and tokens)."""
+    who.check_unlimited()
     return _config_out(ctx)
 
 

@@ -205,6 +205,8 @@ async def _evaluating(ctx: Context) -> None:
             await run_in_threadpool(engine.evaluate)
         except SpendgateError as exc:
             log.error("alert rules not evaluated: %s", exc)
+        except Exception:  # a bug must not stop alerting for good: logged, tried again
+            log.exception("alert rules not evaluated")
         await asyncio.sleep(ctx.gate.config.alerts.evaluate_every.total_seconds())
 
 
@@ -216,6 +218,9 @@ async def _dispatching(ctx: Context) -> None:
             done = await run_in_threadpool(dispatcher.run_once)
         except SpendgateError as exc:
             log.error("notifications not dispatched: %s", exc)
+            done = None
+        except Exception:  # a bug must not stop delivery for good: logged, tried again
+            log.exception("notifications not dispatched")
             done = None
         busy = done is not None and done.delivered + done.failed >= DISPATCH_BATCH
         await asyncio.sleep(0 if busy else ctx.settings.dispatch_interval)

@@ -44,11 +44,15 @@ class EventFastPath:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        raw = scope["headers"]
+        headers = dict(raw)
         length = headers.get(b"content-length")
         auth = headers.get(b"authorization", b"")
+        kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if (
-            length is None
+            len(headers) != len(raw)  # a repeated header: the full route decides
+            or kind != b"application/json"
+            or length is None
             or not length.isdigit()
             or int(length) > self.limit
             or b"origin" in headers
@@ -67,7 +71,10 @@ class EventFastPath:
         self, body: bytes, token: str, scope: Scope, receive: Receive, send: Send
     ) -> bool:
         """Record the event and answer; `False` (nothing written) for the full path."""
-        key = self.ring.verify(token)
+        try:
+            key = self.ring.verify(token)
+        except StoreError:
+            return False  # the keys could not be read: the full route answers 503
         if key is None or not allows(key.scope, "write"):
             return False
         try:

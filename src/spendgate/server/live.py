@@ -33,6 +33,7 @@ SEND_TIMEOUT = 10.0  # seconds a client may take to take one message before it i
 REFRESH_EVERY = 20  # ticks: figures with an `as_of` are sent again now and then unchanged
 REQUEST_METRICS = "request_current_metrics"
 ALERTS_SHOWN = 50  # the newest alerts each look reads
+KEY_CHECK_EVERY = 8  # ticks between checks that the clients' keys are still live
 
 
 def current_state(ctx: Context) -> dict[str, Any]:
@@ -71,6 +72,9 @@ class Client:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
+    key_id: str | None = None
+    """The key the client signed in with: revoking it ends the feed."""
+    revoked: bool = False
 
     def offer_update(self, message: dict[str, Any]) -> None:
         """Replace any update not yet sent: a slow client skips to the newest state."""
@@ -122,9 +126,14 @@ class Hub:
                 continue
             tick += 1
             try:
+                if tick % KEY_CHECK_EVERY == 0:
+                    await run_in_threadpool(self._drop_revoked)
                 state = await self.state()
             except SpendgateError as exc:  # the store is down: try again next tick
                 log.warning("live feed: %s", exc)
+                continue
+            except Exception:  # a bug must not stop the feed for good: logged, tried again
+                log.exception("live feed")
                 continue
             self._alerts_changed(state["recent_alerts"])
             key = _fingerprint(state)
@@ -152,9 +161,18 @@ class Hub:
             else:
                 client.offer_alert(message)
 
-    async def serve(self, websocket: WebSocket) -> None:
+    def _drop_revoked(self) -> None:
+        """Close the feed of every client whose key was revoked (or is gone) since."""
+        live = {k.key_id for k in self.ctx.keys.keys() if k.revoked_at is None}  # noqa: SIM118
+        for client in list(self.clients):
+            if client.key_id is not None and client.key_id not in live:
+                client.dropped = True
+                client.revoked = True
+                client.ready.set()
+
+    async def serve(self, websocket: WebSocket, key_id: str | None = None) -> None:
         """One client's connection, from the first state to the disconnect."""
-        client = Client(websocket, self.ctx.settings.ws_queue)
+        client = Client(websocket, self.ctx.settings.ws_queue, key_id=key_id)
         state = await self.state()
         await websocket.send_json(
             {"type": "cost_state", "timestamp": state["as_of"], "data": state}
@@ -183,6 +201,9 @@ class Hub:
             while True:
                 await client.ready.wait()
                 client.ready.clear()
+                if client.revoked:
+                    await client.websocket.close(code=1008, reason="the key was revoked")
+                    return
                 if client.dropped:
                     await client.websocket.close(code=1013, reason="too slow: reconnect")
                     return
@@ -222,4 +243,4 @@ async def cost_monitoring(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     hub: Hub = websocket.app.state.hub
-    await hub.serve(websocket)
+    await hub.serve(websocket, key.key_id)

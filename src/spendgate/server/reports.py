@@ -122,13 +122,16 @@ def announce(ctx: Context, month: str, paths: list[Path], channel_name: str) -> 
     settings = ctx.gate.config.alerts
     channel = settings.channel(channel_name)
     now = ctx.now_us()
+    # Stored already resolved and never notified: the evaluator has nothing to send for it
+    # (a resolved alert is announced only after its firing was), so only this channel is.
     alert = Alert(
         alert_id=f"report:{month}:monthly",
         rule="report",
         scope=month,
         severity="info",
-        state="firing",
+        state="resolved",
         fired_at=now,
+        resolved_at=now,
         detail={"files": [str(p) for p in paths]},
     )
     store = ctx.gate.store
@@ -136,7 +139,6 @@ def announce(ctx: Context, month: str, paths: list[Path], channel_name: str) -> 
         message = render(alert, "firing", 1, channel, settings)
         note = Notification(message.key, alert.alert_id, channel.name, message.payload(), now)
         store.enqueue(alert.alert_id, 1, [note], now)
-        store.resolve(alert.alert_id, now)
 
 
 async def scheduled(ctx: Context) -> None:

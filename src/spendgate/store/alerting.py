@@ -257,6 +257,10 @@ class Alerting:
             "ON CONFLICT (alert_id) DO NOTHING"
         )
         self._alert = f"SELECT {alert_columns} FROM alerts WHERE alert_id = {mark}"
+        self._firing_for = (
+            f"SELECT 1 FROM alerts WHERE rule = {mark} AND scope = {mark} "
+            "AND state = 'firing' LIMIT 1"
+        )
         self._alerts = (
             f"SELECT {alert_columns} FROM alerts WHERE fired_at < {mark} "
             f"ORDER BY fired_at DESC, alert_id DESC LIMIT {mark}"
@@ -339,7 +343,9 @@ class Alerting:
     # -- alerts -----------------------------------------------------------------------------
 
     def fire(self, conn: Connection, alert: Alert) -> bool:
-        """`Store.fire()`."""
+        """`Store.fire()` (the caller serializes fires: a check, then the insert)."""
+        if conn.execute(self._firing_for, (alert.rule, alert.scope)).fetchone() is not None:
+            return False
         return bool(conn.execute(self._fire, alert_row(alert)).rowcount)
 
     def alert(self, conn: Connection, alert_id: str) -> Alert | None:

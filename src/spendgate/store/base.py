@@ -384,7 +384,10 @@ class Store(ABC):
 
     @abstractmethod
     def fire(self, alert: Alert) -> bool:
-        """Store `alert` unless an alert with its id exists; whether it was new."""
+        """Store `alert` unless an alert with its id exists or one of the same rule and scope
+        is firing (so evaluators judging in different periods never raise one condition
+        twice); whether it was new. Budget crossings are raised by the spending transactions
+        themselves, not through this."""
 
     @abstractmethod
     def alert(self, alert_id: str) -> Alert | None:

@@ -494,6 +494,11 @@ class MemoryStore(Store):
         self._check_open()
         alert = replace(alert, detail=_copy(alert.detail) or {})
         with self._lock:
+            if any(
+                a.state == "firing" and a.rule == alert.rule and a.scope == alert.scope
+                for a in self._alerts.values()
+            ):
+                return False
             return self._alerts.setdefault(alert.alert_id, alert) is alert
 
     def alert(self, alert_id: str) -> Alert | None:

@@ -972,7 +972,8 @@ class PostgresStore(Store):
 
     @_store_errors
     def fire(self, alert: Alert) -> bool:
-        return self._transaction(lambda conn: _ALERTS.fire(conn, alert))
+        # Serialized like the control plane: two evaluators never both pass the check.
+        return self._control(lambda conn: _ALERTS.fire(conn, alert))
 
     @_store_errors
     def alert(self, alert_id: str) -> Alert | None:
