@@ -332,6 +332,7 @@ def ensure_wrk() -> str:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("   wrk is missing: apt-get install -y wrk", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
         found = shutil.which("wrk")
         if found:

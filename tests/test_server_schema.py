@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from spendgate import Gate
@@ -80,6 +79,3 @@ def test_the_document_lists_every_route_with_response_models(tmp_path: Path) -> 
         if path != "/healthz":
             assert {"401", "403", "422"} <= set(op["responses"]), f"{method.upper()} {path}"
             assert op.get("security"), f"{method.upper()} {path} declares no security"
-
-
-_ = st  # strategies are built by schemathesis from the document

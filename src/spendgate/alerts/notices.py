@@ -115,9 +115,7 @@ def render(
     percent = _percent(alert)
     value = _money(alert.value, currency) if budget else (alert.value or "")
     threshold = _money(alert.threshold, currency) if budget else (alert.threshold or "")
-    title = TITLES.get(alert.rule, alert.rule).format(
-        scope=alert.scope, percent=percent, value=value, threshold=threshold
-    )
+    title = title_of(alert, currency)
     prefix = {"firing": "", "repeat": "Still firing: ", "resolved": "Resolved: "}[kind]
     when = from_micros(
         alert.resolved_at or alert.fired_at if kind == "resolved" else alert.fired_at
@@ -207,14 +205,11 @@ def render(
     )
 
 
-def title_of(alert: Alert) -> str:
-    """An alert's one-line title."""
+def title_of(alert: Alert, currency: str = "USD") -> str:
+    """An alert's one-line title (budget amounts in `currency`)."""
     budget = alert.rule == "budget"
-    value = alert.value or ""
-    threshold = alert.threshold or ""
-    if budget:
-        value = _money(alert.value, "")
-        threshold = _money(alert.threshold, "")
+    value = _money(alert.value, currency) if budget else (alert.value or "")
+    threshold = _money(alert.threshold, currency) if budget else (alert.threshold or "")
     return TITLES.get(alert.rule, alert.rule).format(
         scope=alert.scope, percent=_percent(alert), value=value, threshold=threshold
     )

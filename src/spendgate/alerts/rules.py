@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.budgets import Budget
@@ -245,6 +244,3 @@ def period_of(now_us: int, every: timedelta) -> int:
     """The evaluation bucket `now_us` falls in."""
     step = max(int(every.total_seconds() * 1_000_000), 1)
     return now_us - now_us % step
-
-
-_ = Decimal  # fractions arrive as Decimal in settings

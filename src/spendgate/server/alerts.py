@@ -9,7 +9,7 @@ from spendgate.alerts import channels
 from spendgate.alerts.channels import DeliveryError
 from spendgate.alerts.notices import alert_dict
 from spendgate.config import ALERTS_DEFINITION, AlertSettings, parse_alerts
-from spendgate.errors import NotFoundError, ValidationError
+from spendgate.errors import NotFoundError
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
 from spendgate.server.problems import ERROR_RESPONSES
@@ -239,6 +239,3 @@ def configure_alerts(body: AlertConfigIn, ctx: Ctx, who: Admin) -> Any:
         at=ctx.now_us(),
     )
     return _config_out(ctx)
-
-
-_ = ValidationError  # raised by parse_alerts and channels.validate, mapped to 422

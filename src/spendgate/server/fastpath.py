@@ -15,16 +15,15 @@ full path answers exactly as it would have, problem details included.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 
 from pydantic import ValidationError as BodyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spendgate.errors import SpendgateError, StoreError
 from spendgate.keys import KeyRing, allows
-from spendgate.money import money_text
 from spendgate.server import problems
 from spendgate.server.context import Context
+from spendgate.server.ingest import record_out
 from spendgate.server.schemas import EventIn
 
 PATH = "/api/events"
@@ -93,13 +92,7 @@ class EventFastPath:
             return False  # refused before anything was written: the full path says why
         if result.status == "conflict":
             return False
-        answer = json.dumps(
-            {
-                "status": result.status,
-                "request_id": result.request_id,
-                "cost": None if result.cost is None else _money(result.cost),
-            }
-        ).encode()
+        answer = json.dumps(record_out(result)).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -109,9 +102,6 @@ class EventFastPath:
         )
         await send({"type": "http.response.body", "body": answer})
         return True
-
-
-_money = lru_cache(maxsize=4096)(money_text)  # a few distinct costs, many events
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

@@ -47,7 +47,8 @@ ReservationId = Annotated[str, Path(min_length=1, max_length=200)]
 _cost_text = lru_cache(maxsize=4096)(money_text)
 
 
-def _record_out(result: RecordResult) -> dict[str, Any]:
+def record_out(result: RecordResult) -> dict[str, Any]:
+    """What an event's answer says (the fast path answers the same)."""
     return {
         "status": result.status,
         "request_id": result.request_id,
@@ -65,7 +66,7 @@ async def record_event(event: EventIn, request: Request, who: Writer, response: 
     result = await ctx.gate.arecord(**event.arguments())
     if result.status == "exists":
         response.status_code = 200
-    return _record_out(result)
+    return record_out(result)
 
 
 @router.post("/api/events/batch", response_model=BatchOut)
@@ -87,7 +88,7 @@ def record_batch(batch: EventBatch, ctx: Ctx, who: Writer) -> Any:
     counts = {"created": 0, "exists": 0, "conflict": 0}
     for r in results:
         counts[r.status] += 1
-    return {"results": [_record_out(r) for r in results], **counts}
+    return {"results": [record_out(r) for r in results], **counts}
 
 
 def _decision(decision: Decision, ctx: Context) -> dict[str, Any]:
