@@ -4,11 +4,13 @@ uvicorn server on a free loopback port."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -73,6 +75,22 @@ def running(app: FastAPI, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def receive_until(
+    ws: Any, wanted: Callable[[dict[str, Any]], bool], seconds: float = 5.0
+) -> dict[str, Any]:
+    """The first message `wanted` accepts, within `seconds` (updates keep arriving, so a
+    receive timeout alone would never end the wait); fails the test otherwise."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message: dict[str, Any] = json.loads(ws.recv(timeout=left))
+        except TimeoutError:
+            break
+        if wanted(message):
+            return message
+    raise AssertionError(f"no wanted message within {seconds} s")
 
 
 def app_for(gate: Gate, **settings: object) -> FastAPI:

@@ -23,7 +23,7 @@ from spendgate.server.auth import PUBLIC_PATHS, api_routes, route_scope
 from spendgate.server.live import Client
 from spendgate.testing import FrozenClock
 from tests.conftest import small_config
-from tests.serving import Keys, app_for, bearer, make_keys, running
+from tests.serving import Keys, app_for, bearer, make_keys, receive_until, running
 
 
 @pytest.fixture
@@ -568,16 +568,17 @@ def test_a_websocket_client_sees_a_rest_event_within_a_second(gate: Gate, keys: 
                 httpx.post(f"{url}/api/events", json=event, headers=bearer(keys.write)).status_code
                 == 201
             )
-            while True:
-                message = json.loads(ws.recv(timeout=1.0))
-                if message["type"] == "cost_update":
-                    spent = message["data"]["live_metrics"]["current_daily_spend"]["value"]
-                    if spent == "0.01":
-                        break
+            receive_until(
+                ws,
+                lambda m: (
+                    m["type"] == "cost_update"
+                    and m["data"]["live_metrics"]["current_daily_spend"]["value"] == "0.01"
+                ),
+                seconds=1.0,
+            )
             assert time.monotonic() - start < 1.0
             ws.send("request_current_metrics")
-            while (reply := json.loads(ws.recv(timeout=5)))["type"] != "current_metrics":
-                pass
+            reply = receive_until(ws, lambda m: m["type"] == "current_metrics")
             assert reply["data"]["live_metrics"]["current_daily_spend"]["value"] == "0.01"
 
 
@@ -589,10 +590,9 @@ def test_a_budget_reaching_a_rung_is_pushed_as_an_alert_once(gate: Gate, keys: K
             event = {"service": "scraper", "source": "paid_api", "cost": "0.85"}
             httpx.post(f"{url}/api/events", json=event, headers=bearer(keys.write))
             # The budget's own alert (the forecast rule, judged meanwhile, may announce too).
-            while True:
-                m = json.loads(ws.recv(timeout=2))
-                if m["type"] == "cost_alert" and m["alert"]["rule"] == "budget":
-                    break
+            m = receive_until(
+                ws, lambda m: m["type"] == "cost_alert" and m["alert"]["rule"] == "budget"
+            )
             assert m["alert"]["rule"] == "budget"
             assert m["alert"]["scope"] == "daily"
             assert m["alert"]["detail"] == {"fraction": "0.8"}
@@ -617,9 +617,8 @@ def test_revoking_a_key_ends_its_live_feed(gate: Gate, keys: Keys) -> None:
             ws.recv(timeout=5)
             app.state.keys.revoke(key.key_id, actor="test", now=0)
 
-            def drain() -> None:
-                while True:
-                    ws.recv(timeout=5)
+            def drain() -> None:  # until the server closes the feed (else fails)
+                receive_until(ws, lambda m: False)
 
             with pytest.raises(ConnectionClosed) as closed:
                 drain()

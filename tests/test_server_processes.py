@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.serving import bearer, free_port
+from tests.serving import bearer, free_port, receive_until
 
 SPENDGATE = Path(sys.executable).with_name("spendgate")
 
@@ -77,9 +77,15 @@ def test_an_event_posted_to_one_process_reaches_the_live_feed_of_another(
             event = {"service": "scraper", "source": "google_maps_optimized"}
             posted = httpx.post(f"{first}/api/events", json=event, headers=bearer(token))
             assert posted.status_code == 201
-            while True:
-                message = json.loads(ws.recv(timeout=1.0))
-                figures = message.get("data", {}).get("live_metrics", {})
-                if figures.get("current_daily_spend", {}).get("value") == "0.002":
-                    break
+            receive_until(
+                ws,
+                lambda m: (
+                    m.get("data", {})
+                    .get("live_metrics", {})
+                    .get("current_daily_spend", {})
+                    .get("value")
+                    == "0.002"
+                ),
+                seconds=1.0,
+            )
             assert time.monotonic() - start < 1.0

@@ -174,6 +174,10 @@ class Hub:
         """One client's connection, from the first state to the disconnect."""
         client = Client(websocket, self.ctx.settings.ws_queue, key_id=key_id)
         state = await self.state()
+        if self._alerts is None:
+            # The watcher's first look must not take an alert raised after this state was
+            # read (and so unknown to this client) as one the client already has.
+            self._alerts = {a["alert_id"]: _alert_mark(a) for a in state["recent_alerts"]}
         await websocket.send_json(
             {"type": "cost_state", "timestamp": state["as_of"], "data": state}
         )
