@@ -128,3 +128,15 @@ class BudgetExceededError(SpendgateError):
 
 class StoreError(SpendgateError):
     """The store could not be opened or answered with something unexpected."""
+
+
+class StoreClosedError(StoreError):
+    """A call on a store (or a gate) after its `close()`: open a new one to go on.
+
+    `where` names the store. A call already in flight when `close()` began finishes, or
+    raises this error if it needed the store again after that.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: the store is closed (open a new one to go on)")

@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from spendgate.errors import ChangedError, ConflictError, ReservationStateError, StoreError
+from spendgate.errors import ChangedError, ConflictError, ReservationStateError, StoreClosedError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import RollupKey, Tally, merge, rollup_rows
 from spendgate.store.alerting import Crossings, alert_limit, fired_in_window
 from spendgate.store.base import (
+    CLOSE_WAIT,
     Alert,
     AlertState,
     ApiKey,
@@ -69,7 +70,7 @@ class MemoryStore(Store):
     """Everything in dictionaries; one lock makes each method one transaction."""
 
     def __init__(self, url: str = "memory://") -> None:
-        self.url = url
+        self.url = self.where = url
         self._lock = threading.Lock()
         # budget -> bucket -> [spent, reserved, overshoot]
         self._buckets: dict[str, dict[int, list[int]]] = {}
@@ -85,12 +86,16 @@ class MemoryStore(Store):
         self._heartbeats: dict[str, int] = {}
         self._closed = False
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self, *, timeout: float = CLOSE_WAIT) -> None:
+        """Refuse later calls. Under the lock: a call in flight (microseconds) finishes first,
+        and every call checks inside the lock, so none runs after `close()` returns."""
+        with self._lock:
+            self._closed = True
 
     def _check_open(self) -> None:
+        # Called with the lock held (see `close()`).
         if self._closed:
-            raise StoreError(f"{self.url}: the store is closed")
+            raise StoreClosedError(self.where)
 
     # -- budget arithmetic (caller holds the lock) -------------------------------------------
 
@@ -156,13 +161,13 @@ class MemoryStore(Store):
     # -- the contract -------------------------------------------------------------------------
 
     def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             return [self._used(s) for s in slots]
 
     def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
-        self._check_open()
         with self._lock:
+            self._check_open()
             existing = self._reservations.get(write.reservation_id)
             if existing is not None:
                 same = existing.write.fingerprint == write.fingerprint
@@ -186,8 +191,8 @@ class MemoryStore(Store):
         return ReserveResult("created", tuple(u + write.amount for u in used))
 
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
-        self._check_open()
         with self._lock:
+            self._check_open()
             r = self._open_reservation(reservation_id, "commit")
             event = write.event
             if event.request_id in self._events:
@@ -217,8 +222,8 @@ class MemoryStore(Store):
             return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
 
     def release(self, reservation_id: str, now: int) -> ReservationState:
-        self._check_open()
         with self._lock:
+            self._check_open()
             r = self._open_reservation(reservation_id, "release")
             if r.state == "expired":
                 r.state = "released"
@@ -229,8 +234,8 @@ class MemoryStore(Store):
             return "released"
 
     def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
-        self._check_open()
         with self._lock:
+            self._check_open()
             r = self._reservations.get(reservation_id)
             if r is None:
                 raise ReservationStateError(reservation_id, "unknown", "adjust")
@@ -260,13 +265,13 @@ class MemoryStore(Store):
         return r
 
     def expire(self, now: int) -> int:
-        self._check_open()
         with self._lock:
+            self._check_open()
             return self._expire_locked(now)
 
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             results = []
             written: list[tuple[Event, Nanos | None]] = []
             crossings = Crossings(s for w in writes for s in w.slots)
@@ -327,8 +332,8 @@ class MemoryStore(Store):
             self._charge(slot, amount)
 
     def balance(self, slot: Slot) -> Balance:
-        self._check_open()
         with self._lock:
+            self._check_open()
             rows = [
                 r
                 for b, r in self._buckets.get(slot.budget, {}).items()
@@ -341,8 +346,8 @@ class MemoryStore(Store):
     def events(
         self, *, since: int | None = None, until: int | None = None, limit: int | None = None
     ) -> list[Event]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             chosen = [
                 e
                 for e in self._events.values()
@@ -353,8 +358,8 @@ class MemoryStore(Store):
         return chosen[:limit] if limit is not None else chosen
 
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             rows = [
                 ((i, service, source), tally)
                 for (step, bucket, service, source), tally in self._rollups.items()
@@ -364,13 +369,13 @@ class MemoryStore(Store):
         return [(*key, tally) for key, tally in merge(rows).items()]
 
     def event(self, request_id: str) -> Event | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             return self._events.get(request_id)
 
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             r = self._reservations.get(reservation_id)
             if r is None:
                 return None
@@ -404,9 +409,9 @@ class MemoryStore(Store):
         actor: str,
         at: int,
     ) -> AuditEntry:
-        self._check_open()
         after = _copy(spec)
         with self._lock:
+            self._check_open()
             found = self._definitions.get((kind, name))
             revision = 0 if found is None else found.revision
             if revision != expected:
@@ -430,8 +435,8 @@ class MemoryStore(Store):
         return _fresh(entry)
 
     def definitions(self) -> list[Definition]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             found = sorted(self._definitions.values(), key=lambda d: d.revision)
         return [replace(d, spec=_copy(d.spec)) for d in found]
 
@@ -440,17 +445,17 @@ class MemoryStore(Store):
         return len(self._audit)
 
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
-        self._check_open()
         audit_limit(limit)
         with self._lock:
+            self._check_open()
             # Revision r sits at index r - 1: those below `before` end at index before - 1.
             end = len(self._audit) if before is None else max(0, min(before - 1, len(self._audit)))
             chosen = self._audit[max(0, end - limit) : end]
         return [_fresh(e) for e in reversed(chosen)]
 
     def add_key(self, key: ApiKey) -> AuditEntry:
-        self._check_open()
         with self._lock:
+            self._check_open()
             if key.key_id in self._keys:
                 raise ConflictError("api key", key.key_id)
             self._keys[key.key_id] = key
@@ -469,13 +474,13 @@ class MemoryStore(Store):
             )
 
     def keys(self) -> list[ApiKey]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             return sorted(self._keys.values(), key=lambda k: (k.created_at, k.key_id))
 
     def revoke_key(self, key_id: str, *, actor: str, at: int) -> ApiKey | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             old = self._keys.get(key_id)
             if old is None or old.revoked_at is not None:
                 return old
@@ -491,9 +496,9 @@ class MemoryStore(Store):
     # JSON copies, as the SQL backends store them.
 
     def fire(self, alert: Alert) -> bool:
-        self._check_open()
         alert = replace(alert, detail=_copy(alert.detail) or {})
         with self._lock:
+            self._check_open()
             if any(
                 a.state == "firing" and a.rule == alert.rule and a.scope == alert.scope
                 for a in self._alerts.values()
@@ -502,17 +507,17 @@ class MemoryStore(Store):
             return self._alerts.setdefault(alert.alert_id, alert) is alert
 
     def alert(self, alert_id: str) -> Alert | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             found = self._alerts.get(alert_id)
         return None if found is None else _fresh_alert(found)
 
     def alerts(
         self, *, state: AlertState | None = None, limit: int = 100, before: int | None = None
     ) -> list[Alert]:
-        self._check_open()
         alert_limit(limit)
         with self._lock:
+            self._check_open()
             chosen = [
                 a
                 for a in self._alerts.values()
@@ -522,8 +527,8 @@ class MemoryStore(Store):
         return [_fresh_alert(a) for a in chosen[:limit]]
 
     def resolve(self, alert_id: str, at: int, value: str | None = None) -> Alert | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             found = self._alerts.get(alert_id)
             if found is None or found.state != "firing":
                 return None
@@ -532,16 +537,16 @@ class MemoryStore(Store):
             return _fresh_alert(self._put(new))
 
     def acknowledge(self, alert_id: str, *, actor: str, at: int) -> Alert | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             found = self._alerts.get(alert_id)
             if found is None:
                 return None
             return _fresh_alert(self._put(_acknowledged(found, actor, at)))
 
     def silence(self, alert_id: str, *, until: int, actor: str, at: int) -> Alert | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             found = self._alerts.get(alert_id)
             if found is None:
                 return None
@@ -555,9 +560,9 @@ class MemoryStore(Store):
     def enqueue(
         self, alert_id: str, round: int, notifications: Sequence[Notification], at: int
     ) -> bool:
-        self._check_open()
         copies = [replace(n, payload=_copy(n.payload) or {}) for n in notifications]
         with self._lock:
+            self._check_open()
             found = self._alerts.get(alert_id)
             if found is None or found.rounds != round - 1:
                 return False
@@ -567,9 +572,9 @@ class MemoryStore(Store):
             return True
 
     def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
-        self._check_open()
         alert_limit(limit)
         with self._lock:
+            self._check_open()
             due = [
                 q
                 for q in self._outbox.values()
@@ -586,8 +591,8 @@ class MemoryStore(Store):
         return [_fresh_notification(n) for n in taken]
 
     def delivered(self, key: str, worker: str, at: int) -> bool:
-        self._check_open()
         with self._lock:
+            self._check_open()
             q = self._claimed(key, worker)
             if q is None:
                 return False
@@ -596,8 +601,8 @@ class MemoryStore(Store):
             return True
 
     def failed(self, key: str, worker: str, *, error: str, retry_at: int) -> bool:
-        self._check_open()
         with self._lock:
+            self._check_open()
             q = self._claimed(key, worker)
             if q is None:
                 return False
@@ -613,9 +618,9 @@ class MemoryStore(Store):
         return q
 
     def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
-        self._check_open()
         alert_limit(limit)
         with self._lock:
+            self._check_open()
             chosen = [
                 q.notification
                 for q in self._outbox.values()
@@ -625,13 +630,13 @@ class MemoryStore(Store):
         return [_fresh_notification(n) for n in chosen[:limit]]
 
     def heartbeat(self, service: str, at: int) -> None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             self._heartbeats[service] = max(at, self._heartbeats.get(service, at))
 
     def heartbeats(self) -> dict[str, int]:
-        self._check_open()
         with self._lock:
+            self._check_open()
             return dict(self._heartbeats)
 
 

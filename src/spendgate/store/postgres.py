@@ -31,15 +31,22 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
+from spendgate.errors import (
+    ConflictError,
+    ReservationStateError,
+    StoreClosedError,
+    StoreError,
+    ValidationError,
+)
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting, Crossings
 from spendgate.store.base import (
+    CLOSE_WAIT,
     Alert,
     AlertState,
     ApiKey,
@@ -48,6 +55,7 @@ from spendgate.store.base import (
     CommitResult,
     Definition,
     EventWrite,
+    InFlight,
     Notification,
     QuotaUse,
     ReservationInfo,
@@ -159,11 +167,16 @@ class _RetryError(Exception):
 def _store_errors(
     method: Callable[Concatenate[PostgresStore, P], T],
 ) -> Callable[Concatenate[PostgresStore, P], T]:
-    """A contract method whose driver errors come out as `StoreError`s naming the server."""
+    """A contract method whose driver errors come out as `StoreError`s naming the server,
+    counted in flight so that `close()` never closes the pool under it."""
 
     def run(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        calls = self._calls
+        calls.enter()
         try:
             return method(self, *args, **kwargs)
+        except PoolClosed as exc:
+            raise StoreClosedError(self.where) from exc
         except PoolTimeout as exc:
             raise StoreError(
                 f"{self.where}: the store is unreachable (no connection within "
@@ -173,6 +186,8 @@ def _store_errors(
             raise StoreError(f"{self.where}: the store is unreachable: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"{self.where}: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+        finally:
+            calls.exit()
 
     functools.update_wrapper(run, method)
     return run
@@ -288,7 +303,7 @@ class PostgresStore(Store):
         self._timeout = timeout
         self._pools: dict[int, ConnectionPool[Conn]] = {}
         self._pools_lock = threading.Lock()
-        self._closed = False
+        self._calls = InFlight(self.where, self._release)
         self._prepare_schema(migrate_schema)
 
     # -- connections and transactions --------------------------------------------------------
@@ -322,8 +337,8 @@ class PostgresStore(Store):
         return _sqlalchemy_url(self._conninfo)
 
     def _pool(self) -> ConnectionPool[Conn]:
-        if self._closed:
-            raise StoreError(f"{self.where}: the store is closed")
+        if self._calls.closed:
+            raise StoreClosedError(self.where)
         pid = os.getpid()
         pool = self._pools.get(pid)
         if pool is not None:
@@ -400,8 +415,12 @@ class PostgresStore(Store):
         assert row is not None
         return int(row[0])
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self, *, timeout: float = CLOSE_WAIT) -> None:
+        """Refuse new calls, wait up to `timeout` seconds for those in flight, close this
+        process's pool (see `InFlight`). Safe from any thread, and more than once."""
+        self._calls.close(timeout)
+
+    def _release(self) -> None:
         with self._pools_lock:
             pool = self._pools.pop(os.getpid(), None)
         if pool is not None:

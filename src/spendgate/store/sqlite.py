@@ -28,13 +28,20 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from spendgate.errors import ConflictError, ReservationStateError, StoreError, ValidationError
+from spendgate.errors import (
+    ConflictError,
+    ReservationStateError,
+    StoreClosedError,
+    StoreError,
+    ValidationError,
+)
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting, Crossings
 from spendgate.store.base import (
+    CLOSE_WAIT,
     Alert,
     AlertState,
     ApiKey,
@@ -43,6 +50,7 @@ from spendgate.store.base import (
     CommitResult,
     Definition,
     EventWrite,
+    InFlight,
     Notification,
     QuotaUse,
     ReservationInfo,
@@ -148,11 +156,18 @@ def sqlalchemy_url(path: str) -> str:
 def _store_errors(
     method: Callable[Concatenate[SQLiteStore, P], T],
 ) -> Callable[Concatenate[SQLiteStore, P], T]:
-    """A contract method whose SQLite errors (a locked or broken file) come out as `StoreError`."""
+    """A contract method whose SQLite errors (a locked or broken file) come out as `StoreError`,
+    counted in flight so that `close()` never closes a connection under it."""
 
     def run(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        with _translated(self.path):
+        calls = self._calls
+        calls.enter()
+        try:
             return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        finally:
+            calls.exit()
 
     functools.update_wrapper(run, method)
     return run
@@ -198,23 +213,25 @@ class SQLiteStore(Store):
         if options:
             raise ValidationError("url", url, "options synchronous, timeout and migrate only")
         self.url = url
-        self.path = str(Path(path))
+        self.path = self.where = str(Path(path))
         self.synchronous = synchronous
         self._timeout = timeout
         parent = Path(self.path).resolve().parent
         if not parent.is_dir():
             raise StoreError(f"cannot open {self.path}: folder {parent} does not exist")
-        self._closed = False
+        self._calls = InFlight(self.where, self._release)
         self._after_fork()
         _LIVE.add(self)
-        with _translated(self.path):
+        with _translated(self.path), _migration_lock(self.path):
+            # Switching a new file to WAL takes it exclusively, without waiting on the busy
+            # timeout: several processes opening one new file at once must take turns.
             self._conn().execute("PRAGMA journal_mode = WAL")
-            with _migration_lock(self.path):
-                migrate.ensure_current(sqlalchemy_url(self.path), migrate=migrate_schema)
+            migrate.ensure_current(sqlalchemy_url(self.path), migrate=migrate_schema)
 
     def _after_fork(self) -> None:
         # A forked child must not touch its parent's connections (SQLite forbids carrying
-        # them across fork): it starts with none and opens its own.
+        # them across fork): it starts with none and opens its own. (`InFlight` resets
+        # itself: the child has no calls in flight.)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -222,8 +239,10 @@ class SQLiteStore(Store):
     # -- connections and transactions --------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"{self.path}: the store is closed")
+        if self._calls.closed:
+            # A call in flight when `close()` began may finish with its own connection,
+            # but opens no new one.
+            raise StoreClosedError(self.path)
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
@@ -260,8 +279,13 @@ class SQLiteStore(Store):
                     conn.execute("ROLLBACK")
             raise
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self, *, timeout: float = CLOSE_WAIT) -> None:
+        """Refuse new calls, wait up to `timeout` seconds for those in flight, close the
+        connections (see `InFlight`). Safe from any thread, and more than once."""
+        self._calls.close(timeout)
+
+    def _release(self) -> None:
+        """Close every thread's connection; no call is in flight (`InFlight` sees to it)."""
         with self._all_lock:
             for conn in self._all:
                 with contextlib.suppress(sqlite3.Error):  # closing is best effort
