@@ -37,6 +37,7 @@ from spendgate.errors import (
     ConfigError,
     ConflictError,
     ReservationStateError,
+    StoreClosedError,
     StoreError,
     ValidationError,
 )
@@ -54,6 +55,7 @@ from spendgate.pricing import Price, Usage
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
+    CLOSE_WAIT,
     Balance,
     CommitResult,
     EventWrite,
@@ -173,7 +175,7 @@ class Gate:
         self._bindings: dict[tuple[str, str], Binding] = {}
         self._open: dict[str, _Open] = {}
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
-            GroupCommitter(store.record) if store.batched else None
+            GroupCommitter(store.record, where=store.where) if store.batched else None
         )
         self._leases: Leases | None = None
         self.outages: Counter[str] = Counter()
@@ -206,13 +208,25 @@ class Gate:
             config = config_module.load(config)
         return cls(open_store(url), config, clock=clock)
 
-    def close(self) -> None:
-        """Finish queued writes, return leases and close the store."""
+    def close(self, *, timeout: float = CLOSE_WAIT) -> None:
+        """Finish queued writes, return leases and close the store, in about `timeout`
+        seconds at most.
+
+        Safe from any thread while others are in calls, and more than once: a call in flight
+        finishes or raises `StoreClosedError`, later calls raise `StoreClosedError`. A queued
+        `record()` is written, or (if the store cannot take it within the time) its caller
+        gets `StoreClosedError`; no caller is left waiting.
+        """
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close(left())
         if self._leases is not None:
-            self._leases.close()
-        self.store.close()
+            self._leases.close(left())
+        self.store.close(timeout=left())
 
     def __enter__(self) -> Gate:
         return self
@@ -257,6 +271,8 @@ class Gate:
         if not self._refreshing.locked():
             try:
                 self.refresh()
+            except StoreClosedError:
+                raise
             except (StoreError, ValidationError) as exc:
                 log.error("budgets and prices not refreshed from %s: %s", self.store.url, exc)
 
@@ -317,6 +333,8 @@ class Gate:
             checks = _checks(budgets, slots, used, requested)
             if any(c.refused for c in checks) and self.store.expire(now_us):
                 checks = _checks(budgets, slots, self.store.usage(slots, now_us), requested)
+        except StoreClosedError:
+            raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
             return self._unreachable(budgets, slots, requested, now, exc)
         return decide(checks, requested, now, priority=priority)
@@ -445,6 +463,8 @@ class Gate:
         )
         try:
             result = self.store.reserve(write, now_us)
+        except StoreClosedError:
+            raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
             decision = self._unreachable(budgets, slots, amount, now, exc, reservation_id=rid)
             if decision.approved:

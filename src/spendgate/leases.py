@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from spendgate.budgets import Budget, LeasePolicy
 from spendgate.clock import Clock
 from spendgate.errors import SpendgateError
 from spendgate.money import Nanos
-from spendgate.store.base import Draw, ReservationWrite, Slot, Store
+from spendgate.store.base import CLOSE_WAIT, Draw, ReservationWrite, Slot, Store
 from spendgate.windows import duration_micros, to_micros
 
 LEASE_SERVICE = "spendgate"
@@ -100,6 +101,7 @@ class Leases:
         self._holds: dict[str, LocalHold] = {}
         self._stop = threading.Event()
         self._tidier: threading.Thread | None = None
+        self._closed = False
         _LIVE.add(self)
 
     # -- taking and settling ------------------------------------------------------------------
@@ -110,6 +112,8 @@ class Leases:
         """Each budget's usage if current leases cover `amount` on every capped slot (an
         answer without holding or calling the store), else `None`."""
         with self._lock:
+            if self._closed:
+                return None
             used = []
             for budget, slot in zip(budgets, slots, strict=True):
                 if slot.cap is None:
@@ -140,6 +144,8 @@ class Leases:
         if not capped or any(b.lease is None for b, _ in capped):
             return None
         with self._lock:
+            if self._closed:  # decided centrally, by a store that says it is closed
+                return None
             ready = []
             for budget, slot in capped:
                 lease = self._ready(budget, slot, amount, now)
@@ -300,19 +306,33 @@ class Leases:
                 if now >= lease.renew_at:
                     self._renew(lease, 0, now)
 
-    def close(self) -> None:
-        """Return every lease (local holds still out are given up with them)."""
+    def close(self, timeout: float = CLOSE_WAIT) -> None:
+        """Stop the tidier and return every lease (local holds still out are given up with
+        them), within about `timeout` seconds: a lease not returned by then comes back to
+        the store when its TTL runs out. Later calls take no lease. Safe more than once."""
+        deadline = time.monotonic() + timeout
+        self._closed = True
         self._stop.set()
-        with self._lock:
+        tidier = self._tidier
+        if tidier is not None and tidier is not threading.current_thread():
+            tidier.join(timeout)
+        # The lock is held across a store call to open or renew a lease: wait a bounded time.
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return
+        try:
             leases = [*self._current.values(), *self._draining.values()]
             self._current.clear()
             self._draining.clear()
             self._holds.clear()
             for lease in leases:
+                if time.monotonic() >= deadline:
+                    break
                 self._return(lease)
+        finally:
+            self._lock.release()
 
     def _start_tidier(self) -> None:
-        if self._tidier is not None and self._tidier.is_alive():
+        if self._closed or (self._tidier is not None and self._tidier.is_alive()):
             return
         self._tidier = threading.Thread(
             target=self._tidy_loop, name="spendgate-leases", daemon=True

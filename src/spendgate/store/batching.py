@@ -22,7 +22,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
-from spendgate.errors import StoreError
+from spendgate.errors import StoreClosedError, StoreError
+from spendgate.store.base import CLOSE_WAIT
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -101,8 +102,10 @@ class GroupCommitter(Generic[T, R]):
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         name: str = "spendgate-group-commit",
+        where: str = "the group committer",
     ) -> None:
         self._write = write
+        self._where = where  # what a call after `close()` is told is closed
         self._max_batch = max_batch
         self._name = name
         self._cond = threading.Condition()
@@ -150,7 +153,7 @@ class GroupCommitter(Generic[T, R]):
 
     def _enqueue_locked(self, items: list[T]) -> tuple[_Batch[T, R], int]:
         if self._closed:
-            raise StoreError("the gate is closed: open a new one to record")
+            raise StoreClosedError(self._where)
         self._ensure_thread()
         if not self._queue or len(self._queue[-1].items) + len(items) > self._max_batch:
             self._queue.append(_Batch())
@@ -201,11 +204,19 @@ class GroupCommitter(Generic[T, R]):
         except Exception as exc:
             return _Failed(exc)
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer thread."""
+    def close(self, timeout: float = CLOSE_WAIT) -> bool:
+        """Refuse new items, write what is queued, then stop the writer thread; wait at most
+        `timeout` seconds for it. Whether it has stopped.
+
+        Every queued caller still hears back: if the writer outlives the wait (a write stuck
+        on the store's lock), it goes on, and once the store is closed what is left fails
+        with `StoreClosedError`. Safe to call more than once.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join()
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
