@@ -304,7 +304,9 @@ class InFlight:
                 return False
             self.closed = True
             drained = self._busy == 0
-        if not drained and not self._idle.wait(wait):
+        if not drained:
+            drained = self._idle.wait(wait)
+        if not drained:
             with self._lock:
                 # Still busy: the last call to leave releases. (Re-read under the lock: it
                 # may have left between the wait timing out and here.)
