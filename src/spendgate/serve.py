@@ -85,32 +85,38 @@ def signin_link(app: FastAPI, settings: ServerSettings, key_id: str) -> str:
     return f"{settings.url}{SIGNIN_PATH}?token={app.state.signins.mint(key_id)}"
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on `host:port`, for uvicorn to serve on; `ValidationError` naming
-    the setting when it cannot be had (a port in use, an address not of this machine)."""
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on `host:port` (every address the host name stands for, as uvicorn
+    would), for uvicorn to serve on; `ValidationError` naming the setting when they cannot
+    be had (a port in use, an address not of this machine)."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ValidationError(
             "host", host, f"an address of this machine to listen on ({exc.strerror})"
         ) from None
-    family, kind, proto, _, address = found[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        # As uvicorn does: a restart need not wait for the last run's connections to time out.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
+    taken: list[socket.socket] = []
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        sock = socket.socket(family, kind, proto)
+        taken.append(sock)
+        try:
+            # As uvicorn does: a restart need not wait for the last run's connections to end.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # "::" and "0.0.0.0" side by side, as asyncio does
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+        except OSError as exc:
+            for made in taken:
+                made.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise ValidationError(
+                    "port", port, f"a free port on {host}: this one is in use (another server?)"
+                ) from None
             raise ValidationError(
-                "port", port, f"a free port on {host}: this one is in use (another server?)"
+                "host", host, f"an address this machine can listen on ({exc.strerror})"
             ) from None
-        raise ValidationError(
-            "host", host, f"an address this machine can listen on, port {port} ({exc.strerror})"
-        ) from None
-    return sock
+    return taken
 
 
 class _Server(uvicorn.Server):
@@ -187,18 +193,17 @@ def run(
     is made or shown, so a start that cannot serve promises nothing."""
     stop = Stop(settings.shutdown_grace)
     try:
-        sock = listen(settings.host, settings.port)
+        sockets = listen(settings.host, settings.port)
     except BaseException:
         if gate is not None:
             gate.close()
         raise
     worker = None
-    with sock, stop.installed():
-        try:
-            gate = gate or Gate.open(settings.db, config=config)
-        except BaseException:
-            sock.close()
-            raise
+    with contextlib.ExitStack() as held:
+        for sock in sockets:
+            held.enter_context(sock)
+        held.enter_context(stop.installed())
+        gate = gate or Gate.open(settings.db, config=config)
         try:
             app = create_app(gate, settings)
             server = _Server(
@@ -230,7 +235,7 @@ def run(
                 )
                 worker.start()
             if stop.signal is None:  # a signal during start-up: nothing to serve
-                server.run(sockets=[sock])
+                server.run(sockets=sockets)
         finally:
             stop.workload.set()
             if worker is not None:
