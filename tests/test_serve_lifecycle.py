@@ -51,7 +51,7 @@ limit = "1000000.00"
 lease = { ttl = "10m" }   # a lease not given back would still be pending long after exit
 
 [alerts.channels]
-hook = { kind = "webhook", url = "http://127.0.0.1:HOOK_PORT/hook" }
+hook = { kind = "webhook", url = "http://127.0.0.1:HOOK_PORT/hook", severities = ["critical"] }
 """
 
 
@@ -362,8 +362,9 @@ def test_the_grace_period_cuts_off_a_request_that_does_not_finish(tmp_path: Path
         code = served.exit_code(within=30)
         took = time.monotonic() - sent
     assert code == 0, served.output()
-    # Requests get the grace less a second for closing: it waited for it, then cut it off.
-    assert 0.9 < took < 2 + 3, f"took {took:.1f} s"
+    # Requests get the grace less a second for closing: it waited for it, then cut it off
+    # (the bound leaves room for a loaded machine's process exit).
+    assert 0.9 < took < 2 + 6, f"took {took:.1f} s"
 
 
 @pytest.mark.slow
@@ -380,7 +381,7 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
         code = served.exit_code(within=20)
         took = time.monotonic() - sent
     assert code == 128 + signal.SIGINT, served.output()
-    assert took < 3, f"took {took:.1f} s"
+    assert took < 5, f"took {took:.1f} s"
     assert "SIGINT again: exiting now" in served.err.read_text()
 
 
