@@ -56,14 +56,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+STOP_WITHIN = 30.0
+"""Seconds a test server may take to stop (its lifespan waits up to the settings' shutdown
+grace, 10 s, for its background threads): longer is a hang, and fails the test."""
+
+
 @contextlib.contextmanager
-def running(app: FastAPI, port: int | None = None) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread; yields its base URL."""
+def running(
+    app: FastAPI, port: int | None = None, *, stop_within: float = STOP_WITHIN
+) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread; yields its base URL. On the way out the server
+    must stop, and with it its background threads (see `create_app`), within `stop_within`
+    seconds, or the test fails: a server still running would use a gate the test closes."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Connections still open (a live feed, a slow client) are cut after this.
+            timeout_graceful_shutdown=5,
+        )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:  # start-up, not a wait for time to pass
@@ -74,7 +91,13 @@ def running(app: FastAPI, port: int | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=stop_within)
+        if thread.is_alive():
+            raise AssertionError(f"the server thread did not stop within {stop_within} s")
+        background = getattr(app.state, "background", None)
+        left = background.alive() if background is not None else []
+        if left:
+            raise AssertionError(f"the server stopped but its threads did not: {left}")
 
 
 def receive_until(

@@ -364,6 +364,7 @@ def ledger(url: str) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # PostgreSQL, several processes: 80 s measured on a loaded machine
 @pytest.mark.parametrize("leased", [False, True], ids=["central", "leases"])
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_no_overspend_across_hosts(

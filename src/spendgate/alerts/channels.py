@@ -23,7 +23,9 @@ from spendgate.errors import SpendgateError, ValidationError
 log = logging.getLogger("spendgate.alerts")
 SIGNATURE_HEADER = "X-Spendgate-Signature"
 KEY_HEADER = "Idempotency-Key"
-TIMEOUT = 10.0
+TIMEOUT = 4.0
+"""Seconds one step of a send may take (connecting, writing, reading): a send in flight when
+the server stops ends well within its grace period, and a claim's sends fit its lease."""
 
 
 class DeliveryError(SpendgateError):
@@ -52,6 +54,11 @@ def _apprise(channel: ChannelSettings) -> Any:
             _redacted(channel.url),
             "a URL apprise supports, e.g. mailtos://user:pass@smtp.example.com?to=ops@example.com",
         )
+    for service in sender:  # apprise waits up to 15 s for an SMTP server by default
+        for name in ("socket_connect_timeout", "socket_read_timeout"):
+            wait = getattr(service, name, None)
+            if isinstance(wait, int | float):
+                setattr(service, name, min(wait, TIMEOUT))
     return sender
 
 

@@ -2,10 +2,13 @@
 
 Each round claims due notifications for a while (`lease`), so several dispatchers (server
 processes, hosts) never send the same one at once, and one that dies mid-round leaves its
-claims to expire and be taken by another. A notification the channel accepted is marked
-delivered and never sent again; one it refused is tried again later, its delay doubling from
-`base_delay` up to `max_delay`. Each message carries a key stable per (alert, round, channel)
-so a receiver can drop the repeat a crash between sending and marking may cause.
+claims to expire and be taken by another. One asked to stop (`stop`, checked between sends;
+each send is bounded by the channels' timeout) gives back what it claimed and did not send,
+so the next dispatcher sends it at once rather than after the claim lapses. A notification
+the channel accepted is marked delivered and never sent again; one it refused is tried
+again later, its delay doubling from `base_delay` up to `max_delay`. Each message carries a
+key stable per (alert, round, channel) so a receiver can drop the repeat a crash between
+sending and marking may cause.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +43,8 @@ class Round:
 
     delivered: int = 0
     failed: int = 0
+    released: int = 0
+    """Claimed but not sent, because the dispatcher was asked to stop: given back."""
 
 
 def backoff(attempts: int, base: timedelta, most: timedelta) -> timedelta:
@@ -67,8 +73,11 @@ class Dispatcher:
         self.max_delay = max_delay
         self.send = send
 
-    def run_once(self) -> Round:
-        """Claim what is due, send it, and mark each delivered or failed."""
+    def run_once(self, stop: threading.Event | None = None) -> Round:
+        """Claim what is due, send it, and mark each delivered or failed. Once `stop` is set
+        no further send starts: what is left of the claim is given back, due at once."""
+        if stop is not None and stop.is_set():
+            return Round()
         store = self.gate.store
         now = to_micros(self.gate.clock())
         until = now + duration_micros(self.lease)
@@ -78,6 +87,9 @@ class Dispatcher:
         claimed = store.claim(self.worker, now=now, until=until, limit=most)
         delivered = failed = 0
         for item in claimed:
+            if stop is not None and stop.is_set():
+                released = store.release_claims(self.worker)
+                return Round(delivered, failed, released)
             try:
                 channel = self.gate.config.alerts.channel(item.channel)
                 self.send(channel, item.payload)

@@ -40,13 +40,24 @@ def serve(
     ] = 8765,
     db: DbOption = DEFAULT_URL,
     config: ConfigOption = None,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="SPENDGATE_SHUTDOWN_GRACE",
+            min=1,
+            max=3600,
+            help="Seconds a stop (SIGTERM, Ctrl-C) may take before what is left is cut off.",
+        ),
+    ] = 10.0,
 ) -> None:
-    """Serve the REST API, the live WebSocket and /metrics (until Ctrl-C)."""
+    """Serve the REST API, the live WebSocket and /metrics until SIGTERM or Ctrl-C (a
+    second one exits at once). A port in use or a store that does not answer: one line and
+    exit status 2, before any key is made."""
     from spendgate import serve as serving
     from spendgate.server import ServerSettings
 
     with failures():
-        settings = ServerSettings(host=host, port=port, db=db)
+        settings = ServerSettings(host=host, port=port, db=db, shutdown_grace=shutdown_grace)
         serving.run(settings, load_config(config), echo=say)
 
 

@@ -11,7 +11,6 @@ app = create_app(Gate.open("sqlite:///spendgate.db"))   # serve with any ASGI se
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,15 +20,12 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import spendgate
-from spendgate.alerts import AlertEngine, Dispatcher
-from spendgate.alerts.dispatcher import BATCH as DISPATCH_BATCH
 from spendgate.analytics import Analyst
 from spendgate.control import Control
-from spendgate.errors import SpendgateError, StoreError
+from spendgate.errors import StoreError
 from spendgate.gate import Gate
 from spendgate.keys import KeyRing
 from spendgate.server import (
@@ -51,6 +47,7 @@ from spendgate.server.auth import (
     require,
     route_scope,
 )
+from spendgate.server.background import Background
 from spendgate.server.context import Context, context
 from spendgate.server.fastpath import EventFastPath, read_body, replay
 from spendgate.server.schemas import HealthOut
@@ -107,26 +104,25 @@ def create_app(
     ctx = Context(gate, settings, ring, Analyst(gate), Control(gate))
     hub = live.Hub(ctx)
 
+    work = Background(ctx)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
-        background = (
-            [
-                asyncio.get_running_loop().create_task(task)
-                for task in (_evaluating(ctx), _dispatching(ctx))
-            ]
-            if settings.alerting
-            else []
-        )
+        work.start()
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Threads end before what they use: the loops stop (by the shutdown grace, or
+            # the earlier deadline a signal set) before the caller closes the gate.
+            work.stop()
             await hub.stop()
+            left = await work.wait()
+            if left:
+                log.error(
+                    "still running after the shutdown grace period: %s (abandoned)",
+                    ", ".join(left),
+                )
 
     app = FastAPI(
         title="spendgate",
@@ -140,6 +136,7 @@ def create_app(
     app.state.context = ctx
     app.state.keys = ring
     app.state.hub = hub
+    app.state.background = work
     app.state.metrics = metrics.registry(ctx)
     app.state.sessions = Sessions()  # the dashboard's browser sessions (see pages.py)
     app.state.signins = SignIns()
@@ -195,35 +192,6 @@ def _document(app: FastAPI) -> dict[str, Any]:
                         content[problems.MEDIA_TYPE] = content.pop("application/json")
         app.openapi_schema = document
     return app.openapi_schema
-
-
-async def _evaluating(ctx: Context) -> None:
-    """Judge the alert rules on a schedule (every `[alerts] evaluate_every`)."""
-    engine = AlertEngine(ctx.gate)
-    while True:
-        try:
-            await run_in_threadpool(engine.evaluate)
-        except SpendgateError as exc:
-            log.error("alert rules not evaluated: %s", exc)
-        except Exception:  # a bug must not stop alerting for good: logged, tried again
-            log.exception("alert rules not evaluated")
-        await asyncio.sleep(ctx.gate.config.alerts.evaluate_every.total_seconds())
-
-
-async def _dispatching(ctx: Context) -> None:
-    """Deliver the outbox: a round a second, more at once while there is a backlog."""
-    dispatcher = Dispatcher(ctx.gate)
-    while True:
-        try:
-            done = await run_in_threadpool(dispatcher.run_once)
-        except SpendgateError as exc:
-            log.error("notifications not dispatched: %s", exc)
-            done = None
-        except Exception:  # a bug must not stop delivery for good: logged, tried again
-            log.exception("notifications not dispatched")
-            done = None
-        busy = done is not None and done.delivered + done.failed >= DISPATCH_BATCH
-        await asyncio.sleep(0 if busy else ctx.settings.dispatch_interval)
 
 
 def _operations(app: FastAPI) -> None:

@@ -30,6 +30,7 @@ from spendgate.server.context import Context
 log = logging.getLogger("spendgate.server")
 router = APIRouter()
 SEND_TIMEOUT = 10.0  # seconds a client may take to take one message before it is dropped
+CLOSE_TIMEOUT = 1.0  # seconds the clients may take to take the close when the server stops
 REFRESH_EVERY = 20  # ticks: figures with an `as_of` are sent again now and then unchanged
 REQUEST_METRICS = "request_current_metrics"
 ALERTS_SHOWN = 50  # the newest alerts each look reads
@@ -105,14 +106,19 @@ class Hub:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
-        """Stop watching and close every client."""
+        """Stop watching and close every client, all at once (one that does not take the
+        close within `CLOSE_TIMEOUT` is left to the server's own shutdown: no client holds
+        up the stop)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for client in list(self.clients):
-            with contextlib.suppress(Exception):
-                await client.websocket.close(code=1001)
+            self._task = None
+        closing = [
+            asyncio.wait_for(client.websocket.close(code=1001), CLOSE_TIMEOUT)
+            for client in list(self.clients)
+        ]
+        await asyncio.gather(*closing, return_exceptions=True)
 
     async def state(self) -> dict[str, Any]:
         """The current state, read off the event loop."""

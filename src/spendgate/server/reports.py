@@ -1,11 +1,10 @@
 """Reports over HTTP: the monthly and weekly reports as a file download, and the server's
-scheduled monthly reports (written to a folder, announced through an alert channel)."""
+scheduled monthly reports (written to a folder, announced through an alert channel; the
+server's report writer in background.py calls `write_monthly`)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import logging
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,13 +15,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from spendgate.alerts.notices import render
-from spendgate.errors import SpendgateError
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
 from spendgate.server.problems import ERROR_RESPONSES
 from spendgate.store.base import Alert, Notification
 
-log = logging.getLogger("spendgate.server")
 router = APIRouter(tags=["reports"], responses=ERROR_RESPONSES)
 Ctx = Annotated[Context, Depends(context)]
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -40,7 +37,6 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **ERROR_RESPONSES,
 }
-CHECK_EVERY = 3600.0  # seconds between looks for a month to report
 
 
 def rendered(report: Any, fmt: str) -> tuple[bytes, str]:
@@ -139,20 +135,3 @@ def announce(ctx: Context, month: str, paths: list[Path], channel_name: str) -> 
         message = render(alert, "firing", 1, channel, settings)
         note = Notification(message.key, alert.alert_id, channel.name, message.payload(), now)
         store.enqueue(alert.alert_id, 1, [note], now)
-
-
-async def scheduled(ctx: Context) -> None:
-    """Write each month's report once it is over (checked every hour)."""
-    folder = ctx.settings.report_dir
-    if folder is None:
-        return
-    while True:
-        try:
-            written = await run_in_threadpool(
-                write_monthly, ctx, Path(folder), ctx.settings.report_channel
-            )
-            if written:
-                log.info("monthly report written: %s", ", ".join(str(p) for p in written))
-        except (SpendgateError, OSError) as exc:
-            log.error("monthly report not written: %s", exc)
-        await asyncio.sleep(CHECK_EVERY)

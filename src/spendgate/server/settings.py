@@ -11,6 +11,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY = 32 * 2**20  # a batch of 10,000 events fits with room to spare
 MAX_BATCH = 10_000
+DEFAULT_SHUTDOWN_GRACE = 10.0
 
 
 class ServerSettings(BaseSettings):
@@ -38,6 +39,10 @@ class ServerSettings(BaseSettings):
     """Write each month's report (every format) into REPORT_DIR/YYYY-MM once it is over."""
     report_channel: str | None = None
     """An alert channel to announce each scheduled report through."""
+    shutdown_grace: float = Field(default=DEFAULT_SHUTDOWN_GRACE, ge=1, le=3600)
+    """Seconds a stop (SIGTERM, SIGINT) may take: requests in flight and background work
+    get until shortly before it ends (a second before, or half of it under 2 s), then what
+    is left is cut off and the server closes the store and exits."""
     public_url: str | None = None
     """The URL people open (alerts link to it); by default http://HOST:PORT."""
 

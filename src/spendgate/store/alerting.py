@@ -315,6 +315,12 @@ class Alerting:
             "claimed_by = NULL, claimed_until = NULL "
             f"WHERE key = {mark} AND claimed_by = {mark} AND delivered_at IS NULL"
         )
+        # Unsent: the claim's attempt is taken back, and the row is due as it was.
+        self._release_claims = (
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, "
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+            f"WHERE claimed_by = {mark} AND delivered_at IS NULL"
+        )
         self._notifications = (
             f"SELECT {outbox_columns} FROM outbox ORDER BY created_at DESC, key DESC LIMIT {mark}"
         )
@@ -417,6 +423,10 @@ class Alerting:
     def failed(self, conn: Connection, key: str, worker: str, error: str, retry_at: int) -> bool:
         """`Store.failed()`."""
         return bool(conn.execute(self._failed, (error, retry_at, key, worker)).rowcount)
+
+    def release_claims(self, conn: Connection, worker: str) -> int:
+        """`Store.release_claims()`."""
+        return int(conn.execute(self._release_claims, (worker,)).rowcount)
 
     def notifications(
         self, conn: Connection, alert_id: str | None, limit: int

@@ -542,6 +542,12 @@ class Store(ABC):
         whether it held it."""
 
     @abstractmethod
+    def release_claims(self, worker: str) -> int:
+        """Give back every notification `worker` still holds unsent (a dispatcher that
+        stops): each is due again at once for any dispatcher, its claim not counted as an
+        attempt; how many."""
+
+    @abstractmethod
     def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
         """Queued notifications (of one alert, if given), newest first, up to `limit`."""
 

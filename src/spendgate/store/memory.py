@@ -610,6 +610,20 @@ class MemoryStore(Store):
             q.claimed_by = q.claimed_until = None
             return True
 
+    def release_claims(self, worker: str) -> int:
+        self._check_open()
+        with self._lock:
+            held = [
+                q
+                for q in self._outbox.values()
+                if q.claimed_by == worker and q.notification.delivered_at is None
+            ]
+            for q in held:
+                attempts = max(q.notification.attempts - 1, 0)
+                q.notification = replace(q.notification, attempts=attempts)
+                q.claimed_by = q.claimed_until = None
+            return len(held)
+
     def _claimed(self, key: str, worker: str) -> _Queued | None:
         """The undelivered outbox row `worker` holds (caller holds the lock)."""
         q = self._outbox.get(key)

@@ -1037,6 +1037,10 @@ class PostgresStore(Store):
         return self._transaction(lambda conn: _ALERTS.failed(conn, key, worker, error, retry_at))
 
     @_store_errors
+    def release_claims(self, worker: str) -> int:
+        return self._transaction(lambda conn: _ALERTS.release_claims(conn, worker))
+
+    @_store_errors
     def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
         return self._read(lambda conn: _ALERTS.notifications(conn, alert_id, limit))
 

@@ -846,6 +846,11 @@ class SQLiteStore(Store):
             return _ALERTS.failed(conn, key, worker, error, retry_at)
 
     @_store_errors
+    def release_claims(self, worker: str) -> int:
+        with self._write() as conn:
+            return _ALERTS.release_claims(conn, worker)
+
+    @_store_errors
     def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
         return _ALERTS.notifications(self._conn(), alert_id, limit)
 
