@@ -9,9 +9,17 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from spendgate.errors import ChangedError, ConflictError, ValidationError
+from spendgate.errors import ChangedError, ConflictError, CounterLimitError, ValidationError
 from spendgate.events import Event, Fallback
-from spendgate.rollups import TALLY_FIELDS, Tally
+from spendgate.money import MAX_TOTAL
+from spendgate.rollups import (
+    BOUNDED,
+    DAY,
+    TALLY_FIELDS,
+    Tally,
+    bounded_sums,
+    rollup_limit_error,
+)
 from spendgate.store.base import AlertLine, ApiKey, AuditEntry, Definition, Slot, key_record
 from spendgate.windows import from_micros, to_micros
 
@@ -139,14 +147,38 @@ def rollup_upsert(mark: str) -> str:
     """Add rows of `rollup_rows()` to the rollups (`mark`: the driver's placeholder).
 
     The same statement in SQLite and PostgreSQL: a new bucket row is inserted, an existing one
-    has each sum added to.
+    has each sum added to, unless a bounded sum would pass `MAX_TOTAL`: then the row is left
+    as it was, and the statement's row count, short of the rows given, tells the store to
+    refuse the write (`rollup_refused()`).
     """
     return (
         f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(ROLLUP_COLUMNS))}) "
         "ON CONFLICT (step, bucket, service, source) DO UPDATE SET "
         + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in TALLY_FIELDS)
+        + " WHERE "
+        + " AND ".join(f"rollups.{c} + excluded.{c} <= {MAX_TOTAL}" for c in BOUNDED)
     )
+
+
+def rollup_refused(conn: Connection, rows: Sequence[Sequence[Any]], mark: str) -> CounterLimitError:
+    """The error for rows of `rollup_rows()` that `rollup_upsert()` left out, found by
+    reading the day buckets they add to (inside the refused write, which rolls back)."""
+    where = " AND ".join(f"{c} = {mark}" for c in ROLLUP_COLUMNS[:4])
+    read = f"SELECT {', '.join(BOUNDED)} FROM rollups WHERE {where}"
+    for row in rows:
+        if row[0] != DAY:
+            continue
+        stored = conn.execute(read, tuple(row[:4])).fetchone()
+        if stored is None:
+            continue
+        for name, had, adding in zip(BOUNDED, stored, bounded_sums(row[4:]), strict=True):
+            if int(had) + adding > MAX_TOTAL:
+                return rollup_limit_error(row, name, adding)
+    # Not found again (a row updated by this write, read back with its own sums): the
+    # write is refused all the same, naming the first of its days.
+    day = next(row for row in rows if row[0] == DAY)
+    return rollup_limit_error(day, "cost", bounded_sums(day[4:])[0])
 
 
 def tallies_query(
