@@ -182,16 +182,24 @@ def rollup_refused(conn: Connection, rows: Sequence[Sequence[Any]], mark: str) -
 
 
 def tallies_query(
-    pieces: Sequence[tuple[int, int, int, int]], mark: str, cast: str = ""
+    pieces: Sequence[tuple[int, int, int, int]], mark: str, cast: str = "", *, wide: bool = False
 ) -> tuple[str, list[int]]:
     """One query summing the rollups over tiled spans, by span, service and source.
 
     `pieces` are `(span index, step, first bucket, end)`; `cast` types the placeholders where
     the driver needs it (PostgreSQL: `::bigint`). Each piece is an index range scan of the
     rollups' primary key.
+
+    Each bucket's money and hits are within `MAX_TOTAL`, but a sum over many buckets may
+    pass 64 bits. PostgreSQL sums bigints as numeric; SQLite stops with "integer overflow",
+    and `wide=True` is the query to run then: it sums those columns in two parts, billions
+    and the rest, each far inside 64 bits, which `tally_rows(wide=True)` joins exactly.
     """
     one = f"({', '.join([mark + cast] * 4)})"
-    sums = ", ".join(f"SUM(r.{c})" for c in TALLY_FIELDS)
+    sums = ", ".join(
+        f"SUM(r.{c} / {_PART}), SUM(r.{c} % {_PART})" if wide and c in _WIDE else f"SUM(r.{c})"
+        for c in TALLY_FIELDS
+    )
     sql = (
         f"WITH t(i, step, lo, hi) AS (VALUES {', '.join([one] * len(pieces))}) "
         f"SELECT t.i, r.service, r.source, {sums} FROM t JOIN rollups r "
@@ -201,9 +209,31 @@ def tallies_query(
     return sql, [v for piece in pieces for v in piece]
 
 
-def tally_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str, str, Tally]]:
-    """The rows of `tallies_query()` as values."""
+def tally_rows(
+    rows: Sequence[Sequence[Any]], *, wide: bool = False
+) -> list[tuple[int, str, str, Tally]]:
+    """The rows of `tallies_query()` (with the same `wide`) as values."""
+    if wide:
+        return [(int(r[0]), r[1], r[2], Tally.from_row(_joined(r[3:]))) for r in rows]
     return [(int(r[0]), r[1], r[2], Tally.from_row(r[3:])) for r in rows]
+
+
+_WIDE = ("cost", "cache_hits", "batched_cost")  # the sums that grow by more than one an event
+_PART = 10**9
+
+
+def _joined(sums: Sequence[Any]) -> list[Any]:
+    """The sums of a wide row, each split pair joined back into one exact integer."""
+    out: list[Any] = []
+    at = 0
+    for c in TALLY_FIELDS:
+        if c in _WIDE:
+            out.append(int(sums[at] or 0) * _PART + int(sums[at + 1] or 0))
+            at += 2
+        else:
+            out.append(sums[at])
+            at += 1
+    return out
 
 
 # -- the control plane ------------------------------------------------------------------------

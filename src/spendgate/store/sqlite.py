@@ -720,7 +720,14 @@ class SQLiteStore(Store):
     @_store_errors
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         sql, params = tallies_query(pieces, "?")
-        return tally_rows(self._conn().execute(sql, params).fetchall())
+        try:
+            return tally_rows(self._conn().execute(sql, params).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+        # Sums past 64 bits (many buckets near their bound): the exact, wider query.
+        sql, params = tallies_query(pieces, "?", wide=True)
+        return tally_rows(self._conn().execute(sql, params).fetchall(), wide=True)
 
     @_store_errors
     def event(self, request_id: str) -> Event | None:
