@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from spendgate.budgets import Budget, Threshold, budget_from_config, parse_ladder, validate_ladder
 from spendgate.errors import ConfigError, ValidationError
+from spendgate.events import check_id
 from spendgate.money import DEFAULT_CURRENCY, Nanos, money_text, to_decimal, to_nanos
 from spendgate.pricing import Price, PriceBook, RateLimit, SourcePricing
 from spendgate.windows import EPOCH, Window, parse_duration, zone
@@ -359,6 +360,7 @@ def parse(raw: Mapping[str, Any]) -> Config:
         name = spec.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ValidationError(f"budgets[{i}].name", name, "a non-empty name")
+        check_id(name, f"budgets[{i}].name")  # the store keeps it in every budget row
         parsed.append(budget_from_config(name, {k: v for k, v in spec.items() if k != "name"}))
     currency = raw.get("currency", DEFAULT_CURRENCY)
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():

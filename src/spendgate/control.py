@@ -30,6 +30,7 @@ from typing import Any, Literal
 from spendgate.budgets import Budget, budget_from_config
 from spendgate.config import Config, redact_alerts
 from spendgate.errors import ExistsError, NotFoundError, ValidationError
+from spendgate.events import check_id
 from spendgate.gate import Gate
 from spendgate.store.base import AuditEntry, Definition
 from spendgate.windows import from_micros, to_micros
@@ -152,6 +153,7 @@ class Control:
         _check_kind(kind)
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError("name", name, "a non-empty name of at most 200 characters")
+        check_id(name, "name")  # stored as a key of its definition and audit rows
         clean = None if spec is None else _plain(spec, kind)
         self.gate.refresh()
         config = self.gate.config

@@ -27,6 +27,35 @@ class ValidationError(SpendgateError, ValueError):
         super().__init__(f"{field}: got {value!r}; expected {expected}")
 
 
+class CounterLimitError(ValidationError):
+    """A write refused because it would carry a stored total past the most it may hold.
+
+    Budget usage, rollup sums and quota counters are 64-bit integers in the store; each is
+    bounded well inside that range so that every sum a read makes stays exact. `counter`
+    names the total, `value` is what the write would add (or bring it to), and `bound` its
+    limit, both as text in the counter's own unit. Nothing of the write is stored.
+
+    >>> CounterLimitError("budget 'daily' spent + reserved", "5", "1000000000").bound
+    '1000000000'
+    """
+
+    def __init__(self, counter: str, value: str, bound: str) -> None:
+        super().__init__(
+            counter, value, f"an amount that keeps it at or below {bound} (the most it may hold)"
+        )
+        self.counter = counter
+        self.bound = bound
+
+
+class UnstorableError(ValidationError):
+    """A write the store's database refused for a value it cannot hold (the database's own
+    check, behind spendgate's). Only the write that carries the value fails: other callers'
+    writes that shared its transaction are written again without it."""
+
+    def __init__(self, what: str, value: object, reason: str) -> None:
+        super().__init__(what, value, f"a value the store can hold ({reason})")
+
+
 class ConfigError(SpendgateError):
     """A configuration file that cannot be read or does not describe a valid setup."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +26,43 @@ MAX_COUNT = 10**9  # cache hits and other counts: far above any real call, far i
 MAX_MEASURE = 1e12  # quality scores, seconds
 
 
+TEXT_RULE = "text without NUL characters or lone surrogates (such as \\ud800)"
+# In a `str`, every surrogate code point is a lone one: a valid pair is decoded as one.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether every backend can store `text`: PostgreSQL refuses NUL in text, and a lone
+    surrogate (`"\\ud800"`, which `json.loads` lets through) has no UTF-8 form at all."""
+    if "\x00" in text:
+        return False
+    if text.isascii():  # the common case, checked in C without encoding anything
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value: object, field_name: str) -> str:
+    """Free text (a failure reason, a label's value): a string every backend can store."""
+    if not isinstance(value, str):
+        raise ValidationError(field_name, value, "a string")
+    if not storable(value):
+        raise ValidationError(field_name, value, TEXT_RULE)
+    return value
+
+
+def storable_text(text: str) -> str:
+    """`text` with what no backend can store (NUL, lone surrogates) replaced by U+FFFD: for
+    text spendgate writes itself from what others said, such as an exception's message."""
+    return text if storable(text) else _UNSTORABLE.sub("\ufffd", text)
+
+
 def check_id(value: object, field_name: str) -> str:
     """A key or a name (request id, service, source, label): a non-empty printable string of
-    at most 200 characters."""
+    at most 200 characters (so never NUL nor a lone surrogate, which are not printable)."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise ValidationError(
             field_name, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters"
@@ -56,7 +91,7 @@ def check_labels(labels: Mapping[str, object] | None) -> dict[str, str]:
         check_id(key, "labels")
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
             raise ValidationError(f"labels.{key}", value, "a string (or a whole number)")
-        out[key] = str(value)
+        out[key] = check_text(str(value), f"labels.{key}")
     return out
 
 
@@ -106,8 +141,8 @@ class Details:
         if not isinstance(success, bool):
             raise ValidationError("success", success, "true or false")
         failure_reason = given.get("failure_reason")
-        if failure_reason is not None and not isinstance(failure_reason, str):
-            raise ValidationError("failure_reason", failure_reason, "a string")
+        if failure_reason is not None:
+            check_text(failure_reason, "failure_reason")
         cache_hits = given.get("cache_hits", 0)
         if (
             isinstance(cache_hits, bool)
@@ -194,10 +229,13 @@ def _fallback(value: object) -> Fallback:
     if isinstance(value, Mapping):
         return Fallback(
             check_id(value.get("source"), "fallbacks_triggered.source"),
-            str(value.get("reason", "unknown")),
+            check_text(str(value.get("reason", "unknown")), "fallbacks_triggered.reason"),
         )
     if isinstance(value, tuple | list) and len(value) == 2:  # (source, reason)
-        return Fallback(check_id(value[0], "fallbacks_triggered.source"), str(value[1]))
+        return Fallback(
+            check_id(value[0], "fallbacks_triggered.source"),
+            check_text(str(value[1]), "fallbacks_triggered.reason"),
+        )
     raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")
 
 

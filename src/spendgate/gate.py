@@ -722,7 +722,8 @@ class Gate:
         """Book several events in one transaction; one result per event, in order.
 
         Each mapping holds `record()`'s arguments. Every event is validated before any is
-        written; a conflicting one gets status `conflict` and the others are stored.
+        written; a conflicting one gets status `conflict` and the others are stored. If the
+        store refuses one (`CounterLimitError`: a total past its bound), none is stored.
         """
         writes = []
         for i, e in enumerate(events):

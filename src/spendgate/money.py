@@ -40,6 +40,13 @@ DEFAULT_CURRENCY = "USD"
 # currency units (1e16 nano-units). Anything larger is a typo, not a budget.
 MAX_AMOUNT = Decimal(10**7)
 MAX_NANOS: Nanos = int(MAX_AMOUNT) * NANOS_PER_UNIT
+# Sums are bounded too: a stored total (a budget window's usage, a rollup's cost, a quota
+# counter) holds at most a billion currency units (1e18 nano-units), a hundred maximal
+# amounts. A statement adds at most that much again to a total, so everything it computes
+# stays below 3e18, far inside 64 bits (9.2e18): SQLite never turns a sum into a float and
+# PostgreSQL never reports `bigint out of range`. A write that would pass it is refused.
+MAX_TOTAL_AMOUNT = Decimal(10**9)
+MAX_TOTAL: Nanos = int(MAX_TOTAL_AMOUNT) * NANOS_PER_UNIT
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
+from spendgate.events import TEXT_RULE, storable
 from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, exact, to_decimal
 from spendgate.windows import EPOCH, Window, require_aware
 
@@ -105,8 +106,8 @@ def clean_usage(units: object) -> dict[str, Decimal]:
         raise ValidationError("units", units, 'a mapping of unit to quantity, e.g. {"MB": 2}')
     out = {}
     for key, value in units.items():
-        if not isinstance(key, str) or not key:
-            raise ValidationError("units", key, "unit names as non-empty strings")
+        if not isinstance(key, str) or not key or not storable(key):
+            raise ValidationError("units", key, f"unit names as non-empty {TEXT_RULE}")
         out[key] = to_quantity(value, f"units.{key}")
     return out
 

@@ -13,13 +13,14 @@ many events it holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from spendgate.errors import CounterLimitError
 from spendgate.events import Event
-from spendgate.money import Nanos, money_text
-from spendgate.windows import to_micros
+from spendgate.money import MAX_TOTAL, MAX_TOTAL_AMOUNT, Nanos, money_text
+from spendgate.windows import from_micros, to_micros
 
 MINUTE = 60_000_000
 HOUR = 60 * MINUTE
@@ -155,12 +156,39 @@ EMPTY = Tally()
 RollupKey = tuple[int, int, str, str]
 """(step, bucket start, service, source); step and bucket in microseconds."""
 
+BOUNDED = ("cost", "cache_hits")
+"""The sums an event adds more than one to: each bucket's is at most `MAX_TOTAL` (the cost in
+nano-units, the hits as a count), so that a read summing buckets stays exact. The other
+counts grow by one an event, and `batched_cost` is part of `cost`."""
+_COST, _HITS = TALLY_FIELDS.index("cost"), TALLY_FIELDS.index("cache_hits")
+
+
+def rollup_limit_error(key: Sequence[Any], name: str, adding: int) -> CounterLimitError:
+    """The error of adding `adding` to the sum `name` (one of `BOUNDED`) of the rollup bucket
+    `key` past `MAX_TOTAL`."""
+    _, bucket, service, source = key[:4]
+    money = name == "cost"
+    return CounterLimitError(
+        f"{name} of {service!r} on {source!r} in the day from "
+        f"{from_micros(bucket - bucket % DAY).isoformat()} (its rollup)",
+        money_text(adding) if money else str(adding),
+        f"{MAX_TOTAL_AMOUNT:,} currency units" if money else f"{MAX_TOTAL:,}",
+    )
+
+
+def bounded_sums(sums: Sequence[Any]) -> tuple[int, int]:
+    """The `BOUNDED` sums of a bucket's sums in `TALLY_FIELDS` order."""
+    return sums[_COST], sums[_HITS]
+
 
 def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any, ...]]:
     """What newly written events (each with the cost the store booked) add to the rollups:
     rows of `(step, bucket, service, source, *sums in TALLY_FIELDS order)`, one per bucket of
     each step. The batch is summed here first, so a write touches each bucket row once; this
-    runs inside the store's write transaction, so it is kept to plain arithmetic."""
+    runs inside the store's write transaction, so it is kept to plain arithmetic.
+
+    Raises `CounterLimitError` if the batch's own sums of a bucket pass `MAX_TOTAL`; the
+    store refuses a sum that would pass it together with what is stored."""
     minutes: dict[tuple[int, str, str], list[Any]] = {}
     for event, cost in written:
         micros = to_micros(event.time)
@@ -202,7 +230,13 @@ def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any
             else:
                 for i, v in enumerate(sums):
                     coarse[i] += v
-    return [(*key, *sums) for key, sums in rows.items()]
+    for bucket_key, sums in rows.items():
+        # A day holds its hours and minutes: a batch whose days fit fits everywhere.
+        if bucket_key[0] == DAY:
+            for name, value in zip(BOUNDED, bounded_sums(sums), strict=True):
+                if value > MAX_TOTAL:
+                    raise rollup_limit_error(bucket_key, name, value)
+    return [(*k, *sums) for k, sums in rows.items()]
 
 
 def floor_minute(micros: int) -> int:

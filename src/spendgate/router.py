@@ -31,7 +31,14 @@ from typing import Any, Generic, Literal, TypeVar
 
 from spendgate.budgets import Decision
 from spendgate.errors import ConflictError, SpendgateError, ValidationError
-from spendgate.events import Fallback, check_flags, check_id, check_labels, measure
+from spendgate.events import (
+    Fallback,
+    check_flags,
+    check_id,
+    check_labels,
+    measure,
+    storable_text,
+)
 from spendgate.gate import Gate, new_request_id
 from spendgate.money import Nanos, from_nanos
 from spendgate.spend import raise_if_denied
@@ -459,5 +466,6 @@ class FreeFirstRouter:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or exc.__class__.__name__
+    # Another party's message: made storable rather than refused (the event must go in).
+    text = storable_text(str(exc)) or exc.__class__.__name__
     return text if len(text) <= 200 else text[:197] + "..."

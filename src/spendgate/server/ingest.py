@@ -74,7 +74,9 @@ def record_batch(batch: EventBatch, ctx: Ctx, who: Writer) -> Any:
     """Record up to 10,000 events in one transaction, one result each.
 
     Every event is checked first: one invalid event refuses the batch (422, naming it) and
-    nothing is written. A reused `request_id` is `exists` (same payload) or `conflict`.
+    nothing is written; so does one the store refuses (a total past its bound, 422 naming
+    it), which fails this batch only, not the requests that shared its commit. A reused
+    `request_id` is `exists` (same payload) or `conflict`.
     """
     who.check_services({e.service for e in batch.events})
     gate = ctx.gate

@@ -2,20 +2,44 @@
 
 Money travels as exact decimal strings (`"0.002"`); a request may also give a JSON number,
 read exactly as written. Bodies refuse unknown fields, so a typo is an error, not ignored.
+
+Text a store cannot keep (NUL, lone surrogates such as `\\ud800`, which JSON can spell) is
+refused with 422 naming the field: by the gate for events, authorize and reservations (it
+checks them for every caller, and the hottest route pays nothing twice), and here, by the
+`Text` and `NameText` types, for every other body.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from spendgate.events import TEXT_RULE, storable
 from spendgate.server.settings import MAX_BATCH
 
 Name = str
 Money = Decimal | None
 NAME = Field(min_length=1, max_length=200)
+
+
+def _text(value: str) -> str:
+    if not storable(value):
+        raise ValueError(f"expected {TEXT_RULE}")
+    return value
+
+
+def _name(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("expected printable characters only")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+"""Free text every store can keep."""
+NameText = Annotated[str, AfterValidator(_name)]
+"""A name (a service, a key, a channel): printable characters only."""
 
 
 class Body(BaseModel):
@@ -190,7 +214,7 @@ class BudgetIn(Body):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: NameText | None = Field(None, min_length=1, max_length=200)
 
 
 class SourceIn(Body):
@@ -198,7 +222,7 @@ class SourceIn(Body):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: NameText | None = Field(None, min_length=1, max_length=200)
 
 
 class AuditOut(BaseModel):
@@ -217,9 +241,9 @@ class AuditOut(BaseModel):
 class KeyIn(Body):
     """A new API key."""
 
-    name: str = NAME
+    name: NameText = NAME
     scope: Literal["read", "write", "admin"]
-    services: list[str] | None = Field(None, min_length=1, max_length=1000)
+    services: list[NameText] | None = Field(None, min_length=1, max_length=1000)
 
 
 class KeyOut(BaseModel):
@@ -308,31 +332,31 @@ class AlertThresholds(Body):
     budget_fractions: list[float] | None = Field(None, min_length=1, max_length=20)
     forecast_fraction: float | Literal[False] | None = None
     anomaly_factor: float | Literal[False] | None = None
-    service_offline_after: str | float | None = Field(None, description='e.g. "15m"')
-    window: str | float | None = None
+    service_offline_after: Text | float | None = Field(None, description='e.g. "15m"')
+    window: Text | float | None = None
     min_requests: int | None = None
     hysteresis: float | None = None
-    repeat_every: str | float | None = None
-    evaluate_every: str | float | None = None
+    repeat_every: Text | float | None = None
+    evaluate_every: Text | float | None = None
 
 
 class ChannelIn(Body):
     """A channel: an apprise URL, a Slack incoming webhook, or a signed JSON webhook."""
 
     kind: Literal["apprise", "webhook", "log", "dashboard"] | None = None
-    url: str | None = Field(None, max_length=2000)
+    url: Text | None = Field(None, max_length=2000)
     severities: list[Literal["info", "warning", "critical"]] | None = None
-    secret: str | None = Field(None, min_length=16, max_length=500)
+    secret: Text | None = Field(None, min_length=16, max_length=500)
 
 
 class AlertConfigIn(Body):
     """Alert rules and channels; what is given replaces what is in effect."""
 
     alert_thresholds: AlertThresholds | None = None
-    notification_channels: dict[str, bool | str | ChannelIn] | None = Field(
+    notification_channels: dict[NameText, bool | Text | ChannelIn] | None = Field(
         None, description="NAME: true/false (dashboard, log), an apprise URL, or a table."
     )
-    dashboard_url: str | None = Field(None, max_length=2000)
+    dashboard_url: Text | None = Field(None, max_length=2000)
 
 
 class AlertConfigOut(BaseModel):
@@ -375,7 +399,7 @@ class SilenceIn(Body):
 class HeartbeatIn(Body):
     """A service saying it is alive (for the service-offline rule)."""
 
-    service: str = NAME
+    service: NameText = NAME
 
 
 class HeartbeatOut(BaseModel):
@@ -388,7 +412,7 @@ class HeartbeatOut(BaseModel):
 class TestIn(Body):
     """A channel to send a test notification through."""
 
-    channel: str = Field(min_length=1, max_length=100)
+    channel: NameText = Field(min_length=1, max_length=100)
 
 
 class TestOut(BaseModel):

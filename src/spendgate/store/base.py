@@ -23,13 +23,13 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any, ClassVar, Literal
 
 from spendgate.config import Severity
-from spendgate.errors import StoreClosedError, ValidationError
+from spendgate.errors import CounterLimitError, StoreClosedError, ValidationError
 from spendgate.events import Event, RecordResult
-from spendgate.money import Nanos
+from spendgate.money import MAX_TOTAL, MAX_TOTAL_AMOUNT, Nanos, money_text
 from spendgate.pricing import Price
 from spendgate.rollups import Tally, tiles
 
@@ -581,6 +581,26 @@ def url_flag(value: str, field: str) -> bool:
     raise ValidationError(field, value, "true or false")
 
 
+def hold_limit(cap: Nanos | None) -> Nanos:
+    """The most a hold may bring a window's usage to: its cap, and never past `MAX_TOTAL`."""
+    return MAX_TOTAL if cap is None or cap > MAX_TOTAL else cap
+
+
+def usage_limit_error(slot: Slot, adding: Nanos) -> CounterLimitError:
+    """The error of a change that would carry a budget window's usage past `MAX_TOTAL`."""
+    return CounterLimitError(
+        f"budget {slot.budget!r} usage (spent + reserved) in its window",
+        money_text(adding),
+        f"{MAX_TOTAL_AMOUNT:,} currency units",
+    )
+
+
+def check_room(slot: Slot, used: Nanos, adding: Nanos) -> None:
+    """Refuse adding `adding` to a window's usage `used` past `MAX_TOTAL`."""
+    if used + adding > MAX_TOTAL:
+        raise usage_limit_error(slot, adding)
+
+
 def overshoot_of(before: Nanos, amount: Nanos, cap: Nanos | None) -> Nanos:
     """How much of adding `amount` to usage `before` lands above `cap`.
 
@@ -661,7 +681,28 @@ def cost_with_quota(
         return write.event.cost, []
     before = {q.unit: used_before(q) for q in write.quota}
     cost = write.price.cost(write.event.units, before)
-    return cost, [(q, before[q.unit] + q.quantity) for q in write.quota]
+    return cost, [(q, quota_total(q, before[q.unit])) for q in write.quota]
+
+
+MAX_QUOTA = Decimal(10**18)
+"""The most units a quota counter holds in one period (kept as exact decimal text)."""
+_QUOTA_DIGITS = 40  # significant digits a counter keeps exactly; its text stays within 64
+_QUOTA = Context(prec=_QUOTA_DIGITS, traps=[Inexact, InvalidOperation, Overflow])
+
+
+def quota_total(q: QuotaUse, before: Decimal) -> Decimal:
+    """A quota counter after `q`: exact, at most `MAX_QUOTA`, or `CounterLimitError`."""
+    try:
+        used = _QUOTA.add(before, q.quantity)
+    except ArithmeticError:
+        used = None
+    if used is None or used > MAX_QUOTA:
+        raise CounterLimitError(
+            f"quota counter of {q.source!r} unit {q.unit!r}",
+            f"{q.quantity:f}",
+            f"{MAX_QUOTA:,} units, exact to {_QUOTA_DIGITS} digits",
+        )
+    return used
 
 
 AlertState = Literal["firing", "resolved"]

@@ -41,7 +41,7 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Failed:
-    """An item's own error, when its batch had to be written item by item."""
+    """An item's own error, when its batch had to be written in parts."""
 
     __slots__ = ("error",)
 
@@ -55,11 +55,18 @@ def _unwrap(result: object) -> object:
     return result
 
 
+def _halves(groups: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    middle = len(groups) // 2
+    return [groups[:middle], groups[middle:]]
+
+
 class _Batch(Generic[T, R]):
-    __slots__ = ("done", "error", "futures", "items", "results")
+    __slots__ = ("done", "error", "futures", "groups", "items", "results")
 
     def __init__(self) -> None:
         self.items: list[T] = []
+        # (first index, count) of each caller's items: a caller's items stand or fall together
+        self.groups: list[tuple[int, int]] = []
         self.results: Sequence[R | _Failed] = ()
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -92,8 +99,15 @@ class _Batch(Generic[T, R]):
 class GroupCommitter(Generic[T, R]):
     """Funnel `submit()` calls from any number of threads into batched `write()` calls.
 
-    `write` gets a list of items and returns one result per item, in order; if it raises,
-    every caller in that batch gets the exception (nothing of the batch was committed).
+    `write` gets a list of items and returns one result per item, in order, all in one
+    transaction: if it raises, nothing of the batch was committed. One caller's bad item
+    must not fail the others, so a batch that fails is written again in halves (by caller:
+    the items of one `submit_many()` stay together), each half split again while it fails,
+    until only the callers whose items fail are left; each of them gets its own error and
+    every other caller its result. No item is committed twice: a part is written again only
+    after its transaction failed, which rolled it back whole. A `StoreError` is the store
+    itself failing (unreachable, closed, an outcome it cannot tell): it is never tried
+    again, and every caller of the batch, or of what is left of it, gets it.
     """
 
     def __init__(
@@ -160,6 +174,7 @@ class GroupCommitter(Generic[T, R]):
         batch = self._queue[-1]
         index = len(batch.items)
         batch.items.extend(items)
+        batch.groups.append((index, len(items)))
         self._cond.notify()
         return batch, index
 
@@ -184,25 +199,63 @@ class GroupCommitter(Generic[T, R]):
                     return
                 batch = self._queue.pop(0)
             try:
-                batch.results = self._write(batch.items)
-            except StoreError as exc:  # the store itself failed: every caller must hear it
-                batch.error = exc
-            except Exception as exc:
-                if len(batch.items) == 1:
-                    batch.error = exc
-                else:  # one caller's bad item must not fail the others: write them one by one
-                    batch.results = [self._write_one(item) for item in batch.items]
+                batch.results = self._commit(batch)
             except BaseException as exc:  # handed to every caller of the batch
                 batch.error = exc
             self.batches += 1
             self.items += len(batch.items)
             batch.finish()
 
-    def _write_one(self, item: T) -> R | _Failed:
+    def _commit(self, batch: _Batch[T, R]) -> Sequence[R | _Failed]:
+        """Write a batch whole; if one caller's items fail it, isolate them (see the class)."""
         try:
-            return self._write([item])[0]
-        except Exception as exc:
-            return _Failed(exc)
+            return self._write(batch.items)
+        except StoreError:
+            raise  # the store itself failed: every caller must hear it
+        except Exception:
+            if len(batch.groups) == 1:
+                raise  # one caller: the error is its own
+        results: list[R | _Failed | None] = [None] * len(batch.items)
+        halves = _halves(batch.groups)
+        outage: list[StoreError] = []
+        for half in halves:
+            self._isolate(batch.items, half, results, outage)
+        return cast(list[R | _Failed], results)
+
+    def _isolate(
+        self,
+        items: list[T],
+        groups: list[tuple[int, int]],
+        results: list[R | _Failed | None],
+        outage: list[StoreError],
+    ) -> None:
+        """Write the items of `groups` in one transaction, or, if that fails, each half of
+        them in turn, until the groups that fail are alone; fill in `results`. Once the
+        store itself fails (`outage`), what is not written yet gets that error untried:
+        each try would wait for a store that does not answer."""
+        if not outage:
+            part = [item for first, count in groups for item in items[first : first + count]]
+            try:
+                written = self._write(part)
+            except StoreError as exc:
+                outage.append(exc)
+            except Exception as exc:
+                if len(groups) > 1:
+                    for half in _halves(groups):
+                        self._isolate(items, half, results, outage)
+                    return
+                first, count = groups[0]
+                results[first : first + count] = [_Failed(exc)] * count
+                return
+            else:
+                at = 0
+                for first, count in groups:
+                    results[first : first + count] = written[at : at + count]
+                    at += count
+                return
+        failed = _Failed(outage[0])
+        for first, count in groups:
+            results[first : first + count] = [failed] * count
 
     def close(self, timeout: float = CLOSE_WAIT) -> bool:
         """Refuse new items, write what is queued, then stop the writer thread; wait at most

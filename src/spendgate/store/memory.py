@@ -14,8 +14,16 @@ from typing import Any
 
 from spendgate.errors import ChangedError, ConflictError, ReservationStateError, StoreClosedError
 from spendgate.events import Event, RecordResult, RecordStatus
-from spendgate.money import Nanos
-from spendgate.rollups import RollupKey, Tally, merge, rollup_rows
+from spendgate.money import MAX_TOTAL, Nanos
+from spendgate.rollups import (
+    BOUNDED,
+    RollupKey,
+    Tally,
+    bounded_sums,
+    merge,
+    rollup_limit_error,
+    rollup_rows,
+)
 from spendgate.store.alerting import Crossings, alert_limit, fired_in_window
 from spendgate.store.base import (
     CLOSE_WAIT,
@@ -36,10 +44,13 @@ from spendgate.store.base import (
     Slot,
     Store,
     TallyRow,
+    check_room,
     cost_with_quota,
     drawn_plan,
+    hold_limit,
     key_record,
     overshoot_of,
+    usage_limit_error,
 )
 from spendgate.store.rows import audit_limit, json_spec, spec_json
 from spendgate.windows import to_micros
@@ -55,6 +66,17 @@ class _Reservation:
 
     def __post_init__(self) -> None:
         self.amount, self.expires_at = self.write.amount, self.write.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """What a write may change, as it stood before: budget rows (`None`: none yet), quota
+    counters, leases' amounts, and the request ids it may add."""
+
+    rows: dict[tuple[str, int], list[int] | None]
+    quota: dict[tuple[str, str, int], Decimal | None]
+    leases: dict[str, Nanos]
+    new_events: set[str]
 
 
 @dataclass(slots=True)
@@ -116,8 +138,11 @@ class MemoryStore(Store):
         return sum(r[0] + r[1] for b, r in buckets.items() if slot.span_start <= b <= slot.bucket)
 
     def _charge(self, slot: Slot, amount: Nanos) -> Nanos:
-        """Book spend no reservation covered, counting what lands above the cap as overshoot."""
-        over = overshoot_of(self._used(slot), amount, slot.cap)
+        """Book spend no reservation covered, counting what lands above the cap as overshoot;
+        `CounterLimitError` if the window's usage would pass `MAX_TOTAL`."""
+        used = self._used(slot)
+        check_room(slot, used, amount)
+        over = overshoot_of(used, amount, slot.cap)
         row = self._row(slot)
         row[0] += amount
         row[2] += over
@@ -148,6 +173,64 @@ class MemoryStore(Store):
             ]
             if not fired_in_window(slot, alert, earlier):
                 self._alerts.setdefault(alert.alert_id, alert)
+
+    def _check_settle(self, slots: Sequence[Slot], held: Nanos, amount: Nanos) -> None:
+        """Refuse a settle that would carry a window's usage past `MAX_TOTAL` (only an actual
+        above its hold adds to usage)."""
+        if amount > held:
+            for slot in slots:
+                check_room(slot, self._used(slot), amount - held)
+
+    def _hold_refused(self, slot: Slot, used: Nanos, amount: Nanos) -> bool:
+        """Whether the slot's cap refuses a hold of `amount` on usage `used`;
+        `CounterLimitError` if only `MAX_TOTAL` does."""
+        limit = hold_limit(slot.cap)
+        if used + amount <= limit:
+            return False
+        if limit != slot.cap:
+            raise usage_limit_error(slot, amount)
+        return True
+
+    def _saved(self, writes: Sequence[EventWrite], extra: Sequence[Slot] = ()) -> _Saved:
+        """What a write of `writes` may change, as it stands: a write that fails half way
+        is put back (`_restore`), as the SQL backends roll their transaction back."""
+        slots = [*extra, *(s for w in writes for s in w.slots)]
+        leases: dict[str, Nanos] = {}
+        for w in writes:
+            for lease_id in w.draw.leases if w.draw is not None else ():
+                lease = self._reservations.get(lease_id)
+                if lease is not None:
+                    leases[lease_id] = lease.amount
+                    slots.extend(lease.write.slots)
+        rows = {}
+        for slot in slots:
+            row = self._buckets.get(slot.budget, {}).get(slot.bucket)
+            rows[(slot.budget, slot.bucket)] = None if row is None else list(row)
+        quota = {
+            (q.source, q.unit, q.period): self._quota.get((q.source, q.unit, q.period))
+            for w in writes
+            for q in w.quota
+        }
+        new = {w.event.request_id for w in writes if w.event.request_id not in self._events}
+        return _Saved(rows, quota, leases, new)
+
+    def _restore(self, saved: _Saved) -> None:
+        """Put back what `_saved()` kept."""
+        for (budget, bucket), row in saved.rows.items():
+            buckets = self._buckets.setdefault(budget, {})
+            if row is None:
+                buckets.pop(bucket, None)
+            else:
+                buckets[bucket] = row
+        for key, used in saved.quota.items():
+            if used is None:
+                self._quota.pop(key, None)
+            else:
+                self._quota[key] = used
+        for lease_id, amount in saved.leases.items():
+            self._reservations[lease_id].amount = amount
+        for request_id in saved.new_events:
+            self._events.pop(request_id, None)
 
     def _cost(self, write: EventWrite) -> Nanos | None:
         """The event's cost; for tiered prices, from the quota counters, which it advances."""
@@ -180,7 +263,7 @@ class MemoryStore(Store):
     def _try_hold(self, write: ReservationWrite, now: int) -> ReserveResult:
         used = [self._used(s) for s in write.slots]
         for i, (slot, u) in enumerate(zip(write.slots, used, strict=True)):
-            if slot.cap is not None and u + write.amount > slot.cap:
+            if self._hold_refused(slot, u, write.amount):
                 return ReserveResult("denied", tuple(used), refused=i)
         crossings = Crossings(write.slots)
         for slot in write.slots:
@@ -197,29 +280,40 @@ class MemoryStore(Store):
             event = write.event
             if event.request_id in self._events:
                 raise ConflictError("event", event.request_id)
-            cost = self._cost(write)
-            amount, held = cost or 0, r.amount
-            expired = r.state == "expired"
-            plan = Settlement.plan(r.write.slots, write.slots, expired=expired)
-            overshoot = 0 if expired else max(0, amount - held)
-            crossings = Crossings(write.slots)
-            crossings.move(plan.settle, amount - held, now)
-            crossings.move(plan.unhold, -held, now)
-            crossings.move(plan.charge, amount, now)
-            for slot in plan.settle:
-                row = self._row(slot)
-                row[0] += amount
-                row[1] -= held
-                row[2] += overshoot
-            for slot in plan.unhold:
-                self._row(slot)[1] -= held
-            for slot in plan.charge:
-                overshoot = max(overshoot, self._charge(slot, amount))
-            self._book(crossings)
-            self._events[event.request_id] = replace(event, cost=cost)
-            self._roll([(event, cost)])
-            r.state, r.actual = "committed", cost
-            return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
+            saved = self._saved([write], r.write.slots)
+            try:
+                return self._commit(r, write, now)
+            except BaseException:
+                self._restore(saved)
+                raise
+
+    def _commit(self, r: _Reservation, write: EventWrite, now: int) -> CommitResult:
+        """`commit()`, with the lock held and the reservation open."""
+        event = write.event
+        cost = self._cost(write)
+        amount, held = cost or 0, r.amount
+        expired = r.state == "expired"
+        plan = Settlement.plan(r.write.slots, write.slots, expired=expired)
+        self._check_settle(plan.settle, held, amount)
+        overshoot = 0 if expired else max(0, amount - held)
+        crossings = Crossings(write.slots)
+        crossings.move(plan.settle, amount - held, now)
+        crossings.move(plan.unhold, -held, now)
+        crossings.move(plan.charge, amount, now)
+        for slot in plan.settle:
+            row = self._row(slot)
+            row[0] += amount
+            row[1] -= held
+            row[2] += overshoot
+        for slot in plan.unhold:
+            self._row(slot)[1] -= held
+        for slot in plan.charge:
+            overshoot = max(overshoot, self._charge(slot, amount))
+        self._events[event.request_id] = replace(event, cost=cost)
+        self._roll([(event, cost)])  # the last step that may refuse: alerts come after
+        self._book(crossings)
+        r.state, r.actual = "committed", cost
+        return CommitResult(r.write.reservation_id, event.request_id, cost, overshoot, expired)
 
     def release(self, reservation_id: str, now: int) -> ReservationState:
         with self._lock:
@@ -244,7 +338,7 @@ class MemoryStore(Store):
             used = [self._used(s) for s in r.write.slots]
             if delta > 0:
                 for i, (slot, u) in enumerate(zip(r.write.slots, used, strict=True)):
-                    if slot.cap is not None and u + delta > slot.cap:
+                    if self._hold_refused(slot, u, delta):
                         return ReserveResult("denied", tuple(used), refused=i)
             delta = max(delta, -r.amount)
             crossings = Crossings(r.write.slots)
@@ -272,38 +366,54 @@ class MemoryStore(Store):
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         with self._lock:
             self._check_open()
-            results = []
-            written: list[tuple[Event, Nanos | None]] = []
-            crossings = Crossings(s for w in writes for s in w.slots)
-            for write in writes:
-                event = write.event
-                found = self._events.get(event.request_id)
-                if found is not None:
-                    status: RecordStatus = (
-                        "exists" if found.fingerprint == event.fingerprint else "conflict"
-                    )
-                    results.append(RecordResult(event.request_id, status, found.cost))
-                    continue
-                cost = self._cost(write)
-                if write.draw is None:
-                    crossings.move(write.slots, cost or 0, to_micros(event.time))
-                    for slot in write.slots:
-                        self._charge(slot, cost or 0)
-                else:
-                    self._settle_draw(write, cost or 0, crossings)
-                self._events[event.request_id] = replace(event, cost=cost)
-                written.append((event, cost))
-                results.append(RecordResult(event.request_id, "created", cost))
-            self._roll(written)
-            self._book(crossings)
-            return results
+            saved = self._saved(writes)
+            try:
+                return self._record(writes)
+            except BaseException:
+                self._restore(saved)
+                raise
+
+    def _record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
+        """`record()`, with the lock held."""
+        results = []
+        written: list[tuple[Event, Nanos | None]] = []
+        crossings = Crossings(s for w in writes for s in w.slots)
+        for write in writes:
+            event = write.event
+            found = self._events.get(event.request_id)
+            if found is not None:
+                status: RecordStatus = (
+                    "exists" if found.fingerprint == event.fingerprint else "conflict"
+                )
+                results.append(RecordResult(event.request_id, status, found.cost))
+                continue
+            cost = self._cost(write)
+            if write.draw is None:
+                crossings.move(write.slots, cost or 0, to_micros(event.time))
+                for slot in write.slots:
+                    self._charge(slot, cost or 0)
+            else:
+                self._settle_draw(write, cost or 0, crossings)
+            self._events[event.request_id] = replace(event, cost=cost)
+            written.append((event, cost))
+            results.append(RecordResult(event.request_id, "created", cost))
+        self._roll(written)  # the last step that may refuse: alerts come after
+        self._book(crossings)
+        return results
 
     def _roll(self, written: list[tuple[Event, Nanos | None]]) -> None:
-        """Add new events to the rollups, as the SQL backends do in the same transaction."""
+        """Add new events to the rollups, as the SQL backends do in the same transaction:
+        all of them, or none if a bounded sum would pass `MAX_TOTAL`."""
+        new: dict[RollupKey, Tally] = {}
         for step, bucket, service, source, *sums in rollup_rows(written):
             key = (step, bucket, service, source)
             found = self._rollups.get(key)
-            self._rollups[key] = Tally(*sums) if found is None else found + Tally(*sums)
+            had = (0, 0) if found is None else (found.cost, found.cache_hits)
+            for name, stored, adding in zip(BOUNDED, had, bounded_sums(sums), strict=True):
+                if stored + adding > MAX_TOTAL:
+                    raise rollup_limit_error(key, name, adding)
+            new[key] = Tally(*sums) if found is None else found + Tally(*sums)
+        self._rollups.update(new)
 
     def _settle_draw(self, write: EventWrite, amount: Nanos, crossings: Crossings) -> None:
         """Move a drawn call's hold out of its leases and its cost into spent."""
@@ -317,6 +427,7 @@ class MemoryStore(Store):
                 for slot in lease.write.slots:
                     leases[slot.budget] = slot
         plan = drawn_plan(leases, write.slots)
+        self._check_settle(plan.settle, held, amount)
         at = to_micros(write.event.time)
         crossings.move(plan.settle, amount - held, at)
         crossings.move(plan.unhold, -held, at)
@@ -611,8 +722,8 @@ class MemoryStore(Store):
             return True
 
     def release_claims(self, worker: str) -> int:
-        self._check_open()
         with self._lock:
+            self._check_open()
             held = [
                 q
                 for q in self._outbox.values()

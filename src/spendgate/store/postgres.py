@@ -38,10 +38,11 @@ from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
     StoreError,
+    UnstorableError,
     ValidationError,
 )
 from spendgate.events import Event, RecordResult, RecordStatus
-from spendgate.money import Nanos
+from spendgate.money import MAX_TOTAL, Nanos
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting, Crossings
@@ -66,16 +67,20 @@ from spendgate.store.base import (
     Slot,
     Store,
     TallyRow,
+    check_room,
     cost_with_quota,
     drawn_plan,
+    hold_limit,
     overshoot_of,
     url_flag,
+    usage_limit_error,
 )
 from spendgate.store.rows import (
     EVENT_COLUMNS,
     ControlPlane,
     event_row,
     json_slots,
+    rollup_refused,
     rollup_upsert,
     row_event,
     slots_json,
@@ -107,13 +112,13 @@ _USAGE = (
     "SELECT COALESCE(SUM(spent + reserved), 0) FROM budget_buckets "
     "WHERE budget = %s AND bucket BETWEEN %s AND %s"
 )
-# A hold on a calendar window: create the row or add to it, each branch only within the cap.
+# A hold on a calendar window: create the row or add to it, each branch only within the
+# limit (the cap, within `MAX_TOTAL`: `base.hold_limit`).
 _HOLD = (
     "INSERT INTO budget_buckets AS b (budget, bucket, spent, reserved, overshoot) "
-    "SELECT %(budget)s, %(bucket)s, 0, %(amount)s, 0 "
-    "WHERE %(cap)s::bigint IS NULL OR %(amount)s <= %(cap)s::bigint "
+    "SELECT %(budget)s, %(bucket)s, 0, %(amount)s, 0 WHERE %(amount)s <= %(limit)s::bigint "
     "ON CONFLICT (budget, bucket) DO UPDATE SET reserved = b.reserved + excluded.reserved "
-    "WHERE %(cap)s::bigint IS NULL OR b.spent + b.reserved + excluded.reserved <= %(cap)s::bigint "
+    "WHERE b.spent + b.reserved + excluded.reserved <= %(limit)s::bigint "
     "RETURNING b.spent + b.reserved"
 )
 _ENSURE_BUCKET = (
@@ -123,19 +128,24 @@ _ENSURE_BUCKET = (
 _LOCK_BUDGET = "SELECT pg_advisory_xact_lock(hashtextextended('spendgate:' || %s, 0))"
 _HOLD_ROLLING = (
     "UPDATE budget_buckets SET reserved = reserved + %(amount)s "
-    "WHERE budget = %(budget)s AND bucket = %(bucket)s AND (%(cap)s::bigint IS NULL OR "
+    "WHERE budget = %(budget)s AND bucket = %(bucket)s AND "
     "(SELECT SUM(spent + reserved) FROM budget_buckets "
     " WHERE budget = %(budget)s AND bucket BETWEEN %(span)s AND %(bucket)s) "
-    " + %(amount)s <= %(cap)s::bigint)"
+    " + %(amount)s <= %(limit)s::bigint"
 )
 _SETTLE = (
     "UPDATE budget_buckets SET reserved = reserved - %s, spent = spent + %s, "
     "overshoot = overshoot + %s WHERE budget = %s AND bucket = %s"
 )
+# A settle that adds to usage (an actual above its hold), only within `MAX_TOTAL`.
+_SETTLE_BOUNDED = f"{_SETTLE} AND spent + reserved + %s <= {MAX_TOTAL}"
+_BUCKET_EXISTS = "SELECT 1 FROM budget_buckets WHERE budget = %s AND bucket = %s"
 _UNHOLD = "UPDATE budget_buckets SET reserved = reserved - %s WHERE budget = %s AND bucket = %s"
+# Spend no hold covered, on a bucket row created beforehand, only within `MAX_TOTAL` (a row
+# left alone changes no row).
 _CHARGE = (
     "UPDATE budget_buckets SET spent = spent + %s, overshoot = overshoot + %s "
-    "WHERE budget = %s AND bucket = %s"
+    f"WHERE budget = %s AND bucket = %s AND spent + reserved + %s <= {MAX_TOTAL}"
 )
 # Spend no hold covered, on a calendar window: `base.overshoot_of` written out in SQL.
 _CHARGE_CALENDAR = (
@@ -144,6 +154,7 @@ _CHARGE_CALENDAR = (
     "ON CONFLICT (budget, bucket) DO UPDATE SET spent = b.spent + excluded.spent, "
     "overshoot = b.overshoot + GREATEST(0, b.spent + b.reserved + excluded.spent - %(cap)s) "
     "- GREATEST(0, b.spent + b.reserved - %(cap)s) "
+    f"WHERE b.spent + b.reserved + excluded.spent <= {MAX_TOTAL} "  # else: no row returned
     "RETURNING GREATEST(0, b.spent + b.reserved - %(cap)s) "
     "- GREATEST(0, b.spent + b.reserved - %(amount)s - %(cap)s), b.spent + b.reserved"
 )
@@ -440,7 +451,12 @@ class PostgresStore(Store):
         the overshoot and, where the statement returned it, the window's usage after.
 
         Elsewhere the usage read before the update may be stale by the time it runs (a
-        concurrent settle does not take the budget lock): the caller reads it afterwards."""
+        concurrent settle does not take the budget lock): the caller reads it afterwards.
+
+        `CounterLimitError` if the usage would pass `MAX_TOTAL`: exactly for the bucket's row
+        (its statement checks it), and for a rolling window's sum as this transaction reads
+        it (concurrent writers may pass that by their own amounts, which 64 bits absorb)."""
+        check_room(slot, 0, amount)  # a batch's total, before it reaches a statement
         if slot.span_start == slot.bucket and slot.cap is not None:
             params = {
                 "budget": slot.budget,
@@ -450,13 +466,17 @@ class PostgresStore(Store):
                 "first": overshoot_of(0, amount, slot.cap),
             }
             row = conn.execute(_CHARGE_CALENDAR, params).fetchone()
-            assert row is not None
+            if row is None:
+                raise usage_limit_error(slot, amount)
             return int(row[0]), int(row[1])
         if slot.cap is not None or (slot.lines and slot.span_start < slot.bucket):
             conn.execute(_LOCK_BUDGET, (slot.budget,))
         conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
-        over = overshoot_of(self._used(conn, slot), amount, slot.cap)
-        conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket))
+        used = self._used(conn, slot)
+        check_room(slot, used, amount)
+        over = overshoot_of(used, amount, slot.cap)
+        if not conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket, amount)).rowcount:
+            raise usage_limit_error(slot, amount)
         return over, None
 
     def _book(self, conn: Conn, crossings: Crossings) -> None:
@@ -543,17 +563,21 @@ class PostgresStore(Store):
 
     def _hold(self, conn: Conn, slot: Slot, amount: Nanos) -> Nanos | None:
         """Add `amount` to the slot's reserved if its cap allows; its usage after, or None."""
-        params = {"budget": slot.budget, "bucket": slot.bucket, "amount": amount, "cap": slot.cap}
+        limit = hold_limit(slot.cap)
+        params = {"budget": slot.budget, "bucket": slot.bucket, "amount": amount, "limit": limit}
         if slot.span_start == slot.bucket:
             row = conn.execute(_HOLD, params).fetchone()
-            return None if row is None else int(row[0])
-        if slot.cap is not None or slot.lines:
-            conn.execute(_LOCK_BUDGET, (slot.budget,))
-        conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
-        cur = conn.execute(_HOLD_ROLLING, {**params, "span": slot.span_start})
-        if not cur.rowcount:
-            return None
-        return self._used(conn, slot)
+            if row is not None:
+                return int(row[0])
+        else:
+            if slot.cap is not None or slot.lines:
+                conn.execute(_LOCK_BUDGET, (slot.budget,))
+            conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
+            if conn.execute(_HOLD_ROLLING, {**params, "span": slot.span_start}).rowcount:
+                return self._used(conn, slot)
+        if limit != slot.cap:  # refused by the bound of every total, not by the budget
+            raise usage_limit_error(slot, amount)
+        return None
 
     def _hold_all(self, conn: Conn, slots: Sequence[Slot], amount: Nanos, now: int) -> list[Nanos]:
         """Hold on every slot, locking rows in one global order; `_RefusedError` if one refuses.
@@ -676,10 +700,8 @@ class PostgresStore(Store):
         overshoot = max(0, amount - cover) if plan.settle or plan.unhold else 0
         crossings.move(plan.settle, amount - held, now)
         crossings.move(plan.unhold, -held, now)
+        _settle_rows(conn, plan.settle, held, amount, overshoot)
         with conn.cursor() as cur:
-            cur.executemany(
-                _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in plan.settle]
-            )
             cur.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
         for slot in plan.charge:
             crossings.move((slot,), amount, now)
@@ -753,12 +775,18 @@ class PostgresStore(Store):
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         if not writes:
             return []
-        if not any(w.quota or w.draw for w in writes):
-            try:
-                return self._transaction(lambda conn: self._record_new(conn, writes))
-            except pg_errors.UniqueViolation:
-                pass  # rolled back whole: a retry or a conflict is in the batch
-        return self._transaction(lambda conn: self._record_checked(conn, writes))
+        try:
+            if not any(w.quota or w.draw for w in writes):
+                try:
+                    return self._transaction(lambda conn: self._record_new(conn, writes))
+                except pg_errors.UniqueViolation:
+                    pass  # rolled back whole: a retry or a conflict is in the batch
+            return self._transaction(lambda conn: self._record_checked(conn, writes))
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            # A value the database cannot hold, not a database that fails: not a
+            # `StoreError`, so a group commit writes the other callers' events again
+            # without this one.
+            raise _unstorable(writes, exc) from exc
 
     def _record_new(self, conn: Conn, writes: Sequence[EventWrite]) -> list[RecordResult]:
         """The common case, all new events: one COPY for the rows, one statement per budget.
@@ -846,10 +874,8 @@ class PostgresStore(Store):
         at = to_micros(write.event.time)
         crossings.move(plan.settle, amount - held, at)
         crossings.move(plan.unhold, -held, at)
+        _settle_rows(conn, plan.settle, held, amount, over)
         with conn.cursor() as cur:
-            cur.executemany(
-                _SETTLE, [(held, amount, over, s.budget, s.bucket) for s in plan.settle]
-            )
             cur.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
         return plan.charge
 
@@ -1056,12 +1082,44 @@ class PostgresStore(Store):
 def _roll(conn: Conn, written: Sequence[tuple[Event, Nanos | None]]) -> None:
     """Add new events to the rollups, in the events' transaction. Rollup rows are locked
     last and in key order, after every budget row, so two writers never wait on each other
-    in a circle."""
+    in a circle. `CounterLimitError` if a sum would pass `MAX_TOTAL` (the upsert leaves such
+    a row out, so it changes fewer rows than given)."""
     if written:
         with conn.cursor() as cur:
             rows = rollup_rows(written)
             rows.sort(key=lambda r: (r[0], r[1], r[2], r[3]))
             cur.executemany(_ROLLUP, rows)
+            if cur.rowcount != len(rows):
+                raise rollup_refused(conn, rows, "%s")
+
+
+def _settle_rows(
+    conn: Conn, slots: Sequence[Slot], held: Nanos, amount: Nanos, over: Nanos
+) -> None:
+    """Move `held` out of reserved and `amount` into spent (`over` of it overshoot) on each
+    slot. Only an actual above its hold adds to usage, and only then is there anything to
+    check: each row within `MAX_TOTAL` by its statement, a rolling window's sum as read."""
+    if amount <= held:
+        with conn.cursor() as cur:
+            cur.executemany(_SETTLE, [(held, amount, over, s.budget, s.bucket) for s in slots])
+        return
+    for slot in slots:
+        if slot.span_start < slot.bucket:
+            check_room(slot, PostgresStore._used(conn, slot), amount - held)
+        params = (held, amount, over, slot.budget, slot.bucket, amount - held)
+        if (
+            not conn.execute(_SETTLE_BOUNDED, params).rowcount
+            and conn.execute(_BUCKET_EXISTS, (slot.budget, slot.bucket)).fetchone()
+        ):
+            raise usage_limit_error(slot, amount - held)
+
+
+def _unstorable(writes: Sequence[EventWrite], exc: Exception) -> UnstorableError:
+    """A batch of events the database refused for what they hold (not for being down)."""
+    ids = [w.event.request_id for w in writes]
+    what = f"event {ids[0]!r}" if len(ids) == 1 else f"one of {len(ids)} events"
+    reason = f"PostgreSQL: {exc.__class__.__name__}: {_first_line(exc)}"
+    return UnstorableError(what, ids[0] if len(ids) == 1 else ids[:3], reason)
 
 
 def _slot_order(slot: Slot) -> tuple[str, int]:

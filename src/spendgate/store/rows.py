@@ -9,9 +9,17 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from spendgate.errors import ChangedError, ConflictError, ValidationError
+from spendgate.errors import ChangedError, ConflictError, CounterLimitError, ValidationError
 from spendgate.events import Event, Fallback
-from spendgate.rollups import TALLY_FIELDS, Tally
+from spendgate.money import MAX_TOTAL
+from spendgate.rollups import (
+    BOUNDED,
+    DAY,
+    TALLY_FIELDS,
+    Tally,
+    bounded_sums,
+    rollup_limit_error,
+)
 from spendgate.store.base import AlertLine, ApiKey, AuditEntry, Definition, Slot, key_record
 from spendgate.windows import from_micros, to_micros
 
@@ -139,27 +147,59 @@ def rollup_upsert(mark: str) -> str:
     """Add rows of `rollup_rows()` to the rollups (`mark`: the driver's placeholder).
 
     The same statement in SQLite and PostgreSQL: a new bucket row is inserted, an existing one
-    has each sum added to.
+    has each sum added to, unless a bounded sum would pass `MAX_TOTAL`: then the row is left
+    as it was, and the statement's row count, short of the rows given, tells the store to
+    refuse the write (`rollup_refused()`).
     """
     return (
         f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(ROLLUP_COLUMNS))}) "
         "ON CONFLICT (step, bucket, service, source) DO UPDATE SET "
         + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in TALLY_FIELDS)
+        + " WHERE "
+        + " AND ".join(f"rollups.{c} + excluded.{c} <= {MAX_TOTAL}" for c in BOUNDED)
     )
 
 
+def rollup_refused(conn: Connection, rows: Sequence[Sequence[Any]], mark: str) -> CounterLimitError:
+    """The error for rows of `rollup_rows()` that `rollup_upsert()` left out, found by
+    reading the day buckets they add to (inside the refused write, which rolls back)."""
+    where = " AND ".join(f"{c} = {mark}" for c in ROLLUP_COLUMNS[:4])
+    read = f"SELECT {', '.join(BOUNDED)} FROM rollups WHERE {where}"
+    for row in rows:
+        if row[0] != DAY:
+            continue
+        stored = conn.execute(read, tuple(row[:4])).fetchone()
+        if stored is None:
+            continue
+        for name, had, adding in zip(BOUNDED, stored, bounded_sums(row[4:]), strict=True):
+            if int(had) + adding > MAX_TOTAL:
+                return rollup_limit_error(row, name, adding)
+    # Not found again (a row updated by this write, read back with its own sums): the
+    # write is refused all the same, naming the first of its days.
+    day = next(row for row in rows if row[0] == DAY)
+    return rollup_limit_error(day, "cost", bounded_sums(day[4:])[0])
+
+
 def tallies_query(
-    pieces: Sequence[tuple[int, int, int, int]], mark: str, cast: str = ""
+    pieces: Sequence[tuple[int, int, int, int]], mark: str, cast: str = "", *, wide: bool = False
 ) -> tuple[str, list[int]]:
     """One query summing the rollups over tiled spans, by span, service and source.
 
     `pieces` are `(span index, step, first bucket, end)`; `cast` types the placeholders where
     the driver needs it (PostgreSQL: `::bigint`). Each piece is an index range scan of the
     rollups' primary key.
+
+    Each bucket's money and hits are within `MAX_TOTAL`, but a sum over many buckets may
+    pass 64 bits. PostgreSQL sums bigints as numeric; SQLite stops with "integer overflow",
+    and `wide=True` is the query to run then: it sums those columns in two parts, billions
+    and the rest, each far inside 64 bits, which `tally_rows(wide=True)` joins exactly.
     """
     one = f"({', '.join([mark + cast] * 4)})"
-    sums = ", ".join(f"SUM(r.{c})" for c in TALLY_FIELDS)
+    sums = ", ".join(
+        f"SUM(r.{c} / {_PART}), SUM(r.{c} % {_PART})" if wide and c in _WIDE else f"SUM(r.{c})"
+        for c in TALLY_FIELDS
+    )
     sql = (
         f"WITH t(i, step, lo, hi) AS (VALUES {', '.join([one] * len(pieces))}) "
         f"SELECT t.i, r.service, r.source, {sums} FROM t JOIN rollups r "
@@ -169,9 +209,31 @@ def tallies_query(
     return sql, [v for piece in pieces for v in piece]
 
 
-def tally_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str, str, Tally]]:
-    """The rows of `tallies_query()` as values."""
+def tally_rows(
+    rows: Sequence[Sequence[Any]], *, wide: bool = False
+) -> list[tuple[int, str, str, Tally]]:
+    """The rows of `tallies_query()` (with the same `wide`) as values."""
+    if wide:
+        return [(int(r[0]), r[1], r[2], Tally.from_row(_joined(r[3:]))) for r in rows]
     return [(int(r[0]), r[1], r[2], Tally.from_row(r[3:])) for r in rows]
+
+
+_WIDE = ("cost", "cache_hits", "batched_cost")  # the sums that grow by more than one an event
+_PART = 10**9
+
+
+def _joined(sums: Sequence[Any]) -> list[Any]:
+    """The sums of a wide row, each split pair joined back into one exact integer."""
+    out: list[Any] = []
+    at = 0
+    for c in TALLY_FIELDS:
+        if c in _WIDE:
+            out.append(int(sums[at] or 0) * _PART + int(sums[at + 1] or 0))
+            at += 2
+        else:
+            out.append(sums[at])
+            at += 1
+    return out
 
 
 # -- the control plane ------------------------------------------------------------------------

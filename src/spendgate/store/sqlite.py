@@ -33,10 +33,11 @@ from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
     StoreError,
+    UnstorableError,
     ValidationError,
 )
 from spendgate.events import Event, RecordResult, RecordStatus
-from spendgate.money import Nanos
+from spendgate.money import MAX_TOTAL, Nanos
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting, Crossings
@@ -61,16 +62,20 @@ from spendgate.store.base import (
     Slot,
     Store,
     TallyRow,
+    check_room,
     cost_with_quota,
     drawn_plan,
+    hold_limit,
     overshoot_of,
     url_flag,
+    usage_limit_error,
 )
 from spendgate.store.rows import (
     EVENT_COLUMNS,
     ControlPlane,
     event_row,
     json_slots,
+    rollup_refused,
     rollup_upsert,
     row_event,
     slots_json,
@@ -98,12 +103,13 @@ _USAGE = (
     "WHERE budget = ? AND bucket BETWEEN ? AND ?"
 )
 # The hold on a calendar window: one statement that creates the bucket or adds to it, each
-# branch only if the cap still holds, so no row ever goes over its cap.
+# branch only if the limit still holds (the cap, within `MAX_TOTAL`: `base.hold_limit`), so
+# no row ever goes over its cap.
 _HOLD = (
     "INSERT INTO budget_buckets (budget, bucket, spent, reserved, overshoot) "
-    "SELECT :budget, :bucket, 0, :amount, 0 WHERE :cap IS NULL OR :amount <= :cap "
+    "SELECT :budget, :bucket, 0, :amount, 0 WHERE :amount <= :limit "
     "ON CONFLICT (budget, bucket) DO UPDATE SET reserved = reserved + excluded.reserved "
-    "WHERE :cap IS NULL OR spent + reserved + excluded.reserved <= :cap "
+    "WHERE spent + reserved + excluded.reserved <= :limit "
     "RETURNING spent + reserved"
 )
 _ENSURE_BUCKET = "INSERT INTO budget_buckets (budget, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING"
@@ -113,9 +119,9 @@ _ENSURE_BUCKET = "INSERT INTO budget_buckets (budget, bucket) VALUES (?, ?) ON C
 # buckets could both pass.
 _HOLD_ROLLING = (
     "UPDATE budget_buckets SET reserved = reserved + :amount "
-    "WHERE budget = :budget AND bucket = :bucket AND (:cap IS NULL OR "
+    "WHERE budget = :budget AND bucket = :bucket AND "
     "(SELECT SUM(spent + reserved) FROM budget_buckets "
-    " WHERE budget = :budget AND bucket BETWEEN :span AND :bucket) + :amount <= :cap)"
+    " WHERE budget = :budget AND bucket BETWEEN :span AND :bucket) + :amount <= :limit"
 )
 _SETTLE = (
     "UPDATE budget_buckets SET reserved = reserved - ?, spent = spent + ?, "
@@ -127,13 +133,15 @@ _CHARGE = (
     "WHERE budget = ? AND bucket = ?"
 )
 # Spend no hold covered, on a calendar window, in one statement: the same rule as
-# `base.overshoot_of`, applied to the row as it stood (SET reads the old values).
+# `base.overshoot_of`, applied to the row as it stood (SET reads the old values). A row
+# whose usage would pass `MAX_TOTAL` is left alone and nothing is returned.
 _CHARGE_CALENDAR = (
     "INSERT INTO budget_buckets (budget, bucket, spent, reserved, overshoot) "
     "VALUES (:budget, :bucket, :amount, 0, :first) "
     "ON CONFLICT (budget, bucket) DO UPDATE SET spent = spent + excluded.spent, "
     "overshoot = overshoot + max(0, spent + reserved + excluded.spent - :cap) "
     "- max(0, spent + reserved - :cap) "
+    f"WHERE spent + reserved + excluded.spent <= {MAX_TOTAL} "
     # RETURNING sees the row after the update: the part of this charge above the cap, and
     # the usage after it.
     "RETURNING max(0, spent + reserved - :cap) - max(0, spent + reserved - :amount - :cap), "
@@ -302,15 +310,20 @@ class SQLiteStore(Store):
 
     def _charge(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> tuple[Nanos, Nanos]:
         """Book spend no hold covered; what lands above the cap counts as overshoot. Returns
-        the overshoot and the window's usage after."""
+        the overshoot and the window's usage after. `CounterLimitError` if the usage would
+        pass `MAX_TOTAL` (the caller's transaction rolls back)."""
+        check_room(slot, 0, amount)  # a batch's total, before it reaches a statement
         if slot.span_start == slot.bucket and slot.cap is not None:
             # A calendar window: one upsert, with `overshoot_of` written out in SQL.
             params = {"budget": slot.budget, "bucket": slot.bucket, "amount": amount,
                       "cap": slot.cap, "first": overshoot_of(0, amount, slot.cap)}  # fmt: skip
             row = conn.execute(_CHARGE_CALENDAR, params).fetchone()
+            if row is None:
+                raise usage_limit_error(slot, amount)
             return int(row[0]), int(row[1])
         conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
         used = self._used(conn, slot)
+        check_room(slot, used, amount)  # exact: `BEGIN IMMEDIATE` admits one writer
         over = overshoot_of(used, amount, slot.cap)
         conn.execute(_CHARGE, (amount, over, slot.budget, slot.bucket))
         return over, used + amount
@@ -437,23 +450,28 @@ class SQLiteStore(Store):
 
     def _hold(self, conn: sqlite3.Connection, slot: Slot, amount: Nanos) -> Nanos | None:
         """Add `amount` to the slot's reserved if its cap allows; its usage after, or None."""
+        limit = hold_limit(slot.cap)
         if slot.span_start == slot.bucket:
             row = conn.execute(
                 _HOLD,
-                {"budget": slot.budget, "bucket": slot.bucket, "amount": amount, "cap": slot.cap},
+                {"budget": slot.budget, "bucket": slot.bucket, "amount": amount, "limit": limit},
             ).fetchone()
-            return None if row is None else int(row[0])
-        conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
-        params = {
-            "budget": slot.budget,
-            "bucket": slot.bucket,
-            "span": slot.span_start,
-            "amount": amount,
-            "cap": slot.cap,
-        }
-        if not conn.execute(_HOLD_ROLLING, params).rowcount:
-            return None
-        return self._used(conn, slot)
+            if row is not None:
+                return int(row[0])
+        else:
+            conn.execute(_ENSURE_BUCKET, (slot.budget, slot.bucket))
+            params = {
+                "budget": slot.budget,
+                "bucket": slot.bucket,
+                "span": slot.span_start,
+                "amount": amount,
+                "limit": limit,
+            }
+            if conn.execute(_HOLD_ROLLING, params).rowcount:
+                return self._used(conn, slot)
+        if limit != slot.cap:  # refused by the bound of every total, not by the budget
+            raise usage_limit_error(slot, amount)
+        return None
 
     @_store_errors
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
@@ -463,7 +481,7 @@ class SQLiteStore(Store):
             event = write.event
             if not conn.execute(_INSERT_EVENT_ONCE, _with_cost(event, cost)).rowcount:
                 raise ConflictError("event", event.request_id)
-            conn.executemany(_ROLLUP, rollup_rows([(event, cost)]))
+            _roll(conn, rollup_rows([(event, cost)]))
             amount = cost or 0
             expired = state == "expired"
             plan = Settlement.plan(slots, write.slots, expired=expired)
@@ -471,9 +489,7 @@ class SQLiteStore(Store):
             crossings = Crossings(write.slots)
             crossings.move(plan.settle, amount - held, now)
             crossings.move(plan.unhold, -held, now)
-            conn.executemany(
-                _SETTLE, [(held, amount, overshoot, s.budget, s.bucket) for s in plan.settle]
-            )
+            self._settle(conn, plan.settle, held, amount, overshoot)
             conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
             for slot in plan.charge:
                 crossings.move((slot,), amount, now)
@@ -549,12 +565,17 @@ class SQLiteStore(Store):
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         if not writes:
             return []
-        if not any(w.quota or w.draw for w in writes):
-            try:
-                return self._record_new(writes)
-            except sqlite3.IntegrityError:
-                pass  # rolled back whole: a retry or a conflict is in the batch
-        return self._record_checked(writes)
+        try:
+            if not any(w.quota or w.draw for w in writes):
+                try:
+                    return self._record_new(writes)
+                except sqlite3.IntegrityError:
+                    pass  # rolled back whole: a retry or a conflict is in the batch
+            return self._record_checked(writes)
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, UnicodeError) as exc:
+            # A value the file cannot hold, not a file that fails: not a `StoreError`, so a
+            # group commit writes the other callers' events again without this one.
+            raise _unstorable(writes, exc) from exc
 
     def _record_new(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         """The common case, all new events: a handful of statements for the whole batch.
@@ -578,7 +599,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             for chunk in _chunks(rows):
                 conn.execute(_insert_events(len(chunk)), [v for row in chunk for v in row])
-            conn.executemany(_ROLLUP, rollup_rows((w.event, w.event.cost) for w in writes))
+            _roll(conn, rollup_rows((w.event, w.event.cost) for w in writes))
             self._charge_all(conn, charges, crossings)
         return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
 
@@ -612,7 +633,7 @@ class SQLiteStore(Store):
                         charges[slot] = charges.get(slot, 0) + cost
                 results.append(RecordResult(event.request_id, "created", cost))
             conn.executemany(_INSERT_EVENT, rows)
-            conn.executemany(_ROLLUP, rollup_rows(written))
+            _roll(conn, rollup_rows(written))
             self._charge_all(conn, charges, crossings)
         return results
 
@@ -628,6 +649,18 @@ class SQLiteStore(Store):
                 # sum may still move with a charge on another of its buckets: read at the end.
                 crossings.seen(slot, used)
         self._book(conn, crossings)
+
+    @staticmethod
+    def _settle(
+        conn: sqlite3.Connection, slots: Sequence[Slot], held: Nanos, amount: Nanos, over: Nanos
+    ) -> None:
+        """Move `held` out of reserved and `amount` into spent (`over` of it overshoot) on
+        each slot; `CounterLimitError` if a window's usage would pass `MAX_TOTAL`. Only an
+        actual above its hold adds to usage, and only then is there anything to check."""
+        if amount > held:
+            for slot in slots:
+                check_room(slot, SQLiteStore._used(conn, slot), amount - held)
+        conn.executemany(_SETTLE, [(held, amount, over, s.budget, s.bucket) for s in slots])
 
     @staticmethod
     def _settle_draw(
@@ -651,7 +684,7 @@ class SQLiteStore(Store):
         at = to_micros(write.event.time)
         crossings.move(plan.settle, amount - held, at)
         crossings.move(plan.unhold, -held, at)
-        conn.executemany(_SETTLE, [(held, amount, over, s.budget, s.bucket) for s in plan.settle])
+        SQLiteStore._settle(conn, plan.settle, held, amount, over)
         conn.executemany(_UNHOLD, [(held, s.budget, s.bucket) for s in plan.unhold])
         return plan.charge
 
@@ -706,7 +739,14 @@ class SQLiteStore(Store):
     @_store_errors
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         sql, params = tallies_query(pieces, "?")
-        return tally_rows(self._conn().execute(sql, params).fetchall())
+        try:
+            return tally_rows(self._conn().execute(sql, params).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+        # Sums past 64 bits (many buckets near their bound): the exact, wider query.
+        sql, params = tallies_query(pieces, "?", wide=True)
+        return tally_rows(self._conn().execute(sql, params).fetchall(), wide=True)
 
     @_store_errors
     def event(self, request_id: str) -> Event | None:
@@ -862,6 +902,20 @@ class SQLiteStore(Store):
     @_store_errors
     def heartbeats(self) -> dict[str, int]:
         return _ALERTS.heartbeats(self._conn())
+
+
+def _roll(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Add rows of `rollup_rows()` to the rollups; `CounterLimitError` if a sum would pass
+    `MAX_TOTAL` (the upsert leaves such a row out, so it changes fewer rows than given)."""
+    if conn.executemany(_ROLLUP, rows).rowcount != len(rows):
+        raise rollup_refused(conn, rows, "?")
+
+
+def _unstorable(writes: Sequence[EventWrite], exc: Exception) -> UnstorableError:
+    """A batch of events the database refused for what they hold (not for being down)."""
+    ids = [w.event.request_id for w in writes]
+    what = f"event {ids[0]!r}" if len(ids) == 1 else f"one of {len(ids)} events"
+    return UnstorableError(what, ids[0] if len(ids) == 1 else ids[:3], f"SQLite: {exc}")
 
 
 def _insert_events(n: int) -> str:
