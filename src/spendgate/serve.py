@@ -37,7 +37,7 @@ from spendgate.server import ServerSettings, create_app
 from spendgate.server.background import Background
 from spendgate.server.pages import SIGNIN_PATH
 from spendgate.server.sessions import DEFAULT_SIGNIN_TTL
-from spendgate.store.base import ApiKey
+from spendgate.store.base import CLOSE_WAIT, ApiKey
 from spendgate.windows import to_micros
 
 FIRST_KEY_NAME = "admin"
@@ -152,6 +152,14 @@ class Stop:
         start = self.at if self.at is not None else time.monotonic()
         return start + self.work_time
 
+    def close_time(self) -> float:
+        """Seconds closing the gate may take: what is left of the grace period once a signal
+        came (at least the reserve kept for it), else the store's own default."""
+        if self.at is None:
+            return CLOSE_WAIT
+        left = self.at + self.grace - time.monotonic()
+        return max(left, min(CLOSE_RESERVE, self.grace / 2))
+
     def __call__(self, signum: int, frame: FrameType | None = None) -> None:
         if self.signal is not None:
             os.write(2, f"spendgate: {signal.Signals(signum).name} again: exiting now\n".encode())
@@ -240,7 +248,7 @@ def run(
             stop.workload.set()
             if worker is not None:
                 worker.join(max(0.0, stop.deadline() - time.monotonic()))
-            gate.close()
+            gate.close(timeout=stop.close_time())
     if stop.signal is not None:
         assert stop.at is not None
         name = signal.Signals(stop.signal).name
