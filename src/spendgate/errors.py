@@ -128,3 +128,21 @@ class BudgetExceededError(SpendgateError):
 
 class StoreError(SpendgateError):
     """The store could not be opened or answered with something unexpected."""
+
+
+class StoreUnreachableError(StoreError):
+    """The store did not answer in time: its server is down or out of reach, or every
+    connection to it stayed busy. `authorize()` and `reserve()` fail closed on it."""
+
+
+class OutcomeUnknownError(StoreUnreachableError):
+    """A write whose connection was lost while it committed, and that could not be looked
+    up again within the store's timeout: it may or may not have been stored.
+
+    `key` is the id that finds out (a reservation id or a request id): the same call again
+    with the same id answers truthfully once the store answers.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
