@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from spendgate.alerts import AlertEngine
 from spendgate.config import Config, parse
 from spendgate.errors import StoreUnreachableError, ValidationError
 from spendgate.store import open_store
+from spendgate.testing import FrozenClock
 from tests.serving import app_for, bearer, make_keys, running
 
 pytestmark = pytest.mark.slow
@@ -695,3 +697,49 @@ def test_a_commit_or_record_whose_answer_was_lost_answers_truthfully_once(
         assert (reserved(server, schema), spent(server, schema)) == (0, 200_000_000 + PRICE)
     finally:
         gate.close()
+
+
+# -- the alert ------------------------------------------------------------------------------------
+
+
+def test_each_outage_is_one_alert_however_many_evaluators_saw_it(
+    server: Cluster, schema: str, clock: FrozenClock
+) -> None:
+    # Two gates (two server processes, say) on one store, each with its evaluator.
+    first = Gate.open(server.url(schema), config=config(), clock=clock)
+    second = Gate.open(server.url(schema), config=config(), clock=clock)
+    engines = [AlertEngine(first), AlertEngine(second)]
+
+    def outage(gates: list[Gate]) -> None:
+        server.stop()
+        for gate in gates:
+            assert gate.authorize("scraper", "paid_api").status == "denied"
+        clock.advance(timedelta(seconds=40))
+        server.start()
+
+    def fired(evaluators: list[AlertEngine]) -> list[str]:
+        return [
+            f
+            for engine in evaluators
+            for f in until(engine.evaluate, "an evaluation").fired
+            if f.startswith("store_unreachable:")
+        ]
+
+    try:
+        outage([first, second])
+        (one,) = fired(engines)  # both saw it: one alert
+        clock.advance(timedelta(seconds=30))
+        outage([second])  # another, while the first one's alert is still firing
+        (two,) = fired(engines[::-1])
+        assert two != one
+        alerts = {a.alert_id: a for a in first.store.alerts() if a.rule == "store_unreachable"}
+        assert set(alerts) == {one, two}
+        assert alerts[one].state == "resolved"  # before the second one fired
+        assert alerts[one].resolved_at is not None
+        assert alerts[one].resolved_at <= alerts[two].fired_at
+        assert alerts[one].value == "40s"  # kept when it resolved
+        assert alerts[two].value == "40s"
+        assert alerts[two].detail["denied"] == 1
+    finally:
+        second.close()
+        first.close()

@@ -101,7 +101,7 @@ class AlertEngine:
             elif (
                 finding.judgement == "clear"
                 and current is not None
-                and store.resolve(current.alert_id, now_us, finding.value) is not None
+                and store.resolve(current.alert_id, now_us, _resolved_value(finding)) is not None
             ):
                 resolved.append(current.alert_id)
         return Outcome(tuple(fired), tuple(resolved), self.enqueue_due(now_us, resolved))
@@ -284,6 +284,12 @@ class AlertEngine:
                 )
             )
         return out
+
+
+def _resolved_value(finding: Finding) -> str | None:
+    """The value an alert resolves with: the figure now, except that an outage's alert keeps
+    how long the outage lasted (`None` leaves the stored value)."""
+    return None if finding.rule == "store_unreachable" else finding.value
 
 
 def _overlaps(alert: Alert, since: datetime, until: datetime) -> bool:
