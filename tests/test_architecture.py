@@ -29,6 +29,7 @@ LAYER = {
     "binding": 3,
     "spend": 3,
     "gate": 3,
+    "health": 3,
     "leases": 3,
     "control": 3,
     "keys": 3,

@@ -169,3 +169,21 @@ class StoreClosedError(StoreError):
     def __init__(self, where: str) -> None:
         self.where = where
         super().__init__(f"{where}: the store is closed (open a new one to go on)")
+
+
+class StoreUnreachableError(StoreError):
+    """The store did not answer in time: its server is down or out of reach, or every
+    connection to it stayed busy. `authorize()` and `reserve()` fail closed on it."""
+
+
+class OutcomeUnknownError(StoreUnreachableError):
+    """A write whose connection was lost while it committed, and that could not be looked
+    up again within the store's timeout: it may or may not have been stored.
+
+    `key` is the id that finds out (a reservation id or a request id): the same call again
+    with the same id answers truthfully once the store answers.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)

@@ -16,6 +16,7 @@ once (`bind()`), then makes one store round trip.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
 from spendgate.binding import Binding
@@ -36,9 +37,11 @@ from spendgate.config import Config
 from spendgate.errors import (
     ConfigError,
     ConflictError,
+    OutcomeUnknownError,
     ReservationStateError,
     StoreClosedError,
     StoreError,
+    StoreUnreachableError,
     ValidationError,
 )
 from spendgate.events import (
@@ -49,6 +52,7 @@ from spendgate.events import (
     check_labels,
     fingerprint,
 )
+from spendgate.health import StoreHealth
 from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos, money_text, to_nanos
 from spendgate.pricing import Price, Usage
@@ -74,6 +78,7 @@ R = TypeVar("R")
 log = logging.getLogger("spendgate")
 
 _NO_CHECKS: tuple[Check, ...] = ()
+_monotonic = time.monotonic  # `record()` has a parameter named `time`
 _OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
 DEFAULT_REFRESH_SECONDS = 1.0
 """How often a gate looks for budgets and prices changed at run time (by any process)."""
@@ -181,6 +186,9 @@ class Gate:
         self.outages: Counter[str] = Counter()
         """Decisions made while the store was unreachable: `denied` (fail closed) and
         `approved` (a fail-open budget)."""
+        self.health = StoreHealth()
+        """Outages this gate saw (for the `store_unreachable` alert) and reservations whose
+        outcome was lost (released once the store answers)."""
         self._use(self.base_config)
         self.refresh_every = refresh_every
         self._revision = -1
@@ -273,7 +281,10 @@ class Gate:
                 self.refresh()
             except StoreClosedError:
                 raise
-            except (StoreError, ValidationError) as exc:
+            except StoreError as exc:
+                self._failed(exc)
+                log.error("budgets and prices not refreshed from %s: %s", self.store.url, exc)
+            except ValidationError as exc:
                 log.error("budgets and prices not refreshed from %s: %s", self.store.url, exc)
 
     def bind(self, service: str, source: str) -> Binding:
@@ -311,6 +322,7 @@ class Gate:
         `amount` is the expected cost; without it the source's price for `units` (one request
         by default) is used. Raises `UnpricedSourceError` for a paid source with no price.
         """
+        started = time.monotonic()
         binding = self.bind(service, source)
         check_flags(emergency=emergency, priority=priority)
         now, now_us = self._now()
@@ -329,6 +341,7 @@ class Gate:
                 )
                 return decide(checks, requested, now, priority=priority)
         try:
+            self._still_reachable(started)
             used = self.store.usage(slots, now_us)
             checks = _checks(budgets, slots, used, requested)
             if any(c.refused for c in checks) and self.store.expire(now_us):
@@ -337,7 +350,52 @@ class Gate:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
             return self._unreachable(budgets, slots, requested, now, exc)
+        self._answered()
         return decide(checks, requested, now, priority=priority)
+
+    def _still_reachable(self, started: float) -> None:
+        """Raise the error of a call that found the store unreachable after this one began
+        (its own refresh, or another thread): one call waits for a dead store once, not
+        twice."""
+        error = self.health.last_error
+        if self.health.failed_at > started and error is not None:
+            raise error
+
+    def _failed(
+        self, exc: StoreError, outcome: Literal["denied", "approved"] | None = None
+    ) -> None:
+        """A call failed on a store error: if the store did not answer, note the outage (an
+        error of one call's own, such as a row the store refused, is none)."""
+        if isinstance(exc, StoreUnreachableError):
+            self.health.failed(self.clock(), exc, outcome)
+
+    def _answered(self) -> None:
+        """The store answered a call: end an outage in progress, and release the holds of
+        reservations whose outcome was lost (see `resolve_unknown()`)."""
+        if not self.health.quiet:  # after an outage only: the per-call path skips this
+            self.health.answered(self.clock())
+            self.resolve_unknown()
+
+    def resolve_unknown(self) -> int:
+        """Release the holds of reservations whose outcome was lost while the store was
+        unreachable (answered "denied", or approved unchecked by a fail-open budget), if the
+        store kept them; how many were released.
+
+        The gate does this by itself on its first call that reaches the store after such a
+        loss, and `AlertEngine.evaluate()` on every run; call it to do it now.
+        """
+        _, now_us = self._now()
+        return self.health.settle(lambda rid: self.store.release(rid, now_us))
+
+    def ping(self) -> None:
+        """Ask the store for one cheap figure; raise `StoreError` if it does not answer (within
+        its timeout). Counts, like every call, towards the outage record (`health`)."""
+        try:
+            self.store.revision()
+        except StoreError as exc:
+            self._failed(exc)
+            raise
+        self._answered()
 
     def _unreachable(
         self,
@@ -353,6 +411,7 @@ class Gate:
         decide is configured `fail_open`. Either outcome is counted in `outages` and logged."""
         deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
         closed = [b.name for b in deciding if not b.fail_open]
+        self._failed(exc, "denied" if closed else "approved")
         if closed:
             self.outages["denied"] += 1
             log.warning(
@@ -413,7 +472,12 @@ class Gate:
         Retrying with the same `reservation_id` and arguments answers with the same hold
         while it is pending; once it is committed, released or expired, the retry raises
         `ReservationStateError` (the hold is gone: take a new one under a new id).
+
+        With the store unreachable the call is denied (or approved unchecked for a fail-open
+        budget, see `authorize()`). If the store may have kept the hold (its connection was
+        lost while it committed), the gate releases it once the store answers again.
         """
+        started = time.monotonic()
         binding = self.bind(service, source)
         now, now_us = self._now()
         priced = binding.price(now_us)
@@ -461,17 +525,23 @@ class Gate:
             emergency=emergency,
             labels=clean_labels,
         )
+        if reservation_id is not None:
+            self.health.claim(rid)  # a retry of a lost reserve: the hold is the caller's again
         try:
+            self._still_reachable(started)
             result = self.store.reserve(write, now_us)
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
+            if isinstance(exc, OutcomeUnknownError):
+                self.health.lost(rid)
             decision = self._unreachable(budgets, slots, amount, now, exc, reservation_id=rid)
             if decision.approved:
                 self._open[rid] = _Open(
                     binding, amount, clean_labels, emergency, write.expires_at, unheld=True
                 )
             return decision
+        self._answered()
         if result.status == "conflict":
             raise ConflictError("reservation", rid)
         if result.status == "exists" and result.state != "pending":
@@ -543,11 +613,17 @@ class Gate:
             binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
         )
         write = EventWrite(event, slots, price, _quota(price, event, now) if tiered else ())
-        if opened.local is None and not opened.unheld:
-            result = self.store.commit(reservation_id, write, now_us)
-            self._open.pop(reservation_id, None)
-            return result
-        return self._settle_unstored(reservation_id, opened, write)
+        try:
+            if opened.local is None and not opened.unheld:
+                result = self.store.commit(reservation_id, write, now_us)
+                self._open.pop(reservation_id, None)
+            else:
+                result = self._settle_unstored(reservation_id, opened, write)
+        except StoreError as exc:
+            self._failed(exc)
+            raise
+        self._answered()
+        return result
 
     def _settle_unstored(
         self, reservation_id: str, opened: _Open, write: EventWrite
@@ -585,8 +661,13 @@ class Gate:
             self._open.pop(reservation_id, None)
             given_back = self._leases is not None and self._leases.give_back(reservation_id)
             return "released" if given_back or opened.unheld else "expired"
-        state = self.store.release(reservation_id, now_us)
+        try:
+            state = self.store.release(reservation_id, now_us)
+        except StoreError as exc:
+            self._failed(exc)
+            raise
         self._open.pop(reservation_id, None)
+        self._answered()
         return state
 
     def expire(self) -> int:
@@ -676,6 +757,7 @@ class Gate:
         `free_sources_attempted`, `paid_apis_used`, `fallbacks_triggered` (pairs of source
         and reason), `cache_hits`, `batch_processing`, `quality_score`, `processing_time`.
         """
+        started = _monotonic()
         write = self.prepare(
             service,
             source,
@@ -687,9 +769,18 @@ class Gate:
             emergency=emergency,
             **details,
         )
-        if self._writer is not None:
-            return _no_conflict(self._writer.submit(write))
-        return _no_conflict(self.store.record([write])[0])
+        try:
+            self._still_reachable(started)
+            result = (
+                self._writer.submit(write)
+                if self._writer is not None
+                else self.store.record([write])[0]
+            )
+        except StoreError as exc:
+            self._failed(exc)
+            raise
+        self._answered()
+        return _no_conflict(result)
 
     async def arecord(
         self,
@@ -710,13 +801,24 @@ class Gate:
         waking threads. A cancelled call may still have been recorded: retry it with the same
         `request_id` to find out.
         """
+        started = _monotonic()
         write = self.prepare(
             service, source, cost=cost, units=units, request_id=request_id, time=time,
             labels=labels, emergency=emergency, **details,
         )  # fmt: skip
-        if self._writer is not None:
-            return _no_conflict(await self._writer.asubmit(write))
-        return _no_conflict(self.store.record([write])[0])
+        try:
+            self._still_reachable(started)
+            result = (
+                await self._writer.asubmit(write)
+                if self._writer is not None
+                else self.store.record([write])[0]
+            )
+        except StoreError as exc:
+            self._failed(exc)
+            raise
+        if not self.health.quiet:  # the store answered after an outage: off the loop
+            await asyncio.get_running_loop().run_in_executor(None, self._answered)
+        return _no_conflict(result)
 
     def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RecordResult]:
         """Book several events in one transaction; one result per event, in order.
@@ -736,9 +838,16 @@ class Gate:
     def record_prepared(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         """Store events made by `prepare()` in one transaction (shared with concurrent
         callers); one result per event, in order, `conflict` for a reused key."""
-        if self._writer is not None:
-            return self._writer.submit_many(list(writes))
-        return self.store.record(writes)
+        try:
+            if self._writer is not None:
+                results = self._writer.submit_many(list(writes))
+            else:
+                results = self.store.record(writes)
+        except StoreError as exc:
+            self._failed(exc)
+            raise
+        self._answered()
+        return results
 
     def prepare(
         self,

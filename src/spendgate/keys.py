@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
 import time
 from collections.abc import Iterable
 
-from spendgate.errors import ValidationError
+from spendgate.errors import StoreUnreachableError, ValidationError
 from spendgate.events import check_id
 from spendgate.store.base import KEY_SCOPES, ApiKey, KeyScope, Store
+
+log = logging.getLogger("spendgate")
 
 PREFIX = "sg_"
 DEFAULT_REFRESH_SECONDS = 2.0
@@ -87,6 +90,9 @@ class KeyRing:
     `verify()` is a dictionary look-up and one digest: no store round trip per request. A key
     created or revoked through this ring counts at once; through another process, within
     `refresh_every` seconds (an unknown id also triggers a read, at most every 0.25 s).
+    While the store does not answer, the keys last read stay in force (read again every
+    `refresh_every` seconds), so that a request is answered on its merits (an authorize
+    fails closed) rather than refused for want of its key.
     """
 
     def __init__(self, store: Store, *, refresh_every: float = DEFAULT_REFRESH_SECONDS) -> None:
@@ -111,7 +117,14 @@ class KeyRing:
     def _fresh(self, *, missing: bool = False) -> None:
         age = time.monotonic() - self._read_at
         if age >= self.refresh_every or (missing and age >= _MISS_REFRESH_SECONDS):
-            self.refresh()
+            try:
+                self.refresh()
+            except StoreUnreachableError as exc:
+                if self._read_at < 0:  # never read: there are no keys to go on with
+                    raise
+                with self._lock:
+                    self._read_at = time.monotonic()  # try again in `refresh_every`
+                log.warning("API keys not read again (the last read stay in force): %s", exc)
 
     def verify(self, token: str) -> ApiKey | None:
         """The live key a token belongs to, or `None` (malformed, unknown, wrong, revoked)."""

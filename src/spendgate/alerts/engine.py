@@ -19,6 +19,7 @@ from spendgate.alerts.rules import BudgetStanding, Finding, Snapshot
 from spendgate.config import AlertSettings
 from spendgate.errors import StoreError
 from spendgate.gate import Gate
+from spendgate.health import Outage
 from spendgate.rollups import Tally, total
 from spendgate.store.base import Alert, Notification
 from spendgate.windows import from_micros, to_micros
@@ -43,9 +44,9 @@ class AlertEngine:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self._outages_seen = gate.outages["approved"]
-        self.unreachable: tuple[datetime, str] | None = None
-        """Since when, and why, the store did not answer (an alert cannot be stored then: it
-        is raised once the store answers again)."""
+        self.unreachable: Outage | None = None
+        """An outage not yet reported: since when, and why, the store did not answer (an
+        alert cannot be stored then: it is raised once the store answers again)."""
 
     @property
     def settings(self) -> AlertSettings:
@@ -56,13 +57,16 @@ class AlertEngine:
         """Judge every rule now, fire and resolve alerts, enqueue due notifications.
 
         A store that does not answer raises `StoreError` (and is logged); the outage becomes a
-        critical `store_unreachable` alert once it answers again.
+        critical `store_unreachable` alert once it answers again. So do the outages the
+        gate's own calls ran into meanwhile (`gate.health`): an outage between two
+        evaluations is reported too. Reservations whose outcome the outage left unknown are
+        released (`Gate.resolve_unknown()`).
         """
         try:
             return self._evaluate()
         except StoreError as exc:
-            if self.unreachable is None:
-                self.unreachable = (self.gate.clock(), str(exc))
+            seen = Outage(self.gate.clock(), str(exc))
+            self.unreachable = seen.merged(self.unreachable)
             log.critical("alerts: the store does not answer: %s", exc)
             raise
 
@@ -74,22 +78,14 @@ class AlertEngine:
         firing = {(a.rule, a.scope): a for a in store.alerts(state="firing", limit=10_000)}
         fired: list[str] = []
         resolved: list[str] = []
+        # The store answers: an outage seen meanwhile, by this evaluator or the gate, is over.
+        taken = self.gate.health.take(now)
+        if taken is not None:
+            self.unreachable = taken.merged(self.unreachable)
         if self.unreachable is not None:
-            since, why = self.unreachable
-            outage = Alert(
-                alert_id=f"store_unreachable:all:{to_micros(since)}",
-                rule="store_unreachable",
-                scope="all",
-                severity="critical",
-                state="firing",
-                fired_at=now_us,
-                value=f"{(now - since).total_seconds():.0f}s",
-                threshold="0s",
-                detail={"since": since.isoformat(), "until": now.isoformat(), "error": why},
-            )
-            if store.fire(outage):
-                fired.append(outage.alert_id)
+            self._report(self.unreachable, firing, now, fired, resolved)
             self.unreachable = None
+        self.gate.resolve_unknown()
         for key, alert in list(firing.items()):
             # Alerts of a window (a budget line, its forecast) end with it.
             over = alert.rule in ("budget", "forecast") and self._window_over(alert, now)
@@ -105,10 +101,54 @@ class AlertEngine:
             elif (
                 finding.judgement == "clear"
                 and current is not None
-                and store.resolve(current.alert_id, now_us, finding.value) is not None
+                and store.resolve(current.alert_id, now_us, _resolved_value(finding)) is not None
             ):
                 resolved.append(current.alert_id)
         return Outcome(tuple(fired), tuple(resolved), self.enqueue_due(now_us, resolved))
+
+    def _report(
+        self,
+        outage: Outage,
+        firing: dict[tuple[str, str], Alert],
+        now: datetime,
+        fired: list[str],
+        resolved: list[str],
+    ) -> None:
+        """Fire the `store_unreachable` alert of an outage that is over.
+
+        One alert per outage, however many evaluators saw it: an alert still firing whose
+        span overlaps this one reports the same outage (another server on this store fired
+        it). One that does not is an earlier outage: it is resolved, and this one fired
+        (else an outage soon after another would be refused as a repeat).
+        """
+        until = outage.until or now
+        key = ("store_unreachable", "all")
+        current = firing.get(key)
+        if current is not None and _overlaps(current, outage.since, until):
+            return
+        if current is not None:
+            if self.gate.store.resolve(current.alert_id, to_micros(now)) is not None:
+                resolved.append(current.alert_id)
+            del firing[key]
+        alert = Alert(
+            alert_id=f"store_unreachable:all:{to_micros(outage.since)}",
+            rule="store_unreachable",
+            scope="all",
+            severity="critical",
+            state="firing",
+            fired_at=to_micros(now),
+            value=f"{(until - outage.since).total_seconds():.0f}s",
+            threshold="0s",
+            detail={
+                "since": outage.since.isoformat(),
+                "until": until.isoformat(),
+                "error": outage.error,
+                "denied": outage.denied,
+                "approved_unchecked": outage.approved,
+            },
+        )
+        if self.gate.store.fire(alert):
+            fired.append(alert.alert_id)
 
     def _window_over(self, alert: Alert, now: datetime) -> bool:
         """Whether a budget alert's window has ended (or its budget is gone)."""
@@ -244,6 +284,22 @@ class AlertEngine:
                 )
             )
         return out
+
+
+def _resolved_value(finding: Finding) -> str | None:
+    """The value an alert resolves with: the figure now, except that an outage's alert keeps
+    how long the outage lasted (`None` leaves the stored value)."""
+    return None if finding.rule == "store_unreachable" else finding.value
+
+
+def _overlaps(alert: Alert, since: datetime, until: datetime) -> bool:
+    """Whether a `store_unreachable` alert's outage overlaps `since`..`until`."""
+    try:
+        start = datetime.fromisoformat(str(alert.detail["since"]))
+        end = datetime.fromisoformat(str(alert.detail["until"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return start <= until and since <= end
 
 
 def _alert(finding: Finding, now_us: int) -> Alert:

@@ -199,9 +199,10 @@ def _operations(app: FastAPI) -> None:
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(ctx: Annotated[Context, Depends(context)]) -> Any:
-        """Whether the server and its store answer (no key needed)."""
+        """Whether the server and its store answer (no key needed): 503 once the store has not
+        answered within its timeout (2 s by default for PostgreSQL)."""
         try:
-            ctx.gate.store.revision()
+            ctx.gate.ping()  # a failure is also noted as an outage (the alert, when it is over)
             store = "ok"
         except StoreError:
             store = "unreachable"

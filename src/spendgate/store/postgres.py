@@ -11,7 +11,13 @@ serialization failure is retried whole.
 URL options (the rest go to libpq as they are, e.g. `sslmode`, `connect_timeout`):
 `?schema=NAME` (tables in that schema, created if missing), `?pool_size=10` (connections per
 process), `?migrate=false` (refuse an old schema instead of upgrading it), `?clock=database`
-(expire holds by the database server's clock instead of the callers'; see docs/storage.md).
+(expire holds by the database server's clock instead of the callers'; see docs/storage.md),
+`?timeout=2` (seconds a call waits for a connection before the store counts as unreachable).
+
+A server that is down costs a call at most `timeout`: waiting for a connection is bounded by
+it and not retried, and the pool gives a lost connection up quickly, so that the next call's
+wait is what reconnects (see `_pool`). A write whose connection is lost during COMMIT is
+looked up again on a fresh connection before the call answers (see `_transaction`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import re
 import threading
@@ -35,9 +42,11 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from spendgate.errors import (
     ConflictError,
+    OutcomeUnknownError,
     ReservationStateError,
     StoreClosedError,
     StoreError,
+    StoreUnreachableError,
     UnstorableError,
     ValidationError,
 )
@@ -95,6 +104,13 @@ T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 DEFAULT_POOL_SIZE = 10
+DEFAULT_TIMEOUT = 2.0
+"""Seconds a call waits for a connection (from the pool, or a new one) before it gives up
+and the store counts as unreachable: `authorize()` and `reserve()` then fail closed."""
+MAX_TIMEOUT = 600.0
+_PROBE_WAIT = 0.25
+"""Seconds a call waits for a connection while the pool cannot connect: enough for a server
+that is back to be handed over by the pool's next attempt, and no more (see `_run`)."""
 CLOCKS = ("caller", "database")
 _ATTEMPTS = 8  # tries of a transaction that lost a deadlock or serialization race
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -175,6 +191,25 @@ class _RetryError(Exception):
     """The transaction lost a race PostgreSQL resolves by aborting one side: run it again."""
 
 
+class _CommitLostError(Exception):
+    """The connection was lost during COMMIT: the transaction may or may not be stored.
+    `result` is what the call would have answered had the COMMIT been acknowledged."""
+
+    def __init__(self, result: object, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.result: Any = result
+        self.cause = cause
+
+    def unknown(self, where: str, also: BaseException | None = None) -> OutcomeUnknownError:
+        """The error to raise when the outcome cannot be found out now."""
+        after = f"; looking it up failed too: {_first_line(also)}" if also is not None else ""
+        return OutcomeUnknownError(
+            f"{where}: the connection was lost while committing, the outcome is unknown "
+            f"(the same call again with the same id finds out): {_first_line(self.cause)}"
+            f"{after}"
+        )
+
+
 def _store_errors(
     method: Callable[Concatenate[PostgresStore, P], T],
 ) -> Callable[Concatenate[PostgresStore, P], T]:
@@ -204,6 +239,21 @@ def _store_errors(
     return run
 
 
+def _seconds(text: str | None, default: float) -> float:
+    """The `timeout` option: seconds above 0, at most `MAX_TIMEOUT`."""
+    try:
+        value = default if text is None else float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
+        raise ValidationError(
+            "url timeout",
+            text if text is not None else default,
+            f"a number of seconds above 0 and at most {MAX_TIMEOUT:g}, such as 2",
+        )
+    return value
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
 
@@ -214,7 +264,7 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValidationError("url", url, "postgresql://USER@HOST[:PORT]/DATABASE")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in ("schema", "pool_size", "migrate", "clock")}
+    ours = {k: v for k, v in query if k in ("schema", "pool_size", "migrate", "clock", "timeout")}
     theirs = [(k, v) for k, v in query if k not in ours]
     libpq = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(theirs), ""))
     try:
@@ -280,7 +330,7 @@ class PostgresStore(Store):
         url: str,
         *,
         pool_size: int = DEFAULT_POOL_SIZE,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         migrate_schema: bool = True,
     ) -> None:
         conninfo, options = parse_url(url)
@@ -295,6 +345,7 @@ class PostgresStore(Store):
             pool_size = 0
         if pool_size < 1:
             raise ValidationError("url pool_size", options["pool_size"], "a whole number >= 1")
+        timeout = _seconds(options.get("timeout"), timeout)
         clock = options.get("clock", "caller")
         if clock not in CLOCKS:
             raise ValidationError("url clock", clock, f"one of {', '.join(CLOCKS)}")
@@ -310,11 +361,19 @@ class PostgresStore(Store):
         if schema is not None:
             conninfo = make_conninfo(conninfo, options=f"-csearch_path={schema}")
         self._conninfo = conninfo
+        # A connection attempt of the pool's takes no longer than a call waits for it (libpq
+        # counts whole seconds, at least 2); the URL's own `connect_timeout` wins.
+        self._pool_conninfo = conninfo
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            self._pool_conninfo = make_conninfo(
+                conninfo, connect_timeout=max(2, math.ceil(timeout))
+            )
         self._pool_size = pool_size
         self._timeout = timeout
         self._pools: dict[int, ConnectionPool[Conn]] = {}
         self._pools_lock = threading.Lock()
         self._calls = InFlight(self.where, self._release)
+        self._cannot_connect = False  # the pool gave up connecting; cleared by a connection
         self._prepare_schema(migrate_schema)
 
     # -- connections and transactions --------------------------------------------------------
@@ -360,42 +419,94 @@ class PostgresStore(Store):
                 # A forked child must not use its parent's sockets: it opens a pool of its own
                 # (and leaves the parent's alone, which still serves the parent).
                 pool = ConnectionPool(
-                    self._conninfo,
+                    self._pool_conninfo,
                     min_size=1,
                     max_size=self._pool_size,
                     timeout=self._timeout,
                     # Autocommit: reads need no transaction, and `transaction()` blocks
                     # send a plain BEGIN/COMMIT.
                     kwargs={"autocommit": True},
+                    # A lost connection is reconnected in the background for no longer than
+                    # a call waits. psycopg_pool's default keeps trying for 5 minutes with a
+                    # delay that doubles (1, 2, 4 … 128 s), and a pool whose connections are
+                    # all being retried opens no other: a server back after a minute's
+                    # outage went unused for another minute or two. Given up, the next call
+                    # that finds no connection makes the pool open one at once.
+                    reconnect_timeout=self._timeout,
+                    reconnect_failed=self._gave_up,
+                    configure=self._connected,
                     open=True,
                     name=f"spendgate-{pid}",
                 )
                 self._pools[pid] = pool
         return pool
 
-    def _transaction(self, work: Callable[[Conn], T]) -> T:
-        """Run `work` in one READ COMMITTED transaction (see `_run`)."""
-        return self._run(work, transaction=True)
+    def _gave_up(self, pool: ConnectionPool[Conn]) -> None:
+        """The pool tried to connect for `timeout` seconds and could not: the server is down
+        or out of reach (not merely busy), and calls stop waiting long for a connection."""
+        self._cannot_connect = True
+
+    def _connected(self, conn: Conn) -> None:
+        """The pool made a connection: the server answers again."""
+        self._cannot_connect = False
+
+    def _transaction(
+        self, work: Callable[[Conn], T], *, landed: Callable[[Conn, T], T] | None = None
+    ) -> T:
+        """Run `work` in one READ COMMITTED transaction (see `_run`).
+
+        A connection lost during COMMIT leaves the outcome unknown: the server may have
+        committed before it went, or not. With `landed`, the call finds out before it
+        answers: `landed(conn, result)` runs in a new transaction on a fresh connection,
+        with `result` the answer the lost transaction would have given, and returns the
+        true answer (the lost transaction's if it was stored, else what running the work
+        again gives). It waits for the lost transaction if the server is still finishing
+        it (it locks what that one locked). If that too fails, `OutcomeUnknownError`.
+        """
+        try:
+            return self._run(work, transaction=True)
+        except _CommitLostError as lost:
+            if landed is None:
+                raise lost.unknown(self.where) from lost.cause
+            lost_result = lost.result
+            try:
+                return self._run(lambda conn: landed(conn, lost_result), transaction=True)
+            except (StoreError, psycopg.Error, _CommitLostError) as exc:
+                raise lost.unknown(self.where, exc) from lost.cause
 
     def _read(self, work: Callable[[Conn], T]) -> T:
         """Run `work` on a connection, outside any transaction (see `_run`)."""
         return self._run(work, transaction=False)
 
     def _run(self, work: Callable[[Conn], T], *, transaction: bool) -> T:
-        """Run `work`, again if it lost a race or found its connection dead.
+        """Run `work`, again if it lost a race or found its connection dead, within a time.
 
         A transaction that fails is rolled back whole: PostgreSQL aborts one side of a
         deadlock or serialization conflict, and that side's work is simply run again. A
         connection the server dropped (a restart, an idle timeout) fails before anything is
         written, and the pool may hold several such: each try takes another, until one is
-        new. Only a connection lost during COMMIT leaves the outcome unknown; that is not
-        retried but reported.
+        new. A connection lost during COMMIT leaves the outcome unknown: `_CommitLostError`
+        (see `_transaction`).
+
+        Time: the call gives up once `timeout` seconds have passed since it last heard from
+        the server. Waiting for a connection is not retried: no connection within the time
+        means the server is down or every pooled connection is busy, and either way the
+        caller is better answered now (`authorize()` fails closed) than after minutes. Once
+        the pool has tried to connect for `timeout` seconds in vain, calls wait only
+        `_PROBE_WAIT` (their wait still makes the pool try again), so that during an outage
+        every call is answered at once, several store calls in a row included.
         """
+        deadline = time.monotonic() + self._timeout
         dropped = 0
         for attempt in range(_ATTEMPTS + self._pool_size):
             worked = False
+            result: T
             try:
-                with self._pool().connection() as conn:
+                wait = deadline - time.monotonic()
+                if self._cannot_connect:
+                    wait = min(wait, _PROBE_WAIT)
+                wait = max(wait, 0.001)
+                with self._pool().connection(timeout=wait) as conn:
                     try:
                         if not transaction:
                             return work(conn)
@@ -405,17 +516,32 @@ class PostgresStore(Store):
                         return result
                     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                         raise _RetryError() from None
+                    except psycopg.OperationalError as exc:
+                        if not conn.broken:
+                            raise  # the server answered with an error: the link is fine
+                        if worked:
+                            raise _CommitLostError(result, exc) from exc
+                        dropped += 1
+                        if dropped > self._pool_size or time.monotonic() >= deadline:
+                            raise StoreUnreachableError(
+                                f"{self.where}: the store is unreachable (the connection "
+                                f"was lost): {_first_line(exc)}"
+                            ) from exc
+                        # else: the next try takes another connection
             except _RetryError:
+                deadline = time.monotonic() + self._timeout  # the server answered
                 time.sleep(0.001 * min(attempt + 1, 10))  # let the winner finish
-            except psycopg.OperationalError as exc:
-                if worked:
-                    raise StoreError(
-                        f"{self.where}: the connection was lost while committing; the "
-                        f"outcome is unknown (retry with the same ids to find out): {exc}"
-                    ) from exc
-                dropped += 1
-                if dropped > self._pool_size:
-                    raise
+            except PoolTimeout as exc:
+                why = (
+                    f"no connection could be made for {self._timeout:g} s: the server is "
+                    "down or out of reach"
+                    if self._cannot_connect
+                    else f"no connection within {self._timeout:g} s: the server is down or "
+                    "every pooled connection is busy"
+                )
+                raise StoreUnreachableError(
+                    f"{self.where}: the store is unreachable ({why})"
+                ) from exc
         raise StoreError(f"{self.where}: gave up after {_ATTEMPTS} deadlocks in a row")
 
     def _now(self, conn: Conn, now: int) -> int:
@@ -652,8 +778,15 @@ class PostgresStore(Store):
             used = self._hold_all(conn, write.slots, write.amount, now)
             return ReserveResult("created", tuple(used))
 
+        def landed(conn: Conn, lost: ReserveResult) -> ReserveResult:
+            # The same reservation again: if the lost one was stored, the id finds it.
+            again = work(conn)
+            if lost.status == "created" and again.status == "exists" and again.state == "pending":
+                return lost
+            return again
+
         try:
-            return self._transaction(work)
+            return self._transaction(work, landed=landed)
         except _RefusedError as refused:  # rolled back: no hold was taken on any slot
             return ReserveResult("denied", refused=refused.index)
 
@@ -681,7 +814,16 @@ class PostgresStore(Store):
             )
             return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
 
-        return self._transaction(work)
+        def landed(conn: Conn, lost: CommitResult) -> CommitResult:
+            state, _, _ = self._open_reservation(conn, reservation_id, "commit", any_state=True)
+            if state != "committed":
+                return work(conn)  # the lost COMMIT was not stored: commit now
+            stored = self._stored(conn, write.event.request_id)
+            if stored is not None and stored[0] == write.event.fingerprint:
+                return lost  # stored, with this very event
+            raise ReservationStateError(reservation_id, state, "commit")
+
+        return self._transaction(work, landed=landed)
 
     def _settle(
         self,
@@ -725,7 +867,11 @@ class PostgresStore(Store):
             )
             return "expired" if state == "expired" else "released"
 
-        return self._transaction(work)
+        def landed(conn: Conn, lost: ReservationState) -> ReservationState:
+            state, _, _ = self._open_reservation(conn, reservation_id, "release", any_state=True)
+            return lost if state == "released" else work(conn)
+
+        return self._transaction(work, landed=landed)
 
     @_store_errors
     def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
@@ -775,13 +921,24 @@ class PostgresStore(Store):
     def record(self, writes: Sequence[EventWrite]) -> list[RecordResult]:
         if not writes:
             return []
+
+        def landed(conn: Conn, lost: list[RecordResult]) -> list[RecordResult]:
+            # Idempotent by request id: what the lost COMMIT stored is found as `exists`.
+            again = self._record_checked(conn, writes)
+            return [
+                was if was.status == "created" and now_.status == "exists" else now_
+                for was, now_ in zip(lost, again, strict=True)
+            ]
+
         try:
             if not any(w.quota or w.draw for w in writes):
                 try:
-                    return self._transaction(lambda conn: self._record_new(conn, writes))
+                    return self._transaction(
+                        lambda conn: self._record_new(conn, writes), landed=landed
+                    )
                 except pg_errors.UniqueViolation:
                     pass  # rolled back whole: a retry or a conflict is in the batch
-            return self._transaction(lambda conn: self._record_checked(conn, writes))
+            return self._transaction(lambda conn: self._record_checked(conn, writes), landed=landed)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             # A value the database cannot hold, not a database that fails: not a
             # `StoreError`, so a group commit writes the other callers' events again

@@ -1,0 +1,170 @@
+"""A gate's view of its store's health: outages, and holds whose outcome was lost.
+
+The gate notes every call that found the store unreachable and the first answer after it,
+so that an outage becomes one `store_unreachable` alert once the store answers again
+(`AlertEngine` takes it from here), whoever saw it: a denied `authorize()`, a failed
+`record()`, `/healthz`, or the evaluator's own reads. Outages not yet reported merge into one.
+
+A `reserve()` whose connection was lost during COMMIT, and that the store could not look up
+again in time, was answered "denied" (or "approved unchecked" for a fail-open budget). Its
+id is kept here, and the hold, if the store did keep it, is released by the gate's next call
+that reaches the store: it never holds room until its TTL while the caller believes it has
+nothing (or books its cost unreserved).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+
+from spendgate.errors import ReservationStateError, StoreError
+
+MAX_UNKNOWN = 10_000
+"""Lost-outcome reservations remembered at most; past it the oldest are left to their TTL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A span of time in which the store did not answer a gate."""
+
+    since: datetime
+    """When a call first found the store unreachable."""
+    error: str
+    """Why, as that call was told."""
+    until: datetime | None = None
+    """When the store first answered again (`None` while it does not)."""
+    denied: int = 0
+    """Calls denied meanwhile (budgets that fail closed)."""
+    approved: int = 0
+    """Calls approved unchecked meanwhile (budgets that fail open)."""
+
+    def seconds(self, now: datetime) -> float:
+        """How long it lasted (until `now` if it still does)."""
+        return ((self.until or now) - self.since).total_seconds()
+
+    def merged(self, other: Outage | None) -> Outage:
+        """This outage and `other` as one: from the earlier start to the later end."""
+        if other is None:
+            return self
+        first = self if self.since <= other.since else other
+        ends = [o.until for o in (self, other)]
+        return Outage(
+            first.since,
+            first.error,
+            None if None in ends else max(e for e in ends if e is not None),
+            self.denied + other.denied,
+            self.approved + other.approved,
+        )
+
+
+class StoreHealth:
+    """Outages and lost-outcome reservations, as one gate saw them. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outage: Outage | None = None
+        self._unknown: dict[str, None] = {}  # reservation ids, oldest first
+        self._settling = threading.Lock()
+        self.failed_at = -math.inf
+        """`time.monotonic()` of the latest call that found the store unreachable."""
+        self.last_error: StoreError | None = None
+        """That call's error."""
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing to do when the store answers: no outage in progress, no lost outcome.
+
+        Read without the lock: the per-call path looks at it after every answer, and a
+        change it misses is seen by the next call.
+        """
+        outage = self._outage
+        return (outage is None or outage.until is not None) and not self._unknown
+
+    @property
+    def outage(self) -> Outage | None:
+        """The outage not yet reported (in progress if its `until` is `None`)."""
+        return self._outage
+
+    def failed(
+        self, at: datetime, error: StoreError, outcome: Literal["denied", "approved"] | None = None
+    ) -> None:
+        """A call found the store unreachable at `at` (and was `outcome`, if it was decided)."""
+        with self._lock:
+            self.failed_at = time.monotonic()
+            self.last_error = error
+            outage = self._outage
+            if outage is None:
+                outage = Outage(at, str(error))
+            elif outage.until is not None:  # again before it was reported: one outage
+                outage = replace(outage, until=None)
+            if outcome == "denied":
+                outage = replace(outage, denied=outage.denied + 1)
+            elif outcome == "approved":
+                outage = replace(outage, approved=outage.approved + 1)
+            self._outage = outage
+
+    def answered(self, at: datetime) -> None:
+        """The store answered a call at `at`: an outage in progress is over."""
+        with self._lock:
+            if self._outage is not None and self._outage.until is None:
+                self._outage = replace(self._outage, until=at)
+
+    def take(self, at: datetime) -> Outage | None:
+        """The outage to report, forgotten here. Call it after the store answered you (at
+        `at`, which ends an outage still in progress)."""
+        with self._lock:
+            outage, self._outage = self._outage, None
+        if outage is not None and outage.until is None:
+            outage = replace(outage, until=at)
+        return outage
+
+    # -- lost outcomes ----------------------------------------------------------------------------
+
+    def lost(self, reservation_id: str) -> None:
+        """A reservation whose outcome is unknown: its hold, if stored, is to be released."""
+        with self._lock:
+            self._unknown[reservation_id] = None
+            while len(self._unknown) > MAX_UNKNOWN:
+                del self._unknown[next(iter(self._unknown))]
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """The reservation ids whose holds are still to be released, oldest first."""
+        with self._lock:
+            return tuple(self._unknown)
+
+    def claim(self, reservation_id: str) -> None:
+        """A caller reserves this id again: the hold is theirs now, not to be released.
+
+        Waits for a release of it already under way, which the caller's reserve then sees.
+        """
+        if reservation_id in self._unknown:
+            with self._settling, self._lock:
+                self._unknown.pop(reservation_id, None)
+
+    def settle(self, release: Callable[[str], object], *, limit: int = 100) -> int:
+        """Release the holds of lost outcomes with `release(id)` (up to `limit`, oldest first);
+        how many were released. Stops at the first `StoreError` (the store is down again:
+        the rest wait for its next answer). Another thread settling already: returns 0."""
+        if not self._settling.acquire(blocking=False):
+            return 0
+        done = 0
+        try:
+            for reservation_id in self.unknown[:limit]:
+                try:
+                    release(reservation_id)
+                    done += 1
+                except ReservationStateError:
+                    pass  # never stored, or settled meanwhile: nothing is held
+                except StoreError:
+                    break
+                with self._lock:
+                    self._unknown.pop(reservation_id, None)
+        finally:
+            self._settling.release()
+        return done
