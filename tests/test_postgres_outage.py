@@ -513,31 +513,41 @@ def test_a_short_timeout_option_bounds_the_wait(server: Cluster, schema: str) ->
 def test_a_busy_pool_answers_in_time_and_serves_again_once_free(
     server: Cluster, schema: str
 ) -> None:
-    # One connection, held by a reserve that waits for a row lock: the pool is saturated,
-    # not down. A call waits its timeout once, not pool_size + 1 times.
-    gate = Gate.open(server.url(schema, pool_size=1, timeout="0.5"), config=config())
+    # Every connection held by a reserve that waits for a row lock: the pool is saturated,
+    # not down. A call waits its timeout once (0.5 s), not pool_size + 1 times (2 s).
+    gate = Gate.open(server.url(schema, pool_size=3, timeout="0.5"), config=config())
     try:
         assert gate.reserve("scraper", "paid_api").approved  # the budget's row exists
+        held: list[Any] = []
         with psycopg.connect(server.dsn, autocommit=True) as holder:
             holder.execute("BEGIN")
             holder.execute(f"SELECT * FROM {schema}.budget_buckets FOR UPDATE")
-            held: list[Any] = []
-            blocked = threading.Thread(
-                target=lambda: held.append(gate.reserve("scraper", "paid_api"))
-            )
-            blocked.start()
-            until(
-                lambda: server.sql("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"),
-                "the reserve waiting on the row",
-            )
-            decision, seconds = timed(lambda: gate.authorize("scraper", "paid_api"))
-            assert decision.status == "denied"
-            assert "every pooled connection is busy" in decision.reason
-            assert seconds < 0.5 + 1.0
-            holder.execute("COMMIT")
-            blocked.join(30)
-        assert held[0].approved
-        assert gate.authorize("scraper", "paid_api").approved
+            blocked = [
+                threading.Thread(target=lambda: held.append(gate.reserve("scraper", "paid_api")))
+                for _ in range(3)
+            ]
+            try:
+                for t in blocked:
+                    t.start()
+                until(
+                    lambda: (
+                        server.sql(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        )[0][0]
+                        == 3
+                    ),
+                    "three reserves waiting on the row",
+                )
+                decision, seconds = timed(lambda: gate.authorize("scraper", "paid_api"))
+            finally:
+                holder.execute("COMMIT")
+                for t in blocked:
+                    t.join(30)
+        assert decision.status == "denied"
+        assert "every pooled connection is busy" in decision.reason
+        assert seconds < 0.5 + 1.0
+        assert [d.approved for d in held] == [True] * 3
+        assert gate.authorize("scraper", "paid_api").approved  # free again: served
     finally:
         gate.close()
 
