@@ -178,12 +178,5 @@ class StoreUnreachableError(StoreError):
 
 class OutcomeUnknownError(StoreUnreachableError):
     """A write whose connection was lost while it committed, and that could not be looked
-    up again within the store's timeout: it may or may not have been stored.
-
-    `key` is the id that finds out (a reservation id or a request id): the same call again
-    with the same id answers truthfully once the store answers.
-    """
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        self.key = key
-        super().__init__(message)
+    up again within the store's timeout: it may or may not have been stored. Its id (the
+    reservation id, the request id) finds out once the store answers."""

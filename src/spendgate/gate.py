@@ -359,7 +359,7 @@ class Gate:
         twice."""
         error = self.health.last_error
         if self.health.failed_at > started and error is not None:
-            raise error
+            raise StoreUnreachableError(str(error))  # a new one: that one is another call's
 
     def _failed(
         self, exc: StoreError, outcome: Literal["denied", "approved"] | None = None
@@ -374,7 +374,10 @@ class Gate:
         reservations whose outcome was lost (see `resolve_unknown()`)."""
         if not self.health.quiet:  # after an outage only: the per-call path skips this
             self.health.answered(self.clock())
-            self.resolve_unknown()
+            try:
+                self.resolve_unknown()
+            except Exception:  # clean-up must not fail the call that happened to trigger it
+                log.exception("holds of reservations whose outcome was lost not released")
 
     def resolve_unknown(self) -> int:
         """Release the holds of reservations whose outcome was lost while the store was

@@ -12,12 +12,13 @@ URL options (the rest go to libpq as they are, e.g. `sslmode`, `connect_timeout`
 `?schema=NAME` (tables in that schema, created if missing), `?pool_size=10` (connections per
 process), `?migrate=false` (refuse an old schema instead of upgrading it), `?clock=database`
 (expire holds by the database server's clock instead of the callers'; see docs/storage.md),
-`?timeout=2` (seconds a call waits for a connection before the store counts as unreachable).
+`?timeout=1.5` (seconds a call waits for a connection before the store counts as unreachable).
 
-A server that is down costs a call at most `timeout`: waiting for a connection is bounded by
-it and not retried, and the pool gives a lost connection up quickly, so that the next call's
-wait is what reconnects (see `_pool`). A write whose connection is lost during COMMIT is
-looked up again on a fresh connection before the call answers (see `_transaction`).
+A server that is down costs a call at most `timeout` (and the calls after it far less, see
+`_run`): waiting for a connection is bounded by it and not retried, and the pool gives a lost
+connection up quickly, so that the next call's wait is what reconnects (see `_pool`). A write
+whose connection is lost during COMMIT is looked up again on a fresh connection before the
+call answers (see `_transaction`).
 """
 
 from __future__ import annotations
@@ -104,13 +105,13 @@ T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 DEFAULT_POOL_SIZE = 10
-DEFAULT_TIMEOUT = 2.0
+DEFAULT_TIMEOUT = 1.5
 """Seconds a call waits for a connection (from the pool, or a new one) before it gives up
 and the store counts as unreachable: `authorize()` and `reserve()` then fail closed."""
 MAX_TIMEOUT = 600.0
 _PROBE_WAIT = 0.25
-"""Seconds a call waits for a connection while the pool cannot connect: enough for a server
-that is back to be handed over by the pool's next attempt, and no more (see `_run`)."""
+"""Seconds a call waits for a connection after calls found the server unreachable: enough
+for a server that is back to be handed over by the pool's next attempt, and no more."""
 CLOCKS = ("caller", "database")
 _ATTEMPTS = 8  # tries of a transaction that lost a deadlock or serialization race
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -373,7 +374,7 @@ class PostgresStore(Store):
         self._pools: dict[int, ConnectionPool[Conn]] = {}
         self._pools_lock = threading.Lock()
         self._calls = InFlight(self.where, self._release)
-        self._cannot_connect = False  # the pool gave up connecting; cleared by a connection
+        self._failing = False  # the last call found the server unreachable (see `_run`)
         self._prepare_schema(migrate_schema)
 
     # -- connections and transactions --------------------------------------------------------
@@ -433,22 +434,11 @@ class PostgresStore(Store):
                     # outage went unused for another minute or two. Given up, the next call
                     # that finds no connection makes the pool open one at once.
                     reconnect_timeout=self._timeout,
-                    reconnect_failed=self._gave_up,
-                    configure=self._connected,
                     open=True,
                     name=f"spendgate-{pid}",
                 )
                 self._pools[pid] = pool
         return pool
-
-    def _gave_up(self, pool: ConnectionPool[Conn]) -> None:
-        """The pool tried to connect for `timeout` seconds and could not: the server is down
-        or out of reach (not merely busy), and calls stop waiting long for a connection."""
-        self._cannot_connect = True
-
-    def _connected(self, conn: Conn) -> None:
-        """The pool made a connection: the server answers again."""
-        self._cannot_connect = False
 
     def _transaction(
         self, work: Callable[[Conn], T], *, landed: Callable[[Conn, T], T] | None = None
@@ -491,10 +481,11 @@ class PostgresStore(Store):
         Time: the call gives up once `timeout` seconds have passed since it last heard from
         the server. Waiting for a connection is not retried: no connection within the time
         means the server is down or every pooled connection is busy, and either way the
-        caller is better answered now (`authorize()` fails closed) than after minutes. Once
-        the pool has tried to connect for `timeout` seconds in vain, calls wait only
-        `_PROBE_WAIT` (their wait still makes the pool try again), so that during an outage
-        every call is answered at once, several store calls in a row included.
+        caller is better answered now (`authorize()` fails closed) than after minutes. After
+        a call found the server unreachable, and until one succeeds, calls wait only
+        `_PROBE_WAIT` (a wait still makes the pool try to connect): during an outage every
+        call is answered at once, a key check then an authorize included. A pool that is
+        merely busy soon has a call succeed, which ends the short waits.
         """
         deadline = time.monotonic() + self._timeout
         dropped = 0
@@ -503,17 +494,16 @@ class PostgresStore(Store):
             result: T
             try:
                 wait = deadline - time.monotonic()
-                if self._cannot_connect:
+                if self._failing:
                     wait = min(wait, _PROBE_WAIT)
-                wait = max(wait, 0.001)
-                with self._pool().connection(timeout=wait) as conn:
+                with self._pool().connection(timeout=max(wait, 0.001)) as conn:
                     try:
-                        if not transaction:
-                            return work(conn)
-                        with conn.transaction():
+                        if transaction:
+                            with conn.transaction():
+                                result = work(conn)
+                                worked = True
+                        else:
                             result = work(conn)
-                            worked = True
-                        return result
                     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                         raise _RetryError() from None
                     except psycopg.OperationalError as exc:
@@ -523,22 +513,27 @@ class PostgresStore(Store):
                             raise _CommitLostError(result, exc) from exc
                         dropped += 1
                         if dropped > self._pool_size or time.monotonic() >= deadline:
+                            self._failing = True
                             raise StoreUnreachableError(
                                 f"{self.where}: the store is unreachable (the connection "
                                 f"was lost): {_first_line(exc)}"
                             ) from exc
-                        # else: the next try takes another connection
+                        continue  # the next try takes another connection
+                if self._failing:
+                    self._failing = False
+                return result
             except _RetryError:
                 deadline = time.monotonic() + self._timeout  # the server answered
                 time.sleep(0.001 * min(attempt + 1, 10))  # let the winner finish
             except PoolTimeout as exc:
                 why = (
-                    f"no connection could be made for {self._timeout:g} s: the server is "
-                    "down or out of reach"
-                    if self._cannot_connect
+                    "no connection: the server did not answer the calls before this one "
+                    "either, it is down or out of reach"
+                    if self._failing
                     else f"no connection within {self._timeout:g} s: the server is down or "
                     "every pooled connection is busy"
                 )
+                self._failing = True
                 raise StoreUnreachableError(
                     f"{self.where}: the store is unreachable ({why})"
                 ) from exc
