@@ -26,8 +26,15 @@ from spendgate.windows import from_micros
 
 router = APIRouter(responses=ERROR_RESPONSES)
 Ctx = Annotated[Context, Depends(context)]
-Reader = Annotated[Principal, Depends(require("read"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
+# Budgets and prices are shared by every service (a price serves every service that calls its
+# source; a change to a budget could widen its scope): limited keys are refused, and see their
+# own budgets' standing through the filtered /api/budgets/status. Keys are confined instead:
+# a limited admin manages the keys within its own rights.
+Reader = Annotated[Principal, Depends(require("read", services="all"))]
+Admin = Annotated[Principal, Depends(require("admin", services="all"))]
+FilteredReader = Annotated[Principal, Depends(require("read", services="filtered"))]
+FilteredAdmin = Annotated[Principal, Depends(require("admin", services="filtered"))]
+OwnAdmin = Annotated[Principal, Depends(require("admin", services="own"))]
 NamePath = Annotated[str, Path(min_length=1, max_length=200)]
 
 # -- budgets and prices ----------------------------------------------------------------------
@@ -80,10 +87,11 @@ def _crud(kind: Kind, collection: str, body_type: type[BudgetIn] | type[SourceIn
 
 
 @router.get("/api/budgets/status", response_model=list[BudgetStatusOut], tags=["budgets"])
-def budget_status(ctx: Ctx, who: Reader) -> Any:
-    """Every budget's spent, reserved, remaining and level in its current window."""
+def budget_status(ctx: Ctx, who: FilteredReader) -> Any:
+    """Every budget's spent, reserved, remaining and level in its current window (for a key
+    limited to services, only the budgets scoped to one of them)."""
     ctx.gate.refresh()
-    return [s.to_dict() for s in ctx.gate.status()]
+    return [s.to_dict() for s in ctx.gate.status() if who.sees_budget(s.budget)]
 
 
 # Declared after /status so that the literal path wins over /{name}.
@@ -119,14 +127,18 @@ def key_out(key: ApiKey) -> dict[str, Any]:
 
 
 @router.get("/api/keys", response_model=list[KeyOut], tags=["keys"])
-def list_keys(ctx: Ctx, who: Admin) -> Any:
-    """Every API key, revoked ones included (never a secret)."""
-    return [key_out(k) for k in ctx.keys.keys()]  # noqa: SIM118 - a method
+def list_keys(ctx: Ctx, who: FilteredAdmin) -> Any:
+    """Every API key, revoked ones included (never a secret); for a key limited to services,
+    the keys with no more rights than its own."""
+    keys = ctx.keys.keys()
+    return [key_out(k) for k in keys if who.holds(k.scope, k.services)]
 
 
 @router.post("/api/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
-def create_key(body: KeyIn, ctx: Ctx, who: Admin) -> Any:
-    """A new key. Its `token` is in this answer only: it is stored as a hash."""
+def create_key(body: KeyIn, ctx: Ctx, who: OwnAdmin) -> Any:
+    """A new key. Its `token` is in this answer only: it is stored as a hash. A key may
+    create only keys with no more rights than its own (403)."""
+    who.check_grant(body.scope, body.services)
     token, key = ctx.keys.create(
         body.name, body.scope, services=body.services, actor=who.actor, now=ctx.now_us()
     )
@@ -135,9 +147,14 @@ def create_key(body: KeyIn, ctx: Ctx, who: Admin) -> Any:
 
 @router.delete("/api/keys/{key_id}", response_model=KeyOut, tags=["keys"])
 def revoke_key(
-    key_id: Annotated[str, Path(min_length=1, max_length=64)], ctx: Ctx, who: Admin
+    key_id: Annotated[str, Path(min_length=1, max_length=64)], ctx: Ctx, who: OwnAdmin
 ) -> Any:
-    """Revoke a key: every request with it fails from now on."""
+    """Revoke a key: every request with it fails from now on. A key may revoke only keys
+    with no more rights than its own (403)."""
+    target = next((k for k in ctx.keys.keys() if k.key_id == key_id), None)  # noqa: SIM118
+    if target is None:
+        raise NotFoundError("key", key_id)
+    who.check_revoke(target)
     key = ctx.keys.revoke(key_id, actor=who.actor, now=ctx.now_us())
     if key is None:
         raise NotFoundError("key", key_id)

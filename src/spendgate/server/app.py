@@ -219,11 +219,18 @@ def _operations(app: FastAPI) -> None:
         response_class=Response,
         responses={200: {"content": {metrics.CONTENT_TYPE: {}}}, **problems.ERROR_RESPONSES},
     )
-    def prometheus(who: Annotated[Principal, Depends(require("read"))]) -> Response:
-        """Prometheus metrics (text format)."""
-        return Response(metrics.exposition(app.state.metrics), media_type=metrics.CONTENT_TYPE)
+    def prometheus(
+        who: Annotated[Principal, Depends(require("read", services="filtered"))],
+    ) -> Response:
+        """Prometheus metrics (text format). A key limited to services is shown only their
+        series (and their budgets'): not the figures that span every service."""
+        if who.limited:
+            text = metrics.exposition(metrics.registry(app.state.context, who.key.services))
+        else:
+            text = metrics.exposition(app.state.metrics)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
     @app.get("/openapi.json", tags=["ops"], include_in_schema=False)
-    def openapi(who: Annotated[Principal, Depends(require("read"))]) -> Any:
+    def openapi(who: Annotated[Principal, Depends(require("read", services="any"))]) -> Any:
         """This API's OpenAPI document."""
         return app.openapi()

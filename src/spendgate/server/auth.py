@@ -3,20 +3,32 @@ optionally limited to services. A browser signed in to the dashboard sends its s
 instead (see `sessions`); it acts as the key the session is bound to, and its state-changing
 requests must carry the session's CSRF token.
 
-Each protected route declares the scope it needs with `Depends(require("write"))`; the route
-table is checked at start-up so that a new route cannot forget to.
+Each protected route declares, in one place, the scope it needs and its service rule (what
+a key limited to some services may do there): `Depends(require("write", services="own"))`.
+The route table is checked at start-up so that a new route cannot forget either; the
+WebSocket declares both with `declare()`. The rules (see `SERVICE_RULES`):
+
+- `all`: the route spans every service; a limited key is refused (403) before the handler.
+- `own`: the route acts for the services its request names; the handler refuses (403) one
+  outside the key's list (`Principal.check_services`, `check_grant`, `check_revoke`).
+- `filtered`: the route answers with only the key's services' figures (`sees_budget`...).
+- `any`: the route shows nothing of any service (the API document): any key of the scope.
+
+Whatever the route, a key never creates or revokes a key with more rights than its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, get_args
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
+from spendgate.budgets import Budget
 from spendgate.keys import KeyRing, allows
 from spendgate.server.sessions import CSRF_HEADER, SESSION_COOKIE, Session, Sessions
 from spendgate.store.base import ApiKey, KeyScope
@@ -27,6 +39,10 @@ plain routes outside the API that, without a session, show only the sign-in form
 figure they show comes from the protected routes)."""
 TOKEN_QUERY = "token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+ServiceRule = Literal["all", "own", "filtered", "any"]
+SERVICE_RULES: tuple[ServiceRule, ...] = get_args(ServiceRule)
+"""What a key limited to some services may do on a route (see the module's docstring)."""
 
 SECURITY_SCHEME = {
     "type": "http",
@@ -60,6 +76,45 @@ class Principal:
                     f"; it may not act for {service!r}",
                 )
 
+    @property
+    def limited(self) -> bool:
+        """Whether the key is limited to some services."""
+        return self.key.services is not None
+
+    def sees_budget(self, budget: Budget) -> bool:
+        """Whether the key may see `budget`'s figures (see `budget_visible`)."""
+        return budget_visible(budget, self.key.services)
+
+    def holds(self, scope: KeyScope, services: Iterable[str] | None) -> bool:
+        """Whether a key of `scope` limited to `services` (`None`: all) has no more rights
+        than this one: a scope no higher, and services among this key's."""
+        if not allows(self.key.scope, scope):
+            return False
+        if self.key.services is None:
+            return True
+        return services is not None and set(services) <= set(self.key.services)
+
+    def check_grant(self, scope: KeyScope, services: Iterable[str] | None) -> None:
+        """Refuse (403) to create a key with more rights than this one."""
+        if not self.holds(scope, services):
+            raise HTTPException(
+                403,
+                f"this key ({self._rights()}) may not create a key with more rights: "
+                f"{_rights(scope, services)}",
+            )
+
+    def check_revoke(self, other: ApiKey) -> None:
+        """Refuse (403) to revoke a key with more rights than this one."""
+        if not self.holds(other.scope, other.services):
+            raise HTTPException(
+                403,
+                f"this key ({self._rights()}) may not revoke a key with more rights: "
+                f"{_rights(other.scope, other.services)}",
+            )
+
+    def _rights(self) -> str:
+        return _rights(self.key.scope, self.key.services)
+
     def check_unlimited(self) -> None:
         """Refuse (403) a key limited to services on a route that spans every service."""
         if self.key.services is not None:
@@ -68,12 +123,30 @@ class Principal:
             )
 
 
+def budget_visible(budget: Budget, services: Iterable[str] | None) -> bool:
+    """Whether a key limited to `services` (`None`: all) may see `budget`'s figures: every
+    budget for an unlimited key; for a limited one, only a budget scoped to one of its
+    services (a budget of scope `all`, a source or a label counts other services' spend)."""
+    if services is None:
+        return True
+    return budget.scope.kind == "service" and budget.scope.value in set(services)
+
+
+def _rights(scope: KeyScope, services: Iterable[str] | None) -> str:
+    where = "every service" if services is None else "services " + ", ".join(services)
+    return f"scope {scope}, {where}"
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require(scope: KeyScope) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits keys of at least `scope` and returns the caller."""
+def require(scope: KeyScope, *, services: ServiceRule) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits keys of at least `scope` and returns the caller; with
+    `services="all"` it also refuses keys limited to services (the other rules are the
+    handler's to apply: see the module's docstring)."""
+    if services not in SERVICE_RULES:
+        raise ValueError(f"services must be one of {', '.join(SERVICE_RULES)}, not {services!r}")
 
     async def principal(request: Request) -> Principal:
         # The header is read directly (not through a security sub-dependency, which costs
@@ -94,10 +167,31 @@ def require(scope: KeyScope) -> Callable[..., Awaitable[Principal]]:
             raise _unauthorized("the API key is unknown, malformed or revoked")
         if not allows(key.scope, scope):
             raise HTTPException(403, f"this route needs a key with scope {scope!r}")
-        return Principal(key)
+        who = Principal(key)
+        if services == "all":
+            who.check_unlimited()
+        return who
 
     principal.scope = scope  # type: ignore[attr-defined]  # read by check_routes()
+    principal.service_rule = services  # type: ignore[attr-defined]
     return principal
+
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def declare(scope: KeyScope, *, services: ServiceRule) -> Callable[[Endpoint], Endpoint]:
+    """Declare a WebSocket endpoint's scope and service rule (it authenticates itself: a
+    WebSocket has no dependency to do it); `check_routes` reads them."""
+    if services not in SERVICE_RULES:
+        raise ValueError(f"services must be one of {', '.join(SERVICE_RULES)}, not {services!r}")
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        endpoint.scope = scope  # type: ignore[attr-defined]
+        endpoint.service_rule = services  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
 
 
 def session_of(connection: HTTPConnection) -> tuple[Session, ApiKey] | None:
@@ -158,13 +252,24 @@ def websocket_token(websocket: WebSocket) -> str | None:
     return websocket.query_params.get(TOKEN_QUERY)
 
 
-def route_scope(route: APIRoute) -> KeyScope | None:
-    """The scope a route requires, or `None` for a public one."""
-    for dependency in route.dependant.dependencies:
-        scope = getattr(dependency.call, "scope", None)
-        if scope is not None:
-            return scope  # type: ignore[no-any-return]
-    return None
+def _declared(route: BaseRoute, attribute: str) -> Any:
+    if isinstance(route, APIRoute):
+        for dependency in route.dependant.dependencies:
+            found = getattr(dependency.call, attribute, None)
+            if found is not None:
+                return found
+        return None
+    return getattr(getattr(route, "endpoint", None), attribute, None)
+
+
+def route_scope(route: BaseRoute) -> KeyScope | None:
+    """The scope a route (HTTP or WebSocket) requires, or `None` for a public one."""
+    return _declared(route, "scope")  # type: ignore[no-any-return]
+
+
+def route_rule(route: BaseRoute) -> ServiceRule | None:
+    """The service rule a route declares, or `None` (a public route, or a defect)."""
+    return _declared(route, "service_rule")  # type: ignore[no-any-return]
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
@@ -177,8 +282,28 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
             yield from api_routes(included.routes)
 
 
+def websocket_routes(routes: Iterable[BaseRoute]) -> Iterator[WebSocketRoute]:
+    """Every WebSocket route, those of included routers too."""
+    for route in routes:
+        if isinstance(route, WebSocketRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from websocket_routes(included.routes)
+
+
 def check_routes(app: FastAPI) -> None:
-    """Refuse to start if any route but the public ones lacks a scope."""
-    for route in api_routes(app.routes):
-        if route.path not in PUBLIC_PATHS and route_scope(route) is None:
-            raise RuntimeError(f"route {route.path} declares no API key scope")
+    """Refuse to start if any route (HTTP or WebSocket) but the public ones lacks a scope
+    or a service rule."""
+    routes: list[BaseRoute] = [*api_routes(app.routes), *websocket_routes(app.routes)]
+    for route in routes:
+        path = getattr(route, "path", "?")
+        if path in PUBLIC_PATHS:
+            continue
+        if route_scope(route) is None:
+            raise RuntimeError(f"route {path} declares no API key scope")
+        if route_rule(route) not in SERVICE_RULES:
+            raise RuntimeError(
+                f"route {path} declares no service rule: require(scope, services=...) with "
+                f"one of {', '.join(SERVICE_RULES)}"
+            )

@@ -18,7 +18,8 @@ from spendgate.server.schemas import CurrentOut, DashboardOut, Figures
 
 router = APIRouter(tags=["cost"], responses=ERROR_RESPONSES)
 Ctx = Annotated[Context, Depends(context)]
-Reader = Annotated[Principal, Depends(require("read"))]
+Reader = Annotated[Principal, Depends(require("read", services="all"))]
+OwnReader = Annotated[Principal, Depends(require("read", services="own"))]
 Days = Annotated[int, Query(ge=1, le=366, description="Window in days.")]
 
 
@@ -63,7 +64,6 @@ def dashboard(ctx: Context) -> dict[str, Any]:
 @router.get("/cost/dashboard/live", response_model=DashboardOut)
 def live_dashboard(ctx: Ctx, who: Reader) -> dict[str, Any]:
     """The live cost dashboard: every section the seed's dashboard shows."""
-    who.check_unlimited()
     return dashboard(ctx)
 
 
@@ -71,7 +71,7 @@ def live_dashboard(ctx: Ctx, who: Reader) -> dict[str, Any]:
 def service_metrics(
     service_name: str,
     ctx: Ctx,
-    who: Reader,
+    who: OwnReader,
     period: Literal["today", "week", "month"] = "today",
 ) -> dict[str, Any]:
     """A service's cost summary for today, this week or this month (the seed's
@@ -84,19 +84,19 @@ def service_metrics(
 @router.get("/api/cost/current", response_model=CurrentOut)
 def current(ctx: Ctx, who: Reader) -> dict[str, Any]:
     """Live metrics: today's spend, budget remaining, rates, projection and runway."""
-    who.check_unlimited()
     return ctx.analyst.live().to_dict()
 
 
 @router.get("/api/cost/daily/{date}", response_model=Figures)
 def daily(date: str, ctx: Ctx, who: Reader) -> dict[str, Any]:
     """One day (YYYY-MM-DD, in the budget's time zone): totals, services, sources, hours."""
-    who.check_unlimited()
     return ctx.analyst.daily(date).to_dict()
 
 
 @router.get("/api/cost/service/{service_name}/performance", response_model=Figures)
-def service_performance(service_name: str, ctx: Ctx, who: Reader, days: Days = 7) -> dict[str, Any]:
+def service_performance(
+    service_name: str, ctx: Ctx, who: OwnReader, days: Days = 7
+) -> dict[str, Any]:
     """A service's last `days` days with trends."""
     who.check_services([service_name])
     known_service(ctx, service_name)
@@ -106,7 +106,6 @@ def service_performance(service_name: str, ctx: Ctx, who: Reader, days: Days = 7
 @router.get("/api/cost/forecast/monthly", response_model=Figures)
 async def monthly_forecast(ctx: Ctx, who: Reader) -> dict[str, Any]:
     """Month-end projections by three methods, the one chosen by backtest, the assessment."""
-    who.check_unlimited()
     # Fitting takes a second or two the first time each day: off the event loop.
     forecast = await run_in_threadpool(ctx.analyst.monthly_forecast)
     return forecast.to_dict()
@@ -115,7 +114,6 @@ async def monthly_forecast(ctx: Ctx, who: Reader) -> dict[str, Any]:
 @router.get("/api/cost/optimization/opportunities", response_model=Figures)
 def opportunities(ctx: Ctx, who: Reader, days: Days = 7) -> dict[str, Any]:
     """Ways to spend less, each with the saving it names, largest first."""
-    who.check_unlimited()
     found = ctx.analyst.opportunities(days)
     return {
         "as_of": ctx.now().isoformat(),

@@ -37,8 +37,9 @@ router = APIRouter(tags=["ingest"], responses=ERROR_RESPONSES)
 
 
 Ctx = Annotated[Context, Depends(context)]
-Writer = Annotated[Principal, Depends(require("write"))]
-Reader = Annotated[Principal, Depends(require("read"))]
+# Every route here acts for the services its request names (checked in the handler).
+Writer = Annotated[Principal, Depends(require("write", services="own"))]
+Reader = Annotated[Principal, Depends(require("read", services="own"))]
 ReservationId = Annotated[str, Path(min_length=1, max_length=200)]
 
 

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from spendgate.alerts.notices import alert_dict
 from spendgate.errors import SpendgateError
 from spendgate.keys import KeyRing
-from spendgate.server.auth import websocket_key
+from spendgate.server.auth import declare, websocket_key
 from spendgate.server.context import Context
 
 log = logging.getLogger("spendgate.server")
@@ -242,9 +242,10 @@ def _asks_for_metrics(text: str) -> bool:
 
 
 @router.websocket("/ws/cost-monitoring")
+@declare("read", services="all")  # every service's figures: a limited key is refused
 async def cost_monitoring(websocket: WebSocket) -> None:
     """The live feed. Authenticate with `Authorization: Bearer …`, `?token=…` or the
-    dashboard's session cookie (read scope)."""
+    dashboard's session cookie (read scope, a key for every service)."""
     keys: KeyRing = websocket.app.state.keys
     key = websocket_key(websocket, keys)
     if key is None or key.services is not None:

@@ -2,13 +2,15 @@
 
 The figures are read from the store when Prometheus scrapes (the rollups and budget rows, a
 few reads whatever the event count), so every server process on one store reports the same
-totals; decisions are counted by the process that made them. Money is in the deployment
+totals; decisions are counted by the process that made them. A key limited to services is
+shown only their series and the budgets scoped to them (`registry(ctx, services)`): not the
+free-source ratio nor the decisions, which span every service. Money is in the deployment
 currency (Prometheus values are floats: fine for a graph, never for the ledger).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -16,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from spendgate.money import from_nanos
+from spendgate.server.auth import budget_visible
 from spendgate.server.context import Context
 from spendgate.windows import to_micros
 
@@ -28,10 +31,11 @@ def _money(nanos: int) -> float:
 
 
 class SpendCollector(Collector):
-    """Reads the store at scrape time."""
+    """Reads the store at scrape time (only `services`' series, when given)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, services: Iterable[str] | None = None) -> None:
         self.ctx = ctx
+        self.services = None if services is None else frozenset(services)
 
     def collect(self) -> Iterator[Metric]:
         ctx = self.ctx
@@ -47,6 +51,8 @@ class SpendCollector(Collector):
             labels=["service", "source", "outcome", "pricing"],
         )
         for _, service, source, t in ctx.gate.store.tallies([(0, _FAR)]):
+            if self.services is not None and service not in self.services:
+                continue
             spend.add_metric([service, source, currency], _money(t.cost))
             failures = t.requests - t.successes
             for outcome, count in (("success", t.successes), ("failure", failures)):
@@ -56,6 +62,13 @@ class SpendCollector(Collector):
                 requests.add_metric([service, source, "all", pricing], count)
         yield spend
         yield requests
+        if self.services is None:
+            yield from self._everyone()
+        yield from self._budgets()
+
+    def _everyone(self) -> Iterator[Metric]:
+        """The figures that span every service: for unlimited keys only."""
+        ctx = self.ctx
         live = ctx.analyst.live()
         free = GaugeMetricFamily(
             "spendgate_free_source_success_ratio",
@@ -63,6 +76,18 @@ class SpendCollector(Collector):
         )
         free.add_metric([], live.today.free_source_success_rate)
         yield free
+        decisions = CounterMetricFamily(
+            "spendgate_reservation_decisions",
+            "Authorize and reserve decisions made by this server process, by outcome.",
+            labels=["decision"],
+        )
+        for outcome in ("approved", "emergency_approved", "denied"):
+            decisions.add_metric([outcome], ctx.decisions[outcome])
+        yield decisions
+
+    def _budgets(self) -> Iterator[Metric]:
+        ctx = self.ctx
+        currency = ctx.gate.config.currency
         limit = GaugeMetricFamily(
             "spendgate_budget_limit", f"Budget limits, in {currency}.", labels=["budget"]
         )
@@ -80,26 +105,21 @@ class SpendCollector(Collector):
             "spendgate_budget_used_ratio", "Used over limit.", labels=["budget"]
         )
         for s in ctx.gate.status():
+            if not budget_visible(s.budget, self.services):
+                continue
             name = s.budget.name
             limit.add_metric([name], _money(s.budget.limit))
             used.add_metric([name], _money(s.balance.used))
             remaining.add_metric([name], _money(s.remaining))
             ratio.add_metric([name], s.balance.used / s.budget.limit)
         yield from (limit, used, remaining, ratio)
-        decisions = CounterMetricFamily(
-            "spendgate_reservation_decisions",
-            "Authorize and reserve decisions made by this server process, by outcome.",
-            labels=["decision"],
-        )
-        for outcome in ("approved", "emergency_approved", "denied"):
-            decisions.add_metric([outcome], ctx.decisions[outcome])
-        yield decisions
 
 
-def registry(ctx: Context) -> CollectorRegistry:
-    """A registry of spendgate's figures (one per app, so several apps never collide)."""
+def registry(ctx: Context, services: Iterable[str] | None = None) -> CollectorRegistry:
+    """A registry of spendgate's figures (one per app, so several apps never collide), or
+    of only `services`' figures."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SpendCollector(ctx))
+    reg.register(SpendCollector(ctx, services))
     return reg
 
 

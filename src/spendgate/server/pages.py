@@ -33,7 +33,8 @@ STATIC = StaticFiles(directory=HERE / "static")
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter()
 Ctx = Annotated[Context, Depends(context)]
-Reader = Annotated[Principal, Depends(require("read"))]
+Reader = Annotated[Principal, Depends(require("read", services="all"))]
+OwnReader = Annotated[Principal, Depends(require("read", services="own"))]
 SIGNIN_PATH = "/signin"
 
 # The page loads nothing from elsewhere: a CDN or injected script is refused by the browser.
@@ -146,7 +147,7 @@ router.add_route("/signout", signout, methods=["POST"])
 )
 async def dashboard_charts(
     ctx: Ctx,
-    who: Reader,
+    who: OwnReader,
     service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Any:
     """Spend over time: today by minute and the last 30 days by day, for every service (with
@@ -166,5 +167,4 @@ async def dashboard_charts(
 async def dashboard_streams(ctx: Ctx, who: Reader) -> Any:
     """Each streamed source today (bytes, messages, hours, cost, level) and whether its
     market is open."""
-    who.check_unlimited()
     return await run_in_threadpool(streams, ctx)
