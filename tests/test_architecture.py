@@ -21,6 +21,7 @@ CORE = {
     "errors",
     "clock",
     "testing",
+    "redaction",
 }
 LAYER = {
     **dict.fromkeys(CORE, 0),

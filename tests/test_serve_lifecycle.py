@@ -50,6 +50,9 @@ name = "daily"
 limit = "1000000.00"
 lease = { ttl = "10m" }   # a lease not given back would still be pending long after exit
 
+[alerts]
+allow_private_destinations = true   # the hook listens on 127.0.0.1
+
 [alerts.channels]
 hook = { kind = "webhook", url = "http://127.0.0.1:HOOK_PORT/hook", severities = ["critical"] }
 """

@@ -30,7 +30,9 @@ thresholds = { warn = 0.8, stop = 1.0 }
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,12 +40,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from spendgate.budgets import Budget, Threshold, budget_from_config, parse_ladder, validate_ladder
 from spendgate.errors import ConfigError, ValidationError
 from spendgate.events import check_id
 from spendgate.money import DEFAULT_CURRENCY, Nanos, money_text, to_decimal, to_nanos
 from spendgate.pricing import Price, PriceBook, RateLimit, SourcePricing
+from spendgate.redaction import SERVER_SCHEMES, redact_url
 from spendgate.windows import EPOCH, Window, parse_duration, zone
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
@@ -144,6 +148,9 @@ class ChannelSettings:
     severities: tuple[Severity, ...] = SEVERITIES
     secret: str | None = None
     """The webhook's HMAC-SHA256 key."""
+    allow_private: bool = False
+    """May it send to loopback, link-local and private addresses (`[alerts]
+    allow_private_destinations`)? Checked again at send time, after DNS resolution."""
 
     def to_spec(self) -> dict[str, Any]:
         """The channel as its `[alerts.channels.NAME]` table, with its URL's credentials and
@@ -181,6 +188,10 @@ class AlertSettings:
     evaluate_every: timedelta = timedelta(minutes=1)
     dashboard_url: str | None = None
     channels: tuple[ChannelSettings, ...] = DEFAULT_CHANNELS
+    allow_private_destinations: bool = False
+    """May channels send to loopback, link-local and private addresses? Only
+    `spendgate.toml` sets it (never a change made over the API), for teams whose receivers run
+    on their own network."""
 
     def channel(self, name: str) -> ChannelSettings:
         """The channel called `name`."""
@@ -212,21 +223,59 @@ class AlertSettings:
             "evaluate_every": _seconds(self.evaluate_every),
             "dashboard_url": self.dashboard_url,
             "channels": {c.name: c.to_spec() for c in self.channels},
+            "allow_private_destinations": self.allow_private_destinations,
         }
         return spec
 
 
-def redact_url(url: str) -> str:
-    """A channel URL safe to show: user, password and every path or query part past the host
-    hidden (webhooks and apprise URLs carry their tokens there)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***"
-    authority = rest.split("/", 1)[0].split("?", 1)[0]
-    host = authority.rsplit("@", 1)[-1]
-    hidden = "***@" if "@" in authority else ""
-    tail = "/***" if len(rest) > len(authority) else ""
-    return f"{scheme}://{hidden}{host}{tail}"
+PRIVATE_ALLOWANCE = "allow_private_destinations"
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NUMERIC_HOST = re.compile(r"(?:(?:0x[0-9a-f]*|[0-9]+)\.?){1,4}")
+
+
+def private_address(address: str) -> bool:
+    """Is this IP address one that alerts may not reach unless allowed? Loopback (127/8,
+    ::1), link-local (169.254/16, fe80::/10), private (10/8, 172.16/12, 192.168/16,
+    fc00::/7), unspecified (0.0.0.0, ::) and every other non-global or multicast address,
+    IPv4 addresses inside IPv6 ones (mapped, 6to4, Teredo, NAT64) included."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is None and ip in _NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None and private_address(str(inner)):
+            return True
+    return not ip.is_global or ip.is_multicast
+
+
+def private_host(host: str) -> bool:
+    """Is this host, as written in a URL, private before any DNS lookup: a private IP
+    literal, `localhost` or a name under `.localhost`, no host, or a number that is not a
+    dotted-quad address (`2130706433`, `0x7f.1`: resolvers read these as addresses)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name in ("", "localhost") or name.endswith(".localhost"):
+        return True
+    try:
+        return private_address(name)
+    except ValueError:
+        return _NUMERIC_HOST.fullmatch(name) is not None
+
+
+def channel_hosts(url: str) -> list[str]:
+    """The hosts a channel URL names as servers to send to: the URL's host for HTTP,
+    webhooks, email and apprise's self-hosted services, and an email URL's `smtp=`
+    server. Apprise's hosted services (Slack, Telegram...) send to their provider only."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in SERVER_SCHEMES:
+        return []
+    try:
+        parts = urlsplit(url)
+        hosts = [parts.hostname or ""]
+    except ValueError:
+        return [""]
+    if scheme.lower() in ("mailto", "mailtos"):
+        hosts += parse_qs(parts.query).get("smtp", [])
+    return hosts
 
 
 def redact_alerts(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,7 +353,9 @@ class Config:
         alerts = self.alerts
         for kind, name, spec in changes:
             if kind == "alerts" and name == ALERTS_DEFINITION:
-                alerts = self.alerts if spec is None else parse_alerts(spec, self.alerts)
+                # The allowance of private destinations is the file's alone.
+                stored = {k: v for k, v in (spec or {}).items() if k != PRIVATE_ALLOWANCE}
+                alerts = self.alerts if spec is None else parse_alerts(stored, self.alerts)
             if kind == "budget":
                 if spec is None:
                     budgets.pop(name, None)
@@ -394,6 +445,7 @@ _ALERT_KEYS = {
     "evaluate_every",
     "dashboard_url",
     "channels",
+    PRIVATE_ALLOWANCE,
 }
 _CHANNEL_KEYS = {"kind", "url", "severities", "secret"}
 _OFF = (None, False, "off")
@@ -407,6 +459,10 @@ def parse_alerts(spec: object, base: AlertSettings | None = None) -> AlertSettin
     _only(spec, _ALERT_KEYS, "alerts")
     out = base or AlertSettings()
     changes: dict[str, Any] = {}
+    allow = spec.get(PRIVATE_ALLOWANCE, out.allow_private_destinations)
+    if not isinstance(allow, bool):
+        raise ValidationError(f"alerts.{PRIVATE_ALLOWANCE}", allow, "true or false")
+    changes[PRIVATE_ALLOWANCE] = allow
     if "budget_fractions" in spec:
         raw = spec["budget_fractions"]
         if isinstance(raw, str) or not isinstance(raw, Sequence):
@@ -461,8 +517,10 @@ def parse_alerts(spec: object, base: AlertSettings | None = None) -> AlertSettin
         ):
             raise ValidationError("alerts.dashboard_url", raw, "an http:// or https:// URL")
         changes["dashboard_url"] = raw
+    channels = out.channels
     if "channels" in spec:
-        changes["channels"] = _channels(spec["channels"], out.channels)
+        channels = _channels(spec["channels"], out.channels, allow)
+    changes["channels"] = tuple(replace(c, allow_private=allow) for c in channels)
     return replace(out, **changes)
 
 
@@ -484,9 +542,12 @@ def _share_of_one(raw: object, field_name: str) -> float:
     return float(raw)
 
 
-def _channels(spec: object, base: tuple[ChannelSettings, ...]) -> tuple[ChannelSettings, ...]:
+def _channels(
+    spec: object, base: tuple[ChannelSettings, ...], allow_private: bool
+) -> tuple[ChannelSettings, ...]:
     """`[alerts.channels]`: NAME = true/false (the dashboard and log), an apprise URL, or a
-    table `{kind, url, severities, secret}`. Names not given keep their settings."""
+    table `{kind, url, severities, secret}`. Names not given keep their settings. URLs that
+    name a private host are refused unless `allow_private`."""
     if not isinstance(spec, Mapping):
         raise ValidationError("alerts.channels", spec, "a table of NAME = URL or {url = ...}")
     channels = {c.name: c for c in base}
@@ -515,9 +576,23 @@ def _channels(spec: object, base: tuple[ChannelSettings, ...]) -> tuple[ChannelS
         if kind not in ("apprise", "webhook", "log", "dashboard"):
             raise ValidationError(f"{where}.kind", kind, "apprise, webhook, log or dashboard")
         if kind in ("apprise", "webhook") and (not isinstance(url, str) or not url.strip()):
-            raise ValidationError(f"{where}.url", url, "the channel's URL")
+            raise ValidationError(
+                f"{where}.url", redact_url(url) if isinstance(url, str) else url, "the URL"
+            )
         if kind == "webhook" and not str(url).startswith(("http://", "https://")):
-            raise ValidationError(f"{where}.url", url, "an http:// or https:// URL")
+            raise ValidationError(
+                f"{where}.url", redact_url(str(url)), "an http:// or https:// URL"
+            )
+        if kind in ("apprise", "webhook") and not allow_private:
+            for host in channel_hosts(str(url)):
+                if private_host(host):
+                    raise ValidationError(
+                        f"{where}.url",
+                        redact_url(str(url)),
+                        "a URL whose host is public: loopback, link-local and private "
+                        f"addresses and localhost need [alerts] {PRIVATE_ALLOWANCE} = true "
+                        "in spendgate.toml",
+                    )
         default: tuple[Severity, ...] = ("critical",) if name == "sms" else SEVERITIES
         if kind in ("apprise", "webhook") and name != "sms":
             default = ("warning", "critical")

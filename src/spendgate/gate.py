@@ -56,6 +56,7 @@ from spendgate.health import StoreHealth
 from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos, money_text, to_nanos
 from spendgate.pricing import Price, Usage
+from spendgate.redaction import redact
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
@@ -197,7 +198,7 @@ class Gate:
         try:
             self.refresh()
         except ValidationError as exc:
-            raise ConfigError(f"definitions stored in {store.url}: {exc}") from exc
+            raise ConfigError(f"definitions stored in {store.where}: {exc}") from exc
 
     @classmethod
     def open(
@@ -283,9 +284,17 @@ class Gate:
                 raise
             except StoreError as exc:
                 self._failed(exc)
-                log.error("budgets and prices not refreshed from %s: %s", self.store.url, exc)
+                log.error(
+                    "budgets and prices not refreshed from %s: %s",
+                    self.store.where,
+                    redact(str(exc)),
+                )
             except ValidationError as exc:
-                log.error("budgets and prices not refreshed from %s: %s", self.store.url, exc)
+                log.error(
+                    "budgets and prices not refreshed from %s: %s",
+                    self.store.where,
+                    redact(str(exc)),
+                )
 
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""

@@ -225,7 +225,7 @@ def run(
             )
             stop.server, stop.background = server, app.state.background
             token = first_admin_key(gate)
-            echo(f"spendgate: serving {settings.db} on {settings.url}")
+            echo(f"spendgate: serving {gate.store.where} on {settings.url}")
             if token is not None:
                 echo(f"first start: an admin API key was made; it is shown this once: {token}")
                 echo(

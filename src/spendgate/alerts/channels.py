@@ -4,6 +4,13 @@ webhook with the seed's message, a generic JSON webhook signed with HMAC-SHA256,
 
 The dashboard is not sent to: every server process's live feed reads alerts from the store,
 so browsers on every process see them.
+
+No destination on loopback, link-local or private addresses is sent to unless the channel
+allows it (`[alerts] allow_private_destinations`): the host is resolved at send time and
+every address it resolves to is checked; a webhook then connects to the checked address
+itself, so a name that resolves again elsewhere cannot redirect it. A failure tells the
+caller only that the notification was not delivered (never what answered, which would make
+a test send a port scanner); the log has the reason, with URLs redacted.
 """
 
 from __future__ import annotations
@@ -12,13 +19,16 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from spendgate.config import AlertSettings, ChannelSettings
+from spendgate.config import AlertSettings, ChannelSettings, channel_hosts, private_address
 from spendgate.errors import SpendgateError, ValidationError
+from spendgate.redaction import redact, redact_url
 
 log = logging.getLogger("spendgate.alerts")
 SIGNATURE_HEADER = "X-Spendgate-Signature"
@@ -28,8 +38,21 @@ TIMEOUT = 4.0
 the server stops ends well within its grace period, and a claim's sends fit its lease."""
 
 
+NOT_DELIVERED = "delivery failed (not delivered)"
+"""All that a caller is told of a failed send, whatever the reason."""
+
+
 class DeliveryError(SpendgateError):
-    """A channel did not take a notification (it is tried again later)."""
+    """A channel did not take a notification (it is tried again later).
+
+    Its text says only that (`NOT_DELIVERED`); `detail` says why, URLs redacted, for the
+    server's log.
+    """
+
+    def __init__(self, channel: str, detail: str) -> None:
+        self.channel = channel
+        self.detail = redact(detail)
+        super().__init__(f"channel {channel!r}: {NOT_DELIVERED}")
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -51,7 +74,7 @@ def _apprise(channel: ChannelSettings) -> Any:
     if channel.url is None or not sender.add(channel.url):
         raise ValidationError(
             f"alerts.channels.{channel.name}.url",
-            _redacted(channel.url),
+            None if channel.url is None else redact_url(channel.url),
             "a URL apprise supports, e.g. mailtos://user:pass@smtp.example.com?to=ops@example.com",
         )
     for service in sender:  # apprise waits up to 15 s for an SMTP server by default
@@ -62,12 +85,43 @@ def _apprise(channel: ChannelSettings) -> Any:
     return sender
 
 
-def _redacted(url: str | None) -> str:
-    """A URL with its credentials hidden (errors and logs never show secrets)."""
-    if url is None or "@" not in url or "://" not in url:
-        return str(url)
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+def addresses(host: str, port: int) -> list[str]:
+    """The IP addresses `host` resolves to (empty if it resolves to none)."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+def checked(channel: ChannelSettings, host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, if the channel may send to all of them;
+    `DeliveryError` if it resolves to none, or to a private one that is not allowed."""
+    found = addresses(host, port)
+    if not found:
+        raise DeliveryError(channel.name, f"{host!r} does not resolve")
+    refused = [a for a in found if private_address(a)]
+    if refused and not channel.allow_private:
+        raise DeliveryError(
+            channel.name,
+            f"{host!r} resolves to {', '.join(refused)}: a private address "
+            "(allowed only by [alerts] allow_private_destinations = true)",
+        )
+    return found
+
+
+def _apprise_hosts(channel: ChannelSettings, sender: Any) -> list[tuple[str, int]]:
+    """Where apprise will connect for the channel: an email's SMTP server, a self-hosted
+    service's host; nothing to check for hosted services (Slack, Telegram...), which go to
+    their provider's public hosts."""
+    if channel.url is None or not channel_hosts(channel.url):
+        return []
+    out = []
+    for service in sender:
+        host = getattr(service, "smtp_host", None) or getattr(service, "host", None)
+        port = getattr(service, "port", None)
+        out.append((str(host or ""), port if isinstance(port, int) else 0))
+    return out
 
 
 def send(channel: ChannelSettings, payload: Mapping[str, Any]) -> None:
@@ -91,6 +145,8 @@ def send(channel: ChannelSettings, payload: Mapping[str, Any]) -> None:
         _post(channel, body, {"Content-Type": "application/json", KEY_HEADER: key})
         return
     sender = _apprise(channel)
+    for host, port in _apprise_hosts(channel, sender):
+        checked(channel, host, port)
     sms = channel.name == "sms" or channel.severities == ("critical",)
     ok = sender.notify(
         title="" if sms else str(payload.get("subject", "")),
@@ -98,14 +154,29 @@ def send(channel: ChannelSettings, payload: Mapping[str, Any]) -> None:
         body_format="text" if sms else "html",
     )
     if not ok:
-        raise DeliveryError(f"channel {channel.name!r} ({_redacted(channel.url)}) refused it")
+        raise DeliveryError(channel.name, f"apprise ({redact_url(channel.url)}) did not send it")
 
 
 def _post(channel: ChannelSettings, body: bytes, headers: dict[str, str]) -> None:
+    """POST to the channel's URL, connecting to an address that was checked (the URL's
+    host resolved once, here; the `Host` header and TLS name stay the URL's)."""
     assert channel.url is not None
+    parts = urlsplit(channel.url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = checked(channel, host, port)[0]
+    literal = f"[{address}]" if ":" in address else address
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{literal}:{port}" if userinfo else f"{literal}:{port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    headers = {**headers, "Host": parts.netloc.rpartition("@")[2]}
     try:
-        response = httpx.post(channel.url, content=body, headers=headers, timeout=TIMEOUT)
+        with httpx.Client(timeout=TIMEOUT) as client:
+            request = client.build_request(
+                "POST", pinned, content=body, headers=headers, extensions={"sni_hostname": host}
+            )
+            response = client.send(request)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"channel {channel.name!r}: {type(exc).__name__}: {exc}") from None
+        raise DeliveryError(channel.name, f"{type(exc).__name__}: {exc}") from None
     if not response.is_success:
-        raise DeliveryError(f"channel {channel.name!r} answered {response.status_code}")
+        raise DeliveryError(channel.name, f"answered {response.status_code}")

@@ -27,6 +27,7 @@ from spendgate.alerts.channels import DeliveryError
 from spendgate.config import ChannelSettings
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
+from spendgate.redaction import redact
 from spendgate.windows import duration_micros, to_micros
 
 log = logging.getLogger("spendgate.alerts")
@@ -97,13 +98,16 @@ class Dispatcher:
                 wait = backoff(item.attempts, self.base_delay, self.max_delay)
                 at = to_micros(self.gate.clock())
                 store.failed(
-                    item.key, self.worker, error=_reason(exc), retry_at=at + duration_micros(wait)
+                    item.key,
+                    self.worker,
+                    error=_shown(item.channel, exc),
+                    retry_at=at + duration_micros(wait),
                 )
                 log.warning(
                     "notification %s not delivered (attempt %d): %s",
                     item.key,
                     item.attempts,
-                    _reason(exc),
+                    _detail(exc),
                 )
                 failed += 1
             else:
@@ -112,7 +116,18 @@ class Dispatcher:
         return Round(delivered, failed)
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, DeliveryError | ValidationError):
+def _shown(channel: str, exc: Exception) -> str:
+    """The outbox's `last_error`, which admins read over HTTP: that it was not delivered
+    (never what answered), or which channel setting is wrong."""
+    if isinstance(exc, DeliveryError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ValidationError):
+        return redact(str(exc))
+    return f"channel {channel!r}: {channels.NOT_DELIVERED}"
+
+
+def _detail(exc: Exception) -> str:
+    """Why it failed, for the server's log, with URLs redacted."""
+    if isinstance(exc, DeliveryError):
+        return f"{exc}: {exc.detail}"
+    return redact(f"{type(exc).__name__}: {exc}")

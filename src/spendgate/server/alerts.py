@@ -1,6 +1,7 @@
 """Alerts over HTTP: history, acknowledge, silence, heartbeats, test notifications, the
 outbox, and the alert configuration (the seed's `/api/cost/alerts/configure`)."""
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -10,6 +11,7 @@ from spendgate.alerts.channels import DeliveryError
 from spendgate.alerts.notices import alert_dict
 from spendgate.config import ALERTS_DEFINITION, AlertSettings, parse_alerts
 from spendgate.errors import NotFoundError
+from spendgate.redaction import redact
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
 from spendgate.server.problems import ERROR_RESPONSES
@@ -26,6 +28,7 @@ from spendgate.server.schemas import (
 )
 from spendgate.windows import from_micros
 
+log = logging.getLogger("spendgate.alerts")
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
 Ctx = Annotated[Context, Depends(context)]
 # Alerts and their configuration span every service: limited keys are refused (heartbeats
@@ -106,7 +109,8 @@ def notifications(alert_id: AlertId, ctx: Ctx, who: Admin) -> Any:
             "delivered_at": None
             if n.delivered_at is None
             else from_micros(n.delivered_at).isoformat(),
-            "last_error": n.last_error,
+            # Redacted again: rows written before redaction existed may hold a token.
+            "last_error": None if n.last_error is None else redact(n.last_error),
         }
         for n in ctx.gate.store.notifications(alert_id=alert_id)
     ]
@@ -122,6 +126,8 @@ def test_channel(body: TestIn, ctx: Ctx, who: Admin) -> Any:
     try:
         channels.send(channel, test_message(channel, settings, ctx.now_us()))
     except DeliveryError as exc:
+        # The caller learns only that it failed; what answered is for the server's log.
+        log.warning("test notification not delivered: %s: %s", exc, exc.detail)
         return {"channel": body.channel, "delivered": False, "error": str(exc)}
     return {"channel": body.channel, "delivered": True, "error": None}
 

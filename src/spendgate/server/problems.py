@@ -23,12 +23,16 @@ from spendgate.errors import (
     ConflictError,
     ExistsError,
     NotFoundError,
+    OutcomeUnknownError,
     ReservationStateError,
     SpendgateError,
+    StoreClosedError,
     StoreError,
+    StoreUnreachableError,
     UnpricedSourceError,
     ValidationError,
 )
+from spendgate.redaction import redact
 
 log = logging.getLogger("spendgate.server")
 
@@ -99,11 +103,27 @@ def status_of(exc: SpendgateError) -> int:
     return 400
 
 
+def unavailable(exc: SpendgateError) -> str:
+    """What a caller is told of a store error: what happened and what to do, never the
+    store's file path, host, port, database or driver text (the server's log has those)."""
+    if isinstance(exc, OutcomeUnknownError):
+        return (
+            "the store was lost while the write committed: its outcome is unknown "
+            "(the same call again with the same id finds out)"
+        )
+    if isinstance(exc, StoreClosedError):
+        return "the store is closed: the server is stopping"
+    if isinstance(exc, StoreUnreachableError) or "unreachable" in str(exc):
+        return "the store is unreachable: try again shortly"
+    return "the store could not do it: try again later (the server's log has the details)"
+
+
 def from_error(exc: SpendgateError) -> JSONResponse:
     """A problem for one of spendgate's errors."""
     status = status_of(exc)
     if status >= 500:
-        log.error("store error: %s", exc)
+        log.error("store error: %s", redact(str(exc)))
+        return problem(status, unavailable(exc))
     errors: list[FieldError] = []
     if isinstance(exc, ValidationError):
         errors.append(

@@ -1,0 +1,80 @@
+"""What may leave the process: URLs and error texts with their secrets hidden.
+
+Channel URLs carry credentials and tokens (`mailto://user:pass@host`, `slack://TokenA/TokenB/
+TokenC`, `tgram://bottoken/chatid`, `json://host/hook?token=...`) and database URLs carry
+passwords. Every place that shows a URL or an error outside the process (responses, the
+outbox's `last_error`, log records, the audit log, the serve banner) passes it through here.
+Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import re
+
+SERVER_SCHEMES = frozenset(
+    {
+        # HTTP and the JSON webhook; apprise's self-hosted services, whose URL host is the
+        # server a message goes to; the store's URLs.
+        "http",
+        "https",
+        "json",
+        "jsons",
+        "xml",
+        "xmls",
+        "form",
+        "forms",
+        "mailto",
+        "mailtos",
+        "gotify",
+        "gotifys",
+        "ntfy",
+        "ntfys",
+        "mmost",
+        "mmosts",
+        "rocket",
+        "rockets",
+        "matrix",
+        "matrixs",
+        "mqtt",
+        "mqtts",
+        "apprise",
+        "apprises",
+        "postgresql",
+        "postgres",
+        "sqlite",
+        "memory",
+    }
+)
+"""Schemes whose URL host names a server. Any other scheme (apprise's hosted services:
+`slack://`, `tgram://`, `discord://`...) may hold a token where the host would be, so its
+whole URL past the scheme is hidden."""
+
+HIDDEN = "***"
+# A URL runs to the next space or quote; punctuation that ends a sentence is not part of it.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(?:[^\s'\"<>]*[^\s'\"<>:,.;)])?")
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to show: its scheme, and its host where the scheme has one; user,
+    password, path and query hidden (`***`).
+
+    >>> redact_url("mailto://user:pass@smtp.example.com?to=ops@example.com")
+    'mailto://***@smtp.example.com/***'
+    >>> redact_url("slack://TokenA/TokenB/TokenC")
+    'slack://***'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return HIDDEN
+    if scheme.lower().split("+", 1)[0] not in SERVER_SCHEMES:
+        return f"{scheme}://{HIDDEN}" if rest else f"{scheme}://"
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = authority.rsplit("@", 1)[-1]
+    hidden = f"{HIDDEN}@" if "@" in authority else ""
+    tail = f"/{HIDDEN}" if len(rest) > len(authority) else ""
+    return f"{scheme}://{hidden}{host}{tail}"
+
+
+def redact(text: str) -> str:
+    """A message safe to show: every URL in it passed through `redact_url`."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
