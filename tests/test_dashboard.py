@@ -267,8 +267,12 @@ def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
         expect(page.locator("#budgets [data-budget=daily] .badge")).to_have_text("warn")
         alert.get_by_role("button", name="Acknowledge").click()
         expect(alert).to_have_class(re.compile(r"\backnowledged\b"))
-        # Acknowledged on the server, by the key the session stands for.
-        expect(alert.locator(".ack-state")).to_contain_text("acknowledged", timeout=2000)
+        # Acknowledged on the server, by the key the session stands for: the page says so
+        # only once the server has answered (it said "acknowledged" at the click, and this
+        # test read the store before the server had it on a loaded machine).
+        expect(alert.locator(".ack-state")).to_have_text(
+            re.compile(r"^acknowledged (on the server|by key:)"), timeout=5000
+        )
         (stored,) = gate.store.alerts(state="firing")
         assert stored.acknowledged_by is not None
         assert stored.acknowledged_by.startswith(f"key:{key_id(keys.admin)}")
@@ -290,7 +294,8 @@ def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
         expect(page).to_have_url(f"{url}/services/scraper")
         expect(page.locator("#svc-total_cost .value")).to_have_text("$0.8600", timeout=5000)
         expect(page.locator("#sources tbody tr")).to_have_count(1)
-        expect(page.locator("#trends li").first).to_be_visible()
+        # Trends are fitted on request (scipy, imported on first use): slow on a busy machine.
+        expect(page.locator("#trends li").first).to_be_visible(timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "service-desktop.png"), full_page=True)
         assert console.errors == []
         context.close()

@@ -363,11 +363,14 @@
   async function acknowledge(a) {
     acked.add(a.key);
     sessionStorage.setItem("spendgate.acked", JSON.stringify(Array.from(acked)));
-    a.ackNote = "acknowledged";
     if (a.id !== undefined && alertRoutes.acknowledge) {
+      // Say "acknowledged" only once the server has it: until then the page would promise
+      // what a reload (or another viewer) might not show.
+      a.ackNote = "acknowledging…";
+      drawAlerts();
       try {
         const r = await post(routeFor(alertRoutes.acknowledge, a.id), {});
-        a.ackNote = r.ok ? "acknowledged" : r.status === 404 ? "acknowledged (in this browser)" : "acknowledged here; the server said " + r.status;
+        a.ackNote = r.ok ? "acknowledged on the server" : r.status === 404 ? "acknowledged (in this browser)" : "acknowledged here; the server said " + r.status;
       } catch (e) {
         a.ackNote = "acknowledged (in this browser)";
       }
