@@ -269,9 +269,10 @@ def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
         expect(alert).to_have_class(re.compile(r"\backnowledged\b"))
         # Acknowledged on the server, by the key the session stands for: the page says so
         # only once the server has answered (it said "acknowledged" at the click, and this
-        # test read the store before the server had it on a loaded machine).
+        # test read the store before the server had it on a loaded machine). A click before
+        # the page has found the alert routes (in the API document) waits for them.
         expect(alert.locator(".ack-state")).to_have_text(
-            re.compile(r"^acknowledged (on the server|by key:)"), timeout=5000
+            re.compile(r"^acknowledged (on the server|by key:)"), timeout=15_000
         )
         (stored,) = gate.store.alerts(state="firing")
         assert stored.acknowledged_by is not None

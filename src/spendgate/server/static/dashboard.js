@@ -323,6 +323,7 @@
   const acked = new Set(JSON.parse(sessionStorage.getItem("spendgate.acked") || "[]"));
   const silenced = JSON.parse(sessionStorage.getItem("spendgate.silenced") || "{}");
   const alertRoutes = { list: null, acknowledge: null, silence: null };
+  let alertRoutesFound = Promise.resolve();  // settles once detectAlertRoutes() has looked
 
   function alertKey(a) {
     return a.id !== undefined && a.id !== null ? "id:" + a.id : (a.budget || a.rule || a.type) + ":" + (a.level || "");
@@ -363,11 +364,13 @@
   async function acknowledge(a) {
     acked.add(a.key);
     sessionStorage.setItem("spendgate.acked", JSON.stringify(Array.from(acked)));
+    // Say "acknowledged" only once the server has it: until then the page would promise
+    // what a reload (or another viewer) might not show. A click before the alert routes
+    // are known waits for them rather than settling for this browser.
+    a.ackNote = "acknowledging…";
+    drawAlerts();
+    await alertRoutesFound;
     if (a.id !== undefined && alertRoutes.acknowledge) {
-      // Say "acknowledged" only once the server has it: until then the page would promise
-      // what a reload (or another viewer) might not show.
-      a.ackNote = "acknowledging…";
-      drawAlerts();
       try {
         const r = await post(routeFor(alertRoutes.acknowledge, a.id), {});
         a.ackNote = r.ok ? "acknowledged on the server" : r.status === 404 ? "acknowledged (in this browser)" : "acknowledged here; the server said " + r.status;
@@ -384,6 +387,8 @@
     const until = Date.now() + minutes * 60000;
     silenced[a.budget || a.key] = until;
     sessionStorage.setItem("spendgate.silenced", JSON.stringify(silenced));
+    drawAlerts();
+    await alertRoutesFound;
     if (a.id !== undefined && alertRoutes.silence) {
       try { await post(routeFor(alertRoutes.silence, a.id), { seconds: minutes * 60 }); } catch (e) { /* local silence stands */ }
     }
@@ -549,7 +554,7 @@
     getJSON("/api/dashboard/charts").then(function (c) { primaryBudget = c.budget; drawTimeline(c); }, report);
     getJSON("/api/dashboard/streams").then(drawStreams, report);
     getJSON("/cost/dashboard/live").then(drawDashboard, report);
-    detectAlertRoutes();
+    alertRoutesFound = detectAlertRoutes();
     connect(function (message) {
       if (message.type === "cost_state" || message.type === "cost_update" || message.type === "current_metrics") {
         drawLive(message.data);
