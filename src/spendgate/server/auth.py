@@ -272,24 +272,23 @@ def route_rule(route: BaseRoute) -> ServiceRule | None:
     return _declared(route, "service_rule")  # type: ignore[no-any-return]
 
 
-def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
-    """Every HTTP route, those of included routers too (which FastAPI may hold by reference)."""
+def _all_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, those of included routers too (which FastAPI may hold by reference)."""
     for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
+        yield route
         included = getattr(route, "original_router", None)
         if included is not None:
-            yield from api_routes(included.routes)
+            yield from _all_routes(included.routes)
+
+
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every HTTP route, those of included routers too."""
+    return (r for r in _all_routes(routes) if isinstance(r, APIRoute))
 
 
 def websocket_routes(routes: Iterable[BaseRoute]) -> Iterator[WebSocketRoute]:
     """Every WebSocket route, those of included routers too."""
-    for route in routes:
-        if isinstance(route, WebSocketRoute):
-            yield route
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from websocket_routes(included.routes)
+    return (r for r in _all_routes(routes) if isinstance(r, WebSocketRoute))
 
 
 def check_routes(app: FastAPI) -> None:
