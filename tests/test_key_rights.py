@@ -315,7 +315,7 @@ def sample(world: World, method: str, path: str) -> Sample:
 def http_table(app: FastAPI) -> list[tuple[str, str, KeyScope | None, str | None]]:
     """(method, path, scope, rule) of every HTTP route, as the app declares them."""
     return [
-        (method, route.path, route_scope(route), route_rule(route))
+        (method, route.path_format, route_scope(route), route_rule(route))
         for route in api_routes(app.routes)
         for method in sorted(route.methods or ())
         if method != "HEAD"
@@ -470,7 +470,7 @@ def test_route_rules_are_declared_as_documented(app: FastAPI) -> None:
     rules: dict[str, set[str]] = {}
     routes: list[BaseRoute] = [*api_routes(app.routes), *websocket_routes(app.routes)]
     for route in routes:
-        path = getattr(route, "path", "")
+        path = getattr(route, "path_format", "")
         for method in sorted(getattr(route, "methods", None) or {"WS"}):
             rules.setdefault(str(route_rule(route)), set()).add(f"{method} {path}")
     assert rules["filtered"] == {"GET /metrics", "GET /api/budgets/status", "GET /api/keys"}

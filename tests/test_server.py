@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 from spendgate import Gate
 from spendgate.server.auth import PUBLIC_PATHS, api_routes, route_scope
 from spendgate.server.live import Client
+from spendgate.store.base import Alert
 from spendgate.testing import FrozenClock
 from tests.conftest import small_config
 from tests.serving import Keys, app_for, bearer, make_keys, receive_until, running
@@ -731,3 +732,35 @@ def test_the_server_writes_each_months_report_once_and_announces_it(
     (notice,) = gate.store.notifications(alert_id=alert.alert_id)
     assert notice.channel == "log"
     assert str(written[0]) in json.dumps(notice.payload)
+
+
+def test_names_with_a_slash_are_addressable_percent_encoded(
+    client: TestClient, keys: Keys, gate: Gate
+) -> None:
+    """Budgets, sources, services and reservations may be named `team/a`: every route that
+    names one in its path finds it when the slash is written `%2F` (found by the hostile
+    schemathesis run: PATCH /api/budgets/%2F answered 405)."""
+    h = admin(keys)
+    budget = {"name": "team/a", "limit": "5", "scope": "service:team/a"}
+    assert client.post("/api/budgets", json=budget, headers=h).status_code == 201
+    assert client.get("/api/budgets/team%2Fa", headers=h).json()["name"] == "team/a"
+    r = client.patch("/api/budgets/team%2Fa", json={"limit": "6"}, headers=h)
+    assert r.json()["spec"]["limit"] == "6"
+    assert client.post("/api/prices", json={"name": "geo/v2", "price": "0.25"}, headers=h)
+    assert client.get("/api/prices/geo%2Fv2", headers=h).json()["name"] == "geo/v2"
+    call = {"service": "team/a", "source": "geo/v2", "reservation_id": "job/1"}
+    assert client.post("/api/reservations", json=call, headers=h).status_code == 201
+    assert client.get("/api/reservations/job%2F1", headers=h).json()["service"] == "team/a"
+    committed = client.post("/api/reservations/job%2F1/commit", json={}, headers=h).json()
+    assert committed["cost"] == "0.25"
+    metrics = client.get("/cost/services/team%2Fa/metrics", headers=h).json()
+    assert metrics["service"] == "team/a"
+    assert client.get("/services/team%2Fa", headers=h).status_code == 200
+    alert = Alert("budget:team/a", "budget", "service:team/a", "warning", "firing", 1)
+    gate.store.fire(alert)
+    for path in ("", "/notifications"):
+        assert client.get(f"/api/alerts/budget:team%2Fa{path}", headers=h).status_code == 200
+    acknowledged = client.post("/api/alerts/budget:team%2Fa/acknowledge", headers=h).json()
+    assert acknowledged["alert_id"] == "budget:team/a"
+    assert client.delete("/api/budgets/team%2Fa", headers=h).json()["name"] == "team/a"
+    problem_of(client.patch("/api/budgets/%2F", json={"limit": "1"}, headers=h), 404)

@@ -62,7 +62,7 @@ def _crud(kind: Kind, collection: str, body_type: type[BudgetIn] | type[SourceIn
     def listing(ctx: Ctx, who: Reader) -> Any:
         return [m.to_dict() for m in ctx.control.entries(kind)]
 
-    @router.get(f"{path}/{{name}}", response_model=ManagedOut, tags=tags, name=f"get_{kind}")
+    @router.get(f"{path}/{{name:path}}", response_model=ManagedOut, tags=tags, name=f"get_{kind}")
     def one(name: NamePath, ctx: Ctx, who: Reader) -> Any:
         return ctx.control.get(kind, name).to_dict()
 
@@ -71,17 +71,23 @@ def _crud(kind: Kind, collection: str, body_type: type[BudgetIn] | type[SourceIn
         name, spec = _spec(body)
         return ctx.control.create(kind, name, spec, actor=who.actor).to_dict()
 
-    @router.put(f"{path}/{{name}}", response_model=ManagedOut, tags=tags, name=f"update_{kind}")
+    @router.put(
+        f"{path}/{{name:path}}", response_model=ManagedOut, tags=tags, name=f"update_{kind}"
+    )
     def update(name: NamePath, body: body_type, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
         _, spec = _spec(body, name)
         return ctx.control.update(kind, name, spec, actor=who.actor).to_dict()
 
-    @router.patch(f"{path}/{{name}}", response_model=ManagedOut, tags=tags, name=f"patch_{kind}")
+    @router.patch(
+        f"{path}/{{name:path}}", response_model=ManagedOut, tags=tags, name=f"patch_{kind}"
+    )
     def patch(name: NamePath, body: body_type, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
         _, changes = _spec(body, name)
         return ctx.control.patch(kind, name, changes, actor=who.actor).to_dict()
 
-    @router.delete(f"{path}/{{name}}", response_model=AuditOut, tags=tags, name=f"delete_{kind}")
+    @router.delete(
+        f"{path}/{{name:path}}", response_model=AuditOut, tags=tags, name=f"delete_{kind}"
+    )
     def delete(name: NamePath, ctx: Ctx, who: Admin) -> Any:
         return audit_dict(ctx.control.delete(kind, name, actor=who.actor))
 

@@ -60,13 +60,7 @@ def _found(ctx: Context, alert_id: str) -> Any:
     return alert
 
 
-@router.get("/api/alerts/{alert_id}", response_model=AlertOut)
-def one_alert(alert_id: AlertId, ctx: Ctx, who: Reader) -> Any:
-    """One alert."""
-    return alert_dict(_found(ctx, alert_id))
-
-
-@router.post("/api/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+@router.post("/api/alerts/{alert_id:path}/acknowledge", response_model=AlertOut)
 def acknowledge(alert_id: AlertId, ctx: Ctx, who: Writer) -> Any:
     """Acknowledge an alert: it stops repeating (its resolution is still announced)."""
     alert = ctx.gate.store.acknowledge(alert_id, actor=who.actor, at=ctx.now_us())
@@ -75,7 +69,7 @@ def acknowledge(alert_id: AlertId, ctx: Ctx, who: Writer) -> Any:
     return alert_dict(alert)
 
 
-@router.post("/api/alerts/{alert_id}/silence", response_model=AlertOut)
+@router.post("/api/alerts/{alert_id:path}/silence", response_model=AlertOut)
 def silence(alert_id: AlertId, body: SilenceIn, ctx: Ctx, who: Writer) -> Any:
     """Silence an alert for a while: no notification of it until then."""
     until = ctx.now_us() + round(body.seconds * 1_000_000)
@@ -94,7 +88,7 @@ def heartbeat(body: HeartbeatIn, ctx: Ctx, who: OwnWriter) -> Any:
     return {"service": body.service, "at": from_micros(now).isoformat()}
 
 
-@router.get("/api/alerts/{alert_id}/notifications", response_model=list[NotificationOut])
+@router.get("/api/alerts/{alert_id:path}/notifications", response_model=list[NotificationOut])
 def notifications(alert_id: AlertId, ctx: Ctx, who: Admin) -> Any:
     """An alert's notifications and their delivery (attempts, errors, when delivered)."""
     _found(ctx, alert_id)
@@ -243,3 +237,11 @@ def configure_alerts(body: AlertConfigIn, ctx: Ctx, who: Admin) -> Any:
         at=ctx.now_us(),
     )
     return _config_out(ctx)
+
+
+# An alert's id may hold a slash (a budget named `team/a`), written %2F: the id matches the
+# rest of the path, so this route comes after those that end in a word of their own.
+@router.get("/api/alerts/{alert_id:path}", response_model=AlertOut)
+def one_alert(alert_id: AlertId, ctx: Ctx, who: Reader) -> Any:
+    """One alert."""
+    return alert_dict(_found(ctx, alert_id))

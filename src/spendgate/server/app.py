@@ -178,10 +178,11 @@ def _document(app: FastAPI) -> dict[str, Any]:
             SECURITY_SCHEME
         )
         for route in api_routes(app.routes):
-            if route_scope(route) is None or route.path not in document["paths"]:
+            # The document writes `{name:path}` as `{name}`, as `path_format` does.
+            if route_scope(route) is None or route.path_format not in document["paths"]:
                 continue
             for method in route.methods or ():
-                operation = document["paths"][route.path].get(method.lower())
+                operation = document["paths"][route.path_format].get(method.lower())
                 if operation is not None:
                     operation["security"] = [{"bearer": []}]
         for methods in document["paths"].values():

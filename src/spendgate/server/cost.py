@@ -67,7 +67,7 @@ def live_dashboard(ctx: Ctx, who: Reader) -> dict[str, Any]:
     return dashboard(ctx)
 
 
-@router.get("/cost/services/{service_name}/metrics", response_model=Figures)
+@router.get("/cost/services/{service_name:path}/metrics", response_model=Figures)
 def service_metrics(
     service_name: str,
     ctx: Ctx,
@@ -93,7 +93,7 @@ def daily(date: str, ctx: Ctx, who: Reader) -> dict[str, Any]:
     return ctx.analyst.daily(date).to_dict()
 
 
-@router.get("/api/cost/service/{service_name}/performance", response_model=Figures)
+@router.get("/api/cost/service/{service_name:path}/performance", response_model=Figures)
 def service_performance(
     service_name: str, ctx: Ctx, who: OwnReader, days: Days = 7
 ) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def _owned(ctx: Context, who: Principal, reservation_id: str) -> None:
     who.check_services([info.service])
 
 
-@router.get("/api/reservations/{reservation_id}", response_model=ReservationOut)
+@router.get("/api/reservations/{reservation_id:path}", response_model=ReservationOut)
 def reservation(reservation_id: ReservationId, ctx: Ctx, who: Reader) -> Any:
     """A reservation as stored (holds taken from a process's leases are not stored)."""
     info = ctx.gate.store.reservation(reservation_id)
@@ -166,7 +166,7 @@ def reservation(reservation_id: ReservationId, ctx: Ctx, who: Reader) -> Any:
     }
 
 
-@router.post("/api/reservations/{reservation_id}/commit", response_model=CommitOut)
+@router.post("/api/reservations/{reservation_id:path}/commit", response_model=CommitOut)
 def commit(reservation_id: ReservationId, body: CommitIn, ctx: Ctx, who: Writer) -> Any:
     """Settle a hold with what the call cost (else its estimate) and record its event."""
     _owned(ctx, who, reservation_id)
@@ -183,7 +183,7 @@ def commit(reservation_id: ReservationId, body: CommitIn, ctx: Ctx, who: Writer)
     }
 
 
-@router.post("/api/reservations/{reservation_id}/release", response_model=ReleaseOut)
+@router.post("/api/reservations/{reservation_id:path}/release", response_model=ReleaseOut)
 def release(reservation_id: ReservationId, ctx: Ctx, who: Writer) -> Any:
     """Return a hold unused (`released`, or `expired` if its time had run out)."""
     _owned(ctx, who, reservation_id)

@@ -136,7 +136,7 @@ async def signout(request: Request) -> Response:
 # The pages are plain routes, not API routes: they need no key (see auth.PUBLIC_PATHS) and are
 # not part of the OpenAPI document.
 router.add_route("/", dashboard_page, methods=["GET"])
-router.add_route("/services/{service_name}", service_page, methods=["GET"])
+router.add_route("/services/{service_name:path}", service_page, methods=["GET"])
 router.add_route(SIGNIN_PATH, signin_link, methods=["GET"])
 router.add_route(SIGNIN_PATH, signin_with_key, methods=["POST"])
 router.add_route("/signout", signout, methods=["POST"])
