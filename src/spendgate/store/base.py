@@ -460,6 +460,14 @@ class Store(ABC):
         """The newest audit revision (0 before the first change): cheap, for polling."""
 
     @abstractmethod
+    def probe_write(self, at: int) -> None:
+        """Commit one small write that grows nothing (the single row of `write_probe`,
+        replaced), to learn whether the store takes writes now; raise `StoreError` (its
+        `reason` saying why) if not. For health checks after a write failed: a store that
+        answers reads may still refuse every write (a full disk, a read-only file or server).
+        """
+
+    @abstractmethod
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         """Audit entries, newest first: up to `limit` with revision below `before`."""
 

@@ -555,6 +555,10 @@ class MemoryStore(Store):
         self._check_open()
         return len(self._audit)
 
+    def probe_write(self, at: int) -> None:
+        with self._lock:  # memory always takes a write
+            self._check_open()
+
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         audit_limit(limit)
         with self._lock:

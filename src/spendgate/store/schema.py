@@ -229,3 +229,13 @@ heartbeats = Table(
     Column("at", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# One row, replaced by `Store.probe_write()`: a health check's write that never grows the
+# database, however often it runs.
+write_probe = Table(
+    "write_probe",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
