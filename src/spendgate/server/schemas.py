@@ -430,10 +430,15 @@ class NotificationOut(BaseModel):
     key: str
     alert_id: str
     channel: str
+    state: Literal["pending", "delivered", "dead"] = Field(
+        description="pending (to be tried, again), delivered, or dead: ended undelivered "
+        "because its channel was deleted, never tried again"
+    )
     created_at: str
     attempts: int
     next_attempt_at: str
     delivered_at: str | None
+    dead_at: str | None
     last_error: str | None
 
 

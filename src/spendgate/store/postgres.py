@@ -69,6 +69,7 @@ from spendgate.store.base import (
     EventWrite,
     InFlight,
     Notification,
+    NotificationState,
     QuotaUse,
     ReservationInfo,
     ReservationState,
@@ -1248,12 +1249,22 @@ class PostgresStore(Store):
         return self._transaction(lambda conn: _ALERTS.failed(conn, key, worker, error, retry_at))
 
     @_store_errors
+    def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        return self._transaction(lambda conn: _ALERTS.dead(conn, key, worker, at, reason))
+
+    @_store_errors
     def release_claims(self, worker: str) -> int:
         return self._transaction(lambda conn: _ALERTS.release_claims(conn, worker))
 
     @_store_errors
-    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
-        return self._read(lambda conn: _ALERTS.notifications(conn, alert_id, limit))
+    def notifications(
+        self,
+        *,
+        alert_id: str | None = None,
+        state: NotificationState | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
+        return self._read(lambda conn: _ALERTS.notifications(conn, alert_id, state, limit))
 
     @_store_errors
     def heartbeat(self, service: str, at: int) -> None:

@@ -54,6 +54,7 @@ from spendgate.store.base import (
     EventWrite,
     InFlight,
     Notification,
+    NotificationState,
     QuotaUse,
     ReservationInfo,
     ReservationState,
@@ -911,13 +912,24 @@ class SQLiteStore(Store):
             return _ALERTS.failed(conn, key, worker, error, retry_at)
 
     @_store_errors
+    def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        with self._write() as conn:
+            return _ALERTS.dead(conn, key, worker, at, reason)
+
+    @_store_errors
     def release_claims(self, worker: str) -> int:
         with self._write() as conn:
             return _ALERTS.release_claims(conn, worker)
 
     @_store_errors
-    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
-        return _ALERTS.notifications(self._conn(), alert_id, limit)
+    def notifications(
+        self,
+        *,
+        alert_id: str | None = None,
+        state: NotificationState | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
+        return _ALERTS.notifications(self._conn(), alert_id, state, limit)
 
     @_store_errors
     def heartbeat(self, service: str, at: int) -> None:
