@@ -22,14 +22,18 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
 
 from spendgate import Gate
 from spendgate.alerts import AlertEngine, Dispatcher, channels
+from spendgate.alerts.dispatcher import Round
 from spendgate.alerts.notices import due
 from spendgate.config import parse, parse_alerts
 from spendgate.errors import ValidationError
+from spendgate.server import create_app
+from spendgate.store import open_store
 from spendgate.testing import FrozenClock
-from tests.serving import free_port
+from tests.serving import bearer, free_port, make_keys
 
 SECRET = "a-shared-secret-of-some-length"
 
@@ -301,6 +305,87 @@ def test_a_dispatcher_killed_mid_round_loses_nothing_and_sends_each_key_once(
         second.join()
         gate.close()
     assert receiver.keys() == Counter(dict.fromkeys(expected, 1))
+
+
+# -- dead letters: a deleted channel's notifications end, visibly -------------------------------
+
+
+def test_a_deleted_channels_notifications_end_once_as_dead_letters_shown_in_the_api(
+    store_url: str, clock: FrozenClock, receiver: Receiver
+) -> None:
+    channels_ = {**webhook(receiver.url), "pager": {**webhook(receiver.url)["hook"]}}
+    gate = Gate.open(store_url, config=config(channels_), clock=clock)
+    try:
+        admin = bearer(make_keys(gate).admin)
+        client = TestClient(create_app(gate))  # no lifespan: only the test dispatches
+        gate.record("scraper", "paid_api", cost="8.50")  # past 80% of $10
+        AlertEngine(gate).evaluate()
+        (alert,) = gate.store.alerts()
+        receiver.status = 503
+        # The dashboard channel takes it; both webhooks refuse: pending, to be retried.
+        assert Dispatcher(gate).run_once() == Round(delivered=1, failed=2)
+        configure = {"notification_channels": {"pager": False}}
+        r = client.post("/api/cost/alerts/configure", json=configure, headers=admin)
+        assert r.status_code == 200, r.text
+        assert "pager" not in r.json()["settings"]["channels"]
+
+        receiver.status = 200
+        clock.advance(timedelta(minutes=5))  # past the retry
+        assert Dispatcher(gate).run_once() == Round(delivered=1, dead=1)
+        for _ in range(3):  # never tried again, however long
+            clock.advance(timedelta(days=1))
+            assert Dispatcher(gate).run_once() == Round()
+        assert set(receiver.keys()) == {f"{alert.alert_id}/1/hook"}
+
+        why = "channel 'pager' was deleted: not delivered, not tried again"
+        r = client.get(f"/api/alerts/{alert.alert_id}/notifications", headers=admin)
+        assert r.status_code == 200, r.text
+        rows = {n["channel"]: n for n in r.json()}
+        assert rows["hook"]["state"] == "delivered"
+        dead = rows["pager"]
+        assert (dead["state"], dead["attempts"], dead["delivered_at"]) == ("dead", 2, None)
+        assert dead["last_error"] == why
+        assert dead["dead_at"] == (clock() - timedelta(days=3)).isoformat()
+        r = client.get("/api/notifications", params={"state": "dead"}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json() == [dead]
+        pending = client.get("/api/notifications?state=pending", headers=admin)
+        assert pending.json() == []
+        bad = client.get("/api/notifications?state=lost", headers=admin)
+        assert bad.status_code == 422, bad.text
+
+        # The channel back under its old name: a dead letter stays dead.
+        configure = {"notification_channels": {"pager": webhook(receiver.url)["hook"]}}
+        r = client.post("/api/cost/alerts/configure", json=configure, headers=admin)
+        assert r.status_code == 200, r.text
+        assert Dispatcher(gate).run_once() == Round()
+        assert [n.state for n in gate.store.notifications(state="dead")] == ["dead"]
+    finally:
+        gate.close()
+
+
+def test_a_channel_added_over_another_servers_api_a_moment_ago_is_not_taken_for_deleted(
+    tmp_path: Path, clock: FrozenClock, receiver: Receiver
+) -> None:
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    here = Gate.open(url, config=config(webhook(receiver.url)), clock=clock)
+    # Another server on the same store, which has not looked for changes since it started.
+    there = Gate(open_store(url), here.base_config, clock=clock, refresh_every=3600)
+    try:
+        admin = bearer(make_keys(here).admin)
+        configure = {"notification_channels": {"pager": webhook(receiver.url)["hook"]}}
+        r = TestClient(create_app(here)).post(
+            "/api/cost/alerts/configure", json=configure, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        here.record("scraper", "paid_api", cost="8.50")
+        AlertEngine(here).evaluate()  # this one knows the new channel: it enqueues for it
+        assert there.config.alerts.find("pager") is None  # not looked for changes yet
+        assert Dispatcher(there).run_once() == Round(delivered=3)  # and the dashboard
+        assert {key.rsplit("/", 1)[1] for key, _, _ in receiver.accepted} == {"hook", "pager"}
+    finally:
+        there.close()
+        here.close()
 
 
 # -- no spam ----------------------------------------------------------------------------------

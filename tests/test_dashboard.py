@@ -23,10 +23,13 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from spendgate import Gate
+from spendgate.alerts import Dispatcher
 from spendgate.serve import dashboard_key, signin_link
 from spendgate.server import ServerSettings
 from spendgate.server.sessions import CSRF_HEADER, SESSION_COOKIE, SignIns
+from spendgate.store.base import Notification
 from spendgate.testing import FrozenClock
+from spendgate.windows import to_micros
 from tests.conftest import small_config
 from tests.serving import Keys, app_for, bearer, make_keys, running
 
@@ -298,6 +301,47 @@ def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
         # Trends are fitted on request (scipy, imported on first use): slow on a busy machine.
         expect(page.locator("#trends li").first).to_be_visible(timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "service-desktop.png"), full_page=True)
+        assert console.errors == []
+        context.close()
+
+
+def test_dead_letters_are_shown_to_an_admin_and_asked_for_by_no_one_else(
+    browser: Any, served: Served, clock: FrozenClock
+) -> None:
+    from playwright.sync_api import expect
+
+    app, keys, gate = served.app, served.keys, served.gate
+    gate.record("scraper", "paid_api", cost="0.85")  # past 80% of the $1.00 daily budget
+    (alert,) = gate.store.alerts()
+    now = to_micros(clock())
+    # A round queued for a channel called "pager", which this configuration does not have
+    # (deleted since): the dispatcher ends it as a dead letter.
+    row = Notification(f"{alert.alert_id}/1/pager", alert.alert_id, "pager", {}, now, 0, now)
+    assert gate.store.enqueue(alert.alert_id, 1, [row], now)
+    assert Dispatcher(gate).run_once().dead == 1
+    with running(app) as url:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{url}/signin?token={app.state.signins.mint(key_id(keys.admin))}")
+        dead = page.locator("#dead-letters li.dead")
+        expect(dead).to_have_count(1, timeout=15_000)
+        expect(dead).to_contain_text("Not delivered to pager")
+        expect(dead).to_contain_text("channel 'pager' was deleted: not delivered")
+        expect(page.locator("#dead-letters")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "dashboard-dead-letters.png"), full_page=True)
+        assert console.errors == []
+        context.close()
+
+        # A read key may not read the outbox: its page has no such section, and asks for
+        # nothing it would be refused (no 403 in the console).
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{url}/signin?token={app.state.signins.mint(key_id(keys.read))}")
+        expect(page.locator("#tile-current_daily_spend .value")).to_have_text("$0.8500")
+        expect(page.locator("#alerts li.alert", has_text="at 85.0%")).to_be_visible(timeout=15_000)
+        expect(page.locator("#dead-letters")).to_have_count(0)
         assert console.errors == []
         context.close()
 

@@ -352,6 +352,40 @@ def test_failed_is_retried_at_its_time_and_only_by_its_claimer(store: Store) -> 
     assert store.claim("w3", now=T0 + DAY, until=T0 + DAY + 1) == []
 
 
+def test_a_dead_letter_ends_once_and_is_never_claimed_again(store: Store) -> None:
+    store.fire(alert("a1"))
+    store.enqueue("a1", 1, [note("a1", 1, "gone"), note("a1", 1, "mail", created_at=T0 + 1)], T0)
+    store.claim("w1", now=T0, until=T0 + 60)
+    why = "channel 'gone' was deleted: not delivered, not tried again"
+    assert store.dead("a1/1/gone", "w2", at=T0 + 5, reason=why) is False  # not w2's
+    assert store.dead("a1/1/gone", "w1", at=T0 + 5, reason=why) is True
+    assert store.dead("a1/1/gone", "w1", at=T0 + 6, reason="again") is False  # once
+    assert store.delivered("a1/1/gone", "w1", T0 + 7) is False  # final
+    assert store.failed("a1/1/gone", "w1", error="x", retry_at=T0 + 8) is False
+    assert store.release_claims("w1") == 1  # the mail row only
+    assert store.dead("a1/1/mail", "w1", at=T0 + 9, reason=why) is False  # given back
+    assert [n.key for n in store.claim("w3", now=T0 + DAY, until=T0 + DAY + 60)] == ["a1/1/mail"]
+    assert store.delivered("a1/1/mail", "w3", T0 + DAY + 1) is True
+    assert store.claim("w4", now=T0 + 2 * DAY, until=T0 + 2 * DAY + 60) == []
+    (dead,) = store.notifications(state="dead")
+    assert (dead.key, dead.state, dead.dead_at, dead.last_error) == (
+        "a1/1/gone",
+        "dead",
+        T0 + 5,
+        why,
+    )
+    assert (dead.attempts, dead.delivered_at) == (1, None)
+    by_state = {
+        state: [n.key for n in store.notifications(alert_id="a1", state=state)]
+        for state in ("pending", "delivered", "dead")
+    }
+    assert by_state == {"pending": [], "delivered": ["a1/1/mail"], "dead": ["a1/1/gone"]}
+    assert store.notifications(alert_id="other", state="dead") == []
+    store.enqueue("a1", 2, [note("a1", 2, "mail", at=T0 + DAY)], T0 + DAY)
+    assert [n.state for n in store.notifications()] == ["pending", "delivered", "dead"]
+    assert [n.key for n in store.notifications(state="pending", limit=1)] == ["a1/2/mail"]
+
+
 # -- heartbeats and reopening ----------------------------------------------------------------------
 
 

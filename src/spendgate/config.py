@@ -195,12 +195,16 @@ class AlertSettings:
 
     def channel(self, name: str) -> ChannelSettings:
         """The channel called `name`."""
-        for c in self.channels:
-            if c.name == name:
-                return c
-        raise ValidationError(
-            "channel", name, f"one of {', '.join(c.name for c in self.channels) or 'none'}"
-        )
+        found = self.find(name)
+        if found is None:
+            raise ValidationError(
+                "channel", name, f"one of {', '.join(c.name for c in self.channels) or 'none'}"
+            )
+        return found
+
+    def find(self, name: str) -> ChannelSettings | None:
+        """The channel called `name`, or `None` if there is none (it was deleted)."""
+        return next((c for c in self.channels if c.name == name), None)
 
     def to_spec(self) -> dict[str, Any]:
         """The settings as their `[alerts]` table."""

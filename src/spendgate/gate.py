@@ -52,7 +52,7 @@ from spendgate.events import (
     check_labels,
     fingerprint,
 )
-from spendgate.health import StoreHealth
+from spendgate.health import Health, StoreHealth
 from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos, money_text, to_nanos
 from spendgate.pricing import Price, Usage
@@ -188,8 +188,9 @@ class Gate:
         """Decisions made while the store was unreachable: `denied` (fail closed) and
         `approved` (a fail-open budget)."""
         self.health = StoreHealth()
-        """Outages this gate saw (for the `store_unreachable` alert) and reservations whose
-        outcome was lost (released once the store answers)."""
+        """Outages this gate saw (for the `store_unreachable` alert), how its writes went
+        (see `check_health()`), and reservations whose outcome was lost (released once the
+        store answers)."""
         self._use(self.base_config)
         self.refresh_every = refresh_every
         self._revision = -1
@@ -371,12 +372,19 @@ class Gate:
             raise StoreUnreachableError(str(error))  # a new one: that one is another call's
 
     def _failed(
-        self, exc: StoreError, outcome: Literal["denied", "approved"] | None = None
+        self,
+        exc: StoreError,
+        outcome: Literal["denied", "approved"] | None = None,
+        *,
+        write: bool = False,
     ) -> None:
         """A call failed on a store error: if the store did not answer, note the outage (an
-        error of one call's own, such as a row the store refused, is none)."""
+        error of one call's own, such as a row the store refused, is none). A failed `write`
+        is noted for the health report whatever the store error (a closed store is misuse)."""
         if isinstance(exc, StoreUnreachableError):
             self.health.failed(self.clock(), exc, outcome)
+        if write and not isinstance(exc, StoreClosedError):
+            self.health.write_failed(self.clock(), exc)
 
     def _answered(self) -> None:
         """The store answered a call: end an outage in progress, and release the holds of
@@ -409,6 +417,22 @@ class Gate:
             raise
         self._answered()
 
+    def check_health(self) -> Health:
+        """Whether the store answers (a ping) and takes writes (how this gate's latest writes
+        went), as of now: what `/healthz` and `/metrics` show.
+
+        While writes are failing and none has been tried for a while, this tries one small
+        write that grows nothing (see `spendgate.health`), so that a gate nobody writes
+        through learns that writes work again; otherwise it writes nothing.
+        """
+        now = self.clock()
+        try:
+            self.ping()
+        except StoreError:
+            return Health("unreachable", self.health.writes, now)
+        self.health.probe(now, lambda: self.store.probe_write(to_micros(now)))
+        return Health("ok", self.health.writes, now)
+
     def _unreachable(
         self,
         budgets: tuple[Budget, ...],
@@ -420,10 +444,11 @@ class Gate:
         reservation_id: str | None = None,
     ) -> Decision:
         """Decide without the store: deny (fail closed) unless every hard budget that would
-        decide is configured `fail_open`. Either outcome is counted in `outages` and logged."""
+        decide is configured `fail_open`. Either outcome is counted in `outages` and logged.
+        (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
         deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
         closed = [b.name for b in deciding if not b.fail_open]
-        self._failed(exc, "denied" if closed else "approved")
+        self._failed(exc, "denied" if closed else "approved", write=reservation_id is not None)
         if closed:
             self.outages["denied"] += 1
             log.warning(
@@ -554,6 +579,8 @@ class Gate:
                 )
             return decision
         self._answered()
+        if result.status == "created":
+            self.health.wrote()
         if result.status == "conflict":
             raise ConflictError("reservation", rid)
         if result.status == "exists" and result.state != "pending":
@@ -632,8 +659,9 @@ class Gate:
             else:
                 result = self._settle_unstored(reservation_id, opened, write)
         except StoreError as exc:
-            self._failed(exc)
+            self._failed(exc, write=True)
             raise
+        self.health.wrote()
         self._answered()
         return result
 
@@ -676,9 +704,10 @@ class Gate:
         try:
             state = self.store.release(reservation_id, now_us)
         except StoreError as exc:
-            self._failed(exc)
+            self._failed(exc, write=True)
             raise
         self._open.pop(reservation_id, None)
+        self.health.wrote()
         self._answered()
         return state
 
@@ -789,8 +818,10 @@ class Gate:
                 else self.store.record([write])[0]
             )
         except StoreError as exc:
-            self._failed(exc)
+            self._failed(exc, write=True)
             raise
+        if result.created:
+            self.health.wrote()
         self._answered()
         return _no_conflict(result)
 
@@ -826,8 +857,10 @@ class Gate:
                 else self.store.record([write])[0]
             )
         except StoreError as exc:
-            self._failed(exc)
+            self._failed(exc, write=True)
             raise
+        if result.created:
+            self.health.wrote()
         if not self.health.quiet:  # the store answered after an outage: off the loop
             await asyncio.get_running_loop().run_in_executor(None, self._answered)
         return _no_conflict(result)
@@ -856,8 +889,10 @@ class Gate:
             else:
                 results = self.store.record(writes)
         except StoreError as exc:
-            self._failed(exc)
+            self._failed(exc, write=True)
             raise
+        if any(r.created for r in results):
+            self.health.wrote()
         self._answered()
         return results
 

@@ -1,4 +1,5 @@
-"""A gate's view of its store's health: outages, and holds whose outcome was lost.
+"""A gate's view of its store's health: outages, failing writes, and holds whose outcome
+was lost.
 
 The gate notes every call that found the store unreachable and the first answer after it,
 so that an outage becomes one `store_unreachable` alert once the store answers again
@@ -10,6 +11,16 @@ again in time, was answered "denied" (or "approved unchecked" for a fail-open bu
 id is kept here, and the hold, if the store did keep it, is released by the gate's next call
 that reaches the store: it never holds room until its TTL while the caller believes it has
 nothing (or books its cost unreserved).
+
+A store can answer reads and still refuse every write (a full disk, a read-only file or
+server): a ping cannot tell. So the gate also notes how its writes went (`Writes`): the
+latest failed write (when, and what kind of failure, never a path or host), and whether a
+write succeeded since. Only writes that wrote count as successes (an event recorded, a hold
+taken, a commit, a release; not an idempotent retry that found its event stored, nor a
+denied reservation, which write nothing on a full disk either). With no writes coming (a
+balancer takes a failing server out of rotation), a health check tries one small write that
+grows nothing (`Store.probe_write()`), at most every `WRITE_PROBE_EVERY`, and only while
+writes are failing: the health probe itself never writes while they succeed.
 """
 
 from __future__ import annotations
@@ -19,13 +30,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from spendgate.errors import ReservationStateError, StoreError
+from spendgate.errors import ReservationStateError, StoreClosedError, StoreError, StoreFailure
 
 MAX_UNKNOWN = 10_000
 """Lost-outcome reservations remembered at most; past it the oldest are left to their TTL."""
+WRITE_PROBE_EVERY = timedelta(seconds=10)
+"""While writes fail, a health check tries a write of its own at most this often (counting
+from the latest failed write, real or probe)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +76,59 @@ class Outage:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """How a gate's writes went: failing since the latest failed one, until one succeeds."""
+
+    failing: bool = False
+    """The latest write failed, and none succeeded since."""
+    error_at: datetime | None = None
+    """When a write last failed (kept once writes succeed again; `None`: none failed)."""
+    error: StoreFailure | None = None
+    """What kind of failure that was (`StoreError.reason`: "disk full", "read-only",
+    "store unreachable"...): words safe to show, never a path, host or driver text."""
+
+    @property
+    def state(self) -> Literal["ok", "failing"]:
+        """`failing` while the latest write failed, else `ok`."""
+        return "failing" if self.failing else "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A health report: does the store answer, does it take writes (`Gate.check_health()`)."""
+
+    store: Literal["ok", "unreachable"]
+    """Whether the store answered a read within its timeout."""
+    writes: Writes
+    as_of: datetime
+
+    @property
+    def ok(self) -> bool:
+        """The store answers and takes writes."""
+        return self.store == "ok" and not self.writes.failing
+
+    @property
+    def status(self) -> Literal["ok", "degraded"]:
+        """`ok`, or `degraded` when the store does not answer or writes fail."""
+        return "ok" if self.ok else "degraded"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as `/healthz` shows it."""
+        at = self.writes.error_at
+        return {
+            "status": self.status,
+            "store": self.store,
+            "writes": self.writes.state,
+            "last_write_error_at": None if at is None else at.isoformat(),
+            "last_write_error": self.writes.error,
+            "as_of": self.as_of.isoformat(),
+        }
+
+
 class StoreHealth:
-    """Outages and lost-outcome reservations, as one gate saw them. Thread-safe."""
+    """Outages, failing writes and lost-outcome reservations, as one gate saw them.
+    Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,6 +139,8 @@ class StoreHealth:
         """`time.monotonic()` of the latest call that found the store unreachable."""
         self.last_error: StoreError | None = None
         """That call's error."""
+        self._writes = Writes()
+        self._probing = threading.Lock()
 
     @property
     def quiet(self) -> bool:
@@ -122,6 +189,49 @@ class StoreHealth:
         if outage is not None and outage.until is None:
             outage = replace(outage, until=at)
         return outage
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    @property
+    def writes(self) -> Writes:
+        """How the latest writes went."""
+        return self._writes
+
+    def write_failed(self, at: datetime, error: StoreError) -> None:
+        """A write failed at `at` on `error` (any store error: unreachable, disk full...)."""
+        with self._lock:
+            self._writes = Writes(True, at, error.reason)
+
+    def wrote(self) -> None:
+        """A write succeeded: writes are ok again (when and why the last one failed stay).
+
+        Reads without the lock first: the per-call path calls this after every write."""
+        if self._writes.failing:
+            with self._lock:
+                self._writes = replace(self._writes, failing=False)
+
+    def probe(self, at: datetime, write: Callable[[], object]) -> None:
+        """Try `write` (a write that grows nothing) if writes are failing and none failed
+        within `WRITE_PROBE_EVERY` of `at`, and note how it went; a `StoreError` it raises
+        is noted, not raised. One probe at a time: another thread probing already, this
+        returns at once."""
+        writes = self._writes
+        if not writes.failing or (
+            writes.error_at is not None and at - writes.error_at < WRITE_PROBE_EVERY
+        ):
+            return
+        if not self._probing.acquire(blocking=False):
+            return
+        try:
+            write()
+        except StoreClosedError:
+            raise  # misuse, not ill health
+        except StoreError as exc:
+            self.write_failed(at, exc)
+        else:
+            self.wrote()
+        finally:
+            self._probing.release()
 
     # -- lost outcomes ----------------------------------------------------------------------------
 

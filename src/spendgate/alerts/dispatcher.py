@@ -9,6 +9,13 @@ the channel accepted is marked delivered and never sent again; one it refused is
 again later, its delay doubling from `base_delay` up to `max_delay`. Each message carries a
 key stable per (alert, round, channel) so a receiver can drop the repeat a crash between
 sending and marking may cause.
+
+A notification whose channel was deleted (from `spendgate.toml`, or set to `false` over the
+API) can never be delivered: it ends as a dead letter (`Store.dead()`, "channel 'NAME' was
+deleted"), visible in the outbox, and is never tried again. This is decided here, when it
+is due, not when the channel is deleted: a channel removed from the file is known only to
+the processes that read the file again, and a channel added a moment ago over another
+server's API is looked for once more (`Gate.refresh()`) before a row is given up.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ DEFAULT_LEASE = timedelta(seconds=60)
 DEFAULT_BASE_DELAY = timedelta(seconds=5)
 DEFAULT_MAX_DELAY = timedelta(minutes=5)
 BATCH = 50
+DEAD = "not delivered, not tried again"
 Sender = Callable[[ChannelSettings, Mapping[str, Any]], None]
 
 
@@ -46,6 +54,8 @@ class Round:
     failed: int = 0
     released: int = 0
     """Claimed but not sent, because the dispatcher was asked to stop: given back."""
+    dead: int = 0
+    """Ended undelivered (dead letters): their channels were deleted."""
 
 
 def backoff(attempts: int, base: timedelta, most: timedelta) -> timedelta:
@@ -86,13 +96,24 @@ class Dispatcher:
         # a claim never runs out mid-round, so no other dispatcher sends the same one.
         most = max(1, min(BATCH, int(self.lease.total_seconds() // channels.TIMEOUT)))
         claimed = store.claim(self.worker, now=now, until=until, limit=most)
-        delivered = failed = 0
+        delivered = failed = dead = 0
+        refreshed = False
         for item in claimed:
             if stop is not None and stop.is_set():
                 released = store.release_claims(self.worker)
-                return Round(delivered, failed, released)
+                return Round(delivered, failed, released, dead)
+            channel = self.gate.config.alerts.find(item.channel)
+            if channel is None and not refreshed:  # added elsewhere a moment ago?
+                refreshed = True
+                self.gate.refresh()
+                channel = self.gate.config.alerts.find(item.channel)
+            if channel is None:
+                reason = f"channel {item.channel!r} was deleted: {DEAD}"
+                store.dead(item.key, self.worker, at=to_micros(self.gate.clock()), reason=reason)
+                log.warning("notification %s ended undelivered: %s", item.key, reason)
+                dead += 1
+                continue
             try:
-                channel = self.gate.config.alerts.channel(item.channel)
                 self.send(channel, item.payload)
             except Exception as exc:  # any failure is retried, never lost
                 wait = backoff(item.attempts, self.base_delay, self.max_delay)
@@ -113,7 +134,7 @@ class Dispatcher:
             else:
                 store.delivered(item.key, self.worker, to_micros(self.gate.clock()))
                 delivered += 1
-        return Round(delivered, failed)
+        return Round(delivered, failed, dead=dead)
 
 
 def _shown(channel: str, exc: Exception) -> str:

@@ -186,7 +186,12 @@ def alerts_check(
     console.print(
         f"fired {len(outcome.fired)}, resolved {len(outcome.resolved)}, "
         f"notifications queued {outcome.enqueued}"
-        + (f", delivered {sent.delivered}, failed {sent.failed}" if sent else ""),
+        + (
+            f", delivered {sent.delivered}, failed {sent.failed}, dead (channel deleted) "
+            f"{sent.dead}"
+            if sent
+            else ""
+        ),
         highlight=False,
     )
 

@@ -26,6 +26,7 @@ from spendgate.server.schemas import (
     TestIn,
     TestOut,
 )
+from spendgate.store.base import Notification, NotificationState
 from spendgate.windows import from_micros
 
 log = logging.getLogger("spendgate.alerts")
@@ -88,26 +89,45 @@ def heartbeat(body: HeartbeatIn, ctx: Ctx, who: OwnWriter) -> Any:
     return {"service": body.service, "at": from_micros(now).isoformat()}
 
 
+def _when(micros: int | None) -> str | None:
+    return None if micros is None else from_micros(micros).isoformat()
+
+
+def notification_dict(n: Notification) -> dict[str, Any]:
+    """An outbox row as the API shows it."""
+    return {
+        "key": n.key,
+        "alert_id": n.alert_id,
+        "channel": n.channel,
+        "state": n.state,
+        "created_at": _when(n.created_at),
+        "attempts": n.attempts,
+        "next_attempt_at": _when(n.next_attempt_at),
+        "delivered_at": _when(n.delivered_at),
+        "dead_at": _when(n.dead_at),
+        # Redacted again: rows written before redaction existed may hold a token.
+        "last_error": None if n.last_error is None else redact(n.last_error),
+    }
+
+
 @router.get("/api/alerts/{alert_id:path}/notifications", response_model=list[NotificationOut])
 def notifications(alert_id: AlertId, ctx: Ctx, who: Admin) -> Any:
-    """An alert's notifications and their delivery (attempts, errors, when delivered)."""
+    """An alert's notifications and their delivery (attempts, errors, when delivered; dead
+    letters, whose channel was deleted)."""
     _found(ctx, alert_id)
-    return [
-        {
-            "key": n.key,
-            "alert_id": n.alert_id,
-            "channel": n.channel,
-            "created_at": from_micros(n.created_at).isoformat(),
-            "attempts": n.attempts,
-            "next_attempt_at": from_micros(n.next_attempt_at).isoformat(),
-            "delivered_at": None
-            if n.delivered_at is None
-            else from_micros(n.delivered_at).isoformat(),
-            # Redacted again: rows written before redaction existed may hold a token.
-            "last_error": None if n.last_error is None else redact(n.last_error),
-        }
-        for n in ctx.gate.store.notifications(alert_id=alert_id)
-    ]
+    return [notification_dict(n) for n in ctx.gate.store.notifications(alert_id=alert_id)]
+
+
+@router.get("/api/notifications", response_model=list[NotificationOut])
+def all_notifications(
+    ctx: Ctx,
+    who: Admin,
+    state: NotificationState | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Any:
+    """Every alert's notifications, newest first (`state=dead`: the dead letters, ended
+    undelivered because their channel was deleted)."""
+    return [notification_dict(n) for n in ctx.gate.store.notifications(state=state, limit=limit)]
 
 
 @router.post("/api/alerts/test", response_model=TestOut)

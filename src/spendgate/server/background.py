@@ -108,7 +108,7 @@ class Background:
             try:
                 done = dispatcher.run_once(self.stopping)
                 # Something was due: look again at once, there may be a backlog.
-                busy = done.delivered + done.failed > 0
+                busy = done.delivered + done.failed + done.dead > 0
             except SpendgateError as exc:
                 log.error("notifications not dispatched: %s", exc)
             except Exception:  # a bug must not stop delivery for good: logged, tried again

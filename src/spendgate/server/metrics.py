@@ -1,11 +1,14 @@
-"""`/metrics` for Prometheus: spend, requests, free-source success, budgets and decisions.
+"""`/metrics` for Prometheus: spend, requests, free-source success, budgets, decisions and
+whether writes to the store fail.
 
 The figures are read from the store when Prometheus scrapes (the rollups and budget rows, a
 few reads whatever the event count), so every server process on one store reports the same
 totals; decisions are counted by the process that made them. A key limited to services is
 shown only their series and the budgets scoped to them (`registry(ctx, services)`): not the
 free-source ratio nor the decisions, which span every service. Money is in the deployment
-currency (Prometheus values are floats: fine for a graph, never for the ledger).
+currency (Prometheus values are floats: fine for a graph, never for the ledger). Whether
+writes fail is this process's, as `/healthz` reports it (`Gate.check_health()`), shown to
+every key like `/healthz` itself.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ class SpendCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         ctx = self.ctx
+        writes = GaugeMetricFamily(
+            "spendgate_store_writes_failing",
+            "1 while this process's latest write to the store failed (a full disk, a "
+            "read-only store, the store unreachable) and none succeeded since, else 0.",
+        )
+        writes.add_metric([], float(ctx.gate.check_health().writes.failing))
+        yield writes
         currency = ctx.gate.config.currency
         spend = CounterMetricFamily(
             "spendgate_spend",

@@ -28,7 +28,7 @@ from spendgate.errors import (
     SpendgateError,
     StoreClosedError,
     StoreError,
-    StoreUnreachableError,
+    StoreFailure,
     UnpricedSourceError,
     ValidationError,
 )
@@ -103,6 +103,14 @@ def status_of(exc: SpendgateError) -> int:
     return 400
 
 
+_TOLD: dict[StoreFailure, str] = {
+    "store unreachable": "the store is unreachable: try again shortly",
+    "store busy": "the store is busy: try again shortly",
+    "disk full": "the store's disk is full: writes fail until space is freed",
+    "read-only": "the store is read-only: writes fail until it takes writes again",
+}
+
+
 def unavailable(exc: SpendgateError) -> str:
     """What a caller is told of a store error: what happened and what to do, never the
     store's file path, host, port, database or driver text (the server's log has those)."""
@@ -113,8 +121,8 @@ def unavailable(exc: SpendgateError) -> str:
         )
     if isinstance(exc, StoreClosedError):
         return "the store is closed: the server is stopping"
-    if isinstance(exc, StoreUnreachableError) or "unreachable" in str(exc):
-        return "the store is unreachable: try again shortly"
+    if isinstance(exc, StoreError) and exc.reason in _TOLD:
+        return _TOLD[exc.reason]
     return "the store could not do it: try again later (the server's log has the details)"
 
 

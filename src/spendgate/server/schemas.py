@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from spendgate.errors import StoreFailure
 from spendgate.events import TEXT_RULE, storable
 from spendgate.server.settings import MAX_BATCH
 
@@ -429,10 +430,15 @@ class NotificationOut(BaseModel):
     key: str
     alert_id: str
     channel: str
+    state: Literal["pending", "delivered", "dead"] = Field(
+        description="pending (to be tried, again), delivered, or dead: ended undelivered "
+        "because its channel was deleted, never tried again"
+    )
     created_at: str
     attempts: int
     next_attempt_at: str
     delivered_at: str | None
+    dead_at: str | None
     last_error: str | None
 
 
@@ -447,8 +453,17 @@ class StreamDayOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    """Whether the server and its store answer."""
+    """Whether the server's store answers and takes writes (`spendgate.health.Health`)."""
 
     status: Literal["ok", "degraded"]
     store: Literal["ok", "unreachable"]
+    writes: Literal["ok", "failing"] = Field(
+        description="failing while this process's latest write failed, until one succeeds"
+    )
+    last_write_error_at: str | None = Field(
+        description="when a write last failed (kept once writes succeed again)"
+    )
+    last_write_error: StoreFailure | None = Field(
+        description="what kind of failure that was (never a path or host)"
+    )
     as_of: str

@@ -13,6 +13,7 @@ from spendgate.store.base import (
     Alert,
     AlertState,
     Notification,
+    NotificationState,
     Slot,
     crossed_lines,
     crossing_alert,
@@ -148,7 +149,14 @@ _OUTBOX_COLUMNS = (
     "next_attempt_at",
     "delivered_at",
     "last_error",
+    "dead_at",
 )
+# The rows of each state of a notification (`Notification.state`).
+_IN_STATE: dict[NotificationState, str] = {
+    "pending": "delivered_at IS NULL AND dead_at IS NULL",
+    "delivered": "delivered_at IS NOT NULL",
+    "dead": "dead_at IS NOT NULL",
+}
 
 
 def _json(value: Mapping[str, Any]) -> str:
@@ -213,12 +221,13 @@ def notification_row(n: Notification) -> tuple[Any, ...]:
         n.next_attempt_at,
         n.delivered_at,
         n.last_error,
+        n.dead_at,
     )
 
 
 def row_notification(row: Sequence[Any]) -> Notification:
     """The notification stored in a row of the outbox."""
-    key, alert_id, channel, payload, created, attempts, due, delivered, error = row
+    key, alert_id, channel, payload, created, attempts, due, delivered, error, dead = row
     return Notification(
         key,
         alert_id,
@@ -229,6 +238,7 @@ def row_notification(row: Sequence[Any]) -> Notification:
         int(due),
         _int(delivered),
         error,
+        _int(dead),
     )
 
 
@@ -301,7 +311,7 @@ class Alerting:
         self._claim = (
             f"UPDATE outbox SET claimed_by = {mark}, claimed_until = {mark}, "
             "attempts = attempts + 1 WHERE key IN ("
-            f"SELECT key FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= {mark} "
+            f"SELECT key FROM outbox WHERE {_IN_STATE['pending']} AND next_attempt_at <= {mark} "
             f"AND (claimed_until IS NULL OR claimed_until <= {mark}) "
             f"ORDER BY next_attempt_at, created_at, key LIMIT {mark} {skip_locked}"
             f") RETURNING {outbox_columns}"
@@ -315,19 +325,28 @@ class Alerting:
             "claimed_by = NULL, claimed_until = NULL "
             f"WHERE key = {mark} AND claimed_by = {mark} AND delivered_at IS NULL"
         )
+        self._dead = (
+            f"UPDATE outbox SET dead_at = {mark}, last_error = {mark}, "
+            "claimed_by = NULL, claimed_until = NULL "
+            f"WHERE key = {mark} AND claimed_by = {mark} AND {_IN_STATE['pending']}"
+        )
         # Unsent: the claim's attempt is taken back, and the row is due as it was.
         self._release_claims = (
             "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, "
             "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
             f"WHERE claimed_by = {mark} AND delivered_at IS NULL"
         )
-        self._notifications = (
-            f"SELECT {outbox_columns} FROM outbox ORDER BY created_at DESC, key DESC LIMIT {mark}"
-        )
-        self._notifications_of = (
-            f"SELECT {outbox_columns} FROM outbox WHERE alert_id = {mark} "
-            f"ORDER BY created_at DESC, key DESC LIMIT {mark}"
-        )
+        # Listings: by (of one alert?, in which state): every combination, written once.
+        self._notifications: dict[tuple[bool, NotificationState | None], str] = {}
+        for of_alert in (False, True):
+            for state in (None, *_IN_STATE):
+                where = [f"alert_id = {mark}"] if of_alert else []
+                where += [_IN_STATE[state]] if state is not None else []
+                self._notifications[of_alert, state] = (
+                    f"SELECT {outbox_columns} FROM outbox "
+                    + (f"WHERE {' AND '.join(where)} " if where else "")
+                    + f"ORDER BY created_at DESC, key DESC LIMIT {mark}"
+                )
         self._heartbeat = (
             f"INSERT INTO heartbeats (service, at) VALUES ({mark}, {mark}) "
             "ON CONFLICT (service) DO UPDATE SET at = excluded.at "
@@ -424,19 +443,25 @@ class Alerting:
         """`Store.failed()`."""
         return bool(conn.execute(self._failed, (error, retry_at, key, worker)).rowcount)
 
+    def dead(self, conn: Connection, key: str, worker: str, at: int, reason: str) -> bool:
+        """`Store.dead()`."""
+        return bool(conn.execute(self._dead, (at, reason, key, worker)).rowcount)
+
     def release_claims(self, conn: Connection, worker: str) -> int:
         """`Store.release_claims()`."""
         return int(conn.execute(self._release_claims, (worker,)).rowcount)
 
     def notifications(
-        self, conn: Connection, alert_id: str | None, limit: int
+        self,
+        conn: Connection,
+        alert_id: str | None,
+        state: NotificationState | None,
+        limit: int,
     ) -> list[Notification]:
         """`Store.notifications()`."""
-        if alert_id is None:
-            rows = conn.execute(self._notifications, (alert_limit(limit),)).fetchall()
-        else:
-            rows = conn.execute(self._notifications_of, (alert_id, alert_limit(limit))).fetchall()
-        return [row_notification(r) for r in rows]
+        sql = self._notifications[alert_id is not None, state]
+        bound = (alert_limit(limit),) if alert_id is None else (alert_id, alert_limit(limit))
+        return [row_notification(r) for r in conn.execute(sql, bound).fetchall()]
 
     # -- heartbeats -------------------------------------------------------------------------
 

@@ -460,6 +460,14 @@ class Store(ABC):
         """The newest audit revision (0 before the first change): cheap, for polling."""
 
     @abstractmethod
+    def probe_write(self, at: int) -> None:
+        """Commit one small write that grows nothing (the single row of `write_probe`,
+        replaced), to learn whether the store takes writes now; raise `StoreError` (its
+        `reason` saying why) if not. For health checks after a write failed: a store that
+        answers reads may still refuse every write (a full disk, a read-only file or server).
+        """
+
+    @abstractmethod
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         """Audit entries, newest first: up to `limit` with revision below `before`."""
 
@@ -528,8 +536,9 @@ class Store(ABC):
     @abstractmethod
     def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
         """Take up to `limit` (1 to 10,000) due notifications for `worker` until `until`:
-        undelivered, `next_attempt_at <= now`, and not held by a claim still running. Each
-        counts an attempt; no two claims running at once take the same notification."""
+        pending (neither delivered nor dead), `next_attempt_at <= now`, and not held by a
+        claim still running. Each counts an attempt; no two claims running at once take the
+        same notification."""
 
     @abstractmethod
     def delivered(self, key: str, worker: str, at: int) -> bool:
@@ -542,14 +551,27 @@ class Store(ABC):
         whether it held it."""
 
     @abstractmethod
+    def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        """End a notification `worker` holds undelivered at `at`, a dead letter that is
+        never claimed again (`reason`, its `last_error`, says why: its channel was deleted);
+        whether it held it."""
+
+    @abstractmethod
     def release_claims(self, worker: str) -> int:
         """Give back every notification `worker` still holds unsent (a dispatcher that
         stops): each is due again at once for any dispatcher, its claim not counted as an
         attempt; how many."""
 
     @abstractmethod
-    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
-        """Queued notifications (of one alert, if given), newest first, up to `limit`."""
+    def notifications(
+        self,
+        *,
+        alert_id: str | None = None,
+        state: NotificationState | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
+        """Queued notifications (of one alert, in one state, if given), newest first, up to
+        `limit`."""
 
     @abstractmethod
     def heartbeat(self, service: str, at: int) -> None:
@@ -706,6 +728,7 @@ def quota_total(q: QuotaUse, before: Decimal) -> Decimal:
 
 
 AlertState = Literal["firing", "resolved"]
+NotificationState = Literal["pending", "delivered", "dead"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -755,6 +778,16 @@ class Notification:
     next_attempt_at: int = 0
     delivered_at: int | None = None
     last_error: str | None = None
+    dead_at: int | None = None
+    """When it ended undelivered, a dead letter (its channel was deleted; `last_error`
+    says so): never tried again."""
+
+    @property
+    def state(self) -> NotificationState:
+        """`pending` (to be tried, again), `delivered`, or `dead`: both are final."""
+        if self.delivered_at is not None:
+            return "delivered"
+        return "dead" if self.dead_at is not None else "pending"
 
 
 def crossed_lines(slot: Slot, before: Nanos, after: Nanos) -> list[AlertLine]:

@@ -36,6 +36,7 @@ from spendgate.store.base import (
     Definition,
     EventWrite,
     Notification,
+    NotificationState,
     ReservationInfo,
     ReservationState,
     ReservationWrite,
@@ -555,6 +556,10 @@ class MemoryStore(Store):
         self._check_open()
         return len(self._audit)
 
+    def probe_write(self, at: int) -> None:
+        with self._lock:  # memory always takes a write
+            self._check_open()
+
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         audit_limit(limit)
         with self._lock:
@@ -689,7 +694,7 @@ class MemoryStore(Store):
             due = [
                 q
                 for q in self._outbox.values()
-                if q.notification.delivered_at is None
+                if q.notification.state == "pending"
                 and q.notification.next_attempt_at <= now
                 and (q.claimed_until is None or q.claimed_until <= now)
             ]
@@ -721,6 +726,16 @@ class MemoryStore(Store):
             q.claimed_by = q.claimed_until = None
             return True
 
+    def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        with self._lock:
+            self._check_open()
+            q = self._claimed(key, worker)
+            if q is None:
+                return False
+            q.notification = replace(q.notification, dead_at=at, last_error=reason)
+            q.claimed_by = q.claimed_until = None
+            return True
+
     def release_claims(self, worker: str) -> int:
         with self._lock:
             self._check_open()
@@ -736,20 +751,27 @@ class MemoryStore(Store):
             return len(held)
 
     def _claimed(self, key: str, worker: str) -> _Queued | None:
-        """The undelivered outbox row `worker` holds (caller holds the lock)."""
+        """The pending outbox row `worker` holds (caller holds the lock)."""
         q = self._outbox.get(key)
-        if q is None or q.claimed_by != worker or q.notification.delivered_at is not None:
+        if q is None or q.claimed_by != worker or q.notification.state != "pending":
             return None
         return q
 
-    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
+    def notifications(
+        self,
+        *,
+        alert_id: str | None = None,
+        state: NotificationState | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
         alert_limit(limit)
         with self._lock:
             self._check_open()
             chosen = [
                 q.notification
                 for q in self._outbox.values()
-                if alert_id is None or q.notification.alert_id == alert_id
+                if (alert_id is None or q.notification.alert_id == alert_id)
+                and (state is None or q.notification.state == state)
             ]
         chosen.sort(key=lambda n: (n.created_at, n.key), reverse=True)
         return [_fresh_notification(n) for n in chosen[:limit]]

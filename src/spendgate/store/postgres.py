@@ -47,6 +47,7 @@ from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
     StoreError,
+    StoreFailure,
     StoreUnreachableError,
     UnstorableError,
     ValidationError,
@@ -68,6 +69,7 @@ from spendgate.store.base import (
     EventWrite,
     InFlight,
     Notification,
+    NotificationState,
     QuotaUse,
     ReservationInfo,
     ReservationState,
@@ -227,12 +229,16 @@ def _store_errors(
         except PoolTimeout as exc:
             raise StoreError(
                 f"{self.where}: the store is unreachable (no connection within "
-                f"{self._timeout:g} s): {exc}"
+                f"{self._timeout:g} s): {exc}",
+                reason="store unreachable",
             ) from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"{self.where}: the store is unreachable: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
-            raise StoreError(f"{self.where}: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+            reason = _failure(exc)
+            if reason == "store unreachable":
+                message = f"{self.where}: the store is unreachable: {_first_line(exc)}"
+            else:
+                message = f"{self.where}: {exc.__class__.__name__}: {_first_line(exc)}"
+            raise StoreError(message, reason=reason) from exc
         finally:
             calls.exit()
 
@@ -253,6 +259,30 @@ def _seconds(text: str | None, default: float) -> float:
             f"a number of seconds above 0 and at most {MAX_TIMEOUT:g}, such as 2",
         )
     return value
+
+
+# SQLSTATEs, and classes of them (their first two characters), by the kind of failure.
+_FAILURES: dict[str, StoreFailure] = {
+    "53100": "disk full",  # disk_full
+    "25006": "read-only",  # read_only_sql_transaction (a standby, or read-only by setting)
+    "55P03": "store busy",  # lock_not_available
+    "57014": "store busy",  # query_canceled (a statement timeout)
+    "53300": "store unreachable",  # too_many_connections
+    "08": "store unreachable",  # connection exceptions
+    "57": "store unreachable",  # operator intervention: shutting down, starting up
+}
+
+
+def _failure(exc: psycopg.Error) -> StoreFailure:
+    """What kind of failure a driver error is. An `OperationalError` with no state of the
+    server's own is a connection that failed or was lost: the store is unreachable."""
+    state = exc.sqlstate or ""
+    found = _FAILURES.get(state) or _FAILURES.get(state[:2])
+    if found is not None:
+        return found
+    if isinstance(exc, psycopg.OperationalError) and not state:
+        return "store unreachable"
+    return "store error"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -1150,6 +1180,10 @@ class PostgresStore(Store):
         return self._read(_CONTROL.revision)
 
     @_store_errors
+    def probe_write(self, at: int) -> None:
+        self._transaction(lambda conn: _CONTROL.probe_write(conn, at))
+
+    @_store_errors
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         return self._read(lambda conn: _CONTROL.audit(conn, limit, before))
 
@@ -1215,12 +1249,22 @@ class PostgresStore(Store):
         return self._transaction(lambda conn: _ALERTS.failed(conn, key, worker, error, retry_at))
 
     @_store_errors
+    def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        return self._transaction(lambda conn: _ALERTS.dead(conn, key, worker, at, reason))
+
+    @_store_errors
     def release_claims(self, worker: str) -> int:
         return self._transaction(lambda conn: _ALERTS.release_claims(conn, worker))
 
     @_store_errors
-    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
-        return self._read(lambda conn: _ALERTS.notifications(conn, alert_id, limit))
+    def notifications(
+        self,
+        *,
+        alert_id: str | None = None,
+        state: NotificationState | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
+        return self._read(lambda conn: _ALERTS.notifications(conn, alert_id, state, limit))
 
     @_store_errors
     def heartbeat(self, service: str, at: int) -> None:

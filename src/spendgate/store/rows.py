@@ -321,7 +321,7 @@ def _row_key(row: Sequence[Any]) -> ApiKey:
 
 class ControlPlane:
     """Definitions, their audit and API keys on a SQL database, one statement text for both
-    backends (`mark`: the driver's placeholder).
+    backends (`mark`: the driver's placeholder); and the health check's write probe.
 
     The write methods run inside the caller's write transaction, which must keep any other
     control-plane writer out until it commits (SQLite's `BEGIN IMMEDIATE` does; PostgreSQL
@@ -334,6 +334,10 @@ class ControlPlane:
             return ", ".join([mark] * n)
 
         self._revision = "SELECT COALESCE(MAX(revision), 0) FROM audit_log"
+        self._probe = (
+            f"INSERT INTO write_probe (id, at) VALUES (1, {mark}) "
+            "ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+        )
         self._append = (
             f"INSERT INTO audit_log ({', '.join(_AUDIT_COLUMNS)}) "
             f"VALUES ({marks(len(_AUDIT_COLUMNS))})"
@@ -366,6 +370,11 @@ class ControlPlane:
     def revision(self, conn: Connection) -> int:
         """The newest revision, 0 if none: a probe of the audit log's primary key."""
         return int(conn.execute(self._revision, ()).fetchone()[0])
+
+    def probe_write(self, conn: Connection, at: int) -> None:
+        """`Store.probe_write()`: one row written, always the same one (in a transaction of
+        its own; no control-plane lock needed)."""
+        conn.execute(self._probe, (at,))
 
     def definitions(self, conn: Connection) -> list[Definition]:
         """Every definition, deletions included, in revision order."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     text,
 )
 
@@ -212,20 +213,29 @@ outbox = Table(
     Column("claimed_until", BigInteger),
     Column("delivered_at", BigInteger),
     Column("last_error", Text),
+    # A dead letter: ended undelivered (its channel was deleted), never claimed again.
+    Column("dead_at", BigInteger),
     sqlite_with_rowid=False,
 )
-# Only undelivered rows are ever due: the partial index keeps a claim a short probe.
-Index(
-    "ix_outbox_due",
-    outbox.c.next_attempt_at,
-    sqlite_where=outbox.c.delivered_at.is_(None),
-    postgresql_where=outbox.c.delivered_at.is_(None),
-)
+# Only rows neither delivered nor dead are ever due: the partial index keeps a claim a short
+# probe.
+_DUE = and_(outbox.c.delivered_at.is_(None), outbox.c.dead_at.is_(None))
+Index("ix_outbox_due", outbox.c.next_attempt_at, sqlite_where=_DUE, postgresql_where=_DUE)
 
 heartbeats = Table(
     "heartbeats",
     metadata,
     Column("service", String(200), primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# One row, replaced by `Store.probe_write()`: a health check's write that never grows the
+# database, however often it runs.
+write_probe = Table(
+    "write_probe",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
     Column("at", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )

@@ -33,6 +33,7 @@ from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
     StoreError,
+    StoreFailure,
     UnstorableError,
     ValidationError,
 )
@@ -53,6 +54,7 @@ from spendgate.store.base import (
     EventWrite,
     InFlight,
     Notification,
+    NotificationState,
     QuotaUse,
     ReservationInfo,
     ReservationState,
@@ -161,6 +163,22 @@ def sqlalchemy_url(path: str) -> str:
     return f"sqlite:///{path}"
 
 
+# SQLite's primary result codes (an extended code's low byte) and what kind of failure each is.
+_FAILURES: dict[int, StoreFailure] = {
+    sqlite3.SQLITE_FULL: "disk full",
+    sqlite3.SQLITE_READONLY: "read-only",
+    sqlite3.SQLITE_BUSY: "store busy",
+    sqlite3.SQLITE_LOCKED: "store busy",
+    sqlite3.SQLITE_CANTOPEN: "store unreachable",
+}
+
+
+def _failure(message: str, exc: sqlite3.Error) -> StoreError:
+    """SQLite's error as a `StoreError` that says which kind of failure it is."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return StoreError(message, reason=_FAILURES.get(code, "store error"))
+
+
 def _store_errors(
     method: Callable[Concatenate[SQLiteStore, P], T],
 ) -> Callable[Concatenate[SQLiteStore, P], T]:
@@ -173,7 +191,7 @@ def _store_errors(
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+            raise _failure(f"{self.path}: {exc}", exc) from exc
         finally:
             calls.exit()
 
@@ -187,7 +205,7 @@ def _translated(path: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        raise StoreError(f"{path}: {exc}") from exc
+        raise _failure(f"{path}: {exc}", exc) from exc
 
 
 class SQLiteStore(Store):
@@ -226,7 +244,10 @@ class SQLiteStore(Store):
         self._timeout = timeout
         parent = Path(self.path).resolve().parent
         if not parent.is_dir():
-            raise StoreError(f"cannot open {self.path}: folder {parent} does not exist")
+            raise StoreError(
+                f"cannot open {self.path}: folder {parent} does not exist",
+                reason="store unreachable",
+            )
         self._calls = InFlight(self.where, self._release)
         self._after_fork()
         _LIVE.add(self)
@@ -261,7 +282,7 @@ class SQLiteStore(Store):
                 self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+            raise _failure(f"cannot open {self.path}: {exc}", exc) from exc
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
         self._local.conn, self._local.pid = conn, os.getpid()
@@ -810,6 +831,11 @@ class SQLiteStore(Store):
         return _CONTROL.revision(self._conn())
 
     @_store_errors
+    def probe_write(self, at: int) -> None:
+        with self._write() as conn:
+            _CONTROL.probe_write(conn, at)
+
+    @_store_errors
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         return _CONTROL.audit(self._conn(), limit, before)
 
@@ -886,13 +912,24 @@ class SQLiteStore(Store):
             return _ALERTS.failed(conn, key, worker, error, retry_at)
 
     @_store_errors
+    def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        with self._write() as conn:
+            return _ALERTS.dead(conn, key, worker, at, reason)
+
+    @_store_errors
     def release_claims(self, worker: str) -> int:
         with self._write() as conn:
             return _ALERTS.release_claims(conn, worker)
 
     @_store_errors
-    def notifications(self, *, alert_id: str | None = None, limit: int = 100) -> list[Notification]:
-        return _ALERTS.notifications(self._conn(), alert_id, limit)
+    def notifications(
+        self,
+        *,
+        alert_id: str | None = None,
+        state: NotificationState | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
+        return _ALERTS.notifications(self._conn(), alert_id, state, limit)
 
     @_store_errors
     def heartbeat(self, service: str, at: int) -> None:

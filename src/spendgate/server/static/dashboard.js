@@ -443,6 +443,7 @@
         if (/^\/api\/alerts\/?$/.test(path) && doc.paths[path].get) alertRoutes.list = path;
         if (/^\/api\/alerts\/\{[^}]+\}\/acknowledge$/.test(path)) alertRoutes.acknowledge = path;
         if (/^\/api\/alerts\/\{[^}]+\}\/silence$/.test(path)) alertRoutes.silence = path;
+        if (path === "/api/notifications" && doc.paths[path].get) deadRoute = path;
       }
       if (alertRoutes.list) {
         const found = await getJSON(alertRoutes.list);
@@ -454,6 +455,36 @@
     } catch (e) {
       /* no OpenAPI access or no alert routes: local acknowledgement only */
     }
+  }
+
+  // -- dead letters: notifications that ended undelivered (their channel was deleted) ------
+
+  let deadRoute = null;  // found in the OpenAPI document; an admin's session may read it
+
+  async function refreshDeadLetters() {
+    // The page has the section for an unlimited admin's session only (who may read them).
+    const section = document.getElementById("dead-letters");
+    const list = document.getElementById("dead-list");
+    if (!section || !list) return;
+    await alertRoutesFound;
+    if (!deadRoute) return;
+    let rows;
+    try {
+      rows = await getJSON(deadRoute + "?state=dead&limit=20");
+    } catch (e) {
+      report(e);
+      return;
+    }
+    list.replaceChildren();
+    for (const n of rows) {
+      list.append(el("li", { class: "alert dead", "data-notification": n.key }, [
+        el("div", { class: "title", text: "Not delivered to " + n.channel }),
+        el("div", { class: "note", text: n.last_error || "" }),
+        el("div", { class: "note", text: "alert " + n.alert_id }),
+        el("div", { class: "as-of", text: asOf(n.dead_at) }),
+      ]));
+    }
+    section.hidden = rows.length === 0;  // each row says when it ended
   }
 
   // -- the dashboard's sections -----------------------------------------------------------
@@ -555,12 +586,16 @@
     getJSON("/api/dashboard/streams").then(drawStreams, report);
     getJSON("/cost/dashboard/live").then(drawDashboard, report);
     alertRoutesFound = detectAlertRoutes();
+    refreshDeadLetters();
+    const refreshDead = throttle(refreshDeadLetters, 5000);
+    setInterval(refreshDead, 60000);  // a round ends a dead letter without a message
     connect(function (message) {
       if (message.type === "cost_state" || message.type === "cost_update" || message.type === "current_metrics") {
         drawLive(message.data);
         if (message.type === "cost_update") { refreshAll(); refreshCharts(); refreshStreams(); }
       } else if (message.type === "cost_alert") {
         addAlert(message.alert);
+        refreshDead();
       }
     });
     setInterval(refreshCharts, 60000); // the minute axis moves on even when nothing is spent
