@@ -56,7 +56,7 @@ def serve(
             min=1,
             max=3600,
             help="Seconds a client has to send a request's headers, from when its connection "
-            "opens or its last answer ended; then the connection is closed.",
+            "opens (kept alive: from its first byte after an answer); then it is closed.",
         ),
     ] = 10.0,
 ) -> None:

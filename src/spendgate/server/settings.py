@@ -47,8 +47,9 @@ class ServerSettings(BaseSettings):
     is left is cut off and the server closes the store and exits."""
     header_timeout: float = Field(default=DEFAULT_HEADER_TIMEOUT, ge=1, le=3600)
     """Seconds a client has to send a request's whole head (request line and headers),
-    counted from when its connection opens or its last response ended; then the connection
-    is closed. Bytes arriving meanwhile do not restart the count (see `connections`)."""
+    counted from when its connection opens or, kept alive, from the first byte after an
+    answer; then the connection is closed. Bytes arriving meanwhile do not restart the
+    count (see `connections`)."""
     max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024, le=2**20)
     """The most bytes a request's head may take; a longer one gets 431 and is closed."""
     public_url: str | None = None
