@@ -46,7 +46,7 @@ from spendgate.server.context import Context
 from spendgate.server.sessions import CSRF_HEADER, SESSION_COOKIE
 from spendgate.store.base import KEY_SCOPES, Alert, KeyScope
 from spendgate.testing import FrozenClock
-from tests.serving import bearer
+from tests.serving import bearer, running
 
 ALERT_ID = "test:scraper"
 
@@ -466,6 +466,29 @@ def test_a_browser_origin_must_match_scheme_host_and_port(
         except WebSocketDisconnect as closed:
             got = f"closed {closed.code}"
     assert got == ("cost_state" if same else "closed 1008")
+
+
+def test_a_trusted_proxy_tells_the_scheme(gate: Gate) -> None:
+    """Behind a proxy on loopback (uvicorn trusts it), `X-Forwarded-Proto: https` makes an
+    http connection's request https, so an https page of the same host and port is this
+    server's own; an http page then is not."""
+    app = create_app(gate)
+    found = credentials(app, Kind("read/all", "read"))
+    with running(app) as url:
+        host = url.removeprefix("http://")
+        for forwarded, origin, status in [
+            ("https", f"https://{host}", 303),
+            ("https", f"http://{host}", 403),
+            (None, f"https://{host}", 403),
+            (None, f"http://{host}", 303),
+        ]:
+            headers = {"Origin": origin}
+            if forwarded is not None:
+                headers["X-Forwarded-Proto"] = forwarded
+            signed_in = httpx.post(
+                f"{url}/signin", data={"key": found.token}, headers=headers, timeout=30
+            )
+            assert signed_in.status_code == status, (forwarded, origin, signed_in.text)
 
 
 # -- a route without a declared rule ------------------------------------------------------------
