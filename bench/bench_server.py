@@ -11,7 +11,9 @@ Two figures, each against a baseline measured in the same run, alternating the t
    unique request id per request (thread number and counter), against spendgate's app and
    against a bare FastAPI app whose one route validates the same body (the same pydantic
    model, `spendgate.server.schemas.EventIn`) and returns a small JSON object. Same uvicorn
-   flags (uvloop, httptools, one worker, log level warning) and same wrk settings for both.
+   flags (uvloop, httptools, one worker, log level warning) and same wrk settings for both;
+   spendgate's httptools protocol carries its head timeout and size limit, as `spendgate
+   serve`'s does (`spendgate.server.connections`).
    Target: >= 50% of the bare app's requests/s.
 
 Every server runs in a subprocess of its own (`uvicorn.run`, as `spendgate serve` does) on
@@ -134,13 +136,16 @@ def serve(kind: str, db: str, port: int, token_file: str) -> None:
         return
     from spendgate.keys import create_key
     from spendgate.server import create_app
+    from spendgate.server.connections import http_protocol
 
     gate = Gate.open(f"sqlite:///{db}", config=bench_config())
     try:
         token, _ = create_key(gate.store, "bench", "write", actor="bench", now=0)
         app = create_app(gate)
         Path(token_file).write_text(token)
-        uvicorn.run(app, host=HOST, port=port, loop="uvloop", http="httptools", log_level="warning")
+        # httptools with the head timeout and size limit, as `spendgate serve` reads requests.
+        http = http_protocol(app.state.context.settings)
+        uvicorn.run(app, host=HOST, port=port, loop="uvloop", http=http, log_level="warning")
     finally:
         gate.close()
 

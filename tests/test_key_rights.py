@@ -29,7 +29,7 @@ from starlette.websockets import WebSocketDisconnect
 from spendgate import Gate
 from spendgate.config import parse
 from spendgate.keys import allows
-from spendgate.server import create_app
+from spendgate.server import ServerSettings, create_app
 from spendgate.server.auth import (
     PUBLIC_PATHS,
     SAFE_METHODS,
@@ -46,7 +46,7 @@ from spendgate.server.context import Context
 from spendgate.server.sessions import CSRF_HEADER, SESSION_COOKIE
 from spendgate.store.base import KEY_SCOPES, Alert, KeyScope
 from spendgate.testing import FrozenClock
-from tests.serving import bearer
+from tests.serving import bearer, running
 
 ALERT_ID = "test:scraper"
 
@@ -416,6 +416,79 @@ def test_the_websocket_answers_as_its_declared_rule_says(client: TestClient, app
         if got != ("allowed" if want is None else "closed 1008"):
             wrong.append(f"{kind.label} {mode}: {got}, want {want or 'allowed'}")
     assert not wrong, "\n".join(wrong)
+
+
+# -- a browser's origin -------------------------------------------------------------------------
+
+
+ORIGINS = [
+    # (the server as reached, its public URL, the page's Origin, the same origin?)
+    ("http://testserver", None, "http://testserver", True),
+    ("http://testserver", None, "http://testserver:80", True),  # the default port, written
+    ("http://testserver", None, "HTTP://TestServer", True),
+    ("http://testserver", None, "https://testserver", False),  # another scheme
+    ("http://testserver", None, "https://testserver:80", False),
+    ("http://testserver", None, "http://testserver:8080", False),  # another port
+    ("http://testserver", None, "http://evil.example", False),
+    ("http://testserver", None, "null", False),  # a sandboxed page or a file
+    ("http://testserver", None, "http://testserver:99999", False),  # not a port
+    ("http://testserver:8765", None, "http://testserver:8765", True),
+    ("http://testserver:8765", None, "http://testserver", False),  # port 80, implied
+    ("https://testserver", None, "https://testserver:443", True),
+    ("https://testserver", None, "https://testserver", True),
+    ("https://testserver", None, "http://testserver", False),
+    # Behind a proxy that terminates TLS and passes neither the scheme nor the host on:
+    # the public URL is this server's origin too.
+    ("http://127.0.0.1:8765", "https://spend.example", "https://spend.example", True),
+    ("http://127.0.0.1:8765", "https://spend.example", "http://spend.example", False),
+    ("http://127.0.0.1:8765", "https://spend.example", "https://evil.example", False),
+]
+
+
+@pytest.mark.parametrize(("server", "public", "origin", "same"), ORIGINS)
+def test_a_browser_origin_must_match_scheme_host_and_port(
+    gate: Gate, server: str, public: str | None, origin: str, same: bool
+) -> None:
+    """One check serves the dashboard's sign-in form and the live feed's session cookie."""
+    app = create_app(gate, ServerSettings(public_url=public))
+    found = credentials(app, Kind("read/all", "read"))
+    feed = server.replace("http", "ws", 1) + "/ws/cost-monitoring"
+    with TestClient(app, base_url=server) as client:
+        signed_in = client.post(
+            "/signin", data={"key": found.token}, headers={"Origin": origin},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert signed_in.status_code == (303 if same else 403), signed_in.text
+        cookie = {"Cookie": f"{SESSION_COOKIE}={found.session}", "Origin": origin}
+        try:
+            with client.websocket_connect(feed, headers=cookie) as ws:
+                got = ws.receive_json()["type"]
+        except WebSocketDisconnect as closed:
+            got = f"closed {closed.code}"
+    assert got == ("cost_state" if same else "closed 1008")
+
+
+def test_a_trusted_proxy_tells_the_scheme(gate: Gate) -> None:
+    """Behind a proxy on loopback (uvicorn trusts it), `X-Forwarded-Proto: https` makes an
+    http connection's request https, so an https page of the same host and port is this
+    server's own; an http page then is not."""
+    app = create_app(gate)
+    found = credentials(app, Kind("read/all", "read"))
+    with running(app) as url:
+        host = url.removeprefix("http://")
+        for forwarded, origin, status in [
+            ("https", f"https://{host}", 303),
+            ("https", f"http://{host}", 403),
+            (None, f"https://{host}", 403),
+            (None, f"http://{host}", 303),
+        ]:
+            headers = {"Origin": origin}
+            if forwarded is not None:
+                headers["X-Forwarded-Proto"] = forwarded
+            signed_in = httpx.post(
+                f"{url}/signin", data={"key": found.token}, headers=headers, timeout=30
+            )
+            assert signed_in.status_code == status, (forwarded, origin, signed_in.text)
 
 
 # -- a route without a declared rule ------------------------------------------------------------

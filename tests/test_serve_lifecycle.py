@@ -388,6 +388,22 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     assert "SIGINT again: exiting now" in served.err.read_text()
 
 
+@pytest.mark.slow
+def test_serve_bounds_the_time_and_size_of_a_request_head(tmp_path: Path) -> None:
+    """`--header-timeout` reaches the server: a connection that sends nothing is closed
+    after it; a 1 MB header line gets 431 (tests/test_slow_clients.py has the rest)."""
+    new_store(tmp_path)
+    with serving(tmp_path, "--header-timeout", "1") as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as silent:
+            opened = time.monotonic()
+            assert silent.recv(1) == b""  # closed by the server, without an answer
+            took = time.monotonic() - opened
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as big:
+            big.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 2**20)
+            assert read_answer(big).startswith("HTTP/1.1 431 ")
+    assert 0.9 < took < 1 + 15, f"closed after {took:.1f} s"
+
+
 # -- the dispatcher gives back what it did not send ---------------------------------------
 
 

@@ -35,6 +35,7 @@ from spendgate.gate import Gate
 from spendgate.keys import create_key
 from spendgate.server import ServerSettings, create_app
 from spendgate.server.background import Background
+from spendgate.server.connections import http_protocol
 from spendgate.server.pages import SIGNIN_PATH
 from spendgate.server.sessions import DEFAULT_SIGNIN_TTL
 from spendgate.store.base import CLOSE_WAIT, ApiKey
@@ -219,6 +220,8 @@ def run(
                     app,
                     log_level="warning",
                     lifespan="on",
+                    # Each request's head must come whole, soon and small (`connections`).
+                    http=http_protocol(settings),
                     # Any number of seconds works (it is an asyncio timeout).
                     timeout_graceful_shutdown=stop.work_time,  # type: ignore[arg-type]
                 )

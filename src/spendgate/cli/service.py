@@ -49,6 +49,16 @@ def serve(
             help="Seconds a stop (SIGTERM, Ctrl-C) may take before what is left is cut off.",
         ),
     ] = 10.0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="SPENDGATE_HEADER_TIMEOUT",
+            min=1,
+            max=3600,
+            help="Seconds a client has to send a request's headers, from when its connection "
+            "opens (kept alive: from its first byte after an answer); then it is closed.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve the REST API, the live WebSocket and /metrics until SIGTERM or Ctrl-C (a
     second one exits at once). A port in use or a store that does not answer: one line and
@@ -57,7 +67,13 @@ def serve(
     from spendgate.server import ServerSettings
 
     with failures():
-        settings = ServerSettings(host=host, port=port, db=db, shutdown_grace=shutdown_grace)
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            db=db,
+            shutdown_grace=shutdown_grace,
+            header_timeout=header_timeout,
+        )
         serving.run(settings, load_config(config), echo=say)
 
 

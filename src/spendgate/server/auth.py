@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.routing import APIRoute
@@ -224,13 +225,40 @@ def check_csrf(request: Request) -> None:
         raise HTTPException(403, f"a signed-in browser must send its {CSRF_HEADER} header")
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+WEB_SCHEMES = {"ws": "http", "wss": "https"}
+"""The page scheme a WebSocket's request scheme stands for (browsers send a page's origin)."""
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """A URL's origin, its port made explicit; `None` if it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port if parts.port is not None else DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port out of range or not a number
+        return None
+    if parts.hostname is None or port is None:
+        return None
+    return parts.scheme, parts.hostname, port
+
+
 def same_origin(connection: HTTPConnection) -> bool:
-    """Whether a browser's `Origin` (when it sent one) is this server's own."""
+    """Whether a browser's `Origin` (when it sent one) is this server's own: the same
+    scheme, host and port (80 and 443 written or implied alike) as the request came to, or
+    as the public URL. The request's scheme is the one the server saw, which a proxy it
+    trusts (uvicorn's: on loopback, or as `FORWARDED_ALLOW_IPS` says) sets with
+    `X-Forwarded-Proto`; its host and port are the `Host` header's. A proxy that passes
+    on neither is covered by `SPENDGATE_PUBLIC_URL`, the URL people open."""
     origin = connection.headers.get("origin")
     if origin is None:
         return True
-    host = connection.headers.get("host", "")
-    return origin.partition("://")[2] == host
+    theirs = _origin(origin)
+    if theirs is None:
+        return False  # "null" (a sandboxed page, a file) or malformed: no one's
+    scheme = WEB_SCHEMES.get(connection.scope["scheme"], connection.scope["scheme"])
+    ours = _origin(f"{scheme}://{connection.headers.get('host', '')}")
+    public = _origin(connection.app.state.context.settings.url)
+    return theirs in (ours, public)
 
 
 def websocket_key(websocket: WebSocket, ring: KeyRing) -> ApiKey | None:

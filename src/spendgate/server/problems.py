@@ -47,6 +47,7 @@ _TITLES = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    431: "Request header fields too large",
     500: "Internal error",
     503: "Store unavailable",
 }

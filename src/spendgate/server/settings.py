@@ -12,6 +12,8 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY = 32 * 2**20  # a batch of 10,000 events fits with room to spare
 MAX_BATCH = 10_000
 DEFAULT_SHUTDOWN_GRACE = 10.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_MAX_HEADER_BYTES = 16 * 2**10  # Node's default; a browser's head is well under it
 
 
 class ServerSettings(BaseSettings):
@@ -43,6 +45,13 @@ class ServerSettings(BaseSettings):
     """Seconds a stop (SIGTERM, SIGINT) may take: requests in flight and background work
     get until shortly before it ends (a second before, or half of it under 2 s), then what
     is left is cut off and the server closes the store and exits."""
+    header_timeout: float = Field(default=DEFAULT_HEADER_TIMEOUT, ge=1, le=3600)
+    """Seconds a client has to send a request's whole head (request line and headers),
+    counted from when its connection opens or, kept alive, from the first byte after an
+    answer; then the connection is closed. Bytes arriving meanwhile do not restart the
+    count (see `connections`)."""
+    max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024, le=2**20)
+    """The most bytes a request's head may take; a longer one gets 431 and is closed."""
     public_url: str | None = None
     """The URL people open (alerts link to it); by default http://HOST:PORT."""
 
