@@ -53,8 +53,18 @@ def backend_url(backend: str, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'spendgate.db'}"
 
 
-def with_schema(url: str, schema: str) -> str:
-    """`url` with spendgate's `schema` option set."""
+PATIENT = 30
+"""Seconds a PostgreSQL store waits for the server in tests that are not about its timeout.
+The default, 1.5 s, is for production (an unreachable store fails closed at once); on a
+loaded CI machine a busy pool can take longer than that to hand over a connection, which
+failed a state-machine run with `PoolTimeout` beside CPU hogs."""
+
+
+def with_schema(url: str, schema: str, *, timeout: float | None = None) -> str:
+    """`url` with spendgate's `timeout` option, when given, and its `schema` option set (last,
+    as tests read it back from the end)."""
+    if timeout is not None:
+        url = f"{url}{'&' if '?' in url else '?'}timeout={timeout:g}"
     return f"{url}{'&' if '?' in url else '?'}schema={schema}"
 
 
@@ -85,7 +95,7 @@ def postgres_schema() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_schema: str) -> str:
     """A PostgreSQL store URL on an empty, migrated schema (this session's, emptied)."""
-    url = with_schema(POSTGRES_URL, postgres_schema)
+    url = with_schema(POSTGRES_URL, postgres_schema, timeout=PATIENT)
     open_store(url).close()  # creates and migrates the schema the first time
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         tables = ", ".join(f"{postgres_schema}.{t}" for t in POSTGRES_TABLES)

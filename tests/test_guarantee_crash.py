@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from spendgate import to_nanos
-from tests.conftest import POSTGRES_URL, postgres_or_skip, with_schema
+from tests.conftest import PATIENT, POSTGRES_URL, postgres_or_skip, with_schema
 
 # Each PostgreSQL run starts a child that migrates a schema of its own: fewer runs, same checks.
 RUNS = {"sqlite": 20, "postgresql": 10}
@@ -169,7 +169,7 @@ def run_url(backend: str, tmp_path: Path) -> Iterator[Callable[[int], str]]:
             return f"sqlite:///{tmp_path / f'run{run:02d}.db'}"
         schemas.append(f"sgcrash_{token}_{run:02d}")
         named = f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}application_name={schemas[-1]}"
-        return with_schema(named, schemas[-1])
+        return with_schema(named, schemas[-1], timeout=PATIENT)
 
     yield url
     if schemas:

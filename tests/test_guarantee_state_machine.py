@@ -32,6 +32,7 @@ from spendgate.store.base import Slot
 from spendgate.testing import FrozenClock
 from spendgate.windows import to_micros
 from tests.conftest import (
+    PATIENT,
     POSTGRES_TABLES,
     POSTGRES_URL,
     postgres_or_skip,
@@ -111,7 +112,7 @@ class GateMachine(RuleBasedStateMachine):
             # One schema for the whole run, emptied before each example (the last example's
             # gate is closed by then, so nothing holds a lock on the tables).
             assert self.postgres_schema, "run through TestPostgresGateMachine"
-            url = with_schema(POSTGRES_URL, self.postgres_schema)
+            url = with_schema(POSTGRES_URL, self.postgres_schema, timeout=PATIENT)
             with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
                 exists = conn.execute(
                     "SELECT 1 FROM information_schema.tables "
