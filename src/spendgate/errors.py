@@ -7,6 +7,13 @@ classes here are for misuse (bad input, a conflicting retry) and for failure.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
+
+StoreFailure = Literal[
+    "disk full", "read-only", "store busy", "store unreachable", "store closed", "store error"
+]
+"""What kind of store failure an error is, in words safe to show anywhere: never a path,
+host, database name or driver text (see `StoreError.reason`)."""
 
 
 class SpendgateError(Exception):
@@ -156,7 +163,18 @@ class BudgetExceededError(SpendgateError):
 
 
 class StoreError(SpendgateError):
-    """The store could not be opened or answered with something unexpected."""
+    """The store could not be opened or answered with something unexpected.
+
+    Its message may name the store's file or server (for the server's log); `reason` says
+    only what kind of failure it was, for health reports and HTTP answers.
+    """
+
+    reason: StoreFailure = "store error"
+
+    def __init__(self, message: str, *, reason: StoreFailure | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class StoreClosedError(StoreError):
@@ -166,6 +184,8 @@ class StoreClosedError(StoreError):
     raises this error if it needed the store again after that.
     """
 
+    reason: StoreFailure = "store closed"
+
     def __init__(self, where: str) -> None:
         self.where = where
         super().__init__(f"{where}: the store is closed (open a new one to go on)")
@@ -174,6 +194,8 @@ class StoreClosedError(StoreError):
 class StoreUnreachableError(StoreError):
     """The store did not answer in time: its server is down or out of reach, or every
     connection to it stayed busy. `authorize()` and `reserve()` fail closed on it."""
+
+    reason: StoreFailure = "store unreachable"
 
 
 class OutcomeUnknownError(StoreUnreachableError):

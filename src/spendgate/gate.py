@@ -424,11 +424,14 @@ class Gate:
         deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
         closed = [b.name for b in deciding if not b.fail_open]
         self._failed(exc, "denied" if closed else "approved")
+        # The reason leaves the process (responses, the dashboard, the live feed): the kind of
+        # failure only. The error's text names the server and carries the driver's words:
+        # logged redacted, at DEBUG.
+        why = "" if exc.reason == "store unreachable" else f" ({exc.reason})"
         if closed:
             self.outages["denied"] += 1
-            log.warning(
-                "store unreachable, call denied (budget %s fails closed): %s", closed[0], exc
-            )
+            log.warning("store unreachable%s, call denied (budget %s fails closed)", why, closed[0])
+            log.debug("store unreachable: %s", redact(str(exc)))
             return Decision(
                 "denied",
                 requested,
@@ -436,11 +439,12 @@ class Gate:
                 closed[0],
                 "normal",
                 now,
-                f"store unreachable, budget {closed[0]!r} fails closed: {exc}",
+                f"store unreachable{why}, budget {closed[0]!r} fails closed",
             )
         self.outages["approved"] += 1
         names = ", ".join(repr(b.name) for b in deciding) or "none"
-        log.warning("store unreachable, call approved (fail-open budgets %s): %s", names, exc)
+        log.warning("store unreachable%s, call approved (fail-open budgets %s)", why, names)
+        log.debug("store unreachable: %s", redact(str(exc)))
         return Decision(
             "approved",
             requested,
@@ -448,7 +452,7 @@ class Gate:
             deciding[0].name if deciding else None,
             "normal",
             now,
-            f"store unreachable, approved unchecked (fail-open budgets: {names}): {exc}",
+            f"store unreachable{why}, approved unchecked (fail-open budgets: {names})",
             reservation_id,
         )
 
