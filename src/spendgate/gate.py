@@ -336,7 +336,7 @@ class Gate:
         check_flags(emergency=emergency, priority=priority)
         now, now_us = self._now()
         priced = binding.price(now_us)
-        requested = to_nanos(amount, "amount") if amount is not None else priced.estimate(units)
+        requested = priced.requested(amount, units, "amount")
         if requested == 0:
             why = "unpriced source (allowed)" if priced.price is None else "free"
             return Decision("approved", 0, None, None, "normal", now, why)
@@ -497,7 +497,7 @@ class Gate:
         binding = self.bind(service, source)
         now, now_us = self._now()
         priced = binding.price(now_us)
-        amount = to_nanos(estimate, "estimate") if estimate is not None else priced.estimate(units)
+        amount = priced.requested(estimate, units, "estimate")
         rid = (
             check_id(reservation_id, "reservation_id")
             if reservation_id is not None

@@ -38,7 +38,14 @@ from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos
 from spendgate.rollups import Tally, floor_minute, total
-from spendgate.windows import Window, duration_micros, from_micros, require_aware, to_micros
+from spendgate.windows import (
+    Window,
+    duration_micros,
+    from_micros,
+    parse_date,
+    require_aware,
+    to_micros,
+)
 
 Period = Literal["today", "week", "month"]
 PERIODS = ("today", "week", "month")
@@ -377,18 +384,6 @@ def _primary(budgets: Sequence[Budget], name: str | None) -> Budget | None:
         if b.scope.kind == "all":
             return b
     return budgets[0] if budgets else None
-
-
-def parse_date(value: object, field_name: str) -> date:
-    """A local date: a `date` or `YYYY-MM-DD` text."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValidationError(field_name, value, "a date as YYYY-MM-DD")
 
 
 def check_days(days: object) -> int:
