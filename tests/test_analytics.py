@@ -261,6 +261,19 @@ def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> Non
         gate.close()
 
 
+def test_a_month_budget_s_daily_share_is_its_limit_over_the_month_s_days(store_url: str) -> None:
+    """In integers: as a duration (`limit * timedelta(days=1)`), a limit of one currency unit
+    or more overflowed, and every figure with a daily limit failed."""
+    gate = Gate.open(store_url, config=config("3100", "month"), clock=FrozenClock(NOW))
+    try:
+        analyst = Analyst(gate)
+        assert analyst.daily_limit() == to_nanos("100")  # October has 31 days
+        assert analyst.daily("2026-10-01").daily_limit == to_nanos("100")
+        assert analyst.daily_limit(datetime(2026, 2, 10, tzinfo=UTC)) == to_nanos("3100") // 28
+    finally:
+        gate.close()
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [

@@ -74,6 +74,11 @@ def test_parse_rate_forms(text: object, rate: Decimal, unit: str | None) -> None
         "1,5",
         "$1,5/request",
         "1e-3",
+        "1_000/request",
+        "１/request",
+        "0.01/١٢ MB",
+        "0.0 1/MB",
+        "0.01\t/MB",
         "NaN",
         "inf",
         "0.002 per request",
@@ -112,9 +117,17 @@ def test_to_quantity_refuses(bad: object) -> None:
     assert err.value.field == "units.MB"
 
 
+@pytest.mark.parametrize("bad", ["1_000", "1e3", "１", "١٢", "1 000", "$1", "0x1"])
+def test_to_quantity_text_is_ascii_digits_and_one_point(bad: str) -> None:
+    with pytest.raises(ValidationError, match="ASCII digits") as err:
+        to_quantity(bad, "units.MB")
+    assert err.value.field == "units.MB"
+
+
 def test_to_quantity_accepts() -> None:
     assert to_quantity(0.1, "q") == Decimal("0.1")
-    assert to_quantity("1_000", "q") == Decimal(1000)
+    assert to_quantity("1000", "q") == Decimal(1000)
+    assert to_quantity(" 2.5 ", "q") == Decimal("2.5")
     assert to_quantity(3, "q") == 3
     assert to_quantity(Decimal("2.5"), "q") == Decimal("2.5")
 
@@ -128,8 +141,13 @@ def test_free_prices_cost_nothing_and_need_no_units(spec: object) -> None:
     assert price.free
     assert price.units == ()
     assert price.cost() == 0
-    assert price.cost({"MB": 5}) == 0
     assert price.estimate() == 0
+    # A unit it names costs nothing; one it does not name is refused, not ignored.
+    if "MB" in price.named:
+        assert price.cost({"MB": 5}) == 0
+    else:
+        with pytest.raises(ValidationError, match="only units of 'osm' \\(none: 'osm' is free\\)"):
+            price.cost({"MB": 5})
 
 
 @pytest.mark.parametrize("spec", ["0.002/request", "0.002", 0.002, "$0.002/req", "2/1K"])

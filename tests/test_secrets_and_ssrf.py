@@ -40,8 +40,9 @@ from spendgate.alerts import channels
 from spendgate.alerts.channels import NOT_DELIVERED, DeliveryError, signature
 from spendgate.alerts.dispatcher import Dispatcher
 from spendgate.alerts.engine import AlertEngine
+from spendgate.alerts.notices import alert_dict
 from spendgate.config import ChannelSettings, parse
-from spendgate.errors import ValidationError
+from spendgate.errors import StoreError, ValidationError
 from spendgate.redaction import redact, redact_url
 from spendgate.store import open_store
 from tests.conftest import POSTGRES_URL, postgres_or_skip
@@ -343,6 +344,142 @@ def test_no_secret_leaves_in_responses_logs_audit_or_the_serve_banner(
 
     texts += [caplog.text, *(r.getMessage() for r in caplog.records)]
     assert not leaked(texts)
+
+
+class Relay:
+    """A TCP relay to the test's PostgreSQL server on a port of its own. `cut()` closes it
+    and every connection through it (to the store, its server is gone); `restore()` listens
+    on the same port again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self._open: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._spawn(self._accept, self._listener)
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._open = self._open, []
+        for s in [*([listener] if listener is not None else []), *sockets]:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked on it
+            s.close()
+        for t in self._threads:
+            t.join(WAIT)
+            assert not t.is_alive()
+        self._threads = []
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            server = socket.create_connection(self.target, timeout=WAIT)
+            server.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    client.close()
+                    server.close()
+                    return
+                self._open += [client, server]
+                self._spawn(self._pump, client, server)
+                self._spawn(self._pump, server, client)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_store_outage_is_told_without_the_server_s_address_or_password(
+    secret_pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Decisions made while the store does not answer, and the `store_unreachable` alert
+    raised after, say what kind of failure it was: never the host, port, database, user or
+    password that the driver's error carries (the log has that at DEBUG only, redacted)."""
+    caplog.set_level(logging.DEBUG)
+    info = conninfo_to_dict(POSTGRES_URL)
+    relay = Relay(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
+    served = f"{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/"
+    url = secret_pg_url.replace(served, f"127.0.0.1:{relay.port}/") + "&timeout=0.5"
+    assert f":{relay.port}/" in url
+    budget = {"name": "daily", "limit": "10.00"}
+    strict = parse({"sources": {"paid_api": {"price": "0.01/request"}}, "budgets": [budget]})
+    lenient = parse(
+        {
+            "sources": {"paid_api": {"price": "0.01/request"}},
+            "budgets": [{**budget, "fail_open": True}],
+        }
+    )
+    gate, open_gate = Gate.open(url, config=strict), Gate.open(url, config=lenient)
+    engine = AlertEngine(gate)
+    try:
+        assert gate.authorize("scraper", "paid_api").approved
+        assert open_gate.authorize("scraper", "paid_api").approved
+        relay.cut()
+        decisions = [
+            gate.authorize("scraper", "paid_api"),
+            gate.reserve("scraper", "paid_api"),
+            open_gate.authorize("scraper", "paid_api"),
+        ]
+        assert [d.status for d in decisions] == ["denied", "denied", "approved"]
+        assert decisions[0].reason == "store unreachable, budget 'daily' fails closed"
+        assert decisions[2].reason == (
+            "store unreachable, approved unchecked (fail-open budgets: 'daily')"
+        )
+        with pytest.raises(StoreError):
+            engine.evaluate()
+        relay.restore()
+        deadline = time.monotonic() + WAIT
+        while True:  # the pool connects again on the next call once the relay listens
+            try:
+                outcome = engine.evaluate()
+                break
+            except StoreError:
+                assert time.monotonic() < deadline, "the store did not answer again"
+        (fired,) = [a for a in outcome.fired if a.startswith("store_unreachable:")]
+        alert = gate.store.alert(fired)
+        assert alert is not None
+        assert alert.detail["error"] == "store unreachable"
+        assert alert.detail["denied"] == 2
+        shown = [d.reason or "" for d in decisions] + [json.dumps(alert_dict(alert))]
+    finally:
+        open_gate.close()
+        gate.close()
+        relay.cut()
+    # The lines that tell of the outage (others, such as "not refreshed from ...", name the
+    # store by its `where` on purpose: see the test above).
+    told = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.INFO
+        and r.getMessage().startswith(("store unreachable", "alerts: the store does not answer"))
+    ]
+    assert any("store unreachable, call denied" in m for m in told)
+    assert any("alerts: the store does not answer (store unreachable)" in m for m in told)
+    where = ("127.0.0.1", str(relay.port), f"/{info.get('dbname')}", ROLE, PG_PASSWORD)
+    assert [(w, t) for t in shown + told for w in where if w in t] == []
+    # The driver's words and the server's address stay in the log, at DEBUG, with no password.
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(f"127.0.0.1:{relay.port}" in m for m in debug)
+    assert not leaked([caplog.text, *debug])
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from spendgate.budgets import Budget
 from spendgate.errors import ValidationError
 from spendgate.events import Details, Event, check_id, fingerprint
-from spendgate.money import Nanos, decimal_to_nanos, from_nanos
+from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
 from spendgate.store.base import AlertLine, Slot
 from spendgate.windows import from_micros, to_micros
@@ -65,6 +65,19 @@ class PriceAt:
         if units is None and self.plain_estimate is not None:
             return self.plain_estimate
         return 0 if self.price is None else self.price.estimate(units)
+
+    def requested(self, amount: object, units: Usage | None, field_name: str) -> Nanos:
+        """What a call asks to spend: `amount` when given (its `units` checked all the same:
+        they are the price's or an error), else the estimate of its `units`."""
+        if amount is None:
+            return self.estimate(units)
+        if units is not None:
+            self.usage(units)
+        return to_nanos(amount, field_name)
+
+    def usage(self, units: Usage | None) -> dict[str, Decimal]:
+        """A call's usage, validated: units of the price (any, for an unpriced source)."""
+        return clean_usage(units) if self.price is None else self.price.usage(units)
 
 
 def alert_lines(budget: Budget, defaults: tuple[Decimal, ...]) -> tuple[AlertLine, ...]:
@@ -208,7 +221,7 @@ class Binding:
     ) -> Event:
         """Validate an event's fields and build it, with the fingerprint of what the caller said."""
         d = Details.parse(details)
-        clean_units = clean_usage(units)
+        clean_units = priced.usage(units)
         # What the caller said, in canonical form: equal values written differently (1000 and
         # 1000.0, one instant in two zones) must digest alike in every process.
         said = (

@@ -30,6 +30,7 @@ from spendgate.money import (
     exact,
     from_nanos,
     money_text,
+    number_text,
     to_nanos,
 )
 from spendgate.windows import WEEKDAYS, Window, parse_duration
@@ -166,10 +167,10 @@ def validate_ladder(
 def _fraction(raw: object, field_name: str) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
         raise ValidationError(field_name, raw, "a fraction of the limit in (0, 10], e.g. 0.8")
-    try:
+    if isinstance(raw, str):
+        value = number_text(raw, field_name)
+    else:
         value = Decimal(repr(raw) if isinstance(raw, float) else raw)
-    except ArithmeticError:
-        value = Decimal("NaN")
     if not value.is_finite() or not 0 < value <= MAX_FRACTION:
         raise ValidationError(field_name, raw, "a fraction of the limit in (0, 10], e.g. 0.8")
     return value
@@ -560,10 +561,7 @@ def _lease(spec: object, where: str) -> LeasePolicy | None:
 def _share(value: object, field_name: str) -> Decimal:
     """A lease's share: `"10%"`, or a fraction such as `0.1`."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return Decimal(value.strip()[:-1]) / 100
-        except ArithmeticError:
-            raise ValidationError(field_name, value, 'a share such as "10%" or 0.1') from None
+        return number_text(value.strip()[:-1], field_name) / 100
     return _fraction(value, field_name)
 
 

@@ -44,11 +44,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from spendgate.budgets import Budget, Threshold, budget_from_config, parse_ladder, validate_ladder
 from spendgate.errors import ConfigError, ValidationError
-from spendgate.events import check_id
-from spendgate.money import DEFAULT_CURRENCY, Nanos, money_text, to_decimal, to_nanos
+from spendgate.events import check_id, check_text
+from spendgate.money import (
+    DEFAULT_CURRENCY,
+    Nanos,
+    money_text,
+    number_text,
+    to_decimal,
+    to_nanos,
+)
 from spendgate.pricing import Price, PriceBook, RateLimit, SourcePricing
 from spendgate.redaction import SERVER_SCHEMES, redact_url
-from spendgate.windows import EPOCH, Window, parse_duration, zone
+from spendgate.windows import EPOCH, Window, parse_duration, require_aware, zone
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
 DEFAULT_PATH = "spendgate.toml"
@@ -452,7 +459,12 @@ _ALERT_KEYS = {
     PRIVATE_ALLOWANCE,
 }
 _CHANNEL_KEYS = {"kind", "url", "severities", "secret"}
-_OFF = (None, False, "off")
+
+
+def _off(raw: object) -> bool:
+    """Whether a rule's setting turns it off: `false`, `"off"` or none (never `0`, which
+    equals `False` in Python but is a number, to be judged as one)."""
+    return raw is None or raw is False or raw == "off"
 
 
 def parse_alerts(spec: object, base: AlertSettings | None = None) -> AlertSettings:
@@ -478,29 +490,29 @@ def parse_alerts(spec: object, base: AlertSettings | None = None) -> AlertSettin
     if "forecast_fraction" in spec:
         raw = spec["forecast_fraction"]
         changes["forecast_fraction"] = (
-            None if raw in _OFF else _alert_fraction(raw, "alerts.forecast_fraction")
+            None if _off(raw) else _alert_fraction(raw, "alerts.forecast_fraction")
         )
     for key in ("free_source_rate_below", "rate_limit_fraction"):
         if key in spec:
             raw = spec[key]
-            changes[key] = None if raw in _OFF else _share_of_one(raw, f"alerts.{key}")
+            changes[key] = None if _off(raw) else _share_of_one(raw, f"alerts.{key}")
     if "cost_per_request_above" in spec:
         raw = spec["cost_per_request_above"]
-        amount = None if raw in _OFF else to_nanos(raw, "alerts.cost_per_request_above")
+        amount = None if _off(raw) else to_nanos(raw, "alerts.cost_per_request_above")
         if amount is not None and amount <= 0:
             raise ValidationError("alerts.cost_per_request_above", raw, "an amount above zero")
         changes["cost_per_request_above"] = amount
     if "anomaly_factor" in spec:
         raw = spec["anomaly_factor"]
-        if raw not in _OFF and (
+        if not _off(raw) and (
             isinstance(raw, bool) or not isinstance(raw, int | float) or not 1 < raw <= 1000
         ):
             raise ValidationError("alerts.anomaly_factor", raw, "a factor above 1, e.g. 3")
-        changes["anomaly_factor"] = None if raw in _OFF else float(raw)
+        changes["anomaly_factor"] = None if _off(raw) else float(raw)
     for key in ("service_offline_after", "window", "repeat_every", "evaluate_every"):
         if key in spec:
             raw = spec[key]
-            if raw in _OFF and key == "service_offline_after":
+            if _off(raw) and key == "service_offline_after":
                 changes[key] = None
             else:
                 changes[key] = parse_duration(raw, f"alerts.{key}")
@@ -531,10 +543,10 @@ def parse_alerts(spec: object, base: AlertSettings | None = None) -> AlertSettin
 def _alert_fraction(raw: object, field_name: str) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
         raise ValidationError(field_name, raw, "a fraction of the budget in (0, 10], e.g. 0.8")
-    try:
-        value = Decimal(repr(raw) if isinstance(raw, float) else str(raw))
-    except ArithmeticError:
-        value = Decimal("NaN")
+    if isinstance(raw, str):
+        value = number_text(raw, field_name)
+    else:
+        value = Decimal(repr(raw) if isinstance(raw, float) else raw)
     if not value.is_finite() or not 0 < value <= 10:
         raise ValidationError(field_name, raw, "a fraction of the budget in (0, 10], e.g. 0.8")
     return value.normalize()
@@ -770,10 +782,10 @@ def parse_source(name: str, spec: object) -> SourcePricing:
             raise ValidationError(f"{where}.versions", b.version, "one price per effective_from")
     rate_limit = _rate_limit(spec.get("rate_limit"), f"{where}.rate_limit")
     capability = spec.get("capability")
-    if capability is not None and not isinstance(capability, str):
-        raise ValidationError(
-            f"{where}.capability", capability, "a name such as 'satellite_imagery'"
-        )
+    if capability is not None:
+        check_id(capability, f"{where}.capability")
+    if "description" in spec:  # shown in listings only, but kept: bounded like other text
+        check_text(spec["description"], f"{where}.description")
     return SourcePricing(
         name,
         tuple(versions),
@@ -814,15 +826,16 @@ def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: 
 
 
 def _effective(value: object, where: str) -> datetime:
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC)
+    field_name = f"{where}.effective_from"
+    at = value
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            at = datetime.fromisoformat(value)
         except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed.astimezone(UTC)
-    raise ValidationError(
-        f"{where}.effective_from", value, "a date-time with a zone, e.g. 2026-01-01T00:00:00Z"
-    )
+            at = None
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise ValidationError(
+            field_name, value, "a date-time with a zone, e.g. 2026-01-01T00:00:00Z"
+        )
+    # In range before it is moved to UTC: 0001-01-01T00:00+14:00 has no UTC time at all.
+    return require_aware(at, field_name).astimezone(UTC)

@@ -20,8 +20,21 @@ from spendgate.errors import ValidationError
 from spendgate.money import Nanos, money_text
 
 RecordStatus = Literal["created", "exists", "conflict"]
+# Bounds on what a caller may write into an event (or a hold). An event is a row read back
+# by every report and listing: these keep its worst case near 100 KB, far above what any
+# real call says of itself (a few labels of a few words; one error message).
 MAX_ID_LENGTH = 200
-MAX_LABELS = 64
+"""A request or reservation id, a service, a source, a name in a list of sources."""
+MAX_KEY_LENGTH = 100
+"""A label's key, a unit's name."""
+MAX_LABEL_LENGTH = 500
+"""A label's value."""
+MAX_TEXT_LENGTH = 1000
+"""Free text: a failure reason, a fallback's reason."""
+MAX_LABELS = 32
+"""Labels on one call."""
+MAX_ITEMS = 32
+"""Names in each list of sources, fallbacks, units of one call."""
 MAX_COUNT = 10**9  # cache hits and other counts: far above any real call, far inside int64
 MAX_MEASURE = 1e12  # quality scores, seconds
 
@@ -45,13 +58,21 @@ def storable(text: str) -> bool:
     return True
 
 
-def check_text(value: object, field_name: str) -> str:
-    """Free text (a failure reason, a label's value): a string every backend can store."""
+def check_text(value: object, field_name: str, max_length: int = MAX_TEXT_LENGTH) -> str:
+    """Free text (a failure reason, a label's value): a string every backend can store, of
+    at most `max_length` characters."""
     if not isinstance(value, str):
         raise ValidationError(field_name, value, "a string")
+    if len(value) > max_length:
+        raise ValidationError(field_name, _clipped(value), f"at most {max_length} characters")
     if not storable(value):
         raise ValidationError(field_name, value, TEXT_RULE)
     return value
+
+
+def _clipped(text: str) -> str:
+    """Overlong text as an error shows it: its start and its length."""
+    return f"{text[:40]}... ({len(text)} characters)"
 
 
 def storable_text(text: str) -> str:
@@ -60,12 +81,14 @@ def storable_text(text: str) -> str:
     return text if storable(text) else _UNSTORABLE.sub("\ufffd", text)
 
 
-def check_id(value: object, field_name: str) -> str:
-    """A key or a name (request id, service, source, label): a non-empty printable string of
-    at most 200 characters (so never NUL nor a lone surrogate, which are not printable)."""
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+def check_id(value: object, field_name: str, max_length: int = MAX_ID_LENGTH) -> str:
+    """A key or a name (request id, service, source, label key): a non-empty printable
+    string of at most `max_length` characters (so never NUL nor a lone surrogate, which are
+    not printable)."""
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        shown = _clipped(value) if isinstance(value, str) and len(value) > max_length else value
         raise ValidationError(
-            field_name, value, f"a non-empty string of at most {MAX_ID_LENGTH} characters"
+            field_name, shown, f"a non-empty string of at most {max_length} characters"
         )
     if not value.isprintable():
         raise ValidationError(field_name, value, "printable characters only")
@@ -81,18 +104,28 @@ def check_flags(**flags: object) -> None:
 
 
 def check_labels(labels: Mapping[str, object] | None) -> dict[str, str]:
-    """Free-form labels: string keys to string values."""
+    """Free-form labels: at most 32, each a key of up to 100 printable characters to a value
+    of up to 500 characters."""
     if labels is None:
         return {}
     if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
-        raise ValidationError("labels", labels, f"a mapping of at most {MAX_LABELS} string keys")
+        raise ValidationError(
+            "labels", _count(labels), f"a mapping of at most {MAX_LABELS} string keys"
+        )
     out: dict[str, str] = {}
     for key, value in labels.items():
-        check_id(key, "labels")
+        check_id(key, "labels", MAX_KEY_LENGTH)
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
             raise ValidationError(f"labels.{key}", value, "a string (or a whole number)")
-        out[key] = check_text(str(value), f"labels.{key}")
+        out[key] = check_text(str(value), f"labels.{key}", MAX_LABEL_LENGTH)
     return out
+
+
+def _count(value: object) -> object:
+    """A collection too long to show in an error: how many items it had."""
+    if isinstance(value, Mapping | list | tuple) and len(value) > MAX_ITEMS:
+        return f"{len(value)} items"
+    return value
 
 
 def fingerprint(*parts: object) -> str:
@@ -165,7 +198,9 @@ class Details:
             paid_apis_used=_names(given.get("paid_apis_used", ()), "paid_apis_used"),
             fallbacks_triggered=tuple(
                 _fallback(f)
-                for f in _items(given.get("fallbacks_triggered", ()), "fallbacks_triggered")
+                for f in _items(
+                    given.get("fallbacks_triggered", ()), "fallbacks_triggered", "fallbacks"
+                )
             ),
             cache_hits=cache_hits,
             batch_processing=batch,
@@ -212,15 +247,17 @@ def measure(value: object, field_name: str) -> float | None:
 
 def _names(value: object, field_name: str) -> tuple[str, ...]:
     """A list of source names (a lone string is refused: it is not a list of names)."""
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValidationError(field_name, value, "a list of source names")
-    return tuple(check_id(v, field_name) for v in value)
+    return tuple(check_id(v, field_name) for v in _items(value, field_name, "source names"))
 
 
-def _items(value: object, field_name: str) -> list[object]:
+def _items(value: object, field_name: str, what: str = "items") -> list[object]:
+    """A list of at most `MAX_ITEMS`."""
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValidationError(field_name, value, "a list")
-    return list(value)
+        raise ValidationError(field_name, value, f"a list of {what}")
+    items = list(value)
+    if len(items) > MAX_ITEMS:
+        raise ValidationError(field_name, _count(items), f"a list of at most {MAX_ITEMS} {what}")
+    return items
 
 
 def _fallback(value: object) -> Fallback:

@@ -337,7 +337,7 @@ class Gate:
         check_flags(emergency=emergency, priority=priority)
         now, now_us = self._now()
         priced = binding.price(now_us)
-        requested = to_nanos(amount, "amount") if amount is not None else priced.estimate(units)
+        requested = priced.requested(amount, units, "amount")
         if requested == 0:
             why = "unpriced source (allowed)" if priced.price is None else "free"
             return Decision("approved", 0, None, None, "normal", now, why)
@@ -449,11 +449,14 @@ class Gate:
         deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
         closed = [b.name for b in deciding if not b.fail_open]
         self._failed(exc, "denied" if closed else "approved", write=reservation_id is not None)
+        # The reason leaves the process (responses, the dashboard, the live feed): the kind of
+        # failure only. The error's text names the server and carries the driver's words:
+        # logged redacted, at DEBUG.
+        why = "" if exc.reason == "store unreachable" else f" ({exc.reason})"
         if closed:
             self.outages["denied"] += 1
-            log.warning(
-                "store unreachable, call denied (budget %s fails closed): %s", closed[0], exc
-            )
+            log.warning("store unreachable%s, call denied (budget %s fails closed)", why, closed[0])
+            log.debug("store unreachable: %s", redact(str(exc)))
             return Decision(
                 "denied",
                 requested,
@@ -461,11 +464,12 @@ class Gate:
                 closed[0],
                 "normal",
                 now,
-                f"store unreachable, budget {closed[0]!r} fails closed: {exc}",
+                f"store unreachable{why}, budget {closed[0]!r} fails closed",
             )
         self.outages["approved"] += 1
         names = ", ".join(repr(b.name) for b in deciding) or "none"
-        log.warning("store unreachable, call approved (fail-open budgets %s): %s", names, exc)
+        log.warning("store unreachable%s, call approved (fail-open budgets %s)", why, names)
+        log.debug("store unreachable: %s", redact(str(exc)))
         return Decision(
             "approved",
             requested,
@@ -473,7 +477,7 @@ class Gate:
             deciding[0].name if deciding else None,
             "normal",
             now,
-            f"store unreachable, approved unchecked (fail-open budgets: {names}): {exc}",
+            f"store unreachable{why}, approved unchecked (fail-open budgets: {names})",
             reservation_id,
         )
 
@@ -518,7 +522,7 @@ class Gate:
         binding = self.bind(service, source)
         now, now_us = self._now()
         priced = binding.price(now_us)
-        amount = to_nanos(estimate, "estimate") if estimate is not None else priced.estimate(units)
+        amount = priced.requested(estimate, units, "estimate")
         rid = (
             check_id(reservation_id, "reservation_id")
             if reservation_id is not None

@@ -49,7 +49,8 @@ class Outage:
     since: datetime
     """When a call first found the store unreachable."""
     error: str
-    """Why, as that call was told."""
+    """Why, in words safe to show anywhere (the error's `reason`, such as "store
+    unreachable": never a host, path or driver text)."""
     until: datetime | None = None
     """When the store first answered again (`None` while it does not)."""
     denied: int = 0
@@ -166,7 +167,7 @@ class StoreHealth:
             self.last_error = error
             outage = self._outage
             if outage is None:
-                outage = Outage(at, str(error))
+                outage = Outage(at, error.reason)
             elif outage.until is not None:  # again before it was reported: one outage
                 outage = replace(outage, until=None)
             if outcome == "denied":

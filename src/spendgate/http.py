@@ -148,11 +148,10 @@ class _Meter:
 
     def settle(self, reservation_id: str, source: str, status: int, size: int) -> None:
         """Commit the hold with what the response cost, the body's bytes included."""
-        units: Usage = {"request": 1, "bytes": size}
         price = self.gate.bind(self.service, source).price(_now_us(self.gate)).price
-        known = set(price.units) if price is not None else set()
-        if not known & {"MB", "KB", "GB"}:
-            units = {"request": 1} if "request" in known else {}
+        # Only the units the price has: any other would be refused.
+        measured: Usage = {"request": 1, "bytes": size}
+        units = {u: q for u, q in measured.items() if price is not None and price.accepts(u)}
         ok = status < 400
         self.gate.commit(
             reservation_id,

@@ -16,6 +16,7 @@ Decimal('0.002')
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from decimal import (
     ROUND_HALF_EVEN,
@@ -71,6 +72,25 @@ def exact(fn: Callable[P, T]) -> Callable[P, T]:
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
+NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+"""A number as people write one in text: ASCII digits with at most one point (`2.50`, `.5`).
+Python's `Decimal` takes far more (`"1_000"`, `"1e3"`, Unicode digits such as `"١٢"`,
+`"NaN"`): each would be a second spelling of an amount, so text is read by this rule only."""
+MONEY_PATTERN = rf"^\$?{NUMBER}$"
+"""The rule for an amount written as text: a `NUMBER`, optionally after `$` (a JSON Schema
+pattern; the HTTP API's `Money` type states it)."""
+MONEY_RULE = (
+    'an amount written with ASCII digits and at most one point, optionally after "$", such as '
+    '"2.50" (no spaces, underscores or exponents)'
+)
+NUMBER_RULE = (
+    'a number written with ASCII digits and at most one point, such as "2.5" (no spaces, '
+    "underscores or exponents)"
+)
+_MONEY = re.compile(rf"(-?)\$?({NUMBER})")
+_NUMBER = re.compile(rf"(-?)({NUMBER})")
+_BLANK = " \t\r\n"  # what may surround a number in text (and nothing inside it)
+
 
 def currency_symbol(currency: str) -> str | None:
     """The symbol people read for `currency` (`$` for USD), or `None` if it has none here."""
@@ -92,11 +112,11 @@ def to_decimal(value: object, field: str = "amount") -> Decimal:
         amount = Decimal(value)
     elif isinstance(value, float):
         # repr() is the shortest string that round-trips: 0.002 -> "0.002", not 0.00200000000004.
-        amount = _parse_decimal(repr(value), field)
+        amount = Decimal(repr(value))
     elif isinstance(value, str):
-        amount = _parse_decimal(value.strip().removeprefix("$").replace("_", ""), field)
+        amount = number_text(value, field, money=True)
     else:
-        raise ValidationError(field, value, 'a number such as 0.002 or "2.50"')
+        raise ValidationError(field, value, f"a number such as 0.002, or {MONEY_RULE}")
     if not amount.is_finite():
         raise ValidationError(field, value, "a finite number")
     if amount < 0:
@@ -106,11 +126,19 @@ def to_decimal(value: object, field: str = "amount") -> Decimal:
     return amount
 
 
-def _parse_decimal(text: str, field: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise ValidationError(field, text, 'a number such as 0.002 or "2.50"') from None
+def number_text(text: str, field: str, *, money: bool = False) -> Decimal:
+    """A number written as text, by the one rule for it (`NUMBER`: ASCII digits with at most
+    one point; with `money`, optionally after `$`). A leading `-` is read, so that a negative
+    amount is refused for what it is by the caller; spaces may surround the number, never
+    stand inside it.
+
+    >>> number_text(" $2.50", "limit", money=True)
+    Decimal('2.50')
+    """
+    match = (_MONEY if money else _NUMBER).fullmatch(text.strip(_BLANK))
+    if match is None:
+        raise ValidationError(field, text, MONEY_RULE if money else NUMBER_RULE)
+    return Decimal(match[1] + match[2])
 
 
 def to_nanos(value: object, field: str = "amount") -> Nanos:

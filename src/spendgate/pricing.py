@@ -17,12 +17,20 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
-from spendgate.events import TEXT_RULE, storable
-from spendgate.money import MAX_AMOUNT, Nanos, decimal_to_nanos, exact, to_decimal
+from spendgate.events import MAX_ITEMS, MAX_KEY_LENGTH, TEXT_RULE, storable
+from spendgate.money import (
+    MAX_AMOUNT,
+    NUMBER,
+    Nanos,
+    decimal_to_nanos,
+    exact,
+    number_text,
+    to_decimal,
+)
 from spendgate.windows import EPOCH, Window, require_aware
 
 REQUEST = "request"
@@ -31,12 +39,14 @@ REQUEST = "request"
 Usage = Mapping[str, Decimal | int | str]
 
 _MULTIPLIERS = {"k": Decimal(10**3), "m": Decimal(10**6), "b": Decimal(10**9)}
+# The numbers of a rate follow money's one rule for numbers in text (ASCII digits, one point);
+# spaces may stand between the parts (`"2.50 / 1M tokens"`), never inside a number.
 _RATE_RE = re.compile(
-    r"""^\s*\$?(?P<amount>\d+(?:\.\d+)?|\.\d+)\s*
-        (?:/\s*(?P<count>\d+(?:\.\d+)?)?\s*
-           (?:(?P<mult>[kKmMbB])(?![A-Za-z]))?\s*
-           (?P<unit>[A-Za-z_][A-Za-z0-9_]*)?)?\s*$""",
-    re.VERBOSE,
+    rf"""[ ]*\$?(?P<amount>{NUMBER})[ ]*
+        (?:/[ ]*(?P<count>{NUMBER})?[ ]*
+           (?:(?P<mult>[kKmMbB])(?![A-Za-z]))?[ ]*
+           (?P<unit>[A-Za-z_][A-Za-z0-9_]*)?)?[ ]*""",
+    re.VERBOSE | re.ASCII,
 )
 
 # Plural and case variants people write, mapped to one canonical dimension name.
@@ -66,6 +76,11 @@ _CONVERSIONS: dict[str, dict[str, Decimal]] = {
     "bytes": {"KB": Decimal(2**10), "MB": Decimal(2**20), "GB": Decimal(2**30)},
     "seconds": {"minute": Decimal(60), "hour": Decimal(3600)},
 }
+STREAM_MEASURES = ("bytes", "seconds", "events")
+"""What a stream meter measures (data, connected time, messages), kept with each event for
+the stream's history. A source priced by data volume or time takes all three, and prices
+those that convert to its units."""
+_STREAM_UNITS = frozenset(unit for to in _CONVERSIONS.values() for unit in to)
 
 
 def canonical_unit(unit: str) -> str:
@@ -83,7 +98,7 @@ def parse_rate(text: object, field_name: str = "price") -> tuple[Decimal, str | 
     """
     if not isinstance(text, str):
         return to_decimal(text, field_name), None
-    match = _RATE_RE.match(text)
+    match = _RATE_RE.fullmatch(text)
     if match is None:
         raise ValidationError(
             field_name, text, "a price such as '0.002', '0.002/request', '2.50/1M' or '0.01/MB'"
@@ -104,10 +119,16 @@ def clean_usage(units: object) -> dict[str, Decimal]:
         return {}
     if not isinstance(units, Mapping):
         raise ValidationError("units", units, 'a mapping of unit to quantity, e.g. {"MB": 2}')
+    if len(units) > MAX_ITEMS:
+        raise ValidationError("units", f"{len(units)} units", f"at most {MAX_ITEMS} units")
     out = {}
     for key, value in units.items():
-        if not isinstance(key, str) or not key or not storable(key):
-            raise ValidationError("units", key, f"unit names as non-empty {TEXT_RULE}")
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not storable(key):
+            raise ValidationError(
+                "units",
+                key,
+                f"non-empty unit names of at most {MAX_KEY_LENGTH} characters of {TEXT_RULE}",
+            )
         out[key] = to_quantity(value, f"units.{key}")
     return out
 
@@ -117,10 +138,10 @@ def to_quantity(value: object, field_name: str) -> Decimal:
     """A usage quantity: a finite, non-negative number (never a boolean)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValidationError(field_name, value, "a number of units of zero or more")
-    try:
+    if isinstance(value, str):
+        quantity = number_text(value, field_name)
+    else:
         quantity = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise ValidationError(field_name, value, "a number of units of zero or more") from None
     if not quantity.is_finite() or quantity < 0:
         raise ValidationError(field_name, value, "a finite number of units of zero or more")
     return quantity
@@ -182,7 +203,11 @@ class Price:
     source: str
     rates: tuple[Rate, ...] = ()
     effective_from: datetime = EPOCH
+    named: tuple[str, ...] = ()
+    """Every unit the price names, those it charges nothing for included (`rates` keeps
+    only what costs something): a call may give any of them."""
     _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
+    _accepts: frozenset[str] = field(init=False, repr=False, compare=False)
     _version: str = field(init=False, repr=False, compare=False)
     _tiered: tuple[Rate, ...] = field(init=False, repr=False, compare=False)
 
@@ -192,6 +217,10 @@ class Price:
         units = [r.unit for r in self.rates]
         if len(set(units)) != len(units):
             raise ValidationError(f"sources.{self.source}.price", units, "each unit at most once")
+        named = tuple(dict.fromkeys((*self.named, *units)))
+        object.__setattr__(self, "named", named)
+        measures = STREAM_MEASURES if _STREAM_UNITS.intersection(named) else ()
+        object.__setattr__(self, "_accepts", frozenset((*named, *measures)))
         object.__setattr__(self, "_by_unit", {r.unit: r for r in self.rates})
         object.__setattr__(self, "_tiered", tuple(r for r in self.rates if not r.flat))
         object.__setattr__(
@@ -231,8 +260,9 @@ class Price:
                 )
         elif spec is not None:
             rate, named = parse_rate(spec, where)
-            unit = named or REQUEST
-            rates[unit] = Rate(unit, (Tier(None, rate),))
+            if rate or named:  # `0` is "free", which names no unit
+                unit = named or REQUEST
+                rates[unit] = Rate(unit, (Tier(None, rate),))
         for unit_name, steps in (tiers or {}).items():
             unit = canonical_unit(unit_name)
             if unit in rates:
@@ -246,7 +276,10 @@ class Price:
                 period or Window("month"),
             )
         return cls(
-            source, tuple(r for r in rates.values() if not r.free or not r.flat), effective_from
+            source,
+            tuple(r for r in rates.values() if not r.free or not r.flat),
+            effective_from,
+            tuple(rates),
         )
 
     @property
@@ -258,6 +291,29 @@ class Price:
     def units(self) -> tuple[str, ...]:
         """The priced dimensions."""
         return tuple(r.unit for r in self.rates)
+
+    @property
+    def accepted_units(self) -> tuple[str, ...]:
+        """The units a call may give: those the price names and, for a price by data volume
+        or time, a stream's raw measurements (`STREAM_MEASURES`)."""
+        return (*self.named, *(m for m in STREAM_MEASURES if m in self._accepts))
+
+    def accepts(self, unit: str) -> bool:
+        """Whether a call may give `unit` (any spelling of it, such as `requests`)."""
+        return canonical_unit(unit) in self._accepts
+
+    def usage(self, units: object) -> dict[str, Decimal]:
+        """A call's usage, validated against this price: a unit it does not have would be
+        ignored (costing nothing), so it is refused, naming the units it has. Only a zero
+        of one says nothing was left out (the LLM helpers give every kind of token)."""
+        given = clean_usage(units)
+        unknown = [unit for unit, q in given.items() if q and not self.accepts(unit)]
+        if unknown:
+            have = ", ".join(self.accepted_units) or f"none: {self.source!r} is free"
+            raise ValidationError(
+                "units", unknown, f"only units of {self.source!r} ({have}), or others at 0"
+            )
+        return given
 
     @property
     def tiered_rates(self) -> tuple[Rate, ...]:
@@ -277,7 +333,7 @@ class Price:
         except `request`, which defaults to one. Raw `bytes` and `seconds` convert to the
         priced `MB`/`KB`/`GB` and `hour`/`minute`.
         """
-        given = {canonical_unit(k): v for k, v in clean_usage(usage).items()}
+        given = {canonical_unit(k): v for k, v in self.usage(usage).items()}
         out: dict[str, Decimal] = {}
         for unit in self._by_unit:
             if unit in given:
@@ -404,10 +460,15 @@ class SourcePricing:
 def _price_spec(price: Price) -> dict[str, Any]:
     """One price version in its configuration form: flat rates under `price`, tiered ones
     under `tiers` with their quota period."""
-    if price.free:
+    if not price.named:
         return {"price": "free"}
     spec: dict[str, Any] = {}
-    flat = {r.unit: f"{r.tiers[0].rate.normalize():f}" for r in price.rates if r.flat}
+    charged = {r.unit: r for r in price.rates}
+    flat = {  # the units it names for free too: a call may give them
+        unit: f"{charged[unit].tiers[0].rate.normalize():f}" if unit in charged else "0"
+        for unit in price.named
+        if unit not in charged or charged[unit].flat
+    }
     if flat:
         spec["price"] = flat
     tiered = [r for r in price.rates if not r.flat]

@@ -15,6 +15,8 @@ window.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -53,15 +55,48 @@ def from_micros(micros: int) -> datetime:
 
 
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+TIME_RULE = "a time from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z"
+"""The times spendgate stores and places in windows: far enough inside Python's calendar
+(years 1 to 9999) that no zone, window or duration around them leaves it."""
+FIRST_DAY = date(1971, 1, 1)
+LAST_DAY = date(8998, 12, 31)
+"""The days (and months) spendgate reports on: the stored times with a year to spare at
+each end, so that a day's zone, the weeks before it and its month stay inside them."""
+DAY_RULE = f"a date as YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MAX_DURATION = timedelta(days=3660)
+"""The longest duration (a rolling window, a TTL, an alert's window): ten years."""
+_AT_MOST = f"of at most {MAX_DURATION.days}d"
 
 
 def require_aware(at: object, field_name: str = "time") -> datetime:
-    """A timezone-aware datetime from 1970 to 9000: anything else cannot be placed in a window."""
-    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+    """A timezone-aware datetime inside `TIME_RULE`'s range: anything else cannot be placed
+    in a window (and past it, a window's bounds would leave the calendar)."""
+    if not isinstance(at, datetime) or not _has_offset(at):
         raise ValidationError(field_name, at, "a timezone-aware datetime (e.g. with tzinfo=UTC)")
     if not EPOCH <= at < LATEST:
-        raise ValidationError(field_name, at, "a time from 1970 to 9000")
+        raise ValidationError(field_name, at.isoformat(), TIME_RULE)
     return at
+
+
+def _has_offset(at: datetime) -> bool:
+    try:
+        return at.utcoffset() is not None
+    except ValueError:  # a tzinfo whose offset is a day or more
+        return False
+
+
+def parse_date(value: object, field_name: str) -> date:
+    """A local date (a `date` or `YYYY-MM-DD` text) inside `DAY_RULE`'s range."""
+    day: date | None = None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    elif isinstance(value, str) and _DAY.fullmatch(value):
+        with contextlib.suppress(ValueError):  # no such day, such as 2026-02-30
+            day = date.fromisoformat(value)
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationError(field_name, value, DAY_RULE)
+    return day
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +132,10 @@ class Window:
             raise ValidationError("week_start", self.week_start, "0 (Monday) to 6 (Sunday)")
         object.__setattr__(self, "_zone", zone(self.tz))
         if self.kind == "rolling":
-            if self.length is None or self.length <= timedelta(0):
-                raise ValidationError("length", self.length, "a positive duration such as '24h'")
+            if self.length is None or not timedelta(0) < self.length <= MAX_DURATION:
+                raise ValidationError(
+                    "length", self.length, f"a positive duration such as '24h', {_AT_MOST}"
+                )
             gran = (
                 self.granularity
                 if self.granularity is not None
@@ -238,4 +275,6 @@ def parse_duration(text: str | int | float | timedelta, field_name: str) -> time
             ) from None
     if value <= timedelta(0):
         raise ValidationError(field_name, text, "a positive duration")
+    if value > MAX_DURATION:
+        raise ValidationError(field_name, text, f"a duration {_AT_MOST}")
     return value

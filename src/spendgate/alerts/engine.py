@@ -20,6 +20,7 @@ from spendgate.config import AlertSettings
 from spendgate.errors import StoreError
 from spendgate.gate import Gate
 from spendgate.health import Outage
+from spendgate.redaction import redact
 from spendgate.rollups import Tally, total
 from spendgate.store.base import Alert, Notification
 from spendgate.windows import from_micros, to_micros
@@ -65,9 +66,12 @@ class AlertEngine:
         try:
             return self._evaluate()
         except StoreError as exc:
-            seen = Outage(self.gate.clock(), str(exc))
+            seen = Outage(self.gate.clock(), exc.reason)
             self.unreachable = seen.merged(self.unreachable)
-            log.critical("alerts: the store does not answer: %s", exc)
+            # The alert and this line say what kind of failure it was; the error's text
+            # (the server, the driver's words) only at DEBUG, redacted.
+            log.critical("alerts: the store does not answer (%s)", exc.reason)
+            log.debug("alerts: the store does not answer: %s", redact(str(exc)))
             raise
 
     def _evaluate(self) -> Outcome:

@@ -38,7 +38,14 @@ from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos
 from spendgate.rollups import Tally, floor_minute, total
-from spendgate.windows import Window, from_micros, require_aware, to_micros
+from spendgate.windows import (
+    Window,
+    duration_micros,
+    from_micros,
+    parse_date,
+    require_aware,
+    to_micros,
+)
 
 Period = Literal["today", "week", "month"]
 PERIODS = ("today", "week", "month")
@@ -46,6 +53,7 @@ MAX_DAYS = 366
 FORECAST_HISTORY = 120  # days of history a forecast is fitted and backtested on
 SEASON = 7  # spend has a weekly rhythm
 _FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
+_DAY_US = 86_400_000_000
 
 
 class Analyst:
@@ -233,11 +241,13 @@ class Analyst:
             return b.limit
         if b.window.kind == "week":
             return b.limit // 7
+        # In whole microseconds: `limit * timedelta(days=1)` would be a duration of `limit`
+        # days, which overflows past a billion days (a limit of one currency unit).
         if b.window.kind == "month":
             start, end = self.months.bounds(self.gate.clock() if at is None else at)
-            return b.limit * timedelta(days=1) // (end - start)
+            return b.limit * _DAY_US // duration_micros(end - start)
         assert b.window.length is not None
-        return b.limit * timedelta(days=1) // b.window.length
+        return b.limit * _DAY_US // duration_micros(b.window.length)
 
     def weekly_report(self, end: date | str | None = None) -> WeeklyReport:
         """The seed's weekly budget analysis: seven days ending with `end` (yesterday)."""
@@ -374,18 +384,6 @@ def _primary(budgets: Sequence[Budget], name: str | None) -> Budget | None:
         if b.scope.kind == "all":
             return b
     return budgets[0] if budgets else None
-
-
-def parse_date(value: object, field_name: str) -> date:
-    """A local date: a `date` or `YYYY-MM-DD` text."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValidationError(field_name, value, "a date as YYYY-MM-DD")
 
 
 def check_days(days: object) -> int:

@@ -20,9 +20,10 @@ from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.reports import model
 from spendgate.reports.model import Budgets, Report
+from spendgate.windows import FIRST_DAY, LAST_DAY
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-FIRST_YEAR = 1970
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+MONTH_RULE = f"a month as YYYY-MM (01 to 12) from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m}"
 
 
 class Reporter:
@@ -99,16 +100,20 @@ class Reporter:
 
 
 def parse_month(value: object) -> date:
-    """A month: `YYYY-MM` text (1970 onwards) or a `date` in it; its first day."""
+    """A month: `YYYY-MM` text or a `date` in it, inside the days spendgate reports on
+    (`spendgate.windows.FIRST_DAY` to `LAST_DAY`); its first day."""
+    first: date | None = None
     if isinstance(value, datetime):
-        value = value.date()
-    if isinstance(value, date):
-        return value.replace(day=1)
-    if isinstance(value, str) and (m := _MONTH.fullmatch(value.strip())):
+        first = value.date().replace(day=1)
+    elif isinstance(value, date):
+        first = value.replace(day=1)
+    elif isinstance(value, str) and (m := _MONTH.fullmatch(value.strip())):
         year, month = int(m[1]), int(m[2])
-        if year >= FIRST_YEAR and 1 <= month <= 12:
-            return date(year, month, 1)
-    raise ValidationError("month", value, "a month as YYYY-MM (01 to 12, 1970 on), e.g. 2026-10")
+        if 1 <= month <= 12:
+            first = date(year, month, 1)
+    if first is None or not FIRST_DAY <= first <= LAST_DAY:
+        raise ValidationError("month", value, f"{MONTH_RULE}, e.g. 2026-10")
+    return first
 
 
 def monthly_report(source: Gate | Analyst, month: date | str) -> Report:

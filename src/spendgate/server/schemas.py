@@ -1,12 +1,16 @@
 """The request and response bodies of the HTTP API (pydantic models, for the OpenAPI document).
 
-Money travels as exact decimal strings (`"0.002"`); a request may also give a JSON number,
-read exactly as written. Bodies refuse unknown fields, so a typo is an error, not ignored.
+Money travels as exact decimal strings (`"0.002"`); a request may also give a JSON number.
+Money and quantities written as text follow money's one rule for numbers (`Money`,
+`Quantity`). Booleans are JSON's `true` and `false` only (`StrictBool`: neither `"false"`
+nor `1`), and a number is never a boolean. Bodies refuse unknown fields, so a typo is an
+error, not ignored.
 
 Text a store cannot keep (NUL, lone surrogates such as `\\ud800`, which JSON can spell) is
 refused with 422 naming the field: by the gate for events, authorize and reservations (it
 checks them for every caller, and the hottest route pays nothing twice), and here, by the
-`Text` and `NameText` types, for every other body.
+`Text` and `NameText` types, for every other body. Lengths are bounded here as well as in
+the gate (`spendgate.events`), so that the OpenAPI document states them.
 """
 
 from __future__ import annotations
@@ -14,15 +18,36 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
-from spendgate.errors import StoreFailure
-from spendgate.events import TEXT_RULE, storable
+from spendgate.errors import StoreFailure, ValidationError
+from spendgate.events import (
+    MAX_ID_LENGTH,
+    MAX_ITEMS,
+    MAX_KEY_LENGTH,
+    MAX_LABEL_LENGTH,
+    MAX_LABELS,
+    MAX_TEXT_LENGTH,
+    TEXT_RULE,
+    storable,
+)
+from spendgate.money import MAX_AMOUNT, MONEY_PATTERN, NUMBER, number_text
 from spendgate.server.settings import MAX_BATCH
 
 Name = str
-Money = Decimal | None
-NAME = Field(min_length=1, max_length=200)
+NAME = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 def _text(value: str) -> str:
@@ -37,10 +62,67 @@ def _name(value: str) -> str:
     return value
 
 
+def _number(money: bool) -> BeforeValidator:
+    """Text read by money's rule (`spendgate.money.number_text`); a JSON number as it is."""
+
+    def read(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return number_text(value, "", money=money)
+        except ValidationError as exc:
+            rule = {"rule": exc.expected}
+            raise PydanticCustomError("number_text", "expected {rule}", rule) from None
+
+    return BeforeValidator(read)
+
+
 Text = Annotated[str, AfterValidator(_text)]
 """Free text every store can keep."""
 NameText = Annotated[str, AfterValidator(_name)]
 """A name (a service, a key, a channel): printable characters only."""
+Money = Annotated[
+    Decimal,
+    _number(money=True),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": int(MAX_AMOUNT)},
+                {"type": "string", "pattern": MONEY_PATTERN},
+            ]
+        }
+    ),
+]
+"""An amount: a JSON number, or text of ASCII digits with at most one point (optionally
+after `$`), such as `"2.50"`; never `"1_000"`, `"1e3"` or other scripts' digits."""
+Quantity = Annotated[
+    Decimal,
+    _number(money=False),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": f"^{NUMBER}$"}]}
+    ),
+]
+"""A quantity of a unit: a JSON number, or text of ASCII digits with at most one point."""
+UnitName = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+Units = Annotated[dict[UnitName, Quantity], Field(max_length=MAX_ITEMS)]
+"""Quantities of the source's priced units (or its raw measurements), e.g. `{"MB": 2}`."""
+
+
+def _off(value: bool) -> bool:
+    if value:
+        raise ValueError("expected false (to turn the rule off) or a number")
+    return value
+
+
+Off = Annotated[StrictBool, AfterValidator(_off), WithJsonSchema({"const": False})]
+"""`false`, turning an alert rule off (never `0` or `"false"`)."""
+LabelKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_LENGTH)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+"""Free-form labels: at most 32, keys of up to 100 characters, values of up to 500."""
+SourceName = Annotated[str, NAME]
+SourceNames = Annotated[list[SourceName], Field(max_length=MAX_ITEMS)]
+Reason = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
 
 
 class Body(BaseModel):
@@ -49,30 +131,29 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Units = dict[str, Decimal]
-
-
 class EventIn(Body):
     """One use of a source by a service (the seed's cost entry)."""
 
     service: str = NAME
     source: str = NAME
-    cost: Decimal | None = Field(None, description="What the call cost; else it is priced.")
+    cost: Money | None = Field(None, description="What the call cost; else it is priced.")
     units: Units | None = Field(None, description='Quantities of priced units, e.g. {"MB": 2}.')
-    request_id: str | None = Field(None, min_length=1, max_length=200)
-    time: AwareDatetime | None = Field(None, description="When it happened (default: now).")
-    labels: dict[str, str] | None = None
-    emergency: bool = False
-    success: bool = True
-    failure_reason: str | None = None
-    sources_used: list[str] | None = None
-    free_sources_attempted: list[str] | None = None
-    paid_apis_used: list[str] | None = None
-    fallbacks_triggered: list[tuple[str, str]] | None = None
-    cache_hits: int = Field(0, ge=0)
-    batch_processing: bool = False
-    quality_score: float | None = None
-    processing_time: float | None = None
+    request_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    time: AwareDatetime | None = Field(
+        None, description="When it happened (default: now), from 1970 to before 9000."
+    )
+    labels: Labels | None = None
+    emergency: StrictBool = False
+    success: StrictBool = True
+    failure_reason: Reason | None = None
+    sources_used: SourceNames | None = None
+    free_sources_attempted: SourceNames | None = None
+    paid_apis_used: SourceNames | None = None
+    fallbacks_triggered: list[tuple[SourceName, Reason]] | None = Field(None, max_length=MAX_ITEMS)
+    cache_hits: StrictInt = Field(0, ge=0)
+    batch_processing: StrictBool = False
+    quality_score: StrictFloat | None = None
+    processing_time: StrictFloat | None = None
 
     def arguments(self) -> dict[str, Any]:
         """`Gate.record()`'s keyword arguments (fields left out are not passed)."""
@@ -107,31 +188,31 @@ class CallIn(Body):
 
     service: str = NAME
     source: str = NAME
-    amount: Decimal | None = Field(None, description="Expected cost; else priced from units.")
+    amount: Money | None = Field(None, description="Expected cost; else priced from units.")
     units: Units | None = None
-    labels: dict[str, str] | None = None
-    emergency: bool = False
-    priority: bool = False
+    labels: Labels | None = None
+    emergency: StrictBool = False
+    priority: StrictBool = False
 
 
 class ReserveIn(CallIn):
     """A hold: `amount` is the estimate; `ttl_seconds` how long before it expires."""
 
-    ttl_seconds: float | None = Field(None, gt=0, le=86_400)
-    reservation_id: str | None = Field(None, min_length=1, max_length=200)
+    ttl_seconds: StrictFloat | None = Field(None, gt=0, le=86_400)
+    reservation_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class CommitIn(Body):
     """What a held call really cost (else its estimate), and its event's details."""
 
-    actual: Decimal | None = None
+    actual: Money | None = None
     units: Units | None = None
-    request_id: str | None = Field(None, min_length=1, max_length=200)
-    success: bool = True
-    failure_reason: str | None = None
-    cache_hits: int = Field(0, ge=0)
-    quality_score: float | None = None
-    processing_time: float | None = None
+    request_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    success: StrictBool = True
+    failure_reason: Reason | None = None
+    cache_hits: StrictInt = Field(0, ge=0)
+    quality_score: StrictFloat | None = None
+    processing_time: StrictFloat | None = None
 
 
 class DecisionOut(BaseModel):
@@ -324,21 +405,21 @@ class AlertThresholds(Body):
     """The seed's alert thresholds, and the rest of the `[alerts]` rules (see
     docs/alerts.md). `false` turns a rule off; fields left out keep their settings."""
 
-    daily_budget_80_percent: float | None = Field(None, gt=0, le=10)
-    daily_budget_100_percent: float | None = Field(None, gt=0, le=10)
-    free_source_success_below_85: float | Literal[False] | None = None
-    cost_per_request_spike: Decimal | Literal[False] | None = None
-    service_offline: bool | None = None
-    api_rate_limit_approaching: float | Literal[False] | None = None
-    budget_fractions: list[float] | None = Field(None, min_length=1, max_length=20)
-    forecast_fraction: float | Literal[False] | None = None
-    anomaly_factor: float | Literal[False] | None = None
-    service_offline_after: Text | float | None = Field(None, description='e.g. "15m"')
-    window: Text | float | None = None
-    min_requests: int | None = None
-    hysteresis: float | None = None
-    repeat_every: Text | float | None = None
-    evaluate_every: Text | float | None = None
+    daily_budget_80_percent: StrictFloat | None = Field(None, gt=0, le=10)
+    daily_budget_100_percent: StrictFloat | None = Field(None, gt=0, le=10)
+    free_source_success_below_85: StrictFloat | Off | None = None
+    cost_per_request_spike: Money | Off | None = None
+    service_offline: StrictBool | None = None
+    api_rate_limit_approaching: StrictFloat | Off | None = None
+    budget_fractions: list[StrictFloat] | None = Field(None, min_length=1, max_length=20)
+    forecast_fraction: StrictFloat | Off | None = None
+    anomaly_factor: StrictFloat | Off | None = None
+    service_offline_after: Text | StrictFloat | None = Field(None, description='e.g. "15m"')
+    window: Text | StrictFloat | None = None
+    min_requests: StrictInt | None = None
+    hysteresis: StrictFloat | None = None
+    repeat_every: Text | StrictFloat | None = None
+    evaluate_every: Text | StrictFloat | None = None
 
 
 class ChannelIn(Body):
@@ -354,7 +435,7 @@ class AlertConfigIn(Body):
     """Alert rules and channels; what is given replaces what is in effect."""
 
     alert_thresholds: AlertThresholds | None = None
-    notification_channels: dict[NameText, bool | Text | ChannelIn] | None = Field(
+    notification_channels: dict[NameText, StrictBool | Text | ChannelIn] | None = Field(
         None, description="NAME: true/false (dashboard, log), an apprise URL, or a table."
     )
     dashboard_url: Text | None = Field(None, max_length=2000)
@@ -394,7 +475,7 @@ class AlertOut(BaseModel):
 class SilenceIn(Body):
     """How long to silence an alert."""
 
-    seconds: float = Field(gt=0, le=30 * 86_400)
+    seconds: StrictFloat = Field(gt=0, le=30 * 86_400)
 
 
 class HeartbeatIn(Body):
