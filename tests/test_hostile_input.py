@@ -41,8 +41,9 @@ from spendgate.llm import usage_from_openai
 from spendgate.money import MONEY_PATTERN, MONEY_RULE, to_decimal, to_nanos
 from spendgate.reports import Reporter
 from spendgate.server import schemas
+from spendgate.store import open_store
 from spendgate.testing import FrozenClock
-from spendgate.windows import DAY_RULE, FIRST_DAY, LAST_DAY, TIME_RULE, Window
+from spendgate.windows import DAY_RULE, FIRST_DAY, LAST_DAY, TIME_RULE, Window, parse_duration
 from tests.serving import app_for, bearer, make_keys
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
@@ -322,6 +323,15 @@ def test_money_text_in_python_and_the_configuration_is_ascii_digits_and_one_poin
     with refuses("alerts.cost_per_request_above", MONEY_RULE):
         parse({"alerts": {"cost_per_request_above": text}})
     assert [e.cost for e in gate.events()] == []
+
+
+@pytest.mark.parametrize("text", ["1_0s", "１s", "١٢h", "1e3s", "0x10", "NaN", "inf"])
+def test_a_duration_s_number_is_ascii_digits_and_one_point_too(text: str) -> None:
+    with refuses("reservation_ttl", "a duration"):
+        parse({"reservation_ttl": text})
+    with refuses("url timeout", "seconds"):
+        open_store(f"postgresql://postgres@127.0.0.1:1/test?timeout={text}")
+    assert parse_duration("1.5h", "ttl") == timedelta(minutes=90)
 
 
 @settings(max_examples=400, deadline=None)

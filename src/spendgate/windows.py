@@ -23,6 +23,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from spendgate.errors import ValidationError
+from spendgate.money import number_text
 
 WindowKind = Literal["day", "week", "month", "rolling"]
 WINDOW_KINDS: tuple[WindowKind, ...] = ("day", "week", "month", "rolling")
@@ -268,8 +269,10 @@ def parse_duration(text: str | int | float | timedelta, field_name: str) -> time
         unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
         number = raw[:-1] if unit else raw
         try:
-            value = timedelta(seconds=float(number) * (unit or 1))
-        except (ValueError, OverflowError):
+            # The number by the one rule for numbers (`1_0s`, `１s` and `1e3s` are refused).
+            seconds = number_text(number, field_name) * (unit or 1)
+            value = timedelta(seconds=float(seconds))
+        except (ValidationError, ValueError, OverflowError):
             raise ValidationError(
                 field_name, text, "a duration such as '30s', '15m', '24h' or '7d'"
             ) from None

@@ -53,7 +53,7 @@ from spendgate.errors import (
     ValidationError,
 )
 from spendgate.events import Event, RecordResult, RecordStatus
-from spendgate.money import MAX_TOTAL, Nanos
+from spendgate.money import MAX_TOTAL, Nanos, number_text
 from spendgate.rollups import rollup_rows
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting, Crossings
@@ -249,8 +249,8 @@ def _store_errors(
 def _seconds(text: str | None, default: float) -> float:
     """The `timeout` option: seconds above 0, at most `MAX_TIMEOUT`."""
     try:
-        value = default if text is None else float(text)
-    except ValueError:
+        value = default if text is None else float(number_text(text, "url timeout"))
+    except ValidationError:
         value = math.nan
     if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
         raise ValidationError(
