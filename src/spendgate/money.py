@@ -119,7 +119,7 @@ def to_decimal(value: object, field: str = "amount") -> Decimal:
         raise ValidationError(field, value, f"a number such as 0.002, or {MONEY_RULE}")
     if not amount.is_finite():
         raise ValidationError(field, value, "a finite number")
-    if amount < 0:
+    if amount.is_signed():  # "-0" too: the rule has no sign
         raise ValidationError(field, value, "an amount of zero or more")
     if amount > MAX_AMOUNT:
         raise ValidationError(field, value, f"an amount of at most {MAX_AMOUNT:,}")
