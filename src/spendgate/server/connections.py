@@ -4,7 +4,7 @@ line and headers) must come whole, soon, and small, and its body whole and soon.
 uvicorn bounds none of it: its protocols keep a connection that has not finished a head or
 a body for as long as the client likes (its keep-alive timeout runs only between requests,
 and the first byte cancels it), and httptools buffers a header line of any length.
-`HeadGuard` is uvicorn's httptools protocol with these bounds:
+`RequestGuard` is uvicorn's httptools protocol with these bounds:
 
 - **Head time.** A client has `header_timeout` seconds to send a head whole, counted from
   when its connection opens or, on a kept-alive connection, from the first byte after an
@@ -62,10 +62,10 @@ BODY_TOO_SLOW = 408
 class _HeadTooLargeError(Exception):
     """Raised from a parser callback to stop parsing a head that is too large (httptools
     then raises its own error from `feed_data`, which uvicorn answers through
-    `send_400_response`, where `HeadGuard` answers 431 instead)."""
+    `send_400_response`, where `RequestGuard` answers 431 instead)."""
 
 
-class HeadGuard(HttpToolsProtocol):
+class RequestGuard(HttpToolsProtocol):
     """uvicorn's httptools protocol with a time and a size limit on each request's head and
     a time limit on its body (see the module's notes). `http_protocol(settings)` gives one
     with the settings'."""
@@ -260,10 +260,10 @@ class HeadGuard(HttpToolsProtocol):
             self.transport.close()
 
 
-def http_protocol(settings: ServerSettings) -> type[HeadGuard]:
+def http_protocol(settings: ServerSettings) -> type[RequestGuard]:
     """The protocol class for `uvicorn.Config(http=...)`, with `settings`' limits."""
 
-    class Configured(HeadGuard):
+    class Configured(RequestGuard):
         header_timeout = settings.header_timeout
         body_timeout = settings.body_timeout
         max_header_bytes = settings.max_header_bytes
