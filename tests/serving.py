@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from spendgate import Gate
 from spendgate.keys import create_key
 from spendgate.server import ServerSettings, create_app
-from spendgate.server.connections import HeadGuard, http_protocol
+from spendgate.server.connections import http_protocol
 
 
 @dataclass
@@ -64,14 +64,20 @@ grace, 10 s, for its background threads): longer is a hang, and fails the test."
 
 @contextlib.contextmanager
 def running(
-    app: FastAPI, port: int | None = None, *, stop_within: float = STOP_WITHIN
+    app: FastAPI,
+    port: int | None = None,
+    *,
+    stop_within: float = STOP_WITHIN,
+    settings: ServerSettings | None = None,
 ) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread, reading requests as `spendgate serve` does;
-    yields its base URL. On the way out the server must stop, and with it its background
-    threads (see `create_app`), within `stop_within` seconds, or the test fails: a server
-    still running would use a gate the test closes."""
+    """Serve `app` with uvicorn in a thread, reading requests as `spendgate serve` does
+    (with `settings`' limits, by default those `create_app` was given); yields its base
+    URL. On the way out the server must stop, and with it its background threads (see
+    `create_app`), within `stop_within` seconds, or the test fails: a server still running
+    would use a gate the test closes."""
     port = port or free_port()
     context = getattr(app.state, "context", None)  # an app of create_app's: its settings
+    settings = settings or (context.settings if context is not None else ServerSettings())
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -79,8 +85,8 @@ def running(
             port=port,
             log_level="warning",
             lifespan="on",
-            # As `spendgate serve` reads requests (head timeout and size limit).
-            http=http_protocol(context.settings) if context is not None else HeadGuard,
+            # As `spendgate serve` reads requests (head and body timeouts, head size limit).
+            http=http_protocol(settings),
             # Connections still open (a live feed, a slow client) are cut after this.
             timeout_graceful_shutdown=5,
         )

@@ -389,19 +389,28 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_serve_bounds_the_time_and_size_of_a_request_head(tmp_path: Path) -> None:
-    """`--header-timeout` reaches the server: a connection that sends nothing is closed
-    after it; a 1 MB header line gets 431 (tests/test_slow_clients.py has the rest)."""
+def test_serve_bounds_the_time_and_size_of_a_request(tmp_path: Path) -> None:
+    """`--header-timeout` and `--body-timeout` reach the server: a connection that sends
+    nothing is closed after the one, a head whose body never comes is answered 408 after
+    the other; a 1 MB header line gets 431 (tests/test_slow_clients.py has the rest)."""
     new_store(tmp_path)
-    with serving(tmp_path, "--header-timeout", "1") as served:
+    with serving(tmp_path, "--header-timeout", "1", "--body-timeout", "2") as served:
         with socket.create_connection(("127.0.0.1", served.port), timeout=30) as silent:
             opened = time.monotonic()
             assert silent.recv(1) == b""  # closed by the server, without an answer
             took = time.monotonic() - opened
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as bodiless:
+            sent = time.monotonic()  # before the head: the body's clock starts after
+            bodiless.sendall(
+                b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9\r\n\r\n"
+            )
+            assert read_answer(bodiless).startswith("HTTP/1.1 408 ")
+            body_took = time.monotonic() - sent
         with socket.create_connection(("127.0.0.1", served.port), timeout=30) as big:
             big.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 2**20)
             assert read_answer(big).startswith("HTTP/1.1 431 ")
     assert 0.9 < took < 1 + 15, f"closed after {took:.1f} s"
+    assert 1.9 < body_took < 2 + 15, f"answered 408 after {body_took:.1f} s"
 
 
 # -- the dispatcher gives back what it did not send ---------------------------------------

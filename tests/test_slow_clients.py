@@ -1,6 +1,6 @@
 """Connections cannot be held forever (issue 16): a real uvicorn server on loopback, reading
-requests as `spendgate serve` does (`spendgate.server.connections`), with a short header
-timeout.
+requests as `spendgate serve` does (`spendgate.server.connections`), with short header and
+body timeouts.
 
 The server's timeouts are wall-clock by nature, so these tests use a short one and wait on
 socket events (a connection closing, an answer arriving) with generous deadlines; nothing
@@ -9,8 +9,10 @@ sleeps for time to pass.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import queue
 import select
 import socket
 import threading
@@ -20,10 +22,13 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import pytest
+from fastapi import FastAPI, Request, Response
+from starlette.requests import ClientDisconnect
 
 from spendgate import Gate
+from spendgate.server import ServerSettings
 from tests.conftest import small_config
-from tests.serving import app_for, running
+from tests.serving import app_for, make_keys, running
 
 HEADER_TIMEOUT = 2.5
 """Seconds the test server gives a client to send a request's head."""
@@ -32,6 +37,10 @@ SLACK = 12.0
 EARLY = 0.8 * HEADER_TIMEOUT
 """Sooner than this a closing is not the header timeout's (the server's timers run on its
 loop's cached time, which a busy loop lets lag by some milliseconds)."""
+BODY_TIMEOUT = 4.0
+"""Seconds the test server gives a client to send a request's body once its head is in
+(longer than the header timeout: a closing after it is the body's clock, not the head's)."""
+EARLY_BODY = 0.8 * BODY_TIMEOUT
 HEAD_LIMIT = 16 * 1024
 PROBE_WITHIN = 2.0
 """Seconds a /healthz answer may take while slow clients hold connections (it takes a few
@@ -43,6 +52,8 @@ HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 @dataclass
 class Served:
     port: int
+    token: str = ""
+    """A write key's."""
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=SLACK)
@@ -54,12 +65,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     its head's time is up) changes nothing for the next."""
     folder = tmp_path_factory.mktemp("slow")
     gate = Gate.open(f"sqlite:///{folder / 'slow.db'}", config=small_config())
-    app = app_for(gate, header_timeout=HEADER_TIMEOUT, max_header_bytes=HEAD_LIMIT)
+    token = make_keys(gate).write
+    app = app_for(
+        gate,
+        header_timeout=HEADER_TIMEOUT,
+        body_timeout=BODY_TIMEOUT,
+        max_header_bytes=HEAD_LIMIT,
+    )
     try:
         with running(app) as url:
-            yield Served(int(url.rsplit(":", 1)[1]))
+            yield Served(port_of(url), token)
     finally:
         gate.close()
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 @dataclass
@@ -296,3 +317,237 @@ def test_heads_up_to_the_limit_and_large_bodies_are_not_refused(served: Served) 
         assert read_answer(answers).status == 401  # no key: read as a request, not refused
         conn.sendall(HEALTHZ)
         assert read_answer(answers).status == 200
+
+
+# -- the body timeout ----------------------------------------------------------------------
+
+
+def post_head(path: bytes, token: str, length: int | None) -> bytes:
+    """A POST's head for a JSON body of `length` bytes, or a chunked one (`None`)."""
+    framing = b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
+    return (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: application/json\r\n%s\r\n\r\n" % (path, token.encode(), framing)
+    )
+
+
+def chunks(body: bytes, pieces: int) -> list[bytes]:
+    """`body` in `pieces` chunks of the chunked coding, the last ending the body."""
+    size = -(-len(body) // pieces)
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    coded = [b"%x\r\n%s\r\n" % (len(part), part) for part in parts]
+    coded[-1] += b"0\r\n\r\n"
+    return coded
+
+
+def event(request_id: str) -> dict[str, str]:
+    return {"service": "scraper", "source": "free_api", "request_id": request_id}
+
+
+def event_body(request_id: str) -> bytes:
+    return json.dumps(event(request_id)).encode()
+
+
+def test_slow_bodies_are_answered_408_in_time_while_others_are_answered(served: Served) -> None:
+    """The R.U.D.Y. pattern: a head at once, then its body a byte at a time."""
+    body = event_body("slow-" + "b" * 150)
+    trickles = {
+        "length": body,
+        "chunked": b"".join(chunks(body, 1)),
+        # A route that does not read its body answers at once; the body still owes its time.
+        "answered": b"x" * 1000,
+    }
+    heads = {
+        "length": post_head(b"/api/events", served.token, len(body)),
+        "chunked": post_head(b"/api/events", served.token, None),
+        "answered": HEALTHZ.replace(b"\r\n\r\n", b"\r\nContent-Length: 1000\r\n\r\n"),
+    }
+    opened: dict[socket.socket, tuple[str, float]] = {}
+    readers: dict[socket.socket, BinaryIO] = {}
+    ended: dict[socket.socket, float] = {}
+    answers: dict[socket.socket, Answer] = {}
+    last_byte: dict[socket.socket, float] = {}
+    with contextlib.ExitStack() as stack:
+        for i in range(30):
+            kind = tuple(heads)[i % 3]
+            conn = stack.enter_context(served.connect())
+            readers[conn] = stack.enter_context(conn.makefile("rb"))
+            opened[conn] = (kind, time.monotonic())  # before the head: its body's clock is later
+            conn.sendall(heads[kind])
+            if kind == "answered":
+                assert read_answer(readers[conn]).status == 200
+        deadline = time.monotonic() + BODY_TIMEOUT + SLACK
+        with probing(served) as probes:
+            sent, next_byte = 0, time.monotonic()
+            while len(ended) < len(opened) and time.monotonic() < deadline:
+                still = [c for c in opened if c not in ended]
+                wait = max(0.0, min(next_byte, deadline) - time.monotonic())
+                for conn in select.select(still, [], [], wait)[0]:
+                    ended[conn] = time.monotonic()
+                    if opened[conn][0] == "answered":
+                        assert_ended(conn)  # answered already: closed without another
+                    else:
+                        answers[conn] = read_answer(readers[conn], until_closed=True)
+                if time.monotonic() >= next_byte:
+                    for conn in still:
+                        kind = opened[conn][0]
+                        if conn not in ended and sent < len(trickles[kind]):
+                            with contextlib.suppress(OSError):  # ended meanwhile
+                                conn.send(trickles[kind][sent : sent + 1])
+                                last_byte[conn] = time.monotonic()
+                    sent += 1
+                    next_byte = time.monotonic() + TRICKLE_EVERY
+    held = sorted(opened[c][0] for c in opened if c not in ended)
+    assert not held, f"still open {SLACK} s after the body timeout: {held}"
+    for conn, at in ended.items():
+        kind, since = opened[conn]
+        # Never before its time (so neither by the head's clock, which is shorter)...
+        assert at - since > EARLY_BODY, f"a {kind} body was cut off early"
+        # ...and a trickled byte did not give it more.
+        assert at - last_byte[conn] < EARLY_BODY, f"trickling stretched a {kind} body"
+    assert len(answers) == 20
+    for answer in answers.values():
+        assert answer.status == 408, answer
+        assert answer.problem()["detail"] == "the request body did not arrive within 4 s"
+        assert answer.headers["connection"] == "close"
+        assert answer.closed
+    beside = [took for answered, took in probes if answered < min(ended.values())]
+    assert len(beside) >= 3, "too few /healthz answered while the slow bodies were held"
+    assert max(took for _, took in probes) < PROBE_WITHIN, probes
+
+
+def send_in_pieces(conn: socket.socket, head: bytes, pieces: list[bytes]) -> None:
+    """`head`, then each piece after a pause: each comes in a read of its own, and the
+    server must not answer a body that is not yet whole."""
+    conn.sendall(head)
+    for piece in pieces:
+        assert not select.select([conn], [], [], TRICKLE_EVERY)[0], "answered before the end"
+        conn.sendall(piece)
+
+
+def test_large_bodies_and_bodies_in_quick_pieces_are_answered(served: Served) -> None:
+    batch = json.dumps({"events": [event(f"big-{i:05d}-{'r' * 90}") for i in range(7000)]})
+    assert len(batch) > 2**20
+    one, two = event_body("in-pieces-1"), event_body("in-pieces-2")
+    with exchange(served) as (conn, answers):
+        conn.sendall(post_head(b"/api/events/batch", served.token, len(batch)) + batch.encode())
+        answer = read_answer(answers)
+        assert answer.status == 200, answer
+        assert len(json.loads(answer.body)["results"]) == 7000
+        head = post_head(b"/api/events", served.token, len(one))
+        send_in_pieces(conn, head, [one[:10], one[10:30], one[30:]])
+        assert read_answer(answers).status == 201
+        head_at = time.monotonic()
+        send_in_pieces(conn, post_head(b"/api/events", served.token, None), chunks(two, 3))
+        assert read_answer(answers).status == 201
+        # The body's clock stopped with its body: idle, the connection outlives its time
+        # (uvicorn's keep-alive timeout, 5 s from the answer, ends it later).
+        idle = head_at + BODY_TIMEOUT + 0.5 - time.monotonic()
+        assert not select.select([conn], [], [], max(0.0, idle))[0], "the connection ended"
+        conn.sendall(HEALTHZ)
+        assert read_answer(answers).status == 200
+
+
+def test_the_body_of_a_request_answered_before_it_came_is_not_taken_for_a_head(
+    served: Served,
+) -> None:
+    """A route that does not read its body answers at once; the body, over the head limit,
+    comes after the answer and is dropped as a body, not refused as a head (431)."""
+    length = 2 * HEAD_LIMIT
+    with exchange(served) as (conn, answers):
+        conn.sendall(HEALTHZ.replace(b"\r\n\r\n", b"\r\nContent-Length: %d\r\n\r\n" % length))
+        assert read_answer(answers).status == 200
+        # With the start of the next head, in the read that ends the body.
+        send_in_pieces(conn, b"x" * length + HEALTHZ[:10], [HEALTHZ[10:]])
+        assert read_answer(answers).status == 200
+
+
+@dataclass
+class Reading:
+    """A plain app on a server with a one-second body timeout (and a long header timeout,
+    so a refused connection stays open until the test closes it)."""
+
+    served: Served
+    outcomes: queue.Queue[str]
+    """What each read of /read came to."""
+    release: threading.Event
+    """Lets /held read its body, and /read-then-hold answer."""
+
+
+HELD_BODY_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def reading() -> Iterator[Reading]:
+    outcomes: queue.Queue[str] = queue.Queue()
+    release = threading.Event()
+    app = FastAPI()
+
+    @app.post("/read")
+    async def read(request: Request) -> Response:
+        try:
+            outcomes.put(f"read {len(await request.body())}")
+        except ClientDisconnect:
+            outcomes.put("disconnected")
+        return Response()
+
+    @app.post("/held")
+    async def held(request: Request) -> dict[str, int]:
+        await asyncio.to_thread(release.wait, SLACK * 2)
+        return {"bytes": len(await request.body())}
+
+    @app.post("/read-then-hold")
+    async def read_then_hold(request: Request) -> Response:
+        await request.body()
+        await asyncio.to_thread(release.wait, SLACK * 2)
+        return Response()
+
+    settings = ServerSettings(header_timeout=3600, body_timeout=HELD_BODY_TIMEOUT)
+    with running(app, settings=settings) as url:
+        yield Reading(Served(port_of(url)), outcomes, release)
+
+
+def test_a_late_body_wakes_the_app_waiting_for_it(reading: Reading) -> None:
+    with exchange(reading.served) as (conn, answers):
+        conn.sendall(
+            b"POST /read HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n" + b"x" * 10
+        )
+        assert read_answer(answers).status == 408
+        # While the connection is still open: the app is not left waiting for its end.
+        assert reading.outcomes.get(timeout=SLACK) == "disconnected"
+
+
+def test_time_the_server_does_not_read_is_not_counted_against_the_body(
+    reading: Reading,
+) -> None:
+    """uvicorn stops reading a body the app has yet to take past 64 KiB: the client waits on
+    the server then, and its body's clock starts again rather than answer 408."""
+    body = b"x" * 2**20
+    head = b"POST /held HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with exchange(reading.served) as (conn, answers):
+        sender = threading.Thread(target=conn.sendall, args=(head + body,))
+        sender.start()  # blocks while the server does not read
+        try:
+            # Three body timeouts while /held does not read.
+            assert not select.select([conn], [], [], 3 * HELD_BODY_TIMEOUT)[0], "answered"
+        finally:
+            reading.release.set()
+            sender.join(SLACK)
+        answer = read_answer(answers)
+    assert answer.status == 200, answer
+    assert json.loads(answer.body) == {"bytes": len(body)}
+
+
+def test_a_late_body_behind_a_running_request_ends_the_connection_unanswered(
+    reading: Reading,
+) -> None:
+    """A 408 now would come before the answer of the request still running ahead of it."""
+    running_one = b"POST /read-then-hold HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi"
+    late_one = b"POST /read HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n" + b"x" * 10
+    with exchange(reading.served) as (conn, _):
+        try:
+            conn.sendall(running_one + late_one)  # pipelined, the second body unfinished
+            assert select.select([conn], [], [], SLACK)[0], "the connection was held"
+            assert_ended(conn)
+        finally:
+            reading.release.set()

@@ -59,6 +59,16 @@ def serve(
             "opens (kept alive: from its first byte after an answer); then it is closed.",
         ),
     ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="SPENDGATE_BODY_TIMEOUT",
+            min=1,
+            max=3600,
+            help="Seconds a client has to send a request's body once its headers are in; "
+            "then it is answered 408 and closed.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Serve the REST API, the live WebSocket and /metrics until SIGTERM or Ctrl-C (a
     second one exits at once). A port in use or a store that does not answer: one line and
@@ -73,6 +83,7 @@ def serve(
             db=db,
             shutdown_grace=shutdown_grace,
             header_timeout=header_timeout,
+            body_timeout=body_timeout,
         )
         serving.run(settings, load_config(config), echo=say)
 

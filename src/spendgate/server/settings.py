@@ -13,6 +13,7 @@ DEFAULT_MAX_BODY = 32 * 2**20  # a batch of 10,000 events fits with room to spar
 MAX_BATCH = 10_000
 DEFAULT_SHUTDOWN_GRACE = 10.0
 DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 60.0  # a 32 MiB body (the body limit) at 5 Mbit/s, with room to spare
 DEFAULT_MAX_HEADER_BYTES = 16 * 2**10  # Node's default; a browser's head is well under it
 
 
@@ -50,6 +51,10 @@ class ServerSettings(BaseSettings):
     counted from when its connection opens or, kept alive, from the first byte after an
     answer; then the connection is closed. Bytes arriving meanwhile do not restart the
     count (see `connections`)."""
+    body_timeout: float = Field(default=DEFAULT_BODY_TIMEOUT, ge=1, le=3600)
+    """Seconds a client has to send a request's whole body once its head is complete; then
+    it is answered 408 (or, its answer begun, closed). Bytes arriving meanwhile do not
+    restart the count (see `connections`)."""
     max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024, le=2**20)
     """The most bytes a request's head may take; a longer one gets 431 and is closed."""
     public_url: str | None = None
