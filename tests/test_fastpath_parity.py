@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -29,7 +30,7 @@ from spendgate.server import ServerSettings, create_app
 from spendgate.server.fastpath import PATH, EventFastPath
 from spendgate.testing import FrozenClock
 from tests.conftest import small_config
-from tests.serving import Keys, make_keys
+from tests.serving import Keys, make_keys, running
 
 FAST = "fast path"
 FULL = "full route"
@@ -137,7 +138,7 @@ class Served:
 
     gate: Gate
     keys: Keys
-    client: TestClient
+    client: httpx.Client
     passed_on: list[str] | None
 
     def send(self, row: Row) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -152,8 +153,10 @@ class Served:
         if self.passed_on is not None:
             by = FULL if len(self.passed_on) > handed_on else FAST
             assert by == row.answered_by, row.name
-        # Header order is not significant in HTTP; a repeated header would still show.
-        return answer.status_code, sorted(answer.headers.multi_items()), answer.content
+        # Header order is not significant in HTTP (a repeated header would still show); a
+        # real server dates each answer to the second.
+        headers_sent = sorted(h for h in answer.headers.multi_items() if h[0] != "date")
+        return answer.status_code, headers_sent, answer.content
 
 
 def watch_full_route(app: FastAPI) -> list[str]:
@@ -167,7 +170,8 @@ def watch_full_route(app: FastAPI) -> list[str]:
     seen: list[str] = []
 
     async def counted(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["path"])
+        if scope["type"] == "http":  # not the lifespan a real server sends
+            seen.append(scope["path"])
         await inner(scope, receive, send)
 
     layer.app = counted
@@ -175,30 +179,48 @@ def watch_full_route(app: FastAPI) -> list[str]:
 
 
 @contextlib.contextmanager
-def serving(path: Path, *, fast_path: bool, ring: bool = False) -> Iterator[Served]:
-    """An app over a fresh SQLite store with `small_config()` and keys of every kind; with
-    `ring`, a key ring that has read the keys and will not read them again."""
-    gate = Gate.open(f"sqlite:///{path}", config=small_config(), clock=FrozenClock())
-    try:
+def serving(
+    path: Path, *, fast_path: bool, uvicorn: bool = False, ring: bool = False
+) -> Iterator[Served]:
+    """An app over a fresh SQLite store with `small_config()` and keys of every kind, called
+    in-process or (`uvicorn`) through a real server on a loopback socket; with `ring`, a key
+    ring that has read the keys and will not read them again."""
+    with contextlib.ExitStack() as stack:
+        gate = Gate.open(f"sqlite:///{path}", config=small_config(), clock=FrozenClock())
+        stack.callback(gate.close)  # last: after the server and its threads have stopped
         keys = make_keys(gate)
         held = None
         if ring:
             held = KeyRing(gate.store, refresh_every=UNTIL_THE_TEST_ENDS)
             held.refresh()
         app = create_app(gate, ServerSettings(fast_path=fast_path), keys=held)
+        # Off means off: else the table would compare the fast path with itself.
+        assert any(m.cls is EventFastPath for m in app.user_middleware) is fast_path
         passed_on = watch_full_route(app) if fast_path else None
-        yield Served(gate, keys, TestClient(app), passed_on)
-    finally:
-        gate.close()
+        if uvicorn:
+            url = stack.enter_context(running(app))
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=PATIENT))
+        else:
+            # Without its lifespan: no background threads, so a test may close the store.
+            client = TestClient(app, base_url="http://127.0.0.1")
+            stack.callback(client.close)
+        yield Served(gate, keys, client, passed_on)
 
 
 UNTIL_THE_TEST_ENDS = 24 * 3600.0
 
 
-def test_the_fast_path_answers_every_request_as_the_full_route(tmp_path: Path) -> None:
+PATIENT = 30.0
+"""Seconds a request to a test server may take on a loaded machine (each takes milliseconds)."""
+
+
+@pytest.mark.parametrize("uvicorn", [False, True], ids=["in-process", "uvicorn"])
+def test_the_fast_path_answers_every_request_as_the_full_route(
+    tmp_path: Path, uvicorn: bool
+) -> None:
     with (
-        serving(tmp_path / "on.db", fast_path=True) as on,
-        serving(tmp_path / "off.db", fast_path=False) as off,
+        serving(tmp_path / "on.db", fast_path=True, uvicorn=uvicorn) as on,
+        serving(tmp_path / "off.db", fast_path=False, uvicorn=uvicorn) as off,
     ):
         for row in ROWS:
             assert on.send(row) == off.send(row), row.name
