@@ -30,7 +30,7 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024)
     fast_path: bool = True
     """Answer a plain single-event `POST /api/events` without the framework's layers (the
-    same answer, several times the requests a second; see `fastpath`). Off, every request
+    same answer, over twice the requests a second: docs/benchmarks.md). Off, every request
     takes the full route: a way to rule the fast path out when looking into a problem."""
     ws_interval: float = Field(default=0.25, gt=0, le=10)
     """How often live clients are sent changes (seconds): at most 1/ws_interval a second."""
