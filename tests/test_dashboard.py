@@ -133,12 +133,19 @@ def test_a_signin_link_works_once_and_sets_a_strict_http_only_cookie(served: Ser
         assert "Secure" in r.headers["set-cookie"]
 
 
-def test_signin_tokens_expire() -> None:
+def test_signin_tokens_are_used_once_within_their_ttl() -> None:
     now = [0.0]
     signins = SignIns(ttl=60, clock=lambda: now[0])
-    token = signins.mint("3f9a1c2b7d10")
-    now[0] = 61
-    assert signins.consume(token) is None
+    # Tokens minted together, for two keys: each names its own key.
+    early, late = signins.mint("3f9a1c2b7d10"), signins.mint("3f9a1c2b7d10")
+    other = signins.mint("0123456789ab")
+    now[0] = 59.5
+    assert signins.consume(early) == "3f9a1c2b7d10"  # within its ttl: the key it names
+    assert signins.consume(early) is None  # once only
+    assert signins.consume(other) == "0123456789ab"
+    assert signins.consume("not-a-token") is None
+    now[0] = 60.0
+    assert signins.consume(late) is None  # its twin worked a moment ago: it expired
 
 
 def test_cookie_requests_need_the_csrf_header_to_change_anything(served: Served) -> None:

@@ -68,11 +68,29 @@ def test_the_cli_applies_them(monkeypatch: pytest.MonkeyPatch) -> None:
     assert '"limit": "42"' in result.output
 
 
-def test_the_stop_threshold_reaches_the_meter(tmp_path: Path) -> None:
-    config = apply_environment(load(EXAMPLE), {"EMERGENCY_STOP_THRESHOLD": "0.75"})
+@pytest.mark.parametrize(
+    ("stop", "level"),
+    [("0.75", "stopped"), (None, "degraded")],
+    ids=["stop-at-0.75", "the-files-0.8"],
+)
+def test_the_stop_threshold_reaches_the_meter(stop: str | None, level: str) -> None:
+    """At 76% of the streaming budget a meter stops under EMERGENCY_STOP_THRESHOLD=0.75,
+    while the file's own stop line (0.8) only degrades it."""
+    environ = {"DAILY_STREAMING_BUDGET": "5"}  # the tightest budget: the daily one is $10
+    if stop is not None:
+        environ["EMERGENCY_STOP_THRESHOLD"] = stop
+    config = apply_environment(load(EXAMPLE), environ)
     with Gate.open("memory://", config=config, clock=FrozenClock()) as gate:
+        gate.record("other", "databento_mbo", cost="3.70")  # 74%: past degrade (0.7)
         meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
-        assert meter._thresholds == (Decimal("0.6"), Decimal("0.7"), Decimal("0.75"))
+        meter.start()
+        assert (meter.level, meter.should_continue()) == ("degraded", True)
+        meter.record(10 * 2**20)  # 10 MB at $0.01: $3.80, 76% of $5
+        meter.flush()
+        spent = {s.budget.name: s.spent for s in gate.status()}
+        assert spent["streaming"] == to_nanos("3.80")
+        assert meter.level == level
+        assert meter.should_continue() is (level != "stopped")
 
 
 def test_monitoring_off_counts_and_books_but_never_stops() -> None:

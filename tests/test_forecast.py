@@ -59,8 +59,30 @@ def test_each_method_gives_a_path_a_total_and_an_interval_around_it(method: str)
 
 @pytest.mark.parametrize("method", METHODS)
 def test_forecasts_are_deterministic(method: str) -> None:
+    """The same history gives the same forecast whatever random numbers were drawn around
+    it (the ETS intervals simulate from a seed of their own), and a different one another."""
     history = weekly_spend(56)
-    assert forecast(history, 7, method=method) == forecast(history, 7, method=method)
+    first = forecast(history, 7, method=method)
+    saved = np.random.get_state()
+    try:
+        np.random.seed(1)  # the global state a careless fit would draw from
+        np.random.random(10_000)
+        assert forecast(history, 7, method=method) == first
+    finally:
+        np.random.set_state(saved)
+    # A forecast that ignored its history (a cache, a constant) would also repeat itself.
+    assert forecast(weekly_spend(56, seed=4), 7, method=method) != first
+
+
+def test_a_noiseless_weekly_pattern_is_forecast_as_itself() -> None:
+    """Computed apart: a week repeated exactly is forecast to repeat (seasonal, to within
+    a cent a day), and its run rate is its weekly mean (linear, exactly)."""
+    week = [30.0, 34.0, 33.0, 35.0, 31.0, 8.0, 6.0]
+    history = week * 8
+    seasonal = forecast(history, 14, method="seasonal")
+    assert seasonal.path == pytest.approx(week * 2, abs=0.01)
+    assert seasonal.total == pytest.approx(2 * sum(week), abs=0.1)
+    assert forecast(history, 7, method="linear").path == pytest.approx([sum(week) / 7] * 7)
 
 
 def test_a_wider_level_gives_a_wider_interval() -> None:

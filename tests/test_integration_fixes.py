@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -77,14 +78,31 @@ def test_a_sources_own_budget_moves_on_to_the_next_paid_source(clock: FrozenCloc
 
 
 def test_leases_settle_before_their_ttl(clock: FrozenClock) -> None:
+    ttl = timedelta(minutes=5)
+    lease = to_nanos("0.50")
     with paid_gate(clock) as gate:
+        assert gate.config.reservation_ttl == ttl
         meter = StreamMeter(gate, "s", "databento_mbo", lease="0.50")
         meter.start()
+        assert gate.status()[0].reserved == lease  # the first lease is held
         meter.record(100)
-        clock.advance(gate.config.reservation_ttl / 2)
+        clock.advance(ttl / 2)
         meter.record(100)  # half the TTL has passed: settled and renewed, not left to expire
-        clock.advance(gate.config.reservation_ttl / 2 + timedelta(seconds=1))
+        (status,) = gate.status()
+        # Settled: 200 bytes at $0.01/MB and 150 s connected at $1.00/hour (within a
+        # nano-unit of the exact figure, whichever way it rounds); renewed: a lease held.
+        exact = Decimal(200) / 2**20 * Decimal("0.01") + Decimal(150) / 3600
+        assert abs(status.spent - exact * 10**9) <= 1
+        assert status.reserved == lease
+        clock.advance(ttl / 2 + timedelta(seconds=1))
+        # The first lease's time ran out: it was settled, so nothing is left to expire...
         assert gate.expire() == 0
+        assert gate.status()[0].reserved == lease
+        clock.advance(ttl / 2)
+        # ...while the renewed one, not settled by its end (the meter saw no message),
+        # expires and is counted: expire() does see a lease left to run out.
+        assert gate.expire() == 1
+        assert gate.status()[0].reserved == 0
 
 
 def test_callbacks_may_call_the_meter_and_start_twice_is_refused(clock: FrozenClock) -> None:

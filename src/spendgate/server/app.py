@@ -141,8 +141,9 @@ def create_app(
     app.state.signins = SignIns()
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    # Outermost: plain single events skip the framework (see fastpath.py).
-    app.add_middleware(EventFastPath, ring=ring, ctx=ctx, limit=settings.max_body_bytes)
+    if settings.fast_path:
+        # Outermost: plain single events skip the framework (see fastpath.py).
+        app.add_middleware(EventFastPath, ring=ring, ctx=ctx, limit=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -142,6 +142,26 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def authenticate(header: str, ring: KeyRing, scope: KeyScope) -> Principal:
+    """The caller an `Authorization` header names, with a key of at least `scope`; 401 or
+    403 otherwise. Every route's Bearer key goes through here, the event fast path's too
+    (`fastpath.py`), so a rule on keys is written once."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("send the API key as Authorization: Bearer sg_…")
+    return admit(ring.verify(token.strip()), scope)
+
+
+def admit(key: ApiKey | None, scope: KeyScope) -> Principal:
+    """The caller a verified key (`None`: none) stands for, if it has at least `scope`;
+    401 or 403 otherwise (a Bearer key, or the one a dashboard session is bound to)."""
+    if key is None:
+        raise _unauthorized("the API key is unknown, malformed or revoked")
+    if not allows(key.scope, scope):
+        raise HTTPException(403, f"this route needs a key with scope {scope!r}")
+    return Principal(key)
+
+
 def require(scope: KeyScope, *, services: ServiceRule) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits keys of at least `scope` and returns the caller; with
     `services="all"` it also refuses keys limited to services (the other rules are the
@@ -158,17 +178,9 @@ def require(scope: KeyScope, *, services: ServiceRule) -> Callable[..., Awaitabl
             if key is None:
                 raise _unauthorized("an API key is required: Authorization: Bearer sg_…")
             check_csrf(request)
+            who = admit(key, scope)
         else:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise _unauthorized("send the API key as Authorization: Bearer sg_…")
-            ring: KeyRing = request.app.state.keys
-            key = ring.verify(token.strip())
-        if key is None:
-            raise _unauthorized("the API key is unknown, malformed or revoked")
-        if not allows(key.scope, scope):
-            raise HTTPException(403, f"this route needs a key with scope {scope!r}")
-        who = Principal(key)
+            who = authenticate(header, request.app.state.keys, scope)
         if services == "all":
             who.check_unlimited()
         return who

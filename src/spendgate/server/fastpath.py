@@ -6,28 +6,31 @@ event's service, a body that validates, an event recorded. It skips the framewor
 (error middleware, routing through every router, dependency solving, response validation),
 which cost a single-event request more than the event itself (bench/bench_server.py).
 
+The key is checked by `auth.authenticate()`, the full route's own check, and the event's
+service by `Principal.may_use()`: a rule on keys is written once and holds on both paths.
 Anything else (no key or a wrong one, a cookie session, a body that does not validate, an
 event the gate refuses, a browser's `Origin`, a body without a length or over the limit)
 goes to the full application with the body replayed, untouched: nothing was written, so the
-full path answers exactly as it would have, problem details included.
+full path answers exactly as it would have, problem details included
+(tests/test_fastpath_parity.py holds the two to the same answers).
 """
 
 from __future__ import annotations
 
-import json
-
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError as BodyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spendgate.errors import SpendgateError, StoreError
-from spendgate.keys import KeyRing, allows
+from spendgate.keys import KeyRing
 from spendgate.server import problems
+from spendgate.server.auth import authenticate
 from spendgate.server.context import Context
 from spendgate.server.ingest import record_out
 from spendgate.server.schemas import EventIn
 
 PATH = "/api/events"
-_JSON = [(b"content-type", b"application/json")]
 
 
 class EventFastPath:
@@ -46,7 +49,7 @@ class EventFastPath:
         raw = scope["headers"]
         headers = dict(raw)
         length = headers.get(b"content-length")
-        auth = headers.get(b"authorization", b"")
+        auth = headers.get(b"authorization")
         kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if (
             len(headers) != len(raw)  # a repeated header: the full route decides
@@ -55,32 +58,32 @@ class EventFastPath:
             or not length.isdigit()
             or int(length) > self.limit
             or b"origin" in headers
-            or auth[:7].lower() != b"bearer "
+            or auth is None  # a cookie session (or none): the full route decides
         ):
             await self.app(scope, receive, send)
             return
         body = await read_body(receive, self.limit)
         if body is None:
             return  # the client went away (the declared length keeps it under the limit)
-        token = auth[7:].decode("latin-1").strip()
-        if not await self._answer(body, token, scope, receive, send):
+        # Headers are latin-1, as Starlette decodes them for the full route.
+        if not await self._answer(body, auth.decode("latin-1"), scope, receive, send):
             await self.app(scope, replay(body, receive), send)
 
     async def _answer(
-        self, body: bytes, token: str, scope: Scope, receive: Receive, send: Send
+        self, body: bytes, header: str, scope: Scope, receive: Receive, send: Send
     ) -> bool:
         """Record the event and answer; `False` (nothing written) for the full path."""
         try:
-            key = self.ring.verify(token)
+            who = authenticate(header, self.ring, "write")  # the full route's `Writer`
+        except HTTPException:
+            return False  # refused: the full route says why
         except StoreError:
             return False  # the keys could not be read: the full route answers 503
-        if key is None or not allows(key.scope, "write"):
-            return False
         try:
             event = EventIn.model_validate_json(body)
         except BodyError:
             return False
-        if key.services is not None and event.service not in key.services:
+        if not who.may_use(event.service):
             return False
         try:
             result = await self.ctx.gate.arecord(**event.arguments())
@@ -89,18 +92,12 @@ class EventFastPath:
             await problems.from_error(exc)(scope, receive, send)
             return True
         except SpendgateError:
-            return False  # refused before anything was written: the full path says why
-        if result.status == "conflict":
+            # Refused before anything was written (a reused id with another payload too:
+            # `arecord` raises `ConflictError`): the full path says why.
             return False
-        answer = json.dumps(record_out(result)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 201 if result.status == "created" else 200,
-                "headers": [*_JSON, (b"content-length", str(len(answer)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        # The full route's own response class: the same bytes and headers.
+        answer = JSONResponse(record_out(result), 201 if result.status == "created" else 200)
+        await answer(scope, receive, send)
         return True
 
 

@@ -29,6 +29,10 @@ class ServerSettings(BaseSettings):
     cors_origins: list[str] = []
     """Origins allowed to call the API from a browser; none (CORS off) by default."""
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024)
+    fast_path: bool = True
+    """Answer a plain single-event `POST /api/events` without the framework's layers (the
+    same answer, over twice the requests a second: docs/benchmarks.md). Off, every request
+    takes the full route: a way to rule the fast path out when looking into a problem."""
     ws_interval: float = Field(default=0.25, gt=0, le=10)
     """How often live clients are sent changes (seconds): at most 1/ws_interval a second."""
     ws_queue: int = Field(default=64, ge=1, le=10_000)
