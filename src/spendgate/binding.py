@@ -7,24 +7,63 @@ call does arithmetic on integers and one store round trip, and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spendgate.budgets import Budget
+from spendgate.config import Config
 from spendgate.errors import ValidationError
-from spendgate.events import Details, Event, check_id, fingerprint
+from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
-from spendgate.store.base import AlertLine, Slot
-from spendgate.windows import from_micros, to_micros
-
-if TYPE_CHECKING:
-    from spendgate.gate import Gate
+from spendgate.store.base import AlertLine, EventWrite, QuotaUse, Slot
+from spendgate.windows import from_micros, require_aware, to_micros
 
 FINGERPRINTS_KEPT = 4096  # per binding
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetails:
+    """What a caller says about one use of a source: `Gate.record()`'s keyword arguments
+    as one value, as given (`Binding.write()` validates them).
+
+    `details` are the seed's descriptive fields (`success`, `cache_hits`...: see `Details`).
+    """
+
+    cost: Decimal | int | str | None = None
+    units: Usage | None = None
+    request_id: str | None = None
+    time: datetime | None = None
+    labels: Mapping[str, str] | None = None
+    emergency: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, fields: Mapping[str, Any]) -> EventDetails:
+        """From `record()`'s keyword arguments by name (any not named here are `details`)."""
+        rest = dict(fields)
+        return cls(
+            rest.pop("cost", None),
+            rest.pop("units", None),
+            rest.pop("request_id", None),
+            rest.pop("time", None),
+            rest.pop("labels", None),
+            rest.pop("emergency", False),
+            rest,
+        )
+
+
+class LiveConfig:
+    """The configuration in effect, shared by a gate and its bindings: the gate puts a new
+    one in when definitions change at run time, and every binding follows it."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,22 +141,22 @@ class Binding:
         "_lines",
         "_priced",
         "_slots",
-        "gate",
+        "live",
         "pricing",
         "service",
         "source",
     )
 
-    def __init__(self, gate: Gate, service: str, source: str) -> None:
-        self.gate = gate
+    def __init__(self, live: LiveConfig, service: str, source: str) -> None:
+        self.live = live
         self.service = check_id(service, "service")
         self.source = check_id(source, "source")
         self._fingerprints: dict[tuple[object, ...], str] = {}
         self._resolve()
 
     def _resolve(self) -> None:
-        """Read the gate's configuration as it is now (again, after it changed)."""
-        config = self.gate.config
+        """Read the configuration in effect (again, after it changed)."""
+        config = self.live.config
         self.pricing: SourcePricing = config.prices.pricing(self.source)
         budgets = config.budgets
         self._budgets = tuple(
@@ -135,7 +174,7 @@ class Binding:
 
     def _current(self) -> None:
         # Long-lived holders (stream meters, routers) keep their binding: it follows changes.
-        if self.gate.config is not self._config:
+        if self.live.config is not self._config:
             self._resolve()
 
     def price(self, now_us: int) -> PriceAt:
@@ -204,6 +243,40 @@ class Binding:
             out.append(slot)
         return tuple(out)
 
+    def write(self, given: EventDetails, now: datetime, new_id: Callable[[], str]) -> EventWrite:
+        """Validate and cost an event at its `time` (else `now`): what `Gate.record()` writes.
+
+        A tiered price is left to the store to apply, against its quota counters as they
+        stand; `new_id()` names an event given no `request_id`.
+        """
+        check_flags(emergency=given.emergency)
+        when = now if given.time is None else require_aware(given.time, "time")
+        when_us = to_micros(when)
+        priced = self.price(when_us)
+        price = priced.price
+        cost = given.cost
+        # An allowed-unpriced source costs None: counted as unpriced, never as $0.
+        amount = to_nanos(cost, "cost") if cost is not None else priced.cost(given.units)
+        labels = check_labels(given.labels) if given.labels else {}
+        rid = given.request_id
+        event = self.event(
+            priced,
+            cost=amount,
+            when=when,
+            request_id=check_id(rid, "request_id") if rid is not None else new_id(),
+            units=given.units,
+            labels=labels,
+            emergency=given.emergency,
+            reservation_id=None,
+            cost_given=cost is not None,
+            time_given=given.time,
+            details=given.details,
+        )
+        tiered = cost is None and price is not None and bool(price.tiered_rates)
+        quota = quota_uses(price, event, when) if tiered else ()
+        slots = self.slots(self.budgets(labels), when_us, priority=True, emergency=given.emergency)
+        return EventWrite(event, slots, price if tiered else None, quota)
+
     def event(
         self,
         priced: PriceAt,
@@ -257,3 +330,14 @@ class Binding:
             reservation_id=reservation_id,
             emergency=emergency,
         )
+
+
+def quota_uses(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:
+    """The quota counters an event of a tiered `price` draws on, in their periods at `when`."""
+    assert price is not None
+    quantities = price.quantities(event.units)
+    return tuple(
+        QuotaUse(event.source, r.unit, to_micros(r.period.bounds(when)[0]), quantities[r.unit])
+        for r in price.tiered_rates
+        if r.period is not None
+    )

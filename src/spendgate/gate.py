@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
-from spendgate.binding import Binding
+from spendgate.binding import Binding, EventDetails, LiveConfig, quota_uses
 from spendgate.budgets import Budget, Check, Decision, Level, decide
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
@@ -55,7 +55,7 @@ from spendgate.events import (
 from spendgate.health import Health, StoreHealth
 from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos, money_text, to_nanos
-from spendgate.pricing import Price, Usage
+from spendgate.pricing import Usage
 from spendgate.redaction import redact
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
@@ -64,7 +64,6 @@ from spendgate.store.base import (
     Balance,
     CommitResult,
     EventWrite,
-    QuotaUse,
     ReservationState,
     ReservationWrite,
     Slot,
@@ -176,7 +175,7 @@ class Gate:
         self.base_config = config if config is not None else Config.seed()
         """The configuration the gate was opened with (the file); `config` is this with the
         definitions made at run time applied on top."""
-        self.config = self.base_config
+        self._live = LiveConfig(self.base_config)
         self.clock = clock
         self._bindings: dict[tuple[str, str], Binding] = {}
         self._open: dict[str, _Open] = {}
@@ -267,9 +266,14 @@ class Gate:
             self._use(config)
             return True
 
+    @property
+    def config(self) -> Config:
+        """The configuration in effect: `base_config` with the run-time definitions on top."""
+        return self._live.config
+
     def _use(self, config: Config) -> None:
         """Switch to `config`: bindings resolve again, leases follow the new limits."""
-        self.config = config
+        self._live.config = config
         self._bindings = {}
         if self._leases is not None:
             self._leases.retire_all()
@@ -307,7 +311,7 @@ class Gate:
         except TypeError:  # unhashable: not a name at all
             binding = None
         if binding is None:
-            binding = self._bindings[key] = Binding(self, service, source)
+            binding = self._bindings[key] = Binding(self._live, service, source)
         return binding
 
     def _now(self) -> tuple[datetime, int]:
@@ -655,7 +659,7 @@ class Gate:
         slots = binding.slots(
             binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
         )
-        write = EventWrite(event, slots, price, _quota(price, event, now) if tiered else ())
+        write = EventWrite(event, slots, price, quota_uses(price, event, now) if tiered else ())
         try:
             if opened.local is None and not opened.unheld:
                 result = self.store.commit(reservation_id, write, now_us)
@@ -803,17 +807,8 @@ class Gate:
         and reason), `cache_hits`, `batch_processing`, `quality_score`, `processing_time`.
         """
         started = _monotonic()
-        write = self.prepare(
-            service,
-            source,
-            cost=cost,
-            units=units,
-            request_id=request_id,
-            time=time,
-            labels=labels,
-            emergency=emergency,
-            **details,
-        )
+        given = EventDetails(cost, units, request_id, time, labels, emergency, details)
+        write = self._prepare(service, source, given)
         try:
             self._still_reachable(started)
             result = (
@@ -849,10 +844,8 @@ class Gate:
         `request_id` to find out.
         """
         started = _monotonic()
-        write = self.prepare(
-            service, source, cost=cost, units=units, request_id=request_id, time=time,
-            labels=labels, emergency=emergency, **details,
-        )  # fmt: skip
+        given = EventDetails(cost, units, request_id, time, labels, emergency, details)
+        write = self._prepare(service, source, given)
         try:
             self._still_reachable(started)
             result = (
@@ -900,52 +893,13 @@ class Gate:
         self._answered()
         return results
 
-    def prepare(
-        self,
-        service: str,
-        source: str,
-        *,
-        cost: Decimal | int | str | None = None,
-        units: Usage | None = None,
-        request_id: str | None = None,
-        time: datetime | None = None,
-        labels: Mapping[str, str] | None = None,
-        emergency: bool = False,
-        **details: Any,
-    ) -> EventWrite:
-        """Validate and cost an event without writing it (what `record()` writes)."""
-        binding = self.bind(service, source)
-        check_flags(emergency=emergency)
-        if time is None:
-            when, when_us = self._now()
-        else:
-            when = require_aware(time, "time")
-            when_us = to_micros(when)
-        priced = binding.price(when_us)
-        price = priced.price
-        # An allowed-unpriced source costs None: counted as unpriced, never as $0.
-        amount = to_nanos(cost, "cost") if cost is not None else priced.cost(units)
-        clean_labels = check_labels(labels) if labels else {}
-        event = binding.event(
-            priced,
-            cost=amount,
-            when=when,
-            request_id=(
-                check_id(request_id, "request_id") if request_id is not None else new_request_id()
-            ),
-            units=units,
-            labels=clean_labels,
-            emergency=emergency,
-            reservation_id=None,
-            cost_given=cost is not None,
-            time_given=time,
-            details=details,
-        )
-        tiered = cost is None and price is not None and price.tiered_rates
-        quota = _quota(price, event, when) if tiered else ()
-        budgets = binding.budgets(clean_labels)
-        slots = binding.slots(budgets, when_us, priority=True, emergency=emergency)
-        return EventWrite(event, slots, price if tiered else None, quota)
+    def prepare(self, service: str, source: str, **fields: Any) -> EventWrite:
+        """Validate and cost an event without writing it: what `record()` writes, of the same
+        arguments."""
+        return self._prepare(service, source, EventDetails.of(fields))
+
+    def _prepare(self, service: str, source: str, given: EventDetails) -> EventWrite:
+        return self.bind(service, source).write(given, self.clock(), new_request_id)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -1003,13 +957,3 @@ def _checks(
             over = i == refused
         out.append(Check(b, u if over else u + requested, slot.cap, over))
     return tuple(out) if out else _NO_CHECKS
-
-
-def _quota(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:
-    assert price is not None
-    quantities = price.quantities(event.units)
-    return tuple(
-        QuotaUse(event.source, r.unit, to_micros(r.period.bounds(when)[0]), quantities[r.unit])
-        for r in price.tiered_rates
-        if r.period is not None
-    )
