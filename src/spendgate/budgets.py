@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from spendgate.errors import ValidationError
 from spendgate.money import (
@@ -464,6 +464,64 @@ _LEVEL_ORDER: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
 def _degraded(check: Check, priority: bool) -> bool:
     full = check.budget.cap(priority=True, emergency=False)
     return not priority and full is not None and check.cap is not None and check.cap < full
+
+
+class Figures(Protocol):
+    """A budget's figures over one window, as a store reports them (`store.base.Balance`)."""
+
+    @property
+    def spent(self) -> Nanos: ...
+    @property
+    def reserved(self) -> Nanos: ...
+    @property
+    def overshoot(self) -> Nanos: ...
+    @property
+    def used(self) -> Nanos: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where one budget stands in its current window, as of a time."""
+
+    budget: Budget
+    window_start: datetime
+    window_end: datetime
+    balance: Figures
+    as_of: datetime
+
+    @property
+    def spent(self) -> Nanos:
+        """Settled spend in the window (nano-units)."""
+        return self.balance.spent
+
+    @property
+    def reserved(self) -> Nanos:
+        """Pending holds in the window (nano-units)."""
+        return self.balance.reserved
+
+    @property
+    def remaining(self) -> Nanos:
+        """The limit less spent and reserved (negative after overshoot or emergency use)."""
+        return self.budget.limit - self.balance.used
+
+    @property
+    def level(self) -> Level:
+        """The ladder rung the window has reached."""
+        return self.budget.level(self.balance.used)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with money as exact decimal strings and the `as_of` time."""
+        return {
+            **self.budget.to_dict(),
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "spent": money_text(self.spent),
+            "reserved": money_text(self.reserved),
+            "overshoot": money_text(self.balance.overshoot),
+            "remaining": money_text(self.remaining),
+            "level": self.level,
+            "as_of": self.as_of.isoformat(),
+        }
 
 
 def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:

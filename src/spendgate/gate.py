@@ -31,7 +31,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
 from spendgate.binding import Binding, EventDetails, LiveConfig, quota_uses
-from spendgate.budgets import Budget, Check, Decision, Level, decide
+from spendgate.budgets import Budget, BudgetStatus, Check, Decision, decide
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
 from spendgate.errors import (
@@ -41,7 +41,6 @@ from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
     StoreError,
-    StoreUnreachableError,
     ValidationError,
 )
 from spendgate.events import (
@@ -52,16 +51,15 @@ from spendgate.events import (
     check_labels,
     fingerprint,
 )
-from spendgate.health import Health, StoreHealth
+from spendgate.health import Health, StoreHealth, decide_unreachable
 from spendgate.leases import Leases, LocalHold
-from spendgate.money import Nanos, money_text, to_nanos
+from spendgate.money import Nanos, to_nanos
 from spendgate.pricing import Usage
 from spendgate.redaction import redact
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
     CLOSE_WAIT,
-    Balance,
     CommitResult,
     EventWrite,
     ReservationState,
@@ -97,51 +95,6 @@ def new_request_id() -> str:
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetStatus:
-    """Where one budget stands in its current window, as of a time."""
-
-    budget: Budget
-    window_start: datetime
-    window_end: datetime
-    balance: Balance
-    as_of: datetime
-
-    @property
-    def spent(self) -> Nanos:
-        """Settled spend in the window (nano-units)."""
-        return self.balance.spent
-
-    @property
-    def reserved(self) -> Nanos:
-        """Pending holds in the window (nano-units)."""
-        return self.balance.reserved
-
-    @property
-    def remaining(self) -> Nanos:
-        """The limit less spent and reserved (negative after overshoot or emergency use)."""
-        return self.budget.limit - self.balance.used
-
-    @property
-    def level(self) -> Level:
-        """The ladder rung the window has reached."""
-        return self.budget.level(self.balance.used)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with money as exact decimal strings and the `as_of` time."""
-        return {
-            **self.budget.to_dict(),
-            "window_start": self.window_start.isoformat(),
-            "window_end": self.window_end.isoformat(),
-            "spent": money_text(self.spent),
-            "reserved": money_text(self.reserved),
-            "overshoot": money_text(self.balance.overshoot),
-            "remaining": money_text(self.remaining),
-            "level": self.level,
-            "as_of": self.as_of.isoformat(),
-        }
 
 
 @dataclass(slots=True)
@@ -355,7 +308,7 @@ class Gate:
                 )
                 return decide(checks, requested, now, priority=priority)
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             used = self.store.usage(slots, now_us)
             checks = _checks(budgets, slots, used, requested)
             if any(c.refused for c in checks) and self.store.expire(now_us):
@@ -367,14 +320,6 @@ class Gate:
         self._answered()
         return decide(checks, requested, now, priority=priority)
 
-    def _still_reachable(self, started: float) -> None:
-        """Raise the error of a call that found the store unreachable after this one began
-        (its own refresh, or another thread): one call waits for a dead store once, not
-        twice."""
-        error = self.health.last_error
-        if self.health.failed_at > started and error is not None:
-            raise StoreUnreachableError(str(error))  # a new one: that one is another call's
-
     def _failed(
         self,
         exc: StoreError,
@@ -382,13 +327,8 @@ class Gate:
         *,
         write: bool = False,
     ) -> None:
-        """A call failed on a store error: if the store did not answer, note the outage (an
-        error of one call's own, such as a row the store refused, is none). A failed `write`
-        is noted for the health report whatever the store error (a closed store is misuse)."""
-        if isinstance(exc, StoreUnreachableError):
-            self.health.failed(self.clock(), exc, outcome)
-        if write and not isinstance(exc, StoreClosedError):
-            self.health.write_failed(self.clock(), exc)
+        """Note a call's store error in `health` (see `StoreHealth.call_failed()`)."""
+        self.health.call_failed(self.clock(), exc, outcome, write=write)
 
     def _answered(self) -> None:
         """The store answered a call: end an outage in progress, and release the holds of
@@ -447,43 +387,15 @@ class Gate:
         *,
         reservation_id: str | None = None,
     ) -> Decision:
-        """Decide without the store: deny (fail closed) unless every hard budget that would
-        decide is configured `fail_open`. Either outcome is counted in `outages` and logged.
-        (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
-        deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
-        closed = [b.name for b in deciding if not b.fail_open]
-        self._failed(exc, "denied" if closed else "approved", write=reservation_id is not None)
-        # The reason leaves the process (responses, the dashboard, the live feed): the kind of
-        # failure only. The error's text names the server and carries the driver's words:
-        # logged redacted, at DEBUG.
-        why = "" if exc.reason == "store unreachable" else f" ({exc.reason})"
-        if closed:
-            self.outages["denied"] += 1
-            log.warning("store unreachable%s, call denied (budget %s fails closed)", why, closed[0])
-            log.debug("store unreachable: %s", redact(str(exc)))
-            return Decision(
-                "denied",
-                requested,
-                None,
-                closed[0],
-                "normal",
-                now,
-                f"store unreachable{why}, budget {closed[0]!r} fails closed",
-            )
-        self.outages["approved"] += 1
-        names = ", ".join(repr(b.name) for b in deciding) or "none"
-        log.warning("store unreachable%s, call approved (fail-open budgets %s)", why, names)
-        log.debug("store unreachable: %s", redact(str(exc)))
-        return Decision(
-            "approved",
-            requested,
-            None,
-            deciding[0].name if deciding else None,
-            "normal",
-            now,
-            f"store unreachable{why}, approved unchecked (fail-open budgets: {names})",
-            reservation_id,
+        """Decide without the store (see `decide_unreachable()`), counting the outcome in
+        `outages`. (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
+        decision = decide_unreachable(
+            budgets, slots, requested, now, exc, reservation_id=reservation_id
         )
+        outcome: Literal["denied", "approved"] = "approved" if decision.approved else "denied"
+        self._failed(exc, outcome, write=reservation_id is not None)
+        self.outages[outcome] += 1
+        return decision
 
     def require(
         self, service: str, source: str, amount: Decimal | int | str | None = None, **options: Any
@@ -573,7 +485,7 @@ class Gate:
         if reservation_id is not None:
             self.health.claim(rid)  # a retry of a lost reserve: the hold is the caller's again
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             result = self.store.reserve(write, now_us)
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
@@ -810,7 +722,7 @@ class Gate:
         given = EventDetails(cost, units, request_id, time, labels, emergency, details)
         write = self._prepare(service, source, given)
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             result = (
                 self._writer.submit(write)
                 if self._writer is not None
@@ -847,7 +759,7 @@ class Gate:
         given = EventDetails(cost, units, request_id, time, labels, emergency, details)
         write = self._prepare(service, source, given)
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             result = (
                 await self._writer.asubmit(write)
                 if self._writer is not None
