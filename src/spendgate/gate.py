@@ -64,6 +64,7 @@ from spendgate.store.base import (
     EventWrite,
     ReservationState,
     ReservationWrite,
+    ReserveResult,
     Slot,
     Store,
 )
@@ -108,6 +109,25 @@ class _Open:
     expires_at: int
     local: LocalHold | None = None  # taken from leases, not from the store
     unheld: bool = False  # approved while the store was unreachable (a fail-open budget)
+
+
+@dataclass(slots=True)
+class _Reserving:
+    """One `reserve()` call, resolved: what each of its paths decides on."""
+
+    rid: str
+    opened: _Open
+    budgets: tuple[Budget, ...]
+    slots: tuple[Slot, ...]
+    now: datetime
+    now_us: int
+    priority: bool
+
+    def held(self, used: Iterable[Nanos]) -> Decision:
+        """The decision with the hold taken: `used` (the hold included) on each budget."""
+        checks = _held(self.budgets, self.slots, used)
+        amount = self.opened.amount
+        return decide(checks, amount, self.now, priority=self.priority, reservation_id=self.rid)
 
 
 class Gate:
@@ -303,10 +323,7 @@ class Gate:
         if self._leases is not None:
             leased = self._leases.peek(budgets, slots, requested, now_us)
             if leased is not None:  # our leases cover it: no need to ask the store
-                checks = tuple(
-                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
-                )
-                return decide(checks, requested, now, priority=priority)
+                return decide(_held(budgets, slots, leased), requested, now, priority=priority)
         try:
             self.health.still_reachable(started)
             used = self.store.usage(slots, now_us)
@@ -437,8 +454,7 @@ class Gate:
         started = time.monotonic()
         binding = self.bind(service, source)
         now, now_us = self._now()
-        priced = binding.price(now_us)
-        amount = priced.requested(estimate, units, "estimate")
+        amount = binding.price(now_us).requested(estimate, units, "estimate")
         rid = (
             check_id(reservation_id, "reservation_id")
             if reservation_id is not None
@@ -449,25 +465,17 @@ class Gate:
         lifetime = self.config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
-        expires_at = now_us + duration_micros(lifetime)
-        if self._leases is not None and amount and reservation_id is None:
-            # Out of this gate's leases when they cover it: no store, no id to check.
-            local = self._leases.take(
-                rid, budgets, slots, amount, now=now_us, expires_at=expires_at
-            )
-            if local is not None:
-                hold, leased = local
-                self._open[rid] = _Open(
-                    binding, amount, clean_labels, emergency, expires_at, local=hold
-                )
-                checks = tuple(
-                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
-                )
-                return decide(checks, amount, now, priority=priority, reservation_id=rid)
         if amount == 0:
             # Nothing to hold: a free call passes even a budget that is already over its cap.
             # Its slots are kept (uncapped), so an actual cost at commit still counts.
             slots = tuple(Slot(s.budget, s.bucket, s.span_start, None) for s in slots)
+        opened = _Open(binding, amount, clean_labels, emergency, now_us + duration_micros(lifetime))
+        asked = _Reserving(rid, opened, budgets, slots, now, now_us, priority)
+        if self._leases is not None and amount and reservation_id is None:
+            # Out of this gate's leases when they cover it: no store, no id to check.
+            leased = self._reserve_leased(asked)
+            if leased is not None:
+                return leased
         write = ReservationWrite(
             reservation_id=rid,
             fingerprint=fingerprint(
@@ -476,7 +484,7 @@ class Gate:
             slots=slots,
             amount=amount,
             created_at=now_us,
-            expires_at=expires_at,
+            expires_at=opened.expires_at,
             service=service,
             source=source,
             emergency=emergency,
@@ -490,15 +498,45 @@ class Gate:
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
-            if isinstance(exc, OutcomeUnknownError):
-                self.health.lost(rid)
-            decision = self._unreachable(budgets, slots, amount, now, exc, reservation_id=rid)
-            if decision.approved:
-                self._open[rid] = _Open(
-                    binding, amount, clean_labels, emergency, write.expires_at, unheld=True
-                )
-            return decision
+            return self._reserve_unreachable(asked, exc)
+        return self._reserve_answered(asked, result)
+
+    def _reserve_leased(self, asked: _Reserving) -> Decision | None:
+        """Hold the amount out of this gate's leases; `None` when they do not cover it."""
+        assert self._leases is not None
+        opened = asked.opened
+        local = self._leases.take(
+            asked.rid,
+            asked.budgets,
+            asked.slots,
+            opened.amount,
+            now=asked.now_us,
+            expires_at=opened.expires_at,
+        )
+        if local is None:
+            return None
+        opened.local, leased = local
+        self._open[asked.rid] = opened
+        return asked.held(leased)
+
+    def _reserve_unreachable(self, asked: _Reserving, exc: StoreError) -> Decision:
+        """Decide a reserve the store did not answer: denied, or approved unheld (fail-open).
+        A hold the store may have kept is noted, to be released once it answers."""
+        if isinstance(exc, OutcomeUnknownError):
+            self.health.lost(asked.rid)
+        opened = asked.opened
+        decision = self._unreachable(
+            asked.budgets, asked.slots, opened.amount, asked.now, exc, reservation_id=asked.rid
+        )
+        if decision.approved:
+            opened.unheld = True
+            self._open[asked.rid] = opened
+        return decision
+
+    def _reserve_answered(self, asked: _Reserving, result: ReserveResult) -> Decision:
+        """The decision of the store's answer: a new hold, a refusal, or a retry's replay."""
         self._answered()
+        rid = asked.rid
         if result.status == "created":
             self.health.wrote()
         if result.status == "conflict":
@@ -507,19 +545,15 @@ class Gate:
             # The hold is gone: approving again would let a retry spend money nobody holds.
             raise ReservationStateError(rid, result.state or "settled", "reserve again")
         if result.status == "exists":  # still held: the same approval, with today's figures
-            used = self.store.usage(slots, now_us)
-            checks = tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
-            return decide(checks, amount, now, priority=priority, reservation_id=rid)
+            return asked.held(self.store.usage(asked.slots, asked.now_us))
         if result.status == "denied":
-            checks = _checks(budgets, slots, result.used, amount, refused=result.refused)
-            return decide(checks, amount, now, priority=priority)
+            amount = asked.opened.amount
+            checks = _checks(asked.budgets, asked.slots, result.used, amount, result.refused)
+            return decide(checks, amount, asked.now, priority=asked.priority)
         if len(self._open) >= _OPEN_PRUNE_AT:
-            self._forget_expired(now_us)
-        self._open[rid] = _Open(binding, amount, clean_labels, emergency, write.expires_at)
-        checks = tuple(
-            Check(b, u, s.cap) for b, s, u in zip(budgets, slots, result.used, strict=True)
-        )
-        return decide(checks, amount, now, priority=priority, reservation_id=rid)
+            self._forget_expired(asked.now_us)
+        self._open[rid] = asked.opened
+        return asked.held(result.used)
 
     def commit(
         self,
@@ -852,6 +886,13 @@ def _no_conflict(result: RecordResult) -> RecordResult:
     if result.status == "conflict":
         raise ConflictError("event", result.request_id)
     return result
+
+
+def _held(
+    budgets: tuple[Budget, ...], slots: tuple[Slot, ...], used: Iterable[Nanos]
+) -> tuple[Check, ...]:
+    """Each budget's check with the call's amount already in `used` (held, or leased)."""
+    return tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
 
 
 def _checks(
