@@ -11,9 +11,10 @@ with gate.spend("image_processor", "google_maps_optimized") as call:
 """
 
 from spendgate.binding import Binding
-from spendgate.budgets import Budget, BudgetStatus, Decision, Scope, Threshold
+from spendgate.budgets import Budget, BudgetStatus, Scope, Threshold
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
+from spendgate.decisions import Decision
 from spendgate.errors import (
     BudgetExceededError,
     ConfigError,

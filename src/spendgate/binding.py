@@ -277,6 +277,45 @@ class Binding:
         slots = self.slots(self.budgets(labels), when_us, priority=True, emergency=given.emergency)
         return EventWrite(event, slots, price if tiered else None, quota)
 
+    def settlement(
+        self, reservation_id: str, held: Nanos, given: EventDetails, now: datetime
+    ) -> EventWrite:
+        """The event that settles a reservation of `held` at `now`: what `Gate.commit()` writes.
+
+        Its cost is `given.cost` (the call's `actual`), or the price of its units, or else
+        the amount held. It counts in the windows it falls in now (where its cost counts if
+        its hold's have passed).
+        """
+        now_us = to_micros(now)
+        priced = self.price(now_us)
+        price = priced.price
+        # Tiered prices are costed by the store, against the period's quota counters: the
+        # estimate assumed the top rate, the free quota may cover the call.
+        tiered = given.cost is None and price is not None and bool(price.tiered_rates)
+        if given.cost is not None:
+            cost: Nanos | None = to_nanos(given.cost, "actual")
+        elif given.units is not None or tiered:
+            cost = priced.cost(given.units)
+        else:
+            cost = held if price is not None or held else None
+        rid = given.request_id
+        event = self.event(
+            priced,
+            cost=cost,
+            when=now,
+            request_id=check_id(rid, "request_id") if rid is not None else reservation_id,
+            units=given.units,
+            labels=given.labels or {},
+            emergency=given.emergency,
+            reservation_id=reservation_id,
+            cost_given=given.cost is not None,
+            time_given=None,
+            details=given.details,
+        )
+        budgets = self.budgets(given.labels)
+        slots = self.slots(budgets, now_us, priority=True, emergency=given.emergency)
+        return EventWrite(event, slots, price, quota_uses(price, event, now) if tiered else ())
+
     def event(
         self,
         priced: PriceAt,

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
-from spendgate.binding import Binding, EventDetails, LiveConfig, quota_uses
-from spendgate.budgets import Budget, BudgetStatus, Check, Decision, decide
+from spendgate.binding import Binding, EventDetails, LiveConfig
+from spendgate.budgets import Budget, BudgetStatus
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
+from spendgate.decisions import Check, Decision, decide
 from spendgate.errors import (
     ConfigError,
     ConflictError,
@@ -53,7 +54,7 @@ from spendgate.events import (
 )
 from spendgate.health import Health, StoreHealth, decide_unreachable
 from spendgate.leases import Leases, LocalHold
-from spendgate.money import Nanos, to_nanos
+from spendgate.money import Nanos
 from spendgate.pricing import Usage
 from spendgate.redaction import redact
 from spendgate.spend import Spend, metered, raise_if_denied
@@ -573,39 +574,11 @@ class Gate:
         """
         check_id(reservation_id, "reservation_id")
         opened = self._open.get(reservation_id) or self._reopen(reservation_id)
-        binding = opened.binding
         now, now_us = self._now()
-        priced = binding.price(now_us)
-        price = priced.price
-        # Tiered prices are costed by the store, against the period's quota counters: the
-        # estimate assumed the top rate, the free quota may cover the call.
-        tiered = actual is None and price is not None and bool(price.tiered_rates)
-        if actual is not None:
-            cost: Nanos | None = to_nanos(actual, "actual")
-        elif units is not None or tiered:
-            cost = priced.cost(units)
-        else:
-            cost = opened.amount if price is not None or opened.amount else None
-        event = binding.event(
-            priced,
-            cost=cost,
-            when=now,
-            request_id=check_id(request_id, "request_id")
-            if request_id is not None
-            else reservation_id,
-            units=units,
-            labels=opened.labels,
-            emergency=opened.emergency,
-            reservation_id=reservation_id,
-            cost_given=actual is not None,
-            time_given=None,
-            details=details,
+        given = EventDetails(
+            actual, units, request_id, None, opened.labels, opened.emergency, details
         )
-        # The windows the event falls in now: where its cost counts if its hold's has passed.
-        slots = binding.slots(
-            binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
-        )
-        write = EventWrite(event, slots, price, quota_uses(price, event, now) if tiered else ())
+        write = opened.binding.settlement(reservation_id, opened.amount, given, now)
         try:
             if opened.local is None and not opened.unheld:
                 result = self.store.commit(reservation_id, write, now_us)

@@ -34,7 +34,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from spendgate.budgets import Budget, Decision
+from spendgate.budgets import Budget
+from spendgate.decisions import Decision
 from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
