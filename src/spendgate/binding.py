@@ -7,6 +7,8 @@ call does arithmetic on integers and one store round trip, and nothing else.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +21,7 @@ from spendgate.errors import ValidationError
 from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
-from spendgate.store.base import AlertLine, EventWrite, QuotaUse, Slot
+from spendgate.store.base import AlertLine, EventWrite, QuotaUse, Slot, Store
 from spendgate.windows import from_micros, require_aware, to_micros
 
 FINGERPRINTS_KEPT = 4096  # per binding
@@ -369,6 +371,68 @@ class Binding:
             reservation_id=reservation_id,
             emergency=emergency,
         )
+
+
+class Bindings:
+    """The configuration in effect and the bindings resolved under it, for one gate.
+
+    The configuration is the base (the file) with the definitions made at run time (over the
+    API, by any process) on top; `refresh()` reads them again when the store's revision
+    moved, and `then(config)` runs for a new one before the refresh returns.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        base: Config,
+        refresh_every: float,
+        *,
+        then: Callable[[Config], None],
+    ) -> None:
+        self.store = store
+        self.base = base
+        self.live = LiveConfig(base)
+        self.refresh_every = refresh_every
+        self.refresh_at = 0.0
+        """`time.monotonic()` after which the per-call path refreshes."""
+        self._then = then
+        self._revision = -1
+        self._refreshing = threading.Lock()
+        self._bound: dict[tuple[str, str], Binding] = {}
+
+    @property
+    def refreshing(self) -> bool:
+        """Another thread is refreshing (the per-call path does not wait for it)."""
+        return self._refreshing.locked()
+
+    def refresh(self) -> bool:
+        """Apply the stored definitions if they changed; whether the configuration changed.
+        Raises `ValidationError` if they no longer fit the base (the configuration stays)."""
+        with self._refreshing:
+            self.refresh_at = time.monotonic() + self.refresh_every
+            revision = self.store.revision()
+            if revision == self._revision:
+                return False
+            found = self.store.definitions()
+            self._revision = max(revision, max((d.revision for d in found), default=0))
+            config = self.base.overlay((d.kind, d.name, d.spec) for d in found)
+            if config == self.live.config:
+                return False
+            self.live.config = config
+            self._bound = {}
+            self._then(config)
+            return True
+
+    def bind(self, service: str, source: str) -> Binding:
+        """A service and source resolved under the configuration; later calls reuse it."""
+        key = (service, source)
+        try:
+            binding = self._bound.get(key)
+        except TypeError:  # unhashable: not a name at all
+            binding = None
+        if binding is None:
+            binding = self._bound[key] = Binding(self.live, service, source)
+        return binding
 
 
 def quota_uses(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:

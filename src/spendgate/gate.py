@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
-from spendgate.binding import Binding, EventDetails, LiveConfig
+from spendgate.binding import Binding, Bindings, EventDetails
 from spendgate.budgets import Budget, BudgetStatus
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
@@ -149,9 +148,7 @@ class Gate:
         self.base_config = config if config is not None else Config.seed()
         """The configuration the gate was opened with (the file); `config` is this with the
         definitions made at run time applied on top."""
-        self._live = LiveConfig(self.base_config)
         self.clock = clock
-        self._bindings: dict[tuple[str, str], Binding] = {}
         self._open: dict[str, _Open] = {}
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
             GroupCommitter(store.record, where=store.where) if store.batched else None
@@ -164,11 +161,8 @@ class Gate:
         """Outages this gate saw (for the `store_unreachable` alert), how its writes went
         (see `check_health()`), and reservations whose outcome was lost (released once the
         store answers)."""
-        self._use(self.base_config)
-        self.refresh_every = refresh_every
-        self._revision = -1
-        self._refresh_at = 0.0
-        self._refreshing = threading.Lock()
+        self._follow(self.base_config)
+        self._bindings = Bindings(store, self.base_config, refresh_every, then=self._follow)
         try:
             self.refresh()
         except ValidationError as exc:
@@ -227,28 +221,15 @@ class Gate:
         to see a change at once. Raises `ValidationError` if the stored definitions no longer
         fit the base configuration (the gate keeps the configuration it had).
         """
-        with self._refreshing:
-            self._refresh_at = time.monotonic() + self.refresh_every
-            revision = self.store.revision()
-            if revision == self._revision:
-                return False
-            found = self.store.definitions()
-            self._revision = max(revision, max((d.revision for d in found), default=0))
-            config = self.base_config.overlay((d.kind, d.name, d.spec) for d in found)
-            if config == self.config:
-                return False
-            self._use(config)
-            return True
+        return self._bindings.refresh()
 
     @property
     def config(self) -> Config:
         """The configuration in effect: `base_config` with the run-time definitions on top."""
-        return self._live.config
+        return self._bindings.live.config
 
-    def _use(self, config: Config) -> None:
-        """Switch to `config`: bindings resolve again, leases follow the new limits."""
-        self._live.config = config
-        self._bindings = {}
+    def _follow(self, config: Config) -> None:
+        """Leases follow a new configuration's limits (the bindings resolve again)."""
         if self._leases is not None:
             self._leases.retire_all()
         elif any(b.lease is not None for b in config.budgets):
@@ -256,7 +237,7 @@ class Gate:
 
     def _refresh_due(self) -> None:
         # One thread looks; the others go on with the configuration they have.
-        if not self._refreshing.locked():
+        if not self._bindings.refreshing:
             try:
                 self.refresh()
             except StoreClosedError:
@@ -277,16 +258,9 @@ class Gate:
 
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
-        if time.monotonic() >= self._refresh_at:
+        if time.monotonic() >= self._bindings.refresh_at:
             self._refresh_due()
-        key = (service, source)
-        try:
-            binding = self._bindings.get(key)
-        except TypeError:  # unhashable: not a name at all
-            binding = None
-        if binding is None:
-            binding = self._bindings[key] = Binding(self._live, service, source)
-        return binding
+        return self._bindings.bind(service, source)
 
     def _now(self) -> tuple[datetime, int]:
         now = self.clock()
