@@ -16,6 +16,7 @@ CORE = {
     "pricing",
     "windows",
     "budgets",
+    "decisions",
     "events",
     "rollups",
     "errors",

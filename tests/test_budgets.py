@@ -12,17 +12,14 @@ from hypothesis import strategies as st
 from spendgate.budgets import (
     DEFAULT_LADDER,
     STREAM_LADDER,
-    USE_FREE_SOURCES_ONLY,
     Budget,
-    Check,
-    Decision,
     Scope,
     Threshold,
     budget_from_config,
-    decide,
     parse_ladder,
     validate_ladder,
 )
+from spendgate.decisions import USE_FREE_SOURCES_ONLY, Check, Decision, decide
 from spendgate.errors import ValidationError
 from spendgate.money import MAX_NANOS, to_nanos
 from spendgate.windows import Window

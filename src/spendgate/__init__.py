@@ -11,9 +11,10 @@ with gate.spend("image_processor", "google_maps_optimized") as call:
 """
 
 from spendgate.binding import Binding
-from spendgate.budgets import Budget, Decision, Scope, Threshold
+from spendgate.budgets import Budget, BudgetStatus, Scope, Threshold
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
+from spendgate.decisions import Decision
 from spendgate.errors import (
     BudgetExceededError,
     ConfigError,
@@ -27,7 +28,7 @@ from spendgate.errors import (
     ValidationError,
 )
 from spendgate.events import Event, RecordResult
-from spendgate.gate import BudgetStatus, Gate
+from spendgate.gate import Gate
 from spendgate.money import from_nanos, to_nanos
 from spendgate.pricing import Price, PriceBook
 from spendgate.spend import Spend

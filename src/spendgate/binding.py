@@ -7,24 +7,65 @@ call does arithmetic on integers and one store round trip, and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spendgate.budgets import Budget
+from spendgate.config import Config
 from spendgate.errors import ValidationError
-from spendgate.events import Details, Event, check_id, fingerprint
+from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
-from spendgate.store.base import AlertLine, Slot
-from spendgate.windows import from_micros, to_micros
-
-if TYPE_CHECKING:
-    from spendgate.gate import Gate
+from spendgate.store.base import AlertLine, EventWrite, QuotaUse, Slot, Store
+from spendgate.windows import from_micros, require_aware, to_micros
 
 FINGERPRINTS_KEPT = 4096  # per binding
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetails:
+    """What a caller says about one use of a source: `Gate.record()`'s keyword arguments
+    as one value, as given (`Binding.write()` validates them).
+
+    `details` are the seed's descriptive fields (`success`, `cache_hits`...: see `Details`).
+    """
+
+    cost: Decimal | int | str | None = None
+    units: Usage | None = None
+    request_id: str | None = None
+    time: datetime | None = None
+    labels: Mapping[str, str] | None = None
+    emergency: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, fields: Mapping[str, Any]) -> EventDetails:
+        """From `record()`'s keyword arguments by name (any not named here are `details`)."""
+        rest = dict(fields)
+        return cls(
+            rest.pop("cost", None),
+            rest.pop("units", None),
+            rest.pop("request_id", None),
+            rest.pop("time", None),
+            rest.pop("labels", None),
+            rest.pop("emergency", False),
+            rest,
+        )
+
+
+class LiveConfig:
+    """The configuration in effect, shared by a gate and its bindings: the gate puts a new
+    one in when definitions change at run time, and every binding follows it."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,22 +143,22 @@ class Binding:
         "_lines",
         "_priced",
         "_slots",
-        "gate",
+        "live",
         "pricing",
         "service",
         "source",
     )
 
-    def __init__(self, gate: Gate, service: str, source: str) -> None:
-        self.gate = gate
+    def __init__(self, live: LiveConfig, service: str, source: str) -> None:
+        self.live = live
         self.service = check_id(service, "service")
         self.source = check_id(source, "source")
         self._fingerprints: dict[tuple[object, ...], str] = {}
         self._resolve()
 
     def _resolve(self) -> None:
-        """Read the gate's configuration as it is now (again, after it changed)."""
-        config = self.gate.config
+        """Read the configuration in effect (again, after it changed)."""
+        config = self.live.config
         self.pricing: SourcePricing = config.prices.pricing(self.source)
         budgets = config.budgets
         self._budgets = tuple(
@@ -135,7 +176,7 @@ class Binding:
 
     def _current(self) -> None:
         # Long-lived holders (stream meters, routers) keep their binding: it follows changes.
-        if self.gate.config is not self._config:
+        if self.live.config is not self._config:
             self._resolve()
 
     def price(self, now_us: int) -> PriceAt:
@@ -204,6 +245,79 @@ class Binding:
             out.append(slot)
         return tuple(out)
 
+    def write(self, given: EventDetails, now: datetime, new_id: Callable[[], str]) -> EventWrite:
+        """Validate and cost an event at its `time` (else `now`): what `Gate.record()` writes.
+
+        A tiered price is left to the store to apply, against its quota counters as they
+        stand; `new_id()` names an event given no `request_id`.
+        """
+        check_flags(emergency=given.emergency)
+        when = now if given.time is None else require_aware(given.time, "time")
+        when_us = to_micros(when)
+        priced = self.price(when_us)
+        price = priced.price
+        cost = given.cost
+        # An allowed-unpriced source costs None: counted as unpriced, never as $0.
+        amount = to_nanos(cost, "cost") if cost is not None else priced.cost(given.units)
+        labels = check_labels(given.labels) if given.labels else {}
+        rid = given.request_id
+        event = self.event(
+            priced,
+            cost=amount,
+            when=when,
+            request_id=check_id(rid, "request_id") if rid is not None else new_id(),
+            units=given.units,
+            labels=labels,
+            emergency=given.emergency,
+            reservation_id=None,
+            cost_given=cost is not None,
+            time_given=given.time,
+            details=given.details,
+        )
+        tiered = cost is None and price is not None and bool(price.tiered_rates)
+        quota = quota_uses(price, event, when) if tiered else ()
+        slots = self.slots(self.budgets(labels), when_us, priority=True, emergency=given.emergency)
+        return EventWrite(event, slots, price if tiered else None, quota)
+
+    def settlement(
+        self, reservation_id: str, held: Nanos, given: EventDetails, now: datetime
+    ) -> EventWrite:
+        """The event that settles a reservation of `held` at `now`: what `Gate.commit()` writes.
+
+        Its cost is `given.cost` (the call's `actual`), or the price of its units, or else
+        the amount held. It counts in the windows it falls in now (where its cost counts if
+        its hold's have passed).
+        """
+        now_us = to_micros(now)
+        priced = self.price(now_us)
+        price = priced.price
+        # Tiered prices are costed by the store, against the period's quota counters: the
+        # estimate assumed the top rate, the free quota may cover the call.
+        tiered = given.cost is None and price is not None and bool(price.tiered_rates)
+        if given.cost is not None:
+            cost: Nanos | None = to_nanos(given.cost, "actual")
+        elif given.units is not None or tiered:
+            cost = priced.cost(given.units)
+        else:
+            cost = held if price is not None or held else None
+        rid = given.request_id
+        event = self.event(
+            priced,
+            cost=cost,
+            when=now,
+            request_id=check_id(rid, "request_id") if rid is not None else reservation_id,
+            units=given.units,
+            labels=given.labels or {},
+            emergency=given.emergency,
+            reservation_id=reservation_id,
+            cost_given=given.cost is not None,
+            time_given=None,
+            details=given.details,
+        )
+        budgets = self.budgets(given.labels)
+        slots = self.slots(budgets, now_us, priority=True, emergency=given.emergency)
+        return EventWrite(event, slots, price, quota_uses(price, event, now) if tiered else ())
+
     def event(
         self,
         priced: PriceAt,
@@ -257,3 +371,76 @@ class Binding:
             reservation_id=reservation_id,
             emergency=emergency,
         )
+
+
+class Bindings:
+    """The configuration in effect and the bindings resolved under it, for one gate.
+
+    The configuration is the base (the file) with the definitions made at run time (over the
+    API, by any process) on top; `refresh()` reads them again when the store's revision
+    moved, and `then(config)` runs for a new one before the refresh returns.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        base: Config,
+        refresh_every: float,
+        *,
+        then: Callable[[Config], None],
+    ) -> None:
+        self.store = store
+        self.base = base
+        self.live = LiveConfig(base)
+        self.refresh_every = refresh_every
+        self.refresh_at = 0.0
+        """`time.monotonic()` after which the per-call path refreshes."""
+        self._then = then
+        self._revision = -1
+        self._refreshing = threading.Lock()
+        self._bound: dict[tuple[str, str], Binding] = {}
+
+    @property
+    def refreshing(self) -> bool:
+        """Another thread is refreshing (the per-call path does not wait for it)."""
+        return self._refreshing.locked()
+
+    def refresh(self) -> bool:
+        """Apply the stored definitions if they changed; whether the configuration changed.
+        Raises `ValidationError` if they no longer fit the base (the configuration stays)."""
+        with self._refreshing:
+            self.refresh_at = time.monotonic() + self.refresh_every
+            revision = self.store.revision()
+            if revision == self._revision:
+                return False
+            found = self.store.definitions()
+            self._revision = max(revision, max((d.revision for d in found), default=0))
+            config = self.base.overlay((d.kind, d.name, d.spec) for d in found)
+            if config == self.live.config:
+                return False
+            self.live.config = config
+            self._bound = {}
+            self._then(config)
+            return True
+
+    def bind(self, service: str, source: str) -> Binding:
+        """A service and source resolved under the configuration; later calls reuse it."""
+        key = (service, source)
+        try:
+            binding = self._bound.get(key)
+        except TypeError:  # unhashable: not a name at all
+            binding = None
+        if binding is None:
+            binding = self._bound[key] = Binding(self.live, service, source)
+        return binding
+
+
+def quota_uses(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:
+    """The quota counters an event of a tiered `price` draws on, in their periods at `when`."""
+    assert price is not None
+    quantities = price.quantities(event.units)
+    return tuple(
+        QuotaUse(event.source, r.unit, to_micros(r.period.bounds(when)[0]), quantities[r.unit])
+        for r in price.tiered_rates
+        if r.period is not None
+    )

@@ -1,4 +1,5 @@
-"""Budgets, their threshold ladders, and the decisions they make. Pure: values in, values out.
+"""Budgets, their threshold ladders, and where one stands in its window. Pure: values in,
+values out (`decisions.py` combines their checks of a call into one answer).
 
 A budget limits spend over a window for a scope. Its ladder says what happens as usage
 (spent + reserved) climbs: `warn` only reports, `degrade` keeps paid calls for priority
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from spendgate.errors import ValidationError
 from spendgate.money import (
@@ -40,8 +41,6 @@ Level = Literal["normal", "warn", "degrade", "stop"]
 ACTIONS: tuple[Action, ...] = ("warn", "degrade", "stop")
 ScopeKind = Literal["all", "service", "source", "label"]
 SCOPE_KINDS: tuple[ScopeKind, ...] = ("all", "service", "source", "label")
-Outcome = Literal["approved", "emergency_approved", "denied"]
-USE_FREE_SOURCES_ONLY = "use_free_sources_only"
 MAX_FRACTION = Decimal(10)
 
 
@@ -349,121 +348,62 @@ class Budget:
         }
 
 
+class Figures(Protocol):
+    """A budget's figures over one window, as a store reports them (`store.base.Balance`)."""
+
+    @property
+    def spent(self) -> Nanos: ...
+    @property
+    def reserved(self) -> Nanos: ...
+    @property
+    def overshoot(self) -> Nanos: ...
+    @property
+    def used(self) -> Nanos: ...
+
+
 @dataclass(frozen=True, slots=True)
-class Check:
-    """One budget's part in a decision: its usage after the call (or now, if it refused)."""
+class BudgetStatus:
+    """Where one budget stands in its current window, as of a time."""
 
     budget: Budget
-    used: Nanos
-    cap: Nanos | None
-    refused: bool = False
+    window_start: datetime
+    window_end: datetime
+    balance: Figures
+    as_of: datetime
+
+    @property
+    def spent(self) -> Nanos:
+        """Settled spend in the window (nano-units)."""
+        return self.balance.spent
+
+    @property
+    def reserved(self) -> Nanos:
+        """Pending holds in the window (nano-units)."""
+        return self.balance.reserved
 
     @property
     def remaining(self) -> Nanos:
-        """What is left under the limit (may be negative after overshoot or emergency use)."""
-        return self.budget.limit - self.used
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer to "may this call spend?" — the seed's approval, as a value.
-
-    `remaining` is what the deciding budget has left under its limit after the call (nano-
-    units); `budget` names the budget that refused, or the tightest one when approved.
-    """
-
-    status: Outcome
-    requested: Nanos
-    remaining: Nanos | None
-    budget: str | None
-    level: Level
-    as_of: datetime
-    reason: str = ""
-    reservation_id: str | None = None
+        """The limit less spent and reserved (negative after overshoot or emergency use)."""
+        return self.budget.limit - self.balance.used
 
     @property
-    def approved(self) -> bool:
-        """Whether the call may go ahead (normally or on the emergency allowance)."""
-        return self.status != "denied"
-
-    @property
-    def alternative_action(self) -> str | None:
-        """What a refused caller should do instead: the seed's `use_free_sources_only`."""
-        return None if self.approved else USE_FREE_SOURCES_ONLY
+    def level(self) -> Level:
+        """The ladder rung the window has reached."""
+        return self.budget.level(self.balance.used)
 
     def to_dict(self) -> dict[str, Any]:
-        """The seed's shape, with exact decimal strings for money and the `as_of` time."""
-        out: dict[str, Any] = {
-            "budget_available": self.approved,
-            "approval_status": self.status,
-            "requested_amount": money_text(self.requested),
-            "remaining_budget": None if self.remaining is None else money_text(self.remaining),
-            "budget": self.budget,
+        """JSON-ready, with money as exact decimal strings and the `as_of` time."""
+        return {
+            **self.budget.to_dict(),
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "spent": money_text(self.spent),
+            "reserved": money_text(self.reserved),
+            "overshoot": money_text(self.balance.overshoot),
+            "remaining": money_text(self.remaining),
             "level": self.level,
             "as_of": self.as_of.isoformat(),
         }
-        if self.status == "emergency_approved":
-            out["emergency_budget_used"] = True
-        if not self.approved:
-            out["alternative_action"] = self.alternative_action
-            out["reason"] = self.reason
-        if self.reservation_id is not None:
-            out["reservation_id"] = self.reservation_id
-        return out
-
-
-def decide(
-    checks: Sequence[Check],
-    requested: Nanos,
-    as_of: datetime,
-    *,
-    priority: bool = False,
-    reservation_id: str | None = None,
-) -> Decision:
-    """Combine every applicable budget's check into one decision (all or nothing).
-
-    The first refusing budget decides a denial; otherwise the tightest budget (least
-    remaining) is named, and the call is `emergency_approved` when some budget is only
-    satisfied thanks to its emergency allowance.
-    """
-    if not checks:
-        return Decision(
-            "approved", requested, None, None, "normal", as_of, "no budget applies", reservation_id
-        )
-    refused = next((c for c in checks if c.refused), None)
-    if refused is not None:
-        b = refused.budget
-        level = b.level(refused.used)
-        why = "degraded to priority callers" if _degraded(refused, priority) else "would exceed"
-        return Decision(
-            "denied",
-            requested,
-            refused.remaining,
-            b.name,
-            level,
-            as_of,
-            f"budget {b.name!r} {why}: {money_text(requested)} asked, "
-            f"{money_text(max((refused.cap or 0) - refused.used, 0))} left before its "
-            f"{'degrade' if _degraded(refused, priority) else 'stop'} line",
-        )
-    tight = min(checks, key=lambda c: c.remaining)
-    emergency_used = any(
-        c.budget.hard and c.used > (c.budget.cap(priority=True, emergency=False) or 0)
-        for c in checks
-    )
-    level = max((c.budget.level(c.used) for c in checks), key=_LEVEL_ORDER.index)
-    status: Outcome = "emergency_approved" if emergency_used else "approved"
-    return Decision(
-        status, requested, tight.remaining, tight.budget.name, level, as_of, "", reservation_id
-    )
-
-
-_LEVEL_ORDER: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
-
-
-def _degraded(check: Check, priority: bool) -> bool:
-    full = check.budget.cap(priority=True, emergency=False)
-    return not priority and full is not None and check.cap is not None and check.cap < full
 
 
 def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:

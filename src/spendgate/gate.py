@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,10 +29,11 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
-from spendgate.binding import Binding
-from spendgate.budgets import Budget, Check, Decision, Level, decide
+from spendgate.binding import Binding, Bindings, EventDetails
+from spendgate.budgets import Budget, BudgetStatus
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
+from spendgate.decisions import Check, Decision, decide
 from spendgate.errors import (
     ConfigError,
     ConflictError,
@@ -41,7 +41,6 @@ from spendgate.errors import (
     ReservationStateError,
     StoreClosedError,
     StoreError,
-    StoreUnreachableError,
     ValidationError,
 )
 from spendgate.events import (
@@ -52,21 +51,20 @@ from spendgate.events import (
     check_labels,
     fingerprint,
 )
-from spendgate.health import Health, StoreHealth
+from spendgate.health import Health, StoreHealth, decide_unreachable
 from spendgate.leases import Leases, LocalHold
-from spendgate.money import Nanos, money_text, to_nanos
-from spendgate.pricing import Price, Usage
+from spendgate.money import Nanos
+from spendgate.pricing import Usage
 from spendgate.redaction import redact
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
     CLOSE_WAIT,
-    Balance,
     CommitResult,
     EventWrite,
-    QuotaUse,
     ReservationState,
     ReservationWrite,
+    ReserveResult,
     Slot,
     Store,
 )
@@ -100,51 +98,6 @@ def new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetStatus:
-    """Where one budget stands in its current window, as of a time."""
-
-    budget: Budget
-    window_start: datetime
-    window_end: datetime
-    balance: Balance
-    as_of: datetime
-
-    @property
-    def spent(self) -> Nanos:
-        """Settled spend in the window (nano-units)."""
-        return self.balance.spent
-
-    @property
-    def reserved(self) -> Nanos:
-        """Pending holds in the window (nano-units)."""
-        return self.balance.reserved
-
-    @property
-    def remaining(self) -> Nanos:
-        """The limit less spent and reserved (negative after overshoot or emergency use)."""
-        return self.budget.limit - self.balance.used
-
-    @property
-    def level(self) -> Level:
-        """The ladder rung the window has reached."""
-        return self.budget.level(self.balance.used)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with money as exact decimal strings and the `as_of` time."""
-        return {
-            **self.budget.to_dict(),
-            "window_start": self.window_start.isoformat(),
-            "window_end": self.window_end.isoformat(),
-            "spent": money_text(self.spent),
-            "reserved": money_text(self.reserved),
-            "overshoot": money_text(self.balance.overshoot),
-            "remaining": money_text(self.remaining),
-            "level": self.level,
-            "as_of": self.as_of.isoformat(),
-        }
-
-
 @dataclass(slots=True)
 class _Open:
     """What the gate remembers of a reservation it took, for its commit."""
@@ -156,6 +109,25 @@ class _Open:
     expires_at: int
     local: LocalHold | None = None  # taken from leases, not from the store
     unheld: bool = False  # approved while the store was unreachable (a fail-open budget)
+
+
+@dataclass(slots=True)
+class _Reserving:
+    """One `reserve()` call, resolved: what each of its paths decides on."""
+
+    rid: str
+    opened: _Open
+    budgets: tuple[Budget, ...]
+    slots: tuple[Slot, ...]
+    now: datetime
+    now_us: int
+    priority: bool
+
+    def held(self, used: Iterable[Nanos]) -> Decision:
+        """The decision with the hold taken: `used` (the hold included) on each budget."""
+        checks = _held(self.budgets, self.slots, used)
+        amount = self.opened.amount
+        return decide(checks, amount, self.now, priority=self.priority, reservation_id=self.rid)
 
 
 class Gate:
@@ -176,9 +148,7 @@ class Gate:
         self.base_config = config if config is not None else Config.seed()
         """The configuration the gate was opened with (the file); `config` is this with the
         definitions made at run time applied on top."""
-        self.config = self.base_config
         self.clock = clock
-        self._bindings: dict[tuple[str, str], Binding] = {}
         self._open: dict[str, _Open] = {}
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
             GroupCommitter(store.record, where=store.where) if store.batched else None
@@ -191,11 +161,8 @@ class Gate:
         """Outages this gate saw (for the `store_unreachable` alert), how its writes went
         (see `check_health()`), and reservations whose outcome was lost (released once the
         store answers)."""
-        self._use(self.base_config)
-        self.refresh_every = refresh_every
-        self._revision = -1
-        self._refresh_at = 0.0
-        self._refreshing = threading.Lock()
+        self._follow(self.base_config)
+        self._bindings = Bindings(store, self.base_config, refresh_every, then=self._follow)
         try:
             self.refresh()
         except ValidationError as exc:
@@ -254,23 +221,15 @@ class Gate:
         to see a change at once. Raises `ValidationError` if the stored definitions no longer
         fit the base configuration (the gate keeps the configuration it had).
         """
-        with self._refreshing:
-            self._refresh_at = time.monotonic() + self.refresh_every
-            revision = self.store.revision()
-            if revision == self._revision:
-                return False
-            found = self.store.definitions()
-            self._revision = max(revision, max((d.revision for d in found), default=0))
-            config = self.base_config.overlay((d.kind, d.name, d.spec) for d in found)
-            if config == self.config:
-                return False
-            self._use(config)
-            return True
+        return self._bindings.refresh()
 
-    def _use(self, config: Config) -> None:
-        """Switch to `config`: bindings resolve again, leases follow the new limits."""
-        self.config = config
-        self._bindings = {}
+    @property
+    def config(self) -> Config:
+        """The configuration in effect: `base_config` with the run-time definitions on top."""
+        return self._bindings.live.config
+
+    def _follow(self, config: Config) -> None:
+        """Leases follow a new configuration's limits (the bindings resolve again)."""
         if self._leases is not None:
             self._leases.retire_all()
         elif any(b.lease is not None for b in config.budgets):
@@ -278,7 +237,7 @@ class Gate:
 
     def _refresh_due(self) -> None:
         # One thread looks; the others go on with the configuration they have.
-        if not self._refreshing.locked():
+        if not self._bindings.refreshing:
             try:
                 self.refresh()
             except StoreClosedError:
@@ -299,16 +258,9 @@ class Gate:
 
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
-        if time.monotonic() >= self._refresh_at:
+        if time.monotonic() >= self._bindings.refresh_at:
             self._refresh_due()
-        key = (service, source)
-        try:
-            binding = self._bindings.get(key)
-        except TypeError:  # unhashable: not a name at all
-            binding = None
-        if binding is None:
-            binding = self._bindings[key] = Binding(self, service, source)
-        return binding
+        return self._bindings.bind(service, source)
 
     def _now(self) -> tuple[datetime, int]:
         now = self.clock()
@@ -346,12 +298,9 @@ class Gate:
         if self._leases is not None:
             leased = self._leases.peek(budgets, slots, requested, now_us)
             if leased is not None:  # our leases cover it: no need to ask the store
-                checks = tuple(
-                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
-                )
-                return decide(checks, requested, now, priority=priority)
+                return decide(_held(budgets, slots, leased), requested, now, priority=priority)
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             used = self.store.usage(slots, now_us)
             checks = _checks(budgets, slots, used, requested)
             if any(c.refused for c in checks) and self.store.expire(now_us):
@@ -363,14 +312,6 @@ class Gate:
         self._answered()
         return decide(checks, requested, now, priority=priority)
 
-    def _still_reachable(self, started: float) -> None:
-        """Raise the error of a call that found the store unreachable after this one began
-        (its own refresh, or another thread): one call waits for a dead store once, not
-        twice."""
-        error = self.health.last_error
-        if self.health.failed_at > started and error is not None:
-            raise StoreUnreachableError(str(error))  # a new one: that one is another call's
-
     def _failed(
         self,
         exc: StoreError,
@@ -378,13 +319,8 @@ class Gate:
         *,
         write: bool = False,
     ) -> None:
-        """A call failed on a store error: if the store did not answer, note the outage (an
-        error of one call's own, such as a row the store refused, is none). A failed `write`
-        is noted for the health report whatever the store error (a closed store is misuse)."""
-        if isinstance(exc, StoreUnreachableError):
-            self.health.failed(self.clock(), exc, outcome)
-        if write and not isinstance(exc, StoreClosedError):
-            self.health.write_failed(self.clock(), exc)
+        """Note a call's store error in `health` (see `StoreHealth.call_failed()`)."""
+        self.health.call_failed(self.clock(), exc, outcome, write=write)
 
     def _answered(self) -> None:
         """The store answered a call: end an outage in progress, and release the holds of
@@ -443,43 +379,15 @@ class Gate:
         *,
         reservation_id: str | None = None,
     ) -> Decision:
-        """Decide without the store: deny (fail closed) unless every hard budget that would
-        decide is configured `fail_open`. Either outcome is counted in `outages` and logged.
-        (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
-        deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
-        closed = [b.name for b in deciding if not b.fail_open]
-        self._failed(exc, "denied" if closed else "approved", write=reservation_id is not None)
-        # The reason leaves the process (responses, the dashboard, the live feed): the kind of
-        # failure only. The error's text names the server and carries the driver's words:
-        # logged redacted, at DEBUG.
-        why = "" if exc.reason == "store unreachable" else f" ({exc.reason})"
-        if closed:
-            self.outages["denied"] += 1
-            log.warning("store unreachable%s, call denied (budget %s fails closed)", why, closed[0])
-            log.debug("store unreachable: %s", redact(str(exc)))
-            return Decision(
-                "denied",
-                requested,
-                None,
-                closed[0],
-                "normal",
-                now,
-                f"store unreachable{why}, budget {closed[0]!r} fails closed",
-            )
-        self.outages["approved"] += 1
-        names = ", ".join(repr(b.name) for b in deciding) or "none"
-        log.warning("store unreachable%s, call approved (fail-open budgets %s)", why, names)
-        log.debug("store unreachable: %s", redact(str(exc)))
-        return Decision(
-            "approved",
-            requested,
-            None,
-            deciding[0].name if deciding else None,
-            "normal",
-            now,
-            f"store unreachable{why}, approved unchecked (fail-open budgets: {names})",
-            reservation_id,
+        """Decide without the store (see `decide_unreachable()`), counting the outcome in
+        `outages`. (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
+        decision = decide_unreachable(
+            budgets, slots, requested, now, exc, reservation_id=reservation_id
         )
+        outcome: Literal["denied", "approved"] = "approved" if decision.approved else "denied"
+        self._failed(exc, outcome, write=reservation_id is not None)
+        self.outages[outcome] += 1
+        return decision
 
     def require(
         self, service: str, source: str, amount: Decimal | int | str | None = None, **options: Any
@@ -521,8 +429,7 @@ class Gate:
         started = time.monotonic()
         binding = self.bind(service, source)
         now, now_us = self._now()
-        priced = binding.price(now_us)
-        amount = priced.requested(estimate, units, "estimate")
+        amount = binding.price(now_us).requested(estimate, units, "estimate")
         rid = (
             check_id(reservation_id, "reservation_id")
             if reservation_id is not None
@@ -533,25 +440,17 @@ class Gate:
         lifetime = self.config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
-        expires_at = now_us + duration_micros(lifetime)
-        if self._leases is not None and amount and reservation_id is None:
-            # Out of this gate's leases when they cover it: no store, no id to check.
-            local = self._leases.take(
-                rid, budgets, slots, amount, now=now_us, expires_at=expires_at
-            )
-            if local is not None:
-                hold, leased = local
-                self._open[rid] = _Open(
-                    binding, amount, clean_labels, emergency, expires_at, local=hold
-                )
-                checks = tuple(
-                    Check(b, u, s.cap) for b, s, u in zip(budgets, slots, leased, strict=True)
-                )
-                return decide(checks, amount, now, priority=priority, reservation_id=rid)
         if amount == 0:
             # Nothing to hold: a free call passes even a budget that is already over its cap.
             # Its slots are kept (uncapped), so an actual cost at commit still counts.
             slots = tuple(Slot(s.budget, s.bucket, s.span_start, None) for s in slots)
+        opened = _Open(binding, amount, clean_labels, emergency, now_us + duration_micros(lifetime))
+        asked = _Reserving(rid, opened, budgets, slots, now, now_us, priority)
+        if self._leases is not None and amount and reservation_id is None:
+            # Out of this gate's leases when they cover it: no store, no id to check.
+            leased = self._reserve_leased(asked)
+            if leased is not None:
+                return leased
         write = ReservationWrite(
             reservation_id=rid,
             fingerprint=fingerprint(
@@ -560,7 +459,7 @@ class Gate:
             slots=slots,
             amount=amount,
             created_at=now_us,
-            expires_at=expires_at,
+            expires_at=opened.expires_at,
             service=service,
             source=source,
             emergency=emergency,
@@ -569,20 +468,50 @@ class Gate:
         if reservation_id is not None:
             self.health.claim(rid)  # a retry of a lost reserve: the hold is the caller's again
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             result = self.store.reserve(write, now_us)
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
-            if isinstance(exc, OutcomeUnknownError):
-                self.health.lost(rid)
-            decision = self._unreachable(budgets, slots, amount, now, exc, reservation_id=rid)
-            if decision.approved:
-                self._open[rid] = _Open(
-                    binding, amount, clean_labels, emergency, write.expires_at, unheld=True
-                )
-            return decision
+            return self._reserve_unreachable(asked, exc)
+        return self._reserve_answered(asked, result)
+
+    def _reserve_leased(self, asked: _Reserving) -> Decision | None:
+        """Hold the amount out of this gate's leases; `None` when they do not cover it."""
+        assert self._leases is not None
+        opened = asked.opened
+        local = self._leases.take(
+            asked.rid,
+            asked.budgets,
+            asked.slots,
+            opened.amount,
+            now=asked.now_us,
+            expires_at=opened.expires_at,
+        )
+        if local is None:
+            return None
+        opened.local, leased = local
+        self._open[asked.rid] = opened
+        return asked.held(leased)
+
+    def _reserve_unreachable(self, asked: _Reserving, exc: StoreError) -> Decision:
+        """Decide a reserve the store did not answer: denied, or approved unheld (fail-open).
+        A hold the store may have kept is noted, to be released once it answers."""
+        if isinstance(exc, OutcomeUnknownError):
+            self.health.lost(asked.rid)
+        opened = asked.opened
+        decision = self._unreachable(
+            asked.budgets, asked.slots, opened.amount, asked.now, exc, reservation_id=asked.rid
+        )
+        if decision.approved:
+            opened.unheld = True
+            self._open[asked.rid] = opened
+        return decision
+
+    def _reserve_answered(self, asked: _Reserving, result: ReserveResult) -> Decision:
+        """The decision of the store's answer: a new hold, a refusal, or a retry's replay."""
         self._answered()
+        rid = asked.rid
         if result.status == "created":
             self.health.wrote()
         if result.status == "conflict":
@@ -591,19 +520,15 @@ class Gate:
             # The hold is gone: approving again would let a retry spend money nobody holds.
             raise ReservationStateError(rid, result.state or "settled", "reserve again")
         if result.status == "exists":  # still held: the same approval, with today's figures
-            used = self.store.usage(slots, now_us)
-            checks = tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
-            return decide(checks, amount, now, priority=priority, reservation_id=rid)
+            return asked.held(self.store.usage(asked.slots, asked.now_us))
         if result.status == "denied":
-            checks = _checks(budgets, slots, result.used, amount, refused=result.refused)
-            return decide(checks, amount, now, priority=priority)
+            amount = asked.opened.amount
+            checks = _checks(asked.budgets, asked.slots, result.used, amount, result.refused)
+            return decide(checks, amount, asked.now, priority=asked.priority)
         if len(self._open) >= _OPEN_PRUNE_AT:
-            self._forget_expired(now_us)
-        self._open[rid] = _Open(binding, amount, clean_labels, emergency, write.expires_at)
-        checks = tuple(
-            Check(b, u, s.cap) for b, s, u in zip(budgets, slots, result.used, strict=True)
-        )
-        return decide(checks, amount, now, priority=priority, reservation_id=rid)
+            self._forget_expired(asked.now_us)
+        self._open[rid] = asked.opened
+        return asked.held(result.used)
 
     def commit(
         self,
@@ -623,39 +548,11 @@ class Gate:
         """
         check_id(reservation_id, "reservation_id")
         opened = self._open.get(reservation_id) or self._reopen(reservation_id)
-        binding = opened.binding
         now, now_us = self._now()
-        priced = binding.price(now_us)
-        price = priced.price
-        # Tiered prices are costed by the store, against the period's quota counters: the
-        # estimate assumed the top rate, the free quota may cover the call.
-        tiered = actual is None and price is not None and bool(price.tiered_rates)
-        if actual is not None:
-            cost: Nanos | None = to_nanos(actual, "actual")
-        elif units is not None or tiered:
-            cost = priced.cost(units)
-        else:
-            cost = opened.amount if price is not None or opened.amount else None
-        event = binding.event(
-            priced,
-            cost=cost,
-            when=now,
-            request_id=check_id(request_id, "request_id")
-            if request_id is not None
-            else reservation_id,
-            units=units,
-            labels=opened.labels,
-            emergency=opened.emergency,
-            reservation_id=reservation_id,
-            cost_given=actual is not None,
-            time_given=None,
-            details=details,
+        given = EventDetails(
+            actual, units, request_id, None, opened.labels, opened.emergency, details
         )
-        # The windows the event falls in now: where its cost counts if its hold's has passed.
-        slots = binding.slots(
-            binding.budgets(opened.labels), now_us, priority=True, emergency=opened.emergency
-        )
-        write = EventWrite(event, slots, price, _quota(price, event, now) if tiered else ())
+        write = opened.binding.settlement(reservation_id, opened.amount, given, now)
         try:
             if opened.local is None and not opened.unheld:
                 result = self.store.commit(reservation_id, write, now_us)
@@ -803,19 +700,10 @@ class Gate:
         and reason), `cache_hits`, `batch_processing`, `quality_score`, `processing_time`.
         """
         started = _monotonic()
-        write = self.prepare(
-            service,
-            source,
-            cost=cost,
-            units=units,
-            request_id=request_id,
-            time=time,
-            labels=labels,
-            emergency=emergency,
-            **details,
-        )
+        given = EventDetails(cost, units, request_id, time, labels, emergency, details)
+        write = self._prepare(service, source, given)
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             result = (
                 self._writer.submit(write)
                 if self._writer is not None
@@ -849,12 +737,10 @@ class Gate:
         `request_id` to find out.
         """
         started = _monotonic()
-        write = self.prepare(
-            service, source, cost=cost, units=units, request_id=request_id, time=time,
-            labels=labels, emergency=emergency, **details,
-        )  # fmt: skip
+        given = EventDetails(cost, units, request_id, time, labels, emergency, details)
+        write = self._prepare(service, source, given)
         try:
-            self._still_reachable(started)
+            self.health.still_reachable(started)
             result = (
                 await self._writer.asubmit(write)
                 if self._writer is not None
@@ -900,52 +786,13 @@ class Gate:
         self._answered()
         return results
 
-    def prepare(
-        self,
-        service: str,
-        source: str,
-        *,
-        cost: Decimal | int | str | None = None,
-        units: Usage | None = None,
-        request_id: str | None = None,
-        time: datetime | None = None,
-        labels: Mapping[str, str] | None = None,
-        emergency: bool = False,
-        **details: Any,
-    ) -> EventWrite:
-        """Validate and cost an event without writing it (what `record()` writes)."""
-        binding = self.bind(service, source)
-        check_flags(emergency=emergency)
-        if time is None:
-            when, when_us = self._now()
-        else:
-            when = require_aware(time, "time")
-            when_us = to_micros(when)
-        priced = binding.price(when_us)
-        price = priced.price
-        # An allowed-unpriced source costs None: counted as unpriced, never as $0.
-        amount = to_nanos(cost, "cost") if cost is not None else priced.cost(units)
-        clean_labels = check_labels(labels) if labels else {}
-        event = binding.event(
-            priced,
-            cost=amount,
-            when=when,
-            request_id=(
-                check_id(request_id, "request_id") if request_id is not None else new_request_id()
-            ),
-            units=units,
-            labels=clean_labels,
-            emergency=emergency,
-            reservation_id=None,
-            cost_given=cost is not None,
-            time_given=time,
-            details=details,
-        )
-        tiered = cost is None and price is not None and price.tiered_rates
-        quota = _quota(price, event, when) if tiered else ()
-        budgets = binding.budgets(clean_labels)
-        slots = binding.slots(budgets, when_us, priority=True, emergency=emergency)
-        return EventWrite(event, slots, price if tiered else None, quota)
+    def prepare(self, service: str, source: str, **fields: Any) -> EventWrite:
+        """Validate and cost an event without writing it: what `record()` writes, of the same
+        arguments."""
+        return self._prepare(service, source, EventDetails.of(fields))
+
+    def _prepare(self, service: str, source: str, given: EventDetails) -> EventWrite:
+        return self.bind(service, source).write(given, self.clock(), new_request_id)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -988,6 +835,13 @@ def _no_conflict(result: RecordResult) -> RecordResult:
     return result
 
 
+def _held(
+    budgets: tuple[Budget, ...], slots: tuple[Slot, ...], used: Iterable[Nanos]
+) -> tuple[Check, ...]:
+    """Each budget's check with the call's amount already in `used` (held, or leased)."""
+    return tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
+
+
 def _checks(
     budgets: tuple[Budget, ...],
     slots: tuple[Slot, ...],
@@ -1003,13 +857,3 @@ def _checks(
             over = i == refused
         out.append(Check(b, u if over else u + requested, slot.cap, over))
     return tuple(out) if out else _NO_CHECKS
-
-
-def _quota(price: Price | None, event: Event, when: datetime) -> tuple[QuotaUse, ...]:
-    assert price is not None
-    quantities = price.quantities(event.units)
-    return tuple(
-        QuotaUse(event.source, r.unit, to_micros(r.period.bounds(when)[0]), quantities[r.unit])
-        for r in price.tiered_rates
-        if r.period is not None
-    )

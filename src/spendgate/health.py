@@ -25,6 +25,7 @@ writes are failing: the health probe itself never writes while they succeed.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -33,7 +34,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from spendgate.errors import ReservationStateError, StoreClosedError, StoreError, StoreFailure
+from spendgate.budgets import Budget
+from spendgate.decisions import Decision
+from spendgate.errors import (
+    ReservationStateError,
+    StoreClosedError,
+    StoreError,
+    StoreFailure,
+    StoreUnreachableError,
+)
+from spendgate.money import Nanos
+from spendgate.redaction import redact
+from spendgate.store.base import Slot
+
+log = logging.getLogger("spendgate")
 
 MAX_UNKNOWN = 10_000
 """Lost-outcome reservations remembered at most; past it the oldest are left to their TTL."""
@@ -176,6 +190,31 @@ class StoreHealth:
                 outage = replace(outage, approved=outage.approved + 1)
             self._outage = outage
 
+    def call_failed(
+        self,
+        at: datetime,
+        error: StoreError,
+        outcome: Literal["denied", "approved"] | None = None,
+        *,
+        write: bool = False,
+    ) -> None:
+        """A call failed on a store error at `at`: if the store did not answer, note the outage
+        (an error of one call's own, such as a row the store refused, is none). A failed
+        `write` is noted for the health report whatever the store error (a closed store is
+        misuse)."""
+        if isinstance(error, StoreUnreachableError):
+            self.failed(at, error, outcome)
+        if write and not isinstance(error, StoreClosedError):
+            self.write_failed(at, error)
+
+    def still_reachable(self, started: float) -> None:
+        """Raise the error of a call that found the store unreachable after one that began at
+        `started` (`time.monotonic()`; its own refresh, or another thread): one call waits
+        for a dead store once, not twice."""
+        error = self.last_error
+        if self.failed_at > started and error is not None:
+            raise StoreUnreachableError(str(error))  # a new one: that one is another call's
+
     def answered(self, at: datetime) -> None:
         """The store answered a call at `at`: an outage in progress is over."""
         with self._lock:
@@ -279,3 +318,48 @@ class StoreHealth:
         finally:
             self._settling.release()
         return done
+
+
+def decide_unreachable(
+    budgets: tuple[Budget, ...],
+    slots: tuple[Slot, ...],
+    requested: Nanos,
+    now: datetime,
+    error: StoreError,
+    *,
+    reservation_id: str | None = None,
+) -> Decision:
+    """Decide a call without the store: deny (fail closed) unless every hard budget that would
+    decide is configured `fail_open`, and log which (an approved reserve keeps its
+    `reservation_id`)."""
+    deciding = [b for b, s in zip(budgets, slots, strict=True) if s.cap is not None]
+    closed = [b.name for b in deciding if not b.fail_open]
+    # The reason leaves the process (responses, the dashboard, the live feed): the kind of
+    # failure only. The error's text names the server and carries the driver's words:
+    # logged redacted, at DEBUG.
+    why = "" if error.reason == "store unreachable" else f" ({error.reason})"
+    if closed:
+        log.warning("store unreachable%s, call denied (budget %s fails closed)", why, closed[0])
+        log.debug("store unreachable: %s", redact(str(error)))
+        return Decision(
+            "denied",
+            requested,
+            None,
+            closed[0],
+            "normal",
+            now,
+            f"store unreachable{why}, budget {closed[0]!r} fails closed",
+        )
+    names = ", ".join(repr(b.name) for b in deciding) or "none"
+    log.warning("store unreachable%s, call approved (fail-open budgets %s)", why, names)
+    log.debug("store unreachable: %s", redact(str(error)))
+    return Decision(
+        "approved",
+        requested,
+        None,
+        deciding[0].name if deciding else None,
+        "normal",
+        now,
+        f"store unreachable{why}, approved unchecked (fail-open budgets: {names})",
+        reservation_id,
+    )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from spendgate.budgets import Decision
+from spendgate.decisions import Decision
 from spendgate.errors import ConflictError, SpendgateError, ValidationError
 from spendgate.events import (
     Fallback,

@@ -14,7 +14,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from spendgate.budgets import Decision
+from spendgate.decisions import Decision
 from spendgate.errors import BudgetExceededError, SpendgateError
 from spendgate.events import Details
 from spendgate.money import from_nanos, to_nanos

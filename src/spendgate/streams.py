@@ -29,10 +29,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from spendgate.budgets import Budget
+from spendgate.budgets import Budget, BudgetStatus
 from spendgate.config import StreamSettings
 from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
-from spendgate.gate import BudgetStatus, Gate
+from spendgate.gate import Gate
 from spendgate.money import Nanos, from_nanos, money_text, to_nanos
 from spendgate.windows import duration_micros, require_aware, to_micros
 

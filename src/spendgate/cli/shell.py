@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from spendgate import config as config_module
+from spendgate.budgets import BudgetStatus
 from spendgate.config import Config
 from spendgate.errors import SpendgateError
-from spendgate.gate import BudgetStatus, Gate
+from spendgate.gate import Gate
 from spendgate.money import format_money
 
 app = typer.Typer(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from spendgate.budgets import Decision
+from spendgate.decisions import Decision
 from spendgate.errors import NotFoundError, ValidationError
 from spendgate.events import RecordResult
 from spendgate.money import money_text

@@ -1,0 +1,135 @@
+"""Decisions: each applicable budget's check of a call, combined into one answer. Pure.
+
+A call is approved only if every budget it counts against allows it (all or nothing); the
+first that refuses names the denial, else the tightest is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from spendgate.budgets import Budget, Level
+from spendgate.money import Nanos, money_text
+
+Outcome = Literal["approved", "emergency_approved", "denied"]
+USE_FREE_SOURCES_ONLY = "use_free_sources_only"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One budget's part in a decision: its usage after the call (or now, if it refused)."""
+
+    budget: Budget
+    used: Nanos
+    cap: Nanos | None
+    refused: bool = False
+
+    @property
+    def remaining(self) -> Nanos:
+        """What is left under the limit (may be negative after overshoot or emergency use)."""
+        return self.budget.limit - self.used
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to "may this call spend?" — the seed's approval, as a value.
+
+    `remaining` is what the deciding budget has left under its limit after the call (nano-
+    units); `budget` names the budget that refused, or the tightest one when approved.
+    """
+
+    status: Outcome
+    requested: Nanos
+    remaining: Nanos | None
+    budget: str | None
+    level: Level
+    as_of: datetime
+    reason: str = ""
+    reservation_id: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        """Whether the call may go ahead (normally or on the emergency allowance)."""
+        return self.status != "denied"
+
+    @property
+    def alternative_action(self) -> str | None:
+        """What a refused caller should do instead: the seed's `use_free_sources_only`."""
+        return None if self.approved else USE_FREE_SOURCES_ONLY
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's shape, with exact decimal strings for money and the `as_of` time."""
+        out: dict[str, Any] = {
+            "budget_available": self.approved,
+            "approval_status": self.status,
+            "requested_amount": money_text(self.requested),
+            "remaining_budget": None if self.remaining is None else money_text(self.remaining),
+            "budget": self.budget,
+            "level": self.level,
+            "as_of": self.as_of.isoformat(),
+        }
+        if self.status == "emergency_approved":
+            out["emergency_budget_used"] = True
+        if not self.approved:
+            out["alternative_action"] = self.alternative_action
+            out["reason"] = self.reason
+        if self.reservation_id is not None:
+            out["reservation_id"] = self.reservation_id
+        return out
+
+
+def decide(
+    checks: Sequence[Check],
+    requested: Nanos,
+    as_of: datetime,
+    *,
+    priority: bool = False,
+    reservation_id: str | None = None,
+) -> Decision:
+    """Combine every applicable budget's check into one decision (all or nothing).
+
+    The first refusing budget decides a denial; otherwise the tightest budget (least
+    remaining) is named, and the call is `emergency_approved` when some budget is only
+    satisfied thanks to its emergency allowance.
+    """
+    if not checks:
+        return Decision(
+            "approved", requested, None, None, "normal", as_of, "no budget applies", reservation_id
+        )
+    refused = next((c for c in checks if c.refused), None)
+    if refused is not None:
+        b = refused.budget
+        level = b.level(refused.used)
+        why = "degraded to priority callers" if _degraded(refused, priority) else "would exceed"
+        return Decision(
+            "denied",
+            requested,
+            refused.remaining,
+            b.name,
+            level,
+            as_of,
+            f"budget {b.name!r} {why}: {money_text(requested)} asked, "
+            f"{money_text(max((refused.cap or 0) - refused.used, 0))} left before its "
+            f"{'degrade' if _degraded(refused, priority) else 'stop'} line",
+        )
+    tight = min(checks, key=lambda c: c.remaining)
+    emergency_used = any(
+        c.budget.hard and c.used > (c.budget.cap(priority=True, emergency=False) or 0)
+        for c in checks
+    )
+    level = max((c.budget.level(c.used) for c in checks), key=_LEVEL_ORDER.index)
+    status: Outcome = "emergency_approved" if emergency_used else "approved"
+    return Decision(
+        status, requested, tight.remaining, tight.budget.name, level, as_of, "", reservation_id
+    )
+
+
+_LEVEL_ORDER: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
+
+
+def _degraded(check: Check, priority: bool) -> bool:
+    full = check.budget.cap(priority=True, emergency=False)
+    return not priority and full is not None and check.cap is not None and check.cap < full
