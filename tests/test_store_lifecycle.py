@@ -470,3 +470,42 @@ def _no_threads_left() -> Iterator[None]:
             ]
         )
     )
+
+
+def test_every_sqlite_write_under_another_writers_lock_is_a_busy_store_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    # One mechanism maps SQLite's errors for every contract method (`store/sql.py`): each
+    # write here waits its short busy timeout, then fails as the store's error, not sqlite3's.
+    path = tmp_path / "spendgate.db"
+    store = open_store(f"sqlite:///{path}?timeout=0.05")
+    writes: list[Callable[[], object]] = [
+        lambda: store.define(
+            "budget", "b", {"limit": "1"}, expected=0, action="create", actor="t", at=1
+        ),
+        lambda: store.probe_write(1),
+        lambda: store.revoke_key("k", actor="t", at=1),
+        lambda: store.resolve("a", 1),
+        lambda: store.acknowledge("a", actor="t", at=1),
+        lambda: store.silence("a", until=2, actor="t", at=1),
+        lambda: store.enqueue("a", 1, [], 1),
+        lambda: store.claim("w", now=1, until=2),
+        lambda: store.delivered("n", "w", 1),
+        lambda: store.failed("n", "w", error="e", retry_at=2),
+        lambda: store.dead("n", "w", at=1, reason="r"),
+        lambda: store.release_claims("w"),
+        lambda: store.heartbeat("svc", 1),
+        lambda: store.release("r", 1),
+        lambda: store.adjust("r", 1, 2, 1),
+    ]
+    lock = held_write_lock(path)
+    try:
+        for write in writes:
+            with pytest.raises(StoreError) as caught:
+                write()
+            assert caught.value.reason == "store busy"
+            assert str(caught.value).startswith(f"{path}: ")
+    finally:
+        release(lock)
+    store.probe_write(2)  # the lock gone, the same store writes
+    store.close()

@@ -191,7 +191,7 @@ def db_current(db: DbOption = DEFAULT_URL) -> None:
 def _sqlalchemy(url: str, *, must_exist: bool = False) -> str:
     scheme, sep, rest = url.partition("://")
     if scheme in ("postgresql", "postgres") and sep:
-        from spendgate.store.postgres import sqlalchemy_url as postgres_url
+        from spendgate.store.postgres_url import sqlalchemy_url as postgres_url
 
         return postgres_url(url)
     if scheme != "sqlite" or not sep:
