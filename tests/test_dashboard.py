@@ -354,6 +354,7 @@ def test_dead_letters_are_shown_to_an_admin_and_asked_for_by_no_one_else(
 
 
 def test_the_page_shows_nothing_without_a_valid_sign_in(browser: Any, served: Served) -> None:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect
 
     app, keys, gate = served.app, served.keys, served.gate
@@ -378,7 +379,14 @@ def test_the_page_shows_nothing_without_a_valid_sign_in(browser: Any, served: Se
         # Revoking the key ends the session: the page falls back to the sign-in form (its
         # requests meanwhile are refused, which Chromium logs as 401s, and nothing else).
         app.state.keys.revoke(key_id(keys.read), actor="test", now=1)
-        page.reload()
+        try:
+            page.reload()
+        except PlaywrightError as exc:
+            # The page reloaded itself first, on a request refused 401 (`signedOut()`), which
+            # aborts ours: either way it lands on the sign-in form (1 failure in a fresh-clone
+            # run on a loaded machine). Any other error is one.
+            if "ERR_ABORTED" not in str(exc):
+                raise
         expect(page.locator("input[name=key]")).to_be_visible()
         assert all("401" in e for e in console.errors), console.errors
         context.close()
