@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from spendgate.decisions import Decision
 from spendgate.errors import BudgetExceededError, SpendgateError
@@ -21,8 +21,23 @@ from spendgate.money import from_nanos, to_nanos
 from spendgate.pricing import Usage, clean_usage
 from spendgate.store.base import CommitResult
 
-if TYPE_CHECKING:
-    from spendgate.gate import Gate
+
+class Spender(Protocol):
+    """What a paid call in progress needs of its gate (a `Gate` is one). Written here rather
+    than importing `Gate`, which builds `Spend`s: the two modules do not import each other."""
+
+    @property
+    def reserve(self) -> Callable[..., Decision]: ...
+
+    @property
+    def commit(self) -> Callable[..., CommitResult]: ...
+
+    @property
+    def release(self) -> Callable[[str], object]: ...
+
+    @property
+    def spend(self) -> Callable[..., Spend]: ...
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,7 +48,7 @@ class Spend:
 
     def __init__(
         self,
-        gate: Gate,
+        gate: Spender,
         service: str,
         source: str,
         estimate: Decimal | int | str | None,
@@ -150,7 +165,7 @@ def raise_if_denied(decision: Decision) -> None:
 
 
 def metered(
-    gate: Gate,
+    gate: Spender,
     service: str,
     source: str,
     estimate: Decimal | int | str | None,

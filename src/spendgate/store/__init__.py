@@ -13,7 +13,7 @@ from spendgate.errors import ValidationError
 from spendgate.store.base import Store
 
 DEFAULT_URL = "sqlite:///spendgate.db"
-SCHEMES = ("sqlite", "postgresql", "memory")
+_SCHEMES = ("sqlite", "postgresql", "memory")
 
 
 def open_store(url: str = DEFAULT_URL) -> Store:
@@ -33,7 +33,7 @@ def open_store(url: str = DEFAULT_URL) -> Store:
         from spendgate.store.postgres import PostgresStore
 
         return PostgresStore(url)
-    raise ValidationError("url", url, f"a URL whose scheme is one of {', '.join(SCHEMES)}")
+    raise ValidationError("url", url, f"a URL whose scheme is one of {', '.join(_SCHEMES)}")
 
 
 __all__ = ["DEFAULT_URL", "Store", "open_store"]
