@@ -8,6 +8,8 @@ PostgreSQL tests are skipped, except under `CI=true`, where they fail.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import random
 import secrets
@@ -44,6 +46,44 @@ POSTGRES_TABLES = (
 
 # litellm, where the LLM tests import it, must use the table it ships: never the network.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+_POSTGRES_FIXTURES = {"postgres_url", "postgres_schema"}
+_POSTGRES_WORDS = ("POSTGRES_URL", "postgres_or_skip", "postgresql://")
+
+
+@functools.cache
+def _mentions_postgres(code: object) -> bool:
+    try:
+        source = inspect.getsource(code)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return False
+    return any(word in source for word in _POSTGRES_WORDS)
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    """Whether a test talks to PostgreSQL: through the fixtures, a `postgresql` backend
+    parameter, its module (`test_postgres*.py`), its own code or a fixture's."""
+    if _POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgresql" in map(str, callspec.params.values()):
+        return True
+    if item.path.name.startswith("test_postgres"):
+        return True
+    code = [getattr(item, "cls", None) or getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None:
+        code += [defs[-1].func for defs in info.name2fixturedefs.values() if defs]
+    return any(_mentions_postgres(c) for c in code if c is not None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs PostgreSQL `postgres`: `pytest -m "not postgres"` runs the
+    rest on a machine without one."""
+    for item in items:
+        if _needs_postgres(item):
+            item.add_marker(pytest.mark.postgres)
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:
