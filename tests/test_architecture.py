@@ -33,6 +33,7 @@ LAYER = {
     "gate": 3,
     "health": 3,
     "leases": 3,
+    "holds": 3,
     "control": 3,
     "keys": 3,
     "router": 4,

@@ -147,7 +147,7 @@ def test_a_lease_left_behind_comes_back_when_it_expires(store_url: str, clock: F
     config = lease_config(ttl="30s", share="50%")
     crashed = Gate.open(store_url, config=config, clock=clock)
     assert crashed.reserve("svc", "paid_api", "0.10").approved  # takes $5.00, then "dies"
-    crashed._leases = None  # its leases are never returned: as after kill -9
+    crashed._holds.leases = None  # its leases are never returned: as after kill -9
     other = Gate.open(store_url, config=config, clock=clock)
     try:
         assert not other.reserve("svc", "paid_api", "5.01", reservation_id="big").approved
@@ -158,20 +158,20 @@ def test_a_lease_left_behind_comes_back_when_it_expires(store_url: str, clock: F
 
 
 def test_idle_leases_are_returned_and_busy_ones_renewed(leased: Gate, clock: FrozenClock) -> None:
-    assert leased._leases is not None
+    assert leased.leases is not None
     busy = leased.reserve("svc", "paid_api", "0.10")
     assert busy.reservation_id is not None
-    (lease,) = leased._leases._current.values()
+    (lease,) = leased.leases._current.values()
     clock.advance(timedelta(seconds=40))  # past half its TTL: renewed while a hold is out
-    leased._leases.tidy()
+    leased.leases.tidy()
     info = leased.store.reservation(lease.lease_id)
     assert info is not None
     assert info.state == "pending"
     assert info.expires_at > int(clock().timestamp() * 1_000_000) + 50_000_000
     leased.commit(busy.reservation_id)
     clock.advance(timedelta(seconds=11))  # idle now: handed back
-    leased._leases.tidy()
-    assert not leased._leases._current
+    leased.leases.tidy()
+    assert not leased.leases._current
     assert figures(leased) == (to_nanos("0.10"), 0)
 
 
@@ -179,12 +179,12 @@ def test_a_local_hold_past_its_ttl_is_given_back_and_booked_if_committed(
     store_url: str, clock: FrozenClock
 ) -> None:
     leased = Gate.open(store_url, config=lease_config(idle="60s"), clock=clock)
-    assert leased._leases is not None
+    assert leased.leases is not None
     d = leased.reserve("svc", "paid_api", "0.40", ttl="10s")
     assert d.reservation_id is not None
     clock.advance(timedelta(seconds=11))
-    leased._leases.tidy()
-    (lease,) = leased._leases._current.values()
+    leased.leases.tidy()
+    (lease,) = leased.leases._current.values()
     assert lease.available == to_nanos("1.00")  # the hold came back to the lease
     result = leased.commit(d.reservation_id)
     assert result.hold_expired
@@ -199,8 +199,8 @@ def test_a_new_window_takes_a_new_lease(leased: Gate, clock: FrozenClock) -> Non
     clock.advance(timedelta(days=1))
     e = leased.reserve("svc", "paid_api", "0.10")
     assert e.approved
-    assert leased._leases is not None
-    (lease,) = leased._leases._current.values()
+    assert leased.leases is not None
+    (lease,) = leased.leases._current.values()
     # The old lease drains: its one hold is still out, and commits into today's window.
     leased.commit(d.reservation_id)
     assert figures(leased)[0] == to_nanos("0.10")
@@ -255,8 +255,8 @@ def test_a_soft_budget_cannot_be_leased() -> None:
 
 
 def _child_reserves(gate: Gate, out: Any) -> None:
-    assert gate._leases is not None
-    out.put((len(gate._leases._current), gate.reserve("svc", "paid_api", "0.10").approved))
+    assert gate.leases is not None
+    out.put((len(gate.leases._current), gate.reserve("svc", "paid_api", "0.10").approved))
     gate.close()
 
 

@@ -6,10 +6,10 @@ first that refuses names the denial, else the tightest is named.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from spendgate.budgets import Budget, Level
 from spendgate.money import Nanos, money_text
@@ -79,6 +79,40 @@ class Decision:
         if self.reservation_id is not None:
             out["reservation_id"] = self.reservation_id
         return out
+
+
+class Capped(Protocol):
+    """Where a budget's window stands for one call: the cap that applies to it (`None`: no
+    cap, as for a free call). A store's `Slot` is one."""
+
+    @property
+    def cap(self) -> Nanos | None: ...
+
+
+def held_checks(
+    budgets: Sequence[Budget], slots: Sequence[Capped], used: Iterable[Nanos]
+) -> tuple[Check, ...]:
+    """Each budget's check with the call's amount already in `used` (held, or leased)."""
+    return tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
+
+
+def request_checks(
+    budgets: Sequence[Budget],
+    slots: Sequence[Capped],
+    used: Iterable[Nanos],
+    requested: Nanos,
+    refused: int | None = None,
+) -> tuple[Check, ...]:
+    """Each budget's check of `requested` on top of `used`: refused if it would take the
+    budget over its cap (or, when the store already decided, the budget it names by index
+    in `refused`)."""
+    out = []
+    for i, (b, slot, u) in enumerate(zip(budgets, slots, used, strict=True)):
+        over = slot.cap is not None and u + requested > slot.cap
+        if refused is not None:
+            over = i == refused
+        out.append(Check(b, u if over else u + requested, slot.cap, over))
+    return tuple(out)
 
 
 def decide(

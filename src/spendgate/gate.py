@@ -18,56 +18,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from spendgate import config as config_module
 from spendgate.binding import Binding, Bindings, EventDetails
-from spendgate.budgets import Budget, BudgetStatus
+from spendgate.budgets import BudgetStatus
 from spendgate.clock import Clock, system_clock
 from spendgate.config import Config
-from spendgate.decisions import Check, Decision, decide
+from spendgate.decisions import Decision, decide, held_checks, request_checks
 from spendgate.errors import (
     ConfigError,
     ConflictError,
-    OutcomeUnknownError,
-    ReservationStateError,
     StoreClosedError,
     StoreError,
     ValidationError,
 )
-from spendgate.events import (
-    Event,
-    RecordResult,
-    check_flags,
-    check_id,
-    check_labels,
-    fingerprint,
-)
-from spendgate.health import Health, StoreHealth, decide_unreachable
-from spendgate.leases import Leases, LocalHold
-from spendgate.money import Nanos
+from spendgate.events import Event, RecordResult, check_flags, check_id, check_labels
+from spendgate.health import Health, StoreWatch
+from spendgate.holds import Asked, Holds, Opened, new_request_id
+from spendgate.leases import Leases
 from spendgate.pricing import Usage
 from spendgate.redaction import redact
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
-from spendgate.store.base import (
-    CLOSE_WAIT,
-    CommitResult,
-    EventWrite,
-    ReservationState,
-    ReservationWrite,
-    ReserveResult,
-    Slot,
-    Store,
-)
+from spendgate.store.base import CLOSE_WAIT, CommitResult, EventWrite, ReservationState, Slot, Store
 from spendgate.store.batching import GroupCommitter
 from spendgate.windows import duration_micros, parse_duration, require_aware, to_micros
 
@@ -76,58 +55,9 @@ R = TypeVar("R")
 
 log = logging.getLogger("spendgate")
 
-_NO_CHECKS: tuple[Check, ...] = ()
 _monotonic = time.monotonic  # `record()` has a parameter named `time`
-_OPEN_PRUNE_AT = 10_000  # remembered reservations before expired ones are forgotten
 DEFAULT_REFRESH_SECONDS = 1.0
 """How often a gate looks for budgets and prices changed at run time (by any process)."""
-
-
-def new_request_id() -> str:
-    """A fresh, time-ordered id (UUIDv7 layout): new ids sort after old ones.
-
-    Time-ordered keys keep the store's unique index appending at its end instead of
-    writing all over it.
-    """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@dataclass(slots=True)
-class _Open:
-    """What the gate remembers of a reservation it took, for its commit."""
-
-    binding: Binding
-    amount: Nanos
-    labels: Mapping[str, str]
-    emergency: bool
-    expires_at: int
-    local: LocalHold | None = None  # taken from leases, not from the store
-    unheld: bool = False  # approved while the store was unreachable (a fail-open budget)
-
-
-@dataclass(slots=True)
-class _Reserving:
-    """One `reserve()` call, resolved: what each of its paths decides on."""
-
-    rid: str
-    opened: _Open
-    budgets: tuple[Budget, ...]
-    slots: tuple[Slot, ...]
-    now: datetime
-    now_us: int
-    priority: bool
-
-    def held(self, used: Iterable[Nanos]) -> Decision:
-        """The decision with the hold taken: `used` (the hold included) on each budget."""
-        checks = _held(self.budgets, self.slots, used)
-        amount = self.opened.amount
-        return decide(checks, amount, self.now, priority=self.priority, reservation_id=self.rid)
 
 
 class Gate:
@@ -149,18 +79,18 @@ class Gate:
         """The configuration the gate was opened with (the file); `config` is this with the
         definitions made at run time applied on top."""
         self.clock = clock
-        self._open: dict[str, _Open] = {}
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
             GroupCommitter(store.record, where=store.where) if store.batched else None
         )
-        self._leases: Leases | None = None
-        self.outages: Counter[str] = Counter()
+        self._watch = StoreWatch(store, clock)
+        self.outages = self._watch.outages
         """Decisions made while the store was unreachable: `denied` (fail closed) and
         `approved` (a fail-open budget)."""
-        self.health = StoreHealth()
+        self.health = self._watch.health
         """Outages this gate saw (for the `store_unreachable` alert), how its writes went
         (see `check_health()`), and reservations whose outcome was lost (released once the
         store answers)."""
+        self._holds = Holds(store, self._watch, self._submit, self.bind)
         self._follow(self.base_config)
         self._bindings = Bindings(store, self.base_config, refresh_every, then=self._follow)
         try:
@@ -201,8 +131,8 @@ class Gate:
 
         if self._writer is not None:
             self._writer.close(left())
-        if self._leases is not None:
-            self._leases.close(left())
+        if self._holds.leases is not None:
+            self._holds.leases.close(left())
         self.store.close(timeout=left())
 
     def __enter__(self) -> Gate:
@@ -228,12 +158,17 @@ class Gate:
         """The configuration in effect: `base_config` with the run-time definitions on top."""
         return self._bindings.live.config
 
+    @property
+    def leases(self) -> Leases | None:
+        """This gate's budget leases (`None` until a budget it follows is leased)."""
+        return self._holds.leases
+
     def _follow(self, config: Config) -> None:
         """Leases follow a new configuration's limits (the bindings resolve again)."""
-        if self._leases is not None:
-            self._leases.retire_all()
+        if self._holds.leases is not None:
+            self._holds.leases.retire_all()
         elif any(b.lease is not None for b in config.budgets):
-            self._leases = Leases(self.store, self.clock, new_request_id)
+            self._holds.leases = Leases(self.store, self.clock, new_request_id)
 
     def _refresh_due(self) -> None:
         # One thread looks; the others go on with the configuration they have.
@@ -243,7 +178,7 @@ class Gate:
             except StoreClosedError:
                 raise
             except StoreError as exc:
-                self._failed(exc)
+                self._watch.failed(exc)
                 log.error(
                     "budgets and prices not refreshed from %s: %s",
                     self.store.where,
@@ -295,42 +230,25 @@ class Gate:
             return Decision("approved", 0, None, None, "normal", now, why)
         budgets = binding.budgets(check_labels(labels) if labels else None)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
-        if self._leases is not None:
-            leased = self._leases.peek(budgets, slots, requested, now_us)
+        leases = self._holds.leases
+        if leases is not None:
+            leased = leases.peek(budgets, slots, requested, now_us)
             if leased is not None:  # our leases cover it: no need to ask the store
-                return decide(_held(budgets, slots, leased), requested, now, priority=priority)
+                checks = held_checks(budgets, slots, leased)
+                return decide(checks, requested, now, priority=priority)
         try:
             self.health.still_reachable(started)
             used = self.store.usage(slots, now_us)
-            checks = _checks(budgets, slots, used, requested)
+            checks = request_checks(budgets, slots, used, requested)
             if any(c.refused for c in checks) and self.store.expire(now_us):
-                checks = _checks(budgets, slots, self.store.usage(slots, now_us), requested)
+                used = self.store.usage(slots, now_us)
+                checks = request_checks(budgets, slots, used, requested)
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
-            return self._unreachable(budgets, slots, requested, now, exc)
-        self._answered()
+            return self._watch.unreachable(budgets, slots, requested, now, exc)
+        self._watch.answered()
         return decide(checks, requested, now, priority=priority)
-
-    def _failed(
-        self,
-        exc: StoreError,
-        outcome: Literal["denied", "approved"] | None = None,
-        *,
-        write: bool = False,
-    ) -> None:
-        """Note a call's store error in `health` (see `StoreHealth.call_failed()`)."""
-        self.health.call_failed(self.clock(), exc, outcome, write=write)
-
-    def _answered(self) -> None:
-        """The store answered a call: end an outage in progress, and release the holds of
-        reservations whose outcome was lost (see `resolve_unknown()`)."""
-        if not self.health.quiet:  # after an outage only: the per-call path skips this
-            self.health.answered(self.clock())
-            try:
-                self.resolve_unknown()
-            except Exception:  # clean-up must not fail the call that happened to trigger it
-                log.exception("holds of reservations whose outcome was lost not released")
 
     def resolve_unknown(self) -> int:
         """Release the holds of reservations whose outcome was lost while the store was
@@ -340,18 +258,12 @@ class Gate:
         The gate does this by itself on its first call that reaches the store after such a
         loss, and `AlertEngine.evaluate()` on every run; call it to do it now.
         """
-        _, now_us = self._now()
-        return self.health.settle(lambda rid: self.store.release(rid, now_us))
+        return self._watch.resolve_unknown()
 
     def ping(self) -> None:
         """Ask the store for one cheap figure; raise `StoreError` if it does not answer (within
         its timeout). Counts, like every call, towards the outage record (`health`)."""
-        try:
-            self.store.revision()
-        except StoreError as exc:
-            self._failed(exc)
-            raise
-        self._answered()
+        self._watch.ping()
 
     def check_health(self) -> Health:
         """Whether the store answers (a ping) and takes writes (how this gate's latest writes
@@ -361,33 +273,7 @@ class Gate:
         write that grows nothing (see `spendgate.health`), so that a gate nobody writes
         through learns that writes work again; otherwise it writes nothing.
         """
-        now = self.clock()
-        try:
-            self.ping()
-        except StoreError:
-            return Health("unreachable", self.health.writes, now)
-        self.health.probe(now, lambda: self.store.probe_write(to_micros(now)))
-        return Health("ok", self.health.writes, now)
-
-    def _unreachable(
-        self,
-        budgets: tuple[Budget, ...],
-        slots: tuple[Slot, ...],
-        requested: Nanos,
-        now: datetime,
-        exc: StoreError,
-        *,
-        reservation_id: str | None = None,
-    ) -> Decision:
-        """Decide without the store (see `decide_unreachable()`), counting the outcome in
-        `outages`. (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
-        decision = decide_unreachable(
-            budgets, slots, requested, now, exc, reservation_id=reservation_id
-        )
-        outcome: Literal["denied", "approved"] = "approved" if decision.approved else "denied"
-        self._failed(exc, outcome, write=reservation_id is not None)
-        self.outages[outcome] += 1
-        return decision
+        return self._watch.check()
 
     def require(
         self, service: str, source: str, amount: Decimal | int | str | None = None, **options: Any
@@ -444,91 +330,12 @@ class Gate:
             # Nothing to hold: a free call passes even a budget that is already over its cap.
             # Its slots are kept (uncapped), so an actual cost at commit still counts.
             slots = tuple(Slot(s.budget, s.bucket, s.span_start, None) for s in slots)
-        opened = _Open(binding, amount, clean_labels, emergency, now_us + duration_micros(lifetime))
-        asked = _Reserving(rid, opened, budgets, slots, now, now_us, priority)
-        if self._leases is not None and amount and reservation_id is None:
-            # Out of this gate's leases when they cover it: no store, no id to check.
-            leased = self._reserve_leased(asked)
-            if leased is not None:
-                return leased
-        write = ReservationWrite(
-            reservation_id=rid,
-            fingerprint=fingerprint(
-                service, source, amount, sorted(clean_labels.items()), emergency, priority
-            ),
-            slots=slots,
-            amount=amount,
-            created_at=now_us,
-            expires_at=opened.expires_at,
-            service=service,
-            source=source,
-            emergency=emergency,
-            labels=clean_labels,
+        expires_at = now_us + duration_micros(lifetime)
+        opened = Opened(binding, amount, clean_labels, emergency, expires_at)
+        asked = Asked(
+            rid, opened, budgets, slots, now, now_us, priority, reservation_id is not None
         )
-        if reservation_id is not None:
-            self.health.claim(rid)  # a retry of a lost reserve: the hold is the caller's again
-        try:
-            self.health.still_reachable(started)
-            result = self.store.reserve(write, now_us)
-        except StoreClosedError:
-            raise  # misuse, not an outage: no decision without the store
-        except StoreError as exc:
-            return self._reserve_unreachable(asked, exc)
-        return self._reserve_answered(asked, result)
-
-    def _reserve_leased(self, asked: _Reserving) -> Decision | None:
-        """Hold the amount out of this gate's leases; `None` when they do not cover it."""
-        assert self._leases is not None
-        opened = asked.opened
-        local = self._leases.take(
-            asked.rid,
-            asked.budgets,
-            asked.slots,
-            opened.amount,
-            now=asked.now_us,
-            expires_at=opened.expires_at,
-        )
-        if local is None:
-            return None
-        opened.local, leased = local
-        self._open[asked.rid] = opened
-        return asked.held(leased)
-
-    def _reserve_unreachable(self, asked: _Reserving, exc: StoreError) -> Decision:
-        """Decide a reserve the store did not answer: denied, or approved unheld (fail-open).
-        A hold the store may have kept is noted, to be released once it answers."""
-        if isinstance(exc, OutcomeUnknownError):
-            self.health.lost(asked.rid)
-        opened = asked.opened
-        decision = self._unreachable(
-            asked.budgets, asked.slots, opened.amount, asked.now, exc, reservation_id=asked.rid
-        )
-        if decision.approved:
-            opened.unheld = True
-            self._open[asked.rid] = opened
-        return decision
-
-    def _reserve_answered(self, asked: _Reserving, result: ReserveResult) -> Decision:
-        """The decision of the store's answer: a new hold, a refusal, or a retry's replay."""
-        self._answered()
-        rid = asked.rid
-        if result.status == "created":
-            self.health.wrote()
-        if result.status == "conflict":
-            raise ConflictError("reservation", rid)
-        if result.status == "exists" and result.state != "pending":
-            # The hold is gone: approving again would let a retry spend money nobody holds.
-            raise ReservationStateError(rid, result.state or "settled", "reserve again")
-        if result.status == "exists":  # still held: the same approval, with today's figures
-            return asked.held(self.store.usage(asked.slots, asked.now_us))
-        if result.status == "denied":
-            amount = asked.opened.amount
-            checks = _checks(asked.budgets, asked.slots, result.used, amount, result.refused)
-            return decide(checks, amount, asked.now, priority=asked.priority)
-        if len(self._open) >= _OPEN_PRUNE_AT:
-            self._forget_expired(asked.now_us)
-        self._open[rid] = asked.opened
-        return asked.held(result.used)
+        return self._holds.reserve(asked, started)
 
     def commit(
         self,
@@ -547,94 +354,18 @@ class Gate:
         a release, raises `ReservationStateError` and changes nothing.
         """
         check_id(reservation_id, "reservation_id")
-        opened = self._open.get(reservation_id) or self._reopen(reservation_id)
-        now, now_us = self._now()
-        given = EventDetails(
-            actual, units, request_id, None, opened.labels, opened.emergency, details
-        )
-        write = opened.binding.settlement(reservation_id, opened.amount, given, now)
-        try:
-            if opened.local is None and not opened.unheld:
-                result = self.store.commit(reservation_id, write, now_us)
-                self._open.pop(reservation_id, None)
-            else:
-                result = self._settle_unstored(reservation_id, opened, write)
-        except StoreError as exc:
-            self._failed(exc, write=True)
-            raise
-        self.health.wrote()
-        self._answered()
-        return result
-
-    def _settle_unstored(
-        self, reservation_id: str, opened: _Open, write: EventWrite
-    ) -> CommitResult:
-        """Commit a hold the store never saw: taken from leases, or approved fail-open.
-
-        The event goes in like a recorded one (concurrent commits share a transaction); a
-        lease hold moves out of its leases in that same transaction. A hold given back
-        because its time ran out is booked, like an expired one, as unreserved spend.
-        """
-        assert self._leases is not None or opened.unheld
-        hold = self._leases.held(reservation_id) if self._leases is not None else None
-        if hold is not None:
-            write = replace(write, draw=hold.draw)
-        if self._writer is not None:
-            result = self._writer.submit(write)
-        else:
-            result = self.store.record([write])[0]
-        if result.status == "conflict":
-            raise ConflictError("event", result.request_id)
-        if self._leases is not None:
-            self._leases.settled(reservation_id)
-        self._open.pop(reservation_id, None)
-        cost = result.cost or 0
-        held = opened.amount if hold is not None else 0
-        return CommitResult(
-            reservation_id, result.request_id, result.cost, max(0, cost - held), hold is None
-        )
+        given = EventDetails(actual, units, request_id, details=details)
+        return self._holds.commit(reservation_id, given, self.clock())
 
     def release(self, reservation_id: str) -> ReservationState:
         """Return a reservation's hold unused. Releasing twice raises `ReservationStateError`."""
         _, now_us = self._now()
-        opened = self._open.get(reservation_id)
-        if opened is not None and (opened.local is not None or opened.unheld):
-            self._open.pop(reservation_id, None)
-            given_back = self._leases is not None and self._leases.give_back(reservation_id)
-            return "released" if given_back or opened.unheld else "expired"
-        try:
-            state = self.store.release(reservation_id, now_us)
-        except StoreError as exc:
-            self._failed(exc, write=True)
-            raise
-        self._open.pop(reservation_id, None)
-        self.health.wrote()
-        self._answered()
-        return state
+        return self._holds.release(reservation_id, now_us)
 
     def expire(self) -> int:
         """Return every hold whose time ran out (the store also does this when it must)."""
         _, now_us = self._now()
         return self.store.expire(now_us)
-
-    def _forget_expired(self, now_us: int) -> None:
-        # Holds that were never settled (their callers died) expire in the store; forget them
-        # here too, so a long-running process does not remember them forever.
-        for rid, opened in list(self._open.items()):
-            if opened.expires_at <= now_us:
-                self._open.pop(rid, None)
-
-    def _reopen(self, reservation_id: str) -> _Open:
-        info = self.store.reservation(reservation_id)
-        if info is None:
-            raise ReservationStateError(reservation_id, "unknown", "commit")
-        return _Open(
-            self.bind(info.service, info.source),
-            info.amount,
-            info.labels,
-            info.emergency,
-            info.expires_at,
-        )
 
     def spend(
         self,
@@ -704,17 +435,13 @@ class Gate:
         write = self._prepare(service, source, given)
         try:
             self.health.still_reachable(started)
-            result = (
-                self._writer.submit(write)
-                if self._writer is not None
-                else self.store.record([write])[0]
-            )
+            result = self._submit(write)
         except StoreError as exc:
-            self._failed(exc, write=True)
+            self._watch.failed(exc, write=True)
             raise
         if result.created:
             self.health.wrote()
-        self._answered()
+        self._watch.answered()
         return _no_conflict(result)
 
     async def arecord(
@@ -747,12 +474,12 @@ class Gate:
                 else self.store.record([write])[0]
             )
         except StoreError as exc:
-            self._failed(exc, write=True)
+            self._watch.failed(exc, write=True)
             raise
         if result.created:
             self.health.wrote()
         if not self.health.quiet:  # the store answered after an outage: off the loop
-            await asyncio.get_running_loop().run_in_executor(None, self._answered)
+            await asyncio.get_running_loop().run_in_executor(None, self._watch.answered)
         return _no_conflict(result)
 
     def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RecordResult]:
@@ -779,12 +506,18 @@ class Gate:
             else:
                 results = self.store.record(writes)
         except StoreError as exc:
-            self._failed(exc, write=True)
+            self._watch.failed(exc, write=True)
             raise
         if any(r.created for r in results):
             self.health.wrote()
-        self._answered()
+        self._watch.answered()
         return results
+
+    def _submit(self, write: EventWrite) -> RecordResult:
+        """Store one event: through the group committer, when the store batches."""
+        if self._writer is not None:
+            return self._writer.submit(write)
+        return self.store.record([write])[0]
 
     def prepare(self, service: str, source: str, **fields: Any) -> EventWrite:
         """Validate and cost an event without writing it: what `record()` writes, of the same
@@ -833,27 +566,3 @@ def _no_conflict(result: RecordResult) -> RecordResult:
     if result.status == "conflict":
         raise ConflictError("event", result.request_id)
     return result
-
-
-def _held(
-    budgets: tuple[Budget, ...], slots: tuple[Slot, ...], used: Iterable[Nanos]
-) -> tuple[Check, ...]:
-    """Each budget's check with the call's amount already in `used` (held, or leased)."""
-    return tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
-
-
-def _checks(
-    budgets: tuple[Budget, ...],
-    slots: tuple[Slot, ...],
-    used: Iterable[Nanos],
-    requested: Nanos,
-    refused: int | None = None,
-) -> tuple[Check, ...]:
-    """Each budget's check: refused if the request would take it over its cap."""
-    out = []
-    for i, (b, slot, u) in enumerate(zip(budgets, slots, used, strict=True)):
-        over = slot.cap is not None and u + requested > slot.cap
-        if refused is not None:
-            over = i == refused
-        out.append(Check(b, u if over else u + requested, slot.cap, over))
-    return tuple(out) if out else _NO_CHECKS

@@ -29,12 +29,14 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from spendgate.budgets import Budget
+from spendgate.clock import Clock
 from spendgate.decisions import Decision
 from spendgate.errors import (
     ReservationStateError,
@@ -45,7 +47,8 @@ from spendgate.errors import (
 )
 from spendgate.money import Nanos
 from spendgate.redaction import redact
-from spendgate.store.base import Slot
+from spendgate.store.base import Slot, Store
+from spendgate.windows import to_micros
 
 log = logging.getLogger("spendgate")
 
@@ -318,6 +321,84 @@ class StoreHealth:
         finally:
             self._settling.release()
         return done
+
+
+class StoreWatch:
+    """How one gate's calls to its store end, noted as they end: the `health` it reports,
+    the `outages` it decided, and the clean-up due when the store answers again."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.health = StoreHealth()
+        self.outages: Counter[str] = Counter()
+        """Decisions made while the store was unreachable: `denied` (fail closed) and
+        `approved` (a fail-open budget)."""
+
+    def failed(
+        self,
+        exc: StoreError,
+        outcome: Literal["denied", "approved"] | None = None,
+        *,
+        write: bool = False,
+    ) -> None:
+        """Note a call's store error (see `StoreHealth.call_failed()`)."""
+        self.health.call_failed(self.clock(), exc, outcome, write=write)
+
+    def answered(self) -> None:
+        """The store answered a call: end an outage in progress, and release the holds of
+        reservations whose outcome was lost (see `resolve_unknown()`)."""
+        if not self.health.quiet:  # after an outage only: the per-call path skips this
+            self.health.answered(self.clock())
+            try:
+                self.resolve_unknown()
+            except Exception:  # clean-up must not fail the call that happened to trigger it
+                log.exception("holds of reservations whose outcome was lost not released")
+
+    def resolve_unknown(self) -> int:
+        """Release the holds of reservations whose outcome was lost, if the store kept them;
+        how many were released."""
+        now_us = to_micros(self.clock())
+        return self.health.settle(lambda rid: self.store.release(rid, now_us))
+
+    def ping(self) -> None:
+        """Ask the store for one cheap figure; raise `StoreError` if it does not answer."""
+        try:
+            self.store.revision()
+        except StoreError as exc:
+            self.failed(exc)
+            raise
+        self.answered()
+
+    def check(self) -> Health:
+        """Whether the store answers and takes writes, as of now (see `Gate.check_health()`)."""
+        now = self.clock()
+        try:
+            self.ping()
+        except StoreError:
+            return Health("unreachable", self.health.writes, now)
+        self.health.probe(now, lambda: self.store.probe_write(to_micros(now)))
+        return Health("ok", self.health.writes, now)
+
+    def unreachable(
+        self,
+        budgets: tuple[Budget, ...],
+        slots: tuple[Slot, ...],
+        requested: Nanos,
+        now: datetime,
+        exc: StoreError,
+        *,
+        reservation_id: str | None = None,
+    ) -> Decision:
+        """Decide without the store (see `decide_unreachable()`), counting the outcome in
+        `outages`. (A `reservation_id` given: a reserve, whose failed write is noted too.)"""
+        decision = decide_unreachable(
+            budgets, slots, requested, now, exc, reservation_id=reservation_id
+        )
+        outcome: Literal["denied", "approved"] = "approved" if decision.approved else "denied"
+        self.failed(exc, outcome, write=reservation_id is not None)
+        self.outages[outcome] += 1
+        return decision
 
 
 def decide_unreachable(

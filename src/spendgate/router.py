@@ -39,7 +39,8 @@ from spendgate.events import (
     measure,
     storable_text,
 )
-from spendgate.gate import Gate, new_request_id
+from spendgate.gate import Gate
+from spendgate.holds import new_request_id
 from spendgate.money import Nanos, from_nanos
 from spendgate.spend import raise_if_denied
 from spendgate.windows import to_micros
