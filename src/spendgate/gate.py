@@ -32,7 +32,6 @@ from spendgate import config as config_module
 from spendgate.binding import Binding, Bindings, EventDetails
 from spendgate.budgets import Budget, BudgetStatus
 from spendgate.clock import Clock, system_clock
-from spendgate.config import Config
 from spendgate.decisions import Check, Decision, decide
 from spendgate.errors import (
     ConfigError,
@@ -56,6 +55,7 @@ from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos
 from spendgate.pricing import Usage
 from spendgate.redaction import redact
+from spendgate.settings import Config
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import (
