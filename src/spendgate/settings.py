@@ -191,7 +191,8 @@ def _seconds(span: timedelta | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A validated setup: prices, budgets and defaults."""
+    """A validated setup: prices, budgets and defaults. `spendgate.config` reads one from
+    `spendgate.toml` (and offers it too: `from spendgate.config import Config`)."""
 
     prices: PriceBook = field(default_factory=PriceBook)
     budgets: tuple[Budget, ...] = ()
