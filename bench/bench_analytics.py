@@ -62,9 +62,10 @@ import pandas as pd
 from common import finish, header, median
 from spendgate import Gate
 from spendgate.analytics import Analyst
-from spendgate.config import Config, parse
+from spendgate.config import parse
 from spendgate.events import Event
 from spendgate.rollups import TALLY_FIELDS, Tally, total
+from spendgate.settings import Config
 from spendgate.store.base import EventWrite
 from spendgate.testing import FrozenClock
 from spendgate.windows import EPOCH, to_micros

@@ -55,8 +55,9 @@ from typing import Any
 
 from common import finish, header, median
 from spendgate import Gate
-from spendgate.config import SEED_SOURCES, Config, parse
+from spendgate.config import parse
 from spendgate.server.schemas import EventIn  # module level: FastAPI resolves the annotation
+from spendgate.settings import SEED_SOURCES, Config
 from spendgate.windows import to_micros
 
 TARGET = 0.50

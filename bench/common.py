@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter
 
-from spendgate.config import Config, parse
+from spendgate.config import parse
+from spendgate.settings import Config
 
 SERVICE = "bench_service"
 SOURCE = "paid_api"

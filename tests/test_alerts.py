@@ -28,9 +28,10 @@ from spendgate import Gate
 from spendgate.alerts import AlertEngine, Dispatcher, channels
 from spendgate.alerts.dispatcher import Round
 from spendgate.alerts.notices import due
-from spendgate.config import parse, parse_alerts
+from spendgate.config import parse
 from spendgate.errors import ValidationError
 from spendgate.server import create_app
+from spendgate.settings import parse_alerts
 from spendgate.store import open_store
 from spendgate.testing import FrozenClock
 from tests.serving import bearer, free_port, make_keys

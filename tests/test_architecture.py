@@ -23,6 +23,8 @@ CORE = {
     "clock",
     "testing",
     "redaction",
+    "destinations",
+    "settings",
 }
 LAYER = {
     **dict.fromkeys(CORE, 0),

@@ -17,7 +17,7 @@ import pytest
 
 from spendgate import Gate
 from spendgate.budgets import DEFAULT_LADDER, STREAM_LADDER, Scope, Threshold
-from spendgate.config import Config, load, parse
+from spendgate.config import load, parse
 from spendgate.errors import (
     ConfigError,
     UnknownSourceError,
@@ -26,6 +26,7 @@ from spendgate.errors import (
 )
 from spendgate.money import to_nanos
 from spendgate.pricing import Tier
+from spendgate.settings import Config
 from spendgate.testing import FrozenClock
 from spendgate.windows import Window
 

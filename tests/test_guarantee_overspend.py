@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from spendgate import Gate, to_nanos
-from spendgate.config import Config, parse
+from spendgate.config import parse
+from spendgate.settings import Config
 from spendgate.testing import FrozenClock
 from tests.conftest import small_config
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from spendgate import Gate, to_nanos
-from spendgate.config import Config, parse
+from spendgate.config import parse
 from spendgate.errors import ValidationError
+from spendgate.settings import Config
 from spendgate.store import open_store
 from spendgate.testing import FrozenClock
 

@@ -33,9 +33,10 @@ import pytest
 
 from spendgate import Gate
 from spendgate.alerts import AlertEngine
-from spendgate.config import Config, parse
+from spendgate.config import parse
 from spendgate.errors import StoreUnreachableError, ValidationError
 from spendgate.health import Outage, StoreHealth
+from spendgate.settings import Config
 from spendgate.store import open_store
 from spendgate.testing import FrozenClock
 from tests.serving import app_for, bearer, make_keys, running

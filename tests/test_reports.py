@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 from spendgate import Gate
 from spendgate.analytics import Analyst
 from spendgate.cli import app
-from spendgate.config import Config, parse
+from spendgate.config import parse
 from spendgate.errors import ValidationError
 from spendgate.money import format_money, money_text
 from spendgate.reports import FORMATS, Report, Reporter, write
+from spendgate.settings import Config
 from spendgate.testing import FrozenClock
 from tests.conftest import random_event
 

@@ -41,9 +41,10 @@ from spendgate.alerts.channels import NOT_DELIVERED, DeliveryError, signature
 from spendgate.alerts.dispatcher import Dispatcher
 from spendgate.alerts.engine import AlertEngine
 from spendgate.alerts.notices import alert_dict
-from spendgate.config import ChannelSettings, parse
+from spendgate.config import parse
 from spendgate.errors import StoreError, ValidationError
 from spendgate.redaction import redact, redact_url
+from spendgate.settings import ChannelSettings
 from spendgate.store import open_store
 from tests.conftest import POSTGRES_URL, postgres_or_skip
 from tests.serving import app_for, bearer, free_port, make_keys, running

@@ -25,9 +25,9 @@ from fastapi import FastAPI
 
 from spendgate import Gate
 from spendgate.alerts import Dispatcher
-from spendgate.config import ChannelSettings
 from spendgate.keys import create_key
 from spendgate.leases import LEASE_SERVICE
+from spendgate.settings import ChannelSettings
 from spendgate.store import open_store
 from spendgate.store.base import Alert, Notification
 from spendgate.testing import FrozenClock

@@ -13,7 +13,6 @@ with gate.spend("image_processor", "google_maps_optimized") as call:
 from spendgate.binding import Binding
 from spendgate.budgets import Budget, BudgetStatus, Scope, Threshold
 from spendgate.clock import Clock, system_clock
-from spendgate.config import Config
 from spendgate.decisions import Decision
 from spendgate.errors import (
     BudgetExceededError,
@@ -31,6 +30,7 @@ from spendgate.events import Event, RecordResult
 from spendgate.gate import Gate
 from spendgate.money import from_nanos, to_nanos
 from spendgate.pricing import Price, PriceBook
+from spendgate.settings import Config
 from spendgate.spend import Spend
 from spendgate.store.base import CommitResult
 from spendgate.windows import Window

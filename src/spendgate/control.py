@@ -28,10 +28,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from spendgate.budgets import Budget, budget_from_config
-from spendgate.config import Config, redact_alerts
 from spendgate.errors import ExistsError, NotFoundError, ValidationError
 from spendgate.events import check_id
 from spendgate.gate import Gate
+from spendgate.redaction import redact_alerts
+from spendgate.settings import Config
 from spendgate.store.base import AuditEntry, Definition
 from spendgate.windows import from_micros, to_micros
 

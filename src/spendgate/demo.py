@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spendgate.config import SEED_SOURCES, Config, parse
+from spendgate.config import parse
 from spendgate.gate import Gate
 from spendgate.router import FreeFirstRouter
+from spendgate.settings import SEED_SOURCES, Config
 from spendgate.streams import StreamMeter, UsageStats
 from spendgate.testing import FrozenClock
 

@@ -29,7 +29,6 @@ from spendgate import config as config_module
 from spendgate.binding import Binding, Bindings, EventDetails
 from spendgate.budgets import BudgetStatus
 from spendgate.clock import Clock, system_clock
-from spendgate.config import Config
 from spendgate.decisions import Decision, decide, held_checks, request_checks
 from spendgate.errors import (
     ConfigError,
@@ -44,6 +43,7 @@ from spendgate.holds import Asked, Holds, Opened, new_request_id
 from spendgate.leases import Leases
 from spendgate.pricing import Usage
 from spendgate.redaction import redact
+from spendgate.settings import Config
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.store.base import CLOSE_WAIT, CommitResult, EventWrite, ReservationState, Slot, Store

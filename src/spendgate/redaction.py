@@ -3,13 +3,16 @@
 Channel URLs carry credentials and tokens (`mailto://user:pass@host`, `slack://TokenA/TokenB/
 TokenC`, `tgram://bottoken/chatid`, `json://host/hook?token=...`) and database URLs carry
 passwords. Every place that shows a URL or an error outside the process (responses, the
-outbox's `last_error`, log records, the audit log, the serve banner) passes it through here.
-Pure: text in, text out.
+outbox's `last_error`, log records, the audit log, the serve banner) passes it through here,
+and an `[alerts]` table passes through `redact_alerts` before the audit log shows it.
+Pure: values in, values out.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 SERVER_SCHEMES = frozenset(
     {
@@ -78,3 +81,26 @@ def redact_url(url: str) -> str:
 def redact(text: str) -> str:
     """A message safe to show: every URL in it passed through `redact_url`."""
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def redact_alerts(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """An `[alerts]` table safe to show (the audit log keeps tables as given): channel URLs
+    redacted, secrets hidden."""
+    out = dict(spec)
+    channels = out.get("channels")
+    if isinstance(channels, Mapping):
+        shown: dict[str, Any] = {}
+        for name, value in channels.items():
+            if isinstance(value, str):
+                shown[name] = redact_url(value)
+            elif isinstance(value, Mapping):
+                table = dict(value)
+                if isinstance(table.get("url"), str):
+                    table["url"] = redact_url(table["url"])
+                if "secret" in table:
+                    table["secret"] = "(set)"
+                shown[name] = table
+            else:
+                shown[name] = value
+        out["channels"] = shown
+    return out

@@ -29,7 +29,6 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from spendgate.config import Config
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.keys import create_key
@@ -38,6 +37,7 @@ from spendgate.server.background import Background
 from spendgate.server.connections import http_protocol
 from spendgate.server.pages import SIGNIN_PATH
 from spendgate.server.sessions import DEFAULT_SIGNIN_TTL
+from spendgate.settings import Config
 from spendgate.store.base import CLOSE_WAIT, ApiKey
 from spendgate.windows import to_micros
 

@@ -30,10 +30,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.budgets import Budget, BudgetStatus
-from spendgate.config import StreamSettings
 from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos, from_nanos, money_text, to_nanos
+from spendgate.settings import StreamSettings
 from spendgate.windows import duration_micros, require_aware, to_micros
 
 StreamLevel = Literal["normal", "warn", "degraded", "stopped"]

@@ -26,9 +26,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from spendgate.config import AlertSettings, ChannelSettings, channel_hosts, private_address
+from spendgate.destinations import channel_hosts, private_address
 from spendgate.errors import SpendgateError, ValidationError
 from spendgate.redaction import redact, redact_url
+from spendgate.settings import AlertSettings, ChannelSettings
 
 log = logging.getLogger("spendgate.alerts")
 SIGNATURE_HEADER = "X-Spendgate-Signature"

@@ -31,10 +31,10 @@ from typing import Any
 
 from spendgate.alerts import channels
 from spendgate.alerts.channels import DeliveryError
-from spendgate.config import ChannelSettings
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.redaction import redact
+from spendgate.settings import ChannelSettings
 from spendgate.windows import duration_micros, to_micros
 
 log = logging.getLogger("spendgate.alerts")

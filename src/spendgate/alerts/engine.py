@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 
 from spendgate.alerts import notices, rules
 from spendgate.alerts.rules import BudgetStanding, Finding, Snapshot
-from spendgate.config import AlertSettings
 from spendgate.errors import StoreError
 from spendgate.gate import Gate
 from spendgate.health import Outage
 from spendgate.redaction import redact
 from spendgate.rollups import Tally, total
+from spendgate.settings import AlertSettings
 from spendgate.store.base import Alert, Notification
 from spendgate.windows import from_micros, to_micros
 

@@ -12,8 +12,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from spendgate.config import AlertSettings, ChannelSettings
 from spendgate.money import format_money, money_text
+from spendgate.settings import AlertSettings, ChannelSettings
 from spendgate.store.base import Alert
 from spendgate.windows import duration_micros, from_micros
 

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from spendgate.budgets import Budget
-from spendgate.config import AlertSettings, Severity
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, money_text
 from spendgate.pricing import RateLimit
 from spendgate.rollups import Tally
+from spendgate.settings import AlertSettings, Severity
 
 Judgement = Literal["active", "clear", "hold"]
 

@@ -33,11 +33,11 @@ from spendgate.analytics.summaries import (
 )
 from spendgate.analytics.trends import Trend
 from spendgate.budgets import Budget
-from spendgate.config import AnalyticsSettings
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos
 from spendgate.rollups import Tally, floor_minute, total
+from spendgate.settings import AnalyticsSettings
 from spendgate.windows import (
     Window,
     duration_micros,

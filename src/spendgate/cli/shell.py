@@ -19,10 +19,10 @@ from rich.table import Table
 
 from spendgate import config as config_module
 from spendgate.budgets import BudgetStatus
-from spendgate.config import Config
 from spendgate.errors import SpendgateError
 from spendgate.gate import Gate
 from spendgate.money import format_money
+from spendgate.settings import Config
 
 app = typer.Typer(
     help="spendgate: budgets that refuse a paid API call before the money is spent.",

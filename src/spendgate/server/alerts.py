@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Path, Query
 from spendgate.alerts import channels
 from spendgate.alerts.channels import DeliveryError
 from spendgate.alerts.notices import alert_dict
-from spendgate.config import ALERTS_DEFINITION, AlertSettings, parse_alerts
 from spendgate.errors import NotFoundError
 from spendgate.redaction import redact
 from spendgate.server.auth import Principal, require
@@ -26,6 +25,7 @@ from spendgate.server.schemas import (
     TestIn,
     TestOut,
 )
+from spendgate.settings import ALERTS_DEFINITION, AlertSettings, parse_alerts
 from spendgate.store.base import Notification, NotificationState
 from spendgate.windows import from_micros
 

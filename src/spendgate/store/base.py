@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any, ClassVar, Literal
 
-from spendgate.config import Severity
 from spendgate.errors import CounterLimitError, StoreClosedError, ValidationError
 from spendgate.events import Event, RecordResult
 from spendgate.money import MAX_TOTAL, MAX_TOTAL_AMOUNT, Nanos, money_text
 from spendgate.pricing import Price
 from spendgate.rollups import Tally, tiles
+from spendgate.settings import Severity
 
 TallyRow = tuple[int, str, str, Tally]
 """(span index, service, source, tally): one row of `Store.tallies()`."""
