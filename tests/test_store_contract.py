@@ -11,17 +11,11 @@ from decimal import Decimal
 
 import pytest
 
+from spendgate.accounting import QuotaUse, Slot
 from spendgate.errors import ConflictError, ReservationStateError
 from spendgate.events import Event, fingerprint
 from spendgate.pricing import Price
-from spendgate.store.base import (
-    Balance,
-    EventWrite,
-    QuotaUse,
-    ReservationWrite,
-    Slot,
-    Store,
-)
+from spendgate.store.base import Balance, EventWrite, ReservationWrite, Store
 from spendgate.windows import Window
 
 T0 = 1_700_000_000_000_000  # µs

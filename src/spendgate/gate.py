@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from spendgate import config as config_module
+from spendgate.accounting import Slot
 from spendgate.binding import Binding, Bindings, EventDetails
 from spendgate.budgets import Budget, BudgetStatus
 from spendgate.clock import Clock, system_clock
@@ -65,7 +66,6 @@ from spendgate.store.base import (
     ReservationState,
     ReservationWrite,
     ReserveResult,
-    Slot,
     Store,
 )
 from spendgate.store.batching import GroupCommitter

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from spendgate.accounting import Slot
 from spendgate.budgets import Budget
 from spendgate.decisions import Decision
 from spendgate.errors import (
@@ -45,7 +46,6 @@ from spendgate.errors import (
 )
 from spendgate.money import Nanos
 from spendgate.redaction import redact
-from spendgate.store.base import Slot
 
 log = logging.getLogger("spendgate")
 

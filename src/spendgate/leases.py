@@ -28,11 +28,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from spendgate.accounting import Slot
 from spendgate.budgets import Budget, LeasePolicy
 from spendgate.clock import Clock
 from spendgate.errors import SpendgateError
 from spendgate.money import Nanos
-from spendgate.store.base import CLOSE_WAIT, Draw, ReservationWrite, Slot, Store
+from spendgate.store.base import CLOSE_WAIT, Draw, ReservationWrite, Store
 from spendgate.windows import duration_micros, to_micros
 
 LEASE_SERVICE = "spendgate"

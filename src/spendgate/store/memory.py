@@ -12,6 +12,16 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from spendgate.accounting import (
+    Settlement,
+    Slot,
+    check_room,
+    cost_with_quota,
+    drawn_plan,
+    hold_limit,
+    overshoot_of,
+    usage_limit_error,
+)
 from spendgate.errors import ChangedError, ConflictError, ReservationStateError, StoreClosedError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import MAX_TOTAL, Nanos
@@ -41,17 +51,9 @@ from spendgate.store.base import (
     ReservationState,
     ReservationWrite,
     ReserveResult,
-    Settlement,
-    Slot,
     Store,
     TallyRow,
-    check_room,
-    cost_with_quota,
-    drawn_plan,
-    hold_limit,
     key_record,
-    overshoot_of,
-    usage_limit_error,
 )
 from spendgate.store.rows import audit_limit, json_spec, spec_json
 from spendgate.windows import to_micros
@@ -236,7 +238,10 @@ class MemoryStore(Store):
     def _cost(self, write: EventWrite) -> Nanos | None:
         """The event's cost; for tiered prices, from the quota counters, which it advances."""
         cost, counters = cost_with_quota(
-            write, lambda q: self._quota.get((q.source, q.unit, q.period), Decimal(0))
+            write.event,
+            write.price,
+            write.quota,
+            lambda q: self._quota.get((q.source, q.unit, q.period), Decimal(0)),
         )
         for q, used in counters:
             self._quota[(q.source, q.unit, q.period)] = used

@@ -25,6 +25,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
+from spendgate.accounting import (
+    QuotaUse,
+    Settlement,
+    Slot,
+    check_room,
+    cost_with_quota,
+    drawn_plan,
+    hold_limit,
+    overshoot_of,
+    usage_limit_error,
+)
 from spendgate.errors import ConflictError, ReservationStateError, UnstorableError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
@@ -36,21 +47,12 @@ from spendgate.store.base import (
     CommitResult,
     EventWrite,
     InFlight,
-    QuotaUse,
     ReservationInfo,
     ReservationState,
     ReservationWrite,
     ReserveResult,
-    Settlement,
-    Slot,
     Store,
     TallyRow,
-    check_room,
-    cost_with_quota,
-    drawn_plan,
-    hold_limit,
-    overshoot_of,
-    usage_limit_error,
 )
 from spendgate.store.rows import (
     event_row,
@@ -451,7 +453,7 @@ class SQLStore(SQLControl[C], Store):
             conn.execute(sql.quota_create, (q.source, q.unit, q.period))
             return Decimal(conn.execute(sql.quota_used, (q.source, q.unit, q.period)).fetchone()[0])
 
-        cost, counters = cost_with_quota(write, used_before)
+        cost, counters = cost_with_quota(write.event, write.price, write.quota, used_before)
         for q, used in counters:
             conn.execute(sql.quota_set, (str(used), q.source, q.unit, q.period))
         return cost
