@@ -23,7 +23,7 @@ from spendgate.errors import ValidationError
 from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
-from spendgate.store.base import EventWrite, Store
+from spendgate.store.base import ControlStore, EventWrite
 from spendgate.windows import from_micros, require_aware, to_micros
 
 FINGERPRINTS_KEPT = 4096  # per binding
@@ -389,7 +389,7 @@ class Bindings:
 
     def __init__(
         self,
-        store: Store,
+        store: ControlStore,
         base: Config,
         refresh_every: float,
         *,
