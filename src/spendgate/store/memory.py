@@ -1,7 +1,8 @@
 """The in-memory store (`memory://`): the contract in plain Python under one lock.
 
 For tests and for single-process use where nothing needs to survive a restart. It is also
-the reference the SQL backends are checked against by the contract suite.
+the reference the SQL backends are checked against by the contract suite. The ledger is
+here; the control plane, alerts and outbox are `memory_control.MemoryControl`'s.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class MemoryControl(ControlStore, AlertStore, OutboxStore):
         self._heartbeats: dict[str, int] = {}
 
     def _check_open(self) -> None:
-        # Called with the lock held (see `close()`).
+        # Called with the lock held (see `MemoryStore.close()`).
         if self._closed:
             raise StoreClosedError(self.where)
 

@@ -3,8 +3,8 @@ taken, spend charged, holds settled (a commit's or a draw's from leases), quota 
 moved, and the alert lines those changes cross booked, all on one connection.
 
 `sql.SQLStore` decides what each contract method does; this is how money moves on the rows
-while it does. Every statement is `statements.Statements`'; a backend supplies `_many` and,
-if its writers run concurrently, `_lock_budget`.
+while it does. Every statement it runs is in `statements.Statements`; a backend supplies
+`_many` and, if its writers run concurrently, `_lock_budget`.
 """
 
 from __future__ import annotations
