@@ -12,6 +12,7 @@ import spendgate
 
 SRC = Path(spendgate.__file__).parent
 CORE = {
+    "accounting",
     "money",
     "pricing",
     "windows",

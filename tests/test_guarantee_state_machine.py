@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from spendgate import ConflictError, Gate, ReservationStateError, to_nanos
+from spendgate.accounting import Slot
 from spendgate.config import parse
-from spendgate.store.base import Slot
 from spendgate.testing import FrozenClock
 from spendgate.windows import to_micros
 from tests.conftest import (

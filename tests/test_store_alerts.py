@@ -10,19 +10,11 @@ from typing import Any
 
 import pytest
 
+from spendgate.accounting import AlertLine, Slot
 from spendgate.errors import ValidationError
 from spendgate.events import Event, fingerprint
 from spendgate.store import open_store
-from spendgate.store.base import (
-    Alert,
-    AlertLine,
-    Draw,
-    EventWrite,
-    Notification,
-    ReservationWrite,
-    Slot,
-    Store,
-)
+from spendgate.store.base import Alert, Draw, EventWrite, Notification, ReservationWrite, Store
 from spendgate.windows import to_micros
 from tests import test_store_control
 from tests.test_store_control import PROCESSES, race, with_store

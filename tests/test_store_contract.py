@@ -11,17 +11,11 @@ from decimal import Decimal
 
 import pytest
 
+from spendgate.accounting import QuotaUse, Slot
 from spendgate.errors import ConflictError, ReservationStateError
 from spendgate.events import Event, fingerprint
 from spendgate.pricing import Price
-from spendgate.store.base import (
-    Balance,
-    EventWrite,
-    QuotaUse,
-    ReservationWrite,
-    Slot,
-    Store,
-)
+from spendgate.store.base import Balance, EventWrite, ReservationWrite, Store
 from spendgate.windows import Window
 
 T0 = 1_700_000_000_000_000  # µs
@@ -173,6 +167,69 @@ def test_release_of_expired_hold_reports_it(store: Store) -> None:
     store.reserve(hold("r1", 100, expires=T0 + 10), T0)
     store.expire(T0 + 10)
     assert store.release("r1", T0 + 11) == "expired"
+    assert store.balance(slot()) == Balance()
+
+
+def test_adjust_grows_a_hold_within_every_cap(store: Store) -> None:
+    roomy, tight = slot(budget="roomy"), slot(cap=800, budget="tight")
+    store.reserve(hold("r1", 400, roomy, tight), T0)
+    result = store.adjust("r1", 300, T0 + 60_000_000, T0 + 1)
+    assert (result.status, result.used) == ("created", (700, 700))
+    assert store.balance(roomy) == store.balance(tight) == Balance(reserved=700)
+    assert store.reservation("r1").amount == 700  # type: ignore[union-attr]
+
+
+def test_adjust_refused_by_a_cap_is_denied_and_changes_nothing(store: Store) -> None:
+    roomy, tight = slot(budget="roomy"), slot(cap=500, budget="tight")
+    store.reserve(hold("r1", 400, roomy, tight, expires=T0 + 10), T0)
+    result = store.adjust("r1", 200, T0 + 60_000_000, T0 + 1)
+    assert (result.status, result.refused, result.used) == ("denied", 1, (400, 400))
+    assert store.balance(roomy) == store.balance(tight) == Balance(reserved=400)
+    info = store.reservation("r1")
+    assert info is not None
+    assert (info.state, info.amount, info.expires_at) == ("pending", 400, T0 + 10)
+
+
+def test_adjust_shrinks_a_hold_never_below_nothing(store: Store) -> None:
+    store.reserve(hold("r1", 400), T0)
+    result = store.adjust("r1", -150, T0 + 60_000_000, T0 + 1)
+    assert (result.status, result.used) == ("created", (250,))
+    assert store.balance(slot()) == Balance(reserved=250)
+    assert store.adjust("r1", -1_000, T0 + 60_000_000, T0 + 2).used == (0,)
+    assert store.balance(slot()) == Balance()
+    info = store.reservation("r1")
+    assert info is not None
+    assert (info.state, info.amount) == ("pending", 0)
+
+
+def test_adjust_moves_the_expiry(store: Store) -> None:
+    store.reserve(hold("r1", 400, expires=T0 + 10), T0)
+    assert store.adjust("r1", 0, T0 + 100, T0 + 5).status == "created"
+    assert store.reservation("r1").expires_at == T0 + 100  # type: ignore[union-attr]
+    assert store.expire(T0 + 50) == 0  # the old expiry no longer applies
+    assert store.balance(slot()).reserved == 400
+    assert store.expire(T0 + 100) == 1
+    assert store.balance(slot()) == Balance()
+
+
+def test_adjust_of_a_settled_hold_exists_with_its_state_and_changes_nothing(
+    store: Store,
+) -> None:
+    store.reserve(hold("c", 300), T0)
+    store.commit("c", EventWrite(event("c", 250)), T0)
+    store.reserve(hold("r", 100), T0)
+    store.release("r", T0)
+    store.reserve(hold("x", 200, expires=T0 + 10), T0)
+    store.expire(T0 + 10)
+    for rid, state in (("c", "committed"), ("r", "released"), ("x", "expired")):
+        result = store.adjust(rid, 50, T0 + 60_000_000, T0 + 20)
+        assert (result.status, result.state) == ("exists", state)
+    assert store.balance(slot()) == Balance(spent=250)
+
+
+def test_adjust_of_an_unknown_reservation_is_an_error(store: Store) -> None:
+    with pytest.raises(ReservationStateError, match="unknown"):
+        store.adjust("nope", 100, T0 + 60_000_000, T0)
     assert store.balance(slot()) == Balance()
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from spendgate import Gate, StoreClosedError, StoreError
+from spendgate.accounting import Slot
 from spendgate.store import open_store
-from spendgate.store.base import Slot
 from spendgate.store.postgres import PostgresStore
 from spendgate.store.sqlite import SQLiteStore
 from tests.conftest import small_config

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from spendgate import Gate
+from spendgate.accounting import QuotaUse, Slot
 from spendgate.errors import (
     CounterLimitError,
     StoreError,
@@ -35,7 +36,7 @@ from spendgate.events import Event, RecordResult, fingerprint
 from spendgate.money import MAX_NANOS, MAX_TOTAL, to_nanos
 from spendgate.pricing import Price
 from spendgate.rollups import DAY
-from spendgate.store.base import Balance, Draw, EventWrite, QuotaUse, ReservationWrite, Slot, Store
+from spendgate.store.base import Balance, Draw, EventWrite, ReservationWrite, Store
 from spendgate.store.batching import GroupCommitter
 from spendgate.testing import FrozenClock
 from spendgate.windows import Window, to_micros

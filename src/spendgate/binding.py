@@ -16,13 +16,14 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from spendgate.accounting import AlertLine, QuotaUse, Slot
 from spendgate.budgets import Budget
 from spendgate.errors import ValidationError
 from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
 from spendgate.settings import Config
-from spendgate.store.base import AlertLine, EventWrite, QuotaUse, Slot, Store
+from spendgate.store.base import ControlStore, EventWrite
 from spendgate.windows import from_micros, require_aware, to_micros
 
 FINGERPRINTS_KEPT = 4096  # per binding
@@ -388,7 +389,7 @@ class Bindings:
 
     def __init__(
         self,
-        store: Store,
+        store: ControlStore,
         base: Config,
         refresh_every: float,
         *,

@@ -33,7 +33,7 @@ from spendgate.events import check_id
 from spendgate.gate import Gate
 from spendgate.redaction import redact_alerts
 from spendgate.settings import Config
-from spendgate.store.base import AuditEntry, Definition
+from spendgate.store.base import AuditEntry, ControlStore, Definition
 from spendgate.windows import from_micros, to_micros
 
 Kind = Literal["budget", "source"]
@@ -95,6 +95,11 @@ class Control:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
 
+    @property
+    def _plane(self) -> ControlStore:
+        """All of the gate's store that `Control` uses: definitions and their audit."""
+        return self.gate.store
+
     # -- reading ------------------------------------------------------------------------------
 
     def entries(self, kind: Kind) -> list[Managed]:
@@ -119,7 +124,7 @@ class Control:
             isinstance(before, bool) or not isinstance(before, int) or not 1 <= before <= 2**62
         ):
             raise ValidationError("before", before, "a revision number from 1 to 2**62")
-        return self.gate.store.audit(limit=limit, before=before)
+        return self._plane.audit(limit=limit, before=before)
 
     # -- changing -----------------------------------------------------------------------------
 
@@ -179,7 +184,7 @@ class Control:
             before = self._previous_budget(name, config, current)
             if before is not None:
                 _same_counting(before, candidate.budget(name))
-        entry = self.gate.store.define(
+        entry = self._plane.define(
             kind,
             name,
             clean,
@@ -199,7 +204,7 @@ class Control:
             if b.name == name:
                 return b
         if current is not None and current.spec is None:
-            found = self.gate.store.audit(limit=1, before=current.revision + 1)
+            found = self._plane.audit(limit=1, before=current.revision + 1)
             if found and found[0].revision == current.revision and found[0].before is not None:
                 return budget_from_config(name, found[0].before)
         for b in self.gate.base_config.budgets:
@@ -210,7 +215,7 @@ class Control:
     # -- helpers ------------------------------------------------------------------------------
 
     def _defined(self) -> dict[tuple[str, str], Definition]:
-        return {(d.kind, d.name): d for d in self.gate.store.definitions()}
+        return {(d.kind, d.name): d for d in self._plane.definitions()}
 
     def _managed(
         self, kind: Kind, name: str, defined: Mapping[tuple[str, str], Definition]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from spendgate import config as config_module
+from spendgate.accounting import Slot
 from spendgate.binding import Binding, Bindings, EventDetails
 from spendgate.budgets import BudgetStatus
 from spendgate.clock import Clock, system_clock
@@ -46,7 +47,7 @@ from spendgate.redaction import redact
 from spendgate.settings import Config
 from spendgate.spend import Spend, metered, raise_if_denied
 from spendgate.store import DEFAULT_URL, open_store
-from spendgate.store.base import CLOSE_WAIT, CommitResult, EventWrite, ReservationState, Slot, Store
+from spendgate.store.base import CLOSE_WAIT, CommitResult, EventWrite, ReservationState, Store
 from spendgate.store.batching import GroupCommitter
 from spendgate.windows import duration_micros, parse_duration, require_aware, to_micros
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from spendgate.accounting import Slot
 from spendgate.budgets import Budget
 from spendgate.clock import Clock
 from spendgate.decisions import Decision
@@ -47,7 +48,7 @@ from spendgate.errors import (
 )
 from spendgate.money import Nanos
 from spendgate.redaction import redact
-from spendgate.store.base import Slot, Store
+from spendgate.store.base import Store
 from spendgate.windows import to_micros
 
 log = logging.getLogger("spendgate")

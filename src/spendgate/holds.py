@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from spendgate.accounting import Slot
 from spendgate.binding import Binding, EventDetails
 from spendgate.budgets import Budget
 from spendgate.decisions import Decision, decide, held_checks, request_checks
@@ -32,11 +33,10 @@ from spendgate.money import Nanos
 from spendgate.store.base import (
     CommitResult,
     EventWrite,
+    LedgerStore,
     ReservationState,
     ReservationWrite,
     ReserveResult,
-    Slot,
-    Store,
 )
 from spendgate.windows import to_micros
 
@@ -129,7 +129,7 @@ class Holds:
 
     def __init__(
         self,
-        store: Store,
+        store: LedgerStore,
         watch: StoreWatch,
         submit: Callable[[EventWrite], RecordResult],
         bind: Callable[[str, str], Binding],

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from spendgate.errors import StoreUnreachableError, ValidationError
 from spendgate.events import check_id
-from spendgate.store.base import KEY_SCOPES, ApiKey, KeyScope, Store
+from spendgate.store.base import KEY_SCOPES, ApiKey, ControlStore, KeyScope
 
 log = logging.getLogger("spendgate")
 
@@ -56,7 +56,7 @@ def check_scope(scope: object) -> KeyScope:
 
 
 def create_key(
-    store: Store,
+    store: ControlStore,
     name: str,
     scope: str,
     *,
@@ -95,7 +95,9 @@ class KeyRing:
     fails closed) rather than refused for want of its key.
     """
 
-    def __init__(self, store: Store, *, refresh_every: float = DEFAULT_REFRESH_SECONDS) -> None:
+    def __init__(
+        self, store: ControlStore, *, refresh_every: float = DEFAULT_REFRESH_SECONDS
+    ) -> None:
         self.store = store
         self.refresh_every = refresh_every
         self._keys: dict[str, ApiKey] = {}

@@ -28,11 +28,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from spendgate.accounting import Slot
 from spendgate.budgets import Budget, LeasePolicy
 from spendgate.clock import Clock
 from spendgate.errors import SpendgateError
 from spendgate.money import Nanos
-from spendgate.store.base import CLOSE_WAIT, Draw, ReservationWrite, Slot, Store
+from spendgate.store.base import CLOSE_WAIT, Draw, LedgerStore, ReservationWrite
 from spendgate.windows import duration_micros, to_micros
 
 LEASE_SERVICE = "spendgate"
@@ -91,7 +92,7 @@ class LocalHold:
 class Leases:
     """The leases of one gate, by budget."""
 
-    def __init__(self, store: Store, clock: Clock, new_id: Callable[[], str]) -> None:
+    def __init__(self, store: LedgerStore, clock: Clock, new_id: Callable[[], str]) -> None:
         self.store = store
         self.clock = clock
         self._new_id = new_id

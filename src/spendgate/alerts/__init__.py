@@ -1,7 +1,7 @@
 """Alerts that arrive once and wake the right people: rules, state, outbox, channels.
 
 - Budget crossings are raised by the store in the transaction that crosses them, once per
-  window (`store.base.crossing_alert`).
+  window (`store.alerting.crossing_alert`).
 - `AlertEngine(gate).evaluate()` judges the scheduled rules (forecast, free-source rate,
   cost spike, anomaly, service offline, rate limit, spendgate's own health), fires and
   resolves alerts, and enqueues due notifications in the store's outbox.

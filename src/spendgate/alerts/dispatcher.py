@@ -35,6 +35,7 @@ from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.redaction import redact
 from spendgate.settings import ChannelSettings
+from spendgate.store.base import OutboxStore
 from spendgate.windows import duration_micros, to_micros
 
 log = logging.getLogger("spendgate.alerts")
@@ -84,12 +85,18 @@ class Dispatcher:
         self.max_delay = max_delay
         self.send = send
 
+    @property
+    def _outbox(self) -> OutboxStore:
+        """All of the gate's store a dispatcher uses (the gate gives its clock, channels and
+        configuration)."""
+        return self.gate.store
+
     def run_once(self, stop: threading.Event | None = None) -> Round:
         """Claim what is due, send it, and mark each delivered or failed. Once `stop` is set
         no further send starts: what is left of the claim is given back, due at once."""
         if stop is not None and stop.is_set():
             return Round()
-        store = self.gate.store
+        store = self._outbox
         now = to_micros(self.gate.clock())
         until = now + duration_micros(self.lease)
         # No more than can be sent within the claim, each send taking up to its timeout:

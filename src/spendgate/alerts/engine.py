@@ -22,7 +22,7 @@ from spendgate.health import Outage
 from spendgate.redaction import redact
 from spendgate.rollups import Tally, total
 from spendgate.settings import AlertSettings
-from spendgate.store.base import Alert, Notification
+from spendgate.store.base import Alert, AlertStore, LedgerStore, Notification
 from spendgate.windows import from_micros, to_micros
 
 log = logging.getLogger("spendgate.alerts")
@@ -48,6 +48,17 @@ class AlertEngine:
         self.unreachable: Outage | None = None
         """An outage not yet reported: since when, and why, the store did not answer (an
         alert cannot be stored then: it is raised once the store answers again)."""
+
+    @property
+    def _alerts(self) -> AlertStore:
+        """The gate's store as the evaluator writes it: alerts, their rounds, heartbeats.
+        (The figures the rules judge are read from its ledger, `_ledger`.)"""
+        return self.gate.store
+
+    @property
+    def _ledger(self) -> LedgerStore:
+        """The gate's store as the evaluator reads figures from it: rollups' tallies."""
+        return self.gate.store
 
     @property
     def settings(self) -> AlertSettings:
@@ -78,7 +89,7 @@ class AlertEngine:
         self.gate.refresh()
         now = self.gate.clock()
         now_us = to_micros(now)
-        store = self.gate.store
+        store = self._alerts
         firing = {(a.rule, a.scope): a for a in store.alerts(state="firing", limit=10_000)}
         fired: list[str] = []
         resolved: list[str] = []
@@ -131,7 +142,7 @@ class AlertEngine:
         if current is not None and _overlaps(current, outage.since, until):
             return
         if current is not None:
-            if self.gate.store.resolve(current.alert_id, to_micros(now)) is not None:
+            if self._alerts.resolve(current.alert_id, to_micros(now)) is not None:
                 resolved.append(current.alert_id)
             del firing[key]
         alert = Alert(
@@ -151,7 +162,7 @@ class AlertEngine:
                 "approved_unchecked": outage.approved,
             },
         )
-        if self.gate.store.fire(alert):
+        if self._alerts.fire(alert):
             fired.append(alert.alert_id)
 
     def _window_over(self, alert: Alert, now: datetime) -> bool:
@@ -168,7 +179,7 @@ class AlertEngine:
         s = self.settings
         count = 0
         limits = {b.name: b.limit for b in self.gate.config.budgets}
-        store = self.gate.store
+        store = self._alerts
         candidates = store.alerts(state="firing", limit=10_000)
         candidates += [a for a in map(store.alert, resolved) if a is not None]
         for alert in candidates:
@@ -194,7 +205,7 @@ class AlertEngine:
                         message.key, alert.alert_id, channel.name, message.payload(), now_us
                     )
                 )
-            if self.gate.store.enqueue(alert.alert_id, round_, messages, now_us):
+            if store.enqueue(alert.alert_id, round_, messages, now_us):
                 count += len(messages)
         return count
 
@@ -222,7 +233,7 @@ class AlertEngine:
             name: p.rate_limit for name, p in gate.config.prices.sources.items() if p.rate_limit
         }
         spans += [(now - limit.per, now) for limit in limited.values()]
-        rows = gate.store.tallies([(to_micros(a), to_micros(b) + 1) for a, b in spans])
+        rows = self._ledger.tallies([(to_micros(a), to_micros(b) + 1) for a, b in spans])
         cells: list[dict[tuple[str, str], Tally]] = [{} for _ in spans]
         for i, service, source, tally in rows:
             cells[i][(service, source)] = tally
@@ -233,7 +244,7 @@ class AlertEngine:
         if offline is not None:
             active = {sv for sv, _ in cells[at]}
             at += 1
-            beats = gate.store.heartbeats()
+            beats = self._alerts.heartbeats()
             for service in {sv for sv, _ in known} | set(beats):
                 heard = from_micros(beats[service]) if service in beats else None
                 if service in active:

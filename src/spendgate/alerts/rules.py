@@ -4,7 +4,7 @@ Each rule judges one scope (a budget, a service, a source, everything) and says 
 condition is `active`, `clear` (back past the threshold by the hysteresis band: a firing
 alert resolves) or inside the band (nothing changes). The engine reads the values from the
 store; budget crossings are not judged here at all: the store raises them in the transaction
-that crosses (see `store.base.crossing_alert`).
+that crosses (see `store.alerting.crossing_alert`).
 """
 
 from __future__ import annotations

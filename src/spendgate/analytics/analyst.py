@@ -38,6 +38,7 @@ from spendgate.gate import Gate
 from spendgate.money import Nanos
 from spendgate.rollups import Tally, floor_minute, total
 from spendgate.settings import AnalyticsSettings
+from spendgate.store.base import LedgerStore
 from spendgate.windows import (
     Window,
     duration_micros,
@@ -83,11 +84,17 @@ class Analyst:
 
     # -- reading ------------------------------------------------------------------------------
 
+    @property
+    def _ledger(self) -> LedgerStore:
+        """All of the gate's store an analyst reads: the rollups' tallies (budgets' standing
+        comes through the gate)."""
+        return self.gate.store
+
     def _cells(
         self, spans: Sequence[tuple[datetime, datetime]], service: str | None = None
     ) -> Sequence[Cells]:
         """Tallies by (service, source) for each span, in one store read."""
-        rows = self.gate.store.tallies([(to_micros(a), to_micros(b)) for a, b in spans])
+        rows = self._ledger.tallies([(to_micros(a), to_micros(b)) for a, b in spans])
         out: list[dict[tuple[str, str], Tally]] = [{} for _ in spans]
         for i, sv, so, t in rows:
             if service is None or sv == service:
@@ -120,7 +127,7 @@ class Analyst:
 
     def known_services(self) -> list[str]:
         """Services that recorded events, or that a budget is scoped to."""
-        found = {sv for _, sv, _, _ in self.gate.store.tallies([(0, _FAR)])}
+        found = {sv for _, sv, _, _ in self._ledger.tallies([(0, _FAR)])}
         found |= {
             b.scope.value
             for b in self.gate.config.budgets

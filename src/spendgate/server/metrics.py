@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from spendgate.money import from_nanos
 from spendgate.server.auth import budget_visible
 from spendgate.server.context import Context
+from spendgate.store.base import LedgerStore
 from spendgate.windows import to_micros
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,7 +61,8 @@ class SpendCollector(Collector):
             "Requests recorded, by outcome (success, failure) and pricing (paid, free, unpriced).",
             labels=["service", "source", "outcome", "pricing"],
         )
-        for _, service, source, t in ctx.gate.store.tallies([(0, _FAR)]):
+        ledger: LedgerStore = ctx.gate.store  # all of the store it reads: the rollups
+        for _, service, source, t in ledger.tallies([(0, _FAR)]):
             if self.services is not None and service not in self.services:
                 continue
             spend.add_metric([service, source, currency], _money(t.cost))

@@ -18,7 +18,7 @@ from spendgate.alerts.notices import render
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
 from spendgate.server.problems import ERROR_RESPONSES
-from spendgate.store.base import Alert, Notification
+from spendgate.store.base import Alert, AlertStore, Notification
 
 router = APIRouter(tags=["reports"], responses=ERROR_RESPONSES)
 Ctx = Annotated[Context, Depends(context)]
@@ -128,7 +128,7 @@ def announce(ctx: Context, month: str, paths: list[Path], channel_name: str) -> 
         resolved_at=now,
         detail={"files": [str(p) for p in paths]},
     )
-    store = ctx.gate.store
+    store: AlertStore = ctx.gate.store
     if store.fire(alert):
         message = render(alert, "firing", 1, channel, settings)
         note = Notification(message.key, alert.alert_id, channel.name, message.payload(), now)

@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
+from spendgate.accounting import AlertLine, Slot, crossed_lines
 from spendgate.money import Nanos
-from spendgate.store.base import (
-    Alert,
-    AlertState,
-    Notification,
-    NotificationState,
-    Slot,
-    crossed_lines,
-    crossing_alert,
-)
+from spendgate.store.base import Alert, AlertState, Notification, NotificationState
 from spendgate.store.rows import MAX_AUDIT_LIMIT, Connection, audit_limit
 
 _NEWEST = 2**62  # after every time: a listing without `before`
@@ -114,6 +108,24 @@ def fired_in_window(slot: Slot, alert: Alert, earlier: Iterable[tuple[str, int |
     return any(
         start is not None and start >= slot.span_start and aid.rpartition(":")[0] + ":" == prefix
         for aid, start in earlier
+    )
+
+
+def crossing_alert(slot: Slot, line: AlertLine, used: Nanos, at: int) -> Alert:
+    """The alert a budget line crossed in a transaction raises: once per window (the id
+    carries the window's start), critical at or above the limit."""
+    critical = Decimal(line.fraction) >= 1
+    return Alert(
+        alert_id=f"budget:{slot.budget}:{line.fraction}:{slot.bucket}",
+        rule="budget",
+        scope=slot.budget,
+        severity="critical" if critical else "warning",
+        state="firing",
+        fired_at=at,
+        value=str(used),
+        threshold=str(line.line),
+        window_start=slot.bucket,
+        detail={"fraction": line.fraction},
     )
 
 

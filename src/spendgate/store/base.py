@@ -2,33 +2,21 @@
 
 Every backend implements `Store` with its own atomic primitive, and one contract test suite
 runs against all of them. Times are integer microseconds since the Unix epoch (UTC); money is
-integer nano-units.
-
-Accounting per budget bucket (one row per budget and window, or per rolling bucket):
-
-- `spent`: settled cost; `reserved`: pending holds; `overshoot`: cost the budget did not get
-  to approve (an actual above its estimate, spend recorded without a reservation past the cap,
-  a commit after its hold expired).
-- The invariant, for every hard budget and every caller class's cap:
-  `spent + reserved - overshoot <= cap` over the window. With no overshoot (every actual within
-  its estimate, every paid call reserved first) it is the plain `spent + reserved <= limit`.
+integer nano-units. What a store counts per budget window, and the invariant it keeps, are
+`spendgate.accounting`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any, ClassVar, Literal
 
-from spendgate.errors import CounterLimitError, StoreClosedError, ValidationError
+from spendgate.accounting import QuotaUse, Slot
+from spendgate.errors import ValidationError
 from spendgate.events import Event, RecordResult
-from spendgate.money import MAX_TOTAL, MAX_TOTAL_AMOUNT, Nanos, money_text
+from spendgate.money import Nanos
 from spendgate.pricing import Price
 from spendgate.rollups import Tally, tiles
 from spendgate.settings import Severity
@@ -42,42 +30,6 @@ KeyScope = Literal["read", "write", "admin"]
 KEY_SCOPES: tuple[KeyScope, ...] = ("read", "write", "admin")
 """API key scopes, each including the ones before it."""
 ReservationState = Literal["pending", "committed", "released", "expired"]
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """Where one budget counts a call.
-
-    `bucket` is the window start (calendar windows) or the rolling bucket the call falls in;
-    `span_start` is the oldest bucket the window counts (equal to `bucket` for calendar
-    windows); `cap` is the most usage may reach, `None` for a soft budget.
-    """
-
-    budget: str
-    bucket: int
-    span_start: int
-    cap: Nanos | None
-    lines: tuple[AlertLine, ...] = field(default=(), compare=False)
-    """Usage levels whose crossing raises an alert, in the transaction that crosses them."""
-
-
-@dataclass(frozen=True, slots=True)
-class AlertLine:
-    """An alert threshold on a budget: at `fraction` (decimal text, e.g. `"0.8"`) of its
-    limit, which is `line` nano-units of usage."""
-
-    fraction: str
-    line: Nanos
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaUse:
-    """Usage of a tiered unit, counted per period (for free quotas and volume tiers)."""
-
-    source: str
-    unit: str
-    period: int
-    quantity: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,115 +184,83 @@ class AuditEntry:
     after: Mapping[str, Any] | None
 
 
+AlertState = Literal["firing", "resolved"]
+NotificationState = Literal["pending", "delivered", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: a rule that fired for a scope, and where it stands.
+
+    `alert_id` is stable for what it is about (`budget:daily:0.8:<window start>` fires once a
+    window), so every process that sees the same condition names the same alert. `rounds`
+    counts the notification rounds enqueued for it (the firing, each repeat, the resolve):
+    an evaluator enqueues round N only if the alert is still at N - 1, so several
+    evaluators never notify twice.
+    """
+
+    alert_id: str
+    rule: str
+    scope: str
+    severity: Severity
+    state: AlertState
+    fired_at: int
+    value: str | None = None
+    threshold: str | None = None
+    window_start: int | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    resolved_at: int | None = None
+    acknowledged_at: int | None = None
+    acknowledged_by: str | None = None
+    silenced_until: int | None = None
+    rounds: int = 0
+    notified_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to deliver through one channel (a row of the outbox).
+
+    `key` is stable per alert, round and channel (`<alert_id>/<round>/<channel>`): it is
+    sent with the message so receivers can drop a repeat. Delivery is at least once; a
+    notification marked delivered is never sent again.
+    """
+
+    key: str
+    alert_id: str
+    channel: str
+    payload: Mapping[str, Any]
+    created_at: int
+    attempts: int = 0
+    next_attempt_at: int = 0
+    delivered_at: int | None = None
+    last_error: str | None = None
+    dead_at: int | None = None
+    """When it ended undelivered, a dead letter (its channel was deleted; `last_error`
+    says so): never tried again."""
+
+    @property
+    def state(self) -> NotificationState:
+        """`pending` (to be tried, again), `delivered`, or `dead`: both are final."""
+        if self.delivered_at is not None:
+            return "delivered"
+        return "dead" if self.dead_at is not None else "pending"
+
+
 CLOSE_WAIT = 10.0
 """Seconds `close()` waits for the calls in flight before it leaves the closing to the last of
 them (a SQLite call waits at most its busy timeout for the write lock; most take microseconds)."""
 
 
-class InFlight:
-    """The calls in flight on a store, and whether it is closed: what makes `close()` safe to
-    call from any thread while others are inside store calls.
+class LedgerStore(ABC):
+    """The ledger: holds on budget windows, their settlement, events, and what they add up to.
 
-    Each contract method runs between `enter()`, which refuses a closed store, and `exit()`.
-    `close()` refuses new calls, waits up to `wait` seconds for those in flight, and runs the
-    backend's `release` (closing its connections) once none is left: at once when they
-    drained in time, else in the thread of the last one to leave. So no connection is ever
-    closed under a call that uses it, and `close()` returns within its bound. A call pays two
-    uncontended lock round trips.
+    What the gate writes on every paid call, and what its leases (`reserve`, `adjust`,
+    `release`, `usage`) and the readers of figures (`tallies`, `balance`: analytics, metrics,
+    the dashboard, the alert evaluator's snapshot) use. Writers never see each other
+    half-way: a reservation holds on all its slots or on none, and an event is stored with its
+    budget charges or not at all.
     """
-
-    __slots__ = (
-        "__weakref__",
-        "_busy",
-        "_gave_up",
-        "_idle",
-        "_lock",
-        "_release",
-        "closed",
-        "where",
-    )
-
-    def __init__(self, where: str, release: Callable[[], None]) -> None:
-        self.where = where
-        self.closed = False
-        self._release = release
-        self._after_fork()
-        _IN_FLIGHT.add(self)
-
-    def _after_fork(self) -> None:
-        # A forked child has none of its parent's threads, so none of their calls; and a lock
-        # another thread held at the fork would stay held in the child forever.
-        self._lock = threading.Lock()
-        self._busy = 0
-        self._gave_up = False
-        self._idle = threading.Event()
-
-    def enter(self) -> None:
-        """A call begins; raises `StoreClosedError` once `close()` has begun."""
-        with self._lock:
-            if self.closed:
-                raise StoreClosedError(self.where)
-            self._busy += 1
-
-    def exit(self) -> None:
-        """A call ends, however it ended. The last call of a store whose `close()` stopped
-        waiting releases the store itself."""
-        with self._lock:
-            self._busy -= 1
-            if self._busy or not self.closed:
-                return
-            late = self._gave_up
-        if not late:
-            self._idle.set()
-            return
-        with contextlib.suppress(Exception):  # the call itself is done: closing is best effort
-            self._release()
-
-    def close(self, wait: float = CLOSE_WAIT) -> bool:
-        """Refuse new calls; release the store once the calls in flight are done. Whether
-        it was released when this returns (a second `close()` does nothing, returns False)."""
-        with self._lock:
-            if self.closed:
-                return False
-            self.closed = True
-            drained = self._busy == 0
-        if not drained:
-            drained = self._idle.wait(wait)
-        if not drained:
-            with self._lock:
-                # Still busy: the last call to leave releases. (Re-read under the lock: it
-                # may have left between the wait timing out and here.)
-                drained = self._busy == 0
-                self._gave_up = not drained
-        if drained:
-            self._release()
-        return drained
-
-
-_IN_FLIGHT: weakref.WeakSet[InFlight] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for calls in list(_IN_FLIGHT):
-        calls._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-class Store(ABC):
-    """The storage contract every backend implements.
-
-    Each method is one transaction. Writers never see each other half-way: a reservation
-    holds on all its slots or on none, an event is stored with its budget charges or not at
-    all, and a method that returned has reached durable storage (where the backend has any).
-    """
-
-    url: str
-    where: str
-    """The store as messages name it (a file, or a server without its password)."""
-    batched: ClassVar[bool] = False
-    """Whether concurrent `record()` callers gain from sharing one transaction."""
 
     @abstractmethod
     def usage(self, slots: Sequence[Slot], now: int) -> list[Nanos]:
@@ -428,10 +348,15 @@ class Store(ABC):
     def reservation(self, reservation_id: str) -> ReservationInfo | None:
         """A stored reservation, or `None`."""
 
-    # -- the control plane: definitions, their audit, API keys ------------------------------
-    # Rare writes, each one transaction that also appends its audit entry. Revisions commit
-    # in order (backends with concurrent writers serialize these writes), so a reader that
-    # saw revision N has seen every change up to N.
+
+class ControlStore(ABC):
+    """The control plane: definitions made at run time, their audit, API keys.
+
+    What `Control`, the gate's configuration refresh (`binding.Bindings`) and the key ring
+    (`keys.py`) use. Rare writes, each one transaction that also appends its audit entry.
+    Revisions commit in order (backends with concurrent writers serialize these writes), so a
+    reader that saw revision N has seen every change up to N.
+    """
 
     @abstractmethod
     def define(
@@ -460,14 +385,6 @@ class Store(ABC):
         """The newest audit revision (0 before the first change): cheap, for polling."""
 
     @abstractmethod
-    def probe_write(self, at: int) -> None:
-        """Commit one small write that grows nothing (the single row of `write_probe`,
-        replaced), to learn whether the store takes writes now; raise `StoreError` (its
-        `reason` saying why) if not. For health checks after a write failed: a store that
-        answers reads may still refuse every write (a full disk, a read-only file or server).
-        """
-
-    @abstractmethod
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         """Audit entries, newest first: up to `limit` with revision below `before`."""
 
@@ -485,12 +402,16 @@ class Store(ABC):
         """Revoke a key (audited as `key.revoke`); `None` for an unknown id. Revoking a
         revoked key changes nothing and returns it as it is."""
 
-    # -- alerts and their notifications ----------------------------------------------------
-    # Budget lines are raised by the spend methods above, in the transaction that crosses
-    # them (see `Slot.lines`): every line once per window (a rolling window: once per its
-    # length), none missed, whatever the concurrency. Other rules fire from an evaluator;
-    # `enqueue()` and `claim()` let several evaluators and dispatchers share the work
-    # without sending a notification twice.
+
+class AlertStore(ABC):
+    """Alerts, the notification rounds enqueued for them, and services' heartbeats.
+
+    What the alert evaluator (`alerts/engine.py`) and the alert routes use. Budget lines are
+    not fired through this: a ledger method raises them in the transaction that crosses them
+    (see `Slot.lines`), every line once per window (a rolling window: once per its length),
+    none missed, whatever the concurrency. Other rules fire from an evaluator; `enqueue()`
+    lets several evaluators share the work without notifying twice.
+    """
 
     @abstractmethod
     def fire(self, alert: Alert) -> bool:
@@ -534,6 +455,22 @@ class Store(ABC):
         evaluators enqueueing the same round, exactly one does."""
 
     @abstractmethod
+    def heartbeat(self, service: str, at: int) -> None:
+        """Record that `service` was alive at `at` (a later time than the stored one wins)."""
+
+    @abstractmethod
+    def heartbeats(self) -> dict[str, int]:
+        """The last time each service was seen alive."""
+
+
+class OutboxStore(ABC):
+    """The outbox: notifications claimed, delivered, retried or given up, by dispatchers.
+
+    What the dispatcher (`alerts/dispatcher.py`) uses; `claim()` lets several dispatchers
+    share the work without sending a notification twice.
+    """
+
+    @abstractmethod
     def claim(self, worker: str, *, now: int, until: int, limit: int = 50) -> list[Notification]:
         """Take up to `limit` (1 to 10,000) due notifications for `worker` until `until`:
         pending (neither delivered nor dead), `next_attempt_at <= now`, and not held by a
@@ -573,15 +510,31 @@ class Store(ABC):
         """Queued notifications (of one alert, in one state, if given), newest first, up to
         `limit`."""
 
-    @abstractmethod
-    def heartbeat(self, service: str, at: int) -> None:
-        """Record that `service` was alive at `at` (a later time than the stored one wins)."""
+
+class Store(LedgerStore, ControlStore, AlertStore, OutboxStore):
+    """The storage contract every backend implements: every role, and the store's own
+    lifecycle.
+
+    Each method is one transaction, and a method that returned has reached durable storage
+    (where the backend has any). A consumer that needs only one role says so in its types
+    (`LedgerStore`, `ControlStore`, `AlertStore`, `OutboxStore`); the gate holds the whole.
+    """
+
+    url: str
+    where: str
+    """The store as messages name it (a file, or a server without its password)."""
+    batched: ClassVar[bool] = False
+    """Whether concurrent `record()` callers gain from sharing one transaction."""
 
     @abstractmethod
-    def heartbeats(self) -> dict[str, int]:
-        """The last time each service was seen alive."""
+    def probe_write(self, at: int) -> None:
+        """Commit one small write that grows nothing (the single row of `write_probe`,
+        replaced), to learn whether the store takes writes now; raise `StoreError` (its
+        `reason` saying why) if not. For health checks after a write failed: a store that
+        answers reads may still refuse every write (a full disk, a read-only file or server).
+        """
 
-    def close(self, *, timeout: float = CLOSE_WAIT) -> None:  # noqa: B027 - optional hook
+    def close(self, *, timeout: float = CLOSE_WAIT) -> None:
         """Release connections and background resources.
 
         Safe from any thread, at any time, and more than once: calls already in flight
@@ -601,216 +554,6 @@ def url_flag(value: str, field: str) -> bool:
     if flag in ("0", "false", "no", "off"):
         return False
     raise ValidationError(field, value, "true or false")
-
-
-def hold_limit(cap: Nanos | None) -> Nanos:
-    """The most a hold may bring a window's usage to: its cap, and never past `MAX_TOTAL`."""
-    return MAX_TOTAL if cap is None or cap > MAX_TOTAL else cap
-
-
-def usage_limit_error(slot: Slot, adding: Nanos) -> CounterLimitError:
-    """The error of a change that would carry a budget window's usage past `MAX_TOTAL`."""
-    return CounterLimitError(
-        f"budget {slot.budget!r} usage (spent + reserved) in its window",
-        money_text(adding),
-        f"{MAX_TOTAL_AMOUNT:,} currency units",
-    )
-
-
-def check_room(slot: Slot, used: Nanos, adding: Nanos) -> None:
-    """Refuse adding `adding` to a window's usage `used` past `MAX_TOTAL`."""
-    if used + adding > MAX_TOTAL:
-        raise usage_limit_error(slot, adding)
-
-
-def overshoot_of(before: Nanos, amount: Nanos, cap: Nanos | None) -> Nanos:
-    """How much of adding `amount` to usage `before` lands above `cap`.
-
-    Spend is booked truthfully even when no reservation covered it; this part of it is what
-    the budget did not approve. Summed over a sequence of additions it telescopes, so a batch
-    may add its total at once: `overshoot_of(s, a + b) == overshoot_of(s, a) +
-    overshoot_of(s + a, b)`.
-    """
-    if cap is None:
-        return 0
-    return max(0, before + amount - cap) - max(0, before - cap)
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """How a commit moves money, budget by budget.
-
-    `settle`: holds whose window is still current; the hold becomes the spend there.
-    `unhold`: holds whose window has passed since; the hold is returned unused.
-    `charge`: where the spend lands when it is not settled in place (the window current at
-    commit, or every current window when the hold had expired); booked as unreserved spend.
-    A commit's cost is counted in the window its event falls in, so a window's spend is always
-    the sum of its events.
-    """
-
-    settle: tuple[Slot, ...]
-    unhold: tuple[Slot, ...]
-    charge: tuple[Slot, ...]
-
-    @classmethod
-    def plan(cls, holds: Sequence[Slot], current: Sequence[Slot], *, expired: bool) -> Settlement:
-        """Pair each hold with its budget's slot at commit time."""
-        now = {s.budget: s for s in current}
-        if expired:
-            return cls((), (), tuple(now.values()))
-        settle, unhold, charge = [], [], []
-        for hold in holds:
-            target = now.pop(hold.budget, hold)
-            if target.bucket == hold.bucket:
-                settle.append(hold)
-            else:
-                unhold.append(hold)
-                charge.append(target)
-        charge += now.values()  # budgets that apply now but held nothing (a new label scope)
-        return cls(tuple(settle), tuple(unhold), tuple(charge))
-
-
-def drawn_plan(lease_slots: Mapping[str, Slot], current: Sequence[Slot]) -> Settlement:
-    """How a call drawn from leases settles: like a commit, budget by budget.
-
-    `lease_slots` maps each budget whose lease still holds the call's money (the lease is
-    pending) to the slot the lease sits on. A budget without one (no lease, or it expired)
-    is charged the cost as unreserved spend.
-    """
-    settle, unhold, charge = [], [], []
-    for slot in current:
-        held = lease_slots.get(slot.budget)
-        if held is None:
-            charge.append(slot)
-        elif held.bucket == slot.bucket:
-            settle.append(held)
-        else:  # the lease's window has passed: its hold goes back, the cost lands now
-            unhold.append(held)
-            charge.append(slot)
-    return Settlement(tuple(settle), tuple(unhold), tuple(charge))
-
-
-def cost_with_quota(
-    write: EventWrite, used_before: Callable[[QuotaUse], Decimal]
-) -> tuple[Nanos | None, list[tuple[QuotaUse, Decimal]]]:
-    """An event's cost, and the quota counters to write back.
-
-    For a tiered price the cost depends on how much of each tiered unit the period has used
-    before this event (`used_before` reads a counter inside the store's transaction); every
-    other event keeps the cost it came with.
-    """
-    if not write.quota or write.price is None:
-        return write.event.cost, []
-    before = {q.unit: used_before(q) for q in write.quota}
-    cost = write.price.cost(write.event.units, before)
-    return cost, [(q, quota_total(q, before[q.unit])) for q in write.quota]
-
-
-MAX_QUOTA = Decimal(10**18)
-"""The most units a quota counter holds in one period (kept as exact decimal text)."""
-_QUOTA_DIGITS = 40  # significant digits a counter keeps exactly; its text stays within 64
-_QUOTA = Context(prec=_QUOTA_DIGITS, traps=[Inexact, InvalidOperation, Overflow])
-
-
-def quota_total(q: QuotaUse, before: Decimal) -> Decimal:
-    """A quota counter after `q`: exact, at most `MAX_QUOTA`, or `CounterLimitError`."""
-    try:
-        used = _QUOTA.add(before, q.quantity)
-    except ArithmeticError:
-        used = None
-    if used is None or used > MAX_QUOTA:
-        raise CounterLimitError(
-            f"quota counter of {q.source!r} unit {q.unit!r}",
-            f"{q.quantity:f}",
-            f"{MAX_QUOTA:,} units, exact to {_QUOTA_DIGITS} digits",
-        )
-    return used
-
-
-AlertState = Literal["firing", "resolved"]
-NotificationState = Literal["pending", "delivered", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert: a rule that fired for a scope, and where it stands.
-
-    `alert_id` is stable for what it is about (`budget:daily:0.8:<window start>` fires once a
-    window), so every process that sees the same condition names the same alert. `rounds`
-    counts the notification rounds enqueued for it (the firing, each repeat, the resolve):
-    an evaluator enqueues round N only if the alert is still at N - 1, so several
-    evaluators never notify twice.
-    """
-
-    alert_id: str
-    rule: str
-    scope: str
-    severity: Severity
-    state: AlertState
-    fired_at: int
-    value: str | None = None
-    threshold: str | None = None
-    window_start: int | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-    resolved_at: int | None = None
-    acknowledged_at: int | None = None
-    acknowledged_by: str | None = None
-    silenced_until: int | None = None
-    rounds: int = 0
-    notified_at: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One message to deliver through one channel (a row of the outbox).
-
-    `key` is stable per alert, round and channel (`<alert_id>/<round>/<channel>`): it is
-    sent with the message so receivers can drop a repeat. Delivery is at least once; a
-    notification marked delivered is never sent again.
-    """
-
-    key: str
-    alert_id: str
-    channel: str
-    payload: Mapping[str, Any]
-    created_at: int
-    attempts: int = 0
-    next_attempt_at: int = 0
-    delivered_at: int | None = None
-    last_error: str | None = None
-    dead_at: int | None = None
-    """When it ended undelivered, a dead letter (its channel was deleted; `last_error`
-    says so): never tried again."""
-
-    @property
-    def state(self) -> NotificationState:
-        """`pending` (to be tried, again), `delivered`, or `dead`: both are final."""
-        if self.delivered_at is not None:
-            return "delivered"
-        return "dead" if self.dead_at is not None else "pending"
-
-
-def crossed_lines(slot: Slot, before: Nanos, after: Nanos) -> list[AlertLine]:
-    """The alert lines `slot`'s usage crossed going up from `before` to `after`."""
-    return [x for x in slot.lines if before < x.line <= after]
-
-
-def crossing_alert(slot: Slot, line: AlertLine, used: Nanos, at: int) -> Alert:
-    """The alert a budget line crossed in a transaction raises: once per window (the id
-    carries the window's start), critical at or above the limit."""
-    critical = Decimal(line.fraction) >= 1
-    return Alert(
-        alert_id=f"budget:{slot.budget}:{line.fraction}:{slot.bucket}",
-        rule="budget",
-        scope=slot.budget,
-        severity="critical" if critical else "warning",
-        state="firing",
-        fired_at=at,
-        value=str(used),
-        threshold=str(line.line),
-        window_start=slot.bucket,
-        detail={"fraction": line.fraction},
-    )
 
 
 def key_record(key: ApiKey) -> dict[str, Any]:

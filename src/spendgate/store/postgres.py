@@ -44,7 +44,8 @@ from spendgate.errors import (
 )
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting
-from spendgate.store.base import InFlight, TallyRow
+from spendgate.store.base import TallyRow
+from spendgate.store.inflight import InFlight
 from spendgate.store.postgres_url import Options, conninfo_url, first_line
 from spendgate.store.rows import EVENT_COLUMNS, ControlPlane, tallies_query, tally_rows
 from spendgate.store.sql import RetryError, SQLStore

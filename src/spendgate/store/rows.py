@@ -9,6 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Protocol
 
+from spendgate.accounting import AlertLine, Slot
 from spendgate.errors import ChangedError, ConflictError, CounterLimitError, ValidationError
 from spendgate.events import Event, Fallback
 from spendgate.money import MAX_TOTAL
@@ -20,7 +21,7 @@ from spendgate.rollups import (
     bounded_sums,
     rollup_limit_error,
 )
-from spendgate.store.base import AlertLine, ApiKey, AuditEntry, Definition, Slot, key_record
+from spendgate.store.base import ApiKey, AuditEntry, Definition, key_record
 from spendgate.windows import from_micros, to_micros
 
 EVENT_COLUMNS = (

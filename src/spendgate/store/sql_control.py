@@ -1,10 +1,11 @@
-"""The control plane, alerts, the outbox and heartbeats on a SQL database: each method one
-statement set of `rows.ControlPlane` or `alerting.Alerting` in a transaction of the
-backend's (see `store/sql.py`)."""
+"""The control plane, alerts, the outbox and heartbeats on a SQL database (the
+`ControlStore`, `AlertStore` and `OutboxStore` roles): each method one statement set of
+`rows.ControlPlane` or `alerting.Alerting` in a transaction of the backend's (see
+`store/sql.py`)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -12,11 +13,14 @@ from spendgate.store.alerting import Alerting
 from spendgate.store.base import (
     Alert,
     AlertState,
+    AlertStore,
     ApiKey,
     AuditEntry,
+    ControlStore,
     Definition,
     Notification,
     NotificationState,
+    OutboxStore,
 )
 from spendgate.store.rows import Connection, ControlPlane
 
@@ -24,8 +28,9 @@ C = TypeVar("C", bound=Connection)
 T = TypeVar("T")
 
 
-class SQLControl(ABC, Generic[C]):
-    """The control-plane and outbox part of the contract, on connections of type `C`."""
+class SQLControl(ControlStore, AlertStore, OutboxStore, Generic[C]):
+    """The control-plane, alerts and outbox part of the contract, on connections of type
+    `C`."""
 
     control_sql: ClassVar[ControlPlane]
     alerts_sql: ClassVar[Alerting]
@@ -69,9 +74,6 @@ class SQLControl(ABC, Generic[C]):
 
     def revision(self) -> int:
         return self._read(self.control_sql.revision)
-
-    def probe_write(self, at: int) -> None:
-        self._transaction(lambda conn: self.control_sql.probe_write(conn, at))
 
     def audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         return self._read(lambda conn: self.control_sql.audit(conn, limit, before))

@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 from spendgate.errors import StoreClosedError, StoreError, StoreFailure, ValidationError
 from spendgate.store import migrate
 from spendgate.store.alerting import Alerting
-from spendgate.store.base import InFlight, TallyRow, url_flag
+from spendgate.store.base import TallyRow, url_flag
+from spendgate.store.inflight import InFlight
 from spendgate.store.rows import EVENT_COLUMNS, ControlPlane, tallies_query, tally_rows
 from spendgate.store.sql import SQLStore
 from spendgate.store.statements import Statements

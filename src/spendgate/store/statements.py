@@ -39,7 +39,7 @@ class Statements:
         row = f"WHERE budget = {mark} AND bucket = {mark}"
         old = "budget_buckets"  # the row as it stood, in an upsert's DO UPDATE
         # A hold on a calendar window: create the row or add to it, each branch only within
-        # the limit (the cap, within `MAX_TOTAL`: `base.hold_limit`), so that no row ever
+        # the limit (the cap, within `MAX_TOTAL`: `accounting.hold_limit`), so that no row ever
         # goes over its cap. (budget, bucket, amount, amount, limit, limit)
         self.hold = (
             "INSERT INTO budget_buckets (budget, bucket, spent, reserved, overshoot) "
@@ -75,10 +75,10 @@ class Statements:
             f"UPDATE budget_buckets SET spent = spent + {mark}, overshoot = overshoot + {mark} "
             f"{row} AND spent + reserved + {mark} <= {MAX_TOTAL}"
         )
-        # Spend no hold covered, on a calendar window, in one statement: `base.overshoot_of`
-        # applied to the row as it stood; RETURNING sees the row after, and answers the part
-        # of this charge above the cap and the usage after. A row whose usage would pass
-        # `MAX_TOTAL` is left alone and nothing is returned.
+        # Spend no hold covered, on a calendar window, in one statement:
+        # `accounting.overshoot_of` applied to the row as it stood; RETURNING sees the row
+        # after, and answers the part of this charge above the cap and the usage after. A row
+        # whose usage would pass `MAX_TOTAL` is left alone and nothing is returned.
         # (budget, bucket, amount, first, cap, cap, cap, amount, cap)
         used = f"{old}.spent + {old}.reserved"
         self.charge_calendar = (
