@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from spendgate import BudgetExceededError, Gate, to_nanos
+from spendgate import BudgetExceededError, Gate, ValidationError, to_nanos
+from spendgate.config import parse
+from spendgate.testing import FrozenClock
 from tests.gate.test_gate import reserved, spent
 
 
@@ -107,3 +109,43 @@ def test_cancelled_while_reserving_releases_the_hold_it_took(gate: Gate) -> None
 
     asyncio.run(main())
     assert reserved(gate) == 0
+
+
+def test_a_free_call_passes_a_budget_that_is_over_its_cap(gate: Gate) -> None:
+    gate.record("svc", "paid_api", cost="1.20")  # unreserved spend overshot the limit
+    with gate.spend("svc", "free_api") as call:
+        call.set_cost("0")
+    assert call.decision is not None
+    assert call.decision.approved
+    with pytest.raises(BudgetExceededError):
+        gate.spend("svc", "paid_api").__enter__()
+
+
+def test_set_cost_checks_its_values_inside_the_block(gate: Gate) -> None:
+    with pytest.raises(ValidationError, match="quality_score"), gate.spend("svc", "paid_api"):
+        raise_from_set_cost(gate)
+    assert gate.status()[0].reserved == 0
+
+
+def raise_from_set_cost(gate: Gate) -> None:
+    with gate.spend("svc", "paid_api") as call:
+        call.set_cost("0.01", quality_score=-0.5)
+
+
+def test_spend_on_a_tiered_price_uses_the_free_quota(store_url: str, clock: FrozenClock) -> None:
+    cfg = parse(
+        {
+            "sources": {"geo": {"tiers": {"request": [{"up_to": 2, "price": "0"},
+                                                      {"price": "0.005"}]}}},
+            "budgets": [{"name": "daily", "limit": "10"}],
+        }
+    )  # fmt: skip
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        costs = []
+        for _ in range(3):
+            with gate.spend("svc", "geo") as call:
+                pass
+            assert call.result is not None
+            costs.append(call.result.cost)
+        assert costs == [0, 0, to_nanos("0.005")]
+        assert gate.status()[0].spent == to_nanos("0.005")
