@@ -12,7 +12,7 @@ Anything else (no key or a wrong one, a cookie session, a body that does not val
 event the gate refuses, a browser's `Origin`, a body without a length or over the limit)
 goes to the full application with the body replayed, untouched: nothing was written, so the
 full path answers exactly as it would have, problem details included
-(tests/test_fastpath_parity.py holds the two to the same answers).
+(tests/server/test_fastpath_parity.py holds the two to the same answers).
 """
 
 from __future__ import annotations

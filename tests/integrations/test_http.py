@@ -12,8 +12,9 @@ import pytest
 
 from spendgate import BudgetExceededError, Gate, UnknownSourceError, ValidationError, to_nanos
 from spendgate.config import parse
-from spendgate.http import AsyncMeteredTransport, MeteredTransport, metered_session
+from spendgate.http import AsyncMeteredTransport, MeteredTransport, metered_session, route_table
 from spendgate.testing import FrozenClock
+from tests.integrations.conftest import paid_gate
 
 
 class Upstream(ThreadingHTTPServer):
@@ -146,3 +147,15 @@ def test_bad_routes_are_refused(gate: Gate) -> None:
         MeteredTransport(gate, "svc", {})
     with pytest.raises(UnknownSourceError):
         MeteredTransport(gate, "svc", {"api.example.com": "nowhere"})
+
+
+def test_http_routes_must_be_bare_hosts_and_settleable(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        for key in ("https://maps.example.com", "maps.example.com:443"):
+            with pytest.raises(ValidationError, match="no scheme, no port"):
+                MeteredTransport(gate, "svc", {key: "maps"})
+        with pytest.raises(ValidationError, match="priced per"):
+            MeteredTransport(gate, "svc", {"feed.example.com": "databento_mbo"}, estimate="1")
+    source_for = route_table({"api.example.com/v4": "maps"})
+    assert source_for("api.example.com", "/v4/tiles") == "maps"
+    assert source_for("api.example.com", "/v40/tiles") is None

@@ -6,7 +6,7 @@ Two runs: one with schemathesis's own strategies (at least 2,000 requests), and 
 (at least 5,000) in which every free-form string of a request is written the way an attacker
 would: lone surrogates, NUL, control characters, other scripts' digits, values of up to
 180,000 characters. Longer runs go by hand:
-`SPENDGATE_SCHEMATHESIS_EXAMPLES=500 .venv/bin/python -m pytest tests/test_server_schema.py`.
+`SPENDGATE_SCHEMATHESIS_EXAMPLES=500 .venv/bin/python -m pytest tests/server/test_schema.py`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""The gate, end to end on every backend: decisions, two-phase spending, recording."""
+"""The gate, end to end on every backend: decisions, two-phase spending, recording, and bad
+input refused before it changes anything (`spend()` and `metered()`: test_spend.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,7 @@ from spendgate import (
     ReservationStateError,
     UnknownSourceError,
     UnpricedSourceError,
+    ValidationError,
     to_nanos,
 )
 from spendgate.config import parse
@@ -133,6 +136,32 @@ def test_reservation_ids_are_idempotent(gate: Gate) -> None:
     assert reserved(gate) == to_nanos("0.40")
 
 
+@pytest.mark.parametrize("settle", ["commit", "release", "expire"])
+def test_a_retry_of_a_settled_reservation_is_refused(
+    gate: Gate, clock: FrozenClock, settle: str
+) -> None:
+    first = gate.reserve("svc", "paid_api", "0.50", reservation_id="job")
+    assert first.approved
+    if settle == "commit":
+        gate.commit("job")
+    elif settle == "release":
+        gate.release("job")
+    else:
+        clock.advance(gate.config.reservation_ttl)
+        gate.expire()
+    before = gate.status()[0].balance
+    with pytest.raises(ReservationStateError):
+        gate.reserve("svc", "paid_api", "0.50", reservation_id="job")
+    assert gate.status()[0].balance == before
+
+
+def test_a_retry_of_a_pending_reservation_gives_its_figures(gate: Gate) -> None:
+    gate.reserve("svc", "paid_api", "0.50", reservation_id="job")
+    again = gate.reserve("svc", "paid_api", "0.50", reservation_id="job")
+    assert (again.approved, again.budget, again.remaining) == (True, "daily", to_nanos("0.50"))
+    assert gate.status()[0].reserved == to_nanos("0.50")
+
+
 def test_commit_from_another_gate_on_the_same_store(store_url: str, clock: FrozenClock) -> None:
     if store_url.startswith("memory"):
         pytest.skip("two gates share a store only through a file or server")
@@ -155,6 +184,13 @@ def test_leaked_hold_expires_after_its_ttl(gate: Gate, clock: FrozenClock) -> No
     assert gate.authorize("svc", "paid_api", "0.10").approved
     assert gate.reserve("svc", "paid_api", "0.10").approved
     assert reserved(gate) == to_nanos("0.10")
+
+
+def test_ttl_takes_seconds_or_text(gate: Gate, clock: FrozenClock) -> None:
+    gate.reserve("svc", "paid_api", "0.50", ttl=30)
+    gate.reserve("svc", "paid_api", "0.40", ttl="1m")
+    clock.advance(31)
+    assert gate.expire() == 1
 
 
 def test_emergency_allowance_is_explicit_and_recorded(store_url: str, clock: FrozenClock) -> None:
@@ -304,6 +340,20 @@ def test_record_retry_answers_exists_and_conflict_raises(gate: Gate) -> None:
     assert len(gate.events()) == 1
 
 
+def test_a_retry_is_the_same_payload_in_every_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fp.db'}"
+    when = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    same_when = when.astimezone(timezone(timedelta(hours=5)))
+    first = Gate.open(url, config=small_config())
+    first.record("svc", "paid_api", request_id="r1", time=when, units={"request": 1})
+    first.close()
+    other = Gate.open(url, config=small_config())  # a fresh process would see the same
+    again = other.record("svc", "paid_api", request_id="r1", time=same_when,
+                         units={"request": Decimal("1.0")})  # fmt: skip
+    assert again.status == "exists"
+    other.close()
+
+
 def test_record_keeps_the_seeds_cost_entry(gate: Gate) -> None:
     gate.record(
         "image_processor",
@@ -365,105 +415,6 @@ def test_concurrent_records_share_commits(store_url: str, clock: FrozenClock) ->
         assert spent(gate) == Decimal("4.00")
 
 
-# -- spend() and metered() ------------------------------------------------------------------
-
-
-def test_spend_commits_what_the_call_cost(gate: Gate) -> None:
-    with gate.spend("svc", "paid_api", "0.05") as call:
-        call.set_cost("0.03", quality_score=0.9)
-    assert call.result is not None
-    assert call.result.cost == to_nanos("0.03")
-    assert spent(gate) == Decimal("0.03")
-    assert gate.events()[0].quality_score == 0.9
-
-
-def test_spend_refuses_before_the_call(gate: Gate) -> None:
-    gate.record("svc", "paid_api", cost="0.99")
-    calls = []
-    with pytest.raises(BudgetExceededError), gate.spend("svc", "paid_api", "0.05"):
-        calls.append("made")
-    assert calls == []
-
-
-@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-def test_spend_releases_on_any_exception(gate: Gate, error: type[BaseException]) -> None:
-    held = []
-
-    def call_that_fails() -> None:
-        with gate.spend("svc", "paid_api", "0.50"):
-            held.append(reserved(gate))
-            raise error
-
-    with pytest.raises(error):
-        call_that_fails()
-    assert held == [to_nanos("0.50")]
-    assert reserved(gate) == 0
-    assert spent(gate) == 0
-    assert gate.events() == []
-
-
-def test_metered_decorator(gate: Gate) -> None:
-    @gate.metered("svc", "paid_api", cost=lambda result: result["cost"])
-    def geocode(address: str) -> dict[str, str]:
-        return {"address": address, "cost": "0.04"}
-
-    assert geocode("1 Main St")["address"] == "1 Main St"
-    assert spent(gate) == Decimal("0.04")
-
-
-def test_async_spend_and_decorator(gate: Gate) -> None:
-    @gate.metered("svc", "paid_api")
-    async def fetch() -> str:
-        await asyncio.sleep(0)
-        return "tile"
-
-    async def main() -> None:
-        assert await fetch() == "tile"
-        async with gate.spend("svc", "paid_api", "0.02") as call:
-            call.set_cost("0.02")
-
-    asyncio.run(main())
-    assert spent(gate) == Decimal("0.03")
-
-
-def test_cancelled_async_call_releases_its_hold(gate: Gate) -> None:
-    async def main() -> None:
-        entered = asyncio.Event()
-
-        async def paid_call() -> None:
-            async with gate.spend("svc", "paid_api", "0.40"):
-                entered.set()
-                await asyncio.Event().wait()  # the API never answers
-
-        task = asyncio.create_task(paid_call())
-        await entered.wait()
-        assert reserved(gate) == to_nanos("0.40")
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
-    assert reserved(gate) == 0
-    assert spent(gate) == 0
-
-
-def test_cancelled_while_reserving_releases_the_hold_it_took(gate: Gate) -> None:
-    async def main() -> None:
-        # Cancel at once: the reservation runs in a worker thread and lands after the cancel.
-        task = asyncio.create_task(gate.spend("svc", "paid_api", "0.40").__aenter__())
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        # Wait for the worker thread to finish, then let its done-callback run on the loop.
-        await asyncio.get_running_loop().shutdown_default_executor()
-        for _ in range(3):
-            await asyncio.sleep(0)
-
-    asyncio.run(main())
-    assert reserved(gate) == 0
-
-
 def test_async_record_shares_commits_and_keeps_idempotency(gate: Gate) -> None:
     async def main() -> list[str]:
         first = await asyncio.gather(
@@ -496,3 +447,34 @@ def test_a_cancelled_async_record_is_settled_by_its_retry(gate: Gate) -> None:
     assert asyncio.run(main()) in ("created", "exists")
     assert [e.request_id for e in gate.events()] == ["maybe"]
     assert spent(gate) == Decimal("0.01")
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda g: g.record("svc", "paid_api", cache_hits=2**63), "cache_hits"),
+        (lambda g: g.record("svc", "paid_api", quality_score=10**400), "quality_score"),
+        (lambda g: g.record("svc", "paid_api", units=["x"]), "units"),
+        (lambda g: g.record("svc", "paid_api", time="2026-01-05T12:00Z"), "time"),
+        (lambda g: g.record("svc", "paid_api", time=datetime(9999, 12, 31, tzinfo=UTC)), "time"),
+        (lambda g: g.record("svc", "paid_api", time=datetime(1960, 1, 1, tzinfo=UTC)), "time"),
+        (lambda g: g.record("svc", "paid_api", fallbacks_triggered=5), "fallbacks_triggered"),
+        (lambda g: g.reserve("svc", "paid_api", ttl="soon"), "ttl"),
+        (lambda g: g.reserve("svc", "paid_api", emergency="false"), "emergency"),
+        (lambda g: g.authorize("svc", "paid_api", priority=1), "priority"),
+        (lambda g: g.authorize(["svc"], "paid_api"), "service"),
+        (lambda g: g.commit(["x"]), "reservation_id"),
+        (lambda g: g.events(limit=-1), "limit"),
+    ],
+)
+def test_bad_input_is_a_validation_error_that_changes_nothing(
+    gate: Gate, call: object, field: str
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        call(gate)  # type: ignore[operator]
+    assert err.value.field.startswith(field)
+    assert gate.events() == []
+    assert gate.status()[0].balance.used == 0

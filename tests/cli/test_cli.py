@@ -15,7 +15,7 @@ from spendgate.cli import app
 from spendgate.store import migrate
 
 runner = CliRunner()
-DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
+DOCS = Path(__file__).parents[2] / "docs" / "cli.md"
 
 
 def commands(group: typer.core.TyperGroup, prefix: str = "") -> list[str]:

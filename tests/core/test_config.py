@@ -288,7 +288,7 @@ def test_load_reads_the_same_config(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_loads() -> None:
-    cfg = load(Path(__file__).parent.parent / "examples" / "spendgate.toml")
+    cfg = load(Path(__file__).parents[2] / "examples" / "spendgate.toml")
     assert set(cfg.prices.sources) >= SEED_SOURCES
     assert cfg.budget("daily").limit == to_nanos(10)
 

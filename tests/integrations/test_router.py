@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 from collections import Counter
@@ -14,6 +15,7 @@ from spendgate import BudgetExceededError, Gate, UnpricedSourceError, Validation
 from spendgate.config import parse
 from spendgate.router import FreeFirstRouter
 from spendgate.testing import FrozenClock
+from tests.integrations.conftest import paid_gate
 
 CONFIG = {
     "sources": {
@@ -112,6 +114,26 @@ def test_paid_only_after_free_fails_and_the_actual_cost_is_committed(
         assert gate.status()[0].reserved == 0  # mapbox's hold was released when it failed
 
 
+def test_a_router_retry_is_not_paid_twice(clock: FrozenClock) -> None:
+    calls = []
+
+    def maps(x: int) -> int:
+        calls.append(x)
+        return x
+
+    def osm(x: int) -> int:
+        raise LookupError("no tile")
+
+    with paid_gate(clock) as gate:
+        router = FreeFirstRouter(gate, "svc", [("osm", osm), ("maps", maps)])
+        first = router(1, request_id="property-17")
+        again = router(1, request_id="property-17")
+        assert (first.status, again.status) == ("served", "already_recorded")
+        assert calls == [1]
+        (status,) = gate.status()
+        assert (status.spent, status.reserved) == (to_nanos("0.002"), 0)
+
+
 def test_low_quality_counts_as_a_failure(store_url: str, clock: FrozenClock) -> None:
     srcs = sources()
     srcs["extended_cache"].quality = 0.3
@@ -121,6 +143,21 @@ def test_low_quality_counts_as_a_failure(store_url: str, clock: FrozenClock) -> 
         assert outcome.served_by == "openstreetmap_tiles"
         assert "quality 0.3 below 0.5" in outcome.failures[0].reason
         assert gate.events()[0].quality_score == 0.9
+
+
+def test_an_unusable_quality_score_fails_the_source_before_paying(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        router = FreeFirstRouter(
+            gate,
+            "svc",
+            [("osm", lambda: {"q": math.nan}), ("maps", lambda: {"q": 0.9})],
+            quality=lambda r: r["q"],
+            min_quality=0.5,
+        )
+        outcome = router()
+        assert outcome.served_by == "maps"
+        assert "unusable quality" in outcome.failures[0].reason
+        assert gate.status()[0].reserved == 0
 
 
 def test_a_refused_budget_ends_free_only_and_never_pays(store_url: str, clock: FrozenClock) -> None:
@@ -135,6 +172,14 @@ def test_a_refused_budget_ends_free_only_and_never_pays(store_url: str, clock: F
         assert "paid refused" in (event.failure_reason or "")
         with pytest.raises(BudgetExceededError):
             router(gate, srcs, raise_on_exhausted=True)("t")
+
+
+def test_a_sources_own_budget_moves_on_to_the_next_paid_source(clock: FrozenClock) -> None:
+    cap = {"name": "maps-cap", "limit": "0.001", "scope": "source:maps"}
+    with paid_gate(clock, budgets=[cap]) as gate:
+        router = FreeFirstRouter(gate, "svc", [("maps", lambda: "m"), ("pricey", lambda: "p")])
+        outcome = router()
+        assert (outcome.status, outcome.served_by) == ("served", "pricey")
 
 
 def test_every_source_failing_is_one_failed_event(store_url: str, clock: FrozenClock) -> None:

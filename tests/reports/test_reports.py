@@ -32,7 +32,7 @@ from spendgate.settings import Config
 from spendgate.testing import FrozenClock
 from tests.conftest import random_event
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 ARTIFACTS = ROOT / "artifacts"
 ZONE = "America/New_York"
 NOW = datetime(2026, 10, 20, 17, 42, tzinfo=UTC)  # 13:42 in New York

@@ -34,7 +34,7 @@ from tests.conftest import small_config
 from tests.serving import Keys, app_for, bearer, make_keys, running
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 # The machine's network is closed: a browser that tries to phone home must not wait on it.
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -16,8 +16,8 @@ from spendgate.events import Event, fingerprint
 from spendgate.store import open_store
 from spendgate.store.base import Alert, Draw, EventWrite, Notification, ReservationWrite, Store
 from spendgate.windows import to_micros
-from tests import test_store_control
-from tests.test_store_control import PROCESSES, race, with_store
+from tests.store import test_control_plane
+from tests.store.test_control_plane import PROCESSES, race, with_store
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 T0 = to_micros(START)
@@ -413,7 +413,7 @@ def test_alerts_and_the_outbox_survive_a_reopen(store_url: str, store: Store) ->
 EACH = 30  # spends each process makes
 COST = 10  # 4 x 30 x 10 = 1,200: every line of a 1,000 limit is crossed
 ROLL_SPAN = 4 * HOUR
-shared_url = test_store_control.shared_url  # the fixture: a URL several processes share
+shared_url = test_control_plane.shared_url  # the fixture: a URL several processes share
 
 
 ROLL_BEFORE = 400  # spent in the rolling window's earlier bucket before the race

@@ -15,7 +15,7 @@ from spendgate.errors import ConfigError
 from spendgate.streams import StreamMeter
 from spendgate.testing import FrozenClock
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "spendgate.toml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "spendgate.toml"
 
 
 def test_the_seeds_variables_override_the_file() -> None:

@@ -17,7 +17,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -161,6 +161,41 @@ def probing(served: Served) -> Iterator[list[tuple[float, float]]]:
         assert not thread.is_alive(), "a /healthz probe hung"
 
 
+def hold_and_trickle(
+    served: Served,
+    opened: dict[socket.socket, tuple[str, float]],
+    sends: dict[str, bytes],
+    on_end: Callable[[socket.socket], None],
+    within: float,
+) -> tuple[dict[socket.socket, float], dict[socket.socket, float], list[tuple[float, float]]]:
+    """Slow clients at work: every TRICKLE_EVERY seconds each connection of `opened` (kind,
+    opened at) sends one more byte of what `sends` gives its kind (kinds not there send
+    nothing), while /healthz is asked beside them, until the server has ended every one or
+    `within` seconds have passed; `on_end` reads each connection as it ends. When each
+    ended, when each last sent a byte, and the probes."""
+    ended: dict[socket.socket, float] = {}
+    last_byte: dict[socket.socket, float] = {}
+    deadline = time.monotonic() + within
+    with probing(served) as probes:
+        sent, next_byte = 0, time.monotonic()
+        while len(ended) < len(opened) and time.monotonic() < deadline:
+            still = [c for c in opened if c not in ended]
+            wait = max(0.0, min(next_byte, deadline) - time.monotonic())
+            for conn in select.select(still, [], [], wait)[0]:
+                ended[conn] = time.monotonic()
+                on_end(conn)
+            if time.monotonic() >= next_byte:
+                for conn in still:
+                    data = sends.get(opened[conn][0], b"")
+                    if conn not in ended and sent < len(data):
+                        with contextlib.suppress(OSError):  # ended meanwhile
+                            conn.send(data[sent : sent + 1])
+                            last_byte[conn] = time.monotonic()
+                sent += 1
+                next_byte = time.monotonic() + TRICKLE_EVERY
+    return ended, last_byte, probes
+
+
 # -- the header timeout --------------------------------------------------------------------
 
 
@@ -168,8 +203,6 @@ def test_slow_heads_are_closed_in_time_while_others_are_answered(served: Served)
     baseline = min(healthz(served) for _ in range(3))
     kinds = ("silent", "partial", "trickle")
     opened: dict[socket.socket, tuple[str, float]] = {}
-    closed: dict[socket.socket, float] = {}
-    last_byte: dict[socket.socket, float] = {}
     trickle = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
     with contextlib.ExitStack() as stack:
         for i in range(60):
@@ -177,24 +210,10 @@ def test_slow_heads_are_closed_in_time_while_others_are_answered(served: Served)
             opened[conn] = (kinds[i % 3], time.monotonic())
             if kinds[i % 3] == "partial":  # a head begun at once, then nothing more
                 conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        deadline = time.monotonic() + HEADER_TIMEOUT + SLACK
-        with probing(served) as probes:
-            sent, next_byte = 0, time.monotonic()
-            while len(closed) < len(opened) and time.monotonic() < deadline:
-                still = [c for c in opened if c not in closed]
-                wait = max(0.0, min(next_byte, deadline) - time.monotonic())
-                for conn in select.select(still, [], [], wait)[0]:
-                    assert_ended(conn)
-                    closed[conn] = time.monotonic()
-                if time.monotonic() >= next_byte:
-                    # The slowloris pattern: one more byte of the head now and then.
-                    for conn in still:
-                        if opened[conn][0] == "trickle" and conn not in closed:
-                            with contextlib.suppress(OSError):  # ended meanwhile
-                                conn.send(trickle[sent : sent + 1])
-                                last_byte[conn] = time.monotonic()
-                    sent += 1
-                    next_byte = time.monotonic() + TRICKLE_EVERY
+        # The slowloris pattern: one more byte of the head now and then.
+        closed, last_byte, probes = hold_and_trickle(
+            served, opened, {"trickle": trickle}, assert_ended, HEADER_TIMEOUT + SLACK
+        )
     held = sorted(opened[c][0] for c in opened if c not in closed)
     assert not held, f"still open {SLACK} s after the header timeout: {held}"
     for conn, at in closed.items():
@@ -364,9 +383,14 @@ def test_slow_bodies_are_answered_408_in_time_while_others_are_answered(served: 
     }
     opened: dict[socket.socket, tuple[str, float]] = {}
     readers: dict[socket.socket, BinaryIO] = {}
-    ended: dict[socket.socket, float] = {}
     answers: dict[socket.socket, Answer] = {}
-    last_byte: dict[socket.socket, float] = {}
+
+    def read_end(conn: socket.socket) -> None:
+        if opened[conn][0] == "answered":
+            assert_ended(conn)  # answered already: closed without another
+        else:
+            answers[conn] = read_answer(readers[conn], until_closed=True)
+
     with contextlib.ExitStack() as stack:
         for i in range(30):
             kind = tuple(heads)[i % 3]
@@ -376,27 +400,9 @@ def test_slow_bodies_are_answered_408_in_time_while_others_are_answered(served: 
             conn.sendall(heads[kind])
             if kind == "answered":
                 assert read_answer(readers[conn]).status == 200
-        deadline = time.monotonic() + BODY_TIMEOUT + SLACK
-        with probing(served) as probes:
-            sent, next_byte = 0, time.monotonic()
-            while len(ended) < len(opened) and time.monotonic() < deadline:
-                still = [c for c in opened if c not in ended]
-                wait = max(0.0, min(next_byte, deadline) - time.monotonic())
-                for conn in select.select(still, [], [], wait)[0]:
-                    ended[conn] = time.monotonic()
-                    if opened[conn][0] == "answered":
-                        assert_ended(conn)  # answered already: closed without another
-                    else:
-                        answers[conn] = read_answer(readers[conn], until_closed=True)
-                if time.monotonic() >= next_byte:
-                    for conn in still:
-                        kind = opened[conn][0]
-                        if conn not in ended and sent < len(trickles[kind]):
-                            with contextlib.suppress(OSError):  # ended meanwhile
-                                conn.send(trickles[kind][sent : sent + 1])
-                                last_byte[conn] = time.monotonic()
-                    sent += 1
-                    next_byte = time.monotonic() + TRICKLE_EVERY
+        ended, last_byte, probes = hold_and_trickle(
+            served, opened, trickles, read_end, BODY_TIMEOUT + SLACK
+        )
     held = sorted(opened[c][0] for c in opened if c not in ended)
     assert not held, f"still open {SLACK} s after the body timeout: {held}"
     for conn, at in ended.items():

@@ -1,4 +1,5 @@
-"""A store's life: opened by several processes at once, closed while threads are in calls.
+"""A store's life: opened by several processes at once, shared with a forked child, busy under
+another writer's lock, closed while threads are in calls.
 
 Issue 15: `SQLiteStore.close()` closed every thread's `sqlite3` connection under the threads
 still using them (the process died of a segmentation fault), and processes opening one new
@@ -9,7 +10,10 @@ codes must all be 0; and 4 processes open the same new file together, round afte
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
+import os
 import sqlite3
 import subprocess
 import sys
@@ -252,6 +256,51 @@ def test_processes_open_one_new_file_together(tmp_path: Path) -> None:
             store.close()
 
 
+def _open_and_record(url: str, n: int) -> None:
+    gate = Gate.open(url, config=small_config(limit="100"))
+    gate.record("svc", "paid_api", request_id=f"p{n}")
+    gate.close()
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_open_and_record, args=(url, n)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    gate = Gate.open(url, config=small_config(limit="100"))
+    assert sorted(e.request_id for e in gate.events()) == ["p0", "p1", "p2", "p3"]
+    gate.close()
+
+
+# -- a forked child ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_writes_only_its_own_events(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    gate = Gate.open(url, config=small_config(limit="100"))
+    gate.record("svc", "paid_api", request_id="parent-1")
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection and writer
+        code = 0
+        try:
+            child = gate.record("svc", "paid_api", request_id="child-1")
+            code = 0 if child.created else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    gate.record("svc", "paid_api", request_id="parent-2")
+    assert sorted(e.request_id for e in gate.events()) == ["child-1", "parent-1", "parent-2"]
+    gate.close()
+
+
 # -- closing, unit by unit ---------------------------------------------------------------------
 
 SLOT = Slot("daily", 0, 0, None)
@@ -292,6 +341,14 @@ def test_gate_calls_after_close_raise_instead_of_deciding(store_url: str) -> Non
     with pytest.raises(StoreClosedError):
         gate.status()
     assert sum(gate.outages.values()) == 0
+
+
+def test_recording_after_close_is_a_store_error(gate: Gate) -> None:
+    gate.close()
+    with pytest.raises(StoreError, match="closed"):
+        gate.record("svc", "paid_api")
+    with pytest.raises(StoreError, match="closed"):
+        asyncio.run(gate.arecord("svc", "paid_api"))
 
 
 def test_close_waits_for_a_call_in_flight_on_sqlite(tmp_path: Path) -> None:
@@ -509,3 +566,24 @@ def test_every_sqlite_write_under_another_writers_lock_is_a_busy_store_naming_th
         release(lock)
     store.probe_write(2)  # the lock gone, the same store writes
     store.close()
+
+
+def test_a_locked_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    gate = Gate.open(f"sqlite:///{path}?timeout=0.05", config=small_config())
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            gate.record("svc", "paid_api", cost="0.10")
+        # A paid call the store cannot answer for fails closed, and says why.
+        refused = gate.reserve("svc", "paid_api", "0.10")
+        assert not refused.approved
+        assert refused.reason.startswith("store unreachable")
+        assert str(path) not in refused.reason  # the file's path stays in the log
+        assert gate.outages["denied"] == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert gate.reserve("svc", "paid_api", "0.10").approved  # the connection is still usable
+    gate.close()

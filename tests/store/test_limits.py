@@ -561,6 +561,35 @@ def test_the_committer_does_not_retry_once_the_store_fails() -> None:
         committer.close()
 
 
+def test_one_bad_item_does_not_fail_the_rest_of_its_batch() -> None:
+    gate_open = threading.Event()
+
+    def write(items: list[int]) -> list[int]:
+        gate_open.wait()
+        if 13 in items:
+            raise OverflowError("13 does not fit")
+        return [i * 2 for i in items]
+
+    writer: GroupCommitter[int, int] = GroupCommitter(write)
+    results: dict[int, object] = {}
+
+    def submit(i: int) -> None:
+        try:
+            results[i] = writer.submit(i)
+        except OverflowError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in (1, 13, 2, 3)]
+    for t in threads:
+        t.start()
+    gate_open.set()
+    for t in threads:
+        t.join()
+    writer.close()
+    assert isinstance(results[13], OverflowError)
+    assert {i: results[i] for i in (1, 2, 3)} == {1: 2, 2: 4, 3: 6}
+
+
 # -- over HTTP ------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -10,6 +11,7 @@ from spendgate import BudgetExceededError, Gate, ValidationError, to_nanos
 from spendgate.config import parse
 from spendgate.streams import MarketHours, StreamMeter
 from spendgate.testing import FrozenClock
+from tests.integrations.conftest import paid_gate
 
 MB = 2**20
 
@@ -86,6 +88,22 @@ def test_usage_never_passes_the_stop_line_while_the_caller_obeys(clock: FrozenCl
         assert status.spent >= to_nanos("7.80")
 
 
+def test_two_meters_share_a_budget_without_a_false_stop(clock: FrozenClock) -> None:
+    with paid_gate(clock) as gate:
+        a = StreamMeter(gate, "a", "databento_mbo", lease="0.60")
+        b = StreamMeter(gate, "b", "databento_mbo", lease="0.60")
+        a.start()
+        b.start()  # a holds 0.60 of the 0.80 stop line: b gets the 0.20 left
+        assert (a.level, b.level) == ("normal", "normal")
+        assert a.should_continue()
+        assert b.should_continue()
+        a.stop()  # a's lease comes back
+        b.flush()
+        assert b.should_continue()
+        assert b.level == "normal"
+        assert gate.status()[0].spent == 0
+
+
 def test_hysteresis_restores_normal_only_below_030(clock: FrozenClock) -> None:
     changes: list[tuple[str, str]] = []
     with stream_gate(clock, hour=None, window="rolling", length="1h", granularity="1m") as gate:
@@ -124,6 +142,34 @@ def test_connected_time_is_charged_and_stats_follow_the_seed(clock: FrozenClock)
         assert stats.to_dict()["cost_per_event"] == "0.05"
         meter.stop()
         assert gate.status()[0].spent == to_nanos("2.50")
+
+
+def test_leases_settle_before_their_ttl(clock: FrozenClock) -> None:
+    ttl = timedelta(minutes=5)
+    lease = to_nanos("0.50")
+    with paid_gate(clock) as gate:
+        assert gate.config.reservation_ttl == ttl
+        meter = StreamMeter(gate, "s", "databento_mbo", lease="0.50")
+        meter.start()
+        assert gate.status()[0].reserved == lease  # the first lease is held
+        meter.record(100)
+        clock.advance(ttl / 2)
+        meter.record(100)  # half the TTL has passed: settled and renewed, not left to expire
+        (status,) = gate.status()
+        # Settled: 200 bytes at $0.01/MB and 150 s connected at $1.00/hour (within a
+        # nano-unit of the exact figure, whichever way it rounds); renewed: a lease held.
+        exact = Decimal(200) / 2**20 * Decimal("0.01") + Decimal(150) / 3600
+        assert abs(status.spent - exact * 10**9) <= 1
+        assert status.reserved == lease
+        clock.advance(ttl / 2 + timedelta(seconds=1))
+        # The first lease's time ran out: it was settled, so nothing is left to expire...
+        assert gate.expire() == 0
+        assert gate.status()[0].reserved == lease
+        clock.advance(ttl / 2)
+        # ...while the renewed one, not settled by its end (the meter saw no message),
+        # expires and is counted: expire() does see a lease left to run out.
+        assert gate.expire() == 1
+        assert gate.status()[0].reserved == 0
 
 
 def test_daily_history_sums_to_the_recorded_usage(store_url: str, clock: FrozenClock) -> None:
@@ -178,6 +224,13 @@ def test_should_start_combines_market_budget_and_auth() -> None:
         assert not meter.should_start()
 
 
+def test_market_hours_refuse_bad_input() -> None:
+    with pytest.raises(ValidationError, match="calendar"):
+        MarketHours(None)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        MarketHours().is_open(datetime(2026, 11, 24, 15, 0))
+
+
 def test_bad_input_is_refused(clock: FrozenClock) -> None:
     with stream_gate(clock) as gate:
         with pytest.raises(ValidationError, match="calendar"):
@@ -209,3 +262,24 @@ def test_stop_disconnects_once_and_time_stops_counting(clock: FrozenClock) -> No
         assert meter.usage_stats().runtime_hours == 1.0
         meter.record(MB)  # a message that raced the stop is still booked, with no time
         assert gate.status()[0].spent == to_nanos("1.01")
+
+
+def test_callbacks_may_call_the_meter_and_start_twice_is_refused(clock: FrozenClock) -> None:
+    seen = []
+    with paid_gate(clock) as gate:
+        meter = StreamMeter(
+            gate,
+            "s",
+            "databento_mbo",
+            on_level_change=lambda old, new: seen.append(meter.usage_stats().level),
+        )
+        meter.start()
+        with pytest.raises(ValidationError, match="stop"):
+            meter.start()
+        for _ in range(70):
+            meter.record(2**20)  # $0.70 of a $1.00 budget: warn, then degraded
+        meter.flush()
+        assert seen  # the callback ran, and could read the meter
+        meter.stop()
+        meter.record(10)  # a late message: booked, no new lease taken
+        assert gate.status()[0].reserved == 0

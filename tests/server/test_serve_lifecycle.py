@@ -392,7 +392,7 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
 def test_serve_bounds_the_time_and_size_of_a_request(tmp_path: Path) -> None:
     """`--header-timeout` and `--body-timeout` reach the server: a connection that sends
     nothing is closed after the one, a head whose body never comes is answered 408 after
-    the other; a 1 MB header line gets 431 (tests/test_slow_clients.py has the rest)."""
+    the other; a 1 MB header line gets 431 (tests/server/test_slow_clients.py has the rest)."""
     new_store(tmp_path)
     with serving(tmp_path, "--header-timeout", "1", "--body-timeout", "2") as served:
         with socket.create_connection(("127.0.0.1", served.port), timeout=30) as silent:

@@ -464,6 +464,11 @@ def test_a_zero_granularity_is_refused() -> None:
     assert err.value.field == "granularity"
 
 
+def test_granularity_belongs_to_rolling_windows_only() -> None:
+    with pytest.raises(ValidationError, match="granularity"):
+        Window("day", granularity=timedelta(minutes=5))
+
+
 def test_a_boolean_week_start_is_refused() -> None:
     # BUG: reset_hour refuses booleans, week_start does not (True passes as 1, Tuesday).
     with pytest.raises(ValidationError) as err:

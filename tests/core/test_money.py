@@ -1,13 +1,16 @@
-"""Exact money: parsing amounts to nano-units, back to Decimal, and showing them."""
+"""Exact money: parsing amounts to nano-units, back to Decimal, and showing them; exact
+whatever decimal context the caller has set."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spendgate import Gate
+from spendgate.config import parse
 from spendgate.errors import ValidationError
 from spendgate.money import (
     MAX_AMOUNT,
@@ -20,6 +23,7 @@ from spendgate.money import (
     to_decimal,
     to_nanos,
 )
+from spendgate.testing import FrozenClock
 
 # Decimals of at most 9 places between 0 and MAX_AMOUNT: exactly representable in nano-units.
 nine_places = st.decimals(
@@ -187,6 +191,18 @@ def test_default_field_name_is_amount() -> None:
     with pytest.raises(ValidationError) as err:
         to_nanos("-1")
     assert err.value.field == "amount"
+
+
+# -- the caller's decimal context ----------------------------------------------------------
+
+
+def test_money_ignores_the_callers_decimal_context(clock: FrozenClock) -> None:
+    cfg = parse({"sources": {"llm": {"price": {"input_token": "2.50/1M"}}},
+                 "budgets": [{"name": "daily", "limit": "100000"}]})  # fmt: skip
+    with Gate.open("memory://", config=cfg, clock=clock) as gate, localcontext() as ctx:
+        ctx.prec = 6
+        result = gate.record("svc", "llm", units={"input_token": 1_234_567_891})
+        assert result.cost == 3_086_419_727_500
 
 
 # -- showing money ----------------------------------------------------------------------------
