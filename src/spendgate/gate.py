@@ -355,8 +355,14 @@ class Gate:
         a release, raises `ReservationStateError` and changes nothing.
         """
         check_id(reservation_id, "reservation_id")
-        given = EventDetails(actual, units, request_id, details=details)
-        return self._holds.commit(reservation_id, given, self.clock())
+        return self._holds.commit(
+            reservation_id,
+            self.clock(),
+            actual=actual,
+            units=units,
+            request_id=request_id,
+            details=details,
+        )
 
     def release(self, reservation_id: str) -> ReservationState:
         """Return a reservation's hold unused. Releasing twice raises `ReservationStateError`."""

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from spendgate.accounting import Slot
 from spendgate.binding import Binding, EventDetails
@@ -30,6 +32,7 @@ from spendgate.events import RecordResult, fingerprint
 from spendgate.health import StoreWatch
 from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos
+from spendgate.pricing import Usage
 from spendgate.store.base import (
     CommitResult,
     EventWrite,
@@ -228,12 +231,21 @@ class Holds:
 
     # -- settling ---------------------------------------------------------------------------------
 
-    def commit(self, reservation_id: str, given: EventDetails, now: datetime) -> CommitResult:
-        """Settle a hold with what the call cost (`given`: its cost, units, request id and
-        details; the labels and emergency flag are the hold's), where the hold is (see
-        `Gate.commit()`)."""
+    def commit(
+        self,
+        reservation_id: str,
+        now: datetime,
+        *,
+        actual: Decimal | int | str | None,
+        units: Usage | None,
+        request_id: str | None,
+        details: Mapping[str, Any],
+    ) -> CommitResult:
+        """Settle a hold with what the call cost, where the hold is (see `Gate.commit()`)."""
         opened = self._open.get(reservation_id) or self._reopen(reservation_id)
-        given = given._replace(labels=opened.labels, emergency=opened.emergency)
+        given = EventDetails(
+            actual, units, request_id, None, opened.labels, opened.emergency, details
+        )
         write = opened.binding.settlement(reservation_id, opened.amount, given, now)
         try:
             if opened.in_store:
