@@ -256,32 +256,22 @@ class MemoryControl(ControlStore, AlertStore, OutboxStore):
         return [_fresh_notification(n) for n in taken]
 
     def delivered(self, key: str, worker: str, at: int) -> bool:
-        with self._lock:
-            self._check_open()
-            q = self._claimed(key, worker)
-            if q is None:
-                return False
-            q.notification = replace(q.notification, delivered_at=at)
-            q.claimed_by = q.claimed_until = None
-            return True
+        return self._end_claim(key, worker, delivered_at=at)
 
     def failed(self, key: str, worker: str, *, error: str, retry_at: int) -> bool:
-        with self._lock:
-            self._check_open()
-            q = self._claimed(key, worker)
-            if q is None:
-                return False
-            q.notification = replace(q.notification, last_error=error, next_attempt_at=retry_at)
-            q.claimed_by = q.claimed_until = None
-            return True
+        return self._end_claim(key, worker, last_error=error, next_attempt_at=retry_at)
 
     def dead(self, key: str, worker: str, *, at: int, reason: str) -> bool:
+        return self._end_claim(key, worker, dead_at=at, last_error=reason)
+
+    def _end_claim(self, key: str, worker: str, **changes: Any) -> bool:
+        """End `worker`'s claim on a notification with `changes`; whether it held the claim."""
         with self._lock:
             self._check_open()
             q = self._claimed(key, worker)
             if q is None:
                 return False
-            q.notification = replace(q.notification, dead_at=at, last_error=reason)
+            q.notification = replace(q.notification, **changes)
             q.claimed_by = q.claimed_until = None
             return True
 
