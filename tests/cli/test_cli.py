@@ -12,6 +12,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from spendgate.cli import app
+from spendgate.cli.shell import show
 from spendgate.store import migrate
 
 runner = CliRunner()
@@ -157,3 +158,17 @@ def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:
     assert "degraded -> stopped" in result.output
     status = runner.invoke(app, ["status", "--db", db, "--json"])
     assert status.exit_code == 0
+
+
+def test_measured_figures_are_plain_numbers_never_exponents(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `spendgate live` printed a runway of 20,420 seconds as "2.042e+04".
+    figures = {"runway_seconds": 20420.0, "rate": 0.0245, "tiny": 0.00001, "loss": -1234.5}
+    show("figures", figures, as_json=False)
+    out = capsys.readouterr().out
+    assert "e+" not in out
+    assert "e-0" not in out
+    rows = dict(line.strip("│ ").split("│")[0:2] for line in out.splitlines() if "│" in line)
+    shown = {k.strip(): v.strip() for k, v in rows.items()}
+    assert shown == {"runway_seconds": "20,420", "rate": "0.0245", "tiny": "0", "loss": "-1,234.5"}

@@ -5,6 +5,7 @@ commands print."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -147,6 +148,15 @@ def show(title: str, figures: dict[str, Any], as_json: bool) -> None:
     console.print(table)
 
 
+def plain_number(value: float) -> str:
+    """A measured figure (seconds, a rate, a ratio) as people write it: never in exponent
+    form (20420.0 is `20,420`, not `2.042e+04`), four decimals at most, no trailing zeros."""
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{value:,.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(figures, dict):
         if set(figures) == {"value", "as_of"}:  # a live figure: its value (as_of is shown once)
@@ -157,7 +167,7 @@ def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
             return [(prefix.rstrip("."), ", ".join(str(v) for v in figures))]
         return [row for i, v in enumerate(figures) for row in _flatten(v, f"{prefix}{i}.")]
     if isinstance(figures, float):
-        return [(prefix.rstrip("."), f"{figures:.4g}")]
+        return [(prefix.rstrip("."), plain_number(figures))]
     return [(prefix.rstrip("."), "-" if figures is None else str(figures))]
 
 
