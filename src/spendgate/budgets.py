@@ -406,9 +406,18 @@ class BudgetStatus:
         }
 
 
+RESERVED_NAMES = frozenset({"status"})
+"""Names no budget may take: the HTTP API answers `GET /api/budgets/status` with every
+budget's standing, so a budget of that name could never be read back at its own path."""
+
+
 def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
     """Build a budget from its `[[budgets]]` table in `spendgate.toml`."""
     where = f"budgets.{name}"
+    if name in RESERVED_NAMES:
+        raise ValidationError(
+            f"{where}.name", name, "any name but 'status' (/api/budgets/status is every budget's)"
+        )
     known = {
         "name",
         "limit",

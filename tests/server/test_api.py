@@ -764,3 +764,26 @@ def test_names_with_a_slash_are_addressable_percent_encoded(
     assert acknowledged["alert_id"] == "budget:team/a"
     assert client.delete("/api/budgets/team%2Fa", headers=h).json()["name"] == "team/a"
     problem_of(client.patch("/api/budgets/%2F", json={"limit": "1"}, headers=h), 404)
+
+
+def test_no_budget_may_be_named_status(client: TestClient, keys: Keys) -> None:
+    # GET /api/budgets/status is every budget's standing: a budget named "status" could never
+    # be read back at /api/budgets/{name} (the schema fuzzer found the two answers disagreeing).
+    h = admin(keys)
+    refused = client.post("/api/budgets", json={"name": "status", "limit": "1"}, headers=h)
+    assert refused.status_code == 422, refused.text
+    assert "name" in refused.text
+    assert [b["name"] for b in client.get("/api/budgets", headers=h).json()] == ["daily"]
+    assert isinstance(client.get("/api/budgets/status", headers=h).json(), list)
+    pattern = re.compile(
+        client.app.openapi()["paths"]["/api/budgets/{name}"]["get"]["parameters"][0]["schema"][
+            "pattern"
+        ]
+    )
+    assert not pattern.match("status")
+    for name in ("daily", "s", "st", "statu", "statuses", "stats", "a/status", "Status"):
+        assert pattern.match(name), name
+    for name in ("stat", "statu", "statuses"):
+        created = client.post("/api/budgets", json={"name": name, "limit": "1"}, headers=h)
+        assert created.status_code == 201, created.text
+        assert client.get(f"/api/budgets/{name}", headers=h).json()["name"] == name

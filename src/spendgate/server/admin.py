@@ -1,6 +1,7 @@
 """Administration: budgets and prices (list, get, create, update, delete; every change
 audited), budget status, the audit log, API keys and the alert configuration."""
 
+import re
 from enum import Enum
 from typing import Annotated, Any
 
@@ -37,6 +38,19 @@ FilteredAdmin = Annotated[Principal, Depends(require("admin", services="filtered
 OwnAdmin = Annotated[Principal, Depends(require("admin", services="own"))]
 NamePath = Annotated[str, Path(min_length=1, max_length=200)]
 
+
+def _anything_but(word: str) -> str:
+    """A pattern of every non-empty string but `word`, without look-ahead (which pydantic's
+    regex engine refuses): a proper prefix, a prefix and another letter, or `word` and more."""
+    parts = [f"{re.escape(word[:i])}[^{re.escape(word[i])}].*" for i in range(len(word))]
+    parts += [re.escape(word[:i]) for i in range(1, len(word))] + [f"{re.escape(word)}.+"]
+    return f"^(?:{'|'.join(parts)})$"
+
+
+# A budget's name is any but `status` (budgets.RESERVED_NAMES): that path, declared before
+# these routes, is every budget's status.
+BudgetNamePath = Annotated[str, Path(min_length=1, max_length=200, pattern=_anything_but("status"))]
+
 # -- budgets and prices ----------------------------------------------------------------------
 
 
@@ -57,13 +71,14 @@ def _crud(kind: Kind, collection: str, body_type: type[BudgetIn] | type[SourceIn
     """The routes of one kind of definition: list, get, create, replace, patch, delete."""
     path = f"/api/{collection}"
     tags: list[str | Enum] = [collection]
+    name_path = BudgetNamePath if kind == "budget" else NamePath
 
     @router.get(path, response_model=list[ManagedOut], tags=tags, name=f"list_{collection}")
     def listing(ctx: Ctx, who: Reader) -> Any:
         return [m.to_dict() for m in ctx.control.entries(kind)]
 
     @router.get(f"{path}/{{name:path}}", response_model=ManagedOut, tags=tags, name=f"get_{kind}")
-    def one(name: NamePath, ctx: Ctx, who: Reader) -> Any:
+    def one(name: name_path, ctx: Ctx, who: Reader) -> Any:  # type: ignore[valid-type]
         return ctx.control.get(kind, name).to_dict()
 
     @router.post(path, response_model=ManagedOut, status_code=201, tags=tags, name=f"create_{kind}")
@@ -74,21 +89,21 @@ def _crud(kind: Kind, collection: str, body_type: type[BudgetIn] | type[SourceIn
     @router.put(
         f"{path}/{{name:path}}", response_model=ManagedOut, tags=tags, name=f"update_{kind}"
     )
-    def update(name: NamePath, body: body_type, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
+    def update(name: name_path, body: body_type, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
         _, spec = _spec(body, name)
         return ctx.control.update(kind, name, spec, actor=who.actor).to_dict()
 
     @router.patch(
         f"{path}/{{name:path}}", response_model=ManagedOut, tags=tags, name=f"patch_{kind}"
     )
-    def patch(name: NamePath, body: body_type, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
+    def patch(name: name_path, body: body_type, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
         _, changes = _spec(body, name)
         return ctx.control.patch(kind, name, changes, actor=who.actor).to_dict()
 
     @router.delete(
         f"{path}/{{name:path}}", response_model=AuditOut, tags=tags, name=f"delete_{kind}"
     )
-    def delete(name: NamePath, ctx: Ctx, who: Admin) -> Any:
+    def delete(name: name_path, ctx: Ctx, who: Admin) -> Any:  # type: ignore[valid-type]
         return audit_dict(ctx.control.delete(kind, name, actor=who.actor))
 
 
