@@ -15,14 +15,16 @@ themselves are written once, here, so that every backend counts alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 
+from spendgate.budgets import Budget
 from spendgate.errors import CounterLimitError
 from spendgate.events import Event
 from spendgate.money import MAX_TOTAL, MAX_TOTAL_AMOUNT, Nanos, money_text
 from spendgate.pricing import Price
+from spendgate.windows import from_micros, to_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +193,102 @@ def quota_total(q: QuotaUse, before: Decimal) -> Decimal:
 def crossed_lines(slot: Slot, before: Nanos, after: Nanos) -> list[AlertLine]:
     """The alert lines `slot`'s usage crossed going up from `before` to `after`."""
     return [x for x in slot.lines if before < x.line <= after]
+
+
+# -- a budget's counter counted again from the ledger -----------------------------------------
+
+LEASE_SERVICE = "spendgate"
+"""The service a lease is held under (`leases.py`): a lease counts for its own budget only."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A pending hold, as a recount sees it."""
+
+    reservation_id: str
+    service: str
+    source: str
+    labels: Mapping[str, str]
+    amount: Nanos
+    created_at: int
+    emergency: bool
+    slots: tuple[Slot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recount:
+    """A budget's counter, counted again from the ledger at `at` (micro-seconds).
+
+    When a budget is created, or its scope or window changes, its counter must be what the
+    ledger says it is: the spend of the events in its current window and scope, and the
+    pending holds that match it, reserved. A store runs `counted()` inside the transaction
+    that writes the definition, over the events of `span()` and every pending hold, then
+    replaces the budget's rows from `span()` on with `rows` and gives each hold in `holds`
+    its new slots (so that settling it moves the new counter).
+    """
+
+    budget: Budget
+    at: int
+
+    def span(self) -> tuple[int, int]:
+        """The `[start, end)` of the events that count, in micro-seconds: the current window
+        (a rolling window's buckets still inside its length)."""
+        now = from_micros(self.at)
+        return to_micros(self.budget.window.span_start(now)), to_micros(
+            self.budget.window.bounds(now)[1]
+        )
+
+    def bucket(self, at: int) -> int:
+        """The bucket of the window an instant falls in."""
+        return to_micros(self.budget.window.bounds(from_micros(at))[0])
+
+    def counts(self, service: str, source: str, labels: Mapping[str, str]) -> bool:
+        """Whether a call counts against the budget."""
+        return self.budget.scope.matches(service, source, labels)
+
+    def counted(self, events: Iterable[Event], pending: Iterable[Pending]) -> Recounted:
+        """The budget's rows and the holds whose slots change; see the class."""
+        start, end = self.span()
+        name = self.budget.name
+        rows: dict[int, list[Nanos]] = {}
+        for e in events:
+            at = to_micros(e.time)
+            if start <= at < end and e.cost and self.counts(e.service, e.source, e.labels):
+                rows.setdefault(self.bucket(at), [0, 0, 0])[0] += e.cost
+        holds: dict[str, tuple[Slot, ...]] = {}
+        for p in pending:
+            own = [s for s in p.slots if s.budget == name]
+            kept = [s for s in p.slots if s.budget != name]
+            if p.service == LEASE_SERVICE:
+                counts = bool(own)  # a lease holds money for its own budget only
+            else:
+                counts = self.counts(p.service, p.source, p.labels)
+            if counts and start <= p.created_at < end:
+                bucket = self.bucket(p.created_at)
+                cap = own[0].cap if own else self.budget.cap(priority=False, emergency=p.emergency)
+                lines = own[0].lines if own else ()
+                kept.append(Slot(name, bucket, start, cap, lines))
+                rows.setdefault(bucket, [0, 0, 0])[1] += p.amount
+            else:
+                kept += [s for s in own if s.bucket < start]  # an older window's hold stays
+            if tuple(kept) != p.slots:
+                holds[p.reservation_id] = tuple(kept)
+        cap = self.budget.cap(priority=False, emergency=False)
+        used = sum(r[0] + r[1] for r in rows.values())
+        if cap is not None and used > cap:
+            # What the budget never approved (it did not exist, or counted another scope):
+            # booked as overshoot, so `spent + reserved - overshoot <= cap` holds from here.
+            rows.setdefault(self.bucket(self.at), [0, 0, 0])[2] = used - cap
+        for row in rows.values():
+            if row[0] + row[1] > MAX_TOTAL:
+                raise usage_limit_error(Slot(name, 0, 0, cap), row[0] + row[1])
+        return Recounted({b: (r[0], r[1], r[2]) for b, r in sorted(rows.items())}, holds)
+
+
+@dataclass(frozen=True, slots=True)
+class Recounted:
+    """A recount's result: each bucket's `(spent, reserved, overshoot)` from the span's start
+    on (no other row may remain there), and the holds whose slots change."""
+
+    rows: Mapping[int, tuple[Nanos, Nanos, Nanos]]
+    holds: Mapping[str, tuple[Slot, ...]]

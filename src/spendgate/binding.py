@@ -7,22 +7,24 @@ call does arithmetic on integers and one store round trip, and nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from spendgate.accounting import AlertLine, QuotaUse, Slot
-from spendgate.budgets import Budget
-from spendgate.errors import ValidationError
+from spendgate.accounting import AlertLine, QuotaUse, Recount, Slot
+from spendgate.budgets import Budget, budget_from_config
+from spendgate.errors import ChangedError, ValidationError
 from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
-from spendgate.settings import Config
+from spendgate.settings import Config, parse_source
 from spendgate.store.base import ControlStore, EventWrite
 from spendgate.windows import from_micros, require_aware, to_micros
 
@@ -379,12 +381,40 @@ class Binding:
         )
 
 
+CONFIG_ACTOR = "config"
+"""How the audit log names the configuration a gate was opened with, when it seeds the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A budget or source the configuration defines otherwise than the store does, where the
+    store's (changed over the API, or deleted there) stays in effect."""
+
+    kind: str
+    name: str
+    configured: Mapping[str, Any]
+    stored: Mapping[str, Any] | None
+    changed_by: str
+    changed_at: int
+
+    def __str__(self) -> str:
+        said = json.dumps(dict(self.configured), sort_keys=True)
+        has = "deleted it" if self.stored is None else f"has {json.dumps(dict(self.stored))}"
+        when = f"{from_micros(self.changed_at):%Y-%m-%d %H:%M} UTC"
+        return (
+            f"{self.kind} {self.name!r}: the configuration says {said}, but the store {has} "
+            f"(changed by {self.changed_by}, {when}), and the store's is in effect; change it "
+            f"there (PUT /api/{'budgets' if self.kind == 'budget' else 'prices'}/{self.name})"
+        )
+
+
 class Bindings:
     """The configuration in effect and the bindings resolved under it, for one gate.
 
-    The configuration is the base (the file) with the definitions made at run time (over the
-    API, by any process) on top; `refresh()` reads them again when the store's revision
-    moved, and `then(config)` runs for a new one before the refresh returns.
+    The store holds the budgets and sources; the base configuration (the file) seeds them
+    (`seed()`), and the other settings are the base's. `refresh()` reads the stored
+    definitions again when the store's revision moved, and `then(config)` runs for a new
+    one before the refresh returns.
     """
 
     def __init__(
@@ -405,6 +435,53 @@ class Bindings:
         self._revision = -1
         self._refreshing = threading.Lock()
         self._bound: dict[tuple[str, str], Binding] = {}
+
+    def seed(self, at: int) -> list[Conflict]:
+        """Write the base configuration's sources and budgets into the store, where they
+        differ from it; what the store keeps otherwise.
+
+        A name the store has never had is created (a budget counted from the ledger, see
+        `accounting.Recount`); one the configuration wrote before follows it, counted again
+        if its scope or window changed; one changed or deleted over the API stays as the
+        store has it, and comes back as a `Conflict`. The seed's defaults (`Config.seed()`:
+        no file) seed only a store without budgets or sources, and otherwise stand for none
+        of them. Every write is audited, by `CONFIG_ACTOR`.
+        """
+        defined = {(d.kind, d.name): d for d in self.store.definitions()}
+        if self.base.defaults and any(kind in ("budget", "source") for kind, _ in defined):
+            self.base = replace(self.base, budgets=())
+            return []
+        wanted: list[tuple[str, str, dict[str, Any], Budget | None]] = [
+            ("source", name, p.to_spec(), None) for name, p in self.base.prices.sources.items()
+        ]
+        wanted += [("budget", b.name, _without_name(b.to_spec()), b) for b in self.base.budgets]
+        conflicts = []
+        for kind, name, spec, budget in wanted:
+            found = defined.get((kind, name))
+            if found is not None and _same(kind, name, found.spec, spec):
+                continue
+            if found is not None and (found.spec is None or found.changed_by != CONFIG_ACTOR):
+                conflicts.append(
+                    Conflict(kind, name, spec, found.spec, found.changed_by, found.changed_at)
+                )
+                continue
+            recount = None
+            if budget is not None:
+                before = None if found is None else _budget(name, found.spec)
+                if before is None or not before.counts_like(budget):
+                    recount = Recount(budget, at)
+            with contextlib.suppress(ChangedError):  # another gate wrote it first: theirs
+                self.store.define(
+                    kind,
+                    name,
+                    spec,
+                    expected=0 if found is None else found.revision,
+                    action="create" if found is None else "update",
+                    actor=CONFIG_ACTOR,
+                    at=at,
+                    recount=recount,
+                )
+        return conflicts
 
     @property
     def refreshing(self) -> bool:
@@ -450,3 +527,30 @@ def quota_uses(price: Price | None, event: Event, when: datetime) -> tuple[Quota
         for r in price.tiered_rates
         if r.period is not None
     )
+
+
+def _without_name(spec: dict[str, Any]) -> dict[str, Any]:
+    spec.pop("name", None)
+    return spec
+
+
+def _budget(name: str, spec: Mapping[str, Any] | None) -> Budget | None:
+    """A stored budget's table read back, or `None` if it does not read."""
+    if spec is None:
+        return None
+    try:
+        return budget_from_config(name, spec)
+    except ValidationError:
+        return None
+
+
+def _same(kind: str, name: str, stored: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> bool:
+    """Whether a stored table defines what `spec` does (tables may differ in form)."""
+    if stored is None:
+        return False
+    try:
+        if kind == "budget":
+            return budget_from_config(name, stored) == budget_from_config(name, spec)
+        return parse_source(name, stored) == parse_source(name, spec)
+    except ValidationError:
+        return False

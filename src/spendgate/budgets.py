@@ -290,6 +290,11 @@ class Budget:
             return min(cap, degrade)
         return cap
 
+    def counts_like(self, other: Budget) -> bool:
+        """Whether `other` counts the same calls over the same windows, so that this
+        budget's counter is `other`'s too (a changed limit or ladder keeps it)."""
+        return self.window == other.window and self.scope == other.scope
+
     def level(self, used: Nanos) -> Level:
         """The highest rung that `used` has reached (`normal` below the first)."""
         level: Level = "normal"

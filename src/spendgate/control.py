@@ -6,9 +6,11 @@ for changes every second, see `Gate.refresh`). A change is validated against the
 configuration it would produce before anything is written, and is written only if nobody
 changed the same thing meanwhile.
 
-Two rules keep the ledger true: a budget's window and scope never change under the same name
-(its spend so far was counted in that window, for that scope: count differently under a new
-name), and a name reused after a delete must come back with the window and scope it had.
+A budget's counter is always the spend in its current window and scope: a budget created
+(or created again after a delete), or whose scope or window changes, is counted again from
+the ledger in the transaction that writes the change (`accounting.Recount`): the events
+already in its window and scope are its spent, the pending holds that match it its reserved.
+A new $3 budget over a service that has spent $5 today starts at $5, and refuses.
 
 >>> from spendgate import Gate
 >>> gate = Gate.open("memory://")
@@ -27,7 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from spendgate.budgets import Budget, budget_from_config
+from spendgate.accounting import Recount
+from spendgate.binding import CONFIG_ACTOR
 from spendgate.errors import ExistsError, NotFoundError, ValidationError
 from spendgate.events import check_id
 from spendgate.gate import Gate
@@ -135,7 +138,7 @@ class Control:
     def update(self, kind: Kind, name: str, spec: Mapping[str, Any], *, actor: str) -> Managed:
         """Replace a budget's or source's table; `NotFoundError` if there is none of that name.
 
-        A budget's window and scope must stay as they are.
+        A budget whose window or scope changes is counted again (see the module).
         """
         return self._change("update", kind, name, spec, actor)
 
@@ -180,10 +183,13 @@ class Control:
         ]
         changes.append((kind, name, clean))
         candidate = self.gate.base_config.overlay(changes)  # validates the whole result
+        at = to_micros(self.gate.clock())
+        recount = None
         if kind == "budget" and clean is not None:
-            before = self._previous_budget(name, config, current)
-            if before is not None:
-                _same_counting(before, candidate.budget(name))
+            after = candidate.budget(name)
+            before = next((b for b in config.budgets if b.name == name), None)
+            if before is None or not before.counts_like(after):
+                recount = Recount(after, at)
         entry = self._plane.define(
             kind,
             name,
@@ -191,26 +197,11 @@ class Control:
             expected=current.revision if current is not None else 0,
             action=action,
             actor=actor,
-            at=to_micros(self.gate.clock()),
+            at=at,
+            recount=recount,
         )
         self.gate.refresh()
         return entry
-
-    def _previous_budget(
-        self, name: str, config: Config, current: Definition | None
-    ) -> Budget | None:
-        """The budget last counted under `name`: in effect, or deleted (its last table)."""
-        for b in config.budgets:
-            if b.name == name:
-                return b
-        if current is not None and current.spec is None:
-            found = self._plane.audit(limit=1, before=current.revision + 1)
-            if found and found[0].revision == current.revision and found[0].before is not None:
-                return budget_from_config(name, found[0].before)
-        for b in self.gate.base_config.budgets:
-            if b.name == name:
-                return b
-        return None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -226,7 +217,7 @@ class Control:
             spec: Mapping[str, Any] = config.budget(name).to_spec()
         else:
             spec = config.prices.pricing(name).to_spec()
-        if d is None or d.spec is None:
+        if d is None or d.spec is None or d.changed_by == CONFIG_ACTOR:
             return Managed(kind, name, spec, "file")
         return Managed(
             kind, name, d.spec, "api", d.revision, from_micros(d.changed_at), d.changed_by
@@ -254,22 +245,3 @@ def _plain(spec: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
         raise ValidationError(kind, spec, f"a table of plain values ({exc})") from None
     plain.pop("name", None)
     return dict(plain)
-
-
-def _same_counting(before: Budget, after: Budget) -> None:
-    """A budget keeps its window and scope: its spend so far was counted by them."""
-    if before.window != after.window:
-        raise ValidationError(
-            f"budgets.{after.name}.window",
-            after.to_spec()["window"],
-            f"the budget's window as it is ({before.window.kind}, {before.window.tz}, reset "
-            f"{before.window.reset_hour}:00); to count differently, create a budget under a "
-            "new name",
-        )
-    if before.scope != after.scope:
-        raise ValidationError(
-            f"budgets.{after.name}.scope",
-            str(after.scope),
-            f"the budget's scope as it is ({before.scope}); to count another scope, create a "
-            "budget under a new name",
-        )

@@ -27,7 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from spendgate import config as config_module
 from spendgate.accounting import Slot
-from spendgate.binding import Binding, Bindings, EventDetails
+from spendgate.binding import Binding, Bindings, Conflict, EventDetails
 from spendgate.budgets import BudgetStatus
 from spendgate.clock import Clock, system_clock
 from spendgate.decisions import Decision, decide, held_checks, request_checks
@@ -76,9 +76,6 @@ class Gate:
         refresh_every: float = DEFAULT_REFRESH_SECONDS,
     ) -> None:
         self.store = store
-        self.base_config = config if config is not None else Config.seed()
-        """The configuration the gate was opened with (the file); `config` is this with the
-        definitions made at run time applied on top."""
         self.clock = clock
         self._writer: GroupCommitter[EventWrite, RecordResult] | None = (
             GroupCommitter(store.record, where=store.where) if store.batched else None
@@ -92,8 +89,21 @@ class Gate:
         (see `check_health()`), and reservations whose outcome was lost (released once the
         store answers)."""
         self._holds = Holds(store, self._watch, self._submit, self.bind)
-        self._follow(self.base_config)
-        self._bindings = Bindings(store, self.base_config, refresh_every, then=self._follow)
+        base = config if config is not None else Config.seed()
+        self._follow(base)
+        self._bindings = Bindings(store, base, refresh_every, then=self._follow)
+        self.conflicts: list[Conflict] = []
+        """The configuration's budgets and sources that the store defines otherwise (changed
+        or deleted over the API), where the store's are in effect; each is logged."""
+        try:
+            self.conflicts = self._bindings.seed(to_micros(clock()))
+        except StoreClosedError:
+            raise
+        except StoreError as exc:  # a store that takes no writes now: the file is the base
+            self._watch.failed(exc)
+            log.error("budgets and prices not seeded into %s: %s", store.where, redact(str(exc)))
+        for conflict in self.conflicts:
+            log.warning("%s", conflict)
         try:
             self.refresh()
         except ValidationError as exc:
@@ -153,6 +163,12 @@ class Gate:
         fit the base configuration (the gate keeps the configuration it had).
         """
         return self._bindings.refresh()
+
+    @property
+    def base_config(self) -> Config:
+        """The configuration the gate was opened with (the file), which seeded the store's
+        budgets and sources; `config` is what is in effect: the store's on top of it."""
+        return self._bindings.base
 
     @property
     def config(self) -> Config:

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from spendgate.accounting import Slot
+from spendgate.accounting import LEASE_SERVICE, Slot
 from spendgate.budgets import Budget, LeasePolicy
 from spendgate.clock import Clock
 from spendgate.errors import SpendgateError
@@ -36,7 +36,6 @@ from spendgate.money import Nanos
 from spendgate.store.base import CLOSE_WAIT, Draw, LedgerStore, ReservationWrite
 from spendgate.windows import duration_micros, to_micros
 
-LEASE_SERVICE = "spendgate"
 _TIDY_SECONDS = 1.0
 
 

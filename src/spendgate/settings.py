@@ -201,6 +201,9 @@ class Config:
     streams: StreamSettings = field(default_factory=StreamSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    defaults: bool = field(default=False, compare=False)
+    """Made by `seed()`, not written by anyone: it seeds only a store with no budgets or
+    sources yet, and never stands in for those a store holds (see `binding.Bindings.seed`)."""
 
     def __post_init__(self) -> None:
         names = [b.name for b in self.budgets]
@@ -224,7 +227,7 @@ class Config:
         """The seed's sources and stream, and a $10 daily budget with $50 for emergencies."""
         sources = {name: parse_source(name, spec) for name, spec in SEED_SOURCES.items()}
         budgets = tuple(budget_from_config(spec["name"], spec) for spec in SEED_BUDGETS)
-        return cls(PriceBook(sources), budgets)
+        return cls(PriceBook(sources), budgets, defaults=True)
 
     def overlay(self, changes: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> Config:
         """This configuration with definitions made at run time applied in order.

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from spendgate.accounting import QuotaUse, Slot
+from spendgate.accounting import QuotaUse, Recount, Slot
 from spendgate.errors import ValidationError
 from spendgate.events import Event, RecordResult
 from spendgate.money import Nanos
@@ -369,10 +369,14 @@ class ControlStore(ABC):
         action: str,
         actor: str,
         at: int,
+        recount: Recount | None = None,
     ) -> AuditEntry:
         """Write (`spec`) or delete (`None`) a definition, if its revision is still
         `expected` (0: no definition of that kind and name yet), and append the audit entry.
 
+        With `recount` (a budget created, or its scope or window changed), the budget's
+        counter is counted again from the ledger in the same transaction (see
+        `accounting.Recount`): a store whose ledger is elsewhere raises `NotImplementedError`.
         Raises `ChangedError` when another change got there first; nothing is written then.
         """
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from spendgate.accounting import (
+    Pending,
+    Recount,
     Settlement,
     Slot,
     check_room,
@@ -217,6 +219,32 @@ class MemoryStore(MemoryControl, Store):
         for q, used in counters:
             self._quota[(q.source, q.unit, q.period)] = used
         return cost
+
+    def _recount_locked(self, recount: Recount) -> None:
+        start, end = recount.span()
+        pending = [
+            Pending(
+                rid,
+                r.write.service,
+                r.write.source,
+                r.write.labels,
+                r.amount,
+                r.write.created_at,
+                r.write.emergency,
+                r.write.slots,
+            )
+            for rid, r in self._reservations.items()
+            if r.state == "pending"
+        ]
+        events = (e for e in self._events.values() if start <= to_micros(e.time) < end)
+        counted = recount.counted(events, pending)
+        buckets = self._buckets.setdefault(recount.budget.name, {})
+        for bucket in [b for b in buckets if b >= start]:
+            del buckets[bucket]
+        buckets.update((b, list(row)) for b, row in counted.rows.items())
+        for rid, slots in counted.holds.items():
+            r = self._reservations[rid]
+            r.write = replace(r.write, slots=slots)
 
     # -- the contract -------------------------------------------------------------------------
 

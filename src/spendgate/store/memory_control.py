@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from spendgate.accounting import Recount
 from spendgate.errors import ChangedError, ConflictError, StoreClosedError
 from spendgate.store.alerting import alert_limit
 from spendgate.store.base import (
@@ -73,6 +74,7 @@ class MemoryControl(ControlStore, AlertStore, OutboxStore):
         action: str,
         actor: str,
         at: int,
+        recount: Recount | None = None,
     ) -> AuditEntry:
         after = _copy(spec)
         with self._lock:
@@ -81,6 +83,8 @@ class MemoryControl(ControlStore, AlertStore, OutboxStore):
             revision = 0 if found is None else found.revision
             if revision != expected:
                 raise ChangedError(f"{kind} {name!r}", expected, revision)
+            if recount is not None:
+                self._recount_locked(recount)  # first: it may refuse, and nothing is written
             before = None if found is None else found.spec
             entry = self._log(
                 AuditEntry(self._next(), at, actor, action, kind, name, before, after)
@@ -89,6 +93,10 @@ class MemoryControl(ControlStore, AlertStore, OutboxStore):
                 kind, name, after, entry.revision, at, actor
             )
             return entry
+
+    def _recount_locked(self, recount: Recount) -> None:
+        """Count a budget again from the ledger (caller holds the lock): the ledger's."""
+        raise NotImplementedError("a recount needs the ledger: MemoryStore has it")
 
     def _next(self) -> int:
         """The revision the next change takes (caller holds the lock)."""

@@ -331,6 +331,10 @@ class PostgresStore(SQLStore[Conn]):
 
         return self._transaction(locked)
 
+    def _lock_ledger(self, conn: Conn) -> None:
+        # Writers that touched these tables are waited for; later ones wait for this one.
+        conn.execute("LOCK TABLE budget_buckets, reservations IN SHARE ROW EXCLUSIVE MODE")
+
     def _lock_budget(self, conn: Conn, budget: str) -> None:
         conn.execute(_LOCK_BUDGET, (budget,))
 

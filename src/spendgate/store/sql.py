@@ -25,7 +25,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from spendgate.accounting import Settlement, Slot
+from spendgate.accounting import Pending, Recount, Settlement, Slot
 from spendgate.errors import ConflictError, ReservationStateError, UnstorableError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
@@ -361,6 +361,34 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
                 raise rollup_refused(conn, rows, self.sql.mark)
 
     # -- reads --------------------------------------------------------------------------------
+
+    def _lock_ledger(self, conn: C) -> None:
+        """Keep every ledger writer out until this transaction ends (a recount's)."""
+
+    def _recount_in(self, conn: C, recount: Recount) -> None:
+        sql, name = self.sql, recount.budget.name
+        self._lock_ledger(conn)
+        start, end = recount.span()
+        pending = [
+            Pending(
+                rid,
+                service,
+                source,
+                json.loads(labels) if labels else {},
+                amount,
+                created,
+                bool(emergency),
+                json_slots(slots),
+            )
+            for rid, service, source, labels, amount, created, emergency, slots in conn.execute(
+                sql.pending
+            ).fetchall()
+        ]
+        events = map(row_event, conn.execute(sql.events, (start, end, _NO_LIMIT)).fetchall())
+        counted = recount.counted(events, pending)
+        conn.execute(sql.drop_buckets, (name, start))
+        self._many(conn, sql.put_bucket, [(name, b, *row) for b, row in counted.rows.items()])
+        self._many(conn, sql.reslot, [(slots_json(s), rid) for rid, s in counted.holds.items()])
 
     def balance(self, slot: Slot) -> Balance:
         params = (slot.budget, slot.span_start, slot.bucket)

@@ -9,6 +9,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from spendgate.accounting import Recount
 from spendgate.store.alerting import Alerting
 from spendgate.store.base import (
     Alert,
@@ -62,12 +63,21 @@ class SQLControl(ControlStore, AlertStore, OutboxStore, Generic[C]):
         action: str,
         actor: str,
         at: int,
+        recount: Recount | None = None,
     ) -> AuditEntry:
-        return self._control(
-            lambda conn: self.control_sql.define(
+        def work(conn: C) -> AuditEntry:
+            entry = self.control_sql.define(
                 conn, kind, name, spec, expected=expected, action=action, actor=actor, at=at
             )
-        )
+            if recount is not None:
+                self._recount_in(conn, recount)
+            return entry
+
+        return self._control(work)
+
+    def _recount_in(self, conn: C, recount: Recount) -> None:
+        """Count a budget again from the ledger, in the caller's transaction: the ledger's."""
+        raise NotImplementedError("a recount needs the ledger: SQLStore has it")
 
     def definitions(self) -> list[Definition]:
         return self._read(self.control_sql.definitions)

@@ -91,6 +91,18 @@ class Statements:
             f"RETURNING {greatest}(0, spent + reserved - {mark}) "
             f"- {greatest}(0, spent + reserved - {mark} - {mark}), spent + reserved"
         )
+        # A budget counted again from the ledger (`accounting.Recount`): its rows from the
+        # span's start on replaced, the pending holds read and given their new slots.
+        self.drop_buckets = f"DELETE FROM budget_buckets WHERE budget = {mark} AND bucket >= {mark}"
+        self.put_bucket = (
+            "INSERT INTO budget_buckets (budget, bucket, spent, reserved, overshoot) "
+            f"VALUES ({marks(5)})"
+        )
+        self.pending = (
+            "SELECT id, service, source, labels, amount, created_at, emergency, slots "
+            "FROM reservations WHERE state = 'pending'"
+        )
+        self.reslot = f"UPDATE reservations SET slots = {mark} WHERE id = {mark}"
         self.insert_reservation = (
             "INSERT INTO reservations (id, state, fingerprint, service, source, amount, "
             "emergency, created_at, expires_at, slots, labels) "
