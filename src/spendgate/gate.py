@@ -93,7 +93,9 @@ class Gate:
         store answers)."""
         self._holds = Holds(store, self._watch, self._submit, self.bind)
         self._follow(self.base_config)
-        self._bindings = Bindings(store, self.base_config, refresh_every, then=self._follow)
+        self._bindings = Bindings(
+            store, self.base_config, refresh_every, clock=clock, then=self._follow
+        )
         try:
             self.refresh()
         except ValidationError as exc:
@@ -148,15 +150,23 @@ class Gate:
         """Apply the budgets and sources defined at run time (over the API, by any process)
         that changed since the gate last looked; whether the configuration changed.
 
-        Called by itself at most every `refresh_every` seconds from the per-call path; call it
-        to see a change at once. Raises `ValidationError` if the stored definitions no longer
+        Called by itself when the last look is `refresh_every` seconds old by the gate's clock,
+        from the per-call path and from every read of `config` (so `status()`, an `Analyst`
+        and the server follow too); call it to see a change at once. Raises `ValidationError` if the stored definitions no longer
         fit the base configuration (the gate keeps the configuration it had).
         """
         return self._bindings.refresh()
 
     @property
     def config(self) -> Config:
-        """The configuration in effect: `base_config` with the run-time definitions on top."""
+        """The configuration in effect: `base_config` with the run-time definitions on top,
+        as of at most `refresh_every` seconds ago (a due look is taken first; a store that
+        fails to answer leaves the configuration the gate had)."""
+        if self._bindings.due(self.clock()):
+            try:
+                self._refresh_due()
+            except StoreClosedError:
+                pass  # a closed gate keeps showing the configuration it ended with
         return self._bindings.live.config
 
     @property
@@ -194,7 +204,7 @@ class Gate:
 
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
-        if time.monotonic() >= self._bindings.refresh_at:
+        if self._bindings.due(self.clock()):
             self._refresh_due()
         return self._bindings.bind(service, source)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
 from spendgate.analytics.forecast import Outlook
 from spendgate.analytics.trends import Trend, trend
+from spendgate.budgets import Budget
 from spendgate.money import Nanos, money_text
+from spendgate.windows import duration_micros
 from spendgate.rollups import Tally, merge, total
 
 Cells = Mapping[tuple[str, str], Tally]
@@ -206,6 +208,77 @@ class WeeklyReport:
         }
 
 
+BudgetPeriod = Literal["day", "month"]
+_DAY = timedelta(days=1)
+_WHOLE_DAYS = {"day": 1, "week": 7}  # windows of whole days, scaled by whole days
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodBudget:
+    """The budget a day's or a month's total spend is measured against, and the budget it
+    comes from: `amount` is `budget`'s limit, or its limit scaled to the period (`basis`
+    says how)."""
+
+    period: BudgetPeriod
+    amount: Nanos
+    budget: Budget
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the amount as decimal text, the budget and scope it is derived from."""
+        return {
+            "amount": money_text(self.amount),
+            "budget": self.budget.name,
+            "scope": str(self.budget.scope),
+            "window": self.budget.window.kind,
+            "basis": self.basis,
+        }
+
+
+def period_budget(
+    budgets: Sequence[Budget],
+    named: str | None,
+    period: BudgetPeriod,
+    month: tuple[datetime, datetime],
+) -> PeriodBudget | None:
+    """The one rule for "the daily budget" and "the monthly budget" of total spend, which
+    every face (the forecast, the dashboard, the reports, the CLI) shows.
+
+    The budgets considered are the one `[analytics] budget` names, else those over
+    everything (scope `all`: total spend is measured against a budget that counts all of
+    it); none, no budget. Of those, one whose window is the period wins (its limit as it
+    is); else the first, scaled: a day or week limit by whole days (a month of 31 days is
+    31 daily limits, 31/7 weekly ones), a month's limit to a day by the length of `month`
+    (the `[start, end)` of the month in question), a rolling window's by its length.
+    """
+    if named is not None:
+        candidates = [b for b in budgets if b.name == named]
+    else:
+        candidates = [b for b in budgets if b.scope.kind == "all"]
+    if not candidates:
+        return None
+    b = next((c for c in candidates if c.window.kind == period), candidates[0])
+    kind = b.window.kind
+    if kind == period:
+        return PeriodBudget(period, b.limit, b, f"the {kind} limit of budget {b.name}")
+    start, end = month
+    days = round((end - start) / _DAY)
+    span_days = days if period == "month" else 1
+    if kind in _WHOLE_DAYS:
+        per = _WHOLE_DAYS[kind]
+        amount = b.limit * span_days // per
+        ratio = f"{span_days}/{per}" if per > 1 else str(span_days)
+        basis = f"the {kind} limit of budget {b.name} x {ratio} days"
+    else:
+        window = end - start if kind == "month" else b.window.length
+        assert window is not None
+        target = end - start if period == "month" else _DAY
+        amount = b.limit * duration_micros(target) // duration_micros(window)
+        length = f"a {kind} window" if kind == "month" else f"its {kind} window"
+        basis = f"the limit of budget {b.name} over {length}, scaled to one {period}"
+    return PeriodBudget(period, amount, b, basis)
+
+
 @dataclass(frozen=True, slots=True)
 class MonthlyAssessment:
     """The seed's monthly forecast and budget assessment.
@@ -223,11 +296,16 @@ class MonthlyAssessment:
     base: Nanos
     today: Nanos
     outlook: Outlook
-    monthly_budget: Nanos | None
+    budget: PeriodBudget | None
     as_of: datetime
     local_day: date  # today, in the reporting zone
     pace_today: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
     pace_month: Nanos = 0  # the month's total at the recent pace
+
+    @property
+    def monthly_budget(self) -> Nanos | None:
+        """The month's budget (see `period_budget()`), or `None`."""
+        return None if self.budget is None else self.budget.amount
 
     def projection(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
         """The month's projected total and its interval (nano-units) by `method` (the chosen
@@ -306,6 +384,7 @@ class MonthlyAssessment:
         projected = chosen[0] if chosen else self.pace_month
         out["budget_assessment"] = {
             "monthly_budget": None if budget is None else money_text(budget),
+            "monthly_budget_from": None if self.budget is None else self.budget.to_dict(),
             "projected_total": money_text(projected),
             "projected_vs_budget": projected / budget if budget else None,
             "budget_status": None
