@@ -17,6 +17,7 @@ once (`bind()`), then makes one store round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -152,8 +153,9 @@ class Gate:
 
         Called by itself when the last look is `refresh_every` seconds old by the gate's clock,
         from the per-call path and from every read of `config` (so `status()`, an `Analyst`
-        and the server follow too); call it to see a change at once. Raises `ValidationError` if the stored definitions no longer
-        fit the base configuration (the gate keeps the configuration it had).
+        and the server follow too); call it to see a change at once. Raises `ValidationError`
+        if the stored definitions no longer fit the base configuration (the gate keeps the
+        configuration it had).
         """
         return self._bindings.refresh()
 
@@ -163,10 +165,9 @@ class Gate:
         as of at most `refresh_every` seconds ago (a due look is taken first; a store that
         fails to answer leaves the configuration the gate had)."""
         if self._bindings.due(self.clock()):
-            try:
+            # A closed gate keeps showing the configuration it ended with.
+            with contextlib.suppress(StoreClosedError):
                 self._refresh_due()
-            except StoreClosedError:
-                pass  # a closed gate keeps showing the configuration it ended with
         return self._bindings.live.config
 
     @property

@@ -22,10 +22,10 @@ from spendgate.analytics import forecast as forecasting
 from spendgate.analytics import opportunities as rules
 from spendgate.analytics.live import RATE_WINDOW, BudgetView, LiveMetrics
 from spendgate.analytics.summaries import (
+    BudgetPeriod,
     Cells,
     DailyBreakdown,
     Day,
-    BudgetPeriod,
     MonthlyAssessment,
     PeriodBudget,
     ServicePerformance,
@@ -288,7 +288,7 @@ class Analyst:
             summary,
             d,
             [(h[0], total(c)) for h, c in zip(hours, cells[1:], strict=True)],
-            self.daily_limit(start),
+            self.period_budget("day", start),
         )
 
     def service_performance(self, service: str, days: int = 7) -> ServicePerformance:
@@ -298,7 +298,9 @@ class Analyst:
         now = self.gate.clock()
         return ServicePerformance(service, self._series(self._local_day(now), n, service), now)
 
-    def period_budget(self, period: BudgetPeriod, at: datetime | None = None) -> PeriodBudget | None:
+    def period_budget(
+        self, period: BudgetPeriod, at: datetime | None = None
+    ) -> PeriodBudget | None:
         """The budget a day's or a month's total spend is measured against, with the budget
         and scope it comes from (`summaries.period_budget()`, the one rule every face
         shows), in the month containing `at` (by default now)."""
@@ -328,7 +330,7 @@ class Analyst:
             self._capabilities(),
             timedelta(days=7),
         )
-        return WeeklyReport(days, self.daily_limit(), self.traditional_cost, now, found)
+        return WeeklyReport(days, self.period_budget("day", now), self.traditional_cost, now, found)
 
     def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
         """The seed's trend analysis over the last `days` complete local days: overall lines

@@ -134,7 +134,12 @@ class LiveMetrics:
 
         def everything(value: object) -> dict[str, Any]:
             """A figure of every event today (since `day_start`)."""
-            return {"value": value, "as_of": at, "scope": "all", "since": self.day_start.isoformat()}
+            return {
+                "value": value,
+                "as_of": at,
+                "scope": "all",
+                "since": self.day_start.isoformat(),
+            }
 
         def of_budget(value: object) -> dict[str, Any]:
             """A figure of the measured budget, in its scope and current window."""

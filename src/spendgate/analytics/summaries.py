@@ -16,8 +16,8 @@ from spendgate.analytics.forecast import Outlook
 from spendgate.analytics.trends import Trend, trend
 from spendgate.budgets import Budget
 from spendgate.money import Nanos, money_text
-from spendgate.windows import duration_micros
 from spendgate.rollups import Tally, merge, total
+from spendgate.windows import duration_micros
 
 Cells = Mapping[tuple[str, str], Tally]
 """Tallies by (service, source)."""
@@ -26,186 +26,6 @@ Cells = Mapping[tuple[str, str], Tally]
 def savings_vs_traditional(cost_per_request: Nanos, traditional: Nanos) -> float:
     """The seed's efficiency figure: % saved per request against the traditional cost."""
     return (1 - cost_per_request / traditional) * 100
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """A span's figures: overall, by service and by source (the seed's cost summary)."""
-
-    since: datetime
-    until: datetime
-    as_of: datetime
-    cells: Cells = field(default_factory=dict)
-    service: str | None = None
-
-    @property
-    def total(self) -> Tally:
-        """Every event in the span (of `service`, when set)."""
-        return total(self.cells)
-
-    def by_service(self) -> dict[str, Tally]:
-        """Tallies by service, services sorted by name."""
-        return by_key(self.cells, 0)
-
-    def by_source(self) -> dict[str, Tally]:
-        """Tallies by source, sources sorted by name."""
-        return by_key(self.cells, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the seed's summary fields, then the breakdowns."""
-        sources = self.by_source()
-        return {
-            "period": {"start": self.since.isoformat(), "end": self.until.isoformat()},
-            "as_of": self.as_of.isoformat(),
-            "service": self.service,
-            **self.total.to_dict(),
-            "cost_by_source": {s: money_text(t.cost) for s, t in sources.items()},
-            "services": {s: t.to_dict() for s, t in self.by_service().items()},
-            "sources": {s: t.to_dict() for s, t in sources.items()},
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    """One local day of a series."""
-
-    day: date
-    start: datetime
-    end: datetime
-    cells: Cells
-
-    @property
-    def total(self) -> Tally:
-        """Everything the day counted."""
-        return total(self.cells)
-
-    def to_dict(self, daily_limit: Nanos | None = None) -> dict[str, Any]:
-        """The seed's daily breakdown row: date, cost, requests, free-source rate, status."""
-        t = self.total
-        out: dict[str, Any] = {
-            "date": self.day.isoformat(),
-            "total_cost": money_text(t.cost),
-            "requests": t.requests,
-            "free_source_rate": t.free_source_success_rate,
-            "cost_per_request": money_text(t.cost_per_request),
-        }
-        if daily_limit is not None:
-            out["budget_status"] = "over_budget" if t.cost > daily_limit else "under_budget"
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class DailyBreakdown:
-    """One day in detail: its summary and its hours."""
-
-    summary: Summary
-    day: date
-    hours: Sequence[tuple[datetime, Tally]]
-    daily_limit: Nanos | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with each hour's cost and requests."""
-        t = self.summary.total
-        out = {"date": self.day.isoformat(), **self.summary.to_dict()}
-        out["hourly"] = [
-            {"hour": at.isoformat(), "total_cost": money_text(h.cost), "requests": h.requests}
-            for at, h in self.hours
-        ]
-        if self.daily_limit is not None:
-            out["daily_budget"] = money_text(self.daily_limit)
-            out["budget_utilization"] = t.cost / self.daily_limit if self.daily_limit else None
-            out["budget_status"] = "over_budget" if t.cost > self.daily_limit else "under_budget"
-        return out
-
-
-def series_trends(days: Sequence[Day], service: str | None = None) -> dict[str, Trend]:
-    """The seed's trend lines over a series of days (of one service, when given)."""
-    tallies = [
-        total(t for (sv, _), t in d.cells.items() if service is None or sv == service) for d in days
-    ]
-    return {
-        "cost_trend": trend([t.cost / 1e9 for t in tallies]),
-        "free_source_success_trend": trend([t.free_source_success_rate for t in tallies]),
-        "request_volume_trend": trend([float(t.requests) for t in tallies]),
-        "cost_per_request_trend": trend([t.cost_per_request / 1e9 for t in tallies]),
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class ServicePerformance:
-    """A service over its last N days: totals, each day, and the trend lines."""
-
-    service: str
-    days: Sequence[Day]
-    as_of: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        t = total(d.total for d in self.days)
-        return {
-            "service": self.service,
-            "days": len(self.days),
-            "as_of": self.as_of.isoformat(),
-            **t.to_dict(),
-            "daily": [d.to_dict() for d in self.days],
-            "trends": {k: v.to_dict() for k, v in series_trends(self.days).items()},
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class WeeklyReport:
-    """The seed's weekly budget analysis over seven local days."""
-
-    days: Sequence[Day]
-    daily_limit: Nanos | None
-    traditional_cost: Nanos
-    as_of: datetime
-    opportunities: Sequence[Any] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, in the seed's sections."""
-        t = total(d.total for d in self.days)
-        n = len(self.days)
-        limit = self.daily_limit
-        services = by_key(merge_cells(d.cells for d in self.days), 0)
-        spending = {s: v for s, v in services.items() if v.priced}
-        cheapest = min(spending, key=lambda s: spending[s].cost_per_request, default=None)
-        costliest = max(spending, key=lambda s: spending[s].cost, default=None)
-        return {
-            "period": {
-                "start_date": self.days[0].day.isoformat() if n else None,
-                "end_date": self.days[-1].day.isoformat() if n else None,
-                "days_analyzed": n,
-            },
-            "as_of": self.as_of.isoformat(),
-            "budget_performance": {
-                "total_spent": money_text(t.cost),
-                "daily_average": money_text(t.cost // n if n else 0),
-                "daily_budget": None if limit is None else money_text(limit),
-                "budget_utilization": t.cost / (limit * n) if limit and n else None,
-                "days_under_budget": None
-                if limit is None
-                else sum(d.total.cost <= limit for d in self.days),
-                "days_over_budget": None
-                if limit is None
-                else sum(d.total.cost > limit for d in self.days),
-            },
-            "cost_efficiency": {
-                "free_source_success_rate": t.free_source_success_rate,
-                "cost_per_request": money_text(t.cost_per_request),
-                "savings_vs_traditional": savings_vs_traditional(
-                    t.cost_per_request, self.traditional_cost
-                ),
-                "most_cost_effective_service": cheapest,
-                "highest_cost_service": costliest,
-            },
-            "optimization_opportunities": [o.to_dict() for o in self.opportunities],
-            "trend_analysis": {
-                "cost_trend": [money_text(d.total.cost) for d in self.days],
-                "free_source_trend": [d.total.free_source_success_rate for d in self.days],
-                "request_volume_trend": [d.total.requests for d in self.days],
-            },
-        }
 
 
 BudgetPeriod = Literal["day", "month"]
@@ -223,6 +43,10 @@ class PeriodBudget:
     amount: Nanos
     budget: Budget
     basis: str
+
+    def describe(self) -> str:
+        """One line for people: where the amount comes from, and the scope it counts."""
+        return f"{self.basis} (scope {self.budget.scope})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the amount as decimal text, the budget and scope it is derived from."""
@@ -277,6 +101,199 @@ def period_budget(
         length = f"a {kind} window" if kind == "month" else f"its {kind} window"
         basis = f"the limit of budget {b.name} over {length}, scaled to one {period}"
     return PeriodBudget(period, amount, b, basis)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A span's figures: overall, by service and by source (the seed's cost summary)."""
+
+    since: datetime
+    until: datetime
+    as_of: datetime
+    cells: Cells = field(default_factory=dict)
+    service: str | None = None
+
+    @property
+    def total(self) -> Tally:
+        """Every event in the span (of `service`, when set)."""
+        return total(self.cells)
+
+    def by_service(self) -> dict[str, Tally]:
+        """Tallies by service, services sorted by name."""
+        return by_key(self.cells, 0)
+
+    def by_source(self) -> dict[str, Tally]:
+        """Tallies by source, sources sorted by name."""
+        return by_key(self.cells, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the seed's summary fields, then the breakdowns."""
+        sources = self.by_source()
+        return {
+            "period": {"start": self.since.isoformat(), "end": self.until.isoformat()},
+            "as_of": self.as_of.isoformat(),
+            "service": self.service,
+            "scope": "all" if self.service is None else f"service:{self.service}",
+            **self.total.to_dict(),
+            "cost_by_source": {s: money_text(t.cost) for s, t in sources.items()},
+            "services": {s: t.to_dict() for s, t in self.by_service().items()},
+            "sources": {s: t.to_dict() for s, t in sources.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One local day of a series."""
+
+    day: date
+    start: datetime
+    end: datetime
+    cells: Cells
+
+    @property
+    def total(self) -> Tally:
+        """Everything the day counted."""
+        return total(self.cells)
+
+    def to_dict(self, daily_limit: Nanos | None = None) -> dict[str, Any]:
+        """The seed's daily breakdown row: date, cost, requests, free-source rate, status."""
+        t = self.total
+        out: dict[str, Any] = {
+            "date": self.day.isoformat(),
+            "total_cost": money_text(t.cost),
+            "requests": t.requests,
+            "free_source_rate": t.free_source_success_rate,
+            "cost_per_request": money_text(t.cost_per_request),
+        }
+        if daily_limit is not None:
+            out["budget_status"] = "over_budget" if t.cost > daily_limit else "under_budget"
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBreakdown:
+    """One day in detail: its summary and its hours."""
+
+    summary: Summary
+    day: date
+    hours: Sequence[tuple[datetime, Tally]]
+    budget: PeriodBudget | None
+
+    @property
+    def daily_limit(self) -> Nanos | None:
+        """The day's budget of total spend (see `period_budget()`), or `None`."""
+        return None if self.budget is None else self.budget.amount
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with each hour's cost and requests."""
+        t = self.summary.total
+        out = {"date": self.day.isoformat(), **self.summary.to_dict()}
+        out["hourly"] = [
+            {"hour": at.isoformat(), "total_cost": money_text(h.cost), "requests": h.requests}
+            for at, h in self.hours
+        ]
+        if self.budget is not None and self.daily_limit is not None:
+            out["daily_budget"] = money_text(self.daily_limit)
+            out["daily_budget_from"] = self.budget.to_dict()
+            out["budget_utilization"] = t.cost / self.daily_limit if self.daily_limit else None
+            out["budget_status"] = "over_budget" if t.cost > self.daily_limit else "under_budget"
+        return out
+
+
+def series_trends(days: Sequence[Day], service: str | None = None) -> dict[str, Trend]:
+    """The seed's trend lines over a series of days (of one service, when given)."""
+    tallies = [
+        total(t for (sv, _), t in d.cells.items() if service is None or sv == service) for d in days
+    ]
+    return {
+        "cost_trend": trend([t.cost / 1e9 for t in tallies]),
+        "free_source_success_trend": trend([t.free_source_success_rate for t in tallies]),
+        "request_volume_trend": trend([float(t.requests) for t in tallies]),
+        "cost_per_request_trend": trend([t.cost_per_request / 1e9 for t in tallies]),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePerformance:
+    """A service over its last N days: totals, each day, and the trend lines."""
+
+    service: str
+    days: Sequence[Day]
+    as_of: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        t = total(d.total for d in self.days)
+        return {
+            "service": self.service,
+            "days": len(self.days),
+            "as_of": self.as_of.isoformat(),
+            **t.to_dict(),
+            "daily": [d.to_dict() for d in self.days],
+            "trends": {k: v.to_dict() for k, v in series_trends(self.days).items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyReport:
+    """The seed's weekly budget analysis over seven local days."""
+
+    days: Sequence[Day]
+    budget: PeriodBudget | None
+    traditional_cost: Nanos
+    as_of: datetime
+    opportunities: Sequence[Any] = ()
+
+    @property
+    def daily_limit(self) -> Nanos | None:
+        """The day's budget of total spend (see `period_budget()`), or `None`."""
+        return None if self.budget is None else self.budget.amount
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in the seed's sections."""
+        t = total(d.total for d in self.days)
+        n = len(self.days)
+        limit = self.daily_limit
+        services = by_key(merge_cells(d.cells for d in self.days), 0)
+        spending = {s: v for s, v in services.items() if v.priced}
+        cheapest = min(spending, key=lambda s: spending[s].cost_per_request, default=None)
+        costliest = max(spending, key=lambda s: spending[s].cost, default=None)
+        return {
+            "period": {
+                "start_date": self.days[0].day.isoformat() if n else None,
+                "end_date": self.days[-1].day.isoformat() if n else None,
+                "days_analyzed": n,
+            },
+            "as_of": self.as_of.isoformat(),
+            "budget_performance": {
+                "total_spent": money_text(t.cost),
+                "daily_average": money_text(t.cost // n if n else 0),
+                "daily_budget": None if limit is None else money_text(limit),
+                "daily_budget_from": None if self.budget is None else self.budget.to_dict(),
+                "budget_utilization": t.cost / (limit * n) if limit and n else None,
+                "days_under_budget": None
+                if limit is None
+                else sum(d.total.cost <= limit for d in self.days),
+                "days_over_budget": None
+                if limit is None
+                else sum(d.total.cost > limit for d in self.days),
+            },
+            "cost_efficiency": {
+                "free_source_success_rate": t.free_source_success_rate,
+                "cost_per_request": money_text(t.cost_per_request),
+                "savings_vs_traditional": savings_vs_traditional(
+                    t.cost_per_request, self.traditional_cost
+                ),
+                "most_cost_effective_service": cheapest,
+                "highest_cost_service": costliest,
+            },
+            "optimization_opportunities": [o.to_dict() for o in self.opportunities],
+            "trend_analysis": {
+                "cost_trend": [money_text(d.total.cost) for d in self.days],
+                "free_source_trend": [d.total.free_source_success_rate for d in self.days],
+                "request_volume_trend": [d.total.requests for d in self.days],
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
