@@ -138,8 +138,7 @@ def test_budgets_and_prices_list_show_what_is_in_effect_on_the_store(tmp_path: P
 
     cfg = tmp_path / "spendgate.toml"
     cfg.write_text(
-        '[sources.paid_api]\nprice = "0.01/request"\n\n'
-        '[[budgets]]\nname = "daily"\nlimit = "10"\n'
+        '[sources.paid_api]\nprice = "0.01/request"\n\n[[budgets]]\nname = "daily"\nlimit = "10"\n'
     )
     db = f"sqlite:///{tmp_path / 'shared.db'}"
     with Gate.open(db, config=cfg) as gate:  # the server, say, changed them over the API

@@ -480,8 +480,9 @@ def test_a_long_lived_gate_and_its_analyst_follow_a_limit_changed_by_another_gat
         assert figures["budget_remaining"] == {
             "value": "1.5",
             "as_of": clock().isoformat(),
-            "budget": "daily",
             "scope": "all",
+            "budget": "daily",
+            "since": None,
         }
         assert figures["budget_remaining_percent"]["value"] == 75.0
         assert figures["budget_used"]["value"] == "0.5"

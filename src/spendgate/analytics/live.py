@@ -127,8 +127,9 @@ class LiveMetrics:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: each metric as `{"value": ..., "as_of": ..., "scope": ...}` (and
-        `"budget"` for the budget's figures), then the status block."""
+        """JSON-ready: each metric as `{"value", "as_of", "scope", "budget", "since"}`: a
+        figure of every event today has scope `all` and the day's start as `since`; one of
+        the measured budget its name and scope. Then the budget and the status block."""
         at = self.as_of.isoformat()
         budget = self.budget
 
@@ -138,6 +139,7 @@ class LiveMetrics:
                 "value": value,
                 "as_of": at,
                 "scope": "all",
+                "budget": None,
                 "since": self.day_start.isoformat(),
             }
 
@@ -146,8 +148,9 @@ class LiveMetrics:
             return {
                 "value": value,
                 "as_of": at,
-                "budget": None if budget is None else budget.name,
                 "scope": None if budget is None else budget.scope,
+                "budget": None if budget is None else budget.name,
+                "since": None,  # the budget's own window: see `budget.resets_at`
             }
 
         runway = self.runway
