@@ -10,16 +10,16 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from spendgate.accounting import AlertLine, QuotaUse, Recount, Slot
 from spendgate.budgets import Budget, budget_from_config
+from spendgate.clock import Clock
 from spendgate.errors import ChangedError, ValidationError
 from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
@@ -414,7 +414,8 @@ class Bindings:
     The store holds the budgets and sources; the base configuration (the file) seeds them
     (`seed()`), and the other settings are the base's. `refresh()` reads the stored
     definitions again when the store's revision moved, and `then(config)` runs for a new
-    one before the refresh returns.
+    one before the refresh returns. When a look is due is the gate's `clock`'s to say
+    (every `refresh_every` seconds of it), so a test moves a frozen clock rather than waiting.
     """
 
     def __init__(
@@ -423,14 +424,16 @@ class Bindings:
         base: Config,
         refresh_every: float,
         *,
+        clock: Clock,
         then: Callable[[Config], None],
     ) -> None:
         self.store = store
         self.base = base
         self.live = LiveConfig(base)
-        self.refresh_every = refresh_every
-        self.refresh_at = 0.0
-        """`time.monotonic()` after which the per-call path refreshes."""
+        self.refresh_every = timedelta(seconds=refresh_every)
+        self.clock = clock
+        self._looked_at: datetime | None = None
+        self._look_again: datetime | None = None
         self._then = then
         self._revision = -1
         self._refreshing = threading.Lock()
@@ -483,6 +486,12 @@ class Bindings:
                 )
         return conflicts
 
+    def due(self, now: datetime) -> bool:
+        """Whether the stored definitions are `refresh_every` old at `now` (or never read,
+        or the clock went back past the last look)."""
+        looked, again = self._looked_at, self._look_again
+        return looked is None or again is None or not looked <= now < again
+
     @property
     def refreshing(self) -> bool:
         """Another thread is refreshing (the per-call path does not wait for it)."""
@@ -492,7 +501,8 @@ class Bindings:
         """Apply the stored definitions if they changed; whether the configuration changed.
         Raises `ValidationError` if they no longer fit the base (the configuration stays)."""
         with self._refreshing:
-            self.refresh_at = time.monotonic() + self.refresh_every
+            now = self.clock()
+            self._looked_at, self._look_again = now, now + self.refresh_every
             revision = self.store.revision()
             if revision == self._revision:
                 return False

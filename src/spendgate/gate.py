@@ -17,6 +17,7 @@ once (`bind()`), then makes one store round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -91,7 +92,7 @@ class Gate:
         self._holds = Holds(store, self._watch, self._submit, self.bind)
         base = config if config is not None else Config.seed()
         self._follow(base)
-        self._bindings = Bindings(store, base, refresh_every, then=self._follow)
+        self._bindings = Bindings(store, base, refresh_every, clock=clock, then=self._follow)
         self.conflicts: list[Conflict] = []
         """The configuration's budgets and sources that the store defines otherwise (changed
         or deleted over the API), where the store's are in effect; each is logged."""
@@ -158,9 +159,11 @@ class Gate:
         """Apply the budgets and sources defined at run time (over the API, by any process)
         that changed since the gate last looked; whether the configuration changed.
 
-        Called by itself at most every `refresh_every` seconds from the per-call path; call it
-        to see a change at once. Raises `ValidationError` if the stored definitions no longer
-        fit the base configuration (the gate keeps the configuration it had).
+        Called by itself when the last look is `refresh_every` seconds old by the gate's clock,
+        from the per-call path and from every read of `config` (so `status()`, an `Analyst`
+        and the server follow too); call it to see a change at once. Raises `ValidationError`
+        if the stored definitions no longer fit the base configuration (the gate keeps the
+        configuration it had).
         """
         return self._bindings.refresh()
 
@@ -172,7 +175,13 @@ class Gate:
 
     @property
     def config(self) -> Config:
-        """The configuration in effect: `base_config` with the run-time definitions on top."""
+        """The configuration in effect: `base_config` with the run-time definitions on top,
+        as of at most `refresh_every` seconds ago (a due look is taken first; a store that
+        fails to answer leaves the configuration the gate had)."""
+        if self._bindings.due(self.clock()):
+            # A closed gate keeps showing the configuration it ended with.
+            with contextlib.suppress(StoreClosedError):
+                self._refresh_due()
         return self._bindings.live.config
 
     @property
@@ -210,7 +219,7 @@ class Gate:
 
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
-        if time.monotonic() >= self._bindings.refresh_at:
+        if self._bindings.due(self.clock()):
             self._refresh_due()
         return self._bindings.bind(service, source)
 

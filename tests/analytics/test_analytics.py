@@ -14,7 +14,8 @@ from scipy import stats
 
 from spendgate import Gate
 from spendgate.analytics import Analyst
-from spendgate.config import parse
+from spendgate.analytics.summaries import period_budget
+from spendgate.config import Config, parse
 from spendgate.errors import ValidationError
 from spendgate.events import Event
 from spendgate.money import money_text, to_nanos
@@ -270,6 +271,108 @@ def test_a_month_budget_s_daily_share_is_its_limit_over_the_month_s_days(store_u
         assert analyst.daily_limit() == to_nanos("100")  # October has 31 days
         assert analyst.daily("2026-10-01").daily_limit == to_nanos("100")
         assert analyst.daily_limit(datetime(2026, 2, 10, tzinfo=UTC)) == to_nanos("3100") // 28
+    finally:
+        gate.close()
+
+
+def budgets(*specs: dict[str, object], **analytics: object) -> Config:
+    return parse(
+        {
+            "sources": {"google_maps": {"price": "0.01/request"}},
+            "budgets": list(specs),
+            "analytics": analytics,
+        }
+    )
+
+
+OCTOBER = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("specs", "named", "month", "day", "from_budget"),
+    [
+        # A day budget over everything: 31 of its limits, whatever else is scoped.
+        (
+            [
+                {"name": "label", "limit": "0.60", "scope": "label:pipeline=property"},
+                {"name": "everything", "limit": "10"},
+            ],
+            None,
+            "310",
+            "10",
+            "everything",
+        ),
+        # A month window over everything wins the month (and gives the day its share); the
+        # day budget over everything wins the day.
+        (
+            [
+                {"name": "day", "limit": "10"},
+                {"name": "month", "limit": "200", "window": "month"},
+            ],
+            None,
+            "200",
+            "10",
+            ("month", "day"),
+        ),
+        # A week: its limit x 31/7 (by whole days, as the days are counted).
+        ([{"name": "week", "limit": "70", "window": "week"}], None, "310", "10", "week"),
+        # Only scoped budgets: total spend has no budget to be measured against...
+        ([{"name": "svc", "limit": "5", "scope": "service:scraper"}], None, None, None, None),
+        # ...unless [analytics] names one, which then says whose scope it is.
+        (
+            [{"name": "svc", "limit": "5", "scope": "service:scraper"}],
+            "svc",
+            "155",
+            "5",
+            "svc",
+        ),
+    ],
+)
+def test_the_day_s_and_the_month_s_budget_follow_one_rule_and_name_their_budget(
+    specs: list[dict[str, object]],
+    named: str | None,
+    month: str | None,
+    day: str | None,
+    from_budget: str | tuple[str, str] | None,
+) -> None:
+    cfg = budgets(*specs, **({"budget": named} if named else {}))
+    found = {p: period_budget(cfg.budgets, named, p, OCTOBER) for p in ("month", "day")}
+    if month is None:
+        assert found == {"month": None, "day": None}
+        return
+    names = from_budget if isinstance(from_budget, tuple) else (from_budget, from_budget)
+    for period, amount, name in (("month", month, names[0]), ("day", day, names[1])):
+        value = found[period]
+        assert value is not None
+        assert value.amount == to_nanos(amount)
+        shown = value.to_dict()
+        assert shown["amount"] == amount
+        assert shown["budget"] == name
+        assert shown["scope"] == str(value.budget.scope)
+        assert name in shown["basis"]
+
+
+def test_every_analytics_face_shows_the_same_month_budget_naming_its_budget(
+    store_url: str,
+) -> None:
+    gate = Gate.open(store_url, config=config("5.00"), clock=FrozenClock(NOW))
+    try:
+        analyst = Analyst(gate)
+        expected = {
+            "amount": "155",
+            "budget": "main",
+            "scope": "all",
+            "window": "day",
+            "basis": "the day limit of budget main x 31 days",
+        }
+        assert analyst.monthly_budget() == to_nanos("155")
+        forecast = analyst.monthly_forecast().to_dict()["budget_assessment"]
+        assert (forecast["monthly_budget"], forecast["monthly_budget_from"]) == ("155", expected)
+        day = analyst.daily("2026-10-20").to_dict()
+        assert day["daily_budget"] == "5"
+        assert day["daily_budget_from"]["basis"] == "the day limit of budget main"
+        week = analyst.weekly_report().to_dict()["budget_performance"]
+        assert week["daily_budget_from"]["budget"] == "main"
     finally:
         gate.close()
 

@@ -11,6 +11,7 @@ import typer.core
 import typer.main
 from typer.testing import CliRunner
 
+from spendgate import Gate
 from spendgate.cli import app
 from spendgate.cli.shell import show
 from spendgate.store import migrate
@@ -121,13 +122,49 @@ def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
 
 
 def test_budgets_and_prices_list() -> None:
-    budgets = runner.invoke(app, ["budgets", "list", "--json"])
+    budgets = runner.invoke(app, ["budgets", "list", "--json", "--db", "memory://"])
     assert json.loads(budgets.output)[0]["emergency"] == "50"
-    prices = runner.invoke(app, ["prices", "list", "--json"])
+    prices = runner.invoke(app, ["prices", "list", "--json", "--db", "memory://"])
     by_source = {row["source"]: row["price"] for row in json.loads(prices.output)}
     assert by_source["google_maps_optimized"] == "0.002/request"
     assert by_source["openstreetmap_tiles"] == "free"
     assert by_source["databento_mbo"] == "0.01/MB; 1/hour"
+
+
+def test_budgets_and_prices_list_show_what_is_in_effect_on_the_store(tmp_path: Path) -> None:
+    """The file's definitions with the store's on top: what `status`, the server and the
+    dashboard run with, not the file alone."""
+    from spendgate.control import Control
+
+    cfg = tmp_path / "spendgate.toml"
+    cfg.write_text(
+        '[sources.paid_api]\nprice = "0.01/request"\n\n[[budgets]]\nname = "daily"\nlimit = "10"\n'
+    )
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    with Gate.open(db, config=cfg) as gate:  # the server, say, changed them over the API
+        control = Control(gate)
+        control.patch("budget", "daily", {"limit": "20"}, actor="api")
+        control.create("budget", "scraper", {"limit": "3", "scope": "service:s"}, actor="api")
+        control.create("source", "geo", {"price": "0.5/request"}, actor="api")
+    args = ["--db", db, "--config", str(cfg)]
+    listed = runner.invoke(app, ["budgets", "list", "--json", *args])
+    assert listed.exit_code == 0, listed.output
+    by_name = {b["name"]: b for b in json.loads(listed.output)}
+    assert (by_name["daily"]["limit"], by_name["scraper"]["scope"]) == ("20", "service:s")
+    table = runner.invoke(app, ["budgets", "list", *args])
+    assert "Budgets in effect on" in table.output
+    assert "scraper" in table.output
+    prices = runner.invoke(app, ["prices", "list", "--json", *args])
+    assert {r["source"]: r["price"] for r in json.loads(prices.output)}["geo"] == "0.5/request"
+    forecast = json.loads(runner.invoke(app, ["forecast", "--json", *args]).output)
+    assessment = forecast["budget_assessment"]
+    assert assessment["monthly_budget_from"]["budget"] == "daily"
+    assert assessment["monthly_budget_from"]["scope"] == "all"
+    days = assessment["monthly_budget_from"]["basis"].rsplit(" x ", 1)[1].split()[0]
+    assert assessment["monthly_budget"] == str(20 * int(days))
+    live = runner.invoke(app, ["live", *args])
+    assert "(budget daily, scope all)" in live.output
+    assert "(scope all)" in live.output
 
 
 def test_db_upgrade_and_current(tmp_path: Path) -> None:

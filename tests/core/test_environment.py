@@ -63,7 +63,9 @@ def test_a_streaming_budget_must_exist_to_apply_to() -> None:
 
 def test_the_cli_applies_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAILY_STREAMING_BUDGET", "42")
-    result = CliRunner().invoke(app, ["budgets", "list", "--json", "--config", str(EXAMPLE)])
+    result = CliRunner().invoke(
+        app, ["budgets", "list", "--json", "--config", str(EXAMPLE), "--db", "memory://"]
+    )
     assert result.exit_code == 0, result.output
     assert '"limit": "42"' in result.output
 

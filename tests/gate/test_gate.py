@@ -449,6 +449,51 @@ def test_a_cancelled_async_record_is_settled_by_its_retry(gate: Gate) -> None:
     assert spent(gate) == Decimal("0.01")
 
 
+# -- definitions changed elsewhere -----------------------------------------------------------
+
+
+def test_a_long_lived_gate_and_its_analyst_follow_a_limit_changed_by_another_gate(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """The look for changed definitions is the gate's clock's to time: within a second of
+    it, status(), the analyst's live figures and its month budget have the new limit."""
+    from spendgate.analytics import Analyst
+    from spendgate.control import Control
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    here = Gate.open(url, config=small_config("0.60"), clock=clock)
+    there = Gate.open(url, config=small_config("0.60"), clock=clock)  # another process's
+    try:
+        analyst = Analyst(there)
+        here.record("svc", "paid_api", cost="0.50")
+        before = analyst.live()
+        assert before.budget is not None
+        assert (before.budget.limit, before.budget.remaining) == (to_nanos("0.60"), to_nanos("0.1"))
+        Control(here).patch("budget", "daily", {"limit": "2.00"}, actor="test")
+        clock.advance(timedelta(milliseconds=500))  # not a second since it last looked
+        assert there.config.budget("daily").limit == to_nanos("0.60")
+        clock.advance(timedelta(milliseconds=500))
+        [status] = there.status()
+        assert status.budget.limit == to_nanos("2.00")
+        live = analyst.live(there.status())
+        figures = live.to_dict()["live_metrics"]
+        assert figures["budget_remaining"] == {
+            "value": "1.5",
+            "as_of": clock().isoformat(),
+            "scope": "all",
+            "budget": "daily",
+            "since": None,
+        }
+        assert figures["budget_remaining_percent"]["value"] == 75.0
+        assert figures["budget_used"]["value"] == "0.5"
+        assert analyst.monthly_budget() == to_nanos("2.00") * 31  # January
+        # A decision on the gate that has not been told follows the new limit too.
+        assert there.authorize("svc", "paid_api", "1.20").status == "approved"
+    finally:
+        there.close()
+        here.close()
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

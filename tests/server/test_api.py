@@ -199,6 +199,9 @@ def test_the_seeds_endpoints_return_the_seeds_fields(client: TestClient, keys: K
     assert live["data"]["live_metrics"]["current_daily_spend"] == {
         "value": "0.01",
         "as_of": live["timestamp"],
+        "scope": "all",
+        "budget": None,
+        "since": "2026-01-05T00:00:00+00:00",
     }
     service = client.get("/cost/services/scraper/metrics", headers=h).json()
     assert set(service) >= {
@@ -471,6 +474,47 @@ def test_prices_change_at_run_time(client: TestClient, keys: Keys, gate: Gate) -
     listed = {p["name"]: p for p in client.get("/api/prices", headers=h).json()}
     assert listed["paid_api"]["spec"] == {"price": {"request": "0.01"}}
     assert listed["geo"]["origin"] == "api"
+
+
+def test_a_limit_patched_over_the_api_reaches_every_figure_route_each_naming_its_scope(
+    client: TestClient, keys: Keys, clock: FrozenClock
+) -> None:
+    """The budget's remaining, percentage and used (the tile), its row in the budget list
+    (the gauge), the budget status route and the forecast's month budget: one limit, the
+    new one, and every figure says which budget or scope it counts."""
+    record_some(client, keys)  # $0.01 in all, by scraper
+    h = bearer(keys.read)
+    r = client.patch("/api/budgets/daily", json={"limit": "2.00"}, headers=admin(keys))
+    assert r.status_code == 200, r.text
+    clock.advance(1)
+    current = client.get("/api/cost/current", headers=h).json()
+    live = client.get("/cost/dashboard/live", headers=h).json()["data"]
+    [row] = live["budgets"]
+    assert (row["name"], row["scope"], row["limit"], row["spent"]) == ("daily", "all", "2", "0.01")
+    for figures in (current["live_metrics"], live["live_metrics"]):
+        for name, figure in figures.items():
+            assert figure["as_of"], name
+            assert figure["scope"] == "all", name
+            assert figure["budget"] == (
+                "daily" if name.startswith(("budget", "time", "runs")) else None
+            ), name
+        assert figures["budget_remaining"]["value"] == "1.99"
+        assert figures["budget_used"]["value"] == "0.01"
+        assert figures["budget_remaining_percent"]["value"] == 99.5
+    assert current["budget"]["limit"] == "2"
+    [status] = client.get("/api/budgets/status", headers=h).json()
+    assert (status["limit"], status["remaining"]) == ("2", "1.99")
+    forecast = client.get("/api/cost/forecast/monthly", headers=h).json()["budget_assessment"]
+    assert forecast["monthly_budget"] == "62"  # January: 31 days of $2
+    assert forecast["monthly_budget_from"] == {
+        "amount": "62",
+        "budget": "daily",
+        "scope": "all",
+        "window": "day",
+        "basis": "the day limit of budget daily x 31 days",
+    }
+    charts = client.get("/api/dashboard/charts", headers=h).json()
+    assert charts["budget"] == "daily"
 
 
 def test_a_change_made_meanwhile_is_not_overwritten(gate: Gate, keys: Keys) -> None:

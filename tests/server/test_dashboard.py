@@ -312,6 +312,45 @@ def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
         context.close()
 
 
+def test_the_budget_tile_its_gauge_and_its_row_are_one_budget_and_follow_a_new_limit(
+    browser: Any, served: Served
+) -> None:
+    """Every tile says what it counts, and the budget tile's remaining amount, percentage
+    and gauge are the budget's own figures (never today's total spend beside a budget's
+    remainder): after a limit is PATCHed they move together, with the budget's row."""
+    from playwright.sync_api import expect
+
+    app, keys, gate = served.app, served.keys, served.gate
+    gate.record("scraper", "paid_api", cost="0.30")
+    with running(app) as url:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{url}/signin?token={app.state.signins.mint(key_id(keys.admin))}")
+        tile = page.locator("#tile-budget_remaining")
+        fill = page.locator("#main-gauge .fill")
+        row = page.locator("#budgets [data-budget=daily]")
+        expect(tile.locator(".value")).to_have_text("$0.7000", timeout=5000)
+        expect(tile.locator(".scope")).to_have_text("budget daily · scope all")
+        expect(tile.locator(".note")).to_have_text("70.0% left · $0.3000 used")
+        expect(fill).to_have_attribute("style", re.compile(r"width: 30(\.0)?%"))
+        expect(page.locator("#tile-current_daily_spend .scope")).to_have_text("all spend today")
+        expect(page.locator("#tile-time_until_budget_exhausted .scope")).to_have_text(
+            "budget daily · scope all"
+        )
+
+        patched = httpx.patch(
+            f"{url}/api/budgets/daily", json={"limit": "2.00"}, headers=bearer(keys.admin)
+        )
+        assert patched.status_code == 200, patched.text
+        expect(tile.locator(".value")).to_have_text("$1.70", timeout=5000)
+        expect(tile.locator(".note")).to_have_text("85.0% left · $0.3000 used")
+        expect(fill).to_have_attribute("style", re.compile(r"width: 15(\.0)?%"))
+        expect(row).to_contain_text("of $2.00")
+        assert console.errors == []
+        context.close()
+
+
 def test_dead_letters_are_shown_to_an_admin_and_asked_for_by_no_one_else(
     browser: Any, served: Served, clock: FrozenClock
 ) -> None:

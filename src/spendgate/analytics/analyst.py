@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -21,27 +22,29 @@ from spendgate.analytics import forecast as forecasting
 from spendgate.analytics import opportunities as rules
 from spendgate.analytics.live import RATE_WINDOW, BudgetView, LiveMetrics
 from spendgate.analytics.summaries import (
+    BudgetPeriod,
     Cells,
     DailyBreakdown,
     Day,
     MonthlyAssessment,
+    PeriodBudget,
     ServicePerformance,
     Summary,
     WeeklyReport,
     merge_cells,
+    period_budget,
     series_trends,
 )
 from spendgate.analytics.trends import Trend
-from spendgate.budgets import Budget
+from spendgate.budgets import Budget, BudgetStatus
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.money import Nanos
 from spendgate.rollups import Tally, floor_minute, total
-from spendgate.settings import AnalyticsSettings
+from spendgate.settings import AnalyticsSettings, Config
 from spendgate.store.base import LedgerStore
 from spendgate.windows import (
     Window,
-    duration_micros,
     from_micros,
     parse_date,
     require_aware,
@@ -54,33 +57,92 @@ MAX_DAYS = 366
 FORECAST_HISTORY = 120  # days of history a forecast is fitted and backtested on
 SEASON = 7  # spend has a weekly rhythm
 _FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
-_DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What an analyst measures by under one configuration: the budgets, the one live
+    metrics measure against, and the calendar days, weeks and months are counted in."""
+
+    budgets: tuple[Budget, ...]
+    settings: AnalyticsSettings
+    budget: Budget | None
+    days: Window
+    weeks: Window
+    months: Window
+
+    @classmethod
+    def of(cls, budgets: tuple[Budget, ...], s: AnalyticsSettings) -> Frame:
+        """The frame of `budgets` under `[analytics]` settings `s`."""
+        budget = _primary(budgets, s.budget)
+        calendar = budget.window if budget and budget.window.kind != "rolling" else None
+        tz = s.timezone or (calendar.tz if calendar else "UTC")
+        reset = (
+            s.reset_hour if s.reset_hour is not None else (calendar.reset_hour if calendar else 0)
+        )
+        return cls(
+            budgets,
+            s,
+            budget,
+            Window("day", tz, reset),
+            Window("week", tz, reset, calendar.week_start if calendar else 0),
+            Window("month", tz, reset),
+        )
 
 
 class Analyst:
     """Live metrics, summaries, budget analysis, trends, forecasts and opportunities.
 
     Days are counted in the `[analytics]` time zone from its reset hour (by default those of
-    the budget it measures against). Thread-safe; one per gate is enough.
+    the budget it measures against). It follows the gate's configuration: a budget changed
+    elsewhere (over the API, by another process) is measured by its new definition as soon
+    as the gate sees it (within a second). Thread-safe; one per gate is enough.
     """
 
     def __init__(self, gate: Gate, settings: AnalyticsSettings | None = None) -> None:
         self.gate = gate
-        s = settings if settings is not None else gate.config.analytics
-        self.budget = _primary(gate.config.budgets, s.budget)
-        calendar = (
-            self.budget.window if self.budget and self.budget.window.kind != "rolling" else None
-        )
-        tz = s.timezone or (calendar.tz if calendar else "UTC")
-        reset = (
-            s.reset_hour if s.reset_hour is not None else (calendar.reset_hour if calendar else 0)
-        )
-        self.days = Window("day", tz, reset)
-        self.weeks = Window("week", tz, reset, calendar.week_start if calendar else 0)
-        self.months = Window("month", tz, reset)
-        self.traditional_cost = s.traditional_cost
+        self._settings = settings
+        self._frame: tuple[Config, Frame] | None = None
         self._outlooks: dict[tuple[object, ...], forecasting.Outlook] = {}
         self._lock = threading.Lock()
+
+    @property
+    def frame(self) -> Frame:
+        """The budgets and calendar of the configuration in effect (made again only when
+        the gate's configuration changed)."""
+        config = self.gate.config
+        cached = self._frame
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        frame = Frame.of(config.budgets, self._settings or config.analytics)
+        self._frame = (config, frame)
+        return frame
+
+    @property
+    def budget(self) -> Budget | None:
+        """The budget live metrics measure against: the one `[analytics] budget` names, else
+        the first over everything, else the first."""
+        return self.frame.budget
+
+    @property
+    def days(self) -> Window:
+        """Days in the reporting zone, from its reset hour."""
+        return self.frame.days
+
+    @property
+    def weeks(self) -> Window:
+        """Weeks in the reporting zone."""
+        return self.frame.weeks
+
+    @property
+    def months(self) -> Window:
+        """Months in the reporting zone."""
+        return self.frame.months
+
+    @property
+    def traditional_cost(self) -> Nanos:
+        """The traditional cost per request savings are counted against."""
+        return self.frame.settings.traditional_cost
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -148,10 +210,18 @@ class Analyst:
 
     # -- the figures --------------------------------------------------------------------------
 
-    def live(self) -> LiveMetrics:
-        """Current daily spend, budget remaining, rates, projection and runway, as of now."""
-        now = self.gate.clock()
-        start, end = self.days.bounds(now)
+    def live(self, statuses: Sequence[BudgetStatus] | None = None) -> LiveMetrics:
+        """Current daily spend, budget remaining, rates, projection and runway, as of now.
+
+        `statuses` are every budget's standing as `gate.status()` just read them: a face
+        that shows them beside the live metrics passes them, so that both are one reading
+        (the same limit, spent and time); without them the budget is read now.
+        """
+        frame = self.frame
+        if statuses is None:
+            statuses = self.gate.status() if frame.budget is not None else ()
+        now = statuses[0].as_of if statuses else self.gate.clock()
+        start, end = frame.days.bounds(now)
         # Rollups count whole minutes: the recent window starts on one, and runs to now
         # inclusive, so its length is exactly what its buckets cover.
         recent_start = max(start, from_micros(floor_minute(to_micros(now))) - RATE_WINDOW)
@@ -164,19 +234,9 @@ class Analyst:
             total(today),
             total(recent),
             now - recent_start,
-            self._budget_view(now),
-            self.traditional_cost,
+            _budget_view(frame.budget, statuses, recent),
+            frame.settings.traditional_cost,
         )
-
-    def _budget_view(self, now: datetime) -> BudgetView | None:
-        if self.budget is None:
-            return None
-        for status in self.gate.status(now):
-            if status.budget.name == self.budget.name:
-                return BudgetView(
-                    self.budget.name, self.budget.limit, status.balance.used, status.window_end
-                )
-        return None
 
     def summary(
         self,
@@ -228,7 +288,7 @@ class Analyst:
             summary,
             d,
             [(h[0], total(c)) for h, c in zip(hours, cells[1:], strict=True)],
-            self.daily_limit(),
+            self.period_budget("day", start),
         )
 
     def service_performance(self, service: str, days: int = 7) -> ServicePerformance:
@@ -238,23 +298,21 @@ class Analyst:
         now = self.gate.clock()
         return ServicePerformance(service, self._series(self._local_day(now), n, service), now)
 
+    def period_budget(
+        self, period: BudgetPeriod, at: datetime | None = None
+    ) -> PeriodBudget | None:
+        """The budget a day's or a month's total spend is measured against, with the budget
+        and scope it comes from (`summaries.period_budget()`, the one rule every face
+        shows), in the month containing `at` (by default now)."""
+        frame = self.frame
+        month = frame.months.bounds(self.gate.clock() if at is None else at)
+        return period_budget(frame.budgets, frame.settings.budget, period, month)
+
     def daily_limit(self, at: datetime | None = None) -> Nanos | None:
-        """The measured budget's limit as a day's share (a month's limit over the days of
-        the month containing `at`, by default now)."""
-        b = self.budget
-        if b is None:
-            return None
-        if b.window.kind == "day":
-            return b.limit
-        if b.window.kind == "week":
-            return b.limit // 7
-        # In whole microseconds: `limit * timedelta(days=1)` would be a duration of `limit`
-        # days, which overflows past a billion days (a limit of one currency unit).
-        if b.window.kind == "month":
-            start, end = self.months.bounds(self.gate.clock() if at is None else at)
-            return b.limit * _DAY_US // duration_micros(end - start)
-        assert b.window.length is not None
-        return b.limit * _DAY_US // duration_micros(b.window.length)
+        """The day's budget of total spend (see `period_budget()`), in the month containing
+        `at` (by default now)."""
+        found = self.period_budget("day", at)
+        return None if found is None else found.amount
 
     def weekly_report(self, end: date | str | None = None) -> WeeklyReport:
         """The seed's weekly budget analysis: seven days ending with `end` (yesterday)."""
@@ -272,7 +330,7 @@ class Analyst:
             self._capabilities(),
             timedelta(days=7),
         )
-        return WeeklyReport(days, self.daily_limit(), self.traditional_cost, now, found)
+        return WeeklyReport(days, self.period_budget("day", now), self.traditional_cost, now, found)
 
     def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
         """The seed's trend analysis over the last `days` complete local days: overall lines
@@ -322,7 +380,7 @@ class Analyst:
             spent - today_spent,
             today_spent,
             outlook,
-            self.monthly_budget(),
+            self.period_budget("month", now),
             now,
             today,
             live.projected_daily_total,
@@ -343,17 +401,10 @@ class Analyst:
         return found
 
     def monthly_budget(self, at: datetime | None = None) -> Nanos | None:
-        """The month's budget: the measured budget's limit if monthly, else its daily share
-        times the days of the month containing `at` (by default this month)."""
-        b = self.budget
-        if b is None:
-            return None
-        if b.window.kind == "month":
-            return b.limit
-        start, end = self.months.bounds(self.gate.clock() if at is None else at)
-        daily = self.daily_limit(at)
-        assert daily is not None
-        return daily * round((end - start) / timedelta(days=1))
+        """The month's budget of total spend (see `period_budget()`), for the month
+        containing `at` (by default this month)."""
+        found = self.period_budget("month", at)
+        return None if found is None else found.amount
 
     def projected_crossing(self, fraction: float) -> date | None:
         """The local day the month's projected spend first reaches `fraction` (0.8 = 80%) of
@@ -383,10 +434,36 @@ class Analyst:
         return {name: s.capability for name, s in self.gate.config.prices.sources.items()}
 
 
+def _budget_view(
+    budget: Budget | None, statuses: Sequence[BudgetStatus], recent: Cells
+) -> BudgetView | None:
+    """The measured budget as `statuses` have it, with its own recent spend (the rollups
+    know a call's service and source, not its labels: a label's spend is `None`)."""
+    if budget is None:
+        return None
+    status = next((s for s in statuses if s.budget.name == budget.name), None)
+    if status is None:
+        return None
+    b = status.budget
+    in_scope = (
+        None
+        if b.scope.kind == "label"
+        else total({k: t for k, t in recent.items() if b.scope.matches(*k)})
+    )
+    return BudgetView(
+        b.name,
+        str(b.scope),
+        b.limit,
+        status.balance.used,
+        status.window_end,
+        None if in_scope is None else in_scope.cost,
+    )
+
+
 def _primary(budgets: Sequence[Budget], name: str | None) -> Budget | None:
     """The named budget, else the first over everything, else the first."""
     if name is not None:
-        return next(b for b in budgets if b.name == name)
+        return next((b for b in budgets if b.name == name), None)
     for b in budgets:
         if b.scope.kind == "all":
             return b

@@ -1,7 +1,9 @@
 """Live metrics: what is being spent right now, and how long the budget lasts at this pace.
 
 Pure: today's tally, the last minutes' tally and the budget's standing in, figures out, each
-as of the time it was read.
+as of the time it was read and naming what it counts: `"scope": "all"` (every event of the
+day) or the budget (`"budget"` and its `"scope"`), so that no face shows figures of two
+scopes as one.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ EXCELLENT_FREE_RATE = 0.90  # the seed's bar for "excellent" free-source perform
 
 @dataclass(frozen=True, slots=True)
 class BudgetView:
-    """The budget live metrics measure against, as it stands."""
+    """The budget live metrics measure against, as it stands: `used` is its spent and
+    reserved in its current window; `recent_cost` its own spend over the recent window
+    (`None` when the rollups cannot tell, as for a label's scope)."""
 
     name: str
+    scope: str
     limit: Nanos
     used: Nanos
     window_end: datetime
+    recent_cost: Nanos | None = None
 
     @property
     def remaining(self) -> Nanos:
@@ -87,13 +93,17 @@ class LiveMetrics:
 
     @property
     def runway(self) -> timedelta | None:
-        """Time until the budget is spent at the recent pace: zero when it is already spent,
-        `None` when nothing is being spent (or there is no budget)."""
+        """Time until the budget is spent at its own recent pace (spend in its scope): zero
+        when it is already spent, `None` when nothing in its scope is being spent (or there
+        is no budget, or its scope's pace is unknown)."""
         if self.budget is None:
             return None
         if self.budget.remaining <= 0:
             return timedelta(0)
-        rate = self.burn_per_second
+        if self.budget.recent_cost is None:
+            return None
+        seconds = min(self.recent_window, self.as_of - self.day_start).total_seconds()
+        rate = self.budget.recent_cost / seconds if seconds > 0 else 0.0
         return timedelta(seconds=self.budget.remaining / rate) if rate > 0 else None
 
     def status(self) -> dict[str, str]:
@@ -117,36 +127,56 @@ class LiveMetrics:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: each metric as `{"value": ..., "as_of": ...}`, then the status block."""
+        """JSON-ready: each metric as `{"value", "as_of", "scope", "budget", "since"}`: a
+        figure of every event today has scope `all` and the day's start as `since`; one of
+        the measured budget its name and scope. Then the budget and the status block."""
         at = self.as_of.isoformat()
+        budget = self.budget
 
-        def figure(value: object) -> dict[str, Any]:
-            return {"value": value, "as_of": at}
+        def everything(value: object) -> dict[str, Any]:
+            """A figure of every event today (since `day_start`)."""
+            return {
+                "value": value,
+                "as_of": at,
+                "scope": "all",
+                "budget": None,
+                "since": self.day_start.isoformat(),
+            }
+
+        def of_budget(value: object) -> dict[str, Any]:
+            """A figure of the measured budget, in its scope and current window."""
+            return {
+                "value": value,
+                "as_of": at,
+                "scope": None if budget is None else budget.scope,
+                "budget": None if budget is None else budget.name,
+                "since": None,  # the budget's own window: see `budget.resets_at`
+            }
 
         runway = self.runway
-        budget = self.budget
         exhausted_at = None if runway is None else self.as_of + runway
         return {
             "as_of": at,
             "live_metrics": {
-                "current_daily_spend": figure(money_text(self.today.cost)),
-                "budget_remaining": figure(
+                "current_daily_spend": everything(money_text(self.today.cost)),
+                "budget_used": of_budget(None if budget is None else money_text(budget.used)),
+                "budget_remaining": of_budget(
                     None if budget is None else money_text(budget.remaining)
                 ),
-                "budget_remaining_percent": figure(
+                "budget_remaining_percent": of_budget(
                     None if budget is None else budget.remaining_percent
                 ),
-                "free_source_success_rate": figure(self.today.free_source_success_rate),
-                "requests_per_minute": figure(self.requests_per_minute),
-                "cost_per_request": figure(money_text(self.today.cost_per_request)),
-                "projected_daily_total": figure(money_text(self.projected_daily_total)),
-                "time_until_budget_exhausted": figure(
+                "free_source_success_rate": everything(self.today.free_source_success_rate),
+                "requests_per_minute": everything(self.requests_per_minute),
+                "cost_per_request": everything(money_text(self.today.cost_per_request)),
+                "projected_daily_total": everything(money_text(self.projected_daily_total)),
+                "time_until_budget_exhausted": of_budget(
                     None if runway is None else runway.total_seconds()
                 ),
-                "budget_exhausted_at": figure(
+                "budget_exhausted_at": of_budget(
                     None if exhausted_at is None else exhausted_at.isoformat()
                 ),
-                "runs_out_before_reset": figure(
+                "runs_out_before_reset": of_budget(
                     None
                     if exhausted_at is None or budget is None
                     else exhausted_at < budget.window_end
@@ -156,8 +186,10 @@ class LiveMetrics:
             if budget is None
             else {
                 "name": budget.name,
+                "scope": budget.scope,
                 "limit": money_text(budget.limit),
                 "used": money_text(budget.used),
+                "remaining": money_text(budget.remaining),
                 "resets_at": budget.window_end.isoformat(),
             },
             "unpriced_requests_today": self.today.unpriced,

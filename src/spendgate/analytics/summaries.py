@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
 from spendgate.analytics.forecast import Outlook
 from spendgate.analytics.trends import Trend, trend
+from spendgate.budgets import Budget
 from spendgate.money import Nanos, money_text
 from spendgate.rollups import Tally, merge, total
+from spendgate.windows import duration_micros
 
 Cells = Mapping[tuple[str, str], Tally]
 """Tallies by (service, source)."""
@@ -24,6 +26,81 @@ Cells = Mapping[tuple[str, str], Tally]
 def savings_vs_traditional(cost_per_request: Nanos, traditional: Nanos) -> float:
     """The seed's efficiency figure: % saved per request against the traditional cost."""
     return (1 - cost_per_request / traditional) * 100
+
+
+BudgetPeriod = Literal["day", "month"]
+_DAY = timedelta(days=1)
+_WHOLE_DAYS = {"day": 1, "week": 7}  # windows of whole days, scaled by whole days
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodBudget:
+    """The budget a day's or a month's total spend is measured against, and the budget it
+    comes from: `amount` is `budget`'s limit, or its limit scaled to the period (`basis`
+    says how)."""
+
+    period: BudgetPeriod
+    amount: Nanos
+    budget: Budget
+    basis: str
+
+    def describe(self) -> str:
+        """One line for people: where the amount comes from, and the scope it counts."""
+        return f"{self.basis} (scope {self.budget.scope})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the amount as decimal text, the budget and scope it is derived from."""
+        return {
+            "amount": money_text(self.amount),
+            "budget": self.budget.name,
+            "scope": str(self.budget.scope),
+            "window": self.budget.window.kind,
+            "basis": self.basis,
+        }
+
+
+def period_budget(
+    budgets: Sequence[Budget],
+    named: str | None,
+    period: BudgetPeriod,
+    month: tuple[datetime, datetime],
+) -> PeriodBudget | None:
+    """The one rule for "the daily budget" and "the monthly budget" of total spend, which
+    every face (the forecast, the dashboard, the reports, the CLI) shows.
+
+    The budgets considered are the one `[analytics] budget` names, else those over
+    everything (scope `all`: total spend is measured against a budget that counts all of
+    it); none, no budget. Of those, one whose window is the period wins (its limit as it
+    is); else the first, scaled: a day or week limit by whole days (a month of 31 days is
+    31 daily limits, 31/7 weekly ones), a month's limit to a day by the length of `month`
+    (the `[start, end)` of the month in question), a rolling window's by its length.
+    """
+    if named is not None:
+        candidates = [b for b in budgets if b.name == named]
+    else:
+        candidates = [b for b in budgets if b.scope.kind == "all"]
+    if not candidates:
+        return None
+    b = next((c for c in candidates if c.window.kind == period), candidates[0])
+    kind = b.window.kind
+    if kind == period:
+        return PeriodBudget(period, b.limit, b, f"the {kind} limit of budget {b.name}")
+    start, end = month
+    days = round((end - start) / _DAY)
+    span_days = days if period == "month" else 1
+    if kind in _WHOLE_DAYS:
+        per = _WHOLE_DAYS[kind]
+        amount = b.limit * span_days // per
+        ratio = f"{span_days}/{per}" if per > 1 else str(span_days)
+        basis = f"the {kind} limit of budget {b.name} x {ratio} days"
+    else:
+        window = end - start if kind == "month" else b.window.length
+        assert window is not None
+        target = end - start if period == "month" else _DAY
+        amount = b.limit * duration_micros(target) // duration_micros(window)
+        length = f"a {kind} window" if kind == "month" else f"its {kind} window"
+        basis = f"the limit of budget {b.name} over {length}, scaled to one {period}"
+    return PeriodBudget(period, amount, b, basis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +133,7 @@ class Summary:
             "period": {"start": self.since.isoformat(), "end": self.until.isoformat()},
             "as_of": self.as_of.isoformat(),
             "service": self.service,
+            "scope": "all" if self.service is None else f"service:{self.service}",
             **self.total.to_dict(),
             "cost_by_source": {s: money_text(t.cost) for s, t in sources.items()},
             "services": {s: t.to_dict() for s, t in self.by_service().items()},
@@ -99,7 +177,12 @@ class DailyBreakdown:
     summary: Summary
     day: date
     hours: Sequence[tuple[datetime, Tally]]
-    daily_limit: Nanos | None
+    budget: PeriodBudget | None
+
+    @property
+    def daily_limit(self) -> Nanos | None:
+        """The day's budget of total spend (see `period_budget()`), or `None`."""
+        return None if self.budget is None else self.budget.amount
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with each hour's cost and requests."""
@@ -109,8 +192,9 @@ class DailyBreakdown:
             {"hour": at.isoformat(), "total_cost": money_text(h.cost), "requests": h.requests}
             for at, h in self.hours
         ]
-        if self.daily_limit is not None:
+        if self.budget is not None and self.daily_limit is not None:
             out["daily_budget"] = money_text(self.daily_limit)
+            out["daily_budget_from"] = self.budget.to_dict()
             out["budget_utilization"] = t.cost / self.daily_limit if self.daily_limit else None
             out["budget_status"] = "over_budget" if t.cost > self.daily_limit else "under_budget"
         return out
@@ -155,10 +239,15 @@ class WeeklyReport:
     """The seed's weekly budget analysis over seven local days."""
 
     days: Sequence[Day]
-    daily_limit: Nanos | None
+    budget: PeriodBudget | None
     traditional_cost: Nanos
     as_of: datetime
     opportunities: Sequence[Any] = ()
+
+    @property
+    def daily_limit(self) -> Nanos | None:
+        """The day's budget of total spend (see `period_budget()`), or `None`."""
+        return None if self.budget is None else self.budget.amount
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the seed's sections."""
@@ -180,6 +269,7 @@ class WeeklyReport:
                 "total_spent": money_text(t.cost),
                 "daily_average": money_text(t.cost // n if n else 0),
                 "daily_budget": None if limit is None else money_text(limit),
+                "daily_budget_from": None if self.budget is None else self.budget.to_dict(),
                 "budget_utilization": t.cost / (limit * n) if limit and n else None,
                 "days_under_budget": None
                 if limit is None
@@ -223,11 +313,16 @@ class MonthlyAssessment:
     base: Nanos
     today: Nanos
     outlook: Outlook
-    monthly_budget: Nanos | None
+    budget: PeriodBudget | None
     as_of: datetime
     local_day: date  # today, in the reporting zone
     pace_today: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
     pace_month: Nanos = 0  # the month's total at the recent pace
+
+    @property
+    def monthly_budget(self) -> Nanos | None:
+        """The month's budget (see `period_budget()`), or `None`."""
+        return None if self.budget is None else self.budget.amount
 
     def projection(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
         """The month's projected total and its interval (nano-units) by `method` (the chosen
@@ -306,6 +401,7 @@ class MonthlyAssessment:
         projected = chosen[0] if chosen else self.pace_month
         out["budget_assessment"] = {
             "monthly_budget": None if budget is None else money_text(budget),
+            "monthly_budget_from": None if self.budget is None else self.budget.to_dict(),
             "projected_total": money_text(projected),
             "projected_vs_budget": projected / budget if budget else None,
             "budget_status": None

@@ -28,6 +28,7 @@ from spendgate.cli.shell import (
 from spendgate.errors import StoreError, ValidationError
 from spendgate.gate import Gate
 from spendgate.money import format_money
+from spendgate.settings import Config
 from spendgate.store import DEFAULT_URL, migrate, open_store
 from spendgate.store.sqlite import sqlalchemy_url
 
@@ -70,14 +71,26 @@ def record(
 
 
 @budgets_app.command("list")
-def budgets_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List the configured budgets."""
-    with failures():
-        cfg = load_config(config)
+def budgets_list(
+    db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """List the budgets in effect on the store: the file's, with the definitions stored in
+    the store (made over the API or by any process) on top."""
+    cfg, where = _in_effect(db, config)
     if as_json:
         console.print_json(json.dumps([b.to_dict() for b in cfg.budgets]))
         return
-    table = Table("budget", "scope", "limit", "emergency", "window", "thresholds", "hard")
+    table = Table(
+        "budget",
+        "scope",
+        "limit",
+        "emergency",
+        "window",
+        "thresholds",
+        "hard",
+        title=f"Budgets in effect on {where}",
+        title_justify="left",
+    )
     for b in cfg.budgets:
         ladder = ", ".join(f"{t.action} {t.fraction:%}" for t in b.thresholds)
         table.add_row(
@@ -93,10 +106,12 @@ def budgets_list(config: ConfigOption = None, as_json: JsonOption = False) -> No
 
 
 @prices_app.command("list")
-def prices_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List the configured sources and their current prices."""
-    with failures():
-        cfg = load_config(config)
+def prices_list(
+    db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """List the sources in effect on the store and their prices: the file's, with the
+    definitions stored in the store on top."""
+    cfg, where = _in_effect(db, config)
     rows: list[dict[str, Any]] = []
     for name, pricing in sorted(cfg.prices.sources.items()):
         for version in pricing.versions or (None,):
@@ -112,7 +127,9 @@ def prices_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     if as_json:
         console.print_json(json.dumps(rows))
         return
-    table = Table("source", "effective from", "price")
+    table = Table(
+        "source", "effective from", "price", title=f"Sources on {where}", title_justify="left"
+    )
     for row in rows:
         table.add_row(row["source"], row["effective_from"] or "-", row["price"])
     console.print(table)
@@ -144,6 +161,13 @@ def prices_import_litellm(
             tmp.unlink(missing_ok=True)
             raise StoreError(f"{out}: cannot write ({exc.strerror})") from None
         errors.print(f"{len(sources)} models written to {out}", highlight=False)
+
+
+def _in_effect(db: str, config: Path | None) -> tuple[Config, str]:
+    """The configuration in effect on the store at `db` (what every other command and the
+    server run with), and where the store is (its URL without secrets)."""
+    with failures(), Gate.open(db, config=load_config(config)) as gate:
+        return gate.config, gate.store.where
 
 
 def _describe(price: Any) -> str:

@@ -31,8 +31,10 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
-budgets_app = typer.Typer(help="Budgets from the configuration.", no_args_is_help=True)
-prices_app = typer.Typer(help="Sources and their prices.", no_args_is_help=True)
+budgets_app = typer.Typer(help="Budgets in effect on a store.", no_args_is_help=True)
+prices_app = typer.Typer(
+    help="Sources and their prices in effect on a store.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys for the server.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: history, a check for cron, test notifications.")
 app.add_typer(db_app, name="db")
@@ -157,10 +159,21 @@ def plain_number(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def _scoped(value: str, figure: dict[str, Any]) -> str:
+    """A live figure's value with what it counts: a budget and its scope, or a scope."""
+    if figure.get("budget"):
+        return f"{value} (budget {figure['budget']}, scope {figure.get('scope')})"
+    if figure.get("scope"):
+        return f"{value} (scope {figure['scope']})"
+    return value
+
+
 def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(figures, dict):
-        if set(figures) == {"value", "as_of"}:  # a live figure: its value (as_of is shown once)
-            return _flatten(figures["value"], prefix)
+        if {"value", "as_of"} <= set(figures):  # a live figure (as_of is shown once)
+            return [
+                (key, _scoped(value, figures)) for key, value in _flatten(figures["value"], prefix)
+            ]
         return [row for k, v in figures.items() for row in _flatten(v, f"{prefix}{k}.")]
     if isinstance(figures, list):
         if all(not isinstance(v, dict | list) for v in figures):

@@ -247,6 +247,8 @@ class Budgets:
     daily: Nanos | None
     period: Nanos | None
     traditional_cost: Nanos
+    basis: str | None = None
+    """Where the period's budget comes from, and its scope (`PeriodBudget.describe()`)."""
 
 
 def monthly(
@@ -284,6 +286,7 @@ def monthly(
         else None,
         "budget_utilization": Share(t.cost / budget) if budget else None,
         "monthly_budget": None if budget is None else Money(budget),
+        "monthly_budget_basis": budgets.basis,
         "paid_requests": t.paid,
         "free_requests": t.free,
         "unpriced_requests": t.unpriced,
@@ -302,6 +305,7 @@ def monthly(
             "interval_low": Money(projection[1]) if projection else None,
             "interval_high": Money(projection[2]) if projection else None,
             "monthly_budget": None if budget is None else Money(budget),
+            "monthly_budget_basis": budgets.basis,
             "projected_vs_budget": Share(projected / budget) if budget else None,
         }
         actions = budget_actions(projected, budget, assessment.spent)
@@ -311,6 +315,7 @@ def monthly(
             "method": None,
             "projected_total": Money(t.cost),
             "monthly_budget": None if budget is None else Money(budget),
+            "monthly_budget_basis": budgets.basis,
             "projected_vs_budget": Share(t.cost / budget) if budget else None,
         }
         actions = _month_actions(t.cost, budget)

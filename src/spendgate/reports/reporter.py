@@ -66,11 +66,17 @@ class Reporter:
             today = a.local_day(now)
             days = [d for d in days if d.day <= today or d.total.requests]
         at = start + (end - start) / 2
+        month_budget = a.period_budget("month", at)
         return model.monthly(
             first,
             summary,
             days,
-            Budgets(a.daily_limit(at), a.monthly_budget(at), a.traditional_cost),
+            Budgets(
+                a.daily_limit(at),
+                None if month_budget is None else month_budget.amount,
+                a.traditional_cost,
+                None if month_budget is None else month_budget.describe(),
+            ),
             a.opportunities_between(start, end),
             generated_at=now,
             currency=self._gate.config.currency,

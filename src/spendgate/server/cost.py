@@ -35,10 +35,12 @@ def dashboard(ctx: Context) -> dict[str, Any]:
     """The seed's dashboard data: live metrics, today's summary, the service breakdown,
     opportunities, warnings and 30 days of trends, each as of now."""
     analyst = ctx.analyst
-    live = analyst.live()
+    # One reading of the budgets for the live figures and the budget list beside them.
+    standing = ctx.gate.status()
+    live = analyst.live(standing)
     today = analyst.summary("today")
     figures = live.to_dict()
-    statuses = [s.to_dict() for s in ctx.gate.status()]
+    statuses = [s.to_dict() for s in standing]
     # The alerts firing now, from the store (every process's, whichever raised them).
     warnings = [alert_dict(a) for a in ctx.gate.store.alerts(state="firing", limit=100)]
     return {

@@ -39,8 +39,9 @@ KEY_CHECK_EVERY = 8  # ticks between checks that the clients' keys are still liv
 
 def current_state(ctx: Context) -> dict[str, Any]:
     """What a client is sent: live metrics and every budget's standing, as of now."""
-    live = ctx.analyst.live().to_dict()
-    live["budgets"] = [s.to_dict() for s in ctx.gate.status()]
+    standing = ctx.gate.status()  # one reading for the live figures and the budgets
+    live = ctx.analyst.live(standing).to_dict()
+    live["budgets"] = [s.to_dict() for s in standing]
     recent = [alert_dict(a) for a in ctx.gate.store.alerts(limit=ALERTS_SHOWN)]
     live["recent_alerts"] = recent
     live["alerts"] = [a for a in recent if a["state"] == "firing"]
@@ -53,13 +54,17 @@ def _alert_mark(alert: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _fingerprint(state: dict[str, Any]) -> tuple[Any, ...]:
-    """What changes when money moves (not the clock): spend, requests and budgets."""
+    """What changes when money moves or a budget is redefined (not the clock): spend,
+    requests and budgets."""
     figures = state["live_metrics"]
     return (
         figures["current_daily_spend"]["value"],
         figures["free_source_success_rate"]["value"],
         state.get("unpriced_requests_today"),
-        tuple((b["name"], b["spent"], b["reserved"], b["level"]) for b in state["budgets"]),
+        tuple(
+            (b["name"], b["scope"], b["window"], b["limit"], b["spent"], b["reserved"], b["level"])
+            for b in state["budgets"]
+        ),
     )
 
 

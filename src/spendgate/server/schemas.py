@@ -348,10 +348,14 @@ class NewKeyOut(BaseModel):
 
 
 class Figure(BaseModel):
-    """A live figure and the time it is as of."""
+    """A live figure, the time it is as of, and what it counts: `scope` `all` (every event
+    since `since`, the start of the day) or, with `budget`, that budget's scope."""
 
     value: Any
     as_of: str
+    scope: str | None
+    budget: str | None = None
+    since: str | None = None
 
 
 class StatusBlock(BaseModel):

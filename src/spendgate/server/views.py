@@ -96,6 +96,7 @@ def _forecast(ctx: Context, now: datetime) -> dict[str, Any] | None:
         "monthly_budget": None
         if assessment.monthly_budget is None
         else money_text(assessment.monthly_budget),
+        "monthly_budget_from": None if assessment.budget is None else assessment.budget.to_dict(),
     }
 
 

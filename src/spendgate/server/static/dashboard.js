@@ -212,7 +212,8 @@
       setText("forecast-note",
         "Month-end projection " + money(f.month_total) + " (" + Math.round(f.level * 100) +
         "% interval " + money(f.month_low) + " – " + money(f.month_high) + ", " + f.method + ")" +
-        (f.monthly_budget ? " against a monthly budget of " + money(f.monthly_budget) : ""));
+        (f.monthly_budget ? " against a monthly budget of " + money(f.monthly_budget) +
+          (f.monthly_budget_from ? " (" + f.monthly_budget_from.basis + ", scope " + f.monthly_budget_from.scope + ")" : "") : ""));
       setText("asof-forecast", asOf(f.as_of));
     } else if (PAGE === "dashboard") {
       setText("forecast-note", "No forecast yet: it needs a few complete days of history.");
@@ -232,9 +233,19 @@
 
   // -- tiles, budgets and the ladder gauge -------------------------------------------------
 
-  function tile(id, value, note, iso) {
+  // What a live figure counts: every event today ("all"), or one budget in its scope.
+  function scopeOf(figure) {
+    if (!figure) return "";
+    if (figure.budget) return "budget " + figure.budget + " · scope " + figure.scope;
+    if (figure.scope === "all") return "all spend today";
+    return figure.scope ? "scope " + figure.scope : "";
+  }
+
+  function tile(id, value, note, iso, figure) {
     const node = document.getElementById(id);
     if (!node) return;
+    const scopeNode = node.querySelector(".scope");
+    if (scopeNode && figure !== undefined) scopeNode.textContent = scopeOf(figure);
     const valueNode = node.querySelector(".value");
     if (valueNode.textContent !== value) {
       valueNode.textContent = value;
@@ -269,21 +280,27 @@
   function drawLive(state) {
     const m = state.live_metrics;
     const spend = m.current_daily_spend;
-    tile("tile-current_daily_spend", money(spend.value), state.status ? state.status.cost_efficiency : "", spend.as_of);
+    tile("tile-current_daily_spend", money(spend.value), state.status ? state.status.cost_efficiency : "", spend.as_of, spend);
+    // The budget tile, its percentage and its gauge are one budget's figures from one
+    // reading (the same message): never today's total spend beside a budget's remainder.
     const left = m.budget_remaining;
     const leftPct = m.budget_remaining_percent;
+    const used = m.budget_used;
+    primaryBudget = left.budget || null;
     tile("tile-budget_remaining", left.value === null ? "no budget" : money(left.value),
-      leftPct && leftPct.value !== null ? num(leftPct.value) + "% left" + (primaryBudget ? " of " + primaryBudget : "") : "",
-      left.as_of);
+      leftPct && leftPct.value !== null
+        ? num(leftPct.value) + "% left" + (used && used.value !== null ? " · " + money(used.value) + " used" : "")
+        : "",
+      left.as_of, left);
     const free = m.free_source_success_rate;
-    tile("tile-free_source_success_rate", pct(free.value), state.status ? state.status.free_source_performance : "", free.as_of);
-    tile("tile-requests_per_minute", num(m.requests_per_minute.value), "last 15 minutes", m.requests_per_minute.as_of);
-    tile("tile-cost_per_request", money(m.cost_per_request.value), "priced requests", m.cost_per_request.as_of);
-    tile("tile-projected_daily_total", money(m.projected_daily_total.value), "at the recent pace", m.projected_daily_total.as_of);
+    tile("tile-free_source_success_rate", pct(free.value), state.status ? state.status.free_source_performance : "", free.as_of, free);
+    tile("tile-requests_per_minute", num(m.requests_per_minute.value), "last 15 minutes", m.requests_per_minute.as_of, m.requests_per_minute);
+    tile("tile-cost_per_request", money(m.cost_per_request.value), "priced requests", m.cost_per_request.as_of, m.cost_per_request);
+    tile("tile-projected_daily_total", money(m.projected_daily_total.value), "at the recent pace", m.projected_daily_total.as_of, m.projected_daily_total);
     const runway = m.time_until_budget_exhausted;
     const before = m.runs_out_before_reset ? m.runs_out_before_reset.value : null;
-    tile("tile-time_until_budget_exhausted", duration(runway.value),
-      before === true ? "runs out before the reset" : before === false ? "lasts until the reset" : "", runway.as_of);
+    tile("tile-time_until_budget_exhausted", runway.budget ? duration(runway.value) : "no budget",
+      before === true ? "runs out before the reset" : before === false ? "lasts until the reset" : "", runway.as_of, runway);
     if (state.budgets) drawBudgets(state.budgets);
   }
 
@@ -291,6 +308,8 @@
     const list = document.getElementById("budgets");
     if (!list) return;
     list.replaceChildren();
+    const mainGauge = document.getElementById("main-gauge");
+    if (mainGauge) mainGauge.replaceChildren();  // drawn again below if its budget is listed
     let newest = null;
     for (const b of budgets) {
       const g = el("div", { class: "gauge" });
@@ -306,10 +325,7 @@
         ]),
         g,
       ]));
-      if (b.name === primaryBudget || (primaryBudget === null && newest === null)) {
-        const main = document.getElementById("main-gauge");
-        if (main) gauge(main, b);
-      }
+      if (b.name === primaryBudget && mainGauge) gauge(mainGauge, b);
       newest = b.as_of || newest;
     }
     if (!budgets.length) list.append(el("p", { class: "note", text: "No budgets configured." }));
@@ -582,7 +598,7 @@
     const refreshAll = throttle(function () { getJSON("/cost/dashboard/live").then(drawDashboard, report); }, 5000);
     const refreshCharts = throttle(function () { getJSON("/api/dashboard/charts").then(drawTimeline, report); }, 10000);
     const refreshStreams = throttle(function () { getJSON("/api/dashboard/streams").then(drawStreams, report); }, 15000);
-    getJSON("/api/dashboard/charts").then(function (c) { primaryBudget = c.budget; drawTimeline(c); }, report);
+    getJSON("/api/dashboard/charts").then(drawTimeline, report);
     getJSON("/api/dashboard/streams").then(drawStreams, report);
     getJSON("/cost/dashboard/live").then(drawDashboard, report);
     alertRoutesFound = detectAlertRoutes();
