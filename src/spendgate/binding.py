@@ -26,7 +26,7 @@ from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
 from spendgate.settings import Config, parse_source
 from spendgate.store.base import ControlStore, EventWrite
-from spendgate.windows import from_micros, require_aware, to_micros
+from spendgate.windows import from_micros, require_aware, require_not_ahead, to_micros
 
 FINGERPRINTS_KEPT = 4096  # per binding
 
@@ -256,12 +256,19 @@ class Binding:
     def write(self, given: EventDetails, now: datetime, new_id: Callable[[], str]) -> EventWrite:
         """Validate and cost an event at its `time` (else `now`): what `Gate.record()` writes.
 
+        A `time` more than `MAX_CLOCK_SKEW` ahead of `now` (the gate's clock) is refused; an
+        earlier one counts in the windows it falls in, however long ago.
+
         A tiered price is left to the store to apply, against its quota counters as they
         stand; `new_id()` names an event given no `request_id`.
         """
         check_flags(emergency=given.emergency)
-        when = now if given.time is None else require_aware(given.time, "time")
-        when_us = to_micros(when)
+        if given.time is None:
+            when, when_us = now, to_micros(now)
+        else:
+            when = require_aware(given.time, "time")
+            when_us = to_micros(when)
+            require_not_ahead(when, when_us, now)
         priced = self.price(when_us)
         price = priced.price
         cost = given.cost

@@ -39,11 +39,41 @@ PAID_SUCCESS = 0.97
 PIPELINE = {"pipeline": "property"}  # the image pipeline's calls; the daily budget's scope
 STREAM_MESSAGES = 20  # market-data messages per simulated request
 DAY = timedelta(hours=14)
-"""The simulated working day."""
+"""The simulated working day: it ends when the demo is run, and never writes the future."""
 
 
-def demo_config() -> Config:
-    """The seed's sources and a small daily budget, so a short run shows every decision."""
+@dataclass(frozen=True, slots=True)
+class SimulatedDay:
+    """The simulated day that ends at `end` (the moment the demo is run), and the UTC hour
+    at which the demo's daily budgets reset so that the whole day falls in one window.
+
+    The story must not depend on the hour: the stream's budget is spent by the hour
+    connected, so the day cannot be shortened to fit since midnight (run at 00:05, it would
+    never reach its levels); and a day crossing the budgets' reset would restart them
+    halfway. So the budgets reset at midnight when the day fits since then, and otherwise at
+    the hour the day starts in (yesterday evening, run early in the morning).
+
+    >>> day = SimulatedDay.ending(datetime(2026, 5, 1, 9, 30, tzinfo=UTC))
+    >>> day.start.isoformat(), day.reset_hour
+    ('2026-04-30T19:30:00+00:00', 19)
+    """
+
+    start: datetime
+    end: datetime
+    reset_hour: int
+
+    @classmethod
+    def ending(cls, now: datetime) -> SimulatedDay:
+        """The day of `DAY` that ends at `now`."""
+        end = now.astimezone(UTC)
+        start = end - DAY
+        return cls(start, end, 0 if start.date() == end.date() else start.hour)
+
+
+def demo_config(reset_hour: int = 0) -> Config:
+    """The seed's sources and small daily budgets (resetting at `reset_hour` UTC), so a
+    short run shows every decision."""
+    window = {"window": "day", "timezone": "UTC", "reset_hour": reset_hour}
     return parse(
         {
             "sources": SEED_SOURCES,
@@ -54,18 +84,21 @@ def demo_config() -> Config:
                     "emergency": "0.20",
                     "scope": "label:pipeline=property",
                     "thresholds": {"warn": 0.8, "stop": 1.0},
+                    **window,
                 },
                 {
                     "name": "streaming",
                     "limit": "15.00",
                     "scope": "source:databento_mbo",
                     "thresholds": {"warn": 0.6, "degrade": 0.7, "stop": 0.8},
+                    **window,
                 },
                 {
                     "name": "enrichment",
                     "limit": "0.10",
                     "scope": "service:enrichment",
                     "thresholds": {"warn": 0.6, "degrade": 0.7, "stop": 1.0},
+                    **window,
                 },
             ],
         }
@@ -134,9 +167,10 @@ def run(
     workers: int = 8,
     progress: Callable[[int], Any] | None = None,
 ) -> Tally:
-    """Run `requests` simulated requests on `workers` threads, moving the clock as they go."""
+    """Run `requests` simulated requests on `workers` threads, moving the clock as they go:
+    a working day compressed, from the clock's time to `DAY` later at most."""
     tally = Tally()
-    step = DAY / max(requests, 1)  # a working day, compressed
+    step = DAY // max(requests, 1)  # rounded down: the day never runs past its end
     routed = routers(gate)
     meter = StreamMeter(
         gate,
@@ -184,9 +218,3 @@ def run_live(gate: Gate, stop: threading.Event, *, rate: float = 5.0, seed: int 
                 meter.record(rng.randint(200, 600))
     meter.stop()
     return tally
-
-
-def start_of_today(now: datetime | None = None) -> datetime:
-    """08:00 UTC today: the simulated day starts at the office."""
-    now = now or datetime.now(UTC)
-    return now.replace(hour=8, minute=0, second=0, microsecond=0)

@@ -80,6 +80,28 @@ def require_aware(at: object, field_name: str = "time") -> datetime:
     return at
 
 
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the gate's clock an event may be dated. A caller whose clock runs a
+little fast is tolerated; further ahead is a mistake (a wrong zone, a wrong day), and such
+an event would count in windows that have not begun."""
+_MAX_SKEW_US = MAX_CLOCK_SKEW // timedelta(microseconds=1)
+_SKEW_TEXT = f"{MAX_CLOCK_SKEW // timedelta(minutes=1)} minutes"
+
+
+def require_not_ahead(at: datetime, at_us: int, now: datetime, field_name: str = "time") -> None:
+    """Refuse an event's time `at` (`at_us` its microseconds) if it is more than
+    `MAX_CLOCK_SKEW` ahead of `now`, the gate's clock: the one rule for every face that
+    takes an event's time. The error says what the clock reads and the latest time allowed.
+    """
+    if at_us - to_micros(now) > _MAX_SKEW_US:
+        raise ValidationError(
+            field_name,
+            at.isoformat(),
+            f"a time at most {_SKEW_TEXT} ahead of the clock, which reads {now.isoformat()}: "
+            f"no later than {(now + MAX_CLOCK_SKEW).isoformat()}",
+        )
+
+
 def _has_offset(at: datetime) -> bool:
     try:
         return at.utcoffset() is not None

@@ -125,12 +125,6 @@ def filled(store_url: str) -> Iterator[tuple[Gate, list[Event]]]:
         at = START + timedelta(seconds=rng.randrange(5 * 86400))
         events.append(random_event(rng, at))
     ids = [f"r{i}" for i in range(len(events))]
-    for i in range(0, 200):
-        gate.record(request_id=ids[i], **events[i])  # type: ignore[arg-type]
-    batch = [{"request_id": ids[i], **events[i]} for i in range(200, 500)]
-    gate.record_many(batch)
-    gate.record_many(batch[:50])  # retries: `exists`, counted once
-    gate.record(request_id=ids[0], **events[0])  # type: ignore[arg-type]
     for i in sorted(range(500, 600), key=lambda i: str(events[i]["time"])):
         e = dict(events[i])
         e.pop("cost", None)
@@ -139,6 +133,15 @@ def filled(store_url: str) -> Iterator[tuple[Gate, list[Event]]]:
         r = gate.reserve(e.pop("service"), "paid_api", "0.05")  # type: ignore[arg-type]
         assert r.reservation_id is not None
         gate.commit(r.reservation_id, f"0.0{rng.randrange(1, 9)}", request_id=ids[i], **e)
+    # The rest are recorded late, once the five days are over (no event may be dated ahead
+    # of the clock), each into the rollups of its own minute, hour and day.
+    clock.set(START + 5 * DAY_DELTA)
+    for i in range(0, 200):
+        gate.record(request_id=ids[i], **events[i])  # type: ignore[arg-type]
+    batch = [{"request_id": ids[i], **events[i]} for i in range(200, 500)]
+    gate.record_many(batch)
+    gate.record_many(batch[:50])  # retries: `exists`, counted once
+    gate.record(request_id=ids[0], **events[0])  # type: ignore[arg-type]
     yield gate, gate.events()
     gate.close()
 

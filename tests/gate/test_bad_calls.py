@@ -3,8 +3,9 @@ its field and leaves the store as it was (no event, nothing spent or held), down
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ import pytest
 from spendgate import Gate
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
 from spendgate.money import to_nanos
-from spendgate.testing import FrozenClock
+from spendgate.testing import DEFAULT_START, FrozenClock
+from spendgate.windows import MAX_CLOCK_SKEW
 from tests.core.test_config import full
 
 
@@ -35,6 +37,7 @@ def assert_untouched(g: Gate) -> None:
 
 
 NAIVE = datetime(2026, 1, 5, 12, 0)
+WEST = timezone(timedelta(hours=-8))
 MAPS = "google_maps_optimized"
 
 
@@ -57,6 +60,7 @@ MAPS = "google_maps_optimized"
         (MAPS, {"labels": {"customer": ["acme"]}}, ValidationError, "labels.customer"),
         (MAPS, {"labels": "customer=acme"}, ValidationError, "labels"),
         (MAPS, {"time": NAIVE}, ValidationError, "time"),
+        (MAPS, {"time": DEFAULT_START + timedelta(days=3)}, ValidationError, "time"),
         (MAPS, {"colour": "blue"}, ValidationError, "colour"),
         (MAPS, {"cost_usd": "0.002"}, ValidationError, "cost_usd"),
         (MAPS, {"units": {"request": -1}}, ValidationError, "units.request"),
@@ -134,6 +138,29 @@ def test_reserve_with_bad_input_holds_nothing(
     with pytest.raises(error):
         full_gate.reserve("enrichment", source, *args, **kwargs)
     assert_untouched(full_gate)
+
+
+def test_an_event_dated_ahead_of_the_clock_is_refused_whole(full_gate: Gate) -> None:
+    """A time more than `MAX_CLOCK_SKEW` ahead of the gate's clock is refused by every way of
+    recording, saying what the clock reads and how far ahead is allowed; a batch holding one
+    such event writes nothing."""
+    ahead = DEFAULT_START + MAX_CLOCK_SKEW + timedelta(microseconds=1)
+    with pytest.raises(ValidationError) as err:
+        full_gate.record("enrichment", MAPS, time=ahead)
+    assert err.value.field == "time"
+    assert "5 minutes ahead of the clock, which reads 2026-01-05T12:00:00+00:00" in str(err.value)
+    assert "no later than 2026-01-05T12:05:00+00:00" in str(err.value)
+    in_a_batch = {"service": "enrichment", "source": MAPS, "time": ahead.astimezone(WEST)}
+    with pytest.raises(ValidationError) as err:
+        full_gate.record_many([{"service": "enrichment", "source": MAPS}, in_a_batch])
+    assert err.value.field == "events[1].time"
+    with pytest.raises(ValidationError) as err:
+        asyncio.run(full_gate.arecord("enrichment", MAPS, time=ahead))
+    assert err.value.field == "time"
+    assert_untouched(full_gate)
+    # A caller's clock running fast by up to the allowance is someone's clock, not an error.
+    edge = (DEFAULT_START + MAX_CLOCK_SKEW).astimezone(timezone(timedelta(hours=1)))
+    assert full_gate.record("enrichment", MAPS, time=edge).created
 
 
 def test_nothing_reaches_the_file(tmp_path: Path) -> None:

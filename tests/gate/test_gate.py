@@ -24,6 +24,7 @@ from spendgate import (
 )
 from spendgate.config import parse
 from spendgate.testing import FrozenClock
+from spendgate.windows import to_micros
 from tests.conftest import small_config
 
 
@@ -395,6 +396,37 @@ def test_record_many_stores_all_but_conflicts(gate: Gate) -> None:
     )
     assert [r.status for r in results] == ["created", "conflict", "created"]
     assert spent(gate) == Decimal("0.03")
+
+
+def test_a_late_event_counts_in_its_own_windows(store_url: str, clock: FrozenClock) -> None:
+    """An event dated in a past window (recorded late, by every path) lands in that window's
+    budget counters and rollups, never in the current one's."""
+    windows = [{"name": w, "limit": "5", "window": w} for w in ("day", "week", "month")]
+    cfg = parse({"sources": {"paid_api": {"price": "0.01/request"}}, "budgets": windows})
+    now = clock()  # Monday 2026-01-05 12:00 UTC
+    late = now - timedelta(days=8)  # the Sunday before last: last day, week and month
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        gate.record("svc", "paid_api", request_id="today")
+        gate.record("svc", "paid_api", request_id="late-1", time=late)
+        gate.record_many([{"service": "svc", "source": "paid_api", "request_id": "late-2",
+                           "time": late + timedelta(hours=1)}])  # fmt: skip
+        asyncio.run(gate.arecord("svc", "paid_api", request_id="late-3", time=late))
+        binding = gate.bind("svc", "paid_api")
+        budgets = binding.budgets(None)
+
+        def counters(at: datetime) -> list[int]:
+            slots = binding.slots(budgets, to_micros(at), priority=False, emergency=False)
+            return [gate.store.balance(slot).spent for slot in slots]
+
+        cent = to_nanos("0.01")
+        assert counters(now) == [cent] * 3
+        assert counters(late) == [3 * cent] * 3
+        day = timedelta(days=1)
+        midnight = datetime(2025, 12, 28, tzinfo=UTC)
+        spans = [(midnight, midnight + day), (now - timedelta(hours=12), now + day)]
+        rows = gate.store.tallies([(to_micros(a), to_micros(b)) for a, b in spans])
+        by_span = {i: (t.requests, t.cost) for i, _, _, t in rows}
+        assert by_span == {0: (3, 3 * cent), 1: (1, cent)}
 
 
 def test_concurrent_records_share_commits(store_url: str, clock: FrozenClock) -> None:

@@ -314,6 +314,26 @@ def test_a_batch_gives_one_result_each_and_a_bad_item_changes_nothing(
     problem_of(client.post("/api/events/batch", json=too_many, headers=h), 422)
 
 
+def test_an_event_dated_ahead_of_the_clock_is_refused(
+    client: TestClient, keys: Keys, gate: Gate, clock: FrozenClock
+) -> None:
+    """Three days ahead was accepted: now a time past the clock's allowance is a 422 naming
+    `time` and what the clock reads, alone or in a batch (refused whole), and nothing is
+    written."""
+    h = bearer(keys.write)
+    ahead = {"service": "s", "source": "paid_api", "time": "2026-01-08T12:00:00Z"}
+    body = problem_of(client.post("/api/events", json=ahead, headers=h), 422)
+    (error,) = body["errors"]
+    assert error["field"] == "time"
+    assert "ahead of the clock, which reads 2026-01-05T12:00:00+00:00" in error["message"]
+    batch = {"events": [{"service": "s", "source": "paid_api", "request_id": "ok"}, ahead]}
+    body = problem_of(client.post("/api/events/batch", json=batch, headers=h), 422)
+    assert body["errors"][0]["field"] == "events[1].time"
+    assert gate.events() == []
+    clock.advance(3 * 86400)  # once the clock gets there, the same event is taken
+    assert client.post("/api/events", json=ahead, headers=h).status_code == 201
+
+
 def test_bodies_are_checked(client: TestClient, keys: Keys) -> None:
     h = bearer(keys.write)
     body = problem_of(client.post("/api/events", json={"service": "s"}, headers=h), 422)

@@ -97,6 +97,13 @@ ROWS = (
         status=422,
         answered_by=FULL,
     ),
+    Row(
+        "refused: dated ahead of the clock",
+        event("bad4", time="2026-01-05T12:05:00.000001Z"),  # the clock: 12:00, 5 min allowed
+        status=422,
+        answered_by=FULL,
+    ),
+    Row("valid, dated at the clock's allowance", event("e6", time="2026-01-05T13:05:00+01:00")),
     Row("no key", event("k1"), key=None, status=401, answered_by=FULL),
     Row("not Bearer", event("k2"), scheme="Basic", status=401, answered_by=FULL),
     Row("Bearer, no token", event("k3"), key="empty", status=401, answered_by=FULL),

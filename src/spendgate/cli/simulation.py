@@ -59,10 +59,12 @@ def demo(
     for suffix in ("", "-wal", "-shm", ".migrate-lock"):
         if path:
             Path(path + suffix).unlink(missing_ok=True)
-    # Served afterwards, the simulated day ends now, and live traffic carries on from it.
-    start = workload.start_of_today() if not serve_after else system_clock() - workload.DAY
-    clock = FrozenClock(start)
-    with failures(), Gate.open(db, config=workload.demo_config(), clock=clock) as gate:
+    # The simulated day ends now (served afterwards, live traffic carries on from it), on
+    # budgets whose window holds all of it, whatever the hour.
+    day = workload.SimulatedDay.ending(system_clock())
+    config = workload.demo_config(day.reset_hour)
+    clock = FrozenClock(day.start)
+    with failures(), Gate.open(db, config=config, clock=clock) as gate:
         console.print(
             f"spendgate demo: {requests} requests from {len(workload.SERVICES)} services into {db}",
             highlight=False,
@@ -112,7 +114,7 @@ def demo(
 
         with failures():
             settings = ServerSettings(port=port, db=db)
-            live_gate = Gate.open(db, config=workload.demo_config())
+            live_gate = Gate.open(db, config=config)
             serving.run(
                 settings,
                 live_gate.config,

@@ -140,7 +140,11 @@ class EventIn(Body):
     units: Units | None = Field(None, description='Quantities of priced units, e.g. {"MB": 2}.')
     request_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     time: AwareDatetime | None = Field(
-        None, description="When it happened (default: now), from 1970 to before 9000."
+        None,
+        description=(
+            "When it happened (default: now), from 1970, at most 5 minutes ahead of the "
+            "server's clock."
+        ),
     )
     labels: Labels | None = None
     emergency: StrictBool = False

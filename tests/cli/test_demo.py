@@ -1,0 +1,62 @@
+"""The demo's workload (`spendgate demo`): its simulated day ends when it is run, never
+writes the future, and tells the same story whatever the hour."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spendgate import Gate
+from spendgate import demo as workload
+from spendgate.cli import app
+from spendgate.store import open_store
+from spendgate.testing import FrozenClock
+
+
+@pytest.mark.parametrize(
+    "hour", [(0, 30), (9, 0), (13, 59), (23, 50)], ids=["00:30", "09:00", "13:59", "23:50"]
+)
+def test_the_simulated_day_ends_now_and_tells_its_story_at_any_hour(
+    hour: tuple[int, int],
+) -> None:
+    now = datetime(2026, 5, 1, *hour, tzinfo=UTC)
+    day = workload.SimulatedDay.ending(now)
+    assert day.end - day.start == workload.DAY
+    clock = FrozenClock(day.start)
+    with Gate.open("memory://", config=workload.demo_config(day.reset_hour), clock=clock) as gate:
+        # Every budget's window holds the whole day: none resets halfway through the story.
+        for budget in gate.config.budgets:
+            assert budget.window.bounds(day.start) == budget.window.bounds(now), budget.name
+        tally = workload.run(gate, clock, 1500)
+        assert clock() <= now
+        events = gate.events()
+        assert events
+        assert max(e.time for e in events) <= now
+        assert min(e.time for e in events) >= day.start
+        # The story: paid calls approved, then refused at the budget's stop; the stream
+        # steps through its levels to its stop line.
+        assert tally.decisions["approved"] > 0
+        assert tally.decisions["denied"] > 0
+        levels = " ".join(tally.stream_levels)
+        assert "normal -> warn" in levels
+        assert "degraded -> stopped" in levels
+        assert tally.stream is not None
+        assert tally.stream.level == "stopped"
+
+
+def test_the_demo_command_writes_nothing_after_the_moment_it_is_run(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = CliRunner().invoke(app, ["demo", "--db", db, "--requests", "200"])
+    assert result.exit_code == 0, result.output
+    ran = datetime.now(UTC)
+    store = open_store(db)
+    try:
+        events = store.events()
+    finally:
+        store.close()
+    assert len(events) >= 200
+    assert max(e.time for e in events) <= ran
+    assert min(e.time for e in events) >= ran - workload.DAY - timedelta(minutes=5)
