@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, Protocol
 
 from spendgate.errors import ValidationError
@@ -396,6 +396,11 @@ class BudgetStatus:
         """The ladder rung the window has reached."""
         return self.budget.level(self.balance.used)
 
+    @property
+    def used_percent(self) -> Decimal:
+        """Spent and reserved as a percentage of the limit (`used_percent()`)."""
+        return used_percent(self.balance.used, self.budget.limit)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with money as exact decimal strings and the `as_of` time."""
         return {
@@ -406,9 +411,26 @@ class BudgetStatus:
             "reserved": money_text(self.reserved),
             "overshoot": money_text(self.balance.overshoot),
             "remaining": money_text(self.remaining),
+            "used_percent": float(self.used_percent),
             "level": self.level,
             "as_of": self.as_of.isoformat(),
         }
+
+
+PERCENT_PLACES = Decimal("0.01")
+
+
+def used_percent(used: Nanos, limit: Nanos) -> Decimal:
+    """The one percentage of a budget every face shows: spent and reserved over the limit,
+    times 100, to two decimals (half up); what is left is `100 - used_percent`, so the two
+    always add up to 100. A limit of zero counts as all used.
+
+    >>> used_percent(to_nanos("2.5"), to_nanos("3")), 100 - used_percent(1, 3)
+    (Decimal('83.33'), Decimal('66.67'))
+    """
+    if limit <= 0:
+        return Decimal(100)
+    return (Decimal(used) * 100 / Decimal(limit)).quantize(PERCENT_PLACES, ROUND_HALF_UP)
 
 
 RESERVED_NAMES = frozenset({"status"})

@@ -14,6 +14,7 @@ from typing import Any
 
 from spendgate.analytics.forecast import burn_rate
 from spendgate.analytics.summaries import savings_vs_traditional
+from spendgate.budgets import used_percent
 from spendgate.money import Nanos, money_text
 from spendgate.rollups import Tally
 
@@ -43,8 +44,9 @@ class BudgetView:
 
     @property
     def remaining_percent(self) -> float:
-        """What is left, as a percentage of the limit."""
-        return self.remaining / self.limit * 100 if self.limit else 0.0
+        """What is left, as a percentage of the limit: 100 less `budgets.used_percent()`
+        (two decimals, as every face shows a budget's percentage)."""
+        return float(100 - used_percent(self.used, self.limit))
 
 
 @dataclass(frozen=True, slots=True)

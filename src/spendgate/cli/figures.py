@@ -19,11 +19,9 @@ from spendgate.cli.shell import (
     app,
     budget_table,
     console,
-    failures,
-    load_config,
+    open_gate,
     show,
 )
-from spendgate.gate import Gate
 from spendgate.store import DEFAULT_URL
 
 # -- status -------------------------------------------------------------------------------
@@ -34,7 +32,7 @@ def status(
     db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Show every budget: spent, reserved, remaining and level in its current window."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         rows = gate.status()
         if as_json:
             console.print_json(json.dumps([r.to_dict() for r in rows]))

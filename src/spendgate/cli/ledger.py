@@ -21,12 +21,11 @@ from spendgate.cli.shell import (
     db_app,
     errors,
     failures,
-    load_config,
+    open_gate,
     parse_pairs,
     prices_app,
 )
 from spendgate.errors import StoreError, ValidationError
-from spendgate.gate import Gate
 from spendgate.money import format_money
 from spendgate.settings import Config
 from spendgate.store import DEFAULT_URL, migrate, open_store
@@ -50,7 +49,7 @@ def record(
     config: ConfigOption = None,
 ) -> None:
     """Record one use of a source (idempotent by --request-id)."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         result = gate.record(
             service,
             source,
@@ -166,7 +165,7 @@ def prices_import_litellm(
 def _in_effect(db: str, config: Path | None) -> tuple[Config, str]:
     """The configuration in effect on the store at `db` (what every other command and the
     server run with), and where the store is (its URL without secrets)."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         return gate.config, gate.store.where
 
 

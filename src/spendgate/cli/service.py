@@ -19,11 +19,11 @@ from spendgate.cli.shell import (
     failures,
     keys_app,
     load_config,
+    open_gate,
     say,
 )
 from spendgate.clock import system_clock
 from spendgate.errors import NotFoundError, ValidationError
-from spendgate.gate import Gate
 from spendgate.store import DEFAULT_URL, open_store
 from spendgate.windows import from_micros, to_micros
 
@@ -175,7 +175,7 @@ def alerts_list(
     """Alert history, newest first: rule, scope, severity, state, when, notifications."""
     from spendgate.alerts.notices import alert_dict
 
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         if state not in (None, "firing", "resolved"):
             raise ValidationError("--state", state, "firing or resolved")
         found = [alert_dict(a) for a in gate.store.alerts(state=state, limit=limit)]  # type: ignore[arg-type]
@@ -206,7 +206,7 @@ def alerts_check(
     """Judge every alert rule once and deliver what is due (for cron, without a server)."""
     from spendgate.alerts import AlertEngine, Dispatcher, channels
 
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         channels.validate(gate.config.alerts)
         outcome = AlertEngine(gate).evaluate()
         sent = Dispatcher(gate).run_once() if deliver else None
@@ -233,7 +233,7 @@ def alerts_test(
     from spendgate.alerts import channels
     from spendgate.alerts.notices import test_message
 
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         settings = gate.config.alerts
         target = settings.channel(channel)
         channels.validate(settings)

@@ -10,7 +10,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from spendgate import config as config_module
 from spendgate.budgets import BudgetStatus
+from spendgate.clock import Clock, system_clock
 from spendgate.errors import SpendgateError
 from spendgate.gate import Gate
 from spendgate.money import format_money
@@ -79,6 +79,20 @@ def load_config(path: Path | None) -> Config:
     return config_module.apply_environment(config, os.environ)
 
 
+clock: Clock = system_clock
+"""The clock of every command's gate (`open_gate()`). Tests that run the CLI in-process
+put a `FrozenClock` here (`monkeypatch.setattr(shell, "clock", clock)`), so that its
+figures are read at the instant the test's other faces are."""
+
+
+@contextmanager
+def open_gate(db: str, config: Path | None) -> Iterator[Gate]:
+    """The gate a command works through: on the store at `db`, with the configuration at
+    `config` (see `load_config()`) and the CLI's `clock`; errors shown as one line."""
+    with failures(), Gate.open(db, config=load_config(config), clock=clock) as gate:
+        yield gate
+
+
 @contextmanager
 def failures() -> Iterator[None]:
     """Turn spendgate's errors into one line on stderr and exit status 2."""
@@ -122,7 +136,6 @@ def budget_table(rows: list[BudgetStatus], currency: str) -> Table:
     colour = {"normal": "green", "warn": "yellow", "degrade": "dark_orange", "stop": "red"}
     for r in rows:
         b = r.budget
-        used = Decimal(r.balance.used) / Decimal(b.limit)
         table.add_row(
             b.name,
             str(b.scope),
@@ -131,7 +144,7 @@ def budget_table(rows: list[BudgetStatus], currency: str) -> Table:
             format_money(r.spent, currency),
             format_money(r.reserved, currency),
             format_money(r.remaining, currency),
-            f"{used:.1%}",
+            f"{r.used_percent}%",
             f"[{colour[r.level]}]{r.level}[/]",
         )
     return table
@@ -187,7 +200,7 @@ def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
 @contextmanager
 def analysis(db: str, config: Path | None) -> Iterator[Any]:
     """An `Analyst` on the store at `db`, with errors shown as one line."""
-    with failures(), Gate.open(db, config=load_config(config)) as gate:
+    with open_gate(db, config) as gate:
         yield analyst_of(gate)
 
 

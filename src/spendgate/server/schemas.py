@@ -277,6 +277,7 @@ class BudgetStatusOut(BaseModel):
     spent: str
     reserved: str
     remaining: str
+    used_percent: float
     level: str
     window_start: str
     window_end: str
