@@ -38,10 +38,10 @@ from spendgate.budgets import BudgetStatus
 from spendgate.cli import shell
 from spendgate.config import parse
 from spendgate.money import from_nanos, to_nanos
-from spendgate.reports import Reporter
-from spendgate.reports import jsonfile
+from spendgate.reports import Reporter, jsonfile
 from spendgate.testing import FrozenClock
-from tests.serving import Keys, app_for, bearer, make_keys
+from tests.server.test_dashboard import browser  # noqa: F401  (the module's Chromium)
+from tests.serving import Keys, app_for, bearer, make_keys, running
 
 NOW = datetime(2026, 3, 18, 15, 27, 41, 250_000, tzinfo=UTC)  # a Wednesday afternoon
 """When the workload ends; the faces are read `SETTLE` later."""
@@ -155,17 +155,19 @@ class Model:
 
     def expected(self, at: datetime) -> dict[str, Expected]:
         out = {}
-        for name, (scope_text, kind, limit) in self.budgets.items():
+        for name, (scope, kind, limit) in self.budgets.items():
             start, end = self.window(kind, at)
-            scope = Scope(scope_text)
-
-            def total(items: list[Spend]) -> Decimal:
-                return from_nanos(
-                    sum(s.nanos for s in items if start <= s.time <= end and scope.matches(s))
-                )
-
-            out[name] = Expected(name, scope_text, limit, total(self.events), total(self.holds))
+            spent = self.total(self.events, Scope(scope), start, end)
+            reserved = self.total(self.holds, Scope(scope), start, end)
+            out[name] = Expected(name, scope, limit, spent, reserved)
         return out
+
+    @staticmethod
+    def total(items: list[Spend], scope: Scope, start: datetime, end: datetime) -> Decimal:
+        """What `items` in `scope` between `start` and `end` (both included) add up to."""
+        return from_nanos(
+            sum(s.nanos for s in items if start <= s.time <= end and scope.matches(s))
+        )
 
     def today(self, at: datetime) -> Decimal:
         """Every event since midnight (UTC), whatever its service."""
@@ -259,7 +261,11 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
             f"/api/budgets/{name}", json={"limit": limit}, headers=bearer(keys.admin)
         )
         assert patched.status_code == 200, patched.text
-    model.budgets[CREATED["name"]] = (CREATED["scope"], CREATED["window"], Decimal(CREATED["limit"]))
+    model.budgets[CREATED["name"]] = (
+        CREATED["scope"],
+        CREATED["window"],
+        Decimal(CREATED["limit"]),
+    )
     scope, kind, _ = model.budgets[name]
     model.budgets[name] = (scope, kind, Decimal(limit))
 
@@ -289,7 +295,11 @@ def check_status(face: str, rows: list[BudgetStatus], expected: dict[str, Expect
     for r in rows:
         e = expected[r.budget.name]
         assert str(r.budget.scope) == e.scope, (face, e.name)
-        got = (from_nanos(r.budget.limit), from_nanos(r.balance.spent), from_nanos(r.balance.reserved))
+        got = (
+            from_nanos(r.budget.limit),
+            from_nanos(r.balance.spent),
+            from_nanos(r.balance.reserved),
+        )
         assert got == (e.limit, e.spent, e.reserved), (face, e.name, got, e)
         assert from_nanos(r.budget.limit - r.balance.used) == e.remaining, (face, e.name)
 
@@ -301,7 +311,12 @@ def check_rows(face: str, rows: list[dict[str, Any]], expected: dict[str, Expect
         e = expected[r["name"]]
         assert r["scope"] == e.scope, (face, e.name)
         got = {k: amount(r[k]) for k in ("limit", "spent", "reserved", "remaining")}
-        want = {"limit": e.limit, "spent": e.spent, "reserved": e.reserved, "remaining": e.remaining}
+        want = {
+            "limit": e.limit,
+            "spent": e.spent,
+            "reserved": e.reserved,
+            "remaining": e.remaining,
+        }
         assert got == want, (face, e.name)
         assert Decimal(str(r["used_percent"])) == round_percent(e.used_percent), (face, e.name)
 
@@ -310,13 +325,15 @@ def round_percent(p: Decimal) -> Decimal:
     return p.quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
-def check_live(face: str, live: dict[str, Any], expected: dict[str, Expected], today: Decimal) -> None:
+def check_live(
+    face: str, live: dict[str, Any], expected: dict[str, Expected], today: Decimal
+) -> None:
     """Live metrics as JSON: today's spend (scope all) and the measured budget's figures."""
     m = live["live_metrics"]
     spend = m["current_daily_spend"]
     assert (spend["scope"], spend["budget"]) == ("all", None), face
     assert amount(spend["value"]) == today, face
-    e = expected[live["budget"]["name"]]
+    e = expected[m["budget_remaining"]["budget"]]
     for key in ("budget_used", "budget_remaining", "budget_remaining_percent"):
         assert (m[key]["budget"], m[key]["scope"]) == (e.name, e.scope), (face, key)
     assert amount(m["budget_used"]["value"]) == e.spent + e.reserved, face
@@ -324,8 +341,10 @@ def check_live(face: str, live: dict[str, Any], expected: dict[str, Expected], t
     assert Decimal(str(m["budget_remaining_percent"]["value"])) == round_percent(
         100 - e.used_percent
     ), face
+    if "budget" not in live:  # the dashboard's data: the budget is among its budgets
+        return
     b = live["budget"]
-    assert b["scope"] == e.scope, face
+    assert (b["name"], b["scope"]) == (e.name, e.scope), face
     assert (amount(b["limit"]), amount(b["used"]), amount(b["remaining"])) == (
         e.limit,
         e.spent + e.reserved,
@@ -335,7 +354,8 @@ def check_live(face: str, live: dict[str, Any], expected: dict[str, Expected], t
 
 def check_day(face: str, doc: dict[str, Any], today: Decimal) -> None:
     """A summary or day breakdown of today: every event (scope all) since midnight."""
-    assert doc.get("scope", "all") == "all" and doc.get("service") is None, face
+    assert doc.get("scope", "all") == "all", face
+    assert doc.get("service") is None, face
     assert amount(doc["total_cost"]) == today, face
     assert sum(amount(c) for c in doc["cost_by_source"].values()) == today, face
 
@@ -395,3 +415,148 @@ def test_cli_faces_agree_with_the_events(
     check_day("spendgate summary today", cli_json(monkeypatch, workload, "summary"), today)
     check_day("spendgate daily", cli_json(monkeypatch, workload, "daily", day), today)
     check_month("spendgate forecast", cli_json(monkeypatch, workload, "forecast"), workload)
+
+
+def metrics_of(text: str) -> dict[str, dict[str, Decimal]]:
+    """The budget gauges of a Prometheus scrape: gauge -> budget -> value (9 places)."""
+    out: dict[str, dict[str, Decimal]] = {}
+    for line in text.splitlines():
+        found = re.fullmatch(r'(spendgate_budget_\w+)\{budget="([^"]+)"\} (\S+)', line)
+        if found:
+            gauge, budget, value = found.groups()
+            out.setdefault(gauge, {})[budget] = Decimal(value).quantize(NANO)
+    return out
+
+
+def test_server_faces_agree_with_the_events(workload: Workload) -> None:
+    w = workload
+    expected = w.model.expected(w.at)
+    today = w.model.today(w.at)
+    day = w.at.date().isoformat()
+    read = bearer(w.keys.read)
+    with TestClient(app_for(w.server)) as client:
+
+        def get(path: str) -> Any:
+            r = client.get(path, headers=read)
+            assert r.status_code == 200, (path, r.text)
+            return r.json()
+
+        check_rows("GET /api/budgets/status", get("/api/budgets/status"), expected)
+        check_live("GET /api/cost/current", get("/api/cost/current"), expected, today)
+        board = get("/cost/dashboard/live")
+        check_live("GET /cost/dashboard/live", board["data"], expected, today)
+        check_rows("GET /cost/dashboard/live budgets", board["data"]["budgets"], expected)
+        check_day("GET /cost/dashboard/live today", board["data"]["daily_summary"], today)
+        check_day(f"GET /api/cost/daily/{day}", get(f"/api/cost/daily/{day}"), today)
+        check_month("GET /api/cost/forecast/monthly", get("/api/cost/forecast/monthly"), w)
+        charts = get("/api/dashboard/charts")
+        assert (charts["scope"], charts["budget"]) == ("all", "daily")
+        assert sum(amount(p["cost"]) for p in charts["today"]) == today
+        assert (charts["days"][-1]["t"], amount(charts["days"][-1]["cost"])) == (day, today)
+
+        with client.websocket_connect("/ws/cost-monitoring", headers=read) as ws:
+            first = ws.receive_json()
+        assert first["type"] == "cost_state"
+        check_live("WebSocket cost_state", first["data"], expected, today)
+        check_rows("WebSocket cost_state budgets", first["data"]["budgets"], expected)
+
+        scrape = client.get("/metrics", headers=read)
+        assert scrape.status_code == 200
+        gauges = metrics_of(scrape.text)
+        # Prometheus values are floats: compared with the model rounded to 9 places.
+        for e in expected.values():
+            got = {gauge: by_budget[e.name] for gauge, by_budget in gauges.items()}
+            assert got == {
+                "spendgate_budget_limit": e.limit.quantize(NANO),
+                "spendgate_budget_used": (e.spent + e.reserved).quantize(NANO),
+                "spendgate_budget_remaining": e.remaining.quantize(NANO),
+                "spendgate_budget_used_ratio": (e.used_percent / 100).quantize(NANO),
+            }, e.name
+
+
+def test_the_monthly_report_agrees_with_the_events(workload: Workload) -> None:
+    w = workload
+    report = Reporter(w.old).monthly(w.at.date().isoformat()[:7])
+    (text,) = jsonfile.render(report).values()
+    doc = json.loads(text)
+    summary = doc["executive_summary"]
+    assert amount(summary["total_monthly_cost"]) == w.model.month(w.at)
+    daily = w.model.expected(w.at)["daily"]
+    assert amount(summary["monthly_budget"]) == daily.limit * 31
+    (row,) = [d for d in doc["daily_breakdown"] if d["date"] == w.at.date().isoformat()]
+    assert amount(row["total_cost"]) == w.model.today(w.at)
+    assert amount(row["daily_budget"]) == daily.limit
+    forecast = doc["month_end_forecast"]
+    assert amount(forecast["monthly_budget"]) == daily.limit * 31
+    assert "budget daily" in forecast["monthly_budget_basis"]
+    assert "(scope all)" in forecast["monthly_budget_basis"]
+
+
+def shown(value: Decimal) -> str:
+    """Money as the dashboard's `money()` shows it: `toFixed` of the number (the exact value
+    of the double, ties away from zero), two places from $1, four below."""
+    n = float(value)
+    places = Decimal("0.01") if abs(n) >= 1 else Decimal("0.0001")
+    text = Decimal(abs(n)).quantize(places, ROUND_HALF_UP)
+    return ("-$" if n < 0 else "$") + str(text)
+
+
+def text(value: Decimal) -> str:
+    """Decimal text as the server writes money (no trailing zeros, no exponent)."""
+    return f"{value.normalize():f}"
+
+
+def js_number(value: Decimal) -> str:
+    """A JSON number as JavaScript writes it back (`63.5`, `100`)."""
+    written = repr(float(value))
+    return written.removesuffix(".0")
+
+
+def fixed(value: float | Decimal, places: str = "0.1") -> str:
+    """`Number(x).toFixed(1)`, as the page writes a percentage."""
+    return str(Decimal(float(value)).quantize(Decimal(places), ROUND_HALF_UP))
+
+
+def test_the_dashboard_shows_the_same_figures(workload: Workload, browser: Any) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    w = workload
+    expected = w.model.expected(w.at)
+    today = w.model.today(w.at)
+    app = app_for(w.server, ws_interval=0.05)
+    with running(app) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        token = app.state.signins.mint(w.keys.read.split("_")[1])
+        page.goto(f"{url}/signin?token={token}")
+        spend = page.locator("#tile-current_daily_spend")
+        expect(spend.locator(".value")).to_have_text(shown(today), timeout=10_000)
+        expect(spend.locator(".value")).to_have_attribute("title", text(today))
+        expect(spend.locator(".scope")).to_have_text("all spend today")
+        daily = expected["daily"]
+        left = page.locator("#tile-budget_remaining")
+        expect(left.locator(".value")).to_have_text(shown(daily.remaining))
+        expect(left.locator(".value")).to_have_attribute("title", text(daily.remaining))
+        expect(left.locator(".scope")).to_have_text("budget daily · scope all")
+        left_percent = fixed(100 - round_percent(daily.used_percent))
+        used = shown(daily.spent + daily.reserved)
+        expect(left.locator(".note")).to_have_text(f"{left_percent}% left · {used} used")
+        expect(page.locator("#main-gauge .fill")).to_have_attribute(
+            "style", f"width: {fixed(round_percent(daily.used_percent))}%;"
+        )
+        for e in expected.values():
+            row = page.locator(f"#budgets [data-budget={e.name}]")
+            spent = f"{shown(e.spent)} spent + {shown(e.reserved)} held of {shown(e.limit)}"
+            expect(row.locator(".used")).to_have_text(spent)
+            percent = js_number(round_percent(e.used_percent))
+            exact = (
+                f"{text(e.spent)} spent + {text(e.reserved)} held of {text(e.limit)} ({percent}%)"
+            )
+            expect(row.locator(".used")).to_have_attribute("title", exact)
+            expect(row.locator(".left")).to_have_text(
+                re.compile(rf"^{re.escape(shown(e.remaining))} left · \w+ · {re.escape(e.scope)}$")
+            )
+            expect(row.locator(".left")).to_have_attribute("title", f"{text(e.remaining)} left")
+            width = fixed(min(round_percent(e.used_percent), Decimal(100)))
+            expect(row.locator(".gauge .fill")).to_have_attribute("style", f"width: {width}%;")
+        context.close()

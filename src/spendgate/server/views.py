@@ -50,6 +50,7 @@ def charts(ctx: Context, service: str | None = None) -> dict[str, Any]:
     return {
         "as_of": now.isoformat(),
         "service": service,
+        "scope": "all" if service is None else f"service:{service}",
         "budget": ctx.analyst.budget.name if ctx.analyst.budget else None,
         "today": [
             _point(a.astimezone(local).strftime("%H:%M"), t)

@@ -247,6 +247,8 @@
     const scopeNode = node.querySelector(".scope");
     if (scopeNode && figure !== undefined) scopeNode.textContent = scopeOf(figure);
     const valueNode = node.querySelector(".value");
+    // The figure as the server sent it (exact decimal text), for a reader who hovers.
+    if (figure && typeof figure.value === "string") valueNode.title = figure.value;
     if (valueNode.textContent !== value) {
       valueNode.textContent = value;
       node.classList.add("flash");
@@ -259,10 +261,10 @@
 
   function gauge(container, budget) {
     container.replaceChildren();
-    const limit = Number(budget.limit) || 0;
     const used = Number(budget.spent) + Number(budget.reserved || 0);
     const fill = el("div", { class: "fill " + budget.level });
-    fill.style.width = (limit > 0 ? Math.min(100, (used / limit) * 100) : 0).toFixed(1) + "%";
+    // The server's one percentage of the budget (budgets.used_percent), never recomputed here.
+    fill.style.width = Math.max(0, Math.min(100, Number(budget.used_percent) || 0)).toFixed(1) + "%";
     container.append(fill);
     for (const rung of ["warn", "degrade", "stop"]) {
       const at = budget.thresholds ? budget.thresholds[rung] : undefined;
@@ -320,8 +322,9 @@
           el("span", { class: "badge " + b.level, text: b.level }),
         ]),
         el("div", { class: "line note" }, [
-          el("span", { text: money(b.spent) + " spent" + (Number(b.reserved) ? " + " + money(b.reserved) + " held" : "") + " of " + money(b.limit) }),
-          el("span", { text: money(b.remaining) + " left · " + b.window + " · " + b.scope }),
+          el("span", { class: "used", title: b.spent + " spent + " + b.reserved + " held of " + b.limit + " (" + b.used_percent + "%)",
+            text: money(b.spent) + " spent" + (Number(b.reserved) ? " + " + money(b.reserved) + " held" : "") + " of " + money(b.limit) }),
+          el("span", { class: "left", title: b.remaining + " left", text: money(b.remaining) + " left · " + b.window + " · " + b.scope }),
         ]),
         g,
       ]));
