@@ -17,6 +17,7 @@ from spendgate.budgets import (
     Threshold,
     budget_from_config,
     parse_ladder,
+    used_percent,
     validate_ladder,
 )
 from spendgate.decisions import USE_FREE_SOURCES_ONLY, Check, Decision, decide
@@ -615,3 +616,30 @@ def test_budget_from_config_refuses(spec: dict[str, object], field: str) -> None
     with pytest.raises(ValidationError) as err:
         budget_from_config("d", spec)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("used", "limit", "percent"),
+    [
+        ("0", "10", "0"),
+        ("2.5", "3", "83.33"),  # 83.333...: two places
+        ("0.0000005", "0.001", "0.05"),  # half up at the second place
+        ("12.5", "10", "125"),  # past the limit (overshoot, emergency use)
+        ("1", "0.000000001", "100000000000"),
+    ],
+)
+def test_used_percent_is_the_one_percentage_every_face_shows(
+    used: str, limit: str, percent: str
+) -> None:
+    got = used_percent(to_nanos(used), to_nanos(limit))
+    assert got == D(percent)
+    assert 100 - got == D(100) - D(percent)  # what is left adds up to 100 exactly
+
+
+@given(st.integers(0, MAX_NANOS), st.integers(1, MAX_NANOS))
+def test_used_percent_is_within_half_a_hundredth_of_the_exact_share(used: int, limit: int) -> None:
+    from fractions import Fraction
+
+    got = used_percent(used, limit)
+    assert got == got.quantize(D("0.01"))
+    assert abs(Fraction(got) - Fraction(used * 100, limit)) <= Fraction(1, 200)
