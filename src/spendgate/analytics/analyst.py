@@ -166,6 +166,7 @@ class Analyst:
             now - recent_start,
             self._budget_view(now),
             self.traditional_cost,
+            self.gate.config.currency,
         )
 
     def _budget_view(self, now: datetime) -> BudgetView | None:
@@ -325,7 +326,7 @@ class Analyst:
             self.monthly_budget(),
             now,
             today,
-            live.projected_daily_total,
+            live.projected_daily_total_nanos,
             spent + round(live.burn_per_second * left),
         )
 

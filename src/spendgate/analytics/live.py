@@ -1,18 +1,21 @@
 """Live metrics: what is being spent right now, and how long the budget lasts at this pace.
 
 Pure: today's tally, the last minutes' tally and the budget's standing in, figures out, each
-as of the time it was read.
+as of the time it was read. Amounts read in Python are `Decimal`s of the deployment
+currency (`LiveMetrics.daily_spend`, `BudgetView.remaining`); the nano-unit figures they
+come from have `_nanos` names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from spendgate.analytics.forecast import burn_rate
 from spendgate.analytics.summaries import savings_vs_traditional
-from spendgate.money import Nanos, money_text
+from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_text
 from spendgate.rollups import Tally
 
 RATE_WINDOW = timedelta(minutes=15)
@@ -26,19 +29,34 @@ class BudgetView:
     """The budget live metrics measure against, as it stands."""
 
     name: str
-    limit: Nanos
-    used: Nanos
+    limit_nanos: Nanos
+    used_nanos: Nanos
     window_end: datetime
 
     @property
-    def remaining(self) -> Nanos:
-        """The limit less spent and reserved."""
-        return self.limit - self.used
+    def limit(self) -> Decimal:
+        """The budget's limit, in currency units."""
+        return from_nanos(self.limit_nanos)
+
+    @property
+    def used(self) -> Decimal:
+        """Spent plus reserved in its window, in currency units."""
+        return from_nanos(self.used_nanos)
+
+    @property
+    def remaining(self) -> Decimal:
+        """The limit less spent and reserved, in currency units."""
+        return from_nanos(self.remaining_nanos)
+
+    @property
+    def remaining_nanos(self) -> Nanos:
+        """`remaining` in nano-units."""
+        return self.limit_nanos - self.used_nanos
 
     @property
     def remaining_percent(self) -> float:
         """What is left, as a percentage of the limit."""
-        return self.remaining / self.limit * 100 if self.limit else 0.0
+        return self.remaining_nanos / self.limit_nanos * 100 if self.limit_nanos else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,18 @@ class LiveMetrics:
     recent_window: timedelta
     budget: BudgetView | None
     traditional_cost: Nanos
+    currency: str = DEFAULT_CURRENCY
+    """The currency of every amount."""
+
+    @property
+    def daily_spend(self) -> Decimal:
+        """Today's spend so far, in currency units."""
+        return from_nanos(self.today.cost)
+
+    @property
+    def cost_per_request(self) -> Decimal:
+        """Today's average cost of a priced request, in currency units."""
+        return from_nanos(self.today.cost_per_request)
 
     @property
     def burn_per_second(self) -> float:
@@ -70,8 +100,14 @@ class LiveMetrics:
         return self.recent.requests / minutes if minutes > 0 else 0.0
 
     @property
-    def projected_daily_total(self) -> Nanos:
-        """Today's spend so far plus the recent pace over what is left of the day."""
+    def projected_daily_total(self) -> Decimal:
+        """Today's spend so far plus the recent pace over what is left of the day, in
+        currency units."""
+        return from_nanos(self.projected_daily_total_nanos)
+
+    @property
+    def projected_daily_total_nanos(self) -> Nanos:
+        """`projected_daily_total` in nano-units."""
         elapsed = (self.as_of - self.day_start).total_seconds()
         period = (self.day_end - self.day_start).total_seconds()
         recent = min(self.recent_window.total_seconds(), elapsed)
@@ -91,16 +127,16 @@ class LiveMetrics:
         `None` when nothing is being spent (or there is no budget)."""
         if self.budget is None:
             return None
-        if self.budget.remaining <= 0:
+        if self.budget.remaining_nanos <= 0:
             return timedelta(0)
         rate = self.burn_per_second
-        return timedelta(seconds=self.budget.remaining / rate) if rate > 0 else None
+        return timedelta(seconds=self.budget.remaining_nanos / rate) if rate > 0 else None
 
     def status(self) -> dict[str, str]:
         """The seed's status block: budget health, free-source performance, cost efficiency."""
         if self.budget is None:
             health = "no budget"
-        elif self.budget.remaining <= 0:
+        elif self.budget.remaining_nanos <= 0:
             health = "exhausted"
         else:
             health = "healthy" if self.budget.remaining_percent > HEALTHY_REMAINING else "warning"
@@ -128,10 +164,11 @@ class LiveMetrics:
         exhausted_at = None if runway is None else self.as_of + runway
         return {
             "as_of": at,
+            "currency": self.currency,
             "live_metrics": {
                 "current_daily_spend": figure(money_text(self.today.cost)),
                 "budget_remaining": figure(
-                    None if budget is None else money_text(budget.remaining)
+                    None if budget is None else money_text(budget.remaining_nanos)
                 ),
                 "budget_remaining_percent": figure(
                     None if budget is None else budget.remaining_percent
@@ -139,7 +176,7 @@ class LiveMetrics:
                 "free_source_success_rate": figure(self.today.free_source_success_rate),
                 "requests_per_minute": figure(self.requests_per_minute),
                 "cost_per_request": figure(money_text(self.today.cost_per_request)),
-                "projected_daily_total": figure(money_text(self.projected_daily_total)),
+                "projected_daily_total": figure(money_text(self.projected_daily_total_nanos)),
                 "time_until_budget_exhausted": figure(
                     None if runway is None else runway.total_seconds()
                 ),
@@ -156,8 +193,8 @@ class LiveMetrics:
             if budget is None
             else {
                 "name": budget.name,
-                "limit": money_text(budget.limit),
-                "used": money_text(budget.used),
+                "limit": money_text(budget.limit_nanos),
+                "used": money_text(budget.used_nanos),
                 "resets_at": budget.window_end.isoformat(),
             },
             "unpriced_requests_today": self.today.unpriced,

@@ -178,7 +178,10 @@ def alerts_list(
     with failures(), Gate.open(db, config=load_config(config)) as gate:
         if state not in (None, "firing", "resolved"):
             raise ValidationError("--state", state, "firing or resolved")
-        found = [alert_dict(a) for a in gate.store.alerts(state=state, limit=limit)]  # type: ignore[arg-type]
+        found = [
+            alert_dict(a, gate.config.currency)
+            for a in gate.store.alerts(state=state, limit=limit)  # type: ignore[arg-type]
+        ]
     if as_json:
         console.print_json(json.dumps(found))
         return

@@ -40,7 +40,10 @@ def dashboard(ctx: Context) -> dict[str, Any]:
     figures = live.to_dict()
     statuses = [s.to_dict() for s in ctx.gate.status()]
     # The alerts firing now, from the store (every process's, whichever raised them).
-    warnings = [alert_dict(a) for a in ctx.gate.store.alerts(state="firing", limit=100)]
+    warnings = [
+        alert_dict(a, ctx.gate.config.currency)
+        for a in ctx.gate.store.alerts(state="firing", limit=100)
+    ]
     return {
         "success": True,
         "timestamp": figures["as_of"],

@@ -41,7 +41,9 @@ def current_state(ctx: Context) -> dict[str, Any]:
     """What a client is sent: live metrics and every budget's standing, as of now."""
     live = ctx.analyst.live().to_dict()
     live["budgets"] = [s.to_dict() for s in ctx.gate.status()]
-    recent = [alert_dict(a) for a in ctx.gate.store.alerts(limit=ALERTS_SHOWN)]
+    recent = [
+        alert_dict(a, ctx.gate.config.currency) for a in ctx.gate.store.alerts(limit=ALERTS_SHOWN)
+    ]
     live["recent_alerts"] = recent
     live["alerts"] = [a for a in recent if a["state"] == "firing"]
     return live
