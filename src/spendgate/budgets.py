@@ -35,7 +35,7 @@ from spendgate.money import (
     number_text,
     to_nanos,
 )
-from spendgate.windows import WEEKDAYS, Window, parse_duration
+from spendgate.windows import WEEKDAYS, Window, duration_text, parse_duration
 
 Action = Literal["warn", "degrade", "stop"]
 Level = Literal["normal", "warn", "degrade", "stop"]
@@ -328,17 +328,17 @@ class Budget:
         if w.kind == "week":
             spec["week_start"] = WEEKDAYS[w.week_start]
         if w.length is not None:
-            spec["length"] = f"{w.length.total_seconds():g}s"
+            spec["length"] = duration_text(w.length)
         if w.granularity is not None:
-            spec["granularity"] = f"{w.granularity.total_seconds():g}s"
+            spec["granularity"] = duration_text(w.granularity)
         if self.alerts is not None:
             spec["alerts"] = [str(f) for f in self.alerts]
         if self.lease is not None:
             spec["lease"] = {
                 "share": str(self.lease.share),
                 "floor": str(self.lease.floor),
-                "ttl": f"{self.lease.ttl.total_seconds():g}s",
-                "idle": f"{self.lease.idle.total_seconds():g}s",
+                "ttl": duration_text(self.lease.ttl),
+                "idle": duration_text(self.lease.idle),
             }
         return spec
 

@@ -201,7 +201,7 @@ class Analyst:
             a, b = self._period(period, now)
         self._check_service(service)
         (cells,) = self._cells([(a, b)], service)
-        return Summary(a, b, now, cells, service)
+        return Summary(a, b, now, cells, service, self.gate.config.currency)
 
     def _period(self, period: object, now: datetime) -> tuple[datetime, datetime]:
         windows = {"today": self.days, "week": self.weeks, "month": self.months}
@@ -224,7 +224,7 @@ class Analyst:
             hours.append((at, min(at + timedelta(hours=1), end)))
             at += timedelta(hours=1)
         cells = self._cells([(start, end), *hours])
-        summary = Summary(start, end, self.gate.clock(), cells[0])
+        summary = Summary(start, end, self.gate.clock(), cells[0], None, self.gate.config.currency)
         return DailyBreakdown(
             summary,
             d,
@@ -237,7 +237,8 @@ class Analyst:
         n = check_days(days)
         self._check_service(service)
         now = self.gate.clock()
-        return ServicePerformance(service, self._series(self._local_day(now), n, service), now)
+        series = self._series(self._local_day(now), n, service)
+        return ServicePerformance(service, series, now, self.gate.config.currency)
 
     def daily_limit(self, at: datetime | None = None) -> Nanos | None:
         """The measured budget's limit as a day's share (a month's limit over the days of
@@ -273,7 +274,9 @@ class Analyst:
             self._capabilities(),
             timedelta(days=7),
         )
-        return WeeklyReport(days, self.daily_limit(), self.traditional_cost, now, found)
+        return WeeklyReport(
+            days, self.daily_limit(), self.traditional_cost, now, found, self.gate.config.currency
+        )
 
     def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
         """The seed's trend analysis over the last `days` complete local days: overall lines
@@ -328,6 +331,7 @@ class Analyst:
             today,
             live.projected_daily_total_nanos,
             spent + round(live.burn_per_second * left),
+            self.gate.config.currency,
         )
 
     def _outlook(

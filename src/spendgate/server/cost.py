@@ -47,6 +47,7 @@ def dashboard(ctx: Context) -> dict[str, Any]:
     return {
         "success": True,
         "timestamp": figures["as_of"],
+        "currency": figures["currency"],
         "data": {
             "live_metrics": figures["live_metrics"],
             "daily_summary": today.to_dict(),
@@ -121,6 +122,7 @@ def opportunities(ctx: Ctx, who: Reader, days: Days = 7) -> dict[str, Any]:
     return {
         "as_of": ctx.now().isoformat(),
         "window_days": days,
+        "currency": ctx.gate.config.currency,
         "window_start": (ctx.now() - timedelta(days=days)).isoformat(),
         "opportunities": [o.to_dict() for o in found],
     }

@@ -397,6 +397,7 @@ class DashboardOut(BaseModel):
 
     success: bool
     timestamp: str
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     data: DashboardData
     status: StatusBlock
 
