@@ -288,7 +288,12 @@ def alert_dict(alert: Alert, currency: str = DEFAULT_CURRENCY) -> dict[str, Any]
     }
 
 
-def test_message(channel: ChannelSettings, settings: AlertSettings, now: int) -> dict[str, Any]:
+def test_message(
+    channel: ChannelSettings,
+    settings: AlertSettings,
+    now: int,
+    currency: str,
+) -> dict[str, Any]:
     """A test notification for `channel` (what `spendgate alerts test` sends)."""
     alert = Alert(
         alert_id=f"test:{channel.name}:{now}",
@@ -298,4 +303,4 @@ def test_message(channel: ChannelSettings, settings: AlertSettings, now: int) ->
         state="firing",
         fired_at=now,
     )
-    return render(alert, "firing", 1, channel, settings).payload()
+    return render(alert, "firing", 1, channel, settings, currency=currency).payload()

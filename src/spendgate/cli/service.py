@@ -240,5 +240,7 @@ def alerts_test(
         settings = gate.config.alerts
         target = settings.channel(channel)
         channels.validate(settings)
-        channels.send(target, test_message(target, settings, to_micros(gate.clock())))
+        channels.send(
+            target, test_message(target, settings, to_micros(gate.clock()), gate.config.currency)
+        )
     console.print(f"test notification delivered to {channel}", highlight=False)

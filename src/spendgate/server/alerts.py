@@ -141,7 +141,9 @@ def test_channel(body: TestIn, ctx: Ctx, who: Admin) -> Any:
     settings = ctx.gate.config.alerts
     channel = settings.channel(body.channel)
     try:
-        channels.send(channel, test_message(channel, settings, ctx.now_us()))
+        channels.send(
+            channel, test_message(channel, settings, ctx.now_us(), ctx.gate.config.currency)
+        )
     except DeliveryError as exc:
         # The caller learns only that it failed; what answered is for the server's log.
         log.warning("test notification not delivered: %s: %s", exc, exc.detail)
