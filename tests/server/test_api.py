@@ -266,6 +266,7 @@ def test_events_are_idempotent_by_request_id(client: TestClient, keys: Keys, gat
         "status": "created",
         "request_id": "r-1",
         "cost": "0.003",
+        "currency": "USD",
     }
     again = client.post("/api/events", json=event, headers=h)
     assert again.status_code == 200
