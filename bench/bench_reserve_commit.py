@@ -72,7 +72,7 @@ def run_spendgate(path: Path) -> float:
             gate.commit(decision.reservation_id or "")
         elapsed = time.perf_counter() - start
         assert decision.approved, decision
-        spent = gate.status()[0].spent
+        spent = gate.status()[0].spent_nanos
     finally:
         gate.close()
     assert spent == (PAIRS + 1) * decision.requested, spent

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 from spendgate.errors import ValidationError
 from spendgate.money import (
+    DEFAULT_CURRENCY,
     MAX_AMOUNT,
     MAX_NANOS,
     Nanos,
@@ -34,7 +35,7 @@ from spendgate.money import (
     number_text,
     to_nanos,
 )
-from spendgate.windows import WEEKDAYS, Window, parse_duration
+from spendgate.windows import WEEKDAYS, Window, duration_text, parse_duration
 
 Action = Literal["warn", "degrade", "stop"]
 Level = Literal["normal", "warn", "degrade", "stop"]
@@ -225,9 +226,10 @@ class LeasePolicy:
 class Budget:
     """A limit on spend over a window for a scope.
 
-    `limit` and `emergency` are nano-units. `emergency` is extra room above the stop line
-    that only calls marked emergency may use. A soft budget (`hard=False`) reports levels
-    but never refuses.
+    `limit` and `emergency` are nano-units (a definition, compared on the hot path);
+    `limit_amount` and `emergency_amount` are the same as `Decimal`s of currency units.
+    `emergency` is extra room above the stop line that only calls marked emergency may use.
+    A soft budget (`hard=False`) reports levels but never refuses.
     """
 
     name: str
@@ -265,6 +267,16 @@ class Budget:
         limit = from_nanos(self.limit)
         lines = tuple((decimal_to_nanos(limit * t.fraction), t.action) for t in self.thresholds)
         object.__setattr__(self, "_lines", lines)
+
+    @property
+    def limit_amount(self) -> Decimal:
+        """`limit` in currency units, as people read it (`limit` is nano-units)."""
+        return from_nanos(self.limit)
+
+    @property
+    def emergency_amount(self) -> Decimal:
+        """`emergency` in currency units, as people read it (`emergency` is nano-units)."""
+        return from_nanos(self.emergency)
 
     def line(self, action: Action) -> Nanos | None:
         """The usage at which the rung with `action` takes effect, if the ladder has one."""
@@ -321,17 +333,17 @@ class Budget:
         if w.kind == "week":
             spec["week_start"] = WEEKDAYS[w.week_start]
         if w.length is not None:
-            spec["length"] = f"{w.length.total_seconds():g}s"
+            spec["length"] = duration_text(w.length)
         if w.granularity is not None:
-            spec["granularity"] = f"{w.granularity.total_seconds():g}s"
+            spec["granularity"] = duration_text(w.granularity)
         if self.alerts is not None:
             spec["alerts"] = [str(f) for f in self.alerts]
         if self.lease is not None:
             spec["lease"] = {
                 "share": str(self.lease.share),
                 "floor": str(self.lease.floor),
-                "ttl": f"{self.lease.ttl.total_seconds():g}s",
-                "idle": f"{self.lease.idle.total_seconds():g}s",
+                "ttl": duration_text(self.lease.ttl),
+                "idle": duration_text(self.lease.idle),
             }
         return spec
 
@@ -368,27 +380,75 @@ class Figures(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatus:
-    """Where one budget stands in its current window, as of a time."""
+    """Where one budget stands in its current window, as of a time.
+
+    Its amounts (`limit`, `spent`, `reserved`, `overshoot`, `remaining`) are exact
+    `Decimal`s of `currency` units, what people read; the same figures in nano-units, for
+    code that compares or adds them, are the `*_nanos` properties (and `balance`, the
+    store's figures as read).
+
+    >>> from datetime import UTC
+    >>> from spendgate.store.base import Balance
+    >>> daily = Budget("daily", limit=to_nanos("10"))
+    >>> at = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    >>> s = BudgetStatus(daily, at, at, Balance(spent=to_nanos("0.081")), at)
+    >>> s.spent, s.remaining, s.spent_nanos
+    (Decimal('0.081'), Decimal('9.919'), 81000000)
+    """
 
     budget: Budget
     window_start: datetime
     window_end: datetime
     balance: Figures
     as_of: datetime
+    currency: str = DEFAULT_CURRENCY
+    """The currency of every amount (the deployment's, `Config.currency`)."""
 
     @property
-    def spent(self) -> Nanos:
-        """Settled spend in the window (nano-units)."""
+    def limit(self) -> Decimal:
+        """The budget's limit, in currency units (`budget.limit` is nano-units)."""
+        return self.budget.limit_amount
+
+    @property
+    def spent(self) -> Decimal:
+        """Settled spend in the window, in currency units."""
+        return from_nanos(self.balance.spent)
+
+    @property
+    def reserved(self) -> Decimal:
+        """Pending holds in the window, in currency units."""
+        return from_nanos(self.balance.reserved)
+
+    @property
+    def overshoot(self) -> Decimal:
+        """Spend booked above the cap in the window (commits past their holds), in currency
+        units."""
+        return from_nanos(self.balance.overshoot)
+
+    @property
+    def remaining(self) -> Decimal:
+        """The limit less spent and reserved (negative after overshoot or emergency use), in
+        currency units."""
+        return from_nanos(self.remaining_nanos)
+
+    @property
+    def spent_nanos(self) -> Nanos:
+        """`spent` in nano-units."""
         return self.balance.spent
 
     @property
-    def reserved(self) -> Nanos:
-        """Pending holds in the window (nano-units)."""
+    def reserved_nanos(self) -> Nanos:
+        """`reserved` in nano-units."""
         return self.balance.reserved
 
     @property
-    def remaining(self) -> Nanos:
-        """The limit less spent and reserved (negative after overshoot or emergency use)."""
+    def used_nanos(self) -> Nanos:
+        """Spent plus reserved, in nano-units: what the ladder and caps compare."""
+        return self.balance.used
+
+    @property
+    def remaining_nanos(self) -> Nanos:
+        """`remaining` in nano-units."""
         return self.budget.limit - self.balance.used
 
     @property
@@ -402,15 +462,17 @@ class BudgetStatus:
         return used_percent(self.balance.used, self.budget.limit)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with money as exact decimal strings and the `as_of` time."""
+        """JSON-ready, with money as exact decimal strings of `currency` units and the
+        `as_of` time."""
         return {
             **self.budget.to_dict(),
+            "currency": self.currency,
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
-            "spent": money_text(self.spent),
-            "reserved": money_text(self.reserved),
+            "spent": money_text(self.balance.spent),
+            "reserved": money_text(self.balance.reserved),
             "overshoot": money_text(self.balance.overshoot),
-            "remaining": money_text(self.remaining),
+            "remaining": money_text(self.remaining_nanos),
             "used_percent": float(self.used_percent),
             "level": self.level,
             "as_of": self.as_of.isoformat(),

@@ -11,7 +11,7 @@ once (`bind()`), then makes one store round trip.
 >>> with gate.spend("image_processor", "google_maps_optimized") as call:
 ...     call.set_cost("0.002")
 >>> gate.status()[0].spent
-2000000
+Decimal('0.002')
 """
 
 from __future__ import annotations
@@ -562,7 +562,9 @@ class Gate:
     # -- reading ------------------------------------------------------------------------------
 
     def status(self, at: datetime | None = None) -> list[BudgetStatus]:
-        """Every budget's spent, reserved and remaining in the window containing `at` (now)."""
+        """Every budget's spent, reserved and remaining in the window containing `at` (now):
+        `Decimal`s of the deployment currency (`BudgetStatus.spent_nanos` and the like are
+        the nano-unit figures)."""
         now = require_aware(at, "at") if at is not None else self.clock()
         self.store.expire(to_micros(self.clock()))
         out = []
@@ -571,7 +573,8 @@ class Gate:
             slot = Slot(b.name, to_micros(start), to_micros(b.window.span_start(now)), None)
             if b.window.kind == "rolling":
                 start = b.window.span_start(now)
-            out.append(BudgetStatus(b, start, end, self.store.balance(slot), now))
+            balance = self.store.balance(slot)
+            out.append(BudgetStatus(b, start, end, balance, now, self.config.currency))
         return out
 
     def event(self, request_id: str) -> Event | None:

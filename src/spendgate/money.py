@@ -16,6 +16,7 @@ Decimal('0.002')
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from decimal import (
@@ -90,6 +91,21 @@ NUMBER_RULE = (
 _MONEY = re.compile(rf"(-?)\$?({NUMBER})")
 _NUMBER = re.compile(rf"(-?)({NUMBER})")
 _BLANK = " \t\r\n"  # what may surround a number in text (and nothing inside it)
+
+
+def plain_number(value: float | Decimal, places: int = 4, *, grouped: bool = False) -> str:
+    """A measured figure (seconds, a rate, a ratio) written out: never in exponent form
+    (20420.0 is `20420`, or `20,420` `grouped` for people, never `2.042e+04`), `places`
+    decimals at most, no trailing zeros.
+
+    >>> plain_number(20420.0), plain_number(0.00001), plain_number(1234.5, grouped=True)
+    ('20420', '0', '1,234.5')
+    """
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{value:{',' if grouped else ''}.{places}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text
 
 
 def currency_symbol(currency: str) -> str | None:

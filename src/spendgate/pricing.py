@@ -31,7 +31,7 @@ from spendgate.money import (
     number_text,
     to_decimal,
 )
-from spendgate.windows import EPOCH, Window, require_aware
+from spendgate.windows import EPOCH, Window, duration_text, require_aware
 
 REQUEST = "request"
 """The dimension every call has one of; it defaults to 1 when a price uses it."""
@@ -442,7 +442,7 @@ class SourcePricing:
         if self.capability is not None:
             spec["capability"] = self.capability
         if self.rate_limit is not None:
-            per = f"{self.rate_limit.per.total_seconds():g}s"
+            per = duration_text(self.rate_limit.per)
             spec["rate_limit"] = {"requests": self.rate_limit.requests, "per": per}
         return spec
 

@@ -25,7 +25,7 @@ from spendgate.events import check_id, check_text
 from spendgate.money import DEFAULT_CURRENCY, Nanos, money_text, number_text, to_nanos
 from spendgate.pricing import Price, PriceBook, RateLimit, SourcePricing
 from spendgate.redaction import redact_url
-from spendgate.windows import EPOCH, Window, parse_duration, require_aware
+from spendgate.windows import EPOCH, Window, duration_text, parse_duration, require_aware
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
 DEFAULT_TRADITIONAL_COST = "2.40"
@@ -186,7 +186,7 @@ class AlertSettings:
 
 
 def _seconds(span: timedelta | None) -> str | None:
-    return None if span is None else f"{span.total_seconds():g}s"
+    return None if span is None else duration_text(span)
 
 
 @dataclass(frozen=True, slots=True)

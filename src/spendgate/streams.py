@@ -378,9 +378,9 @@ class StreamMeter:
         best_fraction = Decimal(-1)
         for b in self._budgets:
             status = statuses[b.name]
-            fraction = Decimal(status.spent) / b.limit
+            fraction = Decimal(status.spent_nanos) / b.limit
             if fraction > best_fraction:
-                best, best_fraction = (b, status.spent, b.limit), fraction
+                best, best_fraction = (b, status.spent_nanos, b.limit), fraction
         return best
 
     def _update_level(self, statuses: dict[str, BudgetStatus]) -> None:

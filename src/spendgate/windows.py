@@ -23,7 +23,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from spendgate.errors import ValidationError
-from spendgate.money import number_text
+from spendgate.money import number_text, plain_number
 
 WindowKind = Literal["day", "week", "month", "rolling"]
 WINDOW_KINDS: tuple[WindowKind, ...] = ("day", "week", "month", "rolling")
@@ -273,6 +273,16 @@ def _default_granularity(length: timedelta) -> timedelta:
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def duration_text(span: timedelta) -> str:
+    """A duration as `parse_duration()` reads it back: plain seconds, never in exponent form
+    (30 days is `"2592000s"`, not `"2.592e+06s"`).
+
+    >>> duration_text(timedelta(days=30)), duration_text(timedelta(milliseconds=1500))
+    ('2592000s', '1.5s')
+    """
+    return f"{plain_number(span.total_seconds(), 6)}s"
 
 
 def parse_duration(text: str | int | float | timedelta, field_name: str) -> timedelta:

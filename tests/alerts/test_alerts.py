@@ -14,7 +14,9 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +32,8 @@ from spendgate.alerts.dispatcher import Round
 from spendgate.alerts.notices import due
 from spendgate.config import parse
 from spendgate.errors import ValidationError
+from spendgate.money import to_nanos
+from spendgate.rollups import Tally
 from spendgate.server import create_app
 from spendgate.settings import parse_alerts
 from spendgate.store import open_store
@@ -209,6 +213,74 @@ def test_the_webhook_is_signed(tmp_path: Path, clock: FrozenClock, receiver: Rec
         assert severities == ["critical", "warning"]
     finally:
         gate.close()
+
+
+def test_a_budget_alerts_amounts_are_decimal_text_with_the_currency_on_every_face(
+    store_url: str, clock: FrozenClock, receiver: Receiver
+) -> None:
+    """$0.081 spent of a $0.10 budget crosses its 80% line ($0.08): Python, the REST API,
+    the WebSocket's first state and the webhook all say "0.081" and "0.08", in USD, never
+    nano-units."""
+    cfg = config(webhook(receiver.url))
+    cfg = replace(cfg, budgets=(replace(cfg.budgets[0], limit=to_nanos("0.10")),))
+    gate = Gate.open(store_url, config=cfg, clock=clock)
+    try:
+        gate.record("scraper", "paid_api", cost="0.081")
+        (status,) = gate.status()
+        assert (status.spent, status.reserved, status.remaining, status.limit) == (
+            Decimal("0.081"),
+            Decimal(0),
+            Decimal("0.019"),
+            Decimal("0.1"),
+        )
+        assert status.currency == "USD"
+        (stored,) = gate.store.alerts()
+        assert (stored.value, stored.threshold) == ("0.081", "0.08")
+
+        run(gate)
+        (sent,) = [json.loads(body) for _, body, _ in receiver.accepted]
+        assert (sent["value"], sent["threshold"], sent["limit"]) == ("0.081", "0.08", "0.1")
+        assert (sent["unit"], sent["currency"]) == ("USD", "USD")
+        assert "81.0%" in sent["title"]
+
+        keys = make_keys(gate)
+        client = TestClient(create_app(gate))  # no lifespan: only the test dispatches
+        (shown,) = client.get("/api/alerts", headers=bearer(keys.read)).json()
+        assert (shown["value"], shown["threshold"]) == ("0.081", "0.08")
+        assert (shown["unit"], shown["currency"]) == ("USD", "USD")
+        (budget,) = client.get("/api/budgets/status", headers=bearer(keys.read)).json()
+        assert (budget["spent"], budget["remaining"], budget["limit"]) == ("0.081", "0.019", "0.1")
+        assert budget["currency"] == "USD"
+        with client.websocket_connect(f"/ws/cost-monitoring?token={keys.read}") as ws:
+            first = ws.receive_json()
+        assert first["type"] == "cost_state"
+        state = first["data"]
+        assert state["currency"] == "USD"
+        (live_alert,) = state["alerts"]
+        assert (live_alert["value"], live_alert["currency"]) == ("0.081", "USD")
+        assert state["budgets"][0]["spent"] == "0.081"
+    finally:
+        gate.close()
+
+
+def test_every_rules_value_says_its_unit(clock: FrozenClock) -> None:
+    """Amounts in the currency; rates as fractions, outages in seconds, counts as counts:
+    and never in exponent form, however large a quota."""
+    from spendgate.alerts.notices import unit_of
+    from spendgate.alerts.rules import Snapshot, findings
+    from spendgate.pricing import RateLimit
+
+    assert [unit_of(r, "EUR") for r in ("budget", "forecast", "cost_spike", "anomaly")] == [
+        "EUR"
+    ] * 4
+    assert unit_of("free_source_rate") == "fraction"
+    assert unit_of("store_unreachable") == unit_of("service_offline") == "seconds"
+    assert unit_of("test") is None
+    settings = parse_alerts({"rate_limit_fraction": 0.8})
+    quota = RateLimit(20_000_000, timedelta(days=1))
+    snap = Snapshot(clock(), 0, Tally(), source_requests={"maps": (17_000_000, quota)})
+    (found,) = [f for f in findings(snap, settings) if f.rule == "rate_limit"]
+    assert (found.value, found.threshold) == ("17000000", "16000000")
 
 
 def test_bad_channels_and_rules_are_refused_at_configuration_time() -> None:

@@ -18,7 +18,7 @@ from spendgate.analytics.summaries import period_budget
 from spendgate.config import Config, parse
 from spendgate.errors import ValidationError
 from spendgate.events import Event
-from spendgate.money import money_text, to_nanos
+from spendgate.money import from_nanos, money_text, to_nanos
 from spendgate.testing import FrozenClock
 from tests.conftest import random_event
 
@@ -499,7 +499,8 @@ def test_a_budget_that_runs_out_before_its_reset(store_url: str) -> None:
         assert live.runway == timedelta(minutes=15)  # $0.50 left at $0.50 per 15 minutes
         found = {o.kind: o for o in analyst.opportunities()}
         o = found["budget_runs_out"]
-        assert o.saving == live.projected_daily_total - to_nanos("1.00")
+        assert o.saving == live.projected_daily_total_nanos - to_nanos("1.00")
+        assert live.projected_daily_total == from_nanos(live.projected_daily_total_nanos)
         assert live.to_dict()["live_metrics"]["runs_out_before_reset"]["value"] is True
         assert live.status()["budget_health"] == "healthy"  # 50% left, for now
     finally:

@@ -93,6 +93,27 @@ def test_record_then_status(tmp_path: Path) -> None:
     assert daily["as_of"]
 
 
+def test_json_output_writes_money_as_decimal_text_with_its_currency(tmp_path: Path) -> None:
+    """$8.081 of the seed's $10 daily budget: past its 80% line ($8)."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = runner.invoke(
+        app, ["record", "enrichment", "google_maps_optimized", "--cost", "8.081", "--db", db]
+    )
+    assert result.exit_code == 0, result.output
+    status = runner.invoke(app, ["status", "--db", db, "--json"])
+    (daily,) = json.loads(status.output)
+    assert (daily["spent"], daily["remaining"], daily["currency"]) == ("8.081", "1.919", "USD")
+    alerts = runner.invoke(app, ["alerts", "list", "--db", db, "--json"])
+    assert alerts.exit_code == 0, alerts.output
+    (alert,) = json.loads(alerts.output)
+    assert (alert["value"], alert["threshold"]) == ("8.081", "8")
+    assert (alert["unit"], alert["currency"]) == ("USD", "USD")
+    live = runner.invoke(app, ["live", "--db", db, "--json"])
+    figures = json.loads(live.output)
+    assert figures["currency"] == "USD"
+    assert figures["live_metrics"]["budget_remaining"]["value"] == "1.919"
+
+
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     result = runner.invoke(app, ["record", "svc", "nowhere", "--db", db])

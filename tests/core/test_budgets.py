@@ -13,6 +13,7 @@ from spendgate.budgets import (
     DEFAULT_LADDER,
     STREAM_LADDER,
     Budget,
+    BudgetStatus,
     Scope,
     Threshold,
     budget_from_config,
@@ -23,6 +24,7 @@ from spendgate.budgets import (
 from spendgate.decisions import USE_FREE_SOURCES_ONLY, Check, Decision, decide
 from spendgate.errors import ValidationError
 from spendgate.money import MAX_NANOS, to_nanos
+from spendgate.store.base import Balance
 from spendgate.windows import Window
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -338,6 +340,43 @@ def test_budget_to_dict() -> None:
         "leased": False,
         "fail_open": False,
     }
+
+
+def test_budget_status_reads_decimal_amounts_and_keeps_nanos_under_their_own_names() -> None:
+    b = Budget("daily", limit=usd("0.10"))
+    status = BudgetStatus(b, NOW, NOW, Balance(usd("0.081"), usd("0.004"), usd("0.001")), NOW)
+    assert (status.limit, status.spent, status.reserved, status.overshoot, status.remaining) == (
+        D("0.1"),
+        D("0.081"),
+        D("0.004"),
+        D("0.001"),
+        D("0.015"),
+    )
+    assert all(
+        isinstance(x, Decimal)
+        for x in (status.limit, status.spent, status.reserved, status.remaining)
+    )
+    assert (status.spent_nanos, status.reserved_nanos, status.remaining_nanos) == (
+        81_000_000,
+        4_000_000,
+        15_000_000,
+    )
+    assert (b.limit, b.limit_amount, b.emergency_amount) == (100_000_000, D("0.1"), D(0))
+    shown = BudgetStatus(b, NOW, NOW, Balance(usd("0.081")), NOW, "EUR").to_dict()
+    assert (shown["spent"], shown["remaining"], shown["limit"]) == ("0.081", "0.019", "0.1")
+    assert shown["currency"] == "EUR"
+
+
+def test_a_long_rolling_window_round_trips_in_plain_seconds() -> None:
+    """30 days is "2592000s" in the budget's table, never "2.592e+06s" (which no reader
+    takes back: a budget created over the API with it could not be read again)."""
+    b = budget_from_config(
+        "month",
+        {"limit": "5", "window": "rolling", "length": "30d", "granularity": "1h", "lease": True},
+    )
+    spec = b.to_spec()
+    assert (spec["length"], spec["granularity"]) == ("2592000s", "3600s")
+    assert budget_from_config("month", spec) == b
 
 
 ladders = st.lists(

@@ -89,7 +89,7 @@ def test_the_stop_threshold_reaches_the_meter(stop: str | None, level: str) -> N
         assert (meter.level, meter.should_continue()) == ("degraded", True)
         meter.record(10 * 2**20)  # 10 MB at $0.01: $3.80, 76% of $5
         meter.flush()
-        spent = {s.budget.name: s.spent for s in gate.status()}
+        spent = {s.budget.name: s.spent_nanos for s in gate.status()}
         assert spent["streaming"] == to_nanos("3.80")
         assert meter.level == level
         assert meter.should_continue() is (level != "stopped")
@@ -108,4 +108,4 @@ def test_monitoring_off_counts_and_books_but_never_stops() -> None:
         assert meter.should_continue()
         assert meter.level == "normal"
         streaming = next(s for s in gate.status() if s.budget.name == "streaming")
-        assert streaming.spent == to_nanos("2.00")
+        assert streaming.spent_nanos == to_nanos("2.00")

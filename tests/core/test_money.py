@@ -20,6 +20,7 @@ from spendgate.money import (
     format_money,
     from_nanos,
     money_text,
+    plain_number,
     to_decimal,
     to_nanos,
 )
@@ -232,3 +233,20 @@ def test_money_ignores_the_callers_decimal_context(clock: FrozenClock) -> None:
 )
 def test_format_money(nanos_value: int, currency: str, places: int, shown: str) -> None:
     assert format_money(nanos_value, currency, places) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "grouped", "text"),
+    [
+        (20420.0, False, "20420"),
+        (20420.0, True, "20,420"),
+        (0.00001, False, "0"),
+        (1e16, False, "10000000000000000"),
+        (0.45, False, "0.45"),
+        (Decimal("2.50"), False, "2.5"),
+        (-0.00001, False, "0"),
+        (100, False, "100"),
+    ],
+)
+def test_plain_numbers_are_never_in_exponent_form(value: float, grouped: bool, text: str) -> None:
+    assert plain_number(value, grouped=grouped) == text

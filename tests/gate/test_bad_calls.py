@@ -33,7 +33,7 @@ def assert_untouched(g: Gate) -> None:
     for status in g.status():
         assert status.spent == 0, status.budget.name
         assert status.reserved == 0, status.budget.name
-        assert status.remaining == status.budget.limit
+        assert status.remaining_nanos == status.budget.limit
 
 
 NAIVE = datetime(2026, 1, 5, 12, 0)
@@ -180,6 +180,6 @@ def test_nothing_reaches_the_file(tmp_path: Path) -> None:
         assert event.request_id == "good-1"
         assert event.cost == to_nanos("0.002")
         daily = next(s for s in g.status() if s.budget.name == "daily")
-        assert daily.spent == to_nanos("0.002")
+        assert daily.spent_nanos == to_nanos("0.002")
         with pytest.raises(AssertionError):
             assert_untouched(g)

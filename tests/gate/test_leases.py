@@ -35,7 +35,7 @@ def lease_config(limit: str = LIMIT, **lease: object) -> Config:
 
 def figures(gate: Gate) -> tuple[int, int]:
     status = gate.status()[0]
-    return status.spent, status.reserved
+    return status.spent_nanos, status.reserved_nanos
 
 
 @pytest.fixture
@@ -306,7 +306,7 @@ def test_fail_open_budget_approves_unchecked_and_books_the_call_later(tmp_path: 
     assert decision.reservation_id is not None
     result = gate.commit(decision.reservation_id)
     assert result.cost == to_nanos("0.10")
-    assert gate.status()[0].spent == to_nanos("0.10")
+    assert gate.status()[0].spent_nanos == to_nanos("0.10")
     gate.close()
 
 

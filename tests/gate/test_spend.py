@@ -148,4 +148,4 @@ def test_spend_on_a_tiered_price_uses_the_free_quota(store_url: str, clock: Froz
             assert call.result is not None
             costs.append(call.result.cost)
         assert costs == [0, 0, to_nanos("0.005")]
-        assert gate.status()[0].spent == to_nanos("0.005")
+        assert gate.status()[0].spent_nanos == to_nanos("0.005")

@@ -269,8 +269,8 @@ def test_acknowledged_events_survive_kill_and_replay_counts_each_once(
                     assert stored[rid].cost == to_nanos(child.payload(i)["cost"])
             # Each event was stored with its budget charge, or neither was.
             (status,) = gate.status()
-            assert status.spent == sum(e.cost or 0 for e in stored.values())
-            assert status.reserved == 0
+            assert status.spent_nanos == sum(e.cost or 0 for e in stored.values())
+            assert status.reserved_nanos == 0
 
             # Replay everything the child could have attempted, with the same payloads.
             for i, rid in enumerate(candidates):
@@ -286,8 +286,8 @@ def test_acknowledged_events_survive_kill_and_replay_counts_each_once(
             assert max(counts.values()) == 1
             (status,) = gate.status()
             expected_spent = sum(to_nanos(child.payload(i)["cost"]) for i in range(attempted))
-            assert status.spent == sum(e.cost or 0 for e in after) == expected_spent
-            assert status.reserved == 0
+            assert status.spent_nanos == sum(e.cost or 0 for e in after) == expected_spent
+            assert status.reserved_nanos == 0
             assert status.balance.overshoot == 0
         finally:
             gate.close()

@@ -71,7 +71,7 @@ def _worker_thread(
             out["denied"] += 1
             # Stop once the budget is used to within one largest request; until then a
             # refusal can only come from other callers' holds, which they settle soon.
-            if limit - gate.status()[0].spent < MAX_ESTIMATE:
+            if limit - gate.status()[0].spent_nanos < MAX_ESTIMATE:
                 return
             continue
         rid = decision.reservation_id
@@ -262,7 +262,7 @@ def test_simultaneous_reservations_admit_exactly_what_fits(store_url: str) -> No
         assert len(set(approved)) == 10
         assert len(denied) == callers - 10
         (status,) = gate.status()
-        assert (status.spent, status.reserved) == (0, to_nanos("1.00"))
+        assert (status.spent_nanos, status.reserved_nanos) == (0, to_nanos("1.00"))
         for rid in approved:
             gate.commit(rid)
         (status,) = gate.status()
@@ -357,8 +357,8 @@ def ledger(url: str) -> tuple[int, int, int, int]:
         (status,) = gate.status()
         events = gate.events()
     return (
-        status.spent,
-        status.reserved,
+        status.spent_nanos,
+        status.reserved_nanos,
         status.balance.overshoot,
         sum(e.cost or 0 for e in events),
     )

@@ -354,12 +354,12 @@ class GateMachine(RuleBasedStateMachine):
         assert to_micros(status.window_start) == bucket
         assert to_micros(status.window_end) == bucket + DAY_US
         spent, reserved, overshoot = self.buckets[bucket]
-        assert (status.spent, status.reserved, status.balance.overshoot) == (
+        assert (status.spent_nanos, status.reserved_nanos, status.balance.overshoot) == (
             spent,
             reserved,
             overshoot,
         )
-        assert status.remaining == LIMIT - spent - reserved
+        assert status.remaining_nanos == LIMIT - spent - reserved
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -532,7 +532,7 @@ def test_commit_of_a_zero_reservation_is_charged(store_url: str) -> None:
         result = gate.commit("zero", "0.50")
         assert result.cost == to_nanos("0.50")
         (status,) = gate.status()
-        assert status.spent == sum(e.cost or 0 for e in gate.events()) == to_nanos("0.50")
+        assert status.spent_nanos == sum(e.cost or 0 for e in gate.events()) == to_nanos("0.50")
         assert status.balance.overshoot == result.overshoot == to_nanos("0.50")
     finally:
         gate.close()
@@ -549,7 +549,7 @@ def test_commit_across_a_window_boundary_counts_in_one_window(store_url: str) ->
         for day in (datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)):
             (status,) = gate.status(at=day + timedelta(hours=12))
             in_window = gate.events(since=status.window_start, until=status.window_end)
-            assert status.spent == sum(e.cost or 0 for e in in_window), day.date()
+            assert status.spent_nanos == sum(e.cost or 0 for e in in_window), day.date()
     finally:
         gate.close()
 

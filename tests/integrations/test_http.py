@@ -88,7 +88,7 @@ def test_a_refused_request_never_reaches_the_server(gate: Gate, upstream: Upstre
     assert upstream.received.count("/geocode?q=1") == 3
     assert "/geocode?q=4" not in upstream.received
     (status,) = gate.status()
-    assert (status.spent, status.reserved) == (to_nanos("0.03"), 0)
+    assert (status.spent_nanos, status.reserved_nanos) == (to_nanos("0.03"), 0)
     assert [e.source for e in gate.events()] == ["geocoder"] * 3
 
 
@@ -129,7 +129,7 @@ def test_async_transport(gate: Gate, upstream: Upstream) -> None:
 
     asyncio.run(main())
     assert upstream.received.count("/geocode?q=1") == 3
-    assert gate.status()[0].spent == to_nanos("0.03")
+    assert gate.status()[0].spent_nanos == to_nanos("0.03")
 
 
 def test_requests_session(gate: Gate, upstream: Upstream) -> None:

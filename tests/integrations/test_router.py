@@ -110,8 +110,8 @@ def test_paid_only_after_free_fails_and_the_actual_cost_is_committed(
         ]
         (event,) = gate.events()
         assert event.paid_apis_used == ("mapbox_satellite", "google_maps_optimized")
-        assert gate.status()[0].spent == to_nanos("0.002")
-        assert gate.status()[0].reserved == 0  # mapbox's hold was released when it failed
+        assert gate.status()[0].spent_nanos == to_nanos("0.002")
+        assert gate.status()[0].reserved_nanos == 0  # mapbox's hold was released when it failed
 
 
 def test_a_router_retry_is_not_paid_twice(clock: FrozenClock) -> None:
@@ -131,7 +131,7 @@ def test_a_router_retry_is_not_paid_twice(clock: FrozenClock) -> None:
         assert (first.status, again.status) == ("served", "already_recorded")
         assert calls == [1]
         (status,) = gate.status()
-        assert (status.spent, status.reserved) == (to_nanos("0.002"), 0)
+        assert (status.spent_nanos, status.reserved_nanos) == (to_nanos("0.002"), 0)
 
 
 def test_low_quality_counts_as_a_failure(store_url: str, clock: FrozenClock) -> None:
@@ -157,7 +157,7 @@ def test_an_unusable_quality_score_fails_the_source_before_paying(clock: FrozenC
         outcome = router()
         assert outcome.served_by == "maps"
         assert "unusable quality" in outcome.failures[0].reason
-        assert gate.status()[0].reserved == 0
+        assert gate.status()[0].reserved_nanos == 0
 
 
 def test_a_refused_budget_ends_free_only_and_never_pays(store_url: str, clock: FrozenClock) -> None:
@@ -281,10 +281,10 @@ def test_threads_never_spend_past_the_limit_and_the_store_agrees(tmp_path: objec
     (status,) = gate.status()
     events = gate.events()
     gate.close()
-    assert status.spent + status.reserved <= limit * 10**9
+    assert status.spent_nanos + status.reserved_nanos <= limit * 10**9
     assert outcomes["budget_exhausted"] > 0  # the budget did run out
     assert len(events) == 400  # one event per request, whatever became of it
-    assert sum(e.cost or 0 for e in events) == status.spent
+    assert sum(e.cost or 0 for e in events) == status.spent_nanos
     # Figures from the store equal the independent count.
     free_ok = sum(1 for e in events if e.success and not e.paid)
     assert free_ok == served_by["extended_cache"] + served_by["openstreetmap_tiles"]
@@ -293,8 +293,8 @@ def test_threads_never_spend_past_the_limit_and_the_store_agrees(tmp_path: objec
     expected = served_by["mapbox_satellite"] * to_nanos("0.0015") + served_by[
         "google_maps_optimized"
     ] * to_nanos("0.002")
-    assert status.spent == expected
-    assert status.spent // len(events) == expected // 400  # cost per request
+    assert status.spent_nanos == expected
+    assert status.spent_nanos // len(events) == expected // 400  # cost per request
 
 
 def test_async_routing_and_cancellation(store_url: str, clock: FrozenClock) -> None:
@@ -323,11 +323,11 @@ def test_async_routing_and_cancellation(store_url: str, clock: FrozenClock) -> N
             assert (outcome.served_by, outcome.result) == ("mapbox_satellite", "paid t")
             task = asyncio.create_task(stuck.acall("t"))
             await started.wait()
-            assert gate.status()[0].reserved == to_nanos("0.0015")
+            assert gate.status()[0].reserved_nanos == to_nanos("0.0015")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
         asyncio.run(main())
-        assert gate.status()[0].reserved == 0
-        assert gate.status()[0].spent == to_nanos("0.0015")
+        assert gate.status()[0].reserved_nanos == 0
+        assert gate.status()[0].spent_nanos == to_nanos("0.0015")

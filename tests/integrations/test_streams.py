@@ -64,8 +64,8 @@ def test_levels_rise_at_their_fractions_and_stop_at_080(store_url: str, clock: F
             meter.assert_budget_safe()
         assert changes == [("normal", "warn"), ("warn", "degraded"), ("degraded", "stopped")]
         (status,) = gate.status()
-        assert status.spent == to_nanos("8.00")
-        assert status.reserved == 0
+        assert status.spent_nanos == to_nanos("8.00")
+        assert status.reserved_nanos == 0
 
 
 def test_usage_never_passes_the_stop_line_while_the_caller_obeys(clock: FrozenClock) -> None:
@@ -83,9 +83,9 @@ def test_usage_never_passes_the_stop_line_while_the_caller_obeys(clock: FrozenCl
         # Every settlement drew on a lease the budget granted. The clock jumps 30 s at a time
         # here, so the last settlement may carry up to one jump of connected time past its
         # lease: that part is booked truthfully and counted as overshoot, never hidden.
-        assert status.spent - status.balance.overshoot <= to_nanos("8.00")
+        assert status.spent_nanos - status.balance.overshoot <= to_nanos("8.00")
         assert status.balance.overshoot < to_nanos("0.0084")  # 30 s at $1.00 an hour
-        assert status.spent >= to_nanos("7.80")
+        assert status.spent_nanos >= to_nanos("7.80")
 
 
 def test_two_meters_share_a_budget_without_a_false_stop(clock: FrozenClock) -> None:
@@ -101,7 +101,7 @@ def test_two_meters_share_a_budget_without_a_false_stop(clock: FrozenClock) -> N
         b.flush()
         assert b.should_continue()
         assert b.level == "normal"
-        assert gate.status()[0].spent == 0
+        assert gate.status()[0].spent_nanos == 0
 
 
 def test_hysteresis_restores_normal_only_below_030(clock: FrozenClock) -> None:
@@ -141,7 +141,7 @@ def test_connected_time_is_charged_and_stats_follow_the_seed(clock: FrozenClock)
         assert stats.runtime_hours == 2.0
         assert stats.to_dict()["cost_per_event"] == "0.05"
         meter.stop()
-        assert gate.status()[0].spent == to_nanos("2.50")
+        assert gate.status()[0].spent_nanos == to_nanos("2.50")
 
 
 def test_leases_settle_before_their_ttl(clock: FrozenClock) -> None:
@@ -151,7 +151,7 @@ def test_leases_settle_before_their_ttl(clock: FrozenClock) -> None:
         assert gate.config.reservation_ttl == ttl
         meter = StreamMeter(gate, "s", "databento_mbo", lease="0.50")
         meter.start()
-        assert gate.status()[0].reserved == lease  # the first lease is held
+        assert gate.status()[0].reserved_nanos == lease  # the first lease is held
         meter.record(100)
         clock.advance(ttl / 2)
         meter.record(100)  # half the TTL has passed: settled and renewed, not left to expire
@@ -159,17 +159,17 @@ def test_leases_settle_before_their_ttl(clock: FrozenClock) -> None:
         # Settled: 200 bytes at $0.01/MB and 150 s connected at $1.00/hour (within a
         # nano-unit of the exact figure, whichever way it rounds); renewed: a lease held.
         exact = Decimal(200) / 2**20 * Decimal("0.01") + Decimal(150) / 3600
-        assert abs(status.spent - exact * 10**9) <= 1
-        assert status.reserved == lease
+        assert abs(status.spent_nanos - exact * 10**9) <= 1
+        assert status.reserved_nanos == lease
         clock.advance(ttl / 2 + timedelta(seconds=1))
         # The first lease's time ran out: it was settled, so nothing is left to expire...
         assert gate.expire() == 0
-        assert gate.status()[0].reserved == lease
+        assert gate.status()[0].reserved_nanos == lease
         clock.advance(ttl / 2)
         # ...while the renewed one, not settled by its end (the meter saw no message),
         # expires and is counted: expire() does see a lease left to run out.
         assert gate.expire() == 1
-        assert gate.status()[0].reserved == 0
+        assert gate.status()[0].reserved_nanos == 0
 
 
 def test_daily_history_sums_to_the_recorded_usage(store_url: str, clock: FrozenClock) -> None:
@@ -258,10 +258,10 @@ def test_stop_disconnects_once_and_time_stops_counting(clock: FrozenClock) -> No
         meter.stop()
         clock.advance(timedelta(hours=5))
         meter.stop()  # harmless
-        assert gate.status()[0].spent == to_nanos("1.00")
+        assert gate.status()[0].spent_nanos == to_nanos("1.00")
         assert meter.usage_stats().runtime_hours == 1.0
         meter.record(MB)  # a message that raced the stop is still booked, with no time
-        assert gate.status()[0].spent == to_nanos("1.01")
+        assert gate.status()[0].spent_nanos == to_nanos("1.01")
 
 
 def test_callbacks_may_call_the_meter_and_start_twice_is_refused(clock: FrozenClock) -> None:
@@ -282,4 +282,4 @@ def test_callbacks_may_call_the_meter_and_start_twice_is_refused(clock: FrozenCl
         assert seen  # the callback ran, and could read the meter
         meter.stop()
         meter.record(10)  # a late message: booked, no new lease taken
-        assert gate.status()[0].reserved == 0
+        assert gate.status()[0].reserved_nanos == 0

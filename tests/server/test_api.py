@@ -269,12 +269,13 @@ def test_events_are_idempotent_by_request_id(client: TestClient, keys: Keys, gat
         "status": "created",
         "request_id": "r-1",
         "cost": "0.003",
+        "currency": "USD",
     }
     again = client.post("/api/events", json=event, headers=h)
     assert again.status_code == 200
     assert again.json()["status"] == "exists"
     problem_of(client.post("/api/events", json={**event, "cost": "0.004"}, headers=h), 409)
-    assert gate.status()[0].spent == 3_000_000  # counted once
+    assert gate.status()[0].spent_nanos == 3_000_000  # counted once
 
 
 def test_a_batch_gives_one_result_each_and_a_bad_item_changes_nothing(
@@ -292,7 +293,7 @@ def test_a_batch_gives_one_result_each_and_a_bad_item_changes_nothing(
     r = client.post("/api/events/batch", json={"events": events}, headers=h).json()
     assert [x["status"] for x in r["results"]] == ["exists", "created", "created"]
     assert (r["created"], r["exists"], r["conflict"]) == (2, 1, 0)
-    before = gate.status()[0].spent
+    before = gate.status()[0].spent_nanos
     bad = [*events, {"service": "s", "source": "nowhere"}]
     body = problem_of(client.post("/api/events/batch", json={"events": bad}, headers=h), 422)
     assert body["errors"][0]["field"] == "events[3].source"
@@ -307,7 +308,7 @@ def test_a_batch_gives_one_result_each_and_a_bad_item_changes_nothing(
         422,
     )
     assert body["errors"][0]["field"].startswith("events[0].cost")
-    assert gate.status()[0].spent == before
+    assert gate.status()[0].spent_nanos == before
     assert gate.event("new") is None
     problem_of(client.post("/api/events/batch", json={"events": []}, headers=h), 422)
     too_many = {"events": [{"service": "s", "source": "free_api"}] * 10_001}
@@ -409,7 +410,7 @@ def test_authorize_and_the_reservation_cycle(client: TestClient, keys: Keys, gat
     problem_of(client.post(f"/api/reservations/{rid}/commit", json={}, headers=h), 409)
     problem_of(client.post("/api/reservations/nope/release", headers=h), 409)
     problem_of(client.get("/api/reservations/nope", headers=h), 404)
-    assert gate.status()[0].spent == 700_000_000
+    assert gate.status()[0].spent_nanos == 700_000_000
     decisions = client.get("/metrics", headers=bearer(keys.read)).text
     assert 'spendgate_reservation_decisions_total{decision="denied"} 1.0' in decisions
 

@@ -270,7 +270,7 @@ def check_store_after(folder: Path, clients: list[Client]) -> None:
     assert {p[0] for p in pending} <= held, "a hold no client has is still pending"
     with Gate.open(db_url(folder), config=folder / "spendgate.toml") as gate:
         (daily,) = gate.status()
-        assert daily.reserved == sum(p[2] for p in pending)
+        assert daily.reserved_nanos == sum(p[2] for p in pending)
 
 
 def stop_under_load(folder: Path, token: str, signum: int, tag: str) -> float:

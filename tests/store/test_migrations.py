@@ -12,9 +12,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from spendgate.cli import app
@@ -68,6 +69,60 @@ def test_bad_urls_say_what_is_valid(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path / 'x.db'}?synchronous=sometimes")
     with pytest.raises(StoreError, match="does not exist"):
         open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+
+
+def _old_alerts(url: str) -> None:
+    """Alerts as spendgate wrote them before revision 0007: a budget crossing in nano-units
+    (0.081 of usage past a 0.08 line), a forecast in currency units, an outage in seconds."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for aid, rule, value, threshold in (
+            ("budget:daily:0.8:0", "budget", "81000000", "80000000"),
+            ("budget:daily:1:0", "budget", "100000000000", "10000000000"),
+            ("forecast:daily:0", "forecast", "19.43", "8"),
+            ("store_unreachable:all:0", "store_unreachable", "120s", "0s"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO alerts (alert_id, rule, scope, severity, state, fired_at, "
+                    "value, threshold, detail, rounds) VALUES (:a, :r, 'daily', 'warning', "
+                    "'firing', 1, :v, :t, '{}', 0)"
+                ),
+                {"a": aid, "r": rule, "v": value, "t": threshold},
+            )
+    engine.dispose()
+
+
+def _alert_figures(store_url: str) -> dict[str, tuple[str | None, str | None]]:
+    store = open_store(store_url)
+    try:
+        return {a.alert_id: (a.value, a.threshold) for a in store.alerts()}
+    finally:
+        store.close()
+
+
+MIGRATED = {
+    "budget:daily:0.8:0": ("0.081", "0.08"),
+    "budget:daily:1:0": ("100", "10"),
+    "forecast:daily:0": ("19.43", "8"),
+    "store_unreachable:all:0": ("120s", "0s"),
+}
+
+
+def test_budget_alerts_stored_in_nano_units_read_as_decimal_amounts_after_upgrade(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url, "0006")
+    _old_alerts(url)
+    assert _alert_figures(url) == MIGRATED  # opening it upgrades it
+    command.downgrade(migrate.alembic_config(url), "0006")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT alert_id, value FROM alerts")).all())
+    engine.dispose()
+    assert rows["budget:daily:0.8:0"] == "81000000"  # and back, for an older spendgate
+    assert rows["forecast:daily:0"] == "19.43"
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -189,3 +244,14 @@ def test_postgres_cli_db_upgrade_and_current(pg_schema: str) -> None:
     assert after.output.startswith(migrate.head())
     # The store now opens without migrating anything itself.
     open_store(f"{url}&migrate=false").close()
+
+
+def test_postgres_budget_alerts_in_nano_units_read_as_decimal_amounts_after_upgrade(
+    pg_schema: str,
+) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+    url = pg_sqlalchemy_url(pg_schema)
+    migrate.upgrade(url, "0006")
+    _old_alerts(url)
+    assert _alert_figures(with_schema(POSTGRES_URL, pg_schema)) == MIGRATED

@@ -249,8 +249,8 @@ def test_a_dropped_connection_is_reconnected_for_a_write(postgres_url: str, app_
         # Each write landed exactly once.
         assert {e.request_id for e in gate.events()} == {"before", "after", held.reservation_id}
         (status,) = gate.status()
-        assert status.spent == to_nanos("0.27")
-        assert status.reserved == 0
+        assert status.spent_nanos == to_nanos("0.27")
+        assert status.reserved_nanos == 0
     finally:
         gate.close()
 
@@ -262,7 +262,7 @@ def test_a_dropped_connection_is_reconnected_for_a_read(postgres_url: str, app_n
         gate.record("svc", "paid_api", request_id="before")
         assert drop_connections(app_name) >= 1
         (status,) = gate.status()
-        assert status.spent == to_nanos("0.01")
+        assert status.spent_nanos == to_nanos("0.01")
         assert drop_connections(app_name) >= 1
         assert gate.authorize("svc", "paid_api").approved
     finally:
@@ -313,7 +313,7 @@ def test_two_hosts_share_one_budget(postgres_url: str) -> None:
         assert held.approved
         assert held.reservation_id is not None
         (seen,) = b.status()
-        assert (seen.reserved, seen.remaining) == (to_nanos("0.60"), to_nanos("0.40"))
+        assert (seen.reserved_nanos, seen.remaining_nanos) == (to_nanos("0.60"), to_nanos("0.40"))
 
         refused = b.reserve("svc", "paid_api", "0.50")
         assert not refused.approved
@@ -329,7 +329,7 @@ def test_two_hosts_share_one_budget(postgres_url: str) -> None:
         a.release(rest.reservation_id)
         for gate in (a, b):
             (status,) = gate.status()
-            assert (status.spent, status.reserved) == (to_nanos("0.55"), 0)
+            assert (status.spent_nanos, status.reserved_nanos) == (to_nanos("0.55"), 0)
             assert [e.request_id for e in gate.events()] == [held.reservation_id]
     finally:
         a.close()
@@ -362,12 +362,12 @@ def test_two_hosts_respect_a_hard_limit_together(postgres_url: str) -> None:
         assert len(won) == len(set(won)) == 100
         for gate in hosts:
             (status,) = gate.status()
-            assert (status.spent, status.reserved) == (0, to_nanos("1.00"))
+            assert (status.spent_nanos, status.reserved_nanos) == (0, to_nanos("1.00"))
         for n, rid in enumerate(won):
             hosts[n % 2].commit(rid)
         for gate in hosts:
             (status,) = gate.status()
-            assert (status.spent, status.reserved) == (to_nanos("1.00"), 0)
+            assert (status.spent_nanos, status.reserved_nanos) == (to_nanos("1.00"), 0)
             assert status.balance.overshoot == 0
     finally:
         for gate in hosts:

@@ -3,6 +3,12 @@
 A firing alert is announced once (round 1), repeated every `repeat_every` while it fires
 unacknowledged and unsilenced, and its resolution is announced once. Rounds are numbered so
 that several evaluators enqueue each one once (`Store.enqueue`).
+
+An alert's `value` and `threshold` are text in one form per rule (`unit_of()`): amounts of
+the deployment currency as exact decimal text (`"0.081"`, never nano-units), a fraction
+as a decimal (`"0.4500"`), a duration as seconds (`"120s"`), a count as digits. Every face
+that shows an alert (the HTTP API, the WebSocket, the JSON webhook, Slack, email, SMS, the
+CLI) says its `unit` and, for amounts, its `currency`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from spendgate.money import format_money, money_text
+from spendgate.errors import ValidationError
+from spendgate.money import DEFAULT_CURRENCY, format_money, money_text, number_text, to_nanos
 from spendgate.settings import AlertSettings, ChannelSettings
 from spendgate.store.base import Alert
 from spendgate.windows import duration_micros, from_micros
@@ -41,6 +48,26 @@ ACTIONS = {
     ],
     "forecast": ["Review the month's forecast", "Shift traffic to free sources"],
 }
+
+
+MONEY_RULES = frozenset({"budget", "forecast", "cost_spike", "anomaly"})
+"""The rules whose value and threshold are amounts of the deployment currency."""
+UNITS = {
+    "free_source_rate": "fraction",
+    "service_offline": "seconds",
+    "store_unreachable": "seconds",
+    "rate_limit": "requests",
+    "unpriced_usage": "calls",
+    "fail_open": "calls",
+}
+"""What the value and threshold of the other rules measure."""
+
+
+def unit_of(rule: str, currency: str = DEFAULT_CURRENCY) -> str | None:
+    """What an alert's value and threshold measure: `currency` for amounts (decimal text of
+    currency units), else `fraction`, `seconds`, `requests` or `calls`; `None` for an alert
+    without figures (a test notification, a report)."""
+    return currency if rule in MONEY_RULES else UNITS.get(rule)
 
 
 def due(alert: Alert, now: int, repeat_every: timedelta) -> tuple[int, Kind] | None:
@@ -90,13 +117,25 @@ class Message:
 def _percent(alert: Alert) -> str:
     fraction = alert.detail.get("fraction")
     if alert.rule == "budget" and alert.value and alert.threshold and fraction:
-        used = int(alert.value) / (int(alert.threshold) / float(Decimal(str(fraction))))
-        return f"{used * 100:.1f}%"
+        limit = _nanos(alert.threshold) / Decimal(str(fraction))
+        if limit:
+            return f"{_nanos(alert.value) / limit * 100:.1f}%"
     return f"{float(Decimal(str(fraction))) * 100:.0f}%" if fraction else ""
 
 
+def _nanos(text: str) -> int:
+    """An amount an alert holds (decimal text of currency units) in nano-units."""
+    return to_nanos(number_text(text, "value", money=True), "value")
+
+
 def _money(value: str | None, currency: str) -> str:
-    return "-" if value is None else format_money(int(value), currency)
+    """An alert's amount for people (`$0.081`); text that is not an amount as it is."""
+    if value is None:
+        return "-"
+    try:
+        return format_money(_nanos(value), currency)
+    except ValidationError:
+        return value
 
 
 def render(
@@ -107,14 +146,13 @@ def render(
     settings: AlertSettings,
     *,
     limit: int | None = None,
-    currency: str = "USD",
+    currency: str = DEFAULT_CURRENCY,
 ) -> Message:
     """The notification of round `round_` of `alert` for `channel`: the seed's budget email
     and Slack message for budgets, the same shape for every other rule."""
     budget = alert.rule == "budget"
     percent = _percent(alert)
-    value = _money(alert.value, currency) if budget else (alert.value or "")
-    threshold = _money(alert.threshold, currency) if budget else (alert.threshold or "")
+    value, threshold = _shown(alert, currency)
     title = title_of(alert, currency)
     prefix = {"firing": "", "repeat": "Still firing: ", "resolved": "Resolved: "}[kind]
     when = from_micros(
@@ -125,7 +163,7 @@ def render(
     actions = ACTIONS.get(alert.rule, ["Open the dashboard for details"])
     remaining = None
     if budget and limit is not None and alert.value is not None:
-        remaining = limit - int(alert.value)
+        remaining = limit - _nanos(alert.value)
     rows = [("Alert type", alert.rule), ("Time", when.isoformat()), ("Severity", severity.upper())]
     figures: list[tuple[str, str]] = []
     if budget:
@@ -194,6 +232,8 @@ def render(
             "title": title,
             "value": alert.value,
             "threshold": alert.threshold,
+            "unit": unit_of(alert.rule, currency),
+            "currency": currency,
             "fired_at": from_micros(alert.fired_at).isoformat(),
             "resolved_at": None
             if alert.resolved_at is None
@@ -205,18 +245,24 @@ def render(
     )
 
 
-def title_of(alert: Alert, currency: str = "USD") -> str:
-    """An alert's one-line title (budget amounts in `currency`)."""
-    budget = alert.rule == "budget"
-    value = _money(alert.value, currency) if budget else (alert.value or "")
-    threshold = _money(alert.threshold, currency) if budget else (alert.threshold or "")
+def _shown(alert: Alert, currency: str) -> tuple[str, str]:
+    """An alert's value and threshold for people: amounts as money (`$0.081`)."""
+    if alert.rule in MONEY_RULES:
+        return _money(alert.value, currency), _money(alert.threshold, currency)
+    return alert.value or "", alert.threshold or ""
+
+
+def title_of(alert: Alert, currency: str = DEFAULT_CURRENCY) -> str:
+    """An alert's one-line title (amounts in `currency`)."""
+    value, threshold = _shown(alert, currency)
     return TITLES.get(alert.rule, alert.rule).format(
         scope=alert.scope, percent=_percent(alert), value=value, threshold=threshold
     )
 
 
-def alert_dict(alert: Alert) -> dict[str, Any]:
-    """An alert, JSON-ready, with its title."""
+def alert_dict(alert: Alert, currency: str = DEFAULT_CURRENCY) -> dict[str, Any]:
+    """An alert, JSON-ready, with its title, and the `unit` of its value and threshold
+    (`currency` for amounts, see `unit_of()`)."""
 
     def when(us: int | None) -> str | None:
         return None if us is None else from_micros(us).isoformat()
@@ -227,9 +273,11 @@ def alert_dict(alert: Alert) -> dict[str, Any]:
         "scope": alert.scope,
         "severity": alert.severity,
         "state": alert.state,
-        "title": title_of(alert),
+        "title": title_of(alert, currency),
         "value": alert.value,
         "threshold": alert.threshold,
+        "unit": unit_of(alert.rule, currency),
+        "currency": currency,
         "fired_at": when(alert.fired_at),
         "resolved_at": when(alert.resolved_at),
         "acknowledged_at": when(alert.acknowledged_at),
@@ -240,7 +288,12 @@ def alert_dict(alert: Alert) -> dict[str, Any]:
     }
 
 
-def test_message(channel: ChannelSettings, settings: AlertSettings, now: int) -> dict[str, Any]:
+def test_message(
+    channel: ChannelSettings,
+    settings: AlertSettings,
+    now: int,
+    currency: str,
+) -> dict[str, Any]:
     """A test notification for `channel` (what `spendgate alerts test` sends)."""
     alert = Alert(
         alert_id=f"test:{channel.name}:{now}",
@@ -250,4 +303,4 @@ def test_message(channel: ChannelSettings, settings: AlertSettings, now: int) ->
         state="firing",
         fired_at=now,
     )
-    return render(alert, "firing", 1, channel, settings).payload()
+    return render(alert, "firing", 1, channel, settings, currency=currency).payload()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from spendgate.budgets import Budget
-from spendgate.money import Nanos, decimal_to_nanos, from_nanos, money_text
+from spendgate.money import Nanos, decimal_to_nanos, from_nanos, money_text, plain_number
 from spendgate.pricing import RateLimit
 from spendgate.rollups import Tally
 from spendgate.settings import AlertSettings, Severity
@@ -116,7 +116,7 @@ def _free_source_rate(snap: Snapshot, s: AlertSettings) -> Iterable[Finding]:
         judge_below(rate, s.free_source_rate_below, s.hysteresis),
         "warning",
         f"{rate:.4f}",
-        f"{s.free_source_rate_below:g}",
+        plain_number(s.free_source_rate_below),
         snap.period,
         {"requests": snap.recent.requests, "window_seconds": s.window.total_seconds()},
     )
@@ -210,7 +210,7 @@ def _rate_limits(snap: Snapshot, s: AlertSettings) -> Iterable[Finding]:
             judge_above(used, limit.requests * s.rate_limit_fraction, s.hysteresis),
             "warning",
             str(used),
-            f"{limit.requests * s.rate_limit_fraction:g}",
+            plain_number(limit.requests * s.rate_limit_fraction),
             snap.period,
             {"quota": limit.requests, "per_seconds": limit.per.total_seconds()},
         )

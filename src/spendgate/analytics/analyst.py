@@ -236,6 +236,7 @@ class Analyst:
             now - recent_start,
             _budget_view(frame.budget, statuses, recent),
             frame.settings.traditional_cost,
+            self.gate.config.currency,
         )
 
     def summary(
@@ -260,7 +261,7 @@ class Analyst:
             a, b = self._period(period, now)
         self._check_service(service)
         (cells,) = self._cells([(a, b)], service)
-        return Summary(a, b, now, cells, service)
+        return Summary(a, b, now, cells, service, self.gate.config.currency)
 
     def _period(self, period: object, now: datetime) -> tuple[datetime, datetime]:
         windows = {"today": self.days, "week": self.weeks, "month": self.months}
@@ -283,7 +284,7 @@ class Analyst:
             hours.append((at, min(at + timedelta(hours=1), end)))
             at += timedelta(hours=1)
         cells = self._cells([(start, end), *hours])
-        summary = Summary(start, end, self.gate.clock(), cells[0])
+        summary = Summary(start, end, self.gate.clock(), cells[0], None, self.gate.config.currency)
         return DailyBreakdown(
             summary,
             d,
@@ -296,7 +297,8 @@ class Analyst:
         n = check_days(days)
         self._check_service(service)
         now = self.gate.clock()
-        return ServicePerformance(service, self._series(self._local_day(now), n, service), now)
+        series = self._series(self._local_day(now), n, service)
+        return ServicePerformance(service, series, now, self.gate.config.currency)
 
     def period_budget(
         self, period: BudgetPeriod, at: datetime | None = None
@@ -330,7 +332,14 @@ class Analyst:
             self._capabilities(),
             timedelta(days=7),
         )
-        return WeeklyReport(days, self.period_budget("day", now), self.traditional_cost, now, found)
+        return WeeklyReport(
+            days,
+            self.period_budget("day", now),
+            self.traditional_cost,
+            now,
+            found,
+            self.gate.config.currency,
+        )
 
     def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
         """The seed's trend analysis over the last `days` complete local days: overall lines
@@ -383,8 +392,9 @@ class Analyst:
             self.period_budget("month", now),
             now,
             today,
-            live.projected_daily_total,
+            live.projected_daily_total_nanos,
             spent + round(live.burn_per_second * left),
+            self.gate.config.currency,
         )
 
     def _outlook(

@@ -3,19 +3,22 @@
 Pure: today's tally, the last minutes' tally and the budget's standing in, figures out, each
 as of the time it was read and naming what it counts: `"scope": "all"` (every event of the
 day) or the budget (`"budget"` and its `"scope"`), so that no face shows figures of two
-scopes as one.
+scopes as one. Amounts read in Python are `Decimal`s of the deployment currency
+(`LiveMetrics.daily_spend`, `BudgetView.remaining`); the nano-unit figures they come from
+have `_nanos` names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from spendgate.analytics.forecast import burn_rate
 from spendgate.analytics.summaries import savings_vs_traditional
 from spendgate.budgets import used_percent
-from spendgate.money import Nanos, money_text
+from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_text
 from spendgate.rollups import Tally
 
 RATE_WINDOW = timedelta(minutes=15)
@@ -32,21 +35,36 @@ class BudgetView:
 
     name: str
     scope: str
-    limit: Nanos
-    used: Nanos
+    limit_nanos: Nanos
+    used_nanos: Nanos
     window_end: datetime
     recent_cost: Nanos | None = None
 
     @property
-    def remaining(self) -> Nanos:
-        """The limit less spent and reserved."""
-        return self.limit - self.used
+    def limit(self) -> Decimal:
+        """The budget's limit, in currency units."""
+        return from_nanos(self.limit_nanos)
+
+    @property
+    def used(self) -> Decimal:
+        """Spent plus reserved in its window, in currency units."""
+        return from_nanos(self.used_nanos)
+
+    @property
+    def remaining(self) -> Decimal:
+        """The limit less spent and reserved, in currency units."""
+        return from_nanos(self.remaining_nanos)
+
+    @property
+    def remaining_nanos(self) -> Nanos:
+        """`remaining` in nano-units."""
+        return self.limit_nanos - self.used_nanos
 
     @property
     def remaining_percent(self) -> float:
         """What is left, as a percentage of the limit: 100 less `budgets.used_percent()`
         (two decimals, as every face shows a budget's percentage)."""
-        return float(100 - used_percent(self.used, self.limit))
+        return float(100 - used_percent(self.used_nanos, self.limit_nanos))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,18 @@ class LiveMetrics:
     recent_window: timedelta
     budget: BudgetView | None
     traditional_cost: Nanos
+    currency: str = DEFAULT_CURRENCY
+    """The currency of every amount."""
+
+    @property
+    def daily_spend(self) -> Decimal:
+        """Today's spend so far, in currency units."""
+        return from_nanos(self.today.cost)
+
+    @property
+    def cost_per_request(self) -> Decimal:
+        """Today's average cost of a priced request, in currency units."""
+        return from_nanos(self.today.cost_per_request)
 
     @property
     def burn_per_second(self) -> float:
@@ -78,8 +108,14 @@ class LiveMetrics:
         return self.recent.requests / minutes if minutes > 0 else 0.0
 
     @property
-    def projected_daily_total(self) -> Nanos:
-        """Today's spend so far plus the recent pace over what is left of the day."""
+    def projected_daily_total(self) -> Decimal:
+        """Today's spend so far plus the recent pace over what is left of the day, in
+        currency units."""
+        return from_nanos(self.projected_daily_total_nanos)
+
+    @property
+    def projected_daily_total_nanos(self) -> Nanos:
+        """`projected_daily_total` in nano-units."""
         elapsed = (self.as_of - self.day_start).total_seconds()
         period = (self.day_end - self.day_start).total_seconds()
         recent = min(self.recent_window.total_seconds(), elapsed)
@@ -100,19 +136,19 @@ class LiveMetrics:
         is no budget, or its scope's pace is unknown)."""
         if self.budget is None:
             return None
-        if self.budget.remaining <= 0:
+        if self.budget.remaining_nanos <= 0:
             return timedelta(0)
         if self.budget.recent_cost is None:
             return None
         seconds = min(self.recent_window, self.as_of - self.day_start).total_seconds()
         rate = self.budget.recent_cost / seconds if seconds > 0 else 0.0
-        return timedelta(seconds=self.budget.remaining / rate) if rate > 0 else None
+        return timedelta(seconds=self.budget.remaining_nanos / rate) if rate > 0 else None
 
     def status(self) -> dict[str, str]:
         """The seed's status block: budget health, free-source performance, cost efficiency."""
         if self.budget is None:
             health = "no budget"
-        elif self.budget.remaining <= 0:
+        elif self.budget.remaining_nanos <= 0:
             health = "exhausted"
         else:
             health = "healthy" if self.budget.remaining_percent > HEALTHY_REMAINING else "warning"
@@ -159,11 +195,12 @@ class LiveMetrics:
         exhausted_at = None if runway is None else self.as_of + runway
         return {
             "as_of": at,
+            "currency": self.currency,
             "live_metrics": {
                 "current_daily_spend": everything(money_text(self.today.cost)),
-                "budget_used": of_budget(None if budget is None else money_text(budget.used)),
+                "budget_used": of_budget(None if budget is None else money_text(budget.used_nanos)),
                 "budget_remaining": of_budget(
-                    None if budget is None else money_text(budget.remaining)
+                    None if budget is None else money_text(budget.remaining_nanos)
                 ),
                 "budget_remaining_percent": of_budget(
                     None if budget is None else budget.remaining_percent
@@ -171,7 +208,7 @@ class LiveMetrics:
                 "free_source_success_rate": everything(self.today.free_source_success_rate),
                 "requests_per_minute": everything(self.requests_per_minute),
                 "cost_per_request": everything(money_text(self.today.cost_per_request)),
-                "projected_daily_total": everything(money_text(self.projected_daily_total)),
+                "projected_daily_total": everything(money_text(self.projected_daily_total_nanos)),
                 "time_until_budget_exhausted": of_budget(
                     None if runway is None else runway.total_seconds()
                 ),
@@ -189,9 +226,9 @@ class LiveMetrics:
             else {
                 "name": budget.name,
                 "scope": budget.scope,
-                "limit": money_text(budget.limit),
-                "used": money_text(budget.used),
-                "remaining": money_text(budget.remaining),
+                "limit": money_text(budget.limit_nanos),
+                "used": money_text(budget.used_nanos),
+                "remaining": money_text(budget.remaining_nanos),
                 "resets_at": budget.window_end.isoformat(),
             },
             "unpriced_requests_today": self.today.unpriced,

@@ -204,7 +204,7 @@ def _runs_out(live: LiveMetrics) -> list[Opportunity]:
     budget, runway = live.budget, live.runway
     if budget is None or runway is None or live.as_of + runway >= budget.window_end:
         return []
-    over = max(0, live.projected_daily_total - budget.limit)
+    over = max(0, live.projected_daily_total_nanos - budget.limit_nanos)
     at = live.as_of + runway
     return [
         Opportunity(

@@ -2,7 +2,9 @@
 hour, a series of days, the weekly budget report and the monthly assessment.
 
 Pure: tallies in (read from the rollups by `Analyst`), frozen values out. Money stays integer
-nano-units until `to_dict()` writes it as exact decimal text.
+nano-units inside (a `Tally`'s `cost`); `to_dict()` writes it as exact decimal text of the
+value's `currency`, which it names, and a Python read of an amount (`Summary.cost`) is a
+`Decimal` of currency units.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.analytics.forecast import Outlook
 from spendgate.analytics.trends import Trend, trend
 from spendgate.budgets import Budget
-from spendgate.money import Nanos, money_text
+from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_text
 from spendgate.rollups import Tally, merge, total
 from spendgate.windows import duration_micros
 
@@ -112,11 +115,17 @@ class Summary:
     as_of: datetime
     cells: Cells = field(default_factory=dict)
     service: str | None = None
+    currency: str = DEFAULT_CURRENCY
 
     @property
     def total(self) -> Tally:
-        """Every event in the span (of `service`, when set)."""
+        """Every event in the span (of `service`, when set); its `cost` is nano-units."""
         return total(self.cells)
+
+    @property
+    def cost(self) -> Decimal:
+        """What the span's priced events cost, in currency units."""
+        return from_nanos(self.total.cost)
 
     def by_service(self) -> dict[str, Tally]:
         """Tallies by service, services sorted by name."""
@@ -134,6 +143,7 @@ class Summary:
             "as_of": self.as_of.isoformat(),
             "service": self.service,
             "scope": "all" if self.service is None else f"service:{self.service}",
+            "currency": self.currency,
             **self.total.to_dict(),
             "cost_by_source": {s: money_text(t.cost) for s, t in sources.items()},
             "services": {s: t.to_dict() for s, t in self.by_service().items()},
@@ -220,6 +230,7 @@ class ServicePerformance:
     service: str
     days: Sequence[Day]
     as_of: datetime
+    currency: str = DEFAULT_CURRENCY
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -228,6 +239,7 @@ class ServicePerformance:
             "service": self.service,
             "days": len(self.days),
             "as_of": self.as_of.isoformat(),
+            "currency": self.currency,
             **t.to_dict(),
             "daily": [d.to_dict() for d in self.days],
             "trends": {k: v.to_dict() for k, v in series_trends(self.days).items()},
@@ -243,6 +255,7 @@ class WeeklyReport:
     traditional_cost: Nanos
     as_of: datetime
     opportunities: Sequence[Any] = ()
+    currency: str = DEFAULT_CURRENCY
 
     @property
     def daily_limit(self) -> Nanos | None:
@@ -265,6 +278,7 @@ class WeeklyReport:
                 "days_analyzed": n,
             },
             "as_of": self.as_of.isoformat(),
+            "currency": self.currency,
             "budget_performance": {
                 "total_spent": money_text(t.cost),
                 "daily_average": money_text(t.cost // n if n else 0),
@@ -318,6 +332,7 @@ class MonthlyAssessment:
     local_day: date  # today, in the reporting zone
     pace_today: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
     pace_month: Nanos = 0  # the month's total at the recent pace
+    currency: str = DEFAULT_CURRENCY
 
     @property
     def monthly_budget(self) -> Nanos | None:
@@ -383,6 +398,7 @@ class MonthlyAssessment:
         out: dict[str, Any] = {
             "month": self.month_start.strftime("%B %Y"),
             "as_of": self.as_of.isoformat(),
+            "currency": self.currency,
             "days_elapsed": self.days_elapsed,
             "days_remaining": self.days_remaining,
             "current_spend": money_text(self.spent),

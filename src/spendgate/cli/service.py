@@ -178,7 +178,10 @@ def alerts_list(
     with open_gate(db, config) as gate:
         if state not in (None, "firing", "resolved"):
             raise ValidationError("--state", state, "firing or resolved")
-        found = [alert_dict(a) for a in gate.store.alerts(state=state, limit=limit)]  # type: ignore[arg-type]
+        found = [
+            alert_dict(a, gate.config.currency)
+            for a in gate.store.alerts(state=state, limit=limit)  # type: ignore[arg-type]
+        ]
     if as_json:
         console.print_json(json.dumps(found))
         return
@@ -237,5 +240,7 @@ def alerts_test(
         settings = gate.config.alerts
         target = settings.channel(channel)
         channels.validate(settings)
-        channels.send(target, test_message(target, settings, to_micros(gate.clock())))
+        channels.send(
+            target, test_message(target, settings, to_micros(gate.clock()), gate.config.currency)
+        )
     console.print(f"test notification delivered to {channel}", highlight=False)

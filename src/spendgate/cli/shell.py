@@ -5,7 +5,6 @@ commands print."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from spendgate.budgets import BudgetStatus
 from spendgate.clock import Clock, system_clock
 from spendgate.errors import SpendgateError
 from spendgate.gate import Gate
-from spendgate.money import format_money
+from spendgate.money import format_money, plain_number
 from spendgate.settings import Config
 
 app = typer.Typer(
@@ -141,9 +140,9 @@ def budget_table(rows: list[BudgetStatus], currency: str) -> Table:
             str(b.scope),
             f"{b.window.kind} {b.window.reset_hour:02d}:00 {b.window.tz}",
             format_money(b.limit, currency),
-            format_money(r.spent, currency),
-            format_money(r.reserved, currency),
-            format_money(r.remaining, currency),
+            format_money(r.spent_nanos, currency),
+            format_money(r.reserved_nanos, currency),
+            format_money(r.remaining_nanos, currency),
             f"{r.used_percent}%",
             f"[{colour[r.level]}]{r.level}[/]",
         )
@@ -161,15 +160,6 @@ def show(title: str, figures: dict[str, Any], as_json: bool) -> None:
     for key, value in _flatten(figures):
         table.add_row(key, value)
     console.print(table)
-
-
-def plain_number(value: float) -> str:
-    """A measured figure (seconds, a rate, a ratio) as people write it: never in exponent
-    form (20420.0 is `20,420`, not `2.042e+04`), four decimals at most, no trailing zeros."""
-    if not math.isfinite(value):
-        return str(value)
-    text = f"{value:,.4f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def _scoped(value: str, figure: dict[str, Any]) -> str:
@@ -193,7 +183,7 @@ def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
             return [(prefix.rstrip("."), ", ".join(str(v) for v in figures))]
         return [row for i, v in enumerate(figures) for row in _flatten(v, f"{prefix}{i}.")]
     if isinstance(figures, float):
-        return [(prefix.rstrip("."), plain_number(figures))]
+        return [(prefix.rstrip("."), plain_number(figures, grouped=True))]
     return [(prefix.rstrip("."), "-" if figures is None else str(figures))]
 
 

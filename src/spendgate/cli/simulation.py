@@ -126,7 +126,10 @@ def demo(
 
 def _live_line(gate: Gate) -> str:
     """One line of budgets and levels for the demo's progress bar."""
-    parts = [f"{s.budget.name} {format_money(s.spent)} ({s.level})" for s in gate.status()]
+    parts = [
+        f"{s.budget.name} {format_money(s.spent_nanos, s.currency)} ({s.level})"
+        for s in gate.status()
+    ]
     return f"{gate.clock():%H:%M} " + " | ".join(parts)
 
 

@@ -51,7 +51,10 @@ def alert_history(
     before: Annotated[int | None, Query(ge=1, le=2**62, description="fired_at, µs")] = None,
 ) -> Any:
     """Alerts, newest first: every firing and resolved alert is kept."""
-    return [alert_dict(a) for a in ctx.gate.store.alerts(state=state, limit=limit, before=before)]
+    return [
+        alert_dict(a, ctx.gate.config.currency)
+        for a in ctx.gate.store.alerts(state=state, limit=limit, before=before)
+    ]
 
 
 def _found(ctx: Context, alert_id: str) -> Any:
@@ -67,7 +70,7 @@ def acknowledge(alert_id: AlertId, ctx: Ctx, who: Writer) -> Any:
     alert = ctx.gate.store.acknowledge(alert_id, actor=who.actor, at=ctx.now_us())
     if alert is None:
         raise NotFoundError("alert", alert_id)
-    return alert_dict(alert)
+    return alert_dict(alert, ctx.gate.config.currency)
 
 
 @router.post("/api/alerts/{alert_id:path}/silence", response_model=AlertOut)
@@ -77,7 +80,7 @@ def silence(alert_id: AlertId, body: SilenceIn, ctx: Ctx, who: Writer) -> Any:
     alert = ctx.gate.store.silence(alert_id, until=until, actor=who.actor, at=ctx.now_us())
     if alert is None:
         raise NotFoundError("alert", alert_id)
-    return alert_dict(alert)
+    return alert_dict(alert, ctx.gate.config.currency)
 
 
 @router.post("/api/heartbeats", response_model=HeartbeatOut)
@@ -138,7 +141,9 @@ def test_channel(body: TestIn, ctx: Ctx, who: Admin) -> Any:
     settings = ctx.gate.config.alerts
     channel = settings.channel(body.channel)
     try:
-        channels.send(channel, test_message(channel, settings, ctx.now_us()))
+        channels.send(
+            channel, test_message(channel, settings, ctx.now_us(), ctx.gate.config.currency)
+        )
     except DeliveryError as exc:
         # The caller learns only that it failed; what answered is for the server's log.
         log.warning("test notification not delivered: %s: %s", exc, exc.detail)
@@ -264,4 +269,4 @@ def configure_alerts(body: AlertConfigIn, ctx: Ctx, who: Admin) -> Any:
 @router.get("/api/alerts/{alert_id:path}", response_model=AlertOut)
 def one_alert(alert_id: AlertId, ctx: Ctx, who: Reader) -> Any:
     """One alert."""
-    return alert_dict(_found(ctx, alert_id))
+    return alert_dict(_found(ctx, alert_id), ctx.gate.config.currency)

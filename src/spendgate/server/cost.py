@@ -42,10 +42,14 @@ def dashboard(ctx: Context) -> dict[str, Any]:
     figures = live.to_dict()
     statuses = [s.to_dict() for s in standing]
     # The alerts firing now, from the store (every process's, whichever raised them).
-    warnings = [alert_dict(a) for a in ctx.gate.store.alerts(state="firing", limit=100)]
+    warnings = [
+        alert_dict(a, ctx.gate.config.currency)
+        for a in ctx.gate.store.alerts(state="firing", limit=100)
+    ]
     return {
         "success": True,
         "timestamp": figures["as_of"],
+        "currency": figures["currency"],
         "data": {
             "live_metrics": figures["live_metrics"],
             "daily_summary": today.to_dict(),
@@ -120,6 +124,7 @@ def opportunities(ctx: Ctx, who: Reader, days: Days = 7) -> dict[str, Any]:
     return {
         "as_of": ctx.now().isoformat(),
         "window_days": days,
+        "currency": ctx.gate.config.currency,
         "window_start": (ctx.now() - timedelta(days=days)).isoformat(),
         "opportunities": [o.to_dict() for o in found],
     }

@@ -96,7 +96,10 @@ class EventFastPath:
             # `arecord` raises `ConflictError`): the full path says why.
             return False
         # The full route's own response class: the same bytes and headers.
-        answer = JSONResponse(record_out(result), 201 if result.status == "created" else 200)
+        answer = JSONResponse(
+            record_out(result, self.ctx.gate.config.currency),
+            201 if result.status == "created" else 200,
+        )
         await answer(scope, receive, send)
         return True
 

@@ -48,12 +48,13 @@ ReservationId = Annotated[str, Path(min_length=1, max_length=200)]
 _cost_text = lru_cache(maxsize=4096)(money_text)
 
 
-def record_out(result: RecordResult) -> dict[str, Any]:
+def record_out(result: RecordResult, currency: str) -> dict[str, Any]:
     """What an event's answer says (the fast path answers the same)."""
     return {
         "status": result.status,
         "request_id": result.request_id,
         "cost": None if result.cost is None else _cost_text(result.cost),
+        "currency": currency,
     }
 
 
@@ -67,7 +68,7 @@ async def record_event(event: EventIn, request: Request, who: Writer, response: 
     result = await ctx.gate.arecord(**event.arguments())
     if result.status == "exists":
         response.status_code = 200
-    return record_out(result)
+    return record_out(result, ctx.gate.config.currency)
 
 
 @router.post("/api/events/batch", response_model=BatchOut)
@@ -91,12 +92,13 @@ def record_batch(batch: EventBatch, ctx: Ctx, who: Writer) -> Any:
     counts = {"created": 0, "exists": 0, "conflict": 0}
     for r in results:
         counts[r.status] += 1
-    return {"results": [record_out(r) for r in results], **counts}
+    currency = gate.config.currency
+    return {"results": [record_out(r, currency) for r in results], **counts}
 
 
 def _decision(decision: Decision, ctx: Context) -> dict[str, Any]:
     ctx.decisions[decision.status] += 1
-    return decision.to_dict()
+    return {**decision.to_dict(), "currency": ctx.gate.config.currency}
 
 
 @router.post("/api/authorize", response_model=DecisionOut)
@@ -159,6 +161,7 @@ def reservation(reservation_id: ReservationId, ctx: Ctx, who: Reader) -> Any:
         "source": info.source,
         "amount": money_text(info.amount),
         "actual": None if info.actual is None else money_text(info.actual),
+        "currency": ctx.gate.config.currency,
         "emergency": info.emergency,
         "created_at": from_micros(info.created_at).isoformat(),
         "expires_at": from_micros(info.expires_at).isoformat(),
@@ -179,6 +182,7 @@ def commit(reservation_id: ReservationId, body: CommitIn, ctx: Ctx, who: Writer)
         "request_id": result.request_id,
         "cost": None if result.cost is None else money_text(result.cost),
         "overshoot": money_text(result.overshoot),
+        "currency": ctx.gate.config.currency,
         "hold_expired": result.hold_expired,
     }
 
@@ -210,6 +214,7 @@ async def stream_usage(
             "events_processed": r.events_processed,
             "data_bytes": r.data_bytes,
             "estimated_cost": money_text(r.estimated_cost),
+            "currency": ctx.gate.config.currency,
             "connection_time": r.connection_hours,
         }
         for r in rows

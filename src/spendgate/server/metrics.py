@@ -122,7 +122,7 @@ class SpendCollector(Collector):
             name = s.budget.name
             limit.add_metric([name], _money(s.budget.limit))
             used.add_metric([name], _money(s.balance.used))
-            remaining.add_metric([name], _money(s.remaining))
+            remaining.add_metric([name], _money(s.remaining_nanos))
             ratio.add_metric([name], s.balance.used / s.budget.limit)
         yield from (limit, used, remaining, ratio)
 

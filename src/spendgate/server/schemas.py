@@ -175,7 +175,10 @@ class RecordOut(BaseModel):
 
     status: Literal["created", "exists", "conflict"]
     request_id: str
-    cost: str | None = Field(description="Exact decimal; null for an unpriced source.")
+    cost: str | None = Field(
+        description="Exact decimal text of currency units; null for an unpriced source."
+    )
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
 
 
 class BatchOut(BaseModel):
@@ -233,6 +236,7 @@ class DecisionOut(BaseModel):
     alternative_action: str | None = None
     reason: str | None = None
     reservation_id: str | None = None
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
 
 
 class CommitOut(BaseModel):
@@ -242,6 +246,7 @@ class CommitOut(BaseModel):
     request_id: str
     cost: str | None
     overshoot: str
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     hold_expired: bool
 
 
@@ -261,6 +266,7 @@ class ReservationOut(BaseModel):
     source: str
     amount: str
     actual: str | None
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     emergency: bool
     created_at: str
     expires_at: str
@@ -278,6 +284,7 @@ class BudgetStatusOut(BaseModel):
     reserved: str
     remaining: str
     used_percent: float
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     level: str
     window_start: str
     window_end: str
@@ -377,6 +384,7 @@ class CurrentOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     as_of: str
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     live_metrics: dict[str, Figure]
     status: StatusBlock
 
@@ -398,6 +406,7 @@ class DashboardOut(BaseModel):
 
     success: bool
     timestamp: str
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     data: DashboardData
     status: StatusBlock
 
@@ -470,8 +479,16 @@ class AlertOut(BaseModel):
     severity: str
     state: str
     title: str
-    value: str | None
-    threshold: str | None
+    value: str | None = Field(
+        description="What was measured, in `unit`: amounts as exact decimal text of currency "
+        'units ("0.081"), fractions as decimals, durations as seconds ("120s"), counts.'
+    )
+    threshold: str | None = Field(description="The line it was judged against, in `unit`.")
+    unit: str | None = Field(
+        description="The unit of value and threshold: the currency (ISO 4217) for amounts, "
+        "else fraction, seconds, requests or calls; null for an alert without figures."
+    )
+    currency: str = Field(description="The currency of every amount in the alert (ISO 4217).")
     fired_at: str
     resolved_at: str | None
     acknowledged_at: str | None
@@ -539,6 +556,7 @@ class StreamDayOut(BaseModel):
     events_processed: int
     data_bytes: int
     estimated_cost: str
+    currency: str = Field(description="The currency of every amount here (ISO 4217).")
     connection_time: float
 
 

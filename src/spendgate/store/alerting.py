@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from spendgate.accounting import AlertLine, Slot, crossed_lines
-from spendgate.money import Nanos
+from spendgate.money import Nanos, money_text
 from spendgate.store.base import Alert, AlertState, Notification, NotificationState
 from spendgate.store.rows import MAX_AUDIT_LIMIT, Connection, audit_limit
 
@@ -113,7 +113,9 @@ def fired_in_window(slot: Slot, alert: Alert, earlier: Iterable[tuple[str, int |
 
 def crossing_alert(slot: Slot, line: AlertLine, used: Nanos, at: int) -> Alert:
     """The alert a budget line crossed in a transaction raises: once per window (the id
-    carries the window's start), critical at or above the limit."""
+    carries the window's start), critical at or above the limit. Its `value` (the usage
+    that crossed) and `threshold` (the line) are decimal text of currency units, as every
+    money alert's (`"0.81"`), never nano-units."""
     critical = Decimal(line.fraction) >= 1
     return Alert(
         alert_id=f"budget:{slot.budget}:{line.fraction}:{slot.bucket}",
@@ -122,8 +124,8 @@ def crossing_alert(slot: Slot, line: AlertLine, used: Nanos, at: int) -> Alert:
         severity="critical" if critical else "warning",
         state="firing",
         fired_at=at,
-        value=str(used),
-        threshold=str(line.line),
+        value=money_text(used),
+        threshold=money_text(line.line),
         window_start=slot.bucket,
         detail={"fraction": line.fraction},
     )
