@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from spendgate.accounting import Recount
 from spendgate.binding import CONFIG_ACTOR
+from spendgate.budgets import Budget
 from spendgate.errors import ExistsError, NotFoundError, ValidationError
 from spendgate.events import check_id
 from spendgate.gate import Gate
 from spendgate.redaction import redact_alerts
 from spendgate.settings import Config
-from spendgate.store.base import AuditEntry, ControlStore, Definition
+from spendgate.store.base import AuditEntry, ControlStore, Definition, LedgerStore
 from spendgate.windows import from_micros, to_micros
 
 Kind = Literal["budget", "source"]
@@ -58,6 +59,8 @@ class Managed:
     revision: int | None = None
     changed_at: datetime | None = None
     changed_by: str | None = None
+    warnings: tuple[str, ...] = ()
+    """What the change may not do as meant (a scope that matches no event recorded yet)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -69,6 +72,7 @@ class Managed:
             "revision": self.revision,
             "changed_at": None if self.changed_at is None else self.changed_at.isoformat(),
             "changed_by": self.changed_by,
+            "warnings": list(self.warnings),
         }
 
 
@@ -101,6 +105,11 @@ class Control:
     @property
     def _plane(self) -> ControlStore:
         """All of the gate's store that `Control` uses: definitions and their audit."""
+        return self.gate.store
+
+    @property
+    def _ledger(self) -> LedgerStore:
+        """The ledger, read only to warn of a scope that matches no event."""
         return self.gate.store
 
     # -- reading ------------------------------------------------------------------------------
@@ -154,7 +163,23 @@ class Control:
         self, action: str, kind: Kind, name: str, spec: Mapping[str, Any], actor: str
     ) -> Managed:
         self._write(action, kind, name, spec, actor)
-        return self._managed(kind, name, self._defined())
+        managed = self._managed(kind, name, self._defined())
+        if kind != "budget":
+            return managed
+        return replace(managed, warnings=self._unmatched(self.gate.config.budget(name)))
+
+    def _unmatched(self, budget: Budget) -> tuple[str, ...]:
+        """A warning when a budget's service scope names a service no event came from."""
+        scope = budget.scope
+        if scope.kind != "service":
+            return ()
+        seen = sorted({sv for _, sv, _, _ in self._ledger.tallies([(0, 2**62)])})
+        if scope.value in seen:
+            return ()
+        return (
+            f"budgets.{budget.name}.scope: {scope} matches no event recorded yet (services "
+            f"with events: {', '.join(seen) or 'none'}); it counts from the first one",
+        )
 
     def _write(
         self, action: str, kind: Kind, name: str, spec: Mapping[str, Any] | None, actor: str

@@ -181,3 +181,13 @@ def test_the_seed_defaults_never_stand_in_for_a_stores_budgets(
         Control(g).delete("budget", "daily", actor="ops")
     with Gate.open(url, config=Config.seed(), clock=clock) as g:
         assert [b.name for b in g.config.budgets] == ["team"]
+
+
+def test_a_scope_that_matches_no_event_is_told(spending: Gate) -> None:
+    control = Control(spending)
+    made = control.create("budget", "typo", {"limit": "1", "scope": "service:scrapper"}, actor="a")
+    (warning,) = made.warnings
+    assert "service:scrapper matches no event" in warning
+    assert "scraper" in warning  # the services that do have events
+    assert control.create("budget", "ok", {"limit": "1", "scope": "service:scraper"}, actor="a")
+    assert control.get("budget", "ok").warnings == ()

@@ -301,6 +301,11 @@ class ManagedOut(BaseModel):
     revision: int | None
     changed_at: str | None
     changed_by: str | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the change may not do as meant, e.g. a service scope that matches "
+        "no event recorded yet.",
+    )
 
 
 class BudgetIn(Body):
