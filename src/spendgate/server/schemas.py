@@ -142,7 +142,7 @@ class EventIn(Body):
     time: AwareDatetime | None = Field(
         None,
         description=(
-            "When it happened (default: now), from 1970, at most 5 minutes ahead of the "
+            "When it happened (default: now): from 1970 to at most 5 minutes ahead of the "
             "server's clock."
         ),
     )
