@@ -266,7 +266,7 @@ def test_simultaneous_reservations_admit_exactly_what_fits(store_url: str) -> No
         for rid in approved:
             gate.commit(rid)
         (status,) = gate.status()
-        assert (status.spent, status.reserved, status.balance.overshoot) == (
+        assert (status.spent_nanos, status.reserved_nanos, status.balance.overshoot) == (
             to_nanos("1.00"),
             0,
             0,

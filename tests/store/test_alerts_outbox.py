@@ -68,8 +68,8 @@ def test_a_hold_that_crosses_a_line_raises_exactly_one_alert(store: Store) -> No
         severity="warning",
         state="firing",
         fired_at=T0 + 2,
-        value="850",
-        threshold="800",
+        value="0.00000085",  # usage and line in currency units, as every money alert
+        threshold="0.0000008",
         window_start=T0,
         detail={"fraction": "0.8"},
     )
@@ -85,9 +85,9 @@ def test_a_batch_that_jumps_two_lines_raises_both_dated_by_the_write_that_crosse
     assert half is not None
     assert warn is not None
     assert full is not None
-    assert (half.fired_at, half.value, half.severity) == (T0 + 20, "900", "warning")
-    assert (warn.fired_at, warn.value) == (T0 + 20, "900")
-    assert (full.fired_at, full.value, full.severity) == (T0 + 40, "1050", "critical")
+    assert (half.fired_at, half.value, half.severity) == (T0 + 20, "0.0000009", "warning")
+    assert (warn.fired_at, warn.value) == (T0 + 20, "0.0000009")
+    assert (full.fired_at, full.value, full.severity) == (T0 + 40, "0.00000105", "critical")
     assert len(store.alerts()) == 3
 
 
