@@ -295,13 +295,13 @@ def check_status(face: str, rows: list[BudgetStatus], expected: dict[str, Expect
     for r in rows:
         e = expected[r.budget.name]
         assert str(r.budget.scope) == e.scope, (face, e.name)
-        got = (
-            from_nanos(r.budget.limit),
-            from_nanos(r.balance.spent),
-            from_nanos(r.balance.reserved),
-        )
-        assert got == (e.limit, e.spent, e.reserved), (face, e.name, got, e)
-        assert from_nanos(r.budget.limit - r.balance.used) == e.remaining, (face, e.name)
+        # The public reads are Decimals of the currency; the store's nano-units agree.
+        got = (r.limit, r.spent, r.reserved, r.remaining)
+        assert all(isinstance(x, Decimal) for x in got), (face, got)
+        assert got == (e.limit, e.spent, e.reserved, e.remaining), (face, e.name, got, e)
+        inside = (r.budget.limit, r.balance.spent, r.balance.reserved)
+        assert tuple(map(from_nanos, inside)) == got[:3], (face, e.name)
+        assert r.used_percent == round_percent(e.used_percent), (face, e.name)
 
 
 def check_rows(face: str, rows: list[dict[str, Any]], expected: dict[str, Expected]) -> None:
