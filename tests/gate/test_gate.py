@@ -518,7 +518,7 @@ def test_a_long_lived_gate_and_its_analyst_follow_a_limit_changed_by_another_gat
         }
         assert figures["budget_remaining_percent"]["value"] == 75.0
         assert figures["budget_used"]["value"] == "0.5"
-        assert analyst.monthly_budget() == to_nanos("2.00") * 31  # January
+        assert analyst.monthly_budget() == Decimal("2.00") * 31  # January
         # A decision on the gate that has not been told follows the new limit too.
         assert there.authorize("svc", "paid_api", "1.20").status == "approved"
     finally:
