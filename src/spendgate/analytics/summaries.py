@@ -393,11 +393,10 @@ class MonthlyAssessment:
         """The month's projected total and its interval, in currency units, by `method` (the
         chosen one by default); `None` when that method could not forecast."""
         found = self.projection_nanos(method)
-        return (
-            None
-            if found is None
-            else (from_nanos(found[0]), from_nanos(found[1]), from_nanos(found[2]))
-        )
+        if found is None:
+            return None
+        mid, low, high = found
+        return from_nanos(mid), from_nanos(low), from_nanos(high)
 
     def projection_nanos(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
         """`projection()` in nano-units."""
