@@ -238,6 +238,45 @@ def test_the_monthly_forecast_projects_from_month_to_date(
     assert m.crossing(1000.0) is None
 
 
+def test_python_reads_of_analytics_amounts_are_decimal_beside_their_nanos(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, _ = filled
+    analyst = Analyst(gate)
+    m = analyst.monthly_forecast()
+    projection, projection_nanos = m.projection(), m.projection_nanos()
+    assert projection is not None
+    assert projection_nanos is not None
+    day = analyst.period_budget("day")
+    assert day is not None
+    found = analyst.opportunities(30)
+    assert found  # the filled month has something to save
+    pairs = [
+        (m.spent, m.spent_nanos),
+        (m.base, m.base_nanos),
+        (m.today, m.today_nanos),
+        (m.pace_today, m.pace_today_nanos),
+        (m.pace_month, m.pace_month_nanos),
+        (m.monthly_budget, m.monthly_budget_nanos),
+        (analyst.monthly_budget(), m.monthly_budget_nanos),
+        *zip(projection, projection_nanos, strict=True),
+        *zip(m.cumulative(), m.cumulative_nanos(), strict=True),
+        (day.amount, day.amount_nanos),
+        (analyst.daily_limit(), day.amount_nanos),
+        (analyst.daily("2026-10-19").daily_limit, analyst.daily("2026-10-19").daily_limit_nanos),
+        (analyst.weekly_report().daily_limit, analyst.weekly_report().daily_limit_nanos),
+        *((o.saving, o.saving_nanos) for o in found),
+        *((o.monthly_saving, o.monthly_saving_nanos) for o in found),
+    ]
+    for amount, nanos in pairs:
+        assert isinstance(amount, Decimal)
+        assert isinstance(nanos, int)
+        assert amount == from_nanos(nanos)
+    assert m.spent_nanos > 0
+    assert day.amount == Decimal("5")
+    assert m.to_dict()["current_spend"] == money_text(m.spent_nanos)  # the faces are unchanged
+
+
 def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> None:
     gate = Gate.open(store_url, config=config(), clock=FrozenClock(NOW))
     try:
@@ -268,9 +307,11 @@ def test_a_month_budget_s_daily_share_is_its_limit_over_the_month_s_days(store_u
     gate = Gate.open(store_url, config=config("3100", "month"), clock=FrozenClock(NOW))
     try:
         analyst = Analyst(gate)
-        assert analyst.daily_limit() == to_nanos("100")  # October has 31 days
-        assert analyst.daily("2026-10-01").daily_limit == to_nanos("100")
-        assert analyst.daily_limit(datetime(2026, 2, 10, tzinfo=UTC)) == to_nanos("3100") // 28
+        assert analyst.daily_limit() == Decimal("100")  # October has 31 days
+        assert analyst.daily("2026-10-01").daily_limit_nanos == to_nanos("100")
+        february = analyst.period_budget("day", datetime(2026, 2, 10, tzinfo=UTC))
+        assert february is not None
+        assert february.amount_nanos == to_nanos("3100") // 28
     finally:
         gate.close()
 
@@ -344,7 +385,7 @@ def test_the_day_s_and_the_month_s_budget_follow_one_rule_and_name_their_budget(
     for period, amount, name in (("month", month, names[0]), ("day", day, names[1])):
         value = found[period]
         assert value is not None
-        assert value.amount == to_nanos(amount)
+        assert value.amount_nanos == to_nanos(amount)
         shown = value.to_dict()
         assert shown["amount"] == amount
         assert shown["budget"] == name
@@ -365,7 +406,7 @@ def test_every_analytics_face_shows_the_same_month_budget_naming_its_budget(
             "window": "day",
             "basis": "the day limit of budget main x 31 days",
         }
-        assert analyst.monthly_budget() == to_nanos("155")
+        assert analyst.monthly_budget() == Decimal("155")
         forecast = analyst.monthly_forecast().to_dict()["budget_assessment"]
         assert (forecast["monthly_budget"], forecast["monthly_budget_from"]) == ("155", expected)
         day = analyst.daily("2026-10-20").to_dict()
@@ -446,8 +487,8 @@ def test_a_paid_source_used_while_a_reliable_free_one_exists(store_url: str) -> 
         found = {o.kind: o for o in Analyst(gate).opportunities()}
         o = found["free_source_available"]
         assert o.source == "google_maps"
-        assert o.saving == to_nanos("0.10")  # all of google_maps' $0.10: osm answered 100%
-        assert o.monthly_saving == to_nanos("0.10") * 30 // 7
+        assert o.saving_nanos == to_nanos("0.10")  # all of google_maps' $0.10: osm answered 100%
+        assert o.monthly_saving_nanos == to_nanos("0.10") * 30 // 7
     finally:
         gate.close()
 
@@ -472,13 +513,13 @@ def test_low_cache_hits_unbatched_traffic_and_a_rising_cost_per_request(store_ur
             e["batch_processing"] = e.pop("batch", False)
         gate.record_many(events)
         found = {o.kind: o for o in Analyst(gate).opportunities()}
-        assert found["batchable_not_batched"].saving == to_nanos("0.40")  # 20 x (0.03 - 0.01)
+        assert found["batchable_not_batched"].saving_nanos == to_nanos("0.40")  # 20 x (0.03 - 0.01)
         cache = found["low_cache_hit_rate"]
-        assert cache.saving == to_nanos("0.35")  # 30 requests x $0.70/30 x 50%
+        assert cache.saving_nanos == to_nanos("0.35")  # 30 requests x $0.70/30 x 50%
         rose = found["cost_per_request_rose"]
         assert rose.service == "enrichment"
         # now $0.70 / 30 = $0.023333333 a request against $0.01 before
-        assert rose.saving == (to_nanos("0.70") // 30 - to_nanos("0.01")) * 30
+        assert rose.saving_nanos == (to_nanos("0.70") // 30 - to_nanos("0.01")) * 30
     finally:
         gate.close()
 
@@ -499,7 +540,7 @@ def test_a_budget_that_runs_out_before_its_reset(store_url: str) -> None:
         assert live.runway == timedelta(minutes=15)  # $0.50 left at $0.50 per 15 minutes
         found = {o.kind: o for o in analyst.opportunities()}
         o = found["budget_runs_out"]
-        assert o.saving == live.projected_daily_total_nanos - to_nanos("1.00")
+        assert o.saving_nanos == live.projected_daily_total_nanos - to_nanos("1.00")
         assert live.projected_daily_total == from_nanos(live.projected_daily_total_nanos)
         assert live.to_dict()["live_metrics"]["runs_out_before_reset"]["value"] is True
         assert live.status()["budget_health"] == "healthy"  # 50% left, for now

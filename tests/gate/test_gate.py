@@ -500,7 +500,7 @@ def test_a_long_lived_gate_and_its_analyst_follow_a_limit_changed_by_another_gat
         here.record("svc", "paid_api", cost="0.50")
         before = analyst.live()
         assert before.budget is not None
-        assert (before.budget.limit, before.budget.remaining) == (to_nanos("0.60"), to_nanos("0.1"))
+        assert (before.budget.limit, before.budget.remaining) == (Decimal("0.6"), Decimal("0.1"))
         Control(here).patch("budget", "daily", {"limit": "2.00"}, actor="test")
         clock.advance(timedelta(milliseconds=500))  # not a second since it last looked
         assert there.config.budget("daily").limit == to_nanos("0.60")
@@ -518,7 +518,7 @@ def test_a_long_lived_gate_and_its_analyst_follow_a_limit_changed_by_another_gat
         }
         assert figures["budget_remaining_percent"]["value"] == 75.0
         assert figures["budget_used"]["value"] == "0.5"
-        assert analyst.monthly_budget() == to_nanos("2.00") * 31  # January
+        assert analyst.monthly_budget() == Decimal("2.00") * 31  # January
         # A decision on the gate that has not been told follows the new limit too.
         assert there.authorize("svc", "paid_api", "1.20").status == "approved"
     finally:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from spendgate.analytics import forecast as forecasting
@@ -310,9 +311,10 @@ class Analyst:
         month = frame.months.bounds(self.gate.clock() if at is None else at)
         return period_budget(frame.budgets, frame.settings.budget, period, month)
 
-    def daily_limit(self, at: datetime | None = None) -> Nanos | None:
-        """The day's budget of total spend (see `period_budget()`), in the month containing
-        `at` (by default now)."""
+    def daily_limit(self, at: datetime | None = None) -> Decimal | None:
+        """The day's budget of total spend (see `period_budget()`) in currency units, in the
+        month containing `at` (by default now); `period_budget("day", at).amount_nanos` is
+        the same in nano-units."""
         found = self.period_budget("day", at)
         return None if found is None else found.amount
 
@@ -410,9 +412,10 @@ class Analyst:
                 self._outlooks = {key: found}
         return found
 
-    def monthly_budget(self, at: datetime | None = None) -> Nanos | None:
-        """The month's budget of total spend (see `period_budget()`), for the month
-        containing `at` (by default this month)."""
+    def monthly_budget(self, at: datetime | None = None) -> Decimal | None:
+        """The month's budget of total spend (see `period_budget()`) in currency units, for
+        the month containing `at` (by default this month); `period_budget("month",
+        at).amount_nanos` is the same in nano-units."""
         found = self.period_budget("month", at)
         return None if found is None else found.amount
 

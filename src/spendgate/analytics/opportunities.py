@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from spendgate.analytics.live import LiveMetrics
 from spendgate.analytics.summaries import Cells, by_key
-from spendgate.money import Nanos, money_text
+from spendgate.money import Nanos, from_nanos, money_text
 from spendgate.rollups import EMPTY, Tally
 
 MIN_REQUESTS = 20  # fewer requests than this say too little to act on
@@ -27,21 +28,32 @@ ROSE_BY = 0.20  # a cost per request up this much on the window before is worth 
 
 @dataclass(frozen=True, slots=True)
 class Opportunity:
-    """One way to spend less: what, where, and how much it would save."""
+    """One way to spend less: what, where, and how much it would save (`saving` in currency
+    units, `saving_nanos` in nano-units)."""
 
     kind: str
     summary: str
-    saving: Nanos
+    saving_nanos: Nanos
     window: timedelta
     service: str | None = None
     source: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def monthly_saving(self) -> Nanos:
-        """The saving scaled to 30 days."""
+    def saving(self) -> Decimal:
+        """What the window would have cost less, in currency units."""
+        return from_nanos(self.saving_nanos)
+
+    @property
+    def monthly_saving(self) -> Decimal:
+        """The saving scaled to 30 days, in currency units."""
+        return from_nanos(self.monthly_saving_nanos)
+
+    @property
+    def monthly_saving_nanos(self) -> Nanos:
+        """`monthly_saving` in nano-units."""
         month = timedelta(days=30) // timedelta(microseconds=1)
-        return self.saving * month // (self.window // timedelta(microseconds=1))
+        return self.saving_nanos * month // (self.window // timedelta(microseconds=1))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, money as exact decimal text."""
@@ -50,9 +62,9 @@ class Opportunity:
             "summary": self.summary,
             "service": self.service,
             "source": self.source,
-            "saving": money_text(self.saving),
+            "saving": money_text(self.saving_nanos),
             "window_days": self.window / timedelta(days=1),
-            "monthly_saving": money_text(self.monthly_saving),
+            "monthly_saving": money_text(self.monthly_saving_nanos),
             **dict(self.detail),
         }
 
@@ -74,7 +86,7 @@ def find(
     ]
     if live is not None:
         found += _runs_out(live)
-    return sorted(found, key=lambda o: -o.saving)
+    return sorted(found, key=lambda o: -o.saving_nanos)
 
 
 def _money(nanos: Nanos) -> str:

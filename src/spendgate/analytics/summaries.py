@@ -4,7 +4,8 @@ hour, a series of days, the weekly budget report and the monthly assessment.
 Pure: tallies in (read from the rollups by `Analyst`), frozen values out. Money stays integer
 nano-units inside (a `Tally`'s `cost`); `to_dict()` writes it as exact decimal text of the
 value's `currency`, which it names, and a Python read of an amount (`Summary.cost`) is a
-`Decimal` of currency units.
+`Decimal` of currency units (`Summary.cost`, `PeriodBudget.amount`, the
+`MonthlyAssessment`'s figures), beside its `_nanos` name.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ _WHOLE_DAYS = {"day": 1, "week": 7}  # windows of whole days, scaled by whole da
 class PeriodBudget:
     """The budget a day's or a month's total spend is measured against, and the budget it
     comes from: `amount` is `budget`'s limit, or its limit scaled to the period (`basis`
-    says how)."""
+    says how), in currency units; `amount_nanos` the same in nano-units."""
 
     period: BudgetPeriod
-    amount: Nanos
+    amount_nanos: Nanos
     budget: Budget
     basis: str
+
+    @property
+    def amount(self) -> Decimal:
+        """The period's budget, in currency units."""
+        return from_nanos(self.amount_nanos)
 
     def describe(self) -> str:
         """One line for people: where the amount comes from, and the scope it counts."""
@@ -54,7 +60,7 @@ class PeriodBudget:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the amount as decimal text, the budget and scope it is derived from."""
         return {
-            "amount": money_text(self.amount),
+            "amount": money_text(self.amount_nanos),
             "budget": self.budget.name,
             "scope": str(self.budget.scope),
             "window": self.budget.window.kind,
@@ -190,9 +196,15 @@ class DailyBreakdown:
     budget: PeriodBudget | None
 
     @property
-    def daily_limit(self) -> Nanos | None:
-        """The day's budget of total spend (see `period_budget()`), or `None`."""
+    def daily_limit(self) -> Decimal | None:
+        """The day's budget of total spend (see `period_budget()`) in currency units, or
+        `None`."""
         return None if self.budget is None else self.budget.amount
+
+    @property
+    def daily_limit_nanos(self) -> Nanos | None:
+        """`daily_limit` in nano-units."""
+        return None if self.budget is None else self.budget.amount_nanos
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with each hour's cost and requests."""
@@ -202,11 +214,12 @@ class DailyBreakdown:
             {"hour": at.isoformat(), "total_cost": money_text(h.cost), "requests": h.requests}
             for at, h in self.hours
         ]
-        if self.budget is not None and self.daily_limit is not None:
-            out["daily_budget"] = money_text(self.daily_limit)
+        limit = self.daily_limit_nanos
+        if self.budget is not None and limit is not None:
+            out["daily_budget"] = money_text(limit)
             out["daily_budget_from"] = self.budget.to_dict()
-            out["budget_utilization"] = t.cost / self.daily_limit if self.daily_limit else None
-            out["budget_status"] = "over_budget" if t.cost > self.daily_limit else "under_budget"
+            out["budget_utilization"] = t.cost / limit if limit else None
+            out["budget_status"] = "over_budget" if t.cost > limit else "under_budget"
         return out
 
 
@@ -258,15 +271,21 @@ class WeeklyReport:
     currency: str = DEFAULT_CURRENCY
 
     @property
-    def daily_limit(self) -> Nanos | None:
-        """The day's budget of total spend (see `period_budget()`), or `None`."""
+    def daily_limit(self) -> Decimal | None:
+        """The day's budget of total spend (see `period_budget()`) in currency units, or
+        `None`."""
         return None if self.budget is None else self.budget.amount
+
+    @property
+    def daily_limit_nanos(self) -> Nanos | None:
+        """`daily_limit` in nano-units."""
+        return None if self.budget is None else self.budget.amount_nanos
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the seed's sections."""
         t = total(d.total for d in self.days)
         n = len(self.days)
-        limit = self.daily_limit
+        limit = self.daily_limit_nanos
         services = by_key(merge_cells(d.cells for d in self.days), 0)
         spending = {s: v for s, v in services.items() if v.priced}
         cheapest = min(spending, key=lambda s: spending[s].cost_per_request, default=None)
@@ -316,32 +335,71 @@ class MonthlyAssessment:
 
     `spent` is the month so far; `base` the part of it in complete days; `today` what today
     has spent so far. Each method's projection is `base` plus its forecast of today and the
-    days left (today's forecast never below what today has already spent).
+    days left (today's forecast never below what today has already spent). Each amount reads
+    as a `Decimal` of currency units; its `_nanos` name holds the nano-units.
     """
 
     month_start: datetime
     month_end: datetime
     days_elapsed: int
     days_remaining: int
-    spent: Nanos
-    base: Nanos
-    today: Nanos
+    spent_nanos: Nanos
+    base_nanos: Nanos
+    today_nanos: Nanos
     outlook: Outlook
     budget: PeriodBudget | None
     as_of: datetime
     local_day: date  # today, in the reporting zone
-    pace_today: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
-    pace_month: Nanos = 0  # the month's total at the recent pace
+    pace_today_nanos: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
+    pace_month_nanos: Nanos = 0  # the month's total at the recent pace
     currency: str = DEFAULT_CURRENCY
 
     @property
-    def monthly_budget(self) -> Nanos | None:
-        """The month's budget (see `period_budget()`), or `None`."""
+    def spent(self) -> Decimal:
+        """The month's spend so far, in currency units."""
+        return from_nanos(self.spent_nanos)
+
+    @property
+    def base(self) -> Decimal:
+        """The part of `spent` in the month's complete days, in currency units."""
+        return from_nanos(self.base_nanos)
+
+    @property
+    def today(self) -> Decimal:
+        """What today has spent so far, in currency units."""
+        return from_nanos(self.today_nanos)
+
+    @property
+    def pace_today(self) -> Decimal:
+        """Today's total at the recent pace (the intraday burn rate), in currency units."""
+        return from_nanos(self.pace_today_nanos)
+
+    @property
+    def pace_month(self) -> Decimal:
+        """The month's total at the recent pace, in currency units."""
+        return from_nanos(self.pace_month_nanos)
+
+    @property
+    def monthly_budget(self) -> Decimal | None:
+        """The month's budget (see `period_budget()`) in currency units, or `None`."""
         return None if self.budget is None else self.budget.amount
 
-    def projection(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
-        """The month's projected total and its interval (nano-units) by `method` (the chosen
-        one by default); `None` when that method could not forecast."""
+    @property
+    def monthly_budget_nanos(self) -> Nanos | None:
+        """`monthly_budget` in nano-units."""
+        return None if self.budget is None else self.budget.amount_nanos
+
+    def projection(self, method: str | None = None) -> tuple[Decimal, Decimal, Decimal] | None:
+        """The month's projected total and its interval, in currency units, by `method` (the
+        chosen one by default); `None` when that method could not forecast."""
+        found = self.projection_nanos(method)
+        if found is None:
+            return None
+        mid, low, high = found
+        return from_nanos(mid), from_nanos(low), from_nanos(high)
+
+    def projection_nanos(self, method: str | None = None) -> tuple[Nanos, Nanos, Nanos] | None:
+        """`projection()` in nano-units."""
         f = self.outlook.forecasts.get(method or self.outlook.chosen or "")
         if f is None:
             return None
@@ -349,32 +407,40 @@ class MonthlyAssessment:
 
         def shifted(x: float) -> Nanos:
             # Today's forecast is what today will spend in all: never less than it already has.
-            return self.base + max(round(x * 1e9), round((x - first) * 1e9) + self.today)
+            return self.base_nanos + max(
+                round(x * 1e9), round((x - first) * 1e9) + self.today_nanos
+            )
 
         return shifted(f.total), shifted(f.low), shifted(f.high)
 
-    def cumulative(self) -> list[Nanos]:
+    def cumulative(self) -> list[Decimal]:
         """The chosen projection's month-to-date spend at the end of today and of each day
-        left (nano-units; today never below what it has already spent); empty without one."""
+        left, in currency units (today never below what it has already spent); empty
+        without one."""
+        return [from_nanos(n) for n in self.cumulative_nanos()]
+
+    def cumulative_nanos(self) -> list[Nanos]:
+        """`cumulative()` in nano-units."""
         f = self.outlook.best
         if f is None:
             return []
         out = []
-        running = self.base
+        running = self.base_nanos
         for i, x in enumerate(f.path):
-            running += max(round(x * 1e9), self.today) if i == 0 else round(x * 1e9)
+            running += max(round(x * 1e9), self.today_nanos) if i == 0 else round(x * 1e9)
             out.append(running)
         return out
 
     def crossing(self, fraction: float) -> date | None:
         """The day the chosen projection's month-to-date spend first reaches `fraction` of
         the monthly budget, or `None` (no budget, or not within the month)."""
-        if self.monthly_budget is None or self.outlook.best is None:
+        budget = self.monthly_budget_nanos
+        if budget is None or self.outlook.best is None:
             return None
-        line = self.monthly_budget * fraction
-        if self.spent >= line:
+        line = budget * fraction
+        if self.spent_nanos >= line:
             return self.local_day
-        for i, running in enumerate(self.cumulative()):
+        for i, running in enumerate(self.cumulative_nanos()):
             if running >= line:
                 return date.fromordinal(self.local_day.toordinal() + i)
         return None
@@ -383,7 +449,7 @@ class MonthlyAssessment:
         """JSON-ready, in the seed's sections, with the backtest behind the chosen method."""
         projections: dict[str, Any] = {}
         for method in self.outlook.forecasts:
-            p = self.projection(method)
+            p = self.projection_nanos(method)
             assert p is not None
             projections[method] = {
                 "projected_total": money_text(p[0]),
@@ -394,27 +460,27 @@ class MonthlyAssessment:
                 if method in self.outlook.scores
                 else None,
             }
-        chosen = self.projection()
+        chosen = self.projection_nanos()
         out: dict[str, Any] = {
             "month": self.month_start.strftime("%B %Y"),
             "as_of": self.as_of.isoformat(),
             "currency": self.currency,
             "days_elapsed": self.days_elapsed,
             "days_remaining": self.days_remaining,
-            "current_spend": money_text(self.spent),
+            "current_spend": money_text(self.spent_nanos),
             "projections": projections,
             "chosen_method": self.outlook.chosen if chosen else None,
             "chosen_because": self.outlook.reason,
             "backtest": {k: v.to_dict() for k, v in self.outlook.scores.items()},
             # From the first hour of data, before there are days to forecast from.
             "burn_rate": {
-                "projected_daily_total": money_text(self.pace_today),
-                "projected_total": money_text(self.pace_month),
+                "projected_daily_total": money_text(self.pace_today_nanos),
+                "projected_total": money_text(self.pace_month_nanos),
                 "method": "intraday_burn_rate",
             },
         }
-        budget = self.monthly_budget
-        projected = chosen[0] if chosen else self.pace_month
+        budget = self.monthly_budget_nanos
+        projected = chosen[0] if chosen else self.pace_month_nanos
         out["budget_assessment"] = {
             "monthly_budget": None if budget is None else money_text(budget),
             "monthly_budget_from": None if self.budget is None else self.budget.to_dict(),
@@ -423,7 +489,7 @@ class MonthlyAssessment:
             "budget_status": None
             if budget is None
             else ("over_budget" if projected > budget else "under_budget"),
-            "recommended_actions": recommendations(projected, budget, self.spent),
+            "recommended_actions": recommendations(projected, budget, self.spent_nanos),
         }
         return out
 

@@ -67,7 +67,7 @@ def forecast_chart(
         running += d.total.cost
         actual.append(Money(running))
     series = [Series("actual", tuple(actual))]
-    if assessment is not None and (path := assessment.cumulative()):
+    if assessment is not None and (path := assessment.cumulative_nanos()):
         first = assessment.local_day.toordinal()
         known = [d for d in dates if date.fromisoformat(d).toordinal() < first]
         dates = known + [date.fromordinal(first + i).isoformat() for i in range(len(path))]

@@ -210,8 +210,8 @@ def recommendation_rows(
             "priority": i + 1,
             "kind": o.kind,
             "summary": o.summary,
-            "saving": Money(o.saving),
-            "monthly_saving": Money(o.monthly_saving),
+            "saving": Money(o.saving_nanos),
+            "monthly_saving": Money(o.monthly_saving_nanos),
         }
         for i, o in enumerate(found)
     ]
@@ -295,8 +295,8 @@ def monthly(
         "days_in_report": len(days),
     }
     if assessment is not None:
-        projection = assessment.projection()
-        projected = projection[0] if projection else assessment.pace_month
+        projection = assessment.projection_nanos()
+        projected = projection[0] if projection else assessment.pace_month_nanos
         forecast: dict[str, Any] = {
             "status": "month in progress",
             "method": assessment.outlook.chosen if projection else "intraday_burn_rate",
@@ -308,7 +308,7 @@ def monthly(
             "monthly_budget_basis": budgets.basis,
             "projected_vs_budget": Share(projected / budget) if budget else None,
         }
-        actions = budget_actions(projected, budget, assessment.spent)
+        actions = budget_actions(projected, budget, assessment.spent_nanos)
     else:
         forecast = {
             "status": "month complete" if complete else "no forecast",

@@ -66,14 +66,15 @@ class Reporter:
             today = a.local_day(now)
             days = [d for d in days if d.day <= today or d.total.requests]
         at = start + (end - start) / 2
+        day_budget = a.period_budget("day", at)
         month_budget = a.period_budget("month", at)
         return model.monthly(
             first,
             summary,
             days,
             Budgets(
-                a.daily_limit(at),
-                None if month_budget is None else month_budget.amount,
+                None if day_budget is None else day_budget.amount_nanos,
+                None if month_budget is None else month_budget.amount_nanos,
                 a.traditional_cost,
                 None if month_budget is None else month_budget.describe(),
             ),
@@ -98,7 +99,7 @@ class Reporter:
             figures.to_dict(),
             summary,
             figures.days,
-            Budgets(figures.daily_limit, None, a.traditional_cost),
+            Budgets(figures.daily_limit_nanos, None, a.traditional_cost),
             generated_at=now,
             currency=self._gate.config.currency,
             timezone=a.days.tz,

@@ -79,7 +79,7 @@ def _forecast(ctx: Context, now: datetime) -> dict[str, Any] | None:
     projected total with its interval; `None` before there is history to forecast from."""
     assessment = ctx.analyst.monthly_forecast()
     best = assessment.outlook.best
-    projection = assessment.projection()
+    projection = assessment.projection_nanos()
     if best is None or projection is None:
         return None
     first = ctx.analyst.days.bounds(now)[0].astimezone(ctx.analyst.days.zone).date()
@@ -95,8 +95,8 @@ def _forecast(ctx: Context, now: datetime) -> dict[str, Any] | None:
         "month_low": money_text(projection[1]),
         "month_high": money_text(projection[2]),
         "monthly_budget": None
-        if assessment.monthly_budget is None
-        else money_text(assessment.monthly_budget),
+        if assessment.monthly_budget_nanos is None
+        else money_text(assessment.monthly_budget_nanos),
         "monthly_budget_from": None if assessment.budget is None else assessment.budget.to_dict(),
     }
 
