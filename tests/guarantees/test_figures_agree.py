@@ -471,6 +471,8 @@ def test_server_faces_agree_with_the_events(workload: Workload) -> None:
                 "spendgate_budget_used": (e.spent + e.reserved).quantize(NANO),
                 "spendgate_budget_remaining": e.remaining.quantize(NANO),
                 "spendgate_budget_used_ratio": (e.used_percent / 100).quantize(NANO),
+                "spendgate_budget_spent": e.spent.quantize(NANO),
+                "spendgate_budget_reserved": e.reserved.quantize(NANO),
             }, e.name
 
 

@@ -604,14 +604,25 @@ def test_alert_configuration_is_validated_merged_and_audited(
 # -- metrics ----------------------------------------------------------------------------------
 
 
-def test_metrics_follow_prometheus_conventions(client: TestClient, keys: Keys) -> None:
+def test_metrics_follow_prometheus_conventions(client: TestClient, keys: Keys, gate: Gate) -> None:
     record_some(client, keys)
     r = client.get("/metrics", headers=bearer(keys.read))
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
     assert 'spendgate_spend_total{currency="USD",service="scraper",source="paid_api"} 0.01' in text
-    failures = 'outcome="failure",pricing="all",service="enrichment",source="free_api"'
+    failures = 'outcome="failure",service="enrichment",source="free_api"'
     assert f"spendgate_requests_total{{{failures}}} 1.0" in text
+    assert "all" not in re.findall(r'(?:outcome|pricing)="(\w+)"', text)
+    # Each family partitions the requests: sum() over either is the number recorded.
+    families = {"spendgate_requests_total": 0.0, "spendgate_requests_by_pricing_total": 0.0}
+    for line in text.splitlines():
+        name = line.partition("{")[0]
+        if name in families:
+            families[name] += float(line.rsplit(" ", 1)[1])
+    recorded = sum(t.requests for _, _, _, t in gate.store.tallies([(0, 2**62)]))
+    assert families == dict.fromkeys(families, float(recorded))
+    assert 'spendgate_budget_spent{budget="daily"} 0.01' in text
+    assert 'spendgate_budget_reserved{budget="daily"} 0.0' in text
     assert 'spendgate_budget_remaining{budget="daily"} 0.99' in text
     assert "spendgate_free_source_success_ratio" in text
     assert "# TYPE spendgate_budget_used_ratio gauge" in text

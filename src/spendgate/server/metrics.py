@@ -56,10 +56,22 @@ class SpendCollector(Collector):
             f"Spend recorded, in {currency}.",
             labels=["service", "source", "currency"],
         )
+        # Each family is one partition of the requests, so `sum()` over any of them is the
+        # number of requests: no label value stands for "all" beside the breakdowns.
         requests = CounterMetricFamily(
             "spendgate_requests",
-            "Requests recorded, by outcome (success, failure) and pricing (paid, free, unpriced).",
-            labels=["service", "source", "outcome", "pricing"],
+            "Requests recorded, by outcome (success, failure).",
+            labels=["service", "source", "outcome"],
+        )
+        by_pricing = CounterMetricFamily(
+            "spendgate_requests_by_pricing",
+            "Requests recorded, by pricing (paid: to a paid source; free: to a free one).",
+            labels=["service", "source", "pricing"],
+        )
+        unpriced = CounterMetricFamily(
+            "spendgate_unpriced_requests",
+            "Requests recorded without a known cost (counted as unpriced, never as 0).",
+            labels=["service", "source"],
         )
         ledger: LedgerStore = ctx.gate.store  # all of the store it reads: the rollups
         for _, service, source, t in ledger.tallies([(0, _FAR)]):
@@ -68,12 +80,11 @@ class SpendCollector(Collector):
             spend.add_metric([service, source, currency], _money(t.cost))
             failures = t.requests - t.successes
             for outcome, count in (("success", t.successes), ("failure", failures)):
-                if count:
-                    requests.add_metric([service, source, outcome, "all"], count)
-            for pricing, count in (("paid", t.paid), ("unpriced", t.unpriced)):
-                requests.add_metric([service, source, "all", pricing], count)
-        yield spend
-        yield requests
+                requests.add_metric([service, source, outcome], count)
+            for pricing, count in (("paid", t.paid), ("free", t.free)):
+                by_pricing.add_metric([service, source, pricing], count)
+            unpriced.add_metric([service, source], t.unpriced)
+        yield from (spend, requests, by_pricing, unpriced)
         if self.services is None:
             yield from self._everyone()
         yield from self._budgets()
@@ -116,6 +127,16 @@ class SpendCollector(Collector):
         ratio = GaugeMetricFamily(
             "spendgate_budget_used_ratio", "Used over limit.", labels=["budget"]
         )
+        spent = GaugeMetricFamily(
+            "spendgate_budget_spent",
+            f"Spent in each budget's current window, in {currency}.",
+            labels=["budget"],
+        )
+        reserved = GaugeMetricFamily(
+            "spendgate_budget_reserved",
+            f"Held by pending reservations in each budget's current window, in {currency}.",
+            labels=["budget"],
+        )
         for s in ctx.gate.status():
             if not budget_visible(s.budget, self.services):
                 continue
@@ -124,7 +145,9 @@ class SpendCollector(Collector):
             used.add_metric([name], _money(s.balance.used))
             remaining.add_metric([name], _money(s.remaining_nanos))
             ratio.add_metric([name], s.balance.used / s.budget.limit)
-        yield from (limit, used, remaining, ratio)
+            spent.add_metric([name], _money(s.balance.spent))
+            reserved.add_metric([name], _money(s.balance.reserved))
+        yield from (limit, used, remaining, ratio, spent, reserved)
 
 
 def registry(ctx: Context, services: Iterable[str] | None = None) -> CollectorRegistry:
