@@ -24,7 +24,7 @@ from spendgate.errors import CounterLimitError
 from spendgate.events import Event
 from spendgate.money import MAX_TOTAL, MAX_TOTAL_AMOUNT, Nanos, money_text
 from spendgate.pricing import Price
-from spendgate.windows import from_micros, to_micros
+from spendgate.windows import duration_micros, from_micros, to_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +238,16 @@ class Recount:
             self.budget.window.bounds(now)[1]
         )
 
-    def bucket(self, at: int) -> int:
-        """The bucket of the window an instant falls in."""
-        return to_micros(self.budget.window.bounds(from_micros(at))[0])
+    def buckets(self, start: int) -> Callable[[int], int]:
+        """The bucket an instant of the span from `start` falls in: `start` itself for a
+        calendar window, the granularity step it is in for a rolling one (arithmetic only:
+        it runs once per event)."""
+        window = self.budget.window
+        if window.kind != "rolling":
+            return lambda at: start
+        assert window.granularity is not None
+        step = duration_micros(window.granularity)
+        return lambda at: at // step * step
 
     def counts(self, service: str, source: str, labels: Mapping[str, str]) -> bool:
         """Whether a call counts against the budget."""
@@ -249,12 +256,13 @@ class Recount:
     def counted(self, events: Iterable[Event], pending: Iterable[Pending]) -> Recounted:
         """The budget's rows and the holds whose slots change; see the class."""
         start, end = self.span()
+        bucket_of = self.buckets(start)
         name = self.budget.name
         rows: dict[int, list[Nanos]] = {}
         for e in events:
             at = to_micros(e.time)
             if start <= at < end and e.cost and self.counts(e.service, e.source, e.labels):
-                rows.setdefault(self.bucket(at), [0, 0, 0])[0] += e.cost
+                rows.setdefault(bucket_of(at), [0, 0, 0])[0] += e.cost
         holds: dict[str, tuple[Slot, ...]] = {}
         for p in pending:
             own = [s for s in p.slots if s.budget == name]
@@ -264,7 +272,7 @@ class Recount:
             else:
                 counts = self.counts(p.service, p.source, p.labels)
             if counts and start <= p.created_at < end:
-                bucket = self.bucket(p.created_at)
+                bucket = bucket_of(p.created_at)
                 cap = own[0].cap if own else self.budget.cap(priority=False, emergency=p.emergency)
                 lines = own[0].lines if own else ()
                 kept.append(Slot(name, bucket, start, cap, lines))
@@ -278,7 +286,7 @@ class Recount:
         if cap is not None and used > cap:
             # What the budget never approved (it did not exist, or counted another scope):
             # booked as overshoot, so `spent + reserved - overshoot <= cap` holds from here.
-            rows.setdefault(self.bucket(self.at), [0, 0, 0])[2] = used - cap
+            rows.setdefault(bucket_of(self.at), [0, 0, 0])[2] = used - cap
         for row in rows.values():
             if row[0] + row[1] > MAX_TOTAL:
                 raise usage_limit_error(Slot(name, 0, 0, cap), row[0] + row[1])

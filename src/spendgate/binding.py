@@ -464,7 +464,7 @@ class Bindings:
         wanted: list[tuple[str, str, dict[str, Any], Budget | None]] = [
             ("source", name, p.to_spec(), None) for name, p in self.base.prices.sources.items()
         ]
-        wanted += [("budget", b.name, _without_name(b.to_spec()), b) for b in self.base.budgets]
+        wanted += [("budget", b.name, b.to_spec(), b) for b in self.base.budgets]
         conflicts = []
         for kind, name, spec, budget in wanted:
             found = defined.get((kind, name))
@@ -544,11 +544,6 @@ def quota_uses(price: Price | None, event: Event, when: datetime) -> tuple[Quota
         for r in price.tiered_rates
         if r.period is not None
     )
-
-
-def _without_name(spec: dict[str, Any]) -> dict[str, Any]:
-    spec.pop("name", None)
-    return spec
 
 
 def _budget(name: str, spec: Mapping[str, Any] | None) -> Budget | None:

@@ -349,7 +349,9 @@ class Gate:
         )
         clean_labels = check_labels(labels)
         check_flags(emergency=emergency, priority=priority)
-        lifetime = self.config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
+        # The configuration `bind()` has just brought up to date (no second look at the clock).
+        config = self._bindings.live.config
+        lifetime = config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
         if amount == 0:

@@ -14,6 +14,7 @@ from spendgate.binding import CONFIG_ACTOR
 from spendgate.budgets import BudgetStatus
 from spendgate.config import Config
 from spendgate.control import Control
+from spendgate.errors import ValidationError
 from spendgate.testing import FrozenClock
 from tests.conftest import small_config
 
@@ -100,7 +101,7 @@ def test_holds_in_flight_count_as_reserved_and_settle_on_the_new_counter(
 def test_a_bad_change_counts_nothing_again(spending: Gate) -> None:
     control = Control(spending)
     control.create("budget", "team", {"limit": "10", "scope": "service:scraper"}, actor="a")
-    with pytest.raises(Exception, match="scope"):
+    with pytest.raises(ValidationError, match="scope"):
         control.patch("budget", "team", {"scope": "source:nowhere"}, actor="a")
     assert figures(spending, "team") == (to_nanos(5), 0, 0)
     assert spending.config.budget("team").scope.value == "scraper"
@@ -189,5 +190,5 @@ def test_a_scope_that_matches_no_event_is_told(spending: Gate) -> None:
     (warning,) = made.warnings
     assert "service:scrapper matches no event" in warning
     assert "scraper" in warning  # the services that do have events
-    assert control.create("budget", "ok", {"limit": "1", "scope": "service:scraper"}, actor="a")
-    assert control.get("budget", "ok").warnings == ()
+    made = control.create("budget", "ok", {"limit": "1", "scope": "service:scraper"}, actor="a")
+    assert made.warnings == ()

@@ -111,31 +111,18 @@ class SpendCollector(Collector):
     def _budgets(self) -> Iterator[Metric]:
         ctx = self.ctx
         currency = ctx.gate.config.currency
-        limit = GaugeMetricFamily(
-            "spendgate_budget_limit", f"Budget limits, in {currency}.", labels=["budget"]
-        )
-        used = GaugeMetricFamily(
-            "spendgate_budget_used",
-            f"Spent plus reserved in each budget's current window, in {currency}.",
-            labels=["budget"],
-        )
-        remaining = GaugeMetricFamily(
-            "spendgate_budget_remaining",
-            f"Limit less spent and reserved, in {currency}.",
-            labels=["budget"],
-        )
-        ratio = GaugeMetricFamily(
-            "spendgate_budget_used_ratio", "Used over limit.", labels=["budget"]
-        )
-        spent = GaugeMetricFamily(
-            "spendgate_budget_spent",
-            f"Spent in each budget's current window, in {currency}.",
-            labels=["budget"],
-        )
-        reserved = GaugeMetricFamily(
-            "spendgate_budget_reserved",
+
+        def gauge(name: str, what: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"spendgate_budget_{name}", what, labels=["budget"])
+
+        limit = gauge("limit", f"Budget limits, in {currency}.")
+        used = gauge("used", f"Spent plus reserved in each budget's current window, in {currency}.")
+        remaining = gauge("remaining", f"Limit less spent and reserved, in {currency}.")
+        ratio = gauge("used_ratio", "Used over limit.")
+        spent = gauge("spent", f"Spent in each budget's current window, in {currency}.")
+        reserved = gauge(
+            "reserved",
             f"Held by pending reservations in each budget's current window, in {currency}.",
-            labels=["budget"],
         )
         for s in ctx.gate.status():
             if not budget_visible(s.budget, self.services):
