@@ -47,7 +47,6 @@ from spendgate.money import DEFAULT_CURRENCY, to_decimal, to_nanos
 from spendgate.pricing import PriceBook
 from spendgate.settings import (
     DEFAULT_RESERVATION_TTL,
-    DEFAULT_TRADITIONAL_COST,
     AnalyticsSettings,
     Config,
     StreamSettings,
@@ -149,12 +148,15 @@ def _analytics(spec: object) -> AnalyticsSettings:
         isinstance(reset_hour, bool) or not isinstance(reset_hour, int) or not 0 <= reset_hour <= 23
     ):
         raise ValidationError("analytics.reset_hour", reset_hour, "a whole hour from 0 to 23")
-    raw_cost = spec.get("traditional_cost_per_request", DEFAULT_TRADITIONAL_COST)
-    cost = to_nanos(raw_cost, "analytics.traditional_cost_per_request")
-    if cost <= 0:
-        raise ValidationError(
-            "analytics.traditional_cost_per_request", raw_cost, "an amount above zero"
-        )
+    # Not configured, no "savings vs traditional" figure: none is computed from a made-up cost.
+    raw_cost = spec.get("traditional_cost_per_request")
+    cost = None
+    if raw_cost is not None:
+        cost = to_nanos(raw_cost, "analytics.traditional_cost_per_request")
+        if cost <= 0:
+            raise ValidationError(
+                "analytics.traditional_cost_per_request", raw_cost, "an amount above zero"
+            )
     return AnalyticsSettings(budget, tz, reset_hour, cost)
 
 

@@ -416,14 +416,17 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class SourcePricing:
-    """A source's price versions (oldest first), whether it may be used unpriced, and the
-    capability it serves (sources with the same capability can stand in for each other)."""
+    """A source's price versions (oldest first), whether it may be used unpriced, the
+    capability it serves (sources with the same capability can stand in for each other), and
+    whether its answers may be cached (`cacheable`: a geocode or an image may be, a live
+    market-data stream never is)."""
 
     source: str
     versions: tuple[Price, ...] = ()
     allow_unpriced: bool = False
     capability: str | None = None
     rate_limit: RateLimit | None = None
+    cacheable: bool = False
 
     def to_spec(self) -> dict[str, Any]:
         """The source as its `[sources.NAME]` table: what the configuration reads back into
@@ -441,6 +444,8 @@ class SourcePricing:
             spec["unpriced"] = "allow"
         if self.capability is not None:
             spec["capability"] = self.capability
+        if self.cacheable:
+            spec["cacheable"] = True
         if self.rate_limit is not None:
             per = duration_text(self.rate_limit.per)
             spec["rate_limit"] = {"requests": self.rate_limit.requests, "per": per}

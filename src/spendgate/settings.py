@@ -28,22 +28,22 @@ from spendgate.redaction import redact_url
 from spendgate.windows import EPOCH, Window, duration_text, parse_duration, require_aware
 
 DEFAULT_RESERVATION_TTL = timedelta(minutes=5)
-DEFAULT_TRADITIONAL_COST = "2.40"
-"""The seed's cost of a request before free-first (savings are shown against it)."""
 PRIVATE_ALLOWANCE = "allow_private_destinations"
 """The `[alerts]` key that lets channels send to private hosts (`spendgate.destinations`)."""
 ALERTS_DEFINITION = "config"
 """The name of the `alerts` definition that run-time alert settings are stored under."""
 SEED_SOURCES: Mapping[str, Mapping[str, Any]] = {
-    # The seed's image sources: free first, then two paid APIs priced per request.
+    # The seed's image sources: free first, then two paid APIs priced per request, whose
+    # images of a place may be kept and served again (cacheable).
     "openstreetmap_tiles": {"price": "free"},
     "local_super_resolution": {"price": "free"},
     "extended_cache": {"price": "free"},
     "geographic_batch": {"price": "free"},
     "synthetic_generation": {"price": "free"},
-    "google_maps_optimized": {"price": "0.002/request"},
-    "mapbox_satellite": {"price": "0.0015/request"},
-    # The second seed's market-data stream: per MB of data and per connected hour.
+    "google_maps_optimized": {"price": "0.002/request", "cacheable": True},
+    "mapbox_satellite": {"price": "0.0015/request", "cacheable": True},
+    # The second seed's market-data stream: per MB of data and per connected hour. Live
+    # data: never cacheable.
     "databento_mbo": {"price": {"MB": "0.01", "hour": "1.00"}},
 }
 SEED_BUDGETS: Sequence[Mapping[str, Any]] = (
@@ -75,14 +75,15 @@ class AnalyticsSettings:
 
     `budget` names the budget whose remaining amount, runway and assessment are shown (by
     default the first budget over everything, else the first budget). Days are counted in
-    `timezone` from `reset_hour` (by default that budget's). Savings are shown against
-    `traditional_cost` a request (nano-units; the seed's $2.40).
+    `timezone` from `reset_hour` (by default that budget's). Savings vs traditional are
+    shown against `traditional_cost` a request (nano-units) only when it is configured:
+    `None` (the default) shows no such figure rather than one against an invented cost.
     """
 
     budget: str | None = None
     timezone: str | None = None
     reset_hour: int | None = None
-    traditional_cost: Nanos = 2_400_000_000  # DEFAULT_TRADITIONAL_COST in nano-units
+    traditional_cost: Nanos | None = None
 
 
 ChannelKind = Literal["apprise", "webhook", "log", "dashboard"]
@@ -276,6 +277,7 @@ _SOURCE_KEYS = {
     "unpriced",
     "versions",
     "capability",
+    "cacheable",
     "description",
     "rate_limit",
 }
@@ -311,6 +313,9 @@ def parse_source(name: str, spec: object) -> SourcePricing:
     capability = spec.get("capability")
     if capability is not None:
         check_id(capability, f"{where}.capability")
+    cacheable = spec.get("cacheable", False)
+    if not isinstance(cacheable, bool):
+        raise ValidationError(f"{where}.cacheable", cacheable, "true or false")
     if "description" in spec:  # shown in listings only, but kept: bounded like other text
         check_text(spec["description"], f"{where}.description")
     return SourcePricing(
@@ -319,6 +324,7 @@ def parse_source(name: str, spec: object) -> SourcePricing:
         allow_unpriced=unpriced == "allow",
         capability=capability,
         rate_limit=rate_limit,
+        cacheable=cacheable,
     )
 
 

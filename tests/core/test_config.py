@@ -287,6 +287,21 @@ def test_the_shipped_example_loads() -> None:
     cfg = load(Path(__file__).parents[2] / "examples" / "spendgate.toml")
     assert set(cfg.prices.sources) >= SEED_SOURCES
     assert cfg.budget("daily").limit == to_nanos(10)
+    cacheable = {name for name, s in cfg.prices.sources.items() if s.cacheable}
+    assert cacheable == {"google_maps_optimized", "mapbox_satellite"}  # never the live stream
+    assert cfg.analytics.traditional_cost is None  # no savings against an invented cost
+
+
+def test_cacheable_is_read_and_written_back() -> None:
+    """A source's `cacheable` flag (default false) travels with its table: what the store
+    keeps and the API shows (`to_spec()`) reads back into equal pricing."""
+    cfg = parse(tomllib.loads(SOURCES + '[sources.geo]\nprice = "0.005"\ncacheable = true\n'))
+    geo, maps = cfg.prices.pricing("geo"), cfg.prices.pricing("maps")
+    assert (geo.cacheable, maps.cacheable) == (True, False)
+    assert geo.to_spec()["cacheable"] is True
+    assert "cacheable" not in maps.to_spec()
+    again = parse({"sources": {"geo": geo.to_spec(), "maps": maps.to_spec()}}).prices
+    assert (again.pricing("geo"), again.pricing("maps")) == (geo, maps)
 
 
 def test_an_empty_config_is_valid() -> None:
@@ -303,6 +318,9 @@ def test_an_empty_config_is_valid() -> None:
 def test_seed_config() -> None:
     cfg = Config.seed()
     assert set(cfg.prices.sources) == SEED_SOURCES
+    cacheable = {name for name, s in cfg.prices.sources.items() if s.cacheable}
+    assert cacheable == {"google_maps_optimized", "mapbox_satellite"}  # the images, not the stream
+    assert cfg.analytics.traditional_cost is None
     now = utc(2026, 1, 5, 12)
     for name in FREE_SOURCES:
         assert cfg.prices.price_at(name, now).free  # type: ignore[union-attr]
@@ -439,6 +457,8 @@ def budget(body: str) -> str:
         (SOURCES + '[sources.x]\nprice = { MB = "0.01/hour" }', "sources.x.price.MB"),
         (SOURCES + '[sources.x]\nunpriced = "maybe"', "sources.x.unpriced"),
         (SOURCES + "[sources.x]\nunpriced = true", "sources.x.unpriced"),
+        (SOURCES + '[sources.x]\nprice = "1"\ncacheable = "yes"', "sources.x.cacheable"),
+        (SOURCES + '[sources.x]\nprice = "1"\ncacheable = 1', "sources.x.cacheable"),
         (SOURCES + "[sources.x]\ntiers = 5", "sources.x.tiers"),
         (
             SOURCES + '[sources.x]\ntiers.request = [{ price = "0" }]\nquota_period = "year"',

@@ -487,6 +487,13 @@ def test_prices_change_at_run_time(client: TestClient, keys: Keys, gate: Gate) -
         client.post("/api/prices", json={"name": "bad", "price": "cheap"}, headers=h), 422
     )
     assert body["errors"][0]["field"] == "sources.bad.price"
+    bad = {"name": "bad", "price": "1", "cacheable": "yes"}
+    body = problem_of(client.post("/api/prices", json=bad, headers=h), 422)
+    assert body["errors"][0]["field"] == "sources.bad.cacheable"
+    client.patch("/api/prices/geo", json={"cacheable": True}, headers=h)
+    assert client.get("/api/prices/geo", headers=h).json()["spec"]["cacheable"] is True
+    gate.refresh()
+    assert gate.config.prices.pricing("geo").cacheable  # what the optimization rules read
     client.post(
         "/api/budgets", json={"name": "geo-day", "limit": "5", "scope": "source:geo"}, headers=h
     )

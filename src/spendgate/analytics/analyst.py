@@ -141,8 +141,9 @@ class Analyst:
         return self.frame.months
 
     @property
-    def traditional_cost(self) -> Nanos:
-        """The traditional cost per request savings are counted against."""
+    def traditional_cost(self) -> Nanos | None:
+        """The traditional cost per request savings are counted against (nano-units), or
+        `None` when `[analytics] traditional_cost_per_request` is not configured."""
         return self.frame.settings.traditional_cost
 
     # -- reading ------------------------------------------------------------------------------
@@ -331,7 +332,7 @@ class Analyst:
         found = rules.find(
             merge_cells(d.cells for d in days),
             merge_cells(d.cells for d in before),
-            self._capabilities(),
+            self.gate.config.prices.sources,
             timedelta(days=7),
         )
         return WeeklyReport(
@@ -432,19 +433,16 @@ class Analyst:
         now = self.gate.clock()
         window = timedelta(days=n)
         now_cells, before = self._cells([(now - window, now), (now - 2 * window, now - window)])
-        return rules.find(now_cells, before, self._capabilities(), window, self.live())
+        return rules.find(now_cells, before, self.gate.config.prices.sources, window)
 
     def opportunities_between(self, since: datetime, until: datetime) -> list[rules.Opportunity]:
         """Savings to be had over `[since, until)`, against the span of equal length before
-        it (no live rule: the span may be long past), largest first."""
+        it, largest first."""
         a, b = require_aware(since, "since"), require_aware(until, "until")
         if b <= a:
             raise ValidationError("until", until, f"a time after since ({a.isoformat()})")
         cells, before = self._cells([(a, b), (a - (b - a), a)])
-        return rules.find(cells, before, self._capabilities(), b - a)
-
-    def _capabilities(self) -> dict[str, str | None]:
-        return {name: s.capability for name, s in self.gate.config.prices.sources.items()}
+        return rules.find(cells, before, self.gate.config.prices.sources, b - a)
 
 
 def _budget_view(

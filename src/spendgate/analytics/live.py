@@ -81,7 +81,7 @@ class LiveMetrics:
     recent: Tally
     recent_window: timedelta
     budget: BudgetView | None
-    traditional_cost: Nanos
+    traditional_cost: Nanos | None  # None: not configured, no savings figure
     currency: str = DEFAULT_CURRENCY
     """The currency of every amount."""
 
@@ -144,8 +144,10 @@ class LiveMetrics:
         rate = self.budget.recent_cost / seconds if seconds > 0 else 0.0
         return timedelta(seconds=self.budget.remaining_nanos / rate) if rate > 0 else None
 
-    def status(self) -> dict[str, str]:
-        """The seed's status block: budget health, free-source performance, cost efficiency."""
+    def status(self) -> dict[str, str | None]:
+        """The seed's status block: budget health, free-source performance, cost efficiency
+        (savings vs traditional: `None` when no traditional cost is configured, `"no data"`
+        before today's first priced request)."""
         if self.budget is None:
             health = "no budget"
         elif self.budget.remaining_nanos <= 0:
@@ -157,11 +159,14 @@ class LiveMetrics:
         else:
             rate = self.today.free_source_success_rate
             free = "excellent" if rate > EXCELLENT_FREE_RATE else "good" if rate >= 0.5 else "poor"
-        saved = savings_vs_traditional(self.today.cost_per_request, self.traditional_cost)
+        saved = savings_vs_traditional(self.today, self.traditional_cost)
+        efficiency = None
+        if self.traditional_cost is not None:
+            efficiency = "no data" if saved is None else f"{saved:.1f}% savings vs traditional"
         return {
             "budget_health": health,
             "free_source_performance": free,
-            "cost_efficiency": f"{saved:.1f}% savings vs traditional",
+            "cost_efficiency": efficiency,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,14 @@
 """Optimization opportunities: rules over the rollups that each name a saving, with an amount.
 
-Pure: the tallies of a window (and of the window before it), the sources' capabilities and
-the live metrics in, a list of `Opportunity` out, largest saving first. Each amount is what
-the window would have cost less, and is scaled to 30 days for comparison.
+Pure: the tallies of a window (and of the window before it) and the sources' pricing in, a
+list of `Opportunity` out, largest saving first. A rule recommends only what can be done:
+caching only a source marked `cacheable`, a free source only where one of the same
+`capability` is free and answers. A budget running out is not a saving (the live metrics'
+`runs_out_before_reset` and the alerts say so).
+
+Each amount is what the window would have cost less, kept exact (a `Fraction` of nano-units):
+the saving over any horizon (`weekly_saving`, `monthly_saving`) is that one rate scaled and
+rounded once, so a longer horizon never saves less than a shorter one.
 """
 
 from __future__ import annotations
@@ -11,33 +17,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
-from spendgate.analytics.live import LiveMetrics
 from spendgate.analytics.summaries import Cells, by_key
 from spendgate.money import Nanos, from_nanos, money_text
+from spendgate.pricing import SourcePricing
 from spendgate.rollups import EMPTY, Tally
+from spendgate.windows import duration_micros
 
 MIN_REQUESTS = 20  # fewer requests than this say too little to act on
 HIGH_FREE_SUCCESS = 0.90  # a free source this reliable can take a paid source's traffic
 LOW_CACHE_HIT = 0.20  # below this a costly source is worth caching
-CACHE_TARGET = 0.50  # the cache-hit rate a saving is estimated against
+CACHE_TARGET = Fraction(1, 2)  # the cache-hit rate a saving is estimated against
 COSTLY_SHARE = 0.10  # a source taking this share of the cost is "costly"
-ROSE_BY = 0.20  # a cost per request up this much on the window before is worth a look
+ROSE_BY = Fraction(1, 5)  # a cost per request up this much on the window before is worth a look
+WEEK = timedelta(days=7)
+MONTH = timedelta(days=30)
+"""The fixed horizons every opportunity states its saving over, beside its own window."""
 
 
 @dataclass(frozen=True, slots=True)
 class Opportunity:
-    """One way to spend less: what, where, and how much it would save (`saving` in currency
-    units, `saving_nanos` in nano-units)."""
+    """One way to spend less: what to do, where, and how much it would save.
+
+    `exact_saving` is what `window` would have cost less (nano-units, exact); `saving` is it
+    rounded, and `weekly_saving` / `monthly_saving` the same rate over 7 and 30 days (each
+    read in currency units, with its `_nanos` name in nano-units).
+    """
 
     kind: str
-    summary: str
-    saving_nanos: Nanos
+    advice: str
+    exact_saving: Fraction
     window: timedelta
     service: str | None = None
     source: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def saving_over_nanos(self, horizon: timedelta) -> Nanos:
+        """The saving at the window's rate over `horizon`, in nano-units: the one place an
+        amount is scaled, rounded once."""
+        return round(self.exact_saving * duration_micros(horizon) / duration_micros(self.window))
+
+    @property
+    def saving_nanos(self) -> Nanos:
+        """What the window would have cost less, in nano-units."""
+        return self.saving_over_nanos(self.window)
 
     @property
     def saving(self) -> Decimal:
@@ -45,25 +70,49 @@ class Opportunity:
         return from_nanos(self.saving_nanos)
 
     @property
-    def monthly_saving(self) -> Decimal:
-        """The saving scaled to 30 days, in currency units."""
-        return from_nanos(self.monthly_saving_nanos)
+    def weekly_saving_nanos(self) -> Nanos:
+        """The saving over 7 days at the window's rate, in nano-units."""
+        return self.saving_over_nanos(WEEK)
+
+    @property
+    def weekly_saving(self) -> Decimal:
+        """The saving over 7 days at the window's rate, in currency units."""
+        return from_nanos(self.weekly_saving_nanos)
 
     @property
     def monthly_saving_nanos(self) -> Nanos:
-        """`monthly_saving` in nano-units."""
-        month = timedelta(days=30) // timedelta(microseconds=1)
-        return self.saving_nanos * month // (self.window // timedelta(microseconds=1))
+        """The saving over 30 days at the window's rate, in nano-units."""
+        return self.saving_over_nanos(MONTH)
+
+    @property
+    def monthly_saving(self) -> Decimal:
+        """The saving over 30 days at the window's rate, in currency units."""
+        return from_nanos(self.monthly_saving_nanos)
+
+    @property
+    def window_days(self) -> float:
+        """The window the saving was measured over, in days."""
+        return self.window / timedelta(days=1)
+
+    @property
+    def summary(self) -> str:
+        """One line for people: what to do, and what it saves over the window and a month."""
+        return (
+            f"{self.advice}, saving about {_money(self.saving_nanos)} in "
+            f"{_days(self.window_days)} ({_money(self.monthly_saving_nanos)} in 30 days)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, money as exact decimal text."""
+        """JSON-ready, money as exact decimal text: the saving over its window
+        (`window_days`), and over 7 and 30 days at the same rate."""
         return {
             "kind": self.kind,
             "summary": self.summary,
             "service": self.service,
             "source": self.source,
             "saving": money_text(self.saving_nanos),
-            "window_days": self.window / timedelta(days=1),
+            "window_days": self.window_days,
+            "weekly_saving": money_text(self.weekly_saving_nanos),
             "monthly_saving": money_text(self.monthly_saving_nanos),
             **dict(self.detail),
         }
@@ -72,54 +121,63 @@ class Opportunity:
 def find(
     cells: Cells,
     before: Cells,
-    capabilities: Mapping[str, str | None],
+    pricing: Mapping[str, SourcePricing],
     window: timedelta,
-    live: LiveMetrics | None = None,
 ) -> list[Opportunity]:
-    """Every rule's findings over `cells` (the window) and `before` (the one before it)."""
+    """Every rule's findings over `cells` (the window) and `before` (the one before it), with
+    the sources' `pricing` (their capability, whether free, whether cacheable)."""
     sources = by_key(cells, 1)
     found = [
-        *_free_source_available(sources, capabilities, window),
-        *_low_cache_hit(sources, window),
+        *_free_source_available(sources, pricing, window),
+        *_low_cache_hit(sources, pricing, window),
         *_unbatched(sources, window),
         *_cost_per_request_rose(by_key(cells, 0), by_key(before, 0), window),
     ]
-    if live is not None:
-        found += _runs_out(live)
-    return sorted(found, key=lambda o: -o.saving_nanos)
+    return sorted(found, key=lambda o: -o.exact_saving)
 
 
 def _money(nanos: Nanos) -> str:
     return f"${money_text(nanos)}"
 
 
+def _days(days: float) -> str:
+    return "1 day" if days == 1 else f"{days:.4g} days"
+
+
+def _free_now(pricing: SourcePricing | None) -> bool:
+    """Whether a source is free by its latest price (not merely free within a quota so far)."""
+    return pricing is not None and bool(pricing.versions) and pricing.versions[-1].free
+
+
 def _free_source_available(
-    sources: Mapping[str, Tally], capabilities: Mapping[str, str | None], window: timedelta
+    sources: Mapping[str, Tally], pricing: Mapping[str, SourcePricing], window: timedelta
 ) -> list[Opportunity]:
     """A paid source used while a free one for the same capability answers nearly always."""
     out = []
     for paid, p in sources.items():
-        capability = capabilities.get(paid)
+        own = pricing.get(paid)
+        capability = None if own is None else own.capability
         if capability is None or not p.cost:
             continue
         for free, f in sources.items():
+            other = pricing.get(free)
             if (
                 free == paid
-                or capabilities.get(free) != capability
+                or other is None
+                or other.capability != capability
+                or not _free_now(other)
                 or f.paid
                 or f.requests < MIN_REQUESTS
                 or f.free_source_success_rate < HIGH_FREE_SUCCESS
             ):
                 continue
             rate = f.free_source_success_rate
-            saving = round(p.cost * rate)
             out.append(
                 Opportunity(
                     "free_source_available",
                     f"{paid} cost {_money(p.cost)} while free {free} answered {rate:.0%} of its "
-                    f"{f.requests} requests for {capability}: try {free} first to save about "
-                    f"{_money(saving)}",
-                    saving,
+                    f"{f.requests} requests for {capability}: try {free} first",
+                    Fraction(p.cost * f.free_successes, f.requests),
                     window,
                     source=paid,
                     detail={"capability": capability, "free_source": free, "free_success": rate},
@@ -128,29 +186,35 @@ def _free_source_available(
     return out
 
 
-def _low_cache_hit(sources: Mapping[str, Tally], window: timedelta) -> list[Opportunity]:
-    """A source taking a large share of the cost, rarely served from cache."""
+def _low_cache_hit(
+    sources: Mapping[str, Tally], pricing: Mapping[str, SourcePricing], window: timedelta
+) -> list[Opportunity]:
+    """A cacheable source taking a large share of the cost, rarely served from cache."""
     spent = sum(t.cost for t in sources.values())
     out = []
     for name, t in sources.items():
+        own = pricing.get(name)
         rate = t.cache_hit_rate
         if (
-            not t.cost
+            own is None
+            or not own.cacheable
+            or not t.cost
             or t.requests < MIN_REQUESTS
             or t.cost < spent * COSTLY_SHARE
             or rate >= LOW_CACHE_HIT
         ):
             continue
-        saving = round(t.cost * (CACHE_TARGET - rate))  # a cache hit costs nothing
+        # A cache hit costs nothing: the share of requests moved to the cache is saved.
+        amount = t.cost * (CACHE_TARGET - Fraction(t.cached, t.requests))
         out.append(
             Opportunity(
                 "low_cache_hit_rate",
                 f"{name} cost {_money(t.cost)} with {rate:.0%} of requests served from cache: "
-                f"caching to {CACHE_TARGET:.0%} would save about {_money(saving)}",
-                saving,
+                f"cache its answers to serve {float(CACHE_TARGET):.0%} from cache",
+                amount,
                 window,
                 source=name,
-                detail={"cache_hit_rate": rate, "target": CACHE_TARGET},
+                detail={"cache_hit_rate": rate, "target": float(CACHE_TARGET)},
             )
         )
     return out
@@ -163,18 +227,16 @@ def _unbatched(sources: Mapping[str, Tally], window: timedelta) -> list[Opportun
         single = t.priced - t.batched
         if not t.batched or single < MIN_REQUESTS or not t.cost:
             continue
-        batched_cpr = t.batched_cost / t.batched
-        single_cpr = (t.cost - t.batched_cost) / single
+        batched_cpr = Fraction(t.batched_cost, t.batched)
+        single_cpr = Fraction(t.cost - t.batched_cost, single)
         if batched_cpr >= single_cpr:
             continue
-        saving = round((single_cpr - batched_cpr) * single)
         out.append(
             Opportunity(
                 "batchable_not_batched",
                 f"{name}: {single} requests made one at a time at {_money(round(single_cpr))} "
-                f"each, {_money(round(batched_cpr))} in batches: batching them would save "
-                f"about {_money(saving)}",
-                saving,
+                f"each, {_money(round(batched_cpr))} in batches: batch them",
+                (single_cpr - batched_cpr) * single,
                 window,
                 source=name,
                 detail={"unbatched_requests": single, "batched_requests": t.batched},
@@ -190,43 +252,22 @@ def _cost_per_request_rose(
     out = []
     for service, t in now.items():
         b = before.get(service, EMPTY)
-        if t.priced < MIN_REQUESTS or b.priced < MIN_REQUESTS or not b.cost_per_request:
+        if t.priced < MIN_REQUESTS or b.priced < MIN_REQUESTS or not b.cost:
             continue
-        rise = t.cost_per_request / b.cost_per_request - 1
+        old = Fraction(b.cost, b.priced)
+        rise = Fraction(t.cost, t.priced) / old - 1
         if rise <= ROSE_BY:
             continue
-        saving = (t.cost_per_request - b.cost_per_request) * t.priced
         out.append(
             Opportunity(
                 "cost_per_request_rose",
-                f"{service} pays {_money(t.cost_per_request)} a request, up {rise:.0%} from "
-                f"{_money(b.cost_per_request)}: back at the old rate it would save about "
-                f"{_money(saving)}",
-                saving,
+                f"{service} pays {_money(t.cost_per_request)} a request, up {float(rise):.0%} "
+                f"from {_money(b.cost_per_request)}: find what made it dearer and go back to "
+                "the old rate",
+                t.cost - old * t.priced,  # this window's requests at the old rate
                 window,
                 service=service,
-                detail={"rise": rise},
+                detail={"rise": float(rise)},
             )
         )
     return out
-
-
-def _runs_out(live: LiveMetrics) -> list[Opportunity]:
-    """The budget, at the recent pace, runs out before it resets."""
-    budget, runway = live.budget, live.runway
-    if budget is None or runway is None or live.as_of + runway >= budget.window_end:
-        return []
-    over = max(0, live.projected_daily_total_nanos - budget.limit_nanos)
-    at = live.as_of + runway
-    return [
-        Opportunity(
-            "budget_runs_out",
-            f"budget '{budget.name}' is projected to run out at {at.isoformat(timespec='minutes')}"
-            f", before it resets at {budget.window_end.isoformat(timespec='minutes')}: "
-            f"{_money(over)} of calls would be refused; slow paid traffic or move it to free "
-            "sources",
-            over,
-            live.day_end - live.day_start,
-            detail={"exhausted_at": at.isoformat(), "resets_at": budget.window_end.isoformat()},
-        )
-    ]

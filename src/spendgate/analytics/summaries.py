@@ -27,9 +27,14 @@ Cells = Mapping[tuple[str, str], Tally]
 """Tallies by (service, source)."""
 
 
-def savings_vs_traditional(cost_per_request: Nanos, traditional: Nanos) -> float:
-    """The seed's efficiency figure: % saved per request against the traditional cost."""
-    return (1 - cost_per_request / traditional) * 100
+def savings_vs_traditional(t: Tally, traditional: Nanos | None) -> float | None:
+    """The seed's efficiency figure: % saved per request against the traditional cost per
+    request, the one rule every face shows. `None` when no traditional cost is configured
+    (the figure is absent, never computed from an invented one) or `t` has no priced
+    request to compare."""
+    if traditional is None or not t.priced:
+        return None
+    return (1 - t.cost_per_request / traditional) * 100
 
 
 BudgetPeriod = Literal["day", "month"]
@@ -265,7 +270,7 @@ class WeeklyReport:
 
     days: Sequence[Day]
     budget: PeriodBudget | None
-    traditional_cost: Nanos
+    traditional_cost: Nanos | None
     as_of: datetime
     opportunities: Sequence[Any] = ()
     currency: str = DEFAULT_CURRENCY
@@ -314,9 +319,7 @@ class WeeklyReport:
             "cost_efficiency": {
                 "free_source_success_rate": t.free_source_success_rate,
                 "cost_per_request": money_text(t.cost_per_request),
-                "savings_vs_traditional": savings_vs_traditional(
-                    t.cost_per_request, self.traditional_cost
-                ),
+                "savings_vs_traditional": savings_vs_traditional(t, self.traditional_cost),
                 "most_cost_effective_service": cheapest,
                 "highest_cost_service": costliest,
             },

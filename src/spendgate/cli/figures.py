@@ -150,8 +150,10 @@ def opportunities(
             console.print_json(json.dumps(found))
             return
         table = Table(title=f"Optimization opportunities (last {days} days)", title_justify="left")
-        for name in ("kind", "saving", "a month", "what to do"):
-            table.add_column(name, justify="right" if name in ("saving", "a month") else "left")
+        amounts = (f"saving in {days} days", "a week", "a month")  # one rate, three horizons
+        for name in ("kind", *amounts, "what to do"):
+            table.add_column(name, justify="right" if name in amounts else "left")
         for o in found:
-            table.add_row(o["kind"], o["saving"], o["monthly_saving"], o["summary"])
+            row = (o["saving"], o["weekly_saving"], o["monthly_saving"])
+            table.add_row(o["kind"], *row, o["summary"])
         console.print(table if found else "no opportunities found in the window")

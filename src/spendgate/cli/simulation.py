@@ -91,9 +91,10 @@ def demo(
         console.print(budget_table(gate.status(), gate.config.currency))
         console.print(service_table(gate))
         status = analyst_of(gate).live().status()
+        efficiency = status["cost_efficiency"]  # none without a configured traditional cost
         console.print(
             f"status: budget {status['budget_health']}, free sources "
-            f"{status['free_source_performance']}, {status['cost_efficiency']}",
+            f"{status['free_source_performance']}" + (f", {efficiency}" if efficiency else ""),
             highlight=False,
         )
         decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))

@@ -42,7 +42,8 @@ METHODOLOGY = (
     "counted apart, never as zero). The free-source success rate is the share of all requests "
     "answered successfully by a free source; the cache-hit rate the share served with at least "
     "one cache hit. Savings vs traditional compare the cost per request with the configured "
-    "traditional cost per request. Days are local days of the reporting time zone from its "
+    "traditional cost per request (no figure is shown when no such cost is configured). Days "
+    "are local days of the reporting time zone from its "
     "reset hour. Trends are least-squares lines through the complete days' values "
     "(scipy.stats.linregress); the month-end forecast is the method chosen by a rolling-origin "
     "backtest (MASE) among a run rate, damped-trend and seasonal exponential smoothing."
@@ -204,13 +205,16 @@ def trend_analysis(days: Sequence[Day]) -> dict[str, Any]:
 def recommendation_rows(
     found: Sequence[Opportunity], actions: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """The opportunities (largest saving first), then what the budget position calls for."""
+    """The opportunities (largest saving first: over their window of `window_days`, and at
+    the same rate over 7 and 30 days), then what the budget position calls for."""
     rows: list[dict[str, Any]] = [
         {
             "priority": i + 1,
             "kind": o.kind,
             "summary": o.summary,
             "saving": Money(o.saving_nanos),
+            "window_days": o.window_days,
+            "weekly_saving": Money(o.weekly_saving_nanos),
             "monthly_saving": Money(o.monthly_saving_nanos),
         }
         for i, o in enumerate(found)
@@ -222,6 +226,8 @@ def recommendation_rows(
                 "kind": "budget",
                 "summary": action,
                 "saving": None,
+                "window_days": None,
+                "weekly_saving": None,
                 "monthly_saving": None,
             }
         )
@@ -242,11 +248,12 @@ def _raw_data(summary: Summary) -> list[dict[str, Any]]:
 @dataclass(frozen=True, slots=True)
 class Budgets:
     """What the period is measured against: the daily share and the period's budget, and the
-    traditional cost per request savings are counted against (nano-units)."""
+    traditional cost per request savings are counted against (nano-units; `None`, not
+    configured: no savings figure)."""
 
     daily: Nanos | None
     period: Nanos | None
-    traditional_cost: Nanos
+    traditional_cost: Nanos | None
     basis: str | None = None
     """Where the period's budget comes from, and its scope (`PeriodBudget.describe()`)."""
 
@@ -279,11 +286,7 @@ def monthly(
         "total_requests_processed": t.requests,
         "cost_per_request": Money(t.cost_per_request),
         "free_source_success_rate": Share(t.free_source_success_rate),
-        "cost_savings_vs_traditional": savings_vs_traditional(
-            t.cost_per_request, budgets.traditional_cost
-        )
-        if t.priced
-        else None,
+        "cost_savings_vs_traditional": savings_vs_traditional(t, budgets.traditional_cost),
         "budget_utilization": Share(t.cost / budget) if budget else None,
         "monthly_budget": None if budget is None else Money(budget),
         "monthly_budget_basis": budgets.basis,

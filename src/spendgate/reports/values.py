@@ -25,6 +25,7 @@ MONEY_FIELDS = frozenset(
         "average_cost_per_request",
         "batched_cost",
         "saving",
+        "weekly_saving",
         "monthly_saving",
         "cost_trend",
         "cost_by_source",

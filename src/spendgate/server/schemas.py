@@ -380,7 +380,10 @@ class StatusBlock(BaseModel):
 
     budget_health: str
     free_source_performance: str
-    cost_efficiency: str
+    cost_efficiency: str | None = Field(
+        description="Savings vs the configured traditional cost per request; null when none "
+        "is configured."
+    )
 
 
 class CurrentOut(BaseModel):

@@ -282,7 +282,8 @@
   function drawLive(state) {
     const m = state.live_metrics;
     const spend = m.current_daily_spend;
-    tile("tile-current_daily_spend", money(spend.value), state.status ? state.status.cost_efficiency : "", spend.as_of, spend);
+    // Savings vs traditional only when a traditional cost is configured (else null).
+    tile("tile-current_daily_spend", money(spend.value), (state.status && state.status.cost_efficiency) || "", spend.as_of, spend);
     // The budget tile, its percentage and its gauge are one budget's figures from one
     // reading (the same message): never today's total spend beside a budget's remainder.
     const left = m.budget_remaining;
@@ -558,8 +559,8 @@
     opps.replaceChildren();
     for (const o of d.optimization_opportunities) {
       opps.append(el("li", {}, [
-        el("div", {}, [el("span", { class: "saving", text: "save " + money(o.saving) }),
-          document.createTextNode(" (" + money(o.monthly_saving) + " a month) · " + o.kind.replace(/_/g, " "))]),
+        el("div", {}, [el("span", { class: "saving", text: "save " + money(o.saving) + " in " + (+Number(o.window_days).toFixed(2)) + " days" }),
+          document.createTextNode(" (" + money(o.monthly_saving) + " in 30 days) · " + o.kind.replace(/_/g, " "))]),
         el("div", { class: "note", text: o.summary }),
       ]));
     }
