@@ -283,14 +283,31 @@ def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> Non
             s = analyst.summary(period).to_dict()  # type: ignore[arg-type]
             assert (s["total_cost"], s["total_requests"]) == ("0", 0)
         assert analyst.daily("2026-10-01").to_dict()["total_requests"] == 0
-        assert analyst.weekly_report().to_dict()["budget_performance"]["total_spent"] == "0"
-        assert analyst.trends(7)["cost_trend"]["trend"] == "stable"  # seven days of $0
+        # No event yet: every day is "no data", never a $0 day under budget.
+        assert analyst.first_day() is None
+        week = analyst.weekly_report().to_dict()
+        assert week["budget_performance"] == {
+            **week["budget_performance"],
+            "total_spent": "0",
+            "days_with_data": 0,
+            "daily_average": None,
+            "budget_utilization": None,
+            "days_under_budget": 0,
+            "days_over_budget": 0,
+        }
+        assert week["trend_analysis"]["cost_trend"] == [None] * 7
+        trends = analyst.trends(7)
+        assert trends["days_with_data"] == 0
+        assert trends["cost_trend"]["summary"] == "insufficient data (0 points)"
         forecast = analyst.monthly_forecast().to_dict()
         assert forecast["projections"] == {}
         assert "insufficient data" in forecast["chosen_because"]
         assert analyst.opportunities() == []
         assert analyst.projected_crossing(0.8) is None
-        assert analyst.service_performance("scraper", 3).to_dict()["total_requests"] == 0
+        perf = analyst.service_performance("scraper", 3).to_dict()
+        assert (perf["total_requests"], perf["days_with_data"]) == (0, 0)
+        assert [d["data"] for d in perf["daily"]] == [False] * 3
+        assert perf["trends"]["cost_trend"]["trend"] == "insufficient_data"
     finally:
         gate.close()
 
@@ -465,3 +482,125 @@ def test_from_the_first_hour_the_month_is_projected_at_the_current_pace(store_ur
         assert d["budget_assessment"]["projected_total"] == d["burn_rate"]["projected_total"]
     finally:
         gate.close()
+
+
+# -- series start when the data starts -------------------------------------------------------
+
+
+def at_local(day: date, hour: int = 12, minute: int = 0) -> datetime:
+    """A New York time on `day`, in UTC."""
+    from zoneinfo import ZoneInfo
+
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo(ZONE)).astimezone(
+        UTC
+    )
+
+
+def calls(service: str, source: str, day: date, n: int, hour: int = 12) -> list[dict[str, object]]:
+    return [{"service": service, "source": source, "time": at_local(day, hour)} for _ in range(n)]
+
+
+THU, FRI, SAT, SUN, MON = (date(2026, 10, 15 + i) for i in range(5))  # Mon 12 to Sun 18: a week
+
+
+def test_a_store_that_begins_mid_week_counts_only_the_days_with_data(store_url: str) -> None:
+    """Events begin on the Thursday of the week Monday 12 to Sunday 18 October: Monday to
+    Wednesday are "no data", not $0 days under budget; Saturday, free calls only, is data."""
+    gate = Gate.open(store_url, config=config("5.00"), clock=FrozenClock(NOW))
+    try:
+        # The first call at 00:01 New York on Thursday: its UTC day began on Wednesday
+        # evening in New York, so the first day is found by the minute, not the UTC day.
+        gate.record("scraper", "google_maps", time=at_local(THU, 0, 1))
+        gate.record_many(
+            calls("scraper", "google_maps", THU, 299)  # $3
+            + calls("scraper", "google_maps", FRI, 600)  # $6: over the $5 day
+            + calls("enrichment", "osm_tiles", SAT, 50)  # $0, free calls: a day with data
+            + calls("scraper", "google_maps", SUN, 300)  # $3
+        )
+        analyst = Analyst(gate)
+        assert analyst.first_day() == THU
+        assert analyst.first_day("enrichment") == SAT
+        assert analyst.first_day("nobody") is None
+        week = analyst.weekly_report("2026-10-18").to_dict()
+        perf = week["budget_performance"]
+        assert perf["total_spent"] == "12"
+        assert perf["days_with_data"] == 4
+        assert perf["daily_average"] == "3"  # $12 over four days, not seven
+        assert perf["budget_utilization"] == pytest.approx(12 / 20)
+        assert (perf["days_under_budget"], perf["days_over_budget"]) == (3, 1)
+        lists = week["trend_analysis"]
+        assert lists["cost_trend"] == [None, None, None, "3", "6", "0", "3"]
+        assert lists["request_volume_trend"] == [None, None, None, 300, 600, 50, 300]
+        assert lists["free_source_trend"] == [None, None, None, 0.0, 0.0, 1.0, 0.0]
+        assert week["period"]["days_analyzed"] == 7
+    finally:
+        gate.close()
+
+
+@pytest.fixture
+def young(store_url: str) -> Iterator[Gate]:
+    """$3 a day of scraper calls from Thursday 15 October to Monday 19 (steady), and free
+    enrichment calls from Saturday 17; the clock stands on Tuesday 20."""
+    gate = Gate.open(store_url, config=config("5.00"), clock=FrozenClock(NOW))
+    steady = [e for d in (THU, FRI, SAT, SUN, MON) for e in calls("scraper", "google_maps", d, 300)]
+    later = [e for d in (SAT, SUN, MON) for e in calls("enrichment", "osm_tiles", d, 10)]
+    gate.record_many(steady + later)
+    yield gate
+    gate.close()
+
+
+def test_a_young_steady_series_is_not_a_trend_from_zeros(young: Gate) -> None:
+    """With the 25 days before the first event as $0, this steady $3 a day read as a strong
+    increasing trend; from the first event, it is five equal points: stable."""
+    t = Analyst(young).trends(30)
+    assert t["days_with_data"] == 5
+    cost = t["cost_trend"]
+    assert (cost["points"], cost["trend"], cost["slope"], cost["r"]) == (5, "stable", 0.0, 0.0)
+    scraper = t["service_specific_trends"]["scraper"]
+    for line in ("cost_trend", "request_volume_trend"):
+        assert (scraper[line]["points"], scraper[line]["trend"]) == (5, "stable")
+    enrichment = t["service_specific_trends"]["enrichment"]  # from its own first day, Saturday
+    assert enrichment["request_volume_trend"]["points"] == 3
+    assert enrichment["request_volume_trend"]["trend"] == "stable"
+    assert Analyst(young).trends(30, service="enrichment")["days_with_data"] == 3
+
+
+def test_one_day_of_data_is_insufficient_and_two_are_two_points(store_url: str) -> None:
+    clock = FrozenClock(at_local(FRI, 9))
+    gate = Gate.open(store_url, config=config("5.00"), clock=clock)
+    try:
+        analyst = Analyst(gate)
+        gate.record_many(calls("scraper", "google_maps", THU, 100))
+        t = analyst.trends(30)
+        assert (t["days_with_data"], t["cost_trend"]["summary"]) == (
+            1,
+            "insufficient data (1 point)",
+        )
+        clock.set(at_local(SAT, 9))
+        gate.record_many(calls("scraper", "google_maps", FRI, 300))
+        t = analyst.trends(30)
+        assert (t["days_with_data"], t["cost_trend"]["points"]) == (2, 2)
+        assert t["cost_trend"]["slope"] == pytest.approx(2.0)  # $1 then $3
+        assert t["cost_trend"]["p_value"] is None  # two points leave nothing to test a line by
+    finally:
+        gate.close()
+
+
+def test_a_service_that_began_later_counts_from_its_own_first_event(young: Gate) -> None:
+    analyst = Analyst(young)
+    perf = analyst.service_performance("enrichment", 7).to_dict()  # 14 to 20 October
+    assert [d["data"] for d in perf["daily"]] == [False] * 3 + [True] * 4
+    assert perf["daily"][0] == {
+        "date": "2026-10-14",
+        "data": False,
+        "total_cost": None,
+        "requests": None,
+        "free_source_rate": None,
+        "cost_per_request": None,
+    }
+    assert perf["daily"][3]["requests"] == 10
+    assert perf["daily"][-1]["requests"] == 0  # today, after its first event: data, $0
+    assert perf["days_with_data"] == 4
+    assert perf["trends"]["request_volume_trend"]["points"] == 4
+    scraper = analyst.service_performance("scraper", 7).to_dict()
+    assert scraper["days_with_data"] == 6  # Thursday 15 to today

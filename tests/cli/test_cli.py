@@ -230,3 +230,12 @@ def test_measured_figures_are_plain_numbers_never_exponents(
     rows = dict(line.strip("│ ").split("│")[0:2] for line in out.splitlines() if "│" in line)
     shown = {k.strip(): v.strip() for k, v in rows.items()}
     assert shown == {"runway_seconds": "20,420", "rate": "0.0245", "tiny": "0", "loss": "-1,234.5"}
+
+
+def test_a_day_without_data_shows_as_a_dash_not_none(capsys: pytest.CaptureFixture[str]) -> None:
+    # The weekly report's trend lists have `None` for a day before the first event.
+    show("week", {"cost_trend": [None, None, "3", "0"], "daily_average": None}, as_json=False)
+    out = capsys.readouterr().out
+    rows = dict(line.strip("│ ").split("│")[0:2] for line in out.splitlines() if "│" in line)
+    shown = {k.strip(): v.strip() for k, v in rows.items()}
+    assert shown == {"cost_trend": "-, -, 3, 0", "daily_average": "-"}

@@ -354,6 +354,73 @@ def test_weekly_report_carries_the_week_totals(gate: Gate, tmp_path: Path) -> No
     assert format_money(int(Decimal(expected["total_cost"]) * 10**9)) in cover
 
 
+def test_reports_of_a_store_that_begins_mid_week_count_only_the_days_with_data(
+    tmp_path: Path,
+) -> None:
+    """Events begin on Thursday 15 October: in the week of Monday 12 to Sunday 18 and in
+    October, the days before are "no data" (no figures, no budget status), not $0 days."""
+    from zoneinfo import ZoneInfo
+
+    def noon(day: int) -> datetime:
+        return datetime(2026, 10, day, 12, tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
+
+    spend = {15: ("google_maps", 300), 16: ("google_maps", 600), 17: ("osm_tiles", 50),
+             18: ("google_maps", 300)}  # fmt: skip
+    with Gate.open(
+        f"sqlite:///{tmp_path / 'young.db'}", config=config(), clock=FrozenClock(NOW)
+    ) as g:
+        g.record_many(
+            {"service": "scraper", "source": source, "time": noon(day)}
+            for day, (source, n) in spend.items()
+            for _ in range(n)
+        )
+        weekly = Reporter(g).weekly("2026-10-18")
+        monthly = Reporter(g).monthly("2026-10")
+    paths = write(weekly, "json,csv", tmp_path / "out")
+    doc = json.loads(by_suffix(paths, ".json").read_text())
+    perf = doc["budget_performance"]
+    assert (perf["total_spent"], perf["days_with_data"], perf["daily_average"]) == ("12", 4, "3")
+    assert (perf["days_under_budget"], perf["days_over_budget"]) == (3, 1)
+    assert perf["budget_utilization"] == pytest.approx(12 / 20)
+    rows = doc["daily_breakdown"]
+    assert [r["data"] for r in rows] == [False] * 3 + [True] * 4
+    assert rows[0] == {
+        "date": "2026-10-12",
+        "data": False,
+        "total_cost": None,
+        "requests": None,
+        "free_source_rate": None,
+        "cost_per_request": None,
+        "budget_status": None,
+        "paid_requests": None,
+        "free_requests": None,
+        "unpriced_requests": None,
+        "daily_budget": "5",
+    }
+    assert [r["budget_status"] for r in rows[3:]] == ["under_budget", "over_budget"] + [
+        "under_budget"
+    ] * 2
+    charts = {c["name"]: c for c in doc["visualizations"]}
+    assert charts["daily_cost"]["series"][0]["values"] == [None] * 3 + ["3", "6", "0", "3"]
+    with by_suffix(paths, "_daily.csv").open(newline="") as f:
+        daily = list(csv.DictReader(f))
+    assert [r["total_cost"] for r in daily] == ["", "", "", "3", "6", "0", "3"]
+
+    month = monthly.to_dict()
+    assert (month["executive_summary"]["days_in_report"],
+            month["executive_summary"]["days_with_data"]) == (20, 6)  # fmt: skip
+    assert [r["data"] for r in month["daily_breakdown"]] == [False] * 14 + [True] * 6
+    # Trend lines over the complete days from the first event: 15 to 19 October.
+    assert month["trend_analysis"]["cost_trend"]["points"] == 5
+    # $3, $6, $0, $3, $0 falls; with fourteen $0 days before it, it rose.
+    scraper = month["service_analysis"]["scraper"]["cost_trend"]
+    assert scraper == "moderate decreasing trend (r=-0.567)"
+    forecast = {c["name"]: c for c in month["visualizations"]}["forecast"]
+    actual = forecast["series"][0]["values"]
+    assert actual[:14] == [None] * 14
+    assert actual[14:18] == ["3", "9", "9", "12"]
+
+
 # -- bad input: the field named, nothing written ---------------------------------------------
 
 

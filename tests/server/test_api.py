@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,26 @@ def test_the_seeds_endpoints_return_the_seeds_fields(client: TestClient, keys: K
         "service_offline",
         "api_rate_limit_approaching",
     }
+
+
+def test_the_day_chart_has_no_figures_before_the_first_event(
+    client: TestClient, keys: Keys, clock: FrozenClock
+) -> None:
+    record_some(client, keys)  # the store's first events, today (5 January)
+    h = bearer(keys.read)
+    days = client.get("/api/dashboard/charts", headers=h).json()["days"]
+    assert len(days) == 30
+    before = [{"t": d["t"], "data": False, "cost": None, "requests": None, "free": None,
+               "paid": None} for d in days[:-1]]  # fmt: skip
+    assert days[:-1] == before
+    assert days[-1] == {"t": "2026-01-05", "cost": "0.01", "requests": 3, "free": 1, "paid": 1}
+    clock.advance(timedelta(days=1))
+    days = client.get("/api/dashboard/charts", headers=h).json()["days"]
+    # A day after the first event with nothing recorded is data: a $0 day.
+    assert days[-1] == {"t": "2026-01-06", "cost": "0", "requests": 0, "free": 0, "paid": 0}
+    assert days[-3]["data"] is False
+    one = client.get("/api/dashboard/charts?service=enrichment", headers=h).json()["days"]
+    assert one[-2] == {"t": "2026-01-05", "cost": "0", "requests": 1, "free": 0, "paid": 0}
 
 
 def test_bad_dates_days_and_services_are_named(client: TestClient, keys: Keys) -> None:

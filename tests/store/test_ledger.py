@@ -310,3 +310,30 @@ def test_tiered_cost_uses_the_periods_counter(store: Store) -> None:
         costs.append(store.record([write])[0].cost)
     assert costs == [0, 0, 5_000_000, 5_000_000]
     assert store.balance(slot()).spent == 10_000_000
+
+
+def test_first_minutes_are_each_service_s_first_event_to_the_minute(store: Store) -> None:
+    assert store.first_minutes() == {}
+
+    def at(rid: str, service: str, when: datetime, source: str = "src") -> EventWrite:
+        return EventWrite(Event(rid, when, service, source, 1, fingerprint(rid, 1)))
+
+    day = datetime(2026, 1, 5, tzinfo=UTC)
+    store.record(
+        [
+            at("a1", "a", day.replace(hour=23, minute=59, second=59)),
+            at("a2", "a", day.replace(hour=10, minute=17, second=42), "other"),
+            at("a3", "a", day.replace(day=9)),
+            at("b1", "b", day.replace(day=7, second=30)),
+        ]
+    )
+    minute = 60_000_000
+    assert store.first_minutes() == {
+        "a": int(day.timestamp()) * 1_000_000 + (10 * 60 + 17) * minute,
+        "b": int(day.replace(day=7).timestamp()) * 1_000_000,
+    }
+    # An event recorded later with an earlier time moves its service's start.
+    store.record([at("b0", "b", day.replace(day=6, hour=1, minute=2, second=3))])
+    assert store.first_minutes()["b"] == int(day.replace(day=6).timestamp()) * 1_000_000 + (
+        62 * minute
+    )

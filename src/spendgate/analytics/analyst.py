@@ -175,15 +175,39 @@ class Analyst:
         return start.astimezone(self.days.zone).date()
 
     def _series(self, last: date, count: int, service: str | None = None) -> list[Day]:
-        """`count` local days ending with `last`, one read."""
+        """`count` local days ending with `last`: one read of the tallies, then one of where
+        each service's data begins (in that order: a first event can only move earlier, so
+        every day with events in the tallies read is marked as having data)."""
         days = [date.fromordinal(last.toordinal() - count + 1 + i) for i in range(count)]
         bounds = [self._day_bounds(d) for d in days]
         cells = self._cells(bounds, service)
-        return [Day(d, a, b, c) for d, (a, b), c in zip(days, bounds, cells, strict=True)]
+        firsts = self.first_days()
+        if service is not None:
+            firsts = {service: firsts[service]} if service in firsts else {}
+        return [
+            Day(d, a, b, c, frozenset(sv for sv, first in firsts.items() if first <= d))
+            for d, (a, b), c in zip(days, bounds, cells, strict=True)
+        ]
 
     def series(self, last: date, count: int, service: str | None = None) -> list[Day]:
-        """`count` local days ending with `last` (of one service, when given), in one read."""
+        """`count` local days ending with `last` (of one service, when given), in one read;
+        days before the first event are marked as without data (`Day.data`)."""
         return self._series(last, check_days(count), service)
+
+    def first_days(self) -> dict[str, date]:
+        """Each service's first day with data: the local day of its first event."""
+        return {
+            sv: self._local_day(from_micros(minute))
+            for sv, minute in self._ledger.first_minutes().items()
+        }
+
+    def first_day(self, service: str | None = None) -> date | None:
+        """The first local day with data: the day of the store's first event (of
+        `service`'s, when given), or `None` before any. Days before it are "no data", not $0
+        days. One cheap store read, never cached: an event recorded later with an earlier
+        time moves it."""
+        firsts = self.first_days()
+        return firsts.get(service) if service is not None else min(firsts.values(), default=None)
 
     def local_day(self, at: datetime) -> date:
         """The local day (in the reporting zone, from its reset hour) that contains `at`."""
@@ -295,7 +319,8 @@ class Analyst:
         )
 
     def service_performance(self, service: str, days: int = 7) -> ServicePerformance:
-        """A service's last `days` local days, today included."""
+        """A service's last `days` local days, today included; days before the service's
+        first event have no data, and its trend lines are fitted on the days from it."""
         n = check_days(days)
         self._check_service(service)
         now = self.gate.clock()
@@ -320,7 +345,9 @@ class Analyst:
         return None if found is None else found.amount
 
     def weekly_report(self, end: date | str | None = None) -> WeeklyReport:
-        """The seed's weekly budget analysis: seven days ending with `end` (yesterday)."""
+        """The seed's weekly budget analysis: seven days ending with `end` (yesterday). Its
+        average, utilisation and days under or over budget count the days from the first
+        event (`days_with_data`); a day before it is "no data", not a $0 day under budget."""
         now = self.gate.clock()
         last = (
             parse_date(end, "end")
@@ -346,7 +373,8 @@ class Analyst:
 
     def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
         """The seed's trend analysis over the last `days` complete local days: overall lines
-        and each service's (cost, volume and cost per request)."""
+        and each service's (cost, volume and cost per request), each fitted on the days from
+        its first event (`days_with_data` of them overall), never on zeros before it."""
         n = check_days(days)
         self._check_service(service)
         now = self.gate.clock()
@@ -357,6 +385,7 @@ class Analyst:
         }
         return {
             "days": n,
+            "days_with_data": sum(d.data for d in series),
             "as_of": now.isoformat(),
             **{k: v.to_dict() for k, v in series_trends(series).items()},
             "service_specific_trends": {

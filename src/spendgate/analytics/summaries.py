@@ -164,23 +164,47 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Day:
-    """One local day of a series."""
+    """One local day of a series.
+
+    `started` names the services whose first event is on or before the day. A day no
+    service has started has no data: it is not a $0 day, and averages, days under budget and
+    trend lines leave it out. A day after the first event with no events is data (a day
+    nothing was spent), and so is a day of free calls only.
+    """
 
     day: date
     start: datetime
     end: datetime
     cells: Cells
+    started: frozenset[str]
 
     @property
     def total(self) -> Tally:
         """Everything the day counted."""
         return total(self.cells)
 
+    @property
+    def data(self) -> bool:
+        """Whether the day is on or after the first event of the series."""
+        return bool(self.started)
+
+    def has_data(self, service: str | None = None) -> bool:
+        """Whether the day is on or after `service`'s first event (any service's: `data`)."""
+        return self.data if service is None else service in self.started
+
     def to_dict(self, daily_limit: Nanos | None = None) -> dict[str, Any]:
-        """The seed's daily breakdown row: date, cost, requests, free-source rate, status."""
+        """The seed's daily breakdown row: date, cost, requests, free-source rate, status;
+        a day without data says `"data": false` and has no figures (`None`)."""
+        if not self.data:
+            out: dict[str, Any] = {"date": self.day.isoformat(), "data": False}
+            out |= dict.fromkeys(("total_cost", "requests", "free_source_rate", "cost_per_request"))
+            if daily_limit is not None:
+                out["budget_status"] = None
+            return out
         t = self.total
-        out: dict[str, Any] = {
+        out = {
             "date": self.day.isoformat(),
+            "data": True,
             "total_cost": money_text(t.cost),
             "requests": t.requests,
             "free_source_rate": t.free_source_success_rate,
@@ -229,9 +253,13 @@ class DailyBreakdown:
 
 
 def series_trends(days: Sequence[Day], service: str | None = None) -> dict[str, Trend]:
-    """The seed's trend lines over a series of days (of one service, when given)."""
+    """The seed's trend lines over the days of a series that have data (of one service,
+    when given: its days from its first event), so a young series is fitted on its own
+    days, never on zeros before them."""
     tallies = [
-        total(t for (sv, _), t in d.cells.items() if service is None or sv == service) for d in days
+        total(t for (sv, _), t in d.cells.items() if service is None or sv == service)
+        for d in days
+        if d.has_data(service)
     ]
     return {
         "cost_trend": trend([t.cost / 1e9 for t in tallies]),
@@ -256,6 +284,7 @@ class ServicePerformance:
         return {
             "service": self.service,
             "days": len(self.days),
+            "days_with_data": sum(d.data for d in self.days),
             "as_of": self.as_of.isoformat(),
             "currency": self.currency,
             **t.to_dict(),
@@ -290,6 +319,9 @@ class WeeklyReport:
         """JSON-ready, in the seed's sections."""
         t = total(d.total for d in self.days)
         n = len(self.days)
+        # Days before the first event are no data: not $0 days, and not under budget.
+        known = [d for d in self.days if d.data]
+        k = len(known)
         limit = self.daily_limit_nanos
         services = by_key(merge_cells(d.cells for d in self.days), 0)
         spending = {s: v for s, v in services.items() if v.priced}
@@ -305,16 +337,17 @@ class WeeklyReport:
             "currency": self.currency,
             "budget_performance": {
                 "total_spent": money_text(t.cost),
-                "daily_average": money_text(t.cost // n if n else 0),
+                "days_with_data": k,
+                "daily_average": money_text(t.cost // k) if k else None,
                 "daily_budget": None if limit is None else money_text(limit),
                 "daily_budget_from": None if self.budget is None else self.budget.to_dict(),
-                "budget_utilization": t.cost / (limit * n) if limit and n else None,
+                "budget_utilization": t.cost / (limit * k) if limit and k else None,
                 "days_under_budget": None
                 if limit is None
-                else sum(d.total.cost <= limit for d in self.days),
+                else sum(d.total.cost <= limit for d in known),
                 "days_over_budget": None
                 if limit is None
-                else sum(d.total.cost > limit for d in self.days),
+                else sum(d.total.cost > limit for d in known),
             },
             "cost_efficiency": {
                 "free_source_success_rate": t.free_source_success_rate,
@@ -324,10 +357,12 @@ class WeeklyReport:
                 "highest_cost_service": costliest,
             },
             "optimization_opportunities": [o.to_dict() for o in self.opportunities],
-            "trend_analysis": {
-                "cost_trend": [money_text(d.total.cost) for d in self.days],
-                "free_source_trend": [d.total.free_source_success_rate for d in self.days],
-                "request_volume_trend": [d.total.requests for d in self.days],
+            "trend_analysis": {  # a value a day, `None` for a day without data
+                "cost_trend": [money_text(d.total.cost) if d.data else None for d in self.days],
+                "free_source_trend": [
+                    d.total.free_source_success_rate if d.data else None for d in self.days
+                ],
+                "request_volume_trend": [d.total.requests if d.data else None for d in self.days],
             },
         }
 

@@ -180,7 +180,8 @@ def _flatten(figures: Any, prefix: str = "") -> list[tuple[str, str]]:
         return [row for k, v in figures.items() for row in _flatten(v, f"{prefix}{k}.")]
     if isinstance(figures, list):
         if all(not isinstance(v, dict | list) for v in figures):
-            return [(prefix.rstrip("."), ", ".join(str(v) for v in figures))]
+            shown = ("-" if v is None else str(v) for v in figures)  # None: a day without data
+            return [(prefix.rstrip("."), ", ".join(shown))]
         return [row for i, v in enumerate(figures) for row in _flatten(v, f"{prefix}{i}.")]
     if isinstance(figures, float):
         return [(prefix.rstrip("."), plain_number(figures, grouped=True))]

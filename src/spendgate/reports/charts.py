@@ -26,7 +26,7 @@ MAX_TICKS = 16  # date labels beyond this are thinned out
 
 def _daily(days: Sequence[Day], limit: Nanos | None) -> list[Chart]:
     dates = tuple(d.day.isoformat() for d in days)
-    cost = Series("cost", tuple(Money(d.total.cost) for d in days))
+    cost = Series("cost", tuple(Money(d.total.cost) if d.data else None for d in days))
     budget = () if limit is None else (Series("daily budget", tuple(Money(limit) for _ in days)),)
     return [
         Chart("daily_cost", "Daily cost against budget", "line", dates, (cost, *budget), "cost"),
@@ -36,8 +36,8 @@ def _daily(days: Sequence[Day], limit: Nanos | None) -> list[Chart]:
             "stacked_bar",
             dates,
             (
-                Series("free", tuple(d.total.free for d in days)),
-                Series("paid", tuple(d.total.paid for d in days)),
+                Series("free", tuple(d.total.free if d.data else None for d in days)),
+                Series("paid", tuple(d.total.paid if d.data else None for d in days)),
             ),
             "requests",
         ),
@@ -65,7 +65,7 @@ def forecast_chart(
     running = 0
     for d in days:
         running += d.total.cost
-        actual.append(Money(running))
+        actual.append(Money(running) if d.data else None)  # no line before the first event
     series = [Series("actual", tuple(actual))]
     if assessment is not None and (path := assessment.cumulative_nanos()):
         first = assessment.local_day.toordinal()

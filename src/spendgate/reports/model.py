@@ -44,7 +44,9 @@ METHODOLOGY = (
     "one cache hit. Savings vs traditional compare the cost per request with the configured "
     "traditional cost per request (no figure is shown when no such cost is configured). Days "
     "are local days of the reporting time zone from its "
-    "reset hour. Trends are least-squares lines through the complete days' values "
+    "reset hour. Days before the first event are no data, not $0 days: they have no figures, "
+    "and averages, days under budget and trend lines leave them out. "
+    "Trends are least-squares lines through the complete days' values "
     "(scipy.stats.linregress); the month-end forecast is the method chosen by a rolling-origin "
     "backtest (MASE) among a run rate, damped-trend and seasonal exponential smoothing."
 )
@@ -106,15 +108,16 @@ def _metadata(
 
 
 def daily_rows(days: Sequence[Day], limit: Nanos | None) -> list[dict[str, Any]]:
-    """The seed's daily breakdown, with each day's free, paid and unpriced requests."""
+    """The seed's daily breakdown, with each day's free, paid and unpriced requests (a day
+    before the first event: `data` false and no figures)."""
     rows = []
     for d in days:
         row = typed(d.to_dict(limit))
         row.setdefault("budget_status", None)  # no budget to measure against
         t = d.total
-        row["paid_requests"] = t.paid
-        row["free_requests"] = t.free
-        row["unpriced_requests"] = t.unpriced
+        row["paid_requests"] = t.paid if d.data else None
+        row["free_requests"] = t.free if d.data else None
+        row["unpriced_requests"] = t.unpriced if d.data else None
         row["daily_budget"] = None if limit is None else Money(limit)
         rows.append(row)
     return rows
@@ -190,9 +193,9 @@ def cost_optimization(summary: Summary) -> dict[str, Any]:
 
 def trend_analysis(days: Sequence[Day]) -> dict[str, Any]:
     """The seed's cost, volume, efficiency (cost per request) and quality trends, and the
-    free-source trend, over complete days."""
+    free-source trend, over complete days from the first event."""
     lines = series_trends(days)
-    quality = [q for d in days if (q := d.total.average_quality) is not None]
+    quality = [q for d in days if d.data and (q := d.total.average_quality) is not None]
     return {
         "cost_trend": lines["cost_trend"].to_dict(),
         "volume_trend": lines["request_volume_trend"].to_dict(),
@@ -296,6 +299,7 @@ def monthly(
         "cache_hit_rate": Share(t.cache_hit_rate),
         "success_rate": Share(t.success_rate),
         "days_in_report": len(days),
+        "days_with_data": sum(d.data for d in days),
     }
     if assessment is not None:
         projection = assessment.projection_nanos()

@@ -1,9 +1,10 @@
 """What the dashboard's charts and streams panel show, read from the rollups and the gate.
 
-`charts(ctx)` gives spend over time (today by minute, the last 30 days by day) with the
-month's forecast; `streams(ctx)` each streamed source's usage today, its budget level and
-whether its market is open. Each carries its `as_of`. The page's other figures come from the
-seed's routes (`/cost/dashboard/live` and the per-service ones).
+`charts(ctx)` gives spend over time (today by minute, the last 30 days by day, a day before
+the first event without figures) with the month's forecast; `streams(ctx)` each streamed
+source's usage today, its budget level and whether its market is open. Each carries its
+`as_of`. The page's other figures come from the seed's routes (`/cost/dashboard/live` and
+the per-service ones).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def charts(ctx: Context, service: str | None = None) -> dict[str, Any]:
         if service is None or sv == service:
             cells[i].append(tally)
     sums = [total(c) for c in cells]
+    first = ctx.analyst.first_day(service)  # after the tallies: see `Analyst._series`
     local = ctx.analyst.days.zone
+    dates = [a.astimezone(local).date() for a, _ in days]
     return {
         "as_of": now.isoformat(),
         "service": service,
@@ -57,14 +60,18 @@ def charts(ctx: Context, service: str | None = None) -> dict[str, Any]:
             for (a, _), t in zip(minutes, sums, strict=False)
         ],
         "days": [
-            _point(a.astimezone(local).date().isoformat(), t)
-            for (a, _), t in zip(days, sums[len(minutes) :], strict=True)
+            _point(day.isoformat(), t, first is not None and day >= first)
+            for day, t in zip(dates, sums[len(minutes) :], strict=True)
         ],
         "forecast": _forecast(ctx, now) if service is None else None,
     }
 
 
-def _point(label: str, tally: Tally) -> dict[str, Any]:
+def _point(label: str, tally: Tally, data: bool = True) -> dict[str, Any]:
+    """A point of a chart; a day before the first event (`data` false) has no figures
+    (`None`), not $0."""
+    if not data:
+        return {"t": label, "data": False, **dict.fromkeys(("cost", "requests", "free", "paid"))}
     return {
         "t": label,
         "cost": money_text(tally.cost),

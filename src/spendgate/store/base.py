@@ -341,6 +341,16 @@ class LedgerStore(ABC):
         service and source."""
 
     @abstractmethod
+    def first_minutes(self) -> dict[str, int]:
+        """Each service's first event, as the start of the minute it is in: where the
+        service's series of days begins (a day before it has no data; it is not a $0 day).
+
+        One read of the rollups, bounded by their day rows and one day's minute rows per
+        service, however many events there are. An event recorded later with an earlier
+        time moves it.
+        """
+
+    @abstractmethod
     def event(self, request_id: str) -> Event | None:
         """The stored event with this request id, or `None`."""
 

@@ -28,6 +28,7 @@ from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import MAX_TOTAL, Nanos
 from spendgate.rollups import (
     BOUNDED,
+    MINUTE,
     RollupKey,
     Tally,
     bounded_sums,
@@ -483,6 +484,15 @@ class MemoryStore(MemoryControl, Store):
                 if step == piece_step and lo <= bucket < hi
             ]
         return [(*key, tally) for key, tally in merge(rows).items()]
+
+    def first_minutes(self) -> dict[str, int]:
+        with self._lock:
+            self._check_open()
+            out: dict[str, int] = {}
+            for step, bucket, service, _ in self._rollups:
+                if step == MINUTE and bucket < out.get(service, bucket + 1):
+                    out[service] = bucket
+        return out
 
     def event(self, request_id: str) -> Event | None:
         with self._lock:

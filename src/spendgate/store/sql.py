@@ -409,6 +409,10 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         return self._read(lambda conn: self._tally(conn, pieces))
 
+    def first_minutes(self) -> dict[str, int]:
+        rows = self._read(lambda conn: conn.execute(self.sql.first_minutes).fetchall())
+        return {service: int(minute) for service, minute in rows}
+
     def event(self, request_id: str) -> Event | None:
         row = self._read(lambda conn: conn.execute(self.sql.event, (request_id,)).fetchone())
         return None if row is None else row_event(row)

@@ -5,6 +5,7 @@ the alerts' and the outbox's in `alerting.py`)."""
 from __future__ import annotations
 
 from spendgate.money import MAX_TOTAL
+from spendgate.rollups import DAY, MINUTE
 from spendgate.store.rows import EVENT_COLUMNS, rollup_upsert
 
 
@@ -149,3 +150,12 @@ class Statements:
         self.quota_used = f"SELECT used FROM quota_usage {quota} {for_update}"
         self.quota_set = f"UPDATE quota_usage SET used = {mark} {quota}"
         self.rollup = rollup_upsert(mark)
+        # Each service's first minute: its first day row, then that day's minute rows (index
+        # range scans of the rollups' primary key, whatever the number of events).
+        self.first_minutes = (
+            "SELECT r.service, MIN(r.bucket) FROM rollups r JOIN "
+            f"(SELECT service, MIN(bucket) AS day0 FROM rollups WHERE step = {DAY} "
+            "GROUP BY service) f ON r.service = f.service "
+            f"WHERE r.step = {MINUTE} AND r.bucket >= f.day0 AND r.bucket < f.day0 + {DAY} "
+            "GROUP BY r.service"
+        )

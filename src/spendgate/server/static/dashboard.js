@@ -200,7 +200,7 @@
       },
     });
     const labels = data.days.map(function (p) { return p.t; });
-    const spent = data.days.map(function (p) { return Number(p.cost); });
+    const spent = data.days.map(function (p) { return p.cost === null ? null : Number(p.cost); });
     const forecast = new Array(labels.length).fill(null);
     const f = data.forecast;
     if (f) {
