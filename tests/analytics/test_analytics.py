@@ -251,8 +251,6 @@ def test_python_reads_of_analytics_amounts_are_decimal_beside_their_nanos(
         (m.spent, m.spent_nanos),
         (m.base, m.base_nanos),
         (m.today, m.today_nanos),
-        (m.pace_today, m.pace_today_nanos),
-        (m.pace_month, m.pace_month_nanos),
         (m.monthly_budget, m.monthly_budget_nanos),
         (analyst.monthly_budget(), m.monthly_budget_nanos),
         *zip(projection, projection_nanos, strict=True),
@@ -301,7 +299,8 @@ def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> Non
         assert trends["cost_trend"]["summary"] == "insufficient data (0 points)"
         forecast = analyst.monthly_forecast().to_dict()
         assert forecast["projections"] == {}
-        assert "insufficient data" in forecast["chosen_because"]
+        assert forecast["forecast"] is None
+        assert forecast["chosen_because"] == "no history: nothing to project"
         assert analyst.opportunities() == []
         assert analyst.projected_crossing(0.8) is None
         perf = analyst.service_performance("scraper", 3).to_dict()
@@ -466,20 +465,50 @@ def test_bad_analytics_config_is_refused() -> None:
         config(colour="red")
 
 
-def test_from_the_first_hour_the_month_is_projected_at_the_current_pace(store_url: str) -> None:
+def test_a_young_day_is_not_extrapolated_and_six_hours_give_a_low_confidence_run_rate(
+    store_url: str,
+) -> None:
+    """One $5 event on a new store projected a month of $13,903 (the last minutes' pace times
+    the month); now a day needs six hours of data before it is projected at all, and then
+    the projection is a run rate over those hours, low confidence, with an interval."""
     start = datetime(2026, 11, 3, 5, 0, tzinfo=UTC)  # New York midnight, 3 November
     clock = FrozenClock(start + timedelta(minutes=30))
-    gate = Gate.open(store_url, config=config(limit="100"), clock=clock)
+    gate = Gate.open(
+        store_url,
+        config=parse(
+            {
+                "sources": {"api": {"price": "5/request"}},
+                "budgets": [{"name": "main", "limit": "620", "window": "month", "timezone": ZONE}],
+            }
+        ),
+        clock=clock,
+    )
     try:
-        for m in range(30):  # $0.01 a minute for the first half hour of the day
-            gate.record("scraper", "google_maps", time=start + timedelta(minutes=m, seconds=5))
-        d = Analyst(gate).monthly_forecast().to_dict()
-        assert d["projections"] == {}  # no complete day to forecast from yet
-        pace = to_nanos("0.01") / 60  # a second, over the last 15 minutes
-        left = (datetime(2026, 12, 1, 5, 0, tzinfo=UTC) - clock()).total_seconds()
-        expected = to_nanos("0.30") + pace * left
-        assert to_nanos(d["burn_rate"]["projected_total"]) == pytest.approx(expected, rel=1e-6)
-        assert d["budget_assessment"]["projected_total"] == d["burn_rate"]["projected_total"]
+        gate.record("svc", "api", time=start + timedelta(minutes=25))
+        analyst = Analyst(gate)
+        m = analyst.monthly_forecast()
+        d = m.to_dict()
+        assert m.forecast is None
+        assert d["forecast"] is None
+        assert d["confidence"] == "low"
+        assert d["budget_assessment"]["projected_total"] is None
+        assert d["budget_assessment"]["projected_vs_budget"] is None
+        assert d["current_spend"] == "5"
+        live = analyst.live().to_dict()["live_metrics"]["projected_daily_total"]
+        assert (live["value"], live["method"]) == ("5", "spent_so_far (insufficient history)")
+
+        clock.set(start + timedelta(hours=6, minutes=25))  # six hours since the first event
+        m = analyst.monthly_forecast()
+        f = m.forecast
+        assert f is not None
+        assert (f.method, f.confidence) == ("intraday_run_rate", "low")
+        assert f.reason.startswith("insufficient history: 1 day of data")
+        # $20 a day (5 over a quarter day) for the 28 days left, today included.
+        assert f.total == Decimal("560")
+        assert f.low <= Decimal("5") < f.total < f.high
+        assert m.to_dict()["forecast"] == f.to_dict()
+        live = analyst.live().to_dict()["live_metrics"]["projected_daily_total"]
+        assert live["method"] == "intraday_burn_rate"
     finally:
         gate.close()
 

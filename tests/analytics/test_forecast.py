@@ -21,6 +21,7 @@ from spendgate.analytics.forecast import (
     BASELINE,
     DEFAULT_LEVEL,
     METHODS,
+    RUN_RATE_PRIOR_CV,
     Forecast,
     backtest,
     burn_rate,
@@ -108,12 +109,29 @@ def test_seasonal_captures_a_weekly_pattern_better_than_linear() -> None:
 
 
 def test_linear_is_the_run_rate_with_the_student_t_interval_of_a_sum() -> None:
-    f = forecast([10.0, 12.0, 11.0, 13.0], 2, method="linear")
+    history = [10.0, 12.0, 11.0, 13.0] * 4  # 16 points: enough for a model, no prior
+    f = forecast(history, 2, method="linear")
     assert f.path == (11.5, 11.5)
-    # t(0.95, 3) = 2.353363; s = 1.290994; sqrt(h + h²/n) = sqrt(3).
-    half = 2.3533634 * 1.2909944 * math.sqrt(3)
+    # t(0.95, 15) = 1.7530504; s = 1.1547005 (ddof 1); sqrt(h + h²/n) = sqrt(2.25).
+    half = 1.7530504 * 1.1547005 * math.sqrt(2.25)
     assert f.low == pytest.approx(23 - half, rel=1e-6)
     assert f.high == pytest.approx(23 + half, rel=1e-6)
+
+
+def test_on_insufficient_history_the_run_rate_interval_allows_for_what_it_cannot_show() -> None:
+    """Under two weeks of days, σ is at least RUN_RATE_PRIOR_CV of the mean and the t has at
+    least one degree of freedom: four days that nearly agree, or one day, still give an
+    interval as wide as a weekly rhythm could make the days to come."""
+    f = forecast([10.0, 12.0, 11.0, 13.0], 2, method="linear")
+    half = 2.3533634 * (RUN_RATE_PRIOR_CV * 11.5) * math.sqrt(2 + 4 / 4)  # t(0.95, 3)
+    assert (f.total, f.low, f.high) == pytest.approx((23, max(23 - half, 0), 23 + half), rel=1e-6)
+    one = forecast([5.0], 30, method="linear")
+    half = 6.3137515 * (RUN_RATE_PRIOR_CV * 5) * math.sqrt(30 + 900)  # t(0.95, 1)
+    assert (one.total, one.low, one.high) == pytest.approx((150, 0, 150 + half), rel=1e-6)
+    # A first day observed for a quarter of its hours is a quarter of a day, not a whole one.
+    part = forecast([5.0], 30, method="linear", observed=0.25)
+    assert part.total == pytest.approx(600)
+    assert part.high > one.high * 4
 
 
 def test_linear_interval_covers_the_true_total_about_as_often_as_it_says() -> None:
@@ -194,36 +212,57 @@ def test_backtest_skips_a_method_where_it_has_too_little_history() -> None:
 
 def test_outlook_on_120_days_chooses_by_backtest() -> None:
     out = outlook(weekly_spend(120), 30)
-    assert set(out.forecasts) == set(METHODS)
+    assert set(out.forecasts) == {*METHODS, BASELINE}
     assert out.chosen == "seasonal"
+    assert out.confidence == "high"
     assert out.best is out.forecasts["seasonal"]
-    assert out.reason.startswith("lowest MASE over 6 origins (")
-    assert "vs seasonal-naive" in out.reason
+    assert out.reason.startswith("seasonal beat seasonal-naive over 6 backtest origins (MASE ")
+    score = out.scores["seasonal"]
+    assert score.mase is not None
+    assert score.baseline is not None
+    assert score.mase < score.baseline
     json.dumps(out.to_dict())
 
 
-def test_outlook_without_backtest_falls_back_to_trend_then_linear() -> None:
-    out = outlook(weekly_spend(12), 7)
-    assert set(out.forecasts) == {"linear", "trend"}
-    assert (out.chosen, out.reason) == ("trend", "too little history to backtest: trend")
-    short = outlook([5.0, 6.0, 7.0], 7)
-    assert (short.chosen, short.reason) == ("linear", "too little history to backtest: linear")
+def test_a_method_that_does_not_beat_seasonal_naive_is_not_used() -> None:
+    """A noiseless weekly pattern: seasonal-naive forecasts it exactly, nothing beats 0."""
+    week = [30.0, 34.0, 33.0, 35.0, 31.0, 8.0, 6.0]
+    out = outlook(week * 5 + [30.0, 34.0, 33.0], 7)  # MASE scale 0 at no origin: 1 diff
+    assert out.chosen == BASELINE
+    assert out.confidence == "medium"
+    assert out.reason.endswith(": seasonal-naive")
+    assert out.best is out.forecasts[BASELINE]
+    assert out.best.path == tuple(week[3:] + week[:3])
 
 
-@pytest.mark.parametrize("history", [[], [42.0]])
-def test_outlook_with_less_than_two_points_has_no_forecasts_and_does_not_raise(
-    history: list[float],
-) -> None:
-    out = outlook(history, 7)
+def test_with_too_little_history_to_backtest_seasonal_naive_is_the_answer() -> None:
+    out = outlook(weekly_spend(14), 20)
+    assert set(out.forecasts) == {"linear", "trend", BASELINE}
+    assert (out.chosen, out.confidence) == (BASELINE, "medium")
+    assert out.reason == "too little history to backtest: seasonal-naive"
+
+
+@pytest.mark.parametrize("days", [1, 3, 7, 13])
+def test_under_two_weeks_of_days_the_answer_is_a_low_confidence_run_rate(days: int) -> None:
+    out = outlook(weekly_spend(days), 20)
+    assert list(out.forecasts) == ["linear"]
+    assert (out.chosen, out.confidence, out.insufficient) == ("linear", "low", True)
+    plural = "" if days == 1 else "s"
+    assert out.reason == (
+        f"insufficient history: {days} day{plural} of data, a model needs 14; run rate"
+    )
+    assert out.scores == {}
+
+
+def test_outlook_with_no_history_has_no_forecast_and_does_not_raise() -> None:
+    out = outlook([], 7)
     assert out.forecasts == {}
     assert out.chosen is None
     assert out.best is None
-    assert out.reason.startswith("insufficient data")
-    assert set(out.scores) == {*METHODS, BASELINE}
-    assert all(s.mase is None and s.origins == 0 for s in out.scores.values())
+    assert out.reason == "no history: nothing to project"
     json.dumps(out.to_dict())
     with pytest.raises(ValidationError):
-        forecast(history, 7, method="linear")
+        forecast([], 7, method="linear")
 
 
 @pytest.mark.parametrize("days", [30, 60])
@@ -231,12 +270,12 @@ def test_all_zeros_gives_zero_forecasts_without_raising_or_warning(days: int) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = outlook([0.0] * days, 7)
-    assert set(out.forecasts) == set(METHODS)
+    assert set(out.forecasts) == {*METHODS, BASELINE}
     for f in out.forecasts.values():
         assert (f.total, f.low, f.high) == (0.0, 0.0, 0.0)
         assert f.path == (0.0,) * 7
-    assert out.chosen == "trend"
-    assert out.reason == "history too flat to backtest (MASE undefined): trend"
+    assert out.chosen == BASELINE
+    assert out.reason == "history too flat to backtest (MASE undefined): seasonal-naive"
 
 
 def test_sparse_and_constant_histories_fit_without_warnings() -> None:

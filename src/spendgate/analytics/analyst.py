@@ -21,7 +21,7 @@ from typing import Literal
 
 from spendgate.analytics import forecast as forecasting
 from spendgate.analytics import opportunities as rules
-from spendgate.analytics.live import RATE_WINDOW, BudgetView, LiveMetrics
+from spendgate.analytics.live import MIN_INTRADAY_HOURS, RATE_WINDOW, BudgetView, LiveMetrics
 from spendgate.analytics.summaries import (
     BudgetPeriod,
     Cells,
@@ -201,6 +201,11 @@ class Analyst:
             for sv, minute in self._ledger.first_minutes().items()
         }
 
+    def first_event(self) -> datetime | None:
+        """When the store's first event happened (to the minute), or `None` before any."""
+        minutes = self._ledger.first_minutes().values()
+        return from_micros(min(minutes)) if minutes else None
+
     def first_day(self, service: str | None = None) -> date | None:
         """The first local day with data: the day of the store's first event (of
         `service`'s, when given), or `None` before any. Days before it are "no data", not $0
@@ -263,6 +268,7 @@ class Analyst:
             _budget_view(frame.budget, statuses, recent),
             frame.settings.traditional_cost,
             self.gate.config.currency,
+            self.first_event(),
         )
 
     def summary(
@@ -394,28 +400,39 @@ class Analyst:
         }
 
     def monthly_forecast(self, *, level: float = forecasting.DEFAULT_LEVEL) -> MonthlyAssessment:
-        """Where the month is heading: three projections with intervals, the one chosen by
-        backtest on this history (with its MASE against seasonal-naive), and the assessment."""
+        """Where the month is heading: the forecast `forecast.outlook()` chooses for the days
+        left (with its method, confidence, interval and why), every method's projection and
+        backtest beside it, and the assessment against the monthly budget.
+
+        The history is the complete days from the first event (days before it are no data),
+        at most `FORECAST_HISTORY` of them. A first day whose data began less than
+        `MIN_INTRADAY_HOURS` before its end is left out (so few hours say nothing of a day);
+        a first day that began later than its start counts for the part it covers. With no
+        complete day, today counts for the hours it has once it has `MIN_INTRADAY_HOURS` of
+        data; before that there is no projection ("insufficient history").
+        """
         now = self.gate.clock()
         today = self._local_day(now)
         month_start, month_end = self.months.bounds(now)
-        first_day = self._local_day(month_start)
+        month_first = self._local_day(month_start)
         last_day = self._local_day(month_end - timedelta(microseconds=1))
-        history = self._series(today, FORECAST_HISTORY + 1)
-        totals = [d.total.cost / 1e9 for d in history[:-1]]
-        while totals and totals[0] == 0:  # before the first spend is not history
-            totals.pop(0)
+        first = self.first_event()
+        oldest = (
+            today
+            if first is None
+            else max(self._local_day(first), date.fromordinal(today.toordinal() - FORECAST_HISTORY))
+        )
+        series = self._series(today, today.toordinal() - oldest.toordinal() + 1)
+        history, observed, intraday = self._history(series, first, now)
         horizon = last_day.toordinal() - today.toordinal() + 1
-        outlook = self._outlook(tuple(totals), horizon, level)
-        in_month = [d for d in history if d.day >= first_day]
+        outlook = self._outlook(tuple(history), horizon, level, observed)
+        in_month = [d for d in series if d.day >= month_first]
         spent = sum(d.total.cost for d in in_month)
         today_spent = in_month[-1].total.cost if in_month else 0
-        live = self.live()
-        left = (month_end - now).total_seconds()
         return MonthlyAssessment(
             month_start,
             month_end,
-            today.toordinal() - first_day.toordinal() + 1,
+            today.toordinal() - month_first.toordinal() + 1,
             last_day.toordinal() - today.toordinal(),
             spent,
             spent - today_spent,
@@ -424,20 +441,45 @@ class Analyst:
             self.period_budget("month", now),
             now,
             today,
-            live.projected_daily_total_nanos,
-            spent + round(live.burn_per_second * left),
             self.gate.config.currency,
+            intraday=intraday,
         )
 
+    def _history(
+        self, series: Sequence[Day], first: datetime | None, now: datetime
+    ) -> tuple[list[float], float | None, bool]:
+        """The daily totals a forecast is fitted on, how many days they cover (`None`: each a
+        whole day), and whether they are today's hours alone; see `monthly_forecast()`."""
+        if first is None:
+            return [], None, False
+        need = MIN_INTRADAY_HOURS
+        complete = list(series[:-1])
+        covered = 1.0
+        if complete:
+            start, end = self._day_bounds(complete[0].day)
+            covered = (end - max(first, start)) / (end - start)
+            if end - max(first, start) < need:
+                complete, covered = complete[1:], 1.0
+        if complete:
+            totals = [d.total.cost / 1e9 for d in complete]
+            return totals, (len(totals) - 1 + covered if covered < 1 else None), False
+        start, end = self._day_bounds(series[-1].day)
+        hours = now - max(first, start)
+        if hours < need:
+            return [], None, False
+        return [series[-1].total.cost / 1e9], hours / (end - start), True
+
     def _outlook(
-        self, history: tuple[float, ...], horizon: int, level: float
+        self, history: tuple[float, ...], horizon: int, level: float, observed: float | None
     ) -> forecasting.Outlook:
         """Fitting and backtesting take a second or two: a day's history is fitted once."""
-        key = (history, horizon, level)
+        key = (history, horizon, level, observed)
         with self._lock:
             found = self._outlooks.get(key)
         if found is None:
-            found = forecasting.outlook(history, horizon, season=SEASON, level=level)
+            found = forecasting.outlook(
+                history, horizon, season=SEASON, level=level, observed=observed
+            )
             with self._lock:
                 self._outlooks = {key: found}
         return found

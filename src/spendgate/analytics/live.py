@@ -25,6 +25,9 @@ RATE_WINDOW = timedelta(minutes=15)
 """How far back requests per minute and the burn rate look."""
 HEALTHY_REMAINING = 20.0  # % of the budget left above which it is "healthy" (the seed's 20)
 EXCELLENT_FREE_RATE = 0.90  # the seed's bar for "excellent" free-source performance
+MIN_INTRADAY_HOURS = timedelta(hours=6)
+"""Data a day needs before its pace is extrapolated to the rest of it: before that, a burst
+of one request would be projected over the whole day."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,24 @@ class LiveMetrics:
     traditional_cost: Nanos | None  # None: not configured, no savings figure
     currency: str = DEFAULT_CURRENCY
     """The currency of every amount."""
+    data_since: datetime | None = None
+    """When the store's first event happened (`None`: no event yet)."""
+
+    @property
+    def hours_of_data(self) -> timedelta:
+        """How long today has had data: since the day's start, or the first event if later."""
+        if self.data_since is None or self.data_since > self.as_of:
+            return timedelta(0)
+        return self.as_of - max(self.day_start, self.data_since)
+
+    @property
+    def projection_method(self) -> str:
+        """How `projected_daily_total` is made: "intraday_burn_rate" (today so far plus the
+        recent pace over the rest of the day) once today has `MIN_INTRADAY_HOURS` of data,
+        before that "spent_so_far (insufficient history)": no extrapolation."""
+        if self.hours_of_data >= MIN_INTRADAY_HOURS:
+            return "intraday_burn_rate"
+        return "spent_so_far (insufficient history)"
 
     @property
     def daily_spend(self) -> Decimal:
@@ -116,6 +137,8 @@ class LiveMetrics:
     @property
     def projected_daily_total_nanos(self) -> Nanos:
         """`projected_daily_total` in nano-units."""
+        if self.hours_of_data < MIN_INTRADAY_HOURS:
+            return self.today.cost
         elapsed = (self.as_of - self.day_start).total_seconds()
         period = (self.day_end - self.day_start).total_seconds()
         recent = min(self.recent_window.total_seconds(), elapsed)
@@ -213,7 +236,10 @@ class LiveMetrics:
                 "free_source_success_rate": everything(self.today.free_source_success_rate),
                 "requests_per_minute": everything(self.requests_per_minute),
                 "cost_per_request": everything(money_text(self.today.cost_per_request)),
-                "projected_daily_total": everything(money_text(self.projected_daily_total_nanos)),
+                "projected_daily_total": {
+                    **everything(money_text(self.projected_daily_total_nanos)),
+                    "method": self.projection_method,
+                },
                 "time_until_budget_exhausted": of_budget(
                     None if runway is None else runway.total_seconds()
                 ),

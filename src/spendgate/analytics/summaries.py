@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from spendgate.analytics.forecast import Outlook
+from spendgate.analytics.forecast import Outlook, min_history
 from spendgate.analytics.trends import Trend, trend
 from spendgate.budgets import Budget
 from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_text
@@ -388,9 +388,8 @@ class MonthlyAssessment:
     budget: PeriodBudget | None
     as_of: datetime
     local_day: date  # today, in the reporting zone
-    pace_today_nanos: Nanos = 0  # today's total at the recent pace (the intraday burn rate)
-    pace_month_nanos: Nanos = 0  # the month's total at the recent pace
     currency: str = DEFAULT_CURRENCY
+    intraday: bool = False  # the history is today's hours alone (no complete day yet)
 
     @property
     def spent(self) -> Decimal:
@@ -408,16 +407,6 @@ class MonthlyAssessment:
         return from_nanos(self.today_nanos)
 
     @property
-    def pace_today(self) -> Decimal:
-        """Today's total at the recent pace (the intraday burn rate), in currency units."""
-        return from_nanos(self.pace_today_nanos)
-
-    @property
-    def pace_month(self) -> Decimal:
-        """The month's total at the recent pace, in currency units."""
-        return from_nanos(self.pace_month_nanos)
-
-    @property
     def monthly_budget(self) -> Decimal | None:
         """The month's budget (see `period_budget()`) in currency units, or `None`."""
         return None if self.budget is None else self.budget.amount
@@ -426,6 +415,19 @@ class MonthlyAssessment:
     def monthly_budget_nanos(self) -> Nanos | None:
         """`monthly_budget` in nano-units."""
         return None if self.budget is None else self.budget.amount_nanos
+
+    @property
+    def forecast(self) -> MonthForecast | None:
+        """The month-end forecast every face shows: the chosen method's projection with its
+        interval, confidence and why; `None` before there is history enough for one."""
+        found = self.projection_nanos()
+        chosen = self.outlook.best
+        if found is None or chosen is None:
+            return None
+        method = "intraday_run_rate" if self.intraday else chosen.method
+        return MonthForecast(
+            method, self.outlook.confidence, self.outlook.reason, *found, chosen.level
+        )
 
     def projection(self, method: str | None = None) -> tuple[Decimal, Decimal, Decimal] | None:
         """The month's projected total and its interval, in currency units, by `method` (the
@@ -484,7 +486,8 @@ class MonthlyAssessment:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, in the seed's sections, with the backtest behind the chosen method."""
+        """JSON-ready, in the seed's sections: `forecast` (the one every face shows) first,
+        then every method's projection and the backtest behind the choice."""
         projections: dict[str, Any] = {}
         for method in self.outlook.forecasts:
             p = self.projection_nanos(method)
@@ -494,11 +497,12 @@ class MonthlyAssessment:
                 "interval": {"low": money_text(p[1]), "high": money_text(p[2])},
                 "level": self.outlook.forecasts[method].level,
                 "method": method,
+                "min_history_days": min_history(method),
                 "backtest_mase": self.outlook.scores[method].mase
                 if method in self.outlook.scores
                 else None,
             }
-        chosen = self.projection_nanos()
+        headline = self.forecast
         out: dict[str, Any] = {
             "month": self.month_start.strftime("%B %Y"),
             "as_of": self.as_of.isoformat(),
@@ -506,34 +510,73 @@ class MonthlyAssessment:
             "days_elapsed": self.days_elapsed,
             "days_remaining": self.days_remaining,
             "current_spend": money_text(self.spent_nanos),
-            "projections": projections,
-            "chosen_method": self.outlook.chosen if chosen else None,
+            "forecast": None if headline is None else headline.to_dict(),
+            "history_days": self.outlook.points,
+            "confidence": self.outlook.confidence,
+            "chosen_method": None if headline is None else headline.method,
             "chosen_because": self.outlook.reason,
+            "projections": projections,
             "backtest": {k: v.to_dict() for k, v in self.outlook.scores.items()},
-            # From the first hour of data, before there are days to forecast from.
-            "burn_rate": {
-                "projected_daily_total": money_text(self.pace_today_nanos),
-                "projected_total": money_text(self.pace_month_nanos),
-                "method": "intraday_burn_rate",
-            },
         }
         budget = self.monthly_budget_nanos
-        projected = chosen[0] if chosen else self.pace_month_nanos
+        projected = None if headline is None else headline.total_nanos
         out["budget_assessment"] = {
             "monthly_budget": None if budget is None else money_text(budget),
             "monthly_budget_from": None if self.budget is None else self.budget.to_dict(),
-            "projected_total": money_text(projected),
-            "projected_vs_budget": projected / budget if budget else None,
+            "projected_total": None if projected is None else money_text(projected),
+            "projected_vs_budget": projected / budget if budget and projected is not None else None,
             "budget_status": None
-            if budget is None
+            if budget is None or projected is None
             else ("over_budget" if projected > budget else "under_budget"),
             "recommended_actions": recommendations(projected, budget, self.spent_nanos),
         }
         return out
 
 
-def recommendations(projected: Nanos, budget: Nanos | None, spent: Nanos) -> list[str]:
-    """What to do about where the month is heading."""
+@dataclass(frozen=True, slots=True)
+class MonthForecast:
+    """The month-end forecast: `total` projected by `method`, within `low`..`high` with
+    probability `level`, trusted as far as `confidence` says ("low": insufficient history, a
+    run rate; "medium": seasonal-naive; "high": a method that beat it in the backtest), and
+    `reason` says why. Amounts are `Decimal`s of currency units (`_nanos`: nano-units)."""
+
+    method: str
+    confidence: str
+    reason: str
+    total_nanos: Nanos
+    low_nanos: Nanos
+    high_nanos: Nanos
+    level: float
+
+    @property
+    def total(self) -> Decimal:
+        """The projected month-end total, in currency units."""
+        return from_nanos(self.total_nanos)
+
+    @property
+    def low(self) -> Decimal:
+        """The interval's low end, in currency units."""
+        return from_nanos(self.low_nanos)
+
+    @property
+    def high(self) -> Decimal:
+        """The interval's high end, in currency units."""
+        return from_nanos(self.high_nanos)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, money as decimal text."""
+        return {
+            "projected_total": money_text(self.total_nanos),
+            "interval": {"low": money_text(self.low_nanos), "high": money_text(self.high_nanos)},
+            "level": self.level,
+            "method": self.method,
+            "confidence": self.confidence,
+            "reason": self.reason,
+        }
+
+
+def recommendations(projected: Nanos | None, budget: Nanos | None, spent: Nanos) -> list[str]:
+    """What to do about where the month is heading (`projected` `None`: no forecast yet)."""
     if budget is None:
         return ["set a monthly or daily budget to assess spend against"]
     if spent >= budget:
@@ -541,6 +584,8 @@ def recommendations(projected: Nanos, budget: Nanos | None, spent: Nanos) -> lis
             "the monthly budget is spent: only emergency calls go through until it resets",
             "route remaining traffic to free sources",
         ]
+    if projected is None:
+        return ["too little history to project the month: check back after a day of data"]
     ratio = projected / budget
     if ratio > 1:
         return [

@@ -302,18 +302,23 @@ def monthly(
         "days_with_data": sum(d.data for d in days),
     }
     if assessment is not None:
-        projection = assessment.projection_nanos()
-        projected = projection[0] if projection else assessment.pace_month_nanos
+        # The forecast every face shows (`MonthlyAssessment.forecast`), as it is.
+        headline = assessment.forecast
+        projected = None if headline is None else headline.total_nanos
         forecast: dict[str, Any] = {
             "status": "month in progress",
-            "method": assessment.outlook.chosen if projection else "intraday_burn_rate",
+            "method": None if headline is None else headline.method,
+            "confidence": assessment.outlook.confidence,
             "chosen_because": assessment.outlook.reason,
-            "projected_total": Money(projected),
-            "interval_low": Money(projection[1]) if projection else None,
-            "interval_high": Money(projection[2]) if projection else None,
+            "projected_total": None if projected is None else Money(projected),
+            "interval_low": None if headline is None else Money(headline.low_nanos),
+            "interval_high": None if headline is None else Money(headline.high_nanos),
+            "level": None if headline is None else Share(headline.level),
             "monthly_budget": None if budget is None else Money(budget),
             "monthly_budget_basis": budgets.basis,
-            "projected_vs_budget": Share(projected / budget) if budget else None,
+            "projected_vs_budget": Share(projected / budget)
+            if budget and projected is not None
+            else None,
         }
         actions = budget_actions(projected, budget, assessment.spent_nanos)
     else:

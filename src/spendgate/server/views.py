@@ -82,25 +82,22 @@ def _point(label: str, tally: Tally, data: bool = True) -> dict[str, Any]:
 
 
 def _forecast(ctx: Context, now: datetime) -> dict[str, Any] | None:
-    """The chosen method's path over the month's remaining days (today first) and the month's
-    projected total with its interval; `None` before there is history to forecast from."""
+    """The month's forecast as every face shows it (`MonthlyAssessment.forecast`: projected
+    total, interval, method, confidence and why), with the chosen method's path over the
+    month's remaining days (today first); `None` before there is history to forecast from."""
     assessment = ctx.analyst.monthly_forecast()
     best = assessment.outlook.best
-    projection = assessment.projection_nanos()
-    if best is None or projection is None:
+    headline = assessment.forecast
+    if best is None or headline is None:
         return None
     first = ctx.analyst.days.bounds(now)[0].astimezone(ctx.analyst.days.zone).date()
     return {
         "as_of": assessment.as_of.isoformat(),
-        "method": best.method,
-        "level": best.level,
+        **headline.to_dict(),
         "path": [
             {"t": (first + timedelta(days=i)).isoformat(), "cost": round(v, 9)}
             for i, v in enumerate(best.path)
         ],
-        "month_total": money_text(projection[0]),
-        "month_low": money_text(projection[1]),
-        "month_high": money_text(projection[2]),
         "monthly_budget": None
         if assessment.monthly_budget_nanos is None
         else money_text(assessment.monthly_budget_nanos),

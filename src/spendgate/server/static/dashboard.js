@@ -210,13 +210,14 @@
         else if (i > 0) { labels.push(p.t); spent.push(null); forecast.push(p.cost); }
       });
       setText("forecast-note",
-        "Month-end projection " + money(f.month_total) + " (" + Math.round(f.level * 100) +
-        "% interval " + money(f.month_low) + " – " + money(f.month_high) + ", " + f.method + ")" +
+        "Month-end projection " + money(f.projected_total) + " (" + Math.round(f.level * 100) +
+        "% interval " + money(f.interval.low) + " – " + money(f.interval.high) + "; " + f.method +
+        ", " + f.confidence + " confidence: " + f.reason + ")" +
         (f.monthly_budget ? " against a monthly budget of " + money(f.monthly_budget) +
           (f.monthly_budget_from ? " (" + f.monthly_budget_from.basis + ", scope " + f.monthly_budget_from.scope + ")" : "") : ""));
       setText("asof-forecast", asOf(f.as_of));
     } else if (PAGE === "dashboard") {
-      setText("forecast-note", "No forecast yet: it needs a few complete days of history.");
+      setText("forecast-note", "No forecast yet: insufficient history (it needs six hours of data).");
     }
     const datasets = [{
       type: "bar", label: "spent", data: spent,
