@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,7 +28,7 @@ from spendgate.config import parse
 from spendgate.router import FreeFirstRouter
 from spendgate.testing import FrozenClock
 from spendgate.windows import to_micros
-from tests.conftest import small_config
+from tests.conftest import in_a_forked_child, small_config
 
 
 def spent(gate: Gate, budget: str = "daily") -> Decimal:
@@ -561,12 +560,7 @@ def test_a_forked_child_counts_only_its_own_decisions(clock: FrozenClock) -> Non
     """Scrapes of a parent and its child add up: the child does not repeat the parent's."""
     with Gate.open("memory://", config=small_config(), clock=clock) as gate:
         gate.authorize("parent", "free_api")
-        ctx = multiprocessing.get_context("fork")
-        out = ctx.Queue()
-        child = ctx.Process(target=_child_counts, args=(gate, out))
-        child.start()
-        before, after = out.get(timeout=30)
-        child.join(30)
+        before, after = in_a_forked_child(_child_counts, gate)
         assert (before, after) == (0, {("child", "approved"): 1})
         assert gate.decisions().counts == {("parent", "approved"): 1}
 

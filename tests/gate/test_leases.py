@@ -6,7 +6,6 @@ step, and after the holders close, the budget holds exactly what was spent.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from spendgate.errors import ValidationError
 from spendgate.settings import Config
 from spendgate.store import open_store
 from spendgate.testing import FrozenClock
+from tests.conftest import in_a_forked_child
 
 LIMIT = "10.00"
 
@@ -269,12 +269,7 @@ def test_a_forked_child_does_not_inherit_its_parents_leases(tmp_path: Path) -> N
     clock = FrozenClock()
     gate = Gate.open(url, config=lease_config(), clock=clock)
     assert gate.reserve("svc", "paid_api", "0.10").approved
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    child = ctx.Process(target=_child_reserves, args=(gate, out))
-    child.start()
-    inherited, approved = out.get(timeout=30)
-    child.join(30)
+    inherited, approved = in_a_forked_child(_child_reserves, gate)
     assert inherited == 0  # the child took a lease of its own ($0.90) and returned it
     assert approved
     assert figures(gate)[1] == to_nanos("1.00")  # the parent's lease, untouched
