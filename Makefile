@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/spendgate demo --serve
 
-# Debian packages some tests drive: Chromium (the dashboard, through Playwright) and poppler's
-# pdftoppm (report pages to PNG). Installed once, never downloaded by the tests themselves.
-SYSTEM_COMMANDS := chromium:chromium pdftoppm:poppler-utils
+# Debian packages some tests drive: Chromium (the dashboard, through Playwright), poppler's
+# pdftoppm (report pages to PNG) and Prometheus's promtool (the /metrics lint). Installed once,
+# never downloaded by the tests themselves. Only promtool is wanted of `prometheus`: where
+# systemd starts the server it ships (on port 9090), it is stopped and disabled again.
+SYSTEM_COMMANDS := chromium:chromium pdftoppm:poppler-utils promtool:prometheus
 
 system:
 	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
@@ -29,6 +31,8 @@ system:
 	  else echo "the tests need Debian packages:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	  echo "installing$$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	  case "$$missing " in *" prometheus "*) \
+	    $$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true;; esac; \
 	fi
 
 test: $(STAMP) system

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import multiprocessing
 import os
 import random
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -163,6 +165,18 @@ def store(store_url: str) -> Iterator[Store]:
 def clock() -> FrozenClock:
     """A clock that moves only when the test says so."""
     return FrozenClock()
+
+
+def in_a_forked_child(work: Callable[..., None], *args: object) -> Any:
+    """What `work(*args, out)`, run in a forked child, puts on the queue `out` (the child
+    is waited for)."""
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=work, args=(*args, out))
+    child.start()
+    answer = out.get(timeout=30)
+    child.join(30)
+    return answer
 
 
 def small_config(limit: str = "1.00", **budget: object) -> Config:

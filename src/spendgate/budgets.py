@@ -39,6 +39,8 @@ from spendgate.windows import WEEKDAYS, Window, duration_text, parse_duration
 
 Action = Literal["warn", "degrade", "stop"]
 Level = Literal["normal", "warn", "degrade", "stop"]
+LEVELS: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
+"""The levels in ladder order: a level's index is its number (`/metrics` shows 0 to 3)."""
 ACTIONS: tuple[Action, ...] = ("warn", "degrade", "stop")
 ScopeKind = Literal["all", "service", "source", "label"]
 SCOPE_KINDS: tuple[ScopeKind, ...] = ("all", "service", "source", "label")
@@ -455,6 +457,23 @@ class BudgetStatus:
     def level(self) -> Level:
         """The ladder rung the window has reached."""
         return self.budget.level(self.balance.used)
+
+    @property
+    def emergency_used(self) -> Decimal:
+        """How much of the emergency allowance the window has taken, in currency units."""
+        return from_nanos(self.emergency_used_nanos)
+
+    @property
+    def emergency_used_nanos(self) -> Nanos:
+        """`emergency_used` in nano-units: usage past the stop line that the budget approved
+        (overshoot, which it never approved, left out), at most the allowance. Only emergency
+        callers pass the stop line (or a limit lowered below what was used); 0 for a soft
+        budget."""
+        stop = self.budget.cap(priority=True, emergency=False)
+        if stop is None:
+            return 0
+        approved = self.balance.used - self.balance.overshoot
+        return min(self.budget.emergency, max(0, approved - stop))
 
     @property
     def used_percent(self) -> Decimal:

@@ -6,15 +6,16 @@ first that refuses names the denial, else the tightest is named.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from spendgate.budgets import Budget, Level
+from spendgate.budgets import LEVELS, Budget, Level
 from spendgate.money import Nanos, money_text
 
 Outcome = Literal["approved", "emergency_approved", "denied"]
+OUTCOMES: tuple[Outcome, ...] = ("approved", "emergency_approved", "denied")
 USE_FREE_SOURCES_ONLY = "use_free_sources_only"
 
 
@@ -79,6 +80,29 @@ class Decision:
         if self.reservation_id is not None:
             out["reservation_id"] = self.reservation_id
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionCounts:
+    """How many calls a gate has decided since it opened, by service and outcome: every
+    answer of its `authorize()` and `reserve()`, whoever asked (a `spend()`, the router, a
+    stream meter, the HTTP API), a retry's included (`Gate.decisions()`).
+
+    >>> counts = DecisionCounts({("scraper", "denied"): 2, ("enrichment", "approved"): 5})
+    >>> counts.total(), counts.total("denied"), counts.total(service="enrichment")
+    (7, 2, 5)
+    """
+
+    counts: Mapping[tuple[str, Outcome], int]
+    """`(service, outcome)` -> decisions; a pair that never happened is absent."""
+
+    def total(self, outcome: Outcome | None = None, *, service: str | None = None) -> int:
+        """Decisions with `outcome` (any when `None`) for `service` (any when `None`)."""
+        return sum(
+            n
+            for (s, o), n in self.counts.items()
+            if (outcome is None or o == outcome) and (service is None or s == service)
+        )
 
 
 class Capped(Protocol):
@@ -154,14 +178,11 @@ def decide(
         c.budget.hard and c.used > (c.budget.cap(priority=True, emergency=False) or 0)
         for c in checks
     )
-    level = max((c.budget.level(c.used) for c in checks), key=_LEVEL_ORDER.index)
+    level = max((c.budget.level(c.used) for c in checks), key=LEVELS.index)
     status: Outcome = "emergency_approved" if emergency_used else "approved"
     return Decision(
         status, requested, tight.remaining, tight.budget.name, level, as_of, "", reservation_id
     )
-
-
-_LEVEL_ORDER: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
 
 
 def _degraded(check: Check, priority: bool) -> bool:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -31,7 +34,14 @@ from spendgate.accounting import Slot
 from spendgate.binding import Binding, Bindings, Conflict, EventDetails
 from spendgate.budgets import BudgetStatus
 from spendgate.clock import Clock, system_clock
-from spendgate.decisions import Decision, decide, held_checks, request_checks
+from spendgate.decisions import (
+    Decision,
+    DecisionCounts,
+    Outcome,
+    decide,
+    held_checks,
+    request_checks,
+)
 from spendgate.errors import (
     ConfigError,
     ConflictError,
@@ -90,6 +100,7 @@ class Gate:
         (see `check_health()`), and reservations whose outcome was lost (released once the
         store answers)."""
         self._holds = Holds(store, self._watch, self._submit, self.bind)
+        self._tally = _Tally()
         base = config if config is not None else Config.seed()
         self._follow(base)
         self._bindings = Bindings(store, base, refresh_every, clock=clock, then=self._follow)
@@ -253,7 +264,8 @@ class Gate:
         requested = priced.requested(amount, units, "amount")
         if requested == 0:
             why = "unpriced source (allowed)" if priced.price is None else "free"
-            return Decision("approved", 0, None, None, "normal", now, why)
+            free = Decision("approved", 0, None, None, "normal", now, why)
+            return self._tally.add(service, free)
         budgets = binding.budgets(check_labels(labels) if labels else None)
         slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
         leases = self._holds.leases
@@ -261,7 +273,8 @@ class Gate:
             leased = leases.peek(budgets, slots, requested, now_us)
             if leased is not None:  # our leases cover it: no need to ask the store
                 checks = held_checks(budgets, slots, leased)
-                return decide(checks, requested, now, priority=priority)
+                covered = decide(checks, requested, now, priority=priority)
+                return self._tally.add(service, covered)
         try:
             self.health.still_reachable(started)
             used = self.store.usage(slots, now_us)
@@ -272,9 +285,10 @@ class Gate:
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
-            return self._watch.unreachable(budgets, slots, requested, now, exc)
+            unchecked = self._watch.unreachable(budgets, slots, requested, now, exc)
+            return self._tally.add(service, unchecked)
         self._watch.answered()
-        return decide(checks, requested, now, priority=priority)
+        return self._tally.add(service, decide(checks, requested, now, priority=priority))
 
     def resolve_unknown(self) -> int:
         """Release the holds of reservations whose outcome was lost while the store was
@@ -300,6 +314,21 @@ class Gate:
         through learns that writes work again; otherwise it writes nothing.
         """
         return self._watch.check()
+
+    def decisions(self) -> DecisionCounts:
+        """How many calls this gate has decided since it opened (in this process), by
+        service and outcome: every `authorize()` and `reserve()` answer, whichever face asked
+        (`spend()`, `metered()`, the router, stream meters, the HTTP API). `/metrics` shows
+        them as `spendgate_reservation_decisions_total`.
+
+        >>> from spendgate.testing import FrozenClock
+        >>> gate = Gate.open("memory://", clock=FrozenClock())
+        >>> gate.authorize("scraper", "openstreetmap_tiles").status
+        'approved'
+        >>> gate.decisions().total("approved", service="scraper")
+        1
+        """
+        return self._tally.snapshot()
 
     def require(
         self, service: str, source: str, amount: Decimal | int | str | None = None, **options: Any
@@ -363,7 +392,7 @@ class Gate:
         asked = Asked(
             rid, opened, budgets, slots, now, now_us, priority, reservation_id is not None
         )
-        return self._holds.reserve(asked, started)
+        return self._tally.add(service, self._holds.reserve(asked, started))
 
     def commit(
         self,
@@ -603,3 +632,41 @@ def _no_conflict(result: RecordResult) -> RecordResult:
     if result.status == "conflict":
         raise ConflictError("event", result.request_id)
     return result
+
+
+class _Tally:
+    """The decisions one gate answered, by service and outcome: a dict behind a lock, so the
+    hot path pays a counter bump and no store write. A forked child starts from zero: the
+    parent's decisions are the parent's, and scrapes of both must not count them twice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, Outcome], int] = {}
+        _TALLIES.add(self)
+
+    def add(self, service: str, decision: Decision) -> Decision:
+        """Count `decision`, made for `service`, and hand it back."""
+        key = (service, decision.status)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+        return decision
+
+    def snapshot(self) -> DecisionCounts:
+        """The counts as of now."""
+        with self._lock:
+            return DecisionCounts(dict(self._counts))
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {}
+
+
+_TALLIES: weakref.WeakSet[_Tally] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for tally in list(_TALLIES):
+        tally._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -367,6 +367,31 @@ def test_budget_status_reads_decimal_amounts_and_keeps_nanos_under_their_own_nam
     assert shown["currency"] == "EUR"
 
 
+@pytest.mark.parametrize(
+    ("spent", "reserved", "overshoot", "taken"),
+    [
+        ("7.00", "0", "0", "0"),  # under the stop line (80% of $10)
+        ("8.00", "0", "0", "0"),  # at it
+        ("8.50", "0.25", "0", "0.75"),  # past it: spend and holds alike
+        ("9.00", "0", "0.40", "0.60"),  # overshoot was never approved: not the allowance's
+        ("9.50", "0.50", "0", "1.00"),  # at most the allowance ($1)
+        ("12.00", "0", "1.50", "1.00"),  # a lowered limit: the allowance, not more
+    ],
+)
+def test_emergency_use_is_what_the_budget_approved_past_its_stop_line(
+    spent: str, reserved: str, overshoot: str, taken: str
+) -> None:
+    b = Budget("daily", limit=usd(10), emergency=usd(1), thresholds=STREAM_LADDER)
+    balance = Balance(usd(spent), usd(reserved), usd(overshoot))
+    status = BudgetStatus(b, NOW, NOW, balance, NOW)
+    assert (status.emergency_used, status.emergency_used_nanos) == (D(taken), usd(taken))
+
+
+def test_a_soft_budget_has_no_emergency_use() -> None:
+    soft = Budget("daily", limit=usd(10), emergency=usd(1), hard=False)
+    assert BudgetStatus(soft, NOW, NOW, Balance(usd(30)), NOW).emergency_used == 0
+
+
 def test_a_long_rolling_window_round_trips_in_plain_seconds() -> None:
     """30 days is "2592000s" in the budget's table, never "2.592e+06s" (which no reader
     takes back: a budget created over the API with it could not be read again)."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,9 +25,10 @@ from spendgate import (
     to_nanos,
 )
 from spendgate.config import parse
+from spendgate.router import FreeFirstRouter
 from spendgate.testing import FrozenClock
 from spendgate.windows import to_micros
-from tests.conftest import small_config
+from tests.conftest import in_a_forked_child, small_config
 
 
 def spent(gate: Gate, budget: str = "daily") -> Decimal:
@@ -479,6 +482,87 @@ def test_a_cancelled_async_record_is_settled_by_its_retry(gate: Gate) -> None:
     assert asyncio.run(main()) in ("created", "exists")
     assert [e.request_id for e in gate.events()] == ["maybe"]
     assert spent(gate) == Decimal("0.01")
+
+
+# -- decisions counted ------------------------------------------------------------------------
+
+
+def test_every_decision_is_counted_once_whichever_face_asked(clock: FrozenClock) -> None:
+    """authorize(), reserve(), spend() and the router, approved, emergency-approved and
+    denied: `decisions()` counts each answer once, by service and outcome, and misuse
+    (an unpriced source, a bad amount) not at all."""
+    cfg = small_config(limit="0.05", emergency="0.02")
+    seen: Counter[tuple[str, str]] = Counter()
+    with Gate.open("memory://", config=cfg, clock=clock) as gate:
+
+        def saw(service: str, status: str) -> None:
+            seen[service, status] += 1
+
+        def fail() -> None:
+            raise ConnectionError("the free source is down")
+
+        saw("scraper", gate.authorize("scraper", "paid_api").status)
+        saw("scraper", gate.authorize("scraper", "free_api").status)
+        held = gate.reserve("enrichment", "paid_api", "0.03")
+        saw("enrichment", held.status)
+        with gate.spend("enrichment", "paid_api", "0.01") as call:
+            call.set_cost("0.01")
+        saw("enrichment", "approved")
+        with pytest.raises(BudgetExceededError), gate.spend("scraper", "paid_api", "0.02"):
+            pass
+        saw("scraper", "denied")
+        router = FreeFirstRouter(gate, "geocoder", [("free_api", fail), ("paid_api", str)])
+        assert router().status == "served"  # by paid_api: $0.05 of $0.05 used
+        saw("geocoder", "approved")
+        saw("geocoder", gate.reserve("geocoder", "paid_api", "0.01", emergency=True).status)
+        assert router().status == "budget_exhausted"
+        saw("geocoder", "denied")
+        with pytest.raises(UnpricedSourceError):
+            gate.authorize("scraper", "mystery")
+        with pytest.raises(ValidationError):
+            gate.reserve("scraper", "paid_api", "-1")
+        counts = gate.decisions()
+    assert set(seen) >= {
+        ("scraper", "approved"),
+        ("scraper", "denied"),
+        ("geocoder", "emergency_approved"),
+    }
+    assert counts.counts == seen
+    assert counts.total() == sum(seen.values()) == 8
+    assert counts.total("denied") == 2
+    assert counts.total(service="enrichment") == 2
+
+
+def test_decisions_from_many_threads_are_all_counted(gate: Gate) -> None:
+    threads, each = 8, 250
+    start = threading.Barrier(threads)
+
+    def decide() -> None:
+        start.wait()
+        for _ in range(each):
+            gate.authorize("scraper", "free_api")  # no store call: the counter is the work
+
+    workers = [threading.Thread(target=decide) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert gate.decisions().counts == {("scraper", "approved"): threads * each}
+
+
+def _child_counts(gate: Gate, out: Any) -> None:
+    before = gate.decisions().total()
+    gate.authorize("child", "free_api")
+    out.put((before, dict(gate.decisions().counts)))
+
+
+def test_a_forked_child_counts_only_its_own_decisions(clock: FrozenClock) -> None:
+    """Scrapes of a parent and its child add up: the child does not repeat the parent's."""
+    with Gate.open("memory://", config=small_config(), clock=clock) as gate:
+        gate.authorize("parent", "free_api")
+        before, after = in_a_forked_child(_child_counts, gate)
+        assert (before, after) == (0, {("child", "approved"): 1})
+        assert gate.decisions().counts == {("parent", "approved"): 1}
 
 
 # -- definitions changed elsewhere -----------------------------------------------------------

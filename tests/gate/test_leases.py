@@ -6,7 +6,6 @@ step, and after the holders close, the budget holds exactly what was spent.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from spendgate.errors import ValidationError
 from spendgate.settings import Config
 from spendgate.store import open_store
 from spendgate.testing import FrozenClock
+from tests.conftest import in_a_forked_child
 
 LIMIT = "10.00"
 
@@ -50,6 +50,7 @@ def test_a_lease_is_a_hold_and_calls_draw_from_it_without_the_store(leased: Gate
     assert first.approved
     # The lease took 10% of what remained: $1.00 is held, whatever the call needed.
     assert figures(leased) == (0, to_nanos("1.00"))
+    assert leased.authorize("svc", "paid_api", "0.10").approved  # the lease covers it
     for _ in range(9):
         decision = leased.reserve("svc", "paid_api", "0.10")
         assert decision.approved
@@ -58,6 +59,8 @@ def test_a_lease_is_a_hold_and_calls_draw_from_it_without_the_store(leased: Gate
     # The lease is used up; the store, asked directly, still has room.
     assert leased.authorize("svc", "paid_api", "0.50").approved
     assert leased.store.reservation(first.reservation_id or "") is None  # never stored
+    # Decided out of the lease or by the store, every answer is counted.
+    assert leased.decisions().counts == {("svc", "approved"): 12}
 
 
 def test_commit_moves_the_hold_out_of_the_lease_into_spent(leased: Gate) -> None:
@@ -266,12 +269,7 @@ def test_a_forked_child_does_not_inherit_its_parents_leases(tmp_path: Path) -> N
     clock = FrozenClock()
     gate = Gate.open(url, config=lease_config(), clock=clock)
     assert gate.reserve("svc", "paid_api", "0.10").approved
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    child = ctx.Process(target=_child_reserves, args=(gate, out))
-    child.start()
-    inherited, approved = out.get(timeout=30)
-    child.join(30)
+    inherited, approved = in_a_forked_child(_child_reserves, gate)
     assert inherited == 0  # the child took a lease of its own ($0.90) and returned it
     assert approved
     assert figures(gate)[1] == to_nanos("1.00")  # the parent's lease, untouched
@@ -300,6 +298,7 @@ def test_fail_open_budget_approves_unchecked_and_books_the_call_later(tmp_path: 
         assert "store unreachable" in decision.reason
         assert "fail-open" in decision.reason
         assert gate.outages["approved"] == 1
+        assert gate.decisions().counts == {("svc", "approved"): 1}
     finally:
         holder.execute("ROLLBACK")
         holder.close()

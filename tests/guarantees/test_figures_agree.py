@@ -130,6 +130,12 @@ class Expected:
         """Spent and reserved as a percentage of the limit, exact."""
         return (self.spent + self.reserved) * 100 / self.limit
 
+    @property
+    def level(self) -> int:
+        """The rung of the default ladder (warn at 80%, stop at 100%) as /metrics numbers
+        it: 0 normal, 1 warn, 3 stop."""
+        return 3 if self.used_percent >= 100 else 1 if self.used_percent >= 80 else 0
+
 
 @dataclass
 class Model:
@@ -473,6 +479,11 @@ def test_server_faces_agree_with_the_events(workload: Workload) -> None:
                 "spendgate_budget_used_ratio": (e.used_percent / 100).quantize(NANO),
                 "spendgate_budget_spent": e.spent.quantize(NANO),
                 "spendgate_budget_reserved": e.reserved.quantize(NANO),
+                "spendgate_budget_level": Decimal(e.level).quantize(NANO),
+                # No budget here has an emergency allowance (tests/server/test_metrics.py
+                # has budgets that do).
+                "spendgate_budget_emergency_allowance": Decimal(0).quantize(NANO),
+                "spendgate_budget_emergency_used": Decimal(0).quantize(NANO),
             }, e.name
 
 

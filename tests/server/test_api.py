@@ -433,7 +433,9 @@ def test_authorize_and_the_reservation_cycle(client: TestClient, keys: Keys, gat
     problem_of(client.get("/api/reservations/nope", headers=h), 404)
     assert gate.status()[0].spent_nanos == 700_000_000
     decisions = client.get("/metrics", headers=bearer(keys.read)).text
-    assert 'spendgate_reservation_decisions_total{decision="denied"} 1.0' in decisions
+    counted = 'spendgate_reservation_decisions_total{decision="%s",service="scraper"} %s'
+    assert counted % ("approved", "2.0") in decisions  # the authorize and the hold
+    assert counted % ("denied", "1.0") in decisions
 
 
 # -- budgets and prices, audited --------------------------------------------------------------

@@ -643,6 +643,8 @@ def test_a_limited_admin_cannot_change_shared_settings(client: TestClient, app: 
 def test_limited_keys_see_only_their_services_figures(client: TestClient, app: FastAPI) -> None:
     seed(client, app)
     ctx = ctx_of(app)
+    for service in ("scraper", "mailer"):  # a decision each: counted by service
+        assert ctx.gate.authorize(service, "paid_api").approved
     everyone, _ = ctx.keys.create("all", "read", actor="t", now=0)
     scraper, _ = ctx.keys.create("s", "read", services=["scraper"], actor="t", now=0)
 
@@ -660,7 +662,10 @@ def test_limited_keys_see_only_their_services_figures(client: TestClient, app: F
     assert not any('service="mailer"' in s or "mailer-daily" in s for s in mine)
     budgets = {m.group(1) for s in mine if (m := re.search(r'budget="([^"]+)"', s))}
     assert budgets == {"scraper-daily"}
-    assert not any(s.startswith(("spendgate_free_source", "spendgate_reservation")) for s in mine)
+    assert not any(s.startswith("spendgate_free_source") for s in mine)
+    decided = 'spendgate_reservation_decisions_total{decision="approved",service="%s"} 1.0'
+    assert {decided % "scraper", decided % "mailer"} <= full
+    assert decided % "scraper" in mine
     assert any(s.startswith("spendgate_spend") and 'service="scraper"' in s for s in mine)
 
     def status(token: str) -> list[str]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import Request
@@ -25,8 +24,6 @@ class Context:
     keys: KeyRing
     analyst: Analyst
     control: Control
-    decisions: Counter[str] = field(default_factory=Counter)
-    """Decisions the server made (authorize and reserve), by outcome, for /metrics."""
 
     def now(self) -> datetime:
         """The gate's time."""

@@ -97,7 +97,6 @@ def record_batch(batch: EventBatch, ctx: Ctx, who: Writer) -> Any:
 
 
 def _decision(decision: Decision, ctx: Context) -> dict[str, Any]:
-    ctx.decisions[decision.status] += 1
     return {**decision.to_dict(), "currency": ctx.gate.config.currency}
 
 

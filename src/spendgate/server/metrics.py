@@ -1,14 +1,26 @@
 """`/metrics` for Prometheus: spend, requests, free-source success, budgets, decisions and
 whether writes to the store fail.
 
-The figures are read from the store when Prometheus scrapes (the rollups and budget rows, a
-few reads whatever the event count), so every server process on one store reports the same
-totals; decisions are counted by the process that made them. A key limited to services is
-shown only their series and the budgets scoped to them (`registry(ctx, services)`): not the
-free-source ratio nor the decisions, which span every service. Money is in the deployment
-currency (Prometheus values are floats: fine for a graph, never for the ledger). Whether
-writes fail is this process's, as `/healthz` reports it (`Gate.check_health()`), shown to
-every key like `/healthz` itself.
+Two kinds of figures. The store's (spend, requests, the free-source ratio, budgets) are read
+from the store when Prometheus scrapes (the rollups and budget rows, a few reads whatever the
+event count), so every process on one store reports the same totals: scrape one, or take
+`max()` across them. The process's (decisions, whether writes fail) are counted by the gate
+that made them, library calls and HTTP API calls alike: `sum()` across processes adds them
+up. A key limited to services is shown only their series and the budgets scoped to them
+(`registry(ctx, services)`): not the free-source ratio, which spans every service. Money is
+in the deployment currency (Prometheus values are floats: fine for a graph, never for the
+ledger). Whether writes fail is this process's, as `/healthz` reports it
+(`Gate.check_health()`), shown to every key like `/healthz` itself.
+
+A library process exports the same figures with `collector(gate)`:
+
+```python
+from prometheus_client import REGISTRY, start_http_server
+from spendgate.server.metrics import collector
+
+REGISTRY.register(collector(gate, store_figures=False))  # its decisions; the server has the rest
+start_http_server(9464)
+```
 """
 
 from __future__ import annotations
@@ -20,6 +32,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from spendgate.analytics import Analyst
+from spendgate.budgets import LEVELS
+from spendgate.decisions import OUTCOMES
+from spendgate.gate import Gate
 from spendgate.money import from_nanos
 from spendgate.server.auth import budget_visible
 from spendgate.server.context import Context
@@ -28,6 +44,7 @@ from spendgate.windows import to_micros
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
+_LEVEL_NUMBERS = ", ".join(f"{i} {level}" for i, level in enumerate(LEVELS))
 
 
 def _money(nanos: int) -> float:
@@ -35,22 +52,29 @@ def _money(nanos: int) -> float:
 
 
 class SpendCollector(Collector):
-    """Reads the store at scrape time (only `services`' series, when given)."""
+    """spendgate's figures, read when Prometheus scrapes (only `services`' series, when
+    given; only the process's, without `analyst`)."""
 
-    def __init__(self, ctx: Context, services: Iterable[str] | None = None) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, gate: Gate, analyst: Analyst | None, services: Iterable[str] | None = None
+    ) -> None:
+        self.gate = gate
+        self.analyst = analyst
         self.services = None if services is None else frozenset(services)
 
     def collect(self) -> Iterator[Metric]:
-        ctx = self.ctx
+        gate = self.gate
         writes = GaugeMetricFamily(
             "spendgate_store_writes_failing",
             "1 while this process's latest write to the store failed (a full disk, a "
             "read-only store, the store unreachable) and none succeeded since, else 0.",
         )
-        writes.add_metric([], float(ctx.gate.check_health().writes.failing))
+        writes.add_metric([], float(gate.check_health().writes.failing))
         yield writes
-        currency = ctx.gate.config.currency
+        yield self._decisions()
+        if self.analyst is None:
+            return
+        currency = gate.config.currency
         spend = CounterMetricFamily(
             "spendgate_spend",
             f"Spend recorded, in {currency}.",
@@ -65,7 +89,8 @@ class SpendCollector(Collector):
         )
         by_pricing = CounterMetricFamily(
             "spendgate_requests_by_pricing",
-            "Requests recorded, by pricing (paid: to a paid source; free: to a free one).",
+            "Requests recorded, by pricing (paid: to a source that charges, or booked at a "
+            "cost; free: the others, unpriced ones included).",
             labels=["service", "source", "pricing"],
         )
         unpriced = CounterMetricFamily(
@@ -73,9 +98,9 @@ class SpendCollector(Collector):
             "Requests recorded without a known cost (counted as unpriced, never as 0).",
             labels=["service", "source"],
         )
-        ledger: LedgerStore = ctx.gate.store  # all of the store it reads: the rollups
+        ledger: LedgerStore = gate.store  # all of the store it reads: the rollups
         for _, service, source, t in ledger.tallies([(0, _FAR)]):
-            if self.services is not None and service not in self.services:
+            if not self._shows(service):
                 continue
             spend.add_metric([service, source, currency], _money(t.cost))
             failures = t.requests - t.successes
@@ -85,46 +110,68 @@ class SpendCollector(Collector):
                 by_pricing.add_metric([service, source, pricing], count)
             unpriced.add_metric([service, source], t.unpriced)
         yield from (spend, requests, by_pricing, unpriced)
-        if self.services is None:
-            yield from self._everyone()
+        if self.services is None:  # a figure over every service: for unlimited keys only
+            free = GaugeMetricFamily(
+                "spendgate_free_source_success_ratio",
+                "Share of today's requests served by a free source.",
+            )
+            free.add_metric([], self.analyst.live().today.free_source_success_rate)
+            yield free
         yield from self._budgets()
 
-    def _everyone(self) -> Iterator[Metric]:
-        """The figures that span every service: for unlimited keys only."""
-        ctx = self.ctx
-        live = ctx.analyst.live()
-        free = GaugeMetricFamily(
-            "spendgate_free_source_success_ratio",
-            "Share of today's requests served by a free source.",
-        )
-        free.add_metric([], live.today.free_source_success_rate)
-        yield free
+    def _shows(self, service: str) -> bool:
+        return self.services is None or service in self.services
+
+    def _decisions(self) -> Metric:
+        """This process's decisions, library and HTTP API calls alike (`Gate.decisions()`)."""
         decisions = CounterMetricFamily(
             "spendgate_reservation_decisions",
-            "Authorize and reserve decisions made by this server process, by outcome.",
-            labels=["decision"],
+            "Calls decided by this process's gate (every authorize and reserve answer, "
+            "library and HTTP API calls alike), by service and decision (approved, "
+            "emergency_approved, denied).",
+            labels=["service", "decision"],
         )
-        for outcome in ("approved", "emergency_approved", "denied"):
-            decisions.add_metric([outcome], ctx.decisions[outcome])
-        yield decisions
+        counts = self.gate.decisions().counts
+        for service in sorted({s for s, _ in counts}):
+            if self._shows(service):
+                for outcome in OUTCOMES:
+                    decisions.add_metric([service, outcome], counts.get((service, outcome), 0))
+        return decisions
 
     def _budgets(self) -> Iterator[Metric]:
-        ctx = self.ctx
-        currency = ctx.gate.config.currency
+        currency = self.gate.config.currency
 
         def gauge(name: str, what: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"spendgate_budget_{name}", what, labels=["budget"])
 
-        limit = gauge("limit", f"Budget limits, in {currency}.")
+        limit = gauge("limit", f"Each budget's limit, in {currency}.")
         used = gauge("used", f"Spent plus reserved in each budget's current window, in {currency}.")
-        remaining = gauge("remaining", f"Limit less spent and reserved, in {currency}.")
-        ratio = gauge("used_ratio", "Used over limit.")
+        remaining = gauge(
+            "remaining",
+            f"Limit less spent and reserved in each budget's current window (below 0 past "
+            f"the limit), in {currency}.",
+        )
+        ratio = gauge("used_ratio", "Spent plus reserved over the limit, in each budget's window.")
         spent = gauge("spent", f"Spent in each budget's current window, in {currency}.")
         reserved = gauge(
             "reserved",
             f"Held by pending reservations in each budget's current window, in {currency}.",
         )
-        for s in ctx.gate.status():
+        level = gauge(
+            "level",
+            "The ladder rung each budget's spent plus reserved has reached in its current "
+            f"window: {_LEVEL_NUMBERS}.",
+        )
+        allowance = gauge(
+            "emergency_allowance",
+            f"Each budget's emergency allowance, past its stop line, per window, in {currency}.",
+        )
+        emergency = gauge(
+            "emergency_used",
+            "Emergency allowance taken in each budget's current window (spend and holds the "
+            f"budget approved past its stop line), in {currency}.",
+        )
+        for s in self.gate.status():
             if not budget_visible(s.budget, self.services):
                 continue
             name = s.budget.name
@@ -134,14 +181,30 @@ class SpendCollector(Collector):
             ratio.add_metric([name], s.balance.used / s.budget.limit)
             spent.add_metric([name], _money(s.balance.spent))
             reserved.add_metric([name], _money(s.balance.reserved))
-        yield from (limit, used, remaining, ratio, spent, reserved)
+            level.add_metric([name], LEVELS.index(s.level))
+            allowance.add_metric([name], _money(s.budget.emergency))
+            emergency.add_metric([name], _money(s.emergency_used_nanos))
+        yield from (limit, used, remaining, ratio, spent, reserved, level, allowance, emergency)
+
+
+def collector(
+    gate: Gate, *, services: Iterable[str] | None = None, store_figures: bool = True
+) -> Collector:
+    """A Prometheus collector of `gate`'s figures, the ones `/metrics` shows (only
+    `services`' series, when given): register it to export them from a library process.
+
+    With `store_figures=False`, only the process's own: its decisions and whether its
+    writes fail. Use that where a server on the same store already exports the store's
+    figures, which are the same from every process on it.
+    """
+    return SpendCollector(gate, Analyst(gate) if store_figures else None, services)
 
 
 def registry(ctx: Context, services: Iterable[str] | None = None) -> CollectorRegistry:
     """A registry of spendgate's figures (one per app, so several apps never collide), or
     of only `services`' figures."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SpendCollector(ctx, services))
+    reg.register(SpendCollector(ctx.gate, ctx.analyst, services))
     return reg
 
 
