@@ -562,6 +562,12 @@ def test_a_store_that_begins_mid_week_counts_only_the_days_with_data(store_url: 
         assert lists["request_volume_trend"] == [None, None, None, 300, 600, 50, 300]
         assert lists["free_source_trend"] == [None, None, None, 0.0, 0.0, 1.0, 0.0]
         assert week["period"]["days_analyzed"] == 7
+        # A day before the first event, asked for alone: no data, not $0 under budget.
+        wednesday = analyst.daily("2026-10-14").to_dict()
+        assert (wednesday["data"], wednesday["budget_status"]) == (False, None)
+        assert wednesday["budget_utilization"] is None
+        thursday = analyst.daily(THU).to_dict()
+        assert (thursday["data"], thursday["budget_status"]) == (True, "under_budget")
     finally:
         gate.close()
 

@@ -307,7 +307,8 @@ class Analyst:
         return self._day_bounds(parse_date(value, field_name))[0]
 
     def daily(self, day: date | str) -> DailyBreakdown:
-        """One local day: its summary and its hours."""
+        """One local day: its summary and its hours (`data` False before the first event:
+        no data, not a $0 day under budget)."""
         d = parse_date(day, "date")
         start, end = self._day_bounds(d)
         hours = []
@@ -317,11 +318,13 @@ class Analyst:
             at += timedelta(hours=1)
         cells = self._cells([(start, end), *hours])
         summary = Summary(start, end, self.gate.clock(), cells[0], None, self.gate.config.currency)
+        first = self.first_day()
         return DailyBreakdown(
             summary,
             d,
             [(h[0], total(c)) for h, c in zip(hours, cells[1:], strict=True)],
             self.period_budget("day", start),
+            data=first is not None and d >= first,
         )
 
     def service_performance(self, service: str, days: int = 7) -> ServicePerformance:

@@ -223,6 +223,7 @@ class DailyBreakdown:
     day: date
     hours: Sequence[tuple[datetime, Tally]]
     budget: PeriodBudget | None
+    data: bool = True  # False: a day before the first event (no data, not a $0 day)
 
     @property
     def daily_limit(self) -> Decimal | None:
@@ -238,7 +239,7 @@ class DailyBreakdown:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with each hour's cost and requests."""
         t = self.summary.total
-        out = {"date": self.day.isoformat(), **self.summary.to_dict()}
+        out = {"date": self.day.isoformat(), "data": self.data, **self.summary.to_dict()}
         out["hourly"] = [
             {"hour": at.isoformat(), "total_cost": money_text(h.cost), "requests": h.requests}
             for at, h in self.hours
@@ -247,8 +248,10 @@ class DailyBreakdown:
         if self.budget is not None and limit is not None:
             out["daily_budget"] = money_text(limit)
             out["daily_budget_from"] = self.budget.to_dict()
-            out["budget_utilization"] = t.cost / limit if limit else None
-            out["budget_status"] = "over_budget" if t.cost > limit else "under_budget"
+            out["budget_utilization"] = t.cost / limit if limit and self.data else None
+            out["budget_status"] = (
+                None if not self.data else "over_budget" if t.cost > limit else "under_budget"
+            )
         return out
 
 
