@@ -495,20 +495,108 @@ def test_a_young_day_is_not_extrapolated_and_six_hours_give_a_low_confidence_run
         assert d["budget_assessment"]["projected_vs_budget"] is None
         assert d["current_spend"] == "5"
         live = analyst.live().to_dict()["live_metrics"]["projected_daily_total"]
-        assert (live["value"], live["method"]) == ("5", "spent_so_far (insufficient history)")
+        assert (live["value"], live["method"]) == (
+            "5",
+            "spent_so_far (under 6 hours of today's data)",
+        )
 
         clock.set(start + timedelta(hours=6, minutes=25))  # six hours since the first event
         m = analyst.monthly_forecast()
         f = m.forecast
         assert f is not None
         assert (f.method, f.confidence) == ("intraday_run_rate", "low")
-        assert f.reason.startswith("insufficient history: 1 day of data")
         # $20 a day (5 over a quarter day) for the 28 days left, today included.
         assert f.total == Decimal("560")
-        assert f.low <= Decimal("5") < f.total < f.high
+        assert f.reason == "insufficient history: 6.0 hours of data today; today's run rate"
+        assert Decimal("5") <= f.low < f.total < f.high  # never below what is spent
         assert m.to_dict()["forecast"] == f.to_dict()
         live = analyst.live().to_dict()["live_metrics"]["projected_daily_total"]
         assert live["method"] == "intraday_burn_rate"
+    finally:
+        gate.close()
+
+
+def month_gate(url: str, now: datetime, reset_hour: int = 0) -> Gate:
+    return Gate.open(
+        url,
+        config=parse(
+            {
+                "sources": {"api": {"price": "1/request"}},
+                "budgets": [
+                    {
+                        "name": "main",
+                        "limit": "1000",
+                        "window": "month",
+                        "timezone": ZONE,
+                        "reset_hour": reset_hour,
+                    }
+                ],
+            }
+        ),
+        clock=FrozenClock(now),
+    )
+
+
+def test_no_bound_of_the_month_is_below_what_it_has_spent(store_url: str) -> None:
+    """One $5 day, then $50 today: the interval's low end was $49.78 with $55 spent."""
+    now = datetime(2026, 12, 10, 20, 0, tzinfo=UTC)
+    gate = month_gate(store_url, now)
+    try:
+        gate.record("svc", "api", cost="5", time=now - timedelta(days=1, hours=8))
+        gate.record("svc", "api", cost="50", time=now - timedelta(hours=1))
+        m = Analyst(gate).monthly_forecast()
+        assert m.spent == Decimal("55")
+        f = m.forecast
+        assert f is not None
+        assert m.spent <= f.low <= f.total <= f.high
+        for method in m.outlook.forecasts:
+            found = m.projection(method)
+            assert found is not None
+            assert all(bound >= m.spent for bound in found)
+    finally:
+        gate.close()
+
+
+def test_an_event_ahead_of_the_clock_gives_no_forecast_rather_than_an_error(
+    store_url: str,
+) -> None:
+    """A writer whose clock runs minutes fast, just before midnight: the store's first event
+    is on tomorrow's local day."""
+    now = datetime(2026, 12, 10, 4, 58, tzinfo=UTC)  # 23:58 in New York
+    gate = month_gate(store_url, now)
+    try:
+        gate.record("svc", "api", time=now + timedelta(minutes=3))
+        d = Analyst(gate).monthly_forecast().to_dict()
+        assert d["forecast"] is None
+        assert d["current_spend"] == "0"
+    finally:
+        gate.close()
+
+
+def test_days_that_reset_in_the_afternoon_are_counted_in_their_own_window(
+    store_url: str,
+) -> None:
+    """Days from 13:00 New York: $10 a day from 1 to 9 December and $3 on the 10th so far.
+    Anchoring a day at its noon found the window before it, a day late."""
+    now = at_local(date(2026, 12, 10), 20)
+    gate = month_gate(store_url, now, reset_hour=13)
+    try:
+        gate.record_many(
+            {
+                "service": "svc",
+                "source": "api",
+                "cost": "10",
+                "time": at_local(date(2026, 12, d), 15),
+            }
+            for d in range(1, 10)
+        )
+        gate.record("svc", "api", cost="3", time=at_local(date(2026, 12, 10), 14))
+        analyst = Analyst(gate)
+        assert analyst.daily("2026-12-10").summary.cost == Decimal("3")
+        assert analyst.daily("2026-12-01").summary.cost == Decimal("10")
+        m = analyst.monthly_forecast()
+        assert (m.spent, m.today, m.base) == (Decimal("93"), Decimal("3"), Decimal("90"))
+        assert m.outlook.points == 9  # the nine whole days, the first one included
     finally:
         gate.close()
 

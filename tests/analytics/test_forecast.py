@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from spendgate.analytics.forecast import (
     BASELINE,
     DEFAULT_LEVEL,
     METHODS,
     RUN_RATE_PRIOR_CV,
+    RUN_RATE_PRIOR_DAYS,
     Forecast,
     backtest,
     burn_rate,
@@ -119,14 +121,17 @@ def test_linear_is_the_run_rate_with_the_student_t_interval_of_a_sum() -> None:
 
 
 def test_on_insufficient_history_the_run_rate_interval_allows_for_what_it_cannot_show() -> None:
-    """Under two weeks of days, σ is at least RUN_RATE_PRIOR_CV of the mean and the t has at
-    least one degree of freedom: four days that nearly agree, or one day, still give an
-    interval as wide as a weekly rhythm could make the days to come."""
+    """Under two weeks of days, the variance pools the days' own with a prior one (half the
+    mean, squared, worth two days) and the t gains those two degrees of freedom: four days
+    that nearly agree, or one day, still give an interval as wide as a weekly rhythm could
+    make the days to come."""
     f = forecast([10.0, 12.0, 11.0, 13.0], 2, method="linear")
-    half = 2.3533634 * (RUN_RATE_PRIOR_CV * 11.5) * math.sqrt(2 + 4 / 4)  # t(0.95, 3)
+    prior = RUN_RATE_PRIOR_DAYS * (RUN_RATE_PRIOR_CV * 11.5) ** 2
+    variance = (prior + 3 * np.var([10.0, 12.0, 11.0, 13.0], ddof=1)) / (RUN_RATE_PRIOR_DAYS + 3)
+    half = student_t.ppf(0.95, 5) * math.sqrt(variance) * math.sqrt(2 + 4 / 4)
     assert (f.total, f.low, f.high) == pytest.approx((23, max(23 - half, 0), 23 + half), rel=1e-6)
     one = forecast([5.0], 30, method="linear")
-    half = 6.3137515 * (RUN_RATE_PRIOR_CV * 5) * math.sqrt(30 + 900)  # t(0.95, 1)
+    half = student_t.ppf(0.95, 2) * (RUN_RATE_PRIOR_CV * 5) * math.sqrt(30 + 900)
     assert (one.total, one.low, one.high) == pytest.approx((150, 0, 150 + half), rel=1e-6)
     # A first day observed for a quarter of its hours is a quarter of a day, not a whole one.
     part = forecast([5.0], 30, method="linear", observed=0.25)

@@ -166,9 +166,11 @@ class Analyst:
         return out
 
     def _day_bounds(self, day: date) -> tuple[datetime, datetime]:
-        """The `[start, end)` of a local day."""
-        noon = datetime(day.year, day.month, day.day, 12, tzinfo=self.days.zone)
-        return self.days.bounds(noon)
+        """The `[start, end)` of a local day: the window that starts on `day` at the reset
+        hour (found from twelve hours of wall time after it, inside it whatever the reset
+        hour and however long a daylight-saving day)."""
+        reset = datetime(day.year, day.month, day.day, self.days.reset_hour, tzinfo=self.days.zone)
+        return self.days.bounds(reset + timedelta(hours=12))
 
     def _local_day(self, at: datetime) -> date:
         start, _ = self.days.bounds(at)
@@ -423,7 +425,10 @@ class Analyst:
         oldest = (
             today
             if first is None
-            else max(self._local_day(first), date.fromordinal(today.toordinal() - FORECAST_HISTORY))
+            else min(
+                today,  # a first event ahead of the clock (a writer's clock minutes fast)
+                max(self._local_day(first), date.fromordinal(today.toordinal() - FORECAST_HISTORY)),
+            )
         )
         series = self._series(today, today.toordinal() - oldest.toordinal() + 1)
         history, observed, intraday = self._history(series, first, now)
@@ -450,27 +455,32 @@ class Analyst:
 
     def _history(
         self, series: Sequence[Day], first: datetime | None, now: datetime
-    ) -> tuple[list[float], float | None, bool]:
+    ) -> tuple[list[float], float | None, timedelta | None]:
         """The daily totals a forecast is fitted on, how many days they cover (`None`: each a
-        whole day), and whether they are today's hours alone; see `monthly_forecast()`."""
-        if first is None:
-            return [], None, False
+        whole day), and when they are today's hours alone, how many; see
+        `monthly_forecast()`."""
+        if first is None or first > now:
+            return [], None, None
         need = MIN_INTRADAY_HOURS
         complete = list(series[:-1])
         covered = 1.0
         if complete:
             start, end = self._day_bounds(complete[0].day)
             covered = (end - max(first, start)) / (end - start)
-            if end - max(first, start) < need:
+            # Under six hours says nothing of a day; and once a model can be fitted, a partial
+            # first day would read to it as a quiet whole one.
+            if end - max(first, start) < need or (
+                covered < 1 and len(complete) > forecasting.model_history(SEASON)
+            ):
                 complete, covered = complete[1:], 1.0
         if complete:
             totals = [d.total.cost / 1e9 for d in complete]
-            return totals, (len(totals) - 1 + covered if covered < 1 else None), False
+            return totals, (len(totals) - 1 + covered if covered < 1 else None), None
         start, end = self._day_bounds(series[-1].day)
         hours = now - max(first, start)
         if hours < need:
-            return [], None, False
-        return [series[-1].total.cost / 1e9], hours / (end - start), True
+            return [], None, None
+        return [series[-1].total.cost / 1e9], hours / (end - start), hours
 
     def _outlook(
         self, history: tuple[float, ...], horizon: int, level: float, observed: float | None

@@ -101,10 +101,10 @@ class LiveMetrics:
     def projection_method(self) -> str:
         """How `projected_daily_total` is made: "intraday_burn_rate" (today so far plus the
         recent pace over the rest of the day) once today has `MIN_INTRADAY_HOURS` of data,
-        before that "spent_so_far (insufficient history)": no extrapolation."""
+        before that "spent_so_far (under 6 hours of today's data)": no extrapolation."""
         if self.hours_of_data >= MIN_INTRADAY_HOURS:
             return "intraday_burn_rate"
-        return "spent_so_far (insufficient history)"
+        return "spent_so_far (under 6 hours of today's data)"
 
     @property
     def daily_spend(self) -> Decimal:

@@ -392,7 +392,7 @@ class MonthlyAssessment:
     as_of: datetime
     local_day: date  # today, in the reporting zone
     currency: str = DEFAULT_CURRENCY
-    intraday: bool = False  # the history is today's hours alone (no complete day yet)
+    intraday: timedelta | None = None  # the hours of data today, when they are all the history
 
     @property
     def spent(self) -> Decimal:
@@ -427,10 +427,13 @@ class MonthlyAssessment:
         chosen = self.outlook.best
         if found is None or chosen is None:
             return None
-        method = "intraday_run_rate" if self.intraday else chosen.method
-        return MonthForecast(
-            method, self.outlook.confidence, self.outlook.reason, *found, chosen.level
-        )
+        if self.intraday is None:
+            method, reason = chosen.method, self.outlook.reason
+        else:
+            hours = self.intraday / timedelta(hours=1)
+            method = "intraday_run_rate"
+            reason = f"insufficient history: {hours:.1f} hours of data today; today's run rate"
+        return MonthForecast(method, self.outlook.confidence, reason, *found, chosen.level)
 
     def projection(self, method: str | None = None) -> tuple[Decimal, Decimal, Decimal] | None:
         """The month's projected total and its interval, in currency units, by `method` (the
@@ -449,9 +452,10 @@ class MonthlyAssessment:
         first = f.path[0] if f.path else 0.0
 
         def shifted(x: float) -> Nanos:
-            # Today's forecast is what today will spend in all: never less than it already has.
+            # Today's forecast is what today will spend in all: never less than it already
+            # has; and no bound of the month's total is below what the month has spent.
             return self.base_nanos + max(
-                round(x * 1e9), round((x - first) * 1e9) + self.today_nanos
+                round(x * 1e9), round((x - first) * 1e9) + self.today_nanos, self.today_nanos
             )
 
         return shifted(f.total), shifted(f.low), shifted(f.high)
@@ -514,10 +518,10 @@ class MonthlyAssessment:
             "days_remaining": self.days_remaining,
             "current_spend": money_text(self.spent_nanos),
             "forecast": None if headline is None else headline.to_dict(),
-            "history_days": self.outlook.points,
+            "history_days": 0 if self.intraday is not None else self.outlook.points,
             "confidence": self.outlook.confidence,
             "chosen_method": None if headline is None else headline.method,
-            "chosen_because": self.outlook.reason,
+            "chosen_because": self.outlook.reason if headline is None else headline.reason,
             "projections": projections,
             "backtest": {k: v.to_dict() for k, v in self.outlook.scores.items()},
         }
@@ -588,7 +592,7 @@ def recommendations(projected: Nanos | None, budget: Nanos | None, spent: Nanos)
             "route remaining traffic to free sources",
         ]
     if projected is None:
-        return ["too little history to project the month: check back after a day of data"]
+        return ["too little history to project the month: it needs six hours of data"]
     ratio = projected / budget
     if ratio > 1:
         return [

@@ -130,7 +130,8 @@ def trends(
 def forecast(
     db: DbOption = DEFAULT_URL, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
-    """Month-end projections by three methods, the one chosen by backtest, the assessment."""
+    """The month-end forecast (method, confidence, interval, why), each method beside it, the
+    assessment against the monthly budget."""
     with analysis(db, config) as analyst:
         figures = analyst.monthly_forecast().to_dict()
         show(f"Forecast for {figures['month']} (as of {figures['as_of']})", figures, as_json)

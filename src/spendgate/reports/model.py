@@ -309,7 +309,7 @@ def monthly(
             "status": "month in progress",
             "method": None if headline is None else headline.method,
             "confidence": assessment.outlook.confidence,
-            "chosen_because": assessment.outlook.reason,
+            "chosen_because": assessment.outlook.reason if headline is None else headline.reason,
             "projected_total": None if projected is None else Money(projected),
             "interval_low": None if headline is None else Money(headline.low_nanos),
             "interval_high": None if headline is None else Money(headline.high_nanos),

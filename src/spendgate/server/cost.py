@@ -111,7 +111,8 @@ def service_performance(
 
 @router.get("/api/cost/forecast/monthly", response_model=Figures)
 async def monthly_forecast(ctx: Ctx, who: Reader) -> dict[str, Any]:
-    """Month-end projections by three methods, the one chosen by backtest, the assessment."""
+    """The month-end forecast (method, confidence, interval, why), each method beside it, the
+    assessment against the monthly budget."""
     # Fitting takes a second or two the first time each day: off the event loop.
     forecast = await run_in_threadpool(ctx.analyst.monthly_forecast)
     return forecast.to_dict()

@@ -95,8 +95,9 @@ def _forecast(ctx: Context, now: datetime) -> dict[str, Any] | None:
         "as_of": assessment.as_of.isoformat(),
         **headline.to_dict(),
         "path": [
+            # Today's point is never below what today has spent, as in the projection.
             {"t": (first + timedelta(days=i)).isoformat(), "cost": round(v, 9)}
-            for i, v in enumerate(best.path)
+            for i, v in enumerate((max(best.path[0], assessment.today_nanos / 1e9), *best.path[1:]))
         ],
         "monthly_budget": None
         if assessment.monthly_budget_nanos is None

@@ -300,7 +300,10 @@
     tile("tile-free_source_success_rate", pct(free.value), state.status ? state.status.free_source_performance : "", free.as_of, free);
     tile("tile-requests_per_minute", num(m.requests_per_minute.value), "last 15 minutes", m.requests_per_minute.as_of, m.requests_per_minute);
     tile("tile-cost_per_request", money(m.cost_per_request.value), "priced requests", m.cost_per_request.as_of, m.cost_per_request);
-    tile("tile-projected_daily_total", money(m.projected_daily_total.value), "at the recent pace", m.projected_daily_total.as_of, m.projected_daily_total);
+    const projection = m.projected_daily_total;
+    tile("tile-projected_daily_total", money(projection.value),
+      projection.method === "intraday_burn_rate" ? "at the recent pace"
+        : "spent so far: under 6 hours of today's data", projection.as_of, projection);
     const runway = m.time_until_budget_exhausted;
     const before = m.runs_out_before_reset ? m.runs_out_before_reset.value : null;
     tile("tile-time_until_budget_exhausted", runway.budget ? duration(runway.value) : "no budget",
