@@ -111,17 +111,17 @@ def test_seasonal_captures_a_weekly_pattern_better_than_linear() -> None:
 
 
 def test_linear_is_the_run_rate_with_the_student_t_interval_of_a_sum() -> None:
-    history = [10.0, 12.0, 11.0, 13.0] * 4  # 16 points: enough for a model, no prior
+    history = [10.0, 12.0, 11.0, 13.0] * 6  # 24 points: enough for a model, no prior
     f = forecast(history, 2, method="linear")
     assert f.path == (11.5, 11.5)
-    # t(0.95, 15) = 1.7530504; s = 1.1547005 (ddof 1); sqrt(h + h²/n) = sqrt(2.25).
-    half = 1.7530504 * 1.1547005 * math.sqrt(2.25)
+    # t(0.95, 23) = 1.7138715; s = 1.1420805 (ddof 1); sqrt(h + h²/n) = sqrt(2 + 4/24).
+    half = 1.7138715 * 1.1420805 * math.sqrt(2 + 4 / 24)
     assert f.low == pytest.approx(23 - half, rel=1e-6)
     assert f.high == pytest.approx(23 + half, rel=1e-6)
 
 
 def test_on_insufficient_history_the_run_rate_interval_allows_for_what_it_cannot_show() -> None:
-    """Under two weeks of days, the variance pools the days' own with a prior one (half the
+    """Under three weeks of days, the variance pools the days' own with a prior one (half the
     mean, squared, worth two days) and the t gains those two degrees of freedom: four days
     that nearly agree, or one day, still give an interval as wide as a weekly rhythm could
     make the days to come."""
@@ -241,20 +241,20 @@ def test_a_method_that_does_not_beat_seasonal_naive_is_not_used() -> None:
 
 
 def test_with_too_little_history_to_backtest_seasonal_naive_is_the_answer() -> None:
-    out = outlook(weekly_spend(14), 20)
-    assert set(out.forecasts) == {"linear", "trend", BASELINE}
+    out = outlook(weekly_spend(21), 30)
+    assert set(out.forecasts) == {*METHODS, BASELINE}
     assert (out.chosen, out.confidence) == (BASELINE, "medium")
     assert out.reason == "too little history to backtest: seasonal-naive"
 
 
-@pytest.mark.parametrize("days", [1, 3, 7, 13])
-def test_under_two_weeks_of_days_the_answer_is_a_low_confidence_run_rate(days: int) -> None:
+@pytest.mark.parametrize("days", [1, 3, 7, 14, 20])
+def test_under_three_weeks_of_days_the_answer_is_a_low_confidence_run_rate(days: int) -> None:
     out = outlook(weekly_spend(days), 20)
     assert list(out.forecasts) == ["linear"]
     assert (out.chosen, out.confidence, out.insufficient) == ("linear", "low", True)
     plural = "" if days == 1 else "s"
     assert out.reason == (
-        f"insufficient history: {days} day{plural} of data, a model needs 14; run rate"
+        f"insufficient history: {days} day{plural} of data, a model needs 21; run rate"
     )
     assert out.scores == {}
 
