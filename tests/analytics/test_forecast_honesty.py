@@ -4,8 +4,8 @@ Stores with 0, 1, 3, 7, 14 and 60 days of history, generated with a weekly rhyth
 
 - every face that shows the month's forecast (Python, REST, the dashboard's JSON, the CLI,
   the monthly report) shows the same one, by the rules: no history, no projection; under
-  three weeks of days a low-confidence run rate; from there seasonal-naive, or a method that beat it
-  in its own backtest;
+  three weeks of days a low-confidence run rate; from there seasonal-naive, or a method that
+  beat it in its own backtest;
 - calibration: over 200 seeded simulations per history length, the 80% interval of the
   forecast those faces show covers the realised total of the days left at least 80% of the
   time;
