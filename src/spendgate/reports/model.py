@@ -47,8 +47,12 @@ METHODOLOGY = (
     "reset hour. Days before the first event are no data, not $0 days: they have no figures, "
     "and averages, days under budget and trend lines leave them out. "
     "Trends are least-squares lines through the complete days' values "
-    "(scipy.stats.linregress); the month-end forecast is the method chosen by a rolling-origin "
-    "backtest (MASE) among a run rate, damped-trend and seasonal exponential smoothing."
+    "(scipy.stats.linregress). The month-end forecast says how much it knows: under three "
+    "weeks of days it is a run rate, low confidence, with an interval widened for what so few "
+    "days cannot show; from there a damped-trend or seasonal exponential smoothing or the run "
+    "rate is used only if it beat the seasonal-naive forecast in a rolling-origin backtest "
+    "(MASE) on this store, and seasonal-naive otherwise; its interval is the range the "
+    "month's total falls in with the stated probability."
 )
 DATA_SOURCES = (
     "rollups: per-minute, per-hour and per-day sums of events by service and source",
