@@ -56,6 +56,17 @@ SEED_BUDGETS: Sequence[Mapping[str, Any]] = (
         "reset_hour": 0,
         "thresholds": {"warn": 0.8, "stop": 1.0},
     },
+    {
+        # The second seed's: $25 a day of the market-data stream, a warning at 60% and the
+        # emergency stop at 80% (DAILY_STREAMING_BUDGET and EMERGENCY_STOP_THRESHOLD set these).
+        "name": "streaming",
+        "limit": "25.00",
+        "scope": "source:databento_mbo",
+        "window": "day",
+        "timezone": "UTC",
+        "reset_hour": 0,
+        "thresholds": {"warn": 0.6, "stop": 0.8},
+    },
 )
 
 
@@ -225,7 +236,8 @@ class Config:
 
     @classmethod
     def seed(cls) -> Config:
-        """The seed's sources and stream, and a $10 daily budget with $50 for emergencies."""
+        """The seeds' sources and stream, a $10 daily budget with $50 for emergencies, and the
+        stream's own $25 a day (warning at 60%, stop at 80%)."""
         sources = {name: parse_source(name, spec) for name, spec in SEED_SOURCES.items()}
         budgets = tuple(budget_from_config(spec["name"], spec) for spec in SEED_BUDGETS)
         return cls(PriceBook(sources), budgets, defaults=True)

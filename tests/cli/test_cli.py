@@ -88,8 +88,9 @@ def test_record_then_status(tmp_path: Path) -> None:
     assert "exists: r1" in again.output
     status = runner.invoke(app, ["status", "--db", db, "--json"])
     assert status.exit_code == 0, status.output
-    (daily,) = json.loads(status.output)
+    daily, streaming = json.loads(status.output)
     assert (daily["name"], daily["spent"], daily["limit"]) == ("daily", "0.002", "10")
+    assert (streaming["name"], streaming["spent"], streaming["limit"]) == ("streaming", "0", "25")
     assert daily["as_of"]
 
 
@@ -101,7 +102,7 @@ def test_json_output_writes_money_as_decimal_text_with_its_currency(tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     status = runner.invoke(app, ["status", "--db", db, "--json"])
-    (daily,) = json.loads(status.output)
+    daily, _ = json.loads(status.output)  # the seed's daily budget; the stream's has nothing
     assert (daily["spent"], daily["remaining"], daily["currency"]) == ("8.081", "1.919", "USD")
     alerts = runner.invoke(app, ["alerts", "list", "--db", db, "--json"])
     assert alerts.exit_code == 0, alerts.output

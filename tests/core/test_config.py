@@ -329,13 +329,20 @@ def test_seed_config() -> None:
     stream = cfg.prices.price_at("databento_mbo", now)
     assert stream is not None
     assert stream.cost({"MB": 50, "hour": 2}) == to_nanos("2.50")
-    (daily,) = cfg.budgets
+    daily, streaming = cfg.budgets
     assert daily.name == "daily"
     assert daily.limit == to_nanos(10)
     assert daily.emergency == to_nanos(50)
     assert daily.window == Window("day", tz="UTC", reset_hour=0)
     assert daily.thresholds == DEFAULT_LADDER
     assert daily.level(to_nanos("8.50")) == "warn"
+    # The second seed's stream budget: $25 a day, a warning at 60%, the stop at 80%.
+    assert (streaming.name, str(streaming.scope)) == ("streaming", "source:databento_mbo")
+    assert streaming.limit == to_nanos(25)
+    assert [(t.fraction, t.action) for t in streaming.thresholds] == [
+        (Decimal("0.6"), "warn"),
+        (Decimal("0.8"), "stop"),
+    ]
     assert cfg.currency == "USD"
     assert cfg.reservation_ttl == timedelta(minutes=5)
 

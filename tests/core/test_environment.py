@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -59,6 +60,33 @@ def test_bad_values_name_the_variable(environ: dict[str, str], named: str) -> No
 def test_a_streaming_budget_must_exist_to_apply_to() -> None:
     with pytest.raises(ConfigError, match="named 'streaming'"):
         apply_environment(parse({}), {"DAILY_STREAMING_BUDGET": "25"})
+
+
+def test_on_a_fresh_install_the_seeds_values_apply_to_the_default_streaming_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No spendgate.toml: the defaults carry the seed's `streaming` budget ($25 a day, warn
+    0.6, stop 0.8), so the seed's own .env works as it is."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAILY_STREAMING_BUDGET", "25.0")
+    monkeypatch.setenv("EMERGENCY_STOP_THRESHOLD", "0.8")
+    result = CliRunner().invoke(app, ["budgets", "list", "--json", "--db", "memory://"])
+    assert result.exit_code == 0, result.output
+    streaming = next(b for b in json.loads(result.stdout) if b["name"] == "streaming")
+    assert streaming["limit"] == "25"
+    assert streaming["scope"] == "source:databento_mbo"
+
+
+def test_an_error_naming_a_toml_table_prints_it_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Rich read "[[budgets]]" in the message as markup and printed "a [] table"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spendgate.toml").write_text('[[budgets]]\nname = "other"\nlimit = "1"\n')
+    monkeypatch.setenv("DAILY_STREAMING_BUDGET", "25")
+    result = CliRunner().invoke(app, ["budgets", "list", "--db", "memory://"])
+    assert result.exit_code == 2
+    assert "a [[budgets]] table named 'streaming'" in result.output
 
 
 def test_the_cli_applies_them(monkeypatch: pytest.MonkeyPatch) -> None:

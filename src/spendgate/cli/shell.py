@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spendgate import config as config_module
@@ -98,7 +99,8 @@ def failures() -> Iterator[None]:
     try:
         yield
     except SpendgateError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        # The message is text, not markup: "[[budgets]]" in it must print as it is.
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True)
         raise typer.Exit(2) from None
 
 
