@@ -5,9 +5,10 @@ hour). `record(nbytes)` per message is a few integer operations under a lock: th
 draws on a local *lease*, a hold on the budget taken through the gate, and settles the
 usage in batches (one store round trip per batch, not per message). When the budget will not
 grant another lease, the meter is `stopped`: `should_continue()` turns false, and the caller
-stops the stream. Levels follow the stream ladder (`warn` 0.6, `degraded` 0.7, `stopped`
-0.8 of the limit by default) with hysteresis: once raised, a level only falls back to
-`normal` below `restore_below` (0.3).
+stops the stream. Levels follow each budget's own ladder (its `warn`, `degrade` and `stop`
+rungs: the seed's `streaming` budget warns at 0.6 and stops at 0.8), the highest any budget
+has reached, with hysteresis: once raised, a level only falls back to `normal` below
+`restore_below` (0.3).
 
 ```python
 meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
@@ -38,7 +39,8 @@ from spendgate.windows import duration_micros, require_aware, to_micros
 
 StreamLevel = Literal["normal", "warn", "degraded", "stopped"]
 LEVELS: tuple[StreamLevel, ...] = ("normal", "warn", "degraded", "stopped")
-DEFAULT_THRESHOLDS = (Decimal("0.6"), Decimal("0.7"), Decimal("0.8"))  # warn, degraded, stopped
+STEPS: tuple[StreamLevel, StreamLevel, StreamLevel] = ("warn", "degraded", "stopped")
+"""The levels a ladder's warn, degrade and stop lines raise a meter to."""
 DEFAULT_RESTORE_BELOW = Decimal("0.3")
 DEFAULT_FLUSH_EVERY = 10_000  # messages between settlements, whatever their size
 BYTES_PER_MB = 2**20  # the seed's bytes / 1024 / 1024
@@ -129,17 +131,20 @@ class StreamMeter:
             raise ValidationError("lease", lease, "an amount above zero")
         self._budgets: tuple[Budget, ...] = self.binding.budgets(None)
         if thresholds is None:
-            thresholds = _ladder_of(self._budgets)
-        warn, degraded, stopped = (Decimal(t) for t in thresholds)
-        if not 0 < restore_below < warn < degraded < stopped <= 1:
-            raise ValidationError(
-                "thresholds",
-                [str(restore_below), str(warn), str(degraded), str(stopped)],
-                "0 < restore_below < warn < degraded < stopped <= 1",
-            )
+            # Each budget by its own ladder: the meter warns, degrades and stops where the
+            # budget says it does.
+            self._lines = {b.name: _ladder_of(b) for b in self._budgets}
+        else:
+            warn, degraded, stopped = (Decimal(t) for t in thresholds)
+            if not 0 < restore_below < warn < degraded < stopped <= 1:
+                raise ValidationError(
+                    "thresholds",
+                    [str(restore_below), str(warn), str(degraded), str(stopped)],
+                    "0 < restore_below < warn < degraded < stopped <= 1",
+                )
+            self._lines = {b.name: (warn, degraded, stopped) for b in self._budgets}
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise ValidationError("flush_every", flush_every, "a whole number of messages >= 1")
-        self._thresholds = (warn, degraded, stopped)
         self._restore_below = restore_below
         self._on_level_change = on_level_change
         self._flush_every = flush_every
@@ -363,9 +368,11 @@ class StreamMeter:
     def _room(self, statuses: dict[str, BudgetStatus]) -> Nanos:
         """What may still be held before the stop line of every applicable budget, counting
         the holds of other callers (another meter's lease, say)."""
-        stopped = self._thresholds[2]
         return min(
-            (int(b.limit * stopped) - statuses[b.name].balance.used for b in self._budgets),
+            (
+                int(b.limit * self._lines[b.name][2]) - statuses[b.name].balance.used
+                for b in self._budgets
+            ),
             default=self.lease_size,
         )
 
@@ -388,12 +395,13 @@ class StreamMeter:
             return
         _, spent, limit = self._tightest(statuses)
         fraction = Decimal(spent) / limit
-        warn, degraded, stopped = self._thresholds
-        new: StreamLevel = "normal"
-        for line, level in ((warn, "warn"), (degraded, "degraded"), (stopped, "stopped")):
-            if fraction >= line:
-                new = level  # type: ignore[assignment]
         rank = LEVELS.index
+        new: StreamLevel = "normal"
+        for b in self._budgets:  # the highest level any budget's own ladder has reached
+            used = Decimal(statuses[b.name].spent_nanos) / b.limit
+            for line, level in zip(self._lines[b.name], STEPS, strict=True):
+                if used >= line and rank(level) > rank(new):
+                    new = level
         if rank(new) < rank(self._level) and fraction >= self._restore_below:
             # Hysteresis: falling back, a level holds until usage is below restore_below (a
             # stopped stream may resume, at most degraded, once it is under its stop line).
@@ -403,15 +411,15 @@ class StreamMeter:
             self._changes.append((old, new))  # told to the callback once the lock is released
 
 
-def _ladder_of(budgets: tuple[Budget, ...]) -> tuple[Decimal, Decimal, Decimal]:
-    """The stream thresholds of the first budget whose ladder has all three rungs, else the
-    seed's 0.6 / 0.7 / 0.8 (so EMERGENCY_STOP_THRESHOLD, applied to the budget, reaches the
-    meter)."""
-    for budget in budgets:
-        rungs = {t.action: t.fraction for t in budget.thresholds}
-        if {"warn", "degrade", "stop"} <= rungs.keys():
-            return rungs["warn"], rungs["degrade"], rungs["stop"]
-    return DEFAULT_THRESHOLDS
+def _ladder_of(budget: Budget) -> tuple[Decimal, Decimal, Decimal]:
+    """A budget's warn, degrade and stop lines as the meter's warn, degraded and stopped. A
+    rung the budget lacks is no level of its own: no degrade rung, and the meter goes from
+    warn to stopped (degraded at the stop line); no stop rung, and it stops at the limit,
+    where the gate refuses anyway."""
+    rungs = {t.action: t.fraction for t in budget.thresholds}
+    stop = rungs.get("stop", Decimal(1))
+    degrade = rungs.get("degrade", stop)
+    return rungs.get("warn", degrade), degrade, stop
 
 
 class MarketHours:

@@ -16,6 +16,9 @@ from tests.integrations.conftest import paid_gate
 MB = 2**20
 
 
+STREAM_LADDER = {"warn": 0.6, "degrade": 0.7, "stop": 0.8}
+
+
 def stream_gate(
     clock: FrozenClock, url: str = "memory://", hour: str | None = "1.00", **budget: object
 ) -> Gate:
@@ -26,7 +29,13 @@ def stream_gate(
             {
                 "sources": {"databento_mbo": {"price": price}, "maps": {"price": "0.002"}},
                 "budgets": [
-                    {"name": "streaming", "limit": "10", "scope": "source:databento_mbo", **budget}
+                    {
+                        "name": "streaming",
+                        "limit": "10",
+                        "scope": "source:databento_mbo",
+                        "thresholds": STREAM_LADDER,  # the meter follows it
+                        **budget,
+                    }
                 ],
             }
         ),
@@ -276,10 +285,38 @@ def test_callbacks_may_call_the_meter_and_start_twice_is_refused(clock: FrozenCl
         meter.start()
         with pytest.raises(ValidationError, match="stop"):
             meter.start()
-        for _ in range(70):
-            meter.record(2**20)  # $0.70 of a $1.00 budget: warn, then degraded
+        for _ in range(85):
+            meter.record(2**20)  # $0.85 of a $1.00 budget: past its ladder's warn line, 80%
         meter.flush()
         assert seen  # the callback ran, and could read the meter
         meter.stop()
         meter.record(10)  # a late message: booked, no new lease taken
         assert gate.status()[0].reserved_nanos == 0
+
+
+@pytest.mark.parametrize(
+    ("ladder", "expected"),
+    [
+        # The case: warn 0.5, stop 0.9 was replaced by 0.6 / 0.7 / 0.8, and the meter
+        # stopped at 80% while the budget said "warn".
+        ({"warn": 0.5, "stop": 0.9}, [(45, "normal"), (55, "warn"), (85, "warn"), (95, "stopped")]),
+        # The seed's streaming budget: warn 0.6, stop 0.8.
+        ({"warn": 0.6, "stop": 0.8}, [(55, "normal"), (65, "warn"), (75, "warn"), (85, "stopped")]),
+    ],
+    ids=["warn-0.5-stop-0.9", "the-seeds-0.6-0.8"],
+)
+def test_the_meter_follows_its_budgets_own_ladder(
+    clock: FrozenClock, ladder: dict[str, float], expected: list[tuple[int, str]]
+) -> None:
+    with stream_gate(clock, hour=None, limit="1.00", thresholds=ladder) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        spent = 0
+        for cents, level in expected:
+            spend_mb(meter, cents - spent)  # $0.01 a MB
+            spent = cents
+            assert meter.level == level, cents
+            (status,) = gate.status()
+            said = status.budget.level(status.spent_nanos)  # the budget's ladder, spend alone
+            assert said == {"stopped": "stop"}.get(level, level), cents
+        assert not meter.should_continue()
