@@ -151,13 +151,20 @@ class BudgetExceededError(SpendgateError):
     deployment currency, as `Decimal`).
     """
 
-    def __init__(self, budget: str | None, requested: Decimal, remaining: Decimal) -> None:
+    def __init__(
+        self,
+        budget: str | None,
+        requested: Decimal,
+        remaining: Decimal,
+        message: str | None = None,
+    ) -> None:
         self.budget = budget
         self.requested = requested
         self.remaining = remaining
         where = f"budget {budget!r}" if budget else "the budget"
         super().__init__(
-            f"{where} refuses {requested} (remaining {remaining}); "
+            message
+            or f"{where} refuses {requested} (remaining {remaining}); "
             "use free sources only, or mark the call emergency if it is one"
         )
 

@@ -245,17 +245,40 @@ class StreamMeter:
             return self._level != "stopped" and (not self.monitoring or self._lease_id is not None)
 
     def should_start(self, auth: Callable[[], bool] | bool = True) -> bool:
-        """The seed's gate for starting a stream: market open, budget left, auth confirmed."""
+        """The seed's gate for starting a stream: market open, budget left, auth confirmed.
+
+        Asked before `start()` (the seed's order), "budget left" is room under every
+        applicable budget's stop line; on a running stream, `should_continue()`."""
         market_open = self.market is None or self.market.is_open(self.gate.clock())
-        return market_open and self.should_continue() and (auth() if callable(auth) else auth)
+        if not market_open:
+            return False
+        with self._lock:
+            if self._connected or not self.monitoring:
+                budget_left = self._level != "stopped" and (
+                    not self.monitoring or self._lease_id is not None
+                )
+            else:
+                budget_left = self._room(self._statuses()) > 0
+        return budget_left and (auth() if callable(auth) else auth)
 
     def assert_budget_safe(self) -> None:
-        """Raise `BudgetExceededError` when the stream has reached its stop line."""
-        if self._level == "stopped":
-            budget, used, limit = self._tightest()
-            raise BudgetExceededError(
-                budget.name if budget else None, from_nanos(0), from_nanos(max(limit - used, 0))
-            )
+        """The seed's check: raise `BudgetExceededError` once the stream's cost (settled and
+        pending) has reached an applicable budget's limit, with the numbers. The stop line,
+        below the limit, stops the stream first (`should_continue()`); this is the net under
+        it."""
+        with self._lock:
+            pending = self._pending_cost(self.gate.clock())
+        statuses = self._statuses()
+        for b in self._budgets:
+            spent = statuses[b.name].spent_nanos + pending
+            if spent >= b.limit:
+                raise BudgetExceededError(
+                    b.name,
+                    from_nanos(0),
+                    from_nanos(0),
+                    f"{b.window.kind.upper()} BUDGET EXCEEDED: ${money_text(spent)} >= "
+                    f"${money_text(b.limit)} (budget {b.name!r}, scope {b.scope})",
+                )
 
     def usage_stats(self) -> UsageStats:
         """The seed's usage statistics for this meter's run."""

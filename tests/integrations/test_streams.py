@@ -69,12 +69,17 @@ def test_levels_rise_at_their_fractions_and_stop_at_080(store_url: str, clock: F
         spend_mb(meter, 100)  # $8.00: the stop line; no further lease
         assert meter.level == "stopped"
         assert not meter.should_continue()
-        with pytest.raises(BudgetExceededError):
-            meter.assert_budget_safe()
+        meter.assert_budget_safe()  # the seed's check is at the limit, not the stop line
         assert changes == [("normal", "warn"), ("warn", "degraded"), ("degraded", "stopped")]
         (status,) = gate.status()
         assert status.spent_nanos == to_nanos("8.00")
         assert status.reserved_nanos == 0
+        spend_mb(meter, 200)  # a caller that ignored should_continue(): booked, to $10.00
+        with pytest.raises(BudgetExceededError) as raised:
+            meter.assert_budget_safe()
+        assert str(raised.value) == (
+            "DAY BUDGET EXCEEDED: $10 >= $10 (budget 'streaming', scope source:databento_mbo)"
+        )
 
 
 def test_usage_never_passes_the_stop_line_while_the_caller_obeys(clock: FrozenClock) -> None:
@@ -320,3 +325,13 @@ def test_the_meter_follows_its_budgets_own_ladder(
             said = status.budget.level(status.spent_nanos)  # the budget's ladder, spend alone
             assert said == {"stopped": "stop"}.get(level, level), cents
         assert not meter.should_continue()
+
+
+def test_should_start_answers_before_start_in_the_seeds_order(clock: FrozenClock) -> None:
+    """The seed asks should_start_streaming() before it starts: market, budget, auth."""
+    with stream_gate(clock, hour=None) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        assert meter.should_start() is True
+        assert meter.should_start(lambda: False) is False
+        gate.record("other", "databento_mbo", cost="8.00")  # the budget's stop line: 80%
+        assert meter.should_start() is False
