@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -239,8 +239,12 @@ class StreamMeter:
         return self._level
 
     def should_continue(self) -> bool:
-        """False once the stream reached its stop line, and while it holds no lease (other
-        callers hold the room left; `flush()` later asks again)."""
+        """False once the stream reached its stop line, while it holds no lease (other
+        callers hold the room left; `flush()` later asks again), and while its market is
+        closed (a running stream stops at the close; `should_start()` is true again at the
+        next open)."""
+        if self.market is not None and not self.market.is_open(self.gate.clock()):
+            return False
         with self._lock:  # never between a settlement and the next lease
             return self._level != "stopped" and (not self.monitoring or self._lease_id is not None)
 
@@ -445,6 +449,12 @@ def _ladder_of(budget: Budget) -> tuple[Decimal, Decimal, Decimal]:
     return rungs.get("warn", degrade), degrade, stop
 
 
+DAILY_HALTS: dict[str, tuple[time, time]] = {"CMES": (time(16, 0), time(17, 0))}
+"""Daily halts the installed calendars leave out, in the calendar's time zone: CME Globex
+stops every trading day from 16:00 to 17:00 Chicago time (exchange_calendars' CMES runs its
+sessions from 17:00 to 17:00 without it)."""
+
+
 class MarketHours:
     """When a market is open, from `exchange_calendars` (CME Globex, `CMES`, by default).
 
@@ -472,6 +482,7 @@ class MarketHours:
             ) from None
         self.name = calendar
         self.weekend_streaming = weekend_streaming
+        self._last: tuple[datetime, MarketState] | None = None
 
     @classmethod
     def from_config(cls, settings: StreamSettings) -> MarketHours | None:
@@ -481,17 +492,57 @@ class MarketHours:
         return cls(settings.calendar, weekend_streaming=settings.weekend_streaming)
 
     def is_open(self, at: datetime) -> bool:
-        """Whether the market trades at `at` (an aware datetime)."""
+        """Whether the market trades at `at` (an aware datetime); see `state()`."""
+        return self.state(at).open
+
+    def state(self, at: datetime) -> MarketState:
+        """Whether the market trades at `at`, and why not: a weekend (unless
+        `weekend_streaming`), the exchange's daily halt (`DAILY_HALTS`), a holiday or the gap
+        between sessions, or a time beyond the installed calendar (closed, with the
+        calendar's range). Never raises for a well-formed time. Answers are kept per minute,
+        so a meter asking on every message costs a comparison."""
+        require_aware(at, "at")
+        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
+        cached = self._last
+        if cached is not None and cached[0] == minute:
+            return cached[1]
+        found = self._state(minute)
+        self._last = (minute, found)
+        return found
+
+    def _state(self, minute: datetime) -> MarketState:
         import pandas as pd
 
-        require_aware(at, "at")
-        local = at.astimezone(self._calendar.tz)
+        cal = self._calendar
+        local = minute.astimezone(cal.tz)
         if not self.weekend_streaming and local.weekday() >= 5:
-            return False
-        try:
-            return bool(self._calendar.is_open_on_minute(pd.Timestamp(at).floor("min")))
-        except ValueError as exc:  # outside the calendar's known range
-            raise ValidationError("at", at, f"a time the {self.name} calendar covers") from exc
+            return MarketState(False, "closed: weekend (WEEKEND_STREAMING is off)")
+        halt = DAILY_HALTS.get(self.name)
+        if halt is not None and halt[0] <= local.time() < halt[1]:
+            return MarketState(
+                False,
+                f"closed: the daily halt, {halt[0]:%H:%M}-{halt[1]:%H:%M} {cal.tz}",
+            )
+        first, last = cal.first_minute, cal.last_minute
+        if not first <= pd.Timestamp(minute) <= last:
+            return MarketState(
+                False,
+                f"unknown: {minute.isoformat()} is beyond the installed {self.name} calendar "
+                f"({first.date()} to {last.date()}); treated as closed (a newer "
+                "exchange_calendars extends it)",
+            )
+        if cal.is_open_on_minute(pd.Timestamp(minute)):
+            return MarketState(True, "open")
+        return MarketState(False, "closed: outside the trading session (or a holiday)")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """Whether a market trades at a time (`open`) and, in a word or a line, why (`reason`:
+    "open", "closed: ...", "unknown: ..." beyond the installed calendar)."""
+
+    open: bool
+    reason: str
 
 
 def usage_history(

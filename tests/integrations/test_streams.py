@@ -221,10 +221,48 @@ def test_daily_history_sums_to_the_recorded_usage(store_url: str, clock: FrozenC
         (datetime(2026, 12, 25, 15, 0, tzinfo=UTC), False, False),  # Christmas: CME closed
         (datetime(2026, 11, 29, 23, 30, tzinfo=UTC), False, False),  # Sunday evening, no weekends
         (datetime(2026, 11, 29, 23, 30, tzinfo=UTC), True, True),  # Globex opens Sunday 17:00 CT
+        (datetime(2026, 11, 24, 22, 30, tzinfo=UTC), False, False),  # 16:30 CT: the daily halt
+        (datetime(2026, 11, 24, 21, 59, tzinfo=UTC), False, True),  # 15:59 CT: before it
+        (datetime(2026, 11, 24, 23, 0, tzinfo=UTC), False, True),  # 17:00 CT: open again
     ],
 )
 def test_market_hours(when: datetime, weekend_streaming: bool, open_: bool) -> None:
     assert MarketHours("CMES", weekend_streaming=weekend_streaming).is_open(when) is open_
+
+
+def test_market_states_say_why() -> None:
+    market = MarketHours("CMES")
+    assert market.state(datetime(2026, 11, 24, 22, 30, tzinfo=UTC)).reason == (
+        "closed: the daily halt, 16:00-17:00 America/Chicago"
+    )
+    assert market.state(datetime(2026, 11, 28, 15, 0, tzinfo=UTC)).reason.startswith(
+        "closed: weekend"
+    )
+    # Beyond the installed calendar: an explained answer, not an exception.
+    far = market.state(datetime(2040, 1, 3, 15, 0, tzinfo=UTC))
+    assert far.open is False
+    assert far.reason.startswith("unknown: 2040-01-03T15:00:00+00:00 is beyond the installed")
+
+
+def test_a_running_meter_stops_at_the_close_and_may_resume_at_the_next_open() -> None:
+    """The demo streamed 14 hours on a Sunday while the dashboard said the market was closed."""
+    clock = FrozenClock(datetime(2026, 12, 4, 21, 0, tzinfo=UTC))  # Friday 15:00 CT
+    with stream_gate(clock) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo", market=MarketHours())
+        assert meter.should_start()
+        meter.start()
+        meter.record(1000)
+        assert meter.should_continue()
+        clock.set(datetime(2026, 12, 4, 22, 0, tzinfo=UTC))  # Friday 16:00 CT: the close
+        assert not meter.should_continue()
+        meter.stop()
+        clock.set(datetime(2026, 12, 6, 12, 0, tzinfo=UTC))  # Sunday morning: closed
+        assert not meter.should_start()
+        clock.set(datetime(2026, 12, 7, 15, 0, tzinfo=UTC))  # Monday 09:00 CT: open
+        assert meter.should_start()
+        meter.start()
+        assert meter.should_continue()
+        meter.stop()
 
 
 def test_should_start_combines_market_budget_and_auth() -> None:

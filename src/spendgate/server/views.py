@@ -127,13 +127,16 @@ def market_state(ctx: Context, now: datetime) -> dict[str, Any]:
     if settings.calendar is None:
         return {"state": "always", "calendar": None, "as_of": now.isoformat()}
     try:
-        is_open = _market(settings.calendar, settings.weekend_streaming).is_open(now)
+        market = _market(settings.calendar, settings.weekend_streaming)
     except SpendgateError as exc:
         return {"state": "unknown", "calendar": settings.calendar, "reason": str(exc),
                 "as_of": now.isoformat()}  # fmt: skip
+    state = market.state(now)
+    word = "open" if state.open else state.reason.split(":", 1)[0]
     return {
-        "state": "open" if is_open else "closed",
+        "state": word,  # open, closed, or unknown (beyond the installed calendar)
         "calendar": settings.calendar,
+        "reason": state.reason,
         "as_of": now.isoformat(),
     }
 
