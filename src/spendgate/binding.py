@@ -21,8 +21,16 @@ from spendgate.accounting import AlertLine, QuotaUse, Recount, Slot
 from spendgate.budgets import Budget, budget_from_config
 from spendgate.clock import Clock
 from spendgate.errors import ChangedError, ValidationError
-from spendgate.events import Details, Event, check_flags, check_id, check_labels, fingerprint
-from spendgate.money import Nanos, decimal_to_nanos, from_nanos, to_nanos
+from spendgate.events import (
+    Details,
+    Event,
+    check_flags,
+    check_id,
+    check_labels,
+    fingerprint,
+    seed_aliases,
+)
+from spendgate.money import Nanos, decimal_to_nanos, from_nanos, money_text, to_nanos
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
 from spendgate.settings import Config, parse_source
 from spendgate.store.base import ControlStore, EventWrite
@@ -263,17 +271,28 @@ class Binding:
         stand; `new_id()` names an event given no `request_id`.
         """
         check_flags(emergency=given.emergency)
-        if given.time is None:
+        cost, time, fields = seed_aliases(given.cost, given.time, given.details)
+        details = Details.parse(fields)
+        if time is None:
             when, when_us = now, to_micros(now)
         else:
-            when = require_aware(given.time, "time")
+            when = require_aware(time, "time")
             when_us = to_micros(when)
             require_not_ahead(when, when_us, now)
         priced = self.price(when_us)
         price = priced.price
-        cost = given.cost
+        # The seed's total is the sum of its sources' costs: given both, they must agree.
+        parts = details.breakdown_total()
+        if cost is None and parts is not None:
+            cost = money_text(parts)
         # An allowed-unpriced source costs None: counted as unpriced, never as $0.
         amount = to_nanos(cost, "cost") if cost is not None else priced.cost(given.units)
+        if parts is not None and amount != parts:
+            raise ValidationError(
+                "total_cost",
+                cost,
+                f"the sum of source_cost_breakdown's costs, {money_text(parts)}",
+            )
         labels = check_labels(given.labels) if given.labels else {}
         rid = given.request_id
         event = self.event(
@@ -286,8 +305,8 @@ class Binding:
             emergency=given.emergency,
             reservation_id=None,
             cost_given=cost is not None,
-            time_given=given.time,
-            details=given.details,
+            time_given=None if time is None else when,
+            details=details,
         )
         tiered = cost is None and price is not None and bool(price.tiered_rates)
         quota = quota_uses(price, event, when) if tiered else ()
@@ -346,10 +365,10 @@ class Binding:
         reservation_id: str | None,
         cost_given: bool,
         time_given: datetime | None,
-        details: Mapping[str, Any],
+        details: Mapping[str, Any] | Details,
     ) -> Event:
         """Validate an event's fields and build it, with the fingerprint of what the caller said."""
-        d = Details.parse(details)
+        d = details if isinstance(details, Details) else Details.parse(details)
         clean_units = priced.usage(units)
         # What the caller said, in canonical form: equal values written differently (1000 and
         # 1000.0, one instant in two zones) must digest alike in every process.
@@ -381,6 +400,12 @@ class Binding:
             batch_processing=d.batch_processing,
             quality_score=d.quality_score,
             processing_time=d.processing_time,
+            source_cost_breakdown=d.source_cost_breakdown,
+            image_resolution=d.image_resolution,
+            enhancement_applied=d.enhancement_applied,
+            completeness_score=d.completeness_score,
+            free_sources_success_rate=d.free_sources_success_rate,
+            cache_hit=d.cache_hit,
             labels=labels,
             price_version=priced.price.version if priced.price is not None else None,
             reservation_id=reservation_id,

@@ -12,12 +12,12 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.errors import ValidationError
-from spendgate.money import Nanos, money_text
+from spendgate.money import Nanos, money_text, to_nanos
 
 RecordStatus = Literal["created", "exists", "conflict"]
 # Bounds on what a caller may write into an event (or a hold). An event is a row read back
@@ -142,6 +142,93 @@ class Fallback:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceCost:
+    """One source's part in a call (an item of the seed's `source_cost_breakdown`): what it
+    cost (nano-units), whether it answered, why not, and how much it added to the result."""
+
+    source: str
+    cost: Nanos = 0
+    success: bool = True
+    failure_reason: str | None = None
+    quality_contribution: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's breakdown item, JSON-ready (money as exact decimal text)."""
+        out: dict[str, Any] = {
+            "source": self.source,
+            "cost": money_text(self.cost),
+            "success": self.success,
+        }
+        if self.failure_reason is not None:
+            out["failure_reason"] = self.failure_reason
+        if self.quality_contribution is not None:
+            out["quality_contribution"] = self.quality_contribution
+        return out
+
+
+SEED_ALIASES = (("timestamp", "time"), ("total_cost", "cost"))
+"""The seed's names for `record()`'s own arguments: its `cost_entry` says `timestamp` and
+`total_cost` where spendgate says `time` and `cost`."""
+
+
+def seed_aliases(
+    cost: object, time: object, details: Mapping[str, Any]
+) -> tuple[object, object, Mapping[str, Any]]:
+    """`cost`, `time` and the other details with the seed's names (`total_cost`,
+    `timestamp`) folded in: either name may be given, or both if they agree. A `timestamp`
+    without a zone is UTC, as the seed writes it (`datetime.utcnow()`); a `time` must say
+    its zone."""
+    if "timestamp" not in details and "total_cost" not in details:
+        return cost, time, details
+    rest = dict(details)
+    given = {"time": time, "cost": cost}
+    for seed_name, name in SEED_ALIASES:
+        if seed_name not in rest:
+            continue
+        value = rest.pop(seed_name)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # the seed's `datetime.utcnow()`
+        ours = given[name]
+        if ours is not None and value is not None and not _same(name, ours, value):
+            raise ValidationError(
+                f"{name}/{seed_name}",
+                {name: ours, seed_name: value},
+                f"one of {name} and {seed_name} (the seed's name for it), or both equal",
+            )
+        if ours is None:
+            given[name] = value
+    return given["cost"], given["time"], rest
+
+
+def _same(name: str, ours: object, theirs: object) -> bool:
+    if name == "cost":
+        return to_nanos(ours, "cost") == to_nanos(theirs, "total_cost")
+    return ours == theirs
+
+
+def implied_source(details: Mapping[str, Any]) -> str:
+    """The source of a seed's cost entry that names none (its tracker knows only the
+    service): the one source its `source_cost_breakdown` says cost money, else the first of
+    its `sources_used` (or of its breakdown). Several that cost money are refused: the whole
+    cost would count against one source's budgets."""
+    parts = Details.parse(
+        {k: details[k] for k in ("sources_used", "source_cost_breakdown") if k in details}
+    )
+    costly = [p.source for p in parts.source_cost_breakdown if p.cost]
+    if len(costly) > 1:
+        raise ValidationError(
+            "source",
+            None,
+            f"the source to book this cost against: the breakdown has {len(costly)} that "
+            f"cost money ({', '.join(costly)}); record one event per paid source",
+        )
+    named = costly or list(parts.sources_used) or [p.source for p in parts.source_cost_breakdown]
+    if not named:
+        raise ValidationError("source", None, "a source name (or sources_used naming it)")
+    return named[0]
+
+
+@dataclass(frozen=True, slots=True)
 class Details:
     """The seed's descriptive fields of an event, validated.
 
@@ -159,6 +246,12 @@ class Details:
     batch_processing: bool = False
     quality_score: float | None = None
     processing_time: float | None = None
+    source_cost_breakdown: tuple[SourceCost, ...] = ()
+    image_resolution: str | None = None
+    enhancement_applied: bool | None = None
+    completeness_score: float | None = None
+    free_sources_success_rate: float | None = None
+    cache_hit: bool | None = None
 
     @classmethod
     def parse(cls, given: Mapping[str, Any]) -> Details:
@@ -188,6 +281,25 @@ class Details:
         batch = given.get("batch_processing", False)
         if not isinstance(batch, bool):
             raise ValidationError("batch_processing", batch, "true or false")
+        cache_hit = _maybe_flag(given.get("cache_hit"), "cache_hit")
+        if cache_hit is not None and "cache_hits" in given and cache_hit != (cache_hits > 0):
+            raise ValidationError(
+                "cache_hit/cache_hits",
+                {"cache_hit": cache_hit, "cache_hits": cache_hits},
+                "cache_hit true with cache_hits of 1 or more, or false with 0",
+            )
+        if cache_hit and "cache_hits" not in given:
+            cache_hits = 1  # the seed's flag counts as one hit, so hit rates see it
+        resolution = given.get("image_resolution")
+        if resolution is not None:
+            if isinstance(resolution, bool) or not isinstance(resolution, str | int):
+                raise ValidationError(
+                    "image_resolution", resolution, 'text such as "1024x1024" (or a number)'
+                )
+            resolution = check_text(str(resolution), "image_resolution", MAX_LABEL_LENGTH)
+        rate = measure(given.get("free_sources_success_rate"), "free_sources_success_rate")
+        if rate is not None and rate > 1:
+            raise ValidationError("free_sources_success_rate", rate, "a fraction from 0 to 1")
         return cls(
             success=success,
             failure_reason=failure_reason,
@@ -206,7 +318,31 @@ class Details:
             batch_processing=batch,
             quality_score=measure(given.get("quality_score"), "quality_score"),
             processing_time=measure(given.get("processing_time"), "processing_time"),
+            source_cost_breakdown=tuple(
+                _source_cost(item, i)
+                for i, item in enumerate(
+                    _items(
+                        given.get("source_cost_breakdown", ()),
+                        "source_cost_breakdown",
+                        "sources' costs",
+                    )
+                )
+            ),
+            image_resolution=resolution,
+            enhancement_applied=_maybe_flag(
+                given.get("enhancement_applied"), "enhancement_applied"
+            ),
+            completeness_score=measure(given.get("completeness_score"), "completeness_score"),
+            free_sources_success_rate=rate,
+            cache_hit=cache_hit,
         )
+
+    def breakdown_total(self) -> Nanos | None:
+        """The sum of `source_cost_breakdown`'s costs (the seed's `total_cost`), or `None`
+        when no breakdown was given."""
+        if not self.source_cost_breakdown:
+            return None
+        return sum(part.cost for part in self.source_cost_breakdown)
 
     def key(self) -> tuple[object, ...]:
         """What a fingerprint digests of these fields (empty when none were given)."""
@@ -223,6 +359,12 @@ class Details:
             self.batch_processing,
             self.quality_score,
             # processing_time is left out: a retry of the same call never takes as long.
+            self.source_cost_breakdown,
+            self.image_resolution,
+            self.enhancement_applied,
+            self.completeness_score,
+            self.free_sources_success_rate,
+            self.cache_hit,
         )
 
 
@@ -260,6 +402,41 @@ def _items(value: object, field_name: str, what: str = "items") -> list[object]:
     return items
 
 
+def _maybe_flag(value: object, field_name: str) -> bool | None:
+    """A flag the caller may leave out (or send as null)."""
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError(field_name, value, "true, false or null")
+    return value
+
+
+def _source_cost(value: object, index: int) -> SourceCost:
+    """An item of `source_cost_breakdown`: a `SourceCost`, or the seed's mapping of
+    `source`, `cost`, `success`, `failure_reason` and `quality_contribution`."""
+    where = f"source_cost_breakdown[{index}]"
+    if isinstance(value, SourceCost):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValidationError(where, value, "a mapping with source and cost")
+    unknown = sorted(set(value) - set(SourceCost.__match_args__))
+    if unknown:
+        names = ", ".join(SourceCost.__match_args__)
+        raise ValidationError(f"{where}.{unknown[0]}", value[unknown[0]], f"one of {names}")
+    success = value.get("success", True)
+    if not isinstance(success, bool):
+        raise ValidationError(f"{where}.success", success, "true or false")
+    reason = value.get("failure_reason")
+    cost = value.get("cost", 0)
+    return SourceCost(
+        source=check_id(value.get("source"), f"{where}.source"),
+        cost=to_nanos(0 if cost is None else cost, f"{where}.cost"),
+        success=success,
+        failure_reason=None if reason is None else check_text(reason, f"{where}.failure_reason"),
+        quality_contribution=measure(
+            value.get("quality_contribution"), f"{where}.quality_contribution"
+        ),
+    )
+
+
 def _fallback(value: object) -> Fallback:
     if isinstance(value, Fallback):
         return value
@@ -274,6 +451,17 @@ def _fallback(value: object) -> Fallback:
             check_text(str(value[1]), "fallbacks_triggered.reason"),
         )
     raise ValidationError("fallbacks_triggered", value, "(source, reason) pairs")
+
+
+SERVICE_FIELDS = (
+    "image_resolution",
+    "enhancement_applied",
+    "completeness_score",
+    "free_sources_success_rate",
+    "cache_hit",
+)
+"""The typed fields the seed's trackers add for their own service (an image's resolution,
+an enrichment's completeness...): stored with the event and shown when given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +490,12 @@ class Event:
     batch_processing: bool = False
     quality_score: float | None = None
     processing_time: float | None = None
+    source_cost_breakdown: tuple[SourceCost, ...] = ()
+    image_resolution: str | None = None
+    enhancement_applied: bool | None = None
+    completeness_score: float | None = None
+    free_sources_success_rate: float | None = None
+    cache_hit: bool | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     price_version: str | None = None
     reservation_id: str | None = None
@@ -325,6 +519,12 @@ class Event:
             out["fallbacks_triggered"] = [
                 {"source": f.source, "reason": f.reason} for f in self.fallbacks_triggered
             ]
+        if self.source_cost_breakdown:
+            out["source_cost_breakdown"] = [p.to_dict() for p in self.source_cost_breakdown]
+        for name in SERVICE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         if self.labels:
             out["labels"] = dict(self.labels)
         return out
@@ -350,6 +550,23 @@ class Event:
             "emergency": self.emergency,
             **self.detail(),
         }
+
+
+def seed_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The breakdown and service fields of a stored `Event.detail()`, as `Event` arguments."""
+    out: dict[str, Any] = {name: detail[name] for name in SERVICE_FIELDS if name in detail}
+    if "source_cost_breakdown" in detail:
+        out["source_cost_breakdown"] = tuple(
+            SourceCost(
+                p["source"],
+                to_nanos(p["cost"], "cost"),
+                p["success"],
+                p.get("failure_reason"),
+                p.get("quality_contribution"),
+            )
+            for p in detail["source_cost_breakdown"]
+        )
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,10 +49,18 @@ from spendgate.errors import (
     StoreError,
     ValidationError,
 )
-from spendgate.events import Event, RecordResult, check_flags, check_id, check_labels
+from spendgate.events import (
+    Event,
+    RecordResult,
+    check_flags,
+    check_id,
+    check_labels,
+    implied_source,
+)
 from spendgate.health import Health, StoreWatch
 from spendgate.holds import Asked, Holds, Opened, new_request_id
 from spendgate.leases import Leases
+from spendgate.money import money_text
 from spendgate.pricing import Usage
 from spendgate.redaction import redact
 from spendgate.settings import Config
@@ -66,6 +74,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 log = logging.getLogger("spendgate")
+costs_log = logging.getLogger("spendgate.costs")
+"""One line per recorded event, as the seed logs them ("cost incurred" / "FREE"), at INFO:
+off unless the application turns it on (`logging.getLogger("spendgate.costs").setLevel`)."""
 
 _monotonic = time.monotonic  # `record()` has a parameter named `time`
 DEFAULT_REFRESH_SECONDS = 1.0
@@ -472,7 +483,7 @@ class Gate:
     def record(
         self,
         service: str,
-        source: str,
+        source: str | None = None,
         *,
         cost: Decimal | int | str | None = None,
         units: Usage | None = None,
@@ -491,7 +502,14 @@ class Gate:
 
         `details` are the seed's other fields: `success`, `failure_reason`, `sources_used`,
         `free_sources_attempted`, `paid_apis_used`, `fallbacks_triggered` (pairs of source
-        and reason), `cache_hits`, `batch_processing`, `quality_score`, `processing_time`.
+        and reason), `cache_hits`, `batch_processing`, `quality_score`, `processing_time`;
+        `source_cost_breakdown` (each source's `cost`, `success`, `failure_reason`,
+        `quality_contribution`: their sum is the cost when none is given); the seed's
+        service fields `image_resolution`, `enhancement_applied`, `completeness_score`,
+        `free_sources_success_rate`, `cache_hit`. The seed's names `timestamp` and
+        `total_cost` are taken for `time` and `cost`. Without a `source`, the event's source
+        is the one its breakdown says cost money, else the first it used (see
+        `implied_source()`).
         """
         started = _monotonic()
         given = EventDetails(cost, units, request_id, time, labels, emergency, details)
@@ -504,13 +522,15 @@ class Gate:
             raise
         if result.created:
             self.health.wrote()
+            if costs_log.isEnabledFor(logging.INFO):
+                _log_cost(write.event, result, self.config.currency)
         self._watch.answered()
         return _no_conflict(result)
 
     async def arecord(
         self,
         service: str,
-        source: str,
+        source: str | None = None,
         *,
         cost: Decimal | int | str | None = None,
         units: Usage | None = None,
@@ -541,6 +561,8 @@ class Gate:
             raise
         if result.created:
             self.health.wrote()
+            if costs_log.isEnabledFor(logging.INFO):
+                _log_cost(write.event, result, self.config.currency)
         if not self.health.quiet:  # the store answered after an outage: off the loop
             await asyncio.get_running_loop().run_in_executor(None, self._watch.answered)
         return _no_conflict(result)
@@ -573,6 +595,10 @@ class Gate:
             raise
         if any(r.created for r in results):
             self.health.wrote()
+            if costs_log.isEnabledFor(logging.INFO):
+                for write, result in zip(writes, results, strict=True):
+                    if result.created:
+                        _log_cost(write.event, result, self.config.currency)
         self._watch.answered()
         return results
 
@@ -582,12 +608,14 @@ class Gate:
             return self._writer.submit(write)
         return self.store.record([write])[0]
 
-    def prepare(self, service: str, source: str, **fields: Any) -> EventWrite:
+    def prepare(self, service: str, source: str | None = None, **fields: Any) -> EventWrite:
         """Validate and cost an event without writing it: what `record()` writes, of the same
         arguments."""
         return self._prepare(service, source, EventDetails.of(fields))
 
-    def _prepare(self, service: str, source: str, given: EventDetails) -> EventWrite:
+    def _prepare(self, service: str, source: str | None, given: EventDetails) -> EventWrite:
+        if source is None:
+            source = implied_source(given.details)
         return self.bind(service, source).write(given, self.clock(), new_request_id)
 
     # -- reading ------------------------------------------------------------------------------
@@ -625,6 +653,17 @@ class Gate:
             until=None if until is None else to_micros(require_aware(until, "until")),
             limit=limit,
         )
+
+
+def _log_cost(event: Event, result: RecordResult, currency: str) -> None:
+    """The seed's line for a recorded event: what it cost, or that it was free."""
+    where = f"{event.service} on {event.source}, request {event.request_id}"
+    if result.cost is None:
+        costs_log.info("unpriced call recorded: %s", where)
+    elif result.cost:
+        costs_log.info("cost incurred: %s %s for %s", money_text(result.cost), currency, where)
+    else:
+        costs_log.info("FREE: %s", where)
 
 
 def _no_conflict(result: RecordResult) -> RecordResult:

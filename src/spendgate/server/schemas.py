@@ -15,6 +15,7 @@ the gate (`spendgate.events`), so that the OpenAPI document states them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -131,11 +132,33 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SourceCostIn(Body):
+    """One source's part in a call (an item of the seed's `source_cost_breakdown`)."""
+
+    source: SourceName
+    cost: Money = Decimal(0)
+    success: StrictBool = True
+    failure_reason: Reason | None = None
+    quality_contribution: StrictFloat | None = None
+
+
 class EventIn(Body):
-    """One use of a source by a service (the seed's cost entry)."""
+    """One use of a source by a service (the seed's cost entry).
+
+    The seed's names are taken beside spendgate's: `timestamp` for `time`, `total_cost` for
+    `cost` (both may be given if they agree).
+    """
 
     service: str = NAME
-    source: str = NAME
+    source: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description=(
+            "The source used; if left out (as in the seed's cost entry), the one that cost "
+            "money in `source_cost_breakdown`, else the first of `sources_used`."
+        ),
+    )
     cost: Money | None = Field(None, description="What the call cost; else it is priced.")
     units: Units | None = Field(None, description='Quantities of priced units, e.g. {"MB": 2}.')
     request_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
@@ -158,6 +181,20 @@ class EventIn(Body):
     batch_processing: StrictBool = False
     quality_score: StrictFloat | None = None
     processing_time: StrictFloat | None = None
+    timestamp: datetime | None = Field(
+        None, description="The seed's name for `time`; without a zone it is UTC, as the seed's."
+    )
+    total_cost: Money | None = Field(None, description="The seed's name for `cost`.")
+    source_cost_breakdown: list[SourceCostIn] | None = Field(
+        None,
+        max_length=MAX_ITEMS,
+        description="Each source's cost and outcome; their sum is the cost (if none is given).",
+    )
+    image_resolution: LabelValue | StrictInt | None = None
+    enhancement_applied: StrictBool | None = None
+    completeness_score: StrictFloat | None = None
+    free_sources_success_rate: StrictFloat | None = Field(None, ge=0, le=1)
+    cache_hit: StrictBool | None = None
 
     def arguments(self) -> dict[str, Any]:
         """`Gate.record()`'s keyword arguments (fields left out are not passed)."""

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from spendgate.accounting import AlertLine, Slot
 from spendgate.errors import ChangedError, ConflictError, CounterLimitError, ValidationError
-from spendgate.events import Event, Fallback
+from spendgate.events import Event, Fallback, seed_detail
 from spendgate.money import MAX_TOTAL
 from spendgate.rollups import (
     BOUNDED,
@@ -116,6 +116,7 @@ def row_event(row: Sequence[Any]) -> Event:
         price_version=price_version,
         reservation_id=reservation_id,
         emergency=bool(emergency),
+        **seed_detail(detail),
     )
 
 
