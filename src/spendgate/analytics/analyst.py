@@ -60,6 +60,7 @@ PERIODS = ("today", "week", "month")
 MAX_DAYS = 366
 FORECAST_HISTORY = 120  # days of history a forecast is fitted and backtested on
 SEASON = 7  # spend has a weekly rhythm
+OUTLOOKS_KEPT = 4  # outlooks an analyst keeps (a day's history, a few horizons and levels)
 NEXT_MONTH_DAYS = 30  # the seed's next_month_cost: the next 30 days, today included
 _FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
 
@@ -545,7 +546,8 @@ class Analyst:
     def _outlook(
         self, history: tuple[float, ...], horizon: int, level: float, observed: float | None
     ) -> forecasting.Outlook:
-        """Fitting and backtesting take a second or two: a day's history is fitted once."""
+        """Fitting and backtesting take a second or two: a day's history is fitted once per
+        horizon and level (the last `OUTLOOKS_KEPT` of them are kept)."""
         key = (history, horizon, level, observed)
         with self._lock:
             found = self._outlooks.get(key)
@@ -554,7 +556,9 @@ class Analyst:
                 history, horizon, season=SEASON, level=level, observed=observed
             )
             with self._lock:
-                self._outlooks = {key: found}
+                # The month's horizon and next_month_cost's: keep a few, newest last.
+                kept = list(self._outlooks.items())[-(OUTLOOKS_KEPT - 1) :]
+                self._outlooks = {**dict(kept), key: found}
         return found
 
     def monthly_budget(self, at: datetime | None = None) -> Decimal | None:
