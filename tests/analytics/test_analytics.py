@@ -14,7 +14,9 @@ from scipy import stats
 
 from spendgate import Gate
 from spendgate.analytics import Analyst
-from spendgate.analytics.summaries import period_budget
+from spendgate.analytics import forecast as forecasting
+from spendgate.analytics.analyst import period_days
+from spendgate.analytics.summaries import from_today, period_budget
 from spendgate.config import Config, parse
 from spendgate.errors import ValidationError
 from spendgate.events import Event
@@ -298,7 +300,12 @@ def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> Non
         assert trends["days_with_data"] == 0
         assert trends["cost_trend"]["summary"] == "insufficient data (0 points)"
         forecast = analyst.monthly_forecast().to_dict()
-        assert forecast["projections"] == {}
+        # No projection, but the seed's names are there, saying why.
+        assert set(forecast["projections"]) == {"linear", "trend_based", "ml_forecast"}
+        for p in forecast["projections"].values():
+            assert (p["projected_total"], p["available"], p["confidence"]) == (None, False, "low")
+            assert p["reason"].startswith("not fitted: 0 days of history")
+        assert trends["predictions"]["next_month_cost"]["projected_total"] is None
         assert forecast["forecast"] is None
         assert forecast["chosen_because"] == "no history: nothing to project"
         assert analyst.opportunities() == []
@@ -727,3 +734,169 @@ def test_a_service_that_began_later_counts_from_its_own_first_event(young: Gate)
     assert perf["trends"]["request_volume_trend"]["points"] == 4
     scraper = analyst.service_performance("scraper", 7).to_dict()
     assert scraper["days_with_data"] == 6  # Thursday 15 to today
+
+
+# -- the seed's names (issue 20): CostTrendAnalyzer and generate_monthly_budget_forecast ------
+
+SEED_TREND_KEYS = {  # the seed's calculate_trend() answer
+    "trend",
+    "strength",
+    "slope",
+    "correlation",
+    "p_value",
+    "standard_error",
+    "trend_summary",
+}
+
+
+def test_trends_answer_with_the_seeds_names_over_its_period_token(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    analyst = Analyst(gate)
+    # The seed: `analyze_cost_trends(time_period="3_months")`.
+    trends = analyst.trends("3_months")
+    assert trends["days"] == 92  # 20 July to 19 October, the complete days
+    assert trends["time_period"] == "3_months"
+    for name in (
+        "overall_cost_trend",
+        "free_source_success_trend",
+        "request_volume_trend",
+        "cost_per_request_trend",
+    ):
+        assert set(trends[name]) >= SEED_TREND_KEYS, name
+    assert trends["overall_cost_trend"] == trends["cost_trend"]  # beside spendgate's name
+    # Fitted on the days from the first event, the same regression as scipy's on raw events.
+    first = min(analyst.local_day(e.time) for e in events)
+    days = [first + timedelta(days=i) for i in range((date(2026, 10, 19) - first).days + 1)]
+    fit = stats.linregress(range(len(days)), [cost(within(events, *local(d))) / 1e9 for d in days])
+    line = trends["overall_cost_trend"]
+    assert line["correlation"] == pytest.approx(fit.rvalue)
+    assert line["trend_summary"] == line["summary"]
+    assert line["trend_summary"].endswith(f"(r={fit.rvalue:.3f})")
+    for service in SERVICES:
+        lines = trends["service_specific_trends"][service]
+        assert set(lines) >= {"cost_trend", "efficiency_trend", "volume_trend"}
+        for name in ("cost_trend", "efficiency_trend", "volume_trend"):
+            assert set(lines[name]) >= SEED_TREND_KEYS
+        assert lines["efficiency_trend"] == lines["cost_per_request_trend"]
+        assert lines["volume_trend"] == lines["request_volume_trend"]
+        mine = [len(within(events, *local(d), service=service)) for d in days]
+        fit = stats.linregress(range(len(days)), mine)
+        assert lines["volume_trend"]["correlation"] == pytest.approx(fit.rvalue)
+    predictions = trends["predictions"]
+    assert set(predictions) == {
+        "next_month_cost",
+        "cost_optimization_opportunities",
+        "efficiency_forecast",
+    }
+    assert predictions["cost_optimization_opportunities"] == [
+        o.to_dict() for o in analyst.opportunities(92)
+    ]
+    efficiency = predictions["efficiency_forecast"]
+    assert efficiency["cost_per_request_trend"] == trends["cost_per_request_trend"]["trend"]
+    assert efficiency["outlook"] in {"improving", "worsening", "mixed", "stable"}
+
+
+def test_next_month_cost_is_the_forecast_cores_projection(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, events = filled
+    analyst = Analyst(gate)
+    next_month = analyst.trends(30)["predictions"]["next_month_cost"]
+    # The same history as the monthly forecast (whole days from the first whole day), the
+    # same outlook() over the next 30 days from today, today never below what it spent.
+    first = min(analyst.local_day(e.time) for e in events) + timedelta(days=1)
+    days = [first + timedelta(days=i) for i in range((date(2026, 10, 19) - first).days + 1)]
+    history = [cost(within(events, *local(d))) / 1e9 for d in days]
+    expected = forecasting.outlook(history, 30, season=7)
+    spent_today = cost(within(events, *local(date(2026, 10, 20))))
+    mid, low, high = from_today(expected.best, spent_today)  # type: ignore[arg-type]
+    assert next_month["projected_total"] == money_text(mid)
+    assert next_month["interval"] == {"low": money_text(low), "high": money_text(high)}
+    assert (next_month["method"], next_month["confidence"]) == (
+        expected.chosen,
+        expected.confidence,
+    )
+    assert next_month["days"] == 30
+    assert next_month["start"] == local(date(2026, 10, 20))[0].isoformat()
+    # One outlook rule: the month's forecast chose by the same history.
+    month = analyst.monthly_forecast().to_dict()
+    assert month["chosen_method"] == next_month["method"]
+
+
+def test_the_seeds_stable_rule_is_offered_beside_spendgates(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, _ = filled
+    analyst = Analyst(gate)
+    seed = analyst.trends(30, stable_rule="seed")
+    relative = analyst.trends(30)
+    assert (seed["stable_rule"], relative["stable_rule"]) == ("seed", "relative")
+    lines = [seed[k] for k in ("cost_trend", "free_source_success_trend", "request_volume_trend")]
+    for service in seed["service_specific_trends"].values():
+        lines += service.values()
+    for line in lines:
+        assert line["stable_rule"] == "seed"
+        slope = line["slope"]
+        flat = abs(slope) < 0.01  # the seed: `if abs(slope) < 0.01: 'stable'`
+        expected = "stable" if flat else "increasing" if slope > 0 else "decreasing"
+        assert line["trend"] == expected
+    # Volumes of dozens of requests a day move more than 0.01 a day: the seed calls them
+    # moving where spendgate's unit-free rule may call them stable; the statistics agree.
+    assert seed["request_volume_trend"]["slope"] == relative["request_volume_trend"]["slope"]
+
+
+@pytest.mark.parametrize(
+    ("token", "days"),
+    [
+        ("3_months", 92),
+        ("1_month", 30),
+        ("month", 30),
+        ("2_weeks", 14),
+        ("week", 7),
+        ("90_days", 90),
+        ("1_year", 365),
+        ("45", 45),
+        (30, 30),
+    ],
+)
+def test_the_seeds_period_tokens_are_calendar_periods(token: object, days: int) -> None:
+    assert period_days(token, date(2026, 10, 20)) == days
+
+
+@pytest.mark.parametrize("token", ["13_months", "fortnight", "3_moons", "0_days", "-1", 0, 400])
+def test_a_bad_period_names_its_field_and_the_valid_ones(token: object) -> None:
+    with pytest.raises(ValidationError) as caught:
+        period_days(token, date(2026, 10, 20))
+    assert caught.value.field in {"time_period", "days"}
+    assert "366" in str(caught.value)
+
+
+def test_the_monthly_forecast_keeps_the_seeds_projection_names(
+    filled: tuple[Gate, FrozenClock, list[Event]],
+) -> None:
+    gate, _, _ = filled
+    d = Analyst(gate).monthly_forecast().to_dict()
+    p = d["projections"]
+    # The seed's three, each with projected_total, confidence and method.
+    for name in ("linear", "trend_based", "ml_forecast"):
+        assert {"projected_total", "confidence", "method", "model"} <= set(p[name]), name
+        assert p[name]["confidence"] in {"low", "medium", "high"}
+    assert p["linear"]["method"] == "linear_extrapolation"
+    assert p["trend_based"]["method"] == "trend_analysis"
+    # Honest about the model: exponential smoothing, not machine learning.
+    assert p["ml_forecast"]["of"] == "seasonal"
+    assert "Holt-Winters" in p["ml_forecast"]["model"]
+    assert "not machine learning" in p["ml_forecast"]["model"]
+    assert "damped-trend exponential smoothing" in p["trend_based"]["model"]
+    # The same projections as spendgate's methods of those names, and the same confidence
+    # rule: the chosen method's is the headline's.
+    for name, method in (("trend_based", "trend"), ("ml_forecast", "seasonal")):
+        same = {k: v for k, v in p[method].items() if k != "method"}
+        assert {k: v for k, v in p[name].items() if k not in {"method", "of"}} == same
+    assert p[d["chosen_method"]]["confidence"] == d["forecast"]["confidence"] == d["confidence"]
+    for method, row in p.items():
+        if method != d["chosen_method"] and row["confidence"] == "high":
+            score = d["backtest"][row.get("of", method)]
+            assert score["mase"] < score["baseline"]  # "high" only for a method that beat it

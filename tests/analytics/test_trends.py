@@ -140,11 +140,38 @@ def test_to_dict_is_json_ready_with_the_spec_keys() -> None:
         "strength",
         "slope",
         "r",
+        "correlation",
         "p_value",
         "standard_error",
         "points",
         "summary",
+        "trend_summary",
+        "stable_rule",
     ]
     assert d["trend"] == "increasing"
+    # The seed's names beside spendgate's, the same figures.
+    assert (d["correlation"], d["trend_summary"]) == (d["r"], d["summary"])
     json.dumps(d)
     json.dumps(trend([]).to_dict())
+
+
+def test_the_seeds_stable_rule_is_an_absolute_slope_below_one_cent_a_step() -> None:
+    # The seed: `if abs(slope) < 0.01: trend_direction = 'stable'`, in the series' own units.
+    creeping = [1000.0 + 0.009 * i for i in range(10)]  # slope 0.009: the seed calls it stable
+    assert trend(creeping, rule="seed").direction == "stable"
+    climbing = [0.10 + 0.011 * i for i in range(10)]  # slope 0.011 on a tiny series
+    assert trend(climbing, rule="seed").direction == "increasing"
+    assert trend([0.5 - 0.02 * i for i in range(5)], rule="seed").direction == "decreasing"
+    # Spendgate's unit-free rule reads the same series by their size: the first is flat next
+    # to its mean, the second more than doubles.
+    assert trend(creeping).direction == "stable"
+    assert trend(climbing).direction == "increasing"
+    big = [100.0 + 0.5 * i for i in range(5)]  # +2% over the span: relative stable, seed not
+    assert (trend(big).direction, trend(big, rule="seed").direction) == ("stable", "increasing")
+    assert trend(big, rule="seed").to_dict()["stable_rule"] == "seed"
+    assert trend([1.0], rule="seed").direction == "insufficient_data"
+
+
+def test_an_unknown_stable_rule_names_the_valid_ones() -> None:
+    with pytest.raises(ValidationError, match=r"stable_rule.*relative, seed"):
+        trend([1.0, 2.0], rule="steady")  # type: ignore[arg-type]

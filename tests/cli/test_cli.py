@@ -240,3 +240,30 @@ def test_a_day_without_data_shows_as_a_dash_not_none(capsys: pytest.CaptureFixtu
     rows = dict(line.strip("│ ").split("│")[0:2] for line in out.splitlines() if "│" in line)
     shown = {k.strip(): v.strip() for k, v in rows.items()}
     assert shown == {"cost_trend": "-, -, 3, 0", "daily_average": "-"}
+
+
+def test_trends_take_the_seeds_period_and_stable_rule(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    recorded = runner.invoke(
+        app, ["record", "enrichment", "google_maps_optimized", "--cost", "1", "--db", db]
+    )
+    assert recorded.exit_code == 0, recorded.output
+    args = ["--db", db, "--json"]
+    result = runner.invoke(
+        app, ["trends", "--time-period", "2_weeks", "--stable-rule", "seed", *args]
+    )
+    assert result.exit_code == 0, result.output
+    trends = json.loads(result.output)
+    assert (trends["days"], trends["time_period"], trends["stable_rule"]) == (14, "2_weeks", "seed")
+    assert set(trends["predictions"]) == {
+        "next_month_cost",
+        "cost_optimization_opportunities",
+        "efficiency_forecast",
+    }
+    assert json.loads(runner.invoke(app, ["trends", "--days", "7", *args]).output)["days"] == 7
+    bad = runner.invoke(app, ["trends", "--days", "3_moons", "--db", db])
+    assert bad.exit_code == 2
+    assert "time_period: got '3_moons'" in bad.output
+    assert "Traceback" not in bad.output
+    bad = runner.invoke(app, ["trends", "--stable-rule", "flat", "--db", db])
+    assert (bad.exit_code, "stable_rule" in bad.output) == (2, True)

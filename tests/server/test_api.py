@@ -268,6 +268,39 @@ def test_the_day_chart_has_no_figures_before_the_first_event(
     assert one[-2] == {"t": "2026-01-05", "cost": "0", "requests": 1, "free": 0, "paid": 0}
 
 
+def test_trends_have_a_route_in_the_seeds_names(client: TestClient, keys: Keys) -> None:
+    record_some(client, keys)
+    h = bearer(keys.read)
+    # The seed's CostTrendAnalyzer over its default period, "3_months".
+    trends = client.get("/api/cost/trends?time_period=3_months", headers=h).json()
+    assert (trends["days"], trends["time_period"]) == (92, "3_months")
+    assert set(trends) >= {
+        "overall_cost_trend",
+        "free_source_success_trend",
+        "request_volume_trend",
+        "cost_per_request_trend",
+        "service_specific_trends",
+        "predictions",
+    }
+    assert trends["overall_cost_trend"]["trend"] == "insufficient_data"  # today is not complete
+    assert set(trends["predictions"]) == {
+        "next_month_cost",
+        "cost_optimization_opportunities",
+        "efficiency_forecast",
+    }
+    forecast = client.get("/api/cost/forecast/monthly", headers=h).json()
+    assert forecast["projections"]["linear"]["method"] == "linear_extrapolation"
+    assert {"trend_based", "ml_forecast"} <= set(forecast["projections"])
+    seven = client.get("/api/cost/trends?days=7&stable_rule=seed", headers=h).json()
+    assert (seven["days"], seven["stable_rule"]) == (7, "seed")
+    assert client.get("/api/cost/trends", headers=h).json()["days"] == 30
+    body = problem_of(client.get("/api/cost/trends?time_period=3_moons", headers=h), 422)
+    assert body["errors"][0]["field"] == "time_period"
+    body = problem_of(client.get("/api/cost/trends?days=7&time_period=week", headers=h), 422)
+    assert body["errors"][0]["field"] == "days"
+    problem_of(client.get("/api/cost/trends?stable_rule=flat", headers=h), 422)
+
+
 def test_bad_dates_days_and_services_are_named(client: TestClient, keys: Keys) -> None:
     h = bearer(keys.read)
     body = problem_of(client.get("/api/cost/daily/2026-13-01", headers=h), 422)

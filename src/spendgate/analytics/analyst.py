@@ -13,6 +13,7 @@ and where it is heading. Every read is a handful of rollup rows, whatever the ev
 from __future__ import annotations
 
 import threading
+from calendar import monthrange
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -28,15 +29,17 @@ from spendgate.analytics.summaries import (
     DailyBreakdown,
     Day,
     MonthlyAssessment,
+    NextMonth,
     PeriodBudget,
     ServicePerformance,
     Summary,
     WeeklyReport,
+    efficiency_outlook,
     merge_cells,
     period_budget,
     series_trends,
 )
-from spendgate.analytics.trends import Trend
+from spendgate.analytics.trends import StableRule
 from spendgate.budgets import Budget, BudgetStatus
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
@@ -57,6 +60,8 @@ PERIODS = ("today", "week", "month")
 MAX_DAYS = 366
 FORECAST_HISTORY = 120  # days of history a forecast is fitted and backtested on
 SEASON = 7  # spend has a weekly rhythm
+OUTLOOKS_KEPT = 4  # outlooks an analyst keeps (a day's history, a few horizons and levels)
+NEXT_MONTH_DAYS = 30  # the seed's next_month_cost: the next 30 days, today included
 _FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
 
 
@@ -382,27 +387,94 @@ class Analyst:
             self.gate.config.currency,
         )
 
-    def trends(self, days: int = 30, *, service: str | None = None) -> dict[str, object]:
-        """The seed's trend analysis over the last `days` complete local days: overall lines
-        and each service's (cost, volume and cost per request), each fitted on the days from
-        its first event (`days_with_data` of them overall), never on zeros before it."""
-        n = check_days(days)
-        self._check_service(service)
+    def trends(
+        self,
+        days: int | str = 30,
+        *,
+        service: str | None = None,
+        stable_rule: StableRule = "relative",
+    ) -> dict[str, object]:
+        """The seed's trend analysis over the last `days` complete local days (a number, or
+        the seed's period token: "3_months", "2_weeks", "90_days", "1_year"; see
+        `period_days()`): overall lines and each service's (cost, volume and cost per
+        request), each fitted on the days from its first event (`days_with_data` of them
+        overall), never on zeros before it; and the seed's `predictions`.
+
+        The seed's names sit beside spendgate's: `overall_cost_trend` (= `cost_trend`), and
+        per service `efficiency_trend` (= `cost_per_request_trend`, as in the monthly report)
+        and `volume_trend` (= `request_volume_trend`). `stable_rule="seed"` decides "stable"
+        by the seed's |slope| < 0.01 instead of spendgate's unit-free rule.
+        """
         now = self.gate.clock()
-        series = self._series(date.fromordinal(self._local_day(now).toordinal() - 1), n, service)
+        today = self._local_day(now)
+        n = period_days(days, today)
+        self._check_service(service)
+        series = self._series(date.fromordinal(today.toordinal() - 1), n, service)
         services = sorted({sv for d in series for sv, _ in d.cells})
-        per_service: dict[str, dict[str, Trend]] = {
-            sv: series_trends(series, sv) for sv in services
+        overall = {k: v.to_dict() for k, v in series_trends(series, rule=stable_rule).items()}
+        per_service = {
+            sv: {k: v.to_dict() for k, v in series_trends(series, sv, rule=stable_rule).items()}
+            for sv in services
         }
+        for lines in (overall, *per_service.values()):
+            lines["efficiency_trend"] = lines["cost_per_request_trend"]
+            lines["volume_trend"] = lines["request_volume_trend"]
+        overall["overall_cost_trend"] = overall["cost_trend"]
         return {
             "days": n,
+            "time_period": days if isinstance(days, str) else f"{n}_days",
             "days_with_data": sum(d.data for d in series),
             "as_of": now.isoformat(),
-            **{k: v.to_dict() for k, v in series_trends(series).items()},
-            "service_specific_trends": {
-                sv: {k: v.to_dict() for k, v in t.items()} for sv, t in per_service.items()
+            "stable_rule": stable_rule,
+            **overall,
+            "service_specific_trends": per_service,
+            "predictions": {
+                "next_month_cost": self.next_month_forecast().to_dict(),
+                "cost_optimization_opportunities": [o.to_dict() for o in self.opportunities(n)],
+                "efficiency_forecast": efficiency_outlook(overall),
             },
         }
+
+    def next_month_forecast(self) -> NextMonth:
+        """The seed's `next_month_cost`: the forecast core's projection of the next
+        `NEXT_MONTH_DAYS` local days, today included (today never below what it has spent),
+        on the same history and by the same rule as `monthly_forecast()`."""
+        now = self.gate.clock()
+        today, series, history, observed, intraday = self._forecast_history(now)
+        outlook = self._outlook(
+            tuple(history), NEXT_MONTH_DAYS, forecasting.DEFAULT_LEVEL, observed
+        )
+        start, _ = self._day_bounds(today)
+        _, end = self._day_bounds(date.fromordinal(today.toordinal() + NEXT_MONTH_DAYS - 1))
+        return NextMonth(
+            start,
+            end,
+            NEXT_MONTH_DAYS,
+            outlook,
+            series[-1].total.cost,
+            now,
+            self.gate.config.currency,
+            intraday,
+        )
+
+    def _forecast_history(
+        self, now: datetime
+    ) -> tuple[date, list[Day], list[float], float | None, timedelta | None]:
+        """Today, the series of days from the first event (at most `FORECAST_HISTORY`) to
+        today, and the history a forecast is fitted on (see `_history()`)."""
+        today = self._local_day(now)
+        first = self.first_event()
+        oldest = (
+            today
+            if first is None
+            else min(
+                today,  # a first event ahead of the clock (a writer's clock minutes fast)
+                max(self._local_day(first), date.fromordinal(today.toordinal() - FORECAST_HISTORY)),
+            )
+        )
+        series = self._series(today, today.toordinal() - oldest.toordinal() + 1)
+        history, observed, intraday = self._history(series, first, now)
+        return today, series, history, observed, intraday
 
     def monthly_forecast(self, *, level: float = forecasting.DEFAULT_LEVEL) -> MonthlyAssessment:
         """Where the month is heading: the forecast `forecast.outlook()` chooses for the days
@@ -417,21 +489,10 @@ class Analyst:
         data; before that there is no projection ("insufficient history").
         """
         now = self.gate.clock()
-        today = self._local_day(now)
+        today, series, history, observed, intraday = self._forecast_history(now)
         month_start, month_end = self.months.bounds(now)
         month_first = self._local_day(month_start)
         last_day = self._local_day(month_end - timedelta(microseconds=1))
-        first = self.first_event()
-        oldest = (
-            today
-            if first is None
-            else min(
-                today,  # a first event ahead of the clock (a writer's clock minutes fast)
-                max(self._local_day(first), date.fromordinal(today.toordinal() - FORECAST_HISTORY)),
-            )
-        )
-        series = self._series(today, today.toordinal() - oldest.toordinal() + 1)
-        history, observed, intraday = self._history(series, first, now)
         horizon = last_day.toordinal() - today.toordinal() + 1
         outlook = self._outlook(tuple(history), horizon, level, observed)
         in_month = [d for d in series if d.day >= month_first]
@@ -485,7 +546,8 @@ class Analyst:
     def _outlook(
         self, history: tuple[float, ...], horizon: int, level: float, observed: float | None
     ) -> forecasting.Outlook:
-        """Fitting and backtesting take a second or two: a day's history is fitted once."""
+        """Fitting and backtesting take a second or two: a day's history is fitted once per
+        horizon and level (the last `OUTLOOKS_KEPT` of them are kept)."""
         key = (history, horizon, level, observed)
         with self._lock:
             found = self._outlooks.get(key)
@@ -494,7 +556,9 @@ class Analyst:
                 history, horizon, season=SEASON, level=level, observed=observed
             )
             with self._lock:
-                self._outlooks = {key: found}
+                # The month's horizon and next_month_cost's: keep a few, newest last.
+                kept = list(self._outlooks.items())[-(OUTLOOKS_KEPT - 1) :]
+                self._outlooks = {**dict(kept), key: found}
         return found
 
     def monthly_budget(self, at: datetime | None = None) -> Decimal | None:
@@ -563,6 +627,49 @@ def _primary(budgets: Sequence[Budget], name: str | None) -> Budget | None:
         if b.scope.kind == "all":
             return b
     return budgets[0] if budgets else None
+
+
+_UNITS = {"day": 0, "week": 0, "month": 1, "year": 12}
+
+
+def period_days(value: object, today: date) -> int:
+    """A window of whole days ending yesterday: a number (1 to 366, or its digits), or the
+    seed's period token "N_days", "N_weeks", "N_months", "N_years" (singular too: "1_month";
+    bare "week", "month", "year" mean one). Months and years are calendar ones: "3_months" on
+    20 October is the days from 20 July, 92 of them.
+
+    >>> period_days("3_months", date(2026, 10, 20)), period_days("2_weeks", date(2026, 10, 20))
+    (92, 14)
+    """
+    if isinstance(value, str):
+        token = value.strip().lower()
+        if token.isdigit():
+            return check_days(int(token))
+        count, _, unit = token.rpartition("_")
+        unit = unit[:-1] if unit.endswith("s") else unit
+        if unit in _UNITS and (count.isdigit() or count == ""):
+            k = int(count or 1)
+            if unit in {"day", "week"}:
+                return _period_check(value, k * (7 if unit == "week" else 1))
+            months = k * _UNITS[unit]
+            y, m = divmod(today.year * 12 + today.month - 1 - months, 12)
+            back = date(y, m + 1, min(today.day, monthrange(y, m + 1)[1])) if y > 0 else None
+            return _period_check(value, MAX_DAYS + 1 if back is None else (today - back).days)
+        raise ValidationError(
+            "time_period",
+            value,
+            f"a number of days (1 to {MAX_DAYS}) or a period such as 30_days, 2_weeks, "
+            "3_months, 1_year",
+        )
+    return check_days(value)
+
+
+def _period_check(value: str, days: int) -> int:
+    if not 1 <= days <= MAX_DAYS:
+        raise ValidationError(
+            "time_period", value, f"a period of 1 to {MAX_DAYS} days (this one is {days})"
+        )
+    return days
 
 
 def check_days(days: object) -> int:

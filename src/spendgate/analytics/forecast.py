@@ -51,6 +51,18 @@ BASELINE: Final = "seasonal_naive"
 Confidence = Literal["low", "medium", "high"]
 """How much a forecast can be trusted: "low" on insufficient history (a run rate), "medium"
 when seasonal-naive is the answer, "high" when a method beat it in the backtest."""
+MODELS: Final = MappingProxyType(
+    {
+        "linear": "run rate: every day ahead at the mean daily spend so far (the seed's linear "
+        "extrapolation)",
+        "trend": "damped-trend exponential smoothing (statsmodels ETSModel: additive error, "
+        "additive damped trend)",
+        "seasonal": "Holt-Winters seasonal exponential smoothing (statsmodels ETSModel: "
+        "additive error, damped trend and season); a statistical model, not machine learning",
+        "seasonal_naive": "each day repeats the same day a season earlier (the baseline)",
+    }
+)
+"""What model each method is, in words, for every face that names one."""
 DEFAULT_LEVEL: Final = 0.9
 DEFAULT_SEASON: Final = 7
 DEFAULT_MAX_ORIGINS: Final = 6
@@ -182,6 +194,21 @@ class Outlook:
     def insufficient(self) -> bool:
         """Whether the history is too short for any model (the answer is a run rate)."""
         return self.confidence == "low"
+
+    def confidence_of(self, method: str) -> Confidence:
+        """How far `method`'s own forecast can be trusted, by the rule of the chosen one:
+        "high" if it beat seasonal-naive in the backtest, "medium" for seasonal-naive itself,
+        "low" otherwise (insufficient history, not fitted, not backtested, or it lost). The
+        chosen method's is always `confidence`.
+
+        >>> outlook([5.0, 6.0, 7.0], 2).confidence_of("linear")
+        'low'
+        """
+        if self.insufficient or method not in self.forecasts:
+            return "low"
+        if method == BASELINE:
+            return "medium"
+        return "high" if method in _beaten(self.scores, self.forecasts) else "low"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -381,17 +408,7 @@ def outlook(
         forecasts = {m: _at_least_as_wide(f, floor) for m, f in forecasts.items()}
     tested = min(horizon, BACKTEST_SEASONS * season)
     scores = _backtest(y, tested, season, METHODS, max_origins)
-    # Each method against seasonal-naive at its own origins: MASE over the baseline's there.
-    beat = {
-        m: s.mase / s.baseline
-        for m, s in scores.items()
-        if m in forecasts
-        and m != BASELINE
-        and s.origins >= 2
-        and s.mase is not None
-        and s.baseline  # not None, not 0
-        and s.mase < s.baseline
-    }
+    beat = _beaten(scores, forecasts)
     if beat:
         # min() keeps the first of equal scores: ties go to the simpler method (METHODS order).
         chosen = min(beat, key=beat.__getitem__)
@@ -417,6 +434,21 @@ def outlook(
         "medium",
         n,
     )
+
+
+def _beaten(scores: Mapping[str, Score], forecasts: Mapping[str, Forecast]) -> dict[str, float]:
+    """The fitted methods that beat seasonal-naive, each against it at its own origins (two
+    or more): their MASE over the baseline's there."""
+    return {
+        m: s.mase / s.baseline
+        for m, s in scores.items()
+        if m in forecasts
+        and m != BASELINE
+        and s.origins >= 2
+        and s.mase is not None
+        and s.baseline  # not None, not 0
+        and s.mase < s.baseline
+    }
 
 
 def crossing(observed: float, path: Sequence[float], threshold: float) -> int | None:

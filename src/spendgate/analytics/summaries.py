@@ -16,8 +16,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from spendgate.analytics.forecast import Outlook, min_history
-from spendgate.analytics.trends import Trend, trend
+from spendgate.analytics.forecast import MODELS, Forecast, Outlook, min_history
+from spendgate.analytics.trends import StableRule, Trend, trend
 from spendgate.budgets import Budget
 from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_text
 from spendgate.rollups import Tally, merge, total
@@ -36,6 +36,15 @@ def savings_vs_traditional(t: Tally, traditional: Nanos | None) -> float | None:
         return None
     return (1 - t.cost_per_request / traditional) * 100
 
+
+SEED_PROJECTIONS = {
+    "linear": ("linear", "linear_extrapolation"),
+    "trend_based": ("trend", "trend_analysis"),
+    "ml_forecast": ("seasonal", "holt_winters_ets"),
+}
+"""The seed's projection names: the spendgate method each one is, and its `method` word
+("ml_forecast" is Holt-Winters exponential smoothing, not machine learning: its `model`
+says so)."""
 
 BudgetPeriod = Literal["day", "month"]
 _DAY = timedelta(days=1)
@@ -255,20 +264,59 @@ class DailyBreakdown:
         return out
 
 
-def series_trends(days: Sequence[Day], service: str | None = None) -> dict[str, Trend]:
+def series_trends(
+    days: Sequence[Day], service: str | None = None, *, rule: StableRule = "relative"
+) -> dict[str, Trend]:
     """The seed's trend lines over the days of a series that have data (of one service,
     when given: its days from its first event), so a young series is fitted on its own
-    days, never on zeros before them."""
+    days, never on zeros before them; "stable" by `rule` (see `trend()`)."""
     tallies = [
         total(t for (sv, _), t in d.cells.items() if service is None or sv == service)
         for d in days
         if d.has_data(service)
     ]
     return {
-        "cost_trend": trend([t.cost / 1e9 for t in tallies]),
-        "free_source_success_trend": trend([t.free_source_success_rate for t in tallies]),
-        "request_volume_trend": trend([float(t.requests) for t in tallies]),
-        "cost_per_request_trend": trend([t.cost_per_request / 1e9 for t in tallies]),
+        "cost_trend": trend([t.cost / 1e9 for t in tallies], rule=rule),
+        "free_source_success_trend": trend(
+            [t.free_source_success_rate for t in tallies], rule=rule
+        ),
+        "request_volume_trend": trend([float(t.requests) for t in tallies], rule=rule),
+        "cost_per_request_trend": trend([t.cost_per_request / 1e9 for t in tallies], rule=rule),
+    }
+
+
+def efficiency_outlook(lines: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The seed's `efficiency_forecast`, read from the trend lines (`to_dict()`s by name)
+    rather than a new extrapolation: efficiency is "improving" when cost per request falls
+    or the free-source success rate rises and neither moves the other way, "worsening" the
+    reverse, "mixed" when they disagree, "stable" when neither moves, "insufficient_data"
+    under two days."""
+    cost = lines["cost_per_request_trend"]["trend"]
+    free = lines["free_source_success_trend"]["trend"]
+
+    def words(token: str) -> str:
+        return token.replace("_", " ")
+
+    if "insufficient_data" in (cost, free):
+        outlook = "insufficient_data"
+    else:
+        better = cost == "decreasing" or free == "increasing"
+        worse = cost == "increasing" or free == "decreasing"
+        outlook = (
+            "mixed"
+            if better and worse
+            else "improving"
+            if better
+            else "worsening"
+            if worse
+            else "stable"
+        )
+    return {
+        "outlook": outlook,
+        "cost_per_request_trend": cost,
+        "free_source_success_trend": free,
+        "summary": f"efficiency {words(outlook)}: cost per request {words(cost)}, "
+        f"free-source success rate {words(free)}",
     }
 
 
@@ -449,16 +497,8 @@ class MonthlyAssessment:
         f = self.outlook.forecasts.get(method or self.outlook.chosen or "")
         if f is None:
             return None
-        first = f.path[0] if f.path else 0.0
-
-        def shifted(x: float) -> Nanos:
-            # Today's forecast is what today will spend in all: never less than it already
-            # has; and no bound of the month's total is below what the month has spent.
-            return self.base_nanos + max(
-                round(x * 1e9), round((x - first) * 1e9) + self.today_nanos, self.today_nanos
-            )
-
-        return shifted(f.total), shifted(f.low), shifted(f.high)
+        mid, low, high = from_today(f, self.today_nanos)
+        return self.base_nanos + mid, self.base_nanos + low, self.base_nanos + high
 
     def cumulative(self) -> list[Decimal]:
         """The chosen projection's month-to-date spend at the end of today and of each day
@@ -495,20 +535,10 @@ class MonthlyAssessment:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the seed's sections: `forecast` (the one every face shows) first,
         then every method's projection and the backtest behind the choice."""
-        projections: dict[str, Any] = {}
-        for method in self.outlook.forecasts:
-            p = self.projection_nanos(method)
-            assert p is not None
-            projections[method] = {
-                "projected_total": money_text(p[0]),
-                "interval": {"low": money_text(p[1]), "high": money_text(p[2])},
-                "level": self.outlook.forecasts[method].level,
-                "method": method,
-                "min_history_days": min_history(method),
-                "backtest_mase": self.outlook.scores[method].mase
-                if method in self.outlook.scores
-                else None,
-            }
+        projections = {m: self._projection(m) for m in self.outlook.forecasts}
+        # The seed's names beside them, always present (a method not fitted yet says why).
+        for name, (method, word) in SEED_PROJECTIONS.items():
+            projections[name] = self._projection(method) | {"method": word, "of": method}
         headline = self.forecast
         out: dict[str, Any] = {
             "month": self.month_start.strftime("%B %Y"),
@@ -538,6 +568,43 @@ class MonthlyAssessment:
             "recommended_actions": recommendations(projected, budget, self.spent_nanos),
         }
         return out
+
+    def _projection(self, method: str) -> dict[str, Any]:
+        """One method's month-end projection, model and confidence (`projected_total` and
+        `interval` `None`, and `available` false, when it could not forecast)."""
+        o = self.outlook
+        p = self.projection_nanos(method)
+        score = o.scores.get(method)
+        out: dict[str, Any] = {
+            "projected_total": None if p is None else money_text(p[0]),
+            "interval": None if p is None else {"low": money_text(p[1]), "high": money_text(p[2])},
+            "level": o.forecasts[method].level if method in o.forecasts else None,
+            "method": method,
+            "model": MODELS[method],
+            "confidence": o.confidence_of(method),
+            "available": p is not None,
+            "min_history_days": min_history(method),
+            "backtest_mase": None if score is None else score.mase,
+        }
+        if p is None:
+            out["reason"] = (
+                f"not fitted: {o.points} day{'' if o.points == 1 else 's'} of history, "
+                f"it needs {min_history(method)}"
+                if o.points < min_history(method)
+                else "not fitted: the model does not fit this history"
+            )
+        return out
+
+
+def from_today(f: Forecast, today: Nanos) -> tuple[Nanos, Nanos, Nanos]:
+    """`f`'s total and interval (its path starting today) in nano-units, with today's share
+    never below what today has already spent (`today`), and no bound below it."""
+    first = f.path[0] if f.path else 0.0
+
+    def shifted(x: float) -> Nanos:
+        return max(round(x * 1e9), round((x - first) * 1e9) + today, today)
+
+    return shifted(f.total), shifted(f.low), shifted(f.high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +646,48 @@ class MonthForecast:
             "method": self.method,
             "confidence": self.confidence,
             "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NextMonth:
+    """The seed's `next_month_cost`: the forecast core's projection of the `days` local days
+    from `start` (today) to `end`, with today's share never below what today has spent
+    (`today_nanos`). `outlook` is `forecast.outlook()`'s answer on the same history the
+    monthly forecast uses; `intraday` the hours of data today, when they are all of it."""
+
+    start: datetime
+    end: datetime
+    days: int
+    outlook: Outlook
+    today_nanos: Nanos
+    as_of: datetime
+    currency: str = DEFAULT_CURRENCY
+    intraday: timedelta | None = None
+
+    def projection_nanos(self) -> tuple[Nanos, Nanos, Nanos] | None:
+        """The projected total and its interval, in nano-units; `None` without a forecast."""
+        f = self.outlook.best
+        return None if f is None else from_today(f, self.today_nanos)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the projected total and interval as decimal text, the method,
+        confidence and why (`projected_total` `None` before there is history enough)."""
+        p = self.projection_nanos()
+        o = self.outlook
+        method = o.chosen if self.intraday is None or o.chosen is None else "intraday_run_rate"
+        return {
+            "projected_total": None if p is None else money_text(p[0]),
+            "interval": None if p is None else {"low": money_text(p[1]), "high": money_text(p[2])},
+            "level": None if o.best is None else o.best.level,
+            "method": method,
+            "confidence": o.confidence,
+            "reason": o.reason,
+            "days": self.days,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "currency": self.currency,
         }
 
 

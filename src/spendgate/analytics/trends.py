@@ -21,8 +21,14 @@ from spendgate.errors import ValidationError
 
 Direction = Literal["stable", "increasing", "decreasing", "insufficient_data"]
 Strength = Literal["strong", "moderate", "weak"]
+StableRule = Literal["relative", "seed"]
+"""How "stable" is decided: "relative" (spendgate's, unit-free: the line moves less than a
+share of the series' mean over its span) or "seed" (the seed's: |slope| < 0.01 per step, in
+the series' own units)."""
 
 DEFAULT_STABLE_CHANGE = 0.05
+SEED_STABLE_SLOPE = 0.01
+STABLE_RULES = ("relative", "seed")
 STRONG_R = 0.8
 MODERATE_R = 0.5
 
@@ -49,37 +55,54 @@ class Trend:
     standard_error: float | None
     points: int
     summary: str
+    rule: StableRule = "relative"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; the direction is under "trend"."""
+        """A JSON-ready dict; the direction is under "trend", and the seed's names
+        `correlation` (= `r`) and `trend_summary` (= `summary`) sit beside spendgate's."""
         return {
             "trend": self.direction,
             "strength": self.strength,
             "slope": self.slope,
             "r": self.r,
+            "correlation": self.r,
             "p_value": self.p_value,
             "standard_error": self.standard_error,
             "points": self.points,
             "summary": self.summary,
+            "trend_summary": self.summary,
+            "stable_rule": self.rule,
         }
 
 
-def trend(values: Sequence[float], *, stable_change: float = DEFAULT_STABLE_CHANGE) -> Trend:
+def trend(
+    values: Sequence[float],
+    *,
+    stable_change: float = DEFAULT_STABLE_CHANGE,
+    rule: StableRule = "relative",
+) -> Trend:
     """The linear trend of `values`, taken as equally spaced steps.
 
-    The direction is unit-free: the series is "stable" when the fitted line changes over the
-    whole span (|slope| * (n - 1)) by less than `stable_change` times the mean absolute value
-    of the series, and when the series is all zeros; otherwise it is "increasing" or
-    "decreasing" by the sign of the slope. Fewer than two points give "insufficient_data"
-    (never an exception). A non-finite value is a `ValidationError` naming its position.
+    By the default `rule="relative"` the direction is unit-free: the series is "stable" when
+    the fitted line changes over the whole span (|slope| * (n - 1)) by less than
+    `stable_change` times the mean absolute value of the series, and when the series is all
+    zeros. By `rule="seed"` it is the seed's: "stable" when |slope| < 0.01 per step, in the
+    series' own units (dollars a day for a cost, a share a day for a rate). Otherwise it is
+    "increasing" or "decreasing" by the sign of the slope. Fewer than two points give
+    "insufficient_data" (never an exception). A non-finite value is a `ValidationError`
+    naming its position.
 
     >>> trend([100.0, 101.0, 99.0, 100.0]).direction
     'stable'
     >>> trend([5.0, 4.0, 2.0, 1.0]).to_dict()["trend"]
     'decreasing'
+    >>> trend([100.0, 100.5, 101.0], rule="seed").direction  # 0.5 a step is not < 0.01
+    'increasing'
     """
     if not (math.isfinite(stable_change) and stable_change >= 0):
         raise ValidationError("stable_change", stable_change, "a finite number >= 0")
+    if rule not in STABLE_RULES:
+        raise ValidationError("stable_rule", rule, f"one of {', '.join(STABLE_RULES)}")
     ys = [float(v) for v in values]
     for i, v in enumerate(ys):
         if not math.isfinite(v):
@@ -95,6 +118,7 @@ def trend(values: Sequence[float], *, stable_change: float = DEFAULT_STABLE_CHAN
             None,
             n,
             f"insufficient data ({n} point{'' if n == 1 else 's'})",
+            rule,
         )
 
     p_value: float | None
@@ -116,13 +140,17 @@ def trend(values: Sequence[float], *, stable_change: float = DEFAULT_STABLE_CHAN
     )
     scale = sum(abs(v) for v in ys) / n
     direction: Direction
-    if scale == 0 or abs(slope) * (n - 1) < stable_change * scale:
+    if rule == "seed":
+        flat = abs(slope) < SEED_STABLE_SLOPE
+    else:
+        flat = scale == 0 or abs(slope) * (n - 1) < stable_change * scale
+    if flat:
         direction = "stable"
         summary = f"stable (r={r:.3f})"
     else:
         direction = "increasing" if slope > 0 else "decreasing"
         summary = f"{strength} {direction} trend (r={r:.3f})"
-    return Trend(direction, strength, slope, r, p_value, standard_error, n, summary)
+    return Trend(direction, strength, slope, r, p_value, standard_error, n, summary, rule)
 
 
 def _defined(x: float) -> float | None:

@@ -113,17 +113,37 @@ def weekly(
         show("Weekly budget report", analyst.weekly_report(end).to_dict(), as_json)
 
 
+PeriodOption = Annotated[
+    str,
+    typer.Option(
+        "--days",
+        "--time-period",
+        help="Window: days (1 to 366) or the seed's period: 3_months, 2_weeks, 90_days.",
+    ),
+]
+StableRuleOption = Annotated[
+    str,
+    typer.Option(
+        "--stable-rule",
+        help="relative (spendgate's, unit-free) or seed (|slope| < 0.01 per day).",
+    ),
+]
+
+
 @app.command()
 def trends(
-    days: DaysOption = 30,
+    days: PeriodOption = "30",
     service: ServiceOption = None,
+    stable_rule: StableRuleOption = "relative",
     db: DbOption = DEFAULT_URL,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Trend lines (direction, strength, slope, r, p) over the last N complete days."""
+    """Trend lines (direction, strength, slope, correlation, p) over the last N complete
+    days, with the seed's predictions (next month's cost from the forecast)."""
     with analysis(db, config) as analyst:
-        show(f"Trends over {days} days", analyst.trends(days, service=service), as_json)
+        found = analyst.trends(days, service=service, stable_rule=stable_rule)
+        show(f"Trends over {found['days']} days", found, as_json)
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """The seed's read endpoints: the live dashboard, service metrics, current figures, a day,
-service performance, the monthly forecast and optimization opportunities."""
+service performance, the monthly forecast, trends and optimization opportunities."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from spendgate.alerts.notices import alert_dict
-from spendgate.errors import NotFoundError
+from spendgate.errors import NotFoundError, ValidationError
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
 from spendgate.server.problems import ERROR_RESPONSES
@@ -116,6 +116,31 @@ async def monthly_forecast(ctx: Ctx, who: Reader) -> dict[str, Any]:
     # Fitting takes a second or two the first time each day: off the event loop.
     forecast = await run_in_threadpool(ctx.analyst.monthly_forecast)
     return forecast.to_dict()
+
+
+@router.get("/api/cost/trends", response_model=Figures)
+async def trends(
+    ctx: Ctx,
+    who: Reader,
+    *,
+    time_period: Annotated[
+        str | None,
+        Query(description='The seed\'s period token ("3_months", "2_weeks", "90_days").'),
+    ] = None,
+    days: Annotated[int | None, Query(ge=1, le=366, description="Window in days.")] = None,
+    service: str | None = None,
+    stable_rule: Literal["relative", "seed"] = "relative",
+) -> dict[str, Any]:
+    """The seed's trend analysis (`CostTrendAnalyzer.analyze_cost_trends`) over the last
+    complete days: every line with direction, strength, slope, correlation and summary,
+    each service's, and the predictions (`next_month_cost` from the forecast core)."""
+    if time_period is not None and days is not None:
+        raise ValidationError("days", days, "either days or time_period, not both")
+    period: int | str = time_period if time_period is not None else days or 30
+    # The prediction fits the forecast models: off the event loop.
+    return await run_in_threadpool(
+        ctx.analyst.trends, period, service=service, stable_rule=stable_rule
+    )
 
 
 @router.get("/api/cost/optimization/opportunities", response_model=Figures)
