@@ -902,6 +902,8 @@ def test_names_with_a_slash_are_addressable_percent_encoded(
     assert acknowledged["alert_id"] == "budget:team/a"
     assert client.delete("/api/budgets/team%2Fa", headers=h).json()["name"] == "team/a"
     problem_of(client.patch("/api/budgets/%2F", json={"limit": "1"}, headers=h), 404)
+    # DELETE /api/keys/%2F answered 405, which the schema does not list (the fuzzer again).
+    problem_of(client.delete("/api/keys/%2F", headers=h), 404)
 
 
 def test_no_budget_may_be_named_status(client: TestClient, keys: Keys) -> None:

@@ -166,7 +166,7 @@ def create_key(body: KeyIn, ctx: Ctx, who: OwnAdmin) -> Any:
     return {"token": token, "key": key_out(key)}
 
 
-@router.delete("/api/keys/{key_id}", response_model=KeyOut, tags=["keys"])
+@router.delete("/api/keys/{key_id:path}", response_model=KeyOut, tags=["keys"])
 def revoke_key(
     key_id: Annotated[str, Path(min_length=1, max_length=64)], ctx: Ctx, who: OwnAdmin
 ) -> Any:
