@@ -344,6 +344,7 @@ def refused(response: httpx.Response, status: int) -> bool:
 # -- the matrix ---------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(900)  # every route for every key kind: 34 s alone, past 180 s under load
 def test_every_route_and_key_kind_answers_as_its_declared_rule_says(
     client: TestClient, app: FastAPI
 ) -> None:
