@@ -237,13 +237,25 @@ class Binding:
         )
 
     def slots(
-        self, budgets: tuple[Budget, ...], now_us: int, *, priority: bool, emergency: bool
+        self,
+        budgets: tuple[Budget, ...],
+        now_us: int,
+        *,
+        priority: bool,
+        emergency: bool,
+        requested: Nanos | None = None,
     ) -> tuple[Slot, ...]:
-        """Where each budget counts a call at `now_us` by a caller of this class."""
+        """Where each budget counts a call at `now_us` by a caller of this class.
+
+        An emergency call asking for `requested` gets a budget's emergency room only if the
+        budget's `emergency_budget` covers it (the seed's per-request bound); `None` (an
+        event already spent) is not bounded.
+        """
         out = []
         cache = self._slots
         for b in budgets:
-            key = (b.name, priority, emergency)
+            urgent = emergency and (requested is None or b.emergency_covers(requested))
+            key = (b.name, priority, urgent)
             hit = cache.get(key)
             # The very budget it was made for: a budget changed at run time is another
             # object, so a slot of its old limit is never served for it.
@@ -254,7 +266,7 @@ class Binding:
             start, end = window.bounds(from_micros(now_us))
             start_us, end_us = to_micros(start), to_micros(end)
             span = to_micros(window.span_start(from_micros(now_us)))
-            cap = b.cap(priority=priority, emergency=emergency)
+            cap = b.cap(priority=priority, emergency=urgent)
             slot = Slot(b.name, start_us, span, cap, self._lines.get(b.name, ()))
             if window.kind != "rolling":  # a rolling span moves with the clock: not cached
                 cache[key] = (start_us, end_us, slot, b)

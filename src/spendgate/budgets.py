@@ -45,6 +45,9 @@ ACTIONS: tuple[Action, ...] = ("warn", "degrade", "stop")
 ScopeKind = Literal["all", "service", "source", "label"]
 SCOPE_KINDS: tuple[ScopeKind, ...] = ("all", "service", "source", "label")
 MAX_FRACTION = Decimal(10)
+DEFAULT_EMERGENCY_BUDGET_TEXT = "50.00"
+DEFAULT_EMERGENCY_BUDGET = to_nanos(DEFAULT_EMERGENCY_BUDGET_TEXT)
+"""The seed's `emergency_budget`: the most one emergency call may ask for ($50)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +231,12 @@ class LeasePolicy:
 class Budget:
     """A limit on spend over a window for a scope.
 
-    `limit` and `emergency` are nano-units (a definition, compared on the hot path);
-    `limit_amount` and `emergency_amount` are the same as `Decimal`s of currency units.
-    `emergency` is extra room above the stop line that only calls marked emergency may use.
+    `limit`, `emergency` and `emergency_budget` are nano-units (a definition, compared on
+    the hot path); `limit_amount` and `emergency_amount` are the first two as `Decimal`s of
+    currency units. `emergency` is extra room above the stop line that only calls marked
+    emergency may use, over the whole window; `emergency_budget` (the seed's name and
+    default, $50) is the most one emergency call may ask for to use that room: a larger one
+    gets only the room below the stop line (the seed denies a $60 emergency call).
     A soft budget (`hard=False`) reports levels but never refuses.
     """
 
@@ -239,6 +245,7 @@ class Budget:
     window: Window = field(default_factory=Window)
     scope: Scope = field(default_factory=Scope)
     emergency: Nanos = 0
+    emergency_budget: Nanos = DEFAULT_EMERGENCY_BUDGET
     thresholds: tuple[Threshold, ...] = DEFAULT_LADDER
     hard: bool = True
     lease: LeasePolicy | None = None
@@ -251,7 +258,12 @@ class Budget:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValidationError("budgets.name", self.name, "a non-empty name")
-        for name, amount in (("limit", self.limit), ("emergency", self.emergency)):
+        amounts = (
+            ("limit", self.limit),
+            ("emergency", self.emergency),
+            ("emergency_budget", self.emergency_budget),
+        )
+        for name, amount in amounts:
             if isinstance(amount, bool) or not isinstance(amount, int):
                 raise ValidationError(f"budgets.{self.name}.{name}", amount, "an int of nano-units")
             if not 0 <= amount <= MAX_NANOS:
@@ -286,6 +298,11 @@ class Budget:
             if rung == action:
                 return line
         return None
+
+    def emergency_covers(self, requested: Nanos) -> bool:
+        """Whether an emergency call of `requested` may use the emergency allowance: at most
+        `emergency_budget` (the seed's per-request bound)."""
+        return requested <= self.emergency_budget
 
     def cap(self, *, priority: bool, emergency: bool) -> Nanos | None:
         """The most this budget lets a caller's usage reach, or `None` when it never refuses.
@@ -324,6 +341,7 @@ class Budget:
         spec: dict[str, Any] = {
             "limit": money_text(self.limit),
             "emergency": money_text(self.emergency),
+            "emergency_budget": money_text(self.emergency_budget),
             "scope": str(self.scope),
             "window": w.kind,
             "timezone": w.tz,
@@ -356,6 +374,7 @@ class Budget:
             "name": self.name,
             "limit": money_text(self.limit),
             "emergency": money_text(self.emergency),
+            "emergency_budget": money_text(self.emergency_budget),
             "scope": str(self.scope),
             "window": w.kind,
             "timezone": w.tz,
@@ -537,6 +556,7 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         "granularity",
         "scope",
         "emergency",
+        "emergency_budget",
         "thresholds",
         "hard",
         "lease",
@@ -565,6 +585,10 @@ def budget_from_config(name: str, spec: Mapping[str, object]) -> Budget:
         window=window,
         scope=Scope.parse(str(spec.get("scope", "all")), f"{where}.scope"),
         emergency=to_nanos(spec.get("emergency", 0), f"{where}.emergency"),
+        emergency_budget=to_nanos(
+            spec.get("emergency_budget", DEFAULT_EMERGENCY_BUDGET_TEXT),
+            f"{where}.emergency_budget",
+        ),
         thresholds=DEFAULT_LADDER
         if thresholds is None
         else parse_ladder(thresholds, f"{where}.thresholds"),

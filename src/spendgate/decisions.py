@@ -38,8 +38,10 @@ class Check:
 class Decision:
     """The answer to "may this call spend?" — the seed's approval, as a value.
 
-    `remaining` is what the deciding budget has left under its limit after the call (nano-
-    units); `budget` names the budget that refused, or the tightest one when approved.
+    `remaining` is what the deciding budget has left under its limit *before* the call
+    (nano-units), in approvals and denials alike, as the seed's `remaining_budget`: the
+    same state answers the same figure whatever the outcome. `budget` names the budget that
+    refused, or the tightest one when approved.
     """
 
     status: Outcome
@@ -174,15 +176,15 @@ def decide(
             f"{'degrade' if _degraded(refused, priority) else 'stop'} line",
         )
     tight = min(checks, key=lambda c: c.remaining)
+    # The checks hold usage with the call in it: the room before the call is that plus it.
     emergency_used = any(
         c.budget.hard and c.used > (c.budget.cap(priority=True, emergency=False) or 0)
         for c in checks
     )
     level = max((c.budget.level(c.used) for c in checks), key=LEVELS.index)
     status: Outcome = "emergency_approved" if emergency_used else "approved"
-    return Decision(
-        status, requested, tight.remaining, tight.budget.name, level, as_of, "", reservation_id
-    )
+    before = tight.remaining + requested
+    return Decision(status, requested, before, tight.budget.name, level, as_of, "", reservation_id)
 
 
 def _degraded(check: Check, priority: bool) -> bool:

@@ -278,7 +278,9 @@ class Gate:
             free = Decision("approved", 0, None, None, "normal", now, why)
             return self._tally.add(service, free)
         budgets = binding.budgets(check_labels(labels) if labels else None)
-        slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
+        slots = binding.slots(
+            budgets, now_us, priority=priority, emergency=emergency, requested=requested
+        )
         leases = self._holds.leases
         if leases is not None:
             leased = leases.peek(budgets, slots, requested, now_us)
@@ -393,7 +395,9 @@ class Gate:
         config = self._bindings.live.config
         lifetime = config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)
-        slots = binding.slots(budgets, now_us, priority=priority, emergency=emergency)
+        slots = binding.slots(
+            budgets, now_us, priority=priority, emergency=emergency, requested=amount
+        )
         if amount == 0:
             # Nothing to hold: a free call passes even a budget that is already over its cap.
             # Its slots are kept (uncapped), so an actual cost at commit still counts.

@@ -158,7 +158,7 @@ def test_daily_breakdown_and_its_hours_equal_the_raw_events(
 def test_live_metrics_equal_the_raw_events(filled: tuple[Gate, FrozenClock, list[Event]]) -> None:
     gate, _, events = filled
     live = Analyst(gate).live()
-    m = live.to_dict()["live_metrics"]
+    m = live.to_dict()["live_figures"]
     a, b = local(date(2026, 10, 20))
     today = within(events, a, b)
     recent = within(events, NOW - timedelta(minutes=15), NOW + timedelta(microseconds=1))
@@ -276,8 +276,8 @@ def test_an_empty_store_gives_zeros_and_insufficient_data(store_url: str) -> Non
     try:
         analyst = Analyst(gate)
         live = analyst.live().to_dict()
-        assert live["live_metrics"]["current_daily_spend"]["value"] == "0"
-        assert live["live_metrics"]["time_until_budget_exhausted"]["value"] is None
+        assert live["live_figures"]["current_daily_spend"]["value"] == "0"
+        assert live["live_figures"]["time_until_budget_exhausted"]["value"] is None
         assert live["status"]["free_source_performance"] == "no data"
         for period in ("today", "week", "month"):
             s = analyst.summary(period).to_dict()  # type: ignore[arg-type]
@@ -501,7 +501,7 @@ def test_a_young_day_is_not_extrapolated_and_six_hours_give_a_low_confidence_run
         assert d["budget_assessment"]["projected_total"] is None
         assert d["budget_assessment"]["projected_vs_budget"] is None
         assert d["current_spend"] == "5"
-        live = analyst.live().to_dict()["live_metrics"]["projected_daily_total"]
+        live = analyst.live().to_dict()["live_figures"]["projected_daily_total"]
         assert (live["value"], live["method"]) == (
             "5",
             "spent_so_far (under 6 hours of today's data)",
@@ -517,7 +517,7 @@ def test_a_young_day_is_not_extrapolated_and_six_hours_give_a_low_confidence_run
         assert f.reason == "insufficient history: 6.0 hours of data today; today's run rate"
         assert Decimal("5") <= f.low < f.total < f.high  # never below what is spent
         assert m.to_dict()["forecast"] == f.to_dict()
-        live = analyst.live().to_dict()["live_metrics"]["projected_daily_total"]
+        live = analyst.live().to_dict()["live_figures"]["projected_daily_total"]
         assert live["method"] == "intraday_burn_rate"
     finally:
         gate.close()

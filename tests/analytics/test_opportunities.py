@@ -246,7 +246,7 @@ def test_a_budget_that_runs_out_is_no_opportunity(open_gate: Any) -> None:
         ]
     )  # $0.50 in ten minutes against a $1.00 day
     analyst = Analyst(gate)
-    live = analyst.live().to_dict()["live_metrics"]
+    live = analyst.live().to_dict()["live_figures"]
     assert live["runs_out_before_reset"]["value"] is True  # the live metrics say so
     assert analyst.opportunities() == []
     assert analyst.opportunities(1) == []

@@ -112,7 +112,7 @@ def test_json_output_writes_money_as_decimal_text_with_its_currency(tmp_path: Pa
     live = runner.invoke(app, ["live", "--db", db, "--json"])
     figures = json.loads(live.output)
     assert figures["currency"] == "USD"
-    assert figures["live_metrics"]["budget_remaining"]["value"] == "1.919"
+    assert figures["live_figures"]["budget_remaining"]["value"] == "1.919"
 
 
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:

@@ -306,6 +306,7 @@ def test_threshold_lines_are_exact() -> None:
         ({"limit": "10"}, "budgets.b.limit"),
         ({"emergency": -1}, "budgets.b.emergency"),
         ({"emergency": MAX_NANOS + 1}, "budgets.b.emergency"),
+        ({"emergency_budget": -1}, "budgets.b.emergency_budget"),
         ({"thresholds": (Threshold(D(0), "warn"),)}, "budgets.b.thresholds.warn"),
         (
             {"thresholds": (Threshold(D(1), "stop"), Threshold(D(2), "stop"))},
@@ -331,6 +332,7 @@ def test_budget_to_dict() -> None:
         "name": "streaming",
         "limit": "25",
         "emergency": "5",
+        "emergency_budget": "50",
         "scope": "source:databento_mbo",
         "window": "day",
         "timezone": "UTC",
@@ -482,7 +484,7 @@ def test_approved_names_the_tightest_budget() -> None:
     d = decide(checks, usd(1), NOW, reservation_id="r-1")
     assert d.status == "approved"
     assert d.budget == "weekly"
-    assert d.remaining == usd(2)
+    assert d.remaining == usd(3)  # before the call: 30 less the 27 used before it
     assert d.level == "warn"  # the highest level among the budgets
     assert d.reservation_id == "r-1"
     body = d.to_dict()
@@ -490,7 +492,7 @@ def test_approved_names_the_tightest_budget() -> None:
         "budget_available": True,
         "approval_status": "approved",
         "requested_amount": "1",
-        "remaining_budget": "2",
+        "remaining_budget": "3",
         "budget": "weekly",
         "level": "warn",
         "as_of": NOW.isoformat(),
@@ -562,13 +564,13 @@ def test_emergency_approved_when_only_the_allowance_lets_it_through() -> None:
     assert d.status == "emergency_approved"
     assert d.approved
     assert d.budget == "daily"
-    assert d.remaining == -usd("0.5")
+    assert d.remaining == usd("0.5")  # before the call: 9.5 used of 10
     assert d.level == "stop"
     body = d.to_dict()
     assert body["emergency_budget_used"] is True
     assert body["approval_status"] == "emergency_approved"
     assert body["budget_available"] is True
-    assert body["remaining_budget"] == "-0.5"
+    assert body["remaining_budget"] == "0.5"
     assert "alternative_action" not in body
 
 
@@ -627,6 +629,7 @@ def test_budget_from_config() -> None:
             "timezone": "Europe/London",
             "reset_hour": 6,
             "emergency": 5,
+            "emergency_budget": "2.50",
             "thresholds": {"warn": 0.5, "stop": 1.0},
             "hard": False,
         },
@@ -634,6 +637,7 @@ def test_budget_from_config() -> None:
     assert b.name == "enrichment-weekly"
     assert b.limit == usd(30)
     assert b.emergency == usd(5)
+    assert b.emergency_budget == usd("2.50")
     assert b.scope == Scope("service", "enrichment")
     assert b.window == Window("week", tz="Europe/London", reset_hour=6, week_start=6)
     assert b.thresholds == parse_ladder({"warn": 0.5, "stop": 1.0})
@@ -646,6 +650,7 @@ def test_budget_from_config_defaults() -> None:
     assert b.scope == Scope()
     assert b.thresholds == DEFAULT_LADDER
     assert b.emergency == 0
+    assert b.emergency_budget == usd(50)  # the seed's emergency_budget
     assert b.hard
 
 
@@ -672,6 +677,7 @@ def test_rolling_budget_from_config() -> None:
         ({"limit": "10", "week_start": True}, "budgets.d.week_start"),
         ({"limit": "10", "scope": "customer:acme"}, "budgets.d.scope"),
         ({"limit": "10", "emergency": "nan"}, "budgets.d.emergency"),
+        ({"limit": "10", "emergency_budget": "-5"}, "budgets.d.emergency_budget"),
         ({"limit": "10", "thresholds": {"stop": 0}}, "budgets.d.thresholds.stop"),
         ({"limit": "10", "window": "rolling", "length": "soon"}, "budgets.d.length"),
     ],

@@ -49,7 +49,7 @@ def test_authorize_answers_in_the_seeds_shape(gate: Gate) -> None:
     body = decision.to_dict()
     assert body["approval_status"] == "approved"
     assert body["budget_available"] is True
-    assert body["remaining_budget"] == "0.99"
+    assert body["remaining_budget"] == "1"  # the room before the call
     assert body["requested_amount"] == "0.01"
     assert body["budget"] == "daily"
     assert body["as_of"] == gate.clock().isoformat()
@@ -162,7 +162,8 @@ def test_a_retry_of_a_settled_reservation_is_refused(
 def test_a_retry_of_a_pending_reservation_gives_its_figures(gate: Gate) -> None:
     gate.reserve("svc", "paid_api", "0.50", reservation_id="job")
     again = gate.reserve("svc", "paid_api", "0.50", reservation_id="job")
-    assert (again.approved, again.budget, again.remaining) == (True, "daily", to_nanos("0.50"))
+    # The same approval as at first: the room before the hold.
+    assert (again.approved, again.budget, again.remaining) == (True, "daily", to_nanos("1.00"))
     assert gate.status()[0].reserved_nanos == to_nanos("0.50")
 
 
@@ -210,6 +211,93 @@ def test_emergency_allowance_is_explicit_and_recorded(store_url: str, clock: Fro
         (_, event) = gate.events()
         assert event.emergency
         assert not gate.reserve("svc", "paid_api", "0.40", emergency=True).approved
+
+
+def seed_budget_check(
+    daily_budget: float, emergency_budget: float, current_usage: float, requested: float
+) -> dict[str, object]:
+    """The seed's `DailyBudgetController.check_budget_availability()`, word for word (for an
+    emergency request), as the reference the gate's decisions are held to."""
+    remaining_budget = daily_budget - current_usage
+    if requested <= remaining_budget:
+        return {"remaining_budget": remaining_budget, "approval_status": "approved"}
+    elif requested <= emergency_budget:  # noqa: RET505 (the seed's text)
+        return {"remaining_budget": remaining_budget, "approval_status": "emergency_approved"}
+    else:
+        return {"remaining_budget": remaining_budget, "approval_status": "denied"}
+
+
+@pytest.mark.parametrize(
+    ("spent", "requested", "expected"),
+    [
+        ("0", "60.00", "denied"),  # the issue's case: spendgate approved it before
+        ("0", "50.00", "emergency_approved"),  # the seed's bound is inclusive
+        ("0", "10.00", "approved"),  # fits the day: the bound does not apply
+        ("9.50", "0.40", "approved"),
+        ("9.50", "0.60", "emergency_approved"),
+        ("9.50", "50.01", "denied"),
+    ],
+)
+def test_emergency_budget_bounds_one_emergency_request(
+    store_url: str, clock: FrozenClock, spent: str, requested: str, expected: str
+) -> None:
+    # The seed's controller: daily_budget = 10.00, emergency_budget = 50.00.
+    cfg = small_config(limit="10.00", emergency="50.00")
+    seed = seed_budget_check(10.00, 50.00, float(spent), float(requested))
+    assert seed["approval_status"] == expected
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        if spent != "0":
+            gate.record("svc", "paid_api", cost=spent)
+        for decision in (
+            gate.authorize("svc", "paid_api", requested, emergency=True),
+            gate.reserve("svc", "paid_api", requested, emergency=True),
+        ):
+            body = decision.to_dict()
+            assert body["approval_status"] == expected
+            assert Decimal(body["remaining_budget"]) == Decimal("10.00") - Decimal(spent)
+            assert float(body["remaining_budget"]) == seed["remaining_budget"]
+
+
+def test_a_larger_emergency_budget_lets_a_larger_emergency_call_through(
+    store_url: str, clock: FrozenClock
+) -> None:
+    cfg = small_config(limit="10.00", emergency="100.00", emergency_budget="75.00")
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        assert gate.authorize("svc", "paid_api", "60", emergency=True).status == (
+            "emergency_approved"
+        )
+        assert gate.authorize("svc", "paid_api", "80", emergency=True).status == "denied"
+        assert gate.authorize("svc", "paid_api", "60").status == "denied"  # not marked
+
+
+def test_approvals_and_denials_in_one_state_report_the_same_remaining_budget(
+    store_url: str, clock: FrozenClock
+) -> None:
+    # remaining_budget is the room before the request (the seed's `daily_budget -
+    # current_usage`), whatever the outcome: the issue saw -1.0275 against -1.0255.
+    cfg = small_config(limit="10.00", emergency="50.00")
+    with Gate.open(store_url, config=cfg, clock=clock) as gate:
+        gate.record("svc", "paid_api", cost="9.9975")
+        answers = [
+            gate.authorize("svc", "paid_api", "0.002"),  # approved
+            gate.authorize("svc", "paid_api", "0.004"),  # denied
+            gate.authorize("svc", "paid_api", "0.004", emergency=True),  # emergency_approved
+            gate.authorize("svc", "paid_api", "60", emergency=True),  # denied, over the bound
+        ]
+        assert [d.status for d in answers] == [
+            "approved",
+            "denied",
+            "emergency_approved",
+            "denied",
+        ]
+        assert {d.to_dict()["remaining_budget"] for d in answers} == {"0.0025"}
+        held = gate.reserve("svc", "paid_api", "0.002")
+        assert held.approved
+        assert held.to_dict()["remaining_budget"] == "0.0025"
+        # The hold now counts: the next answer starts from what is left after it.
+        assert gate.authorize("svc", "paid_api", "0.004").to_dict()["remaining_budget"] == (
+            "0.0005"
+        )
 
 
 def test_degrade_keeps_paid_calls_for_priority_callers(store_url: str, clock: FrozenClock) -> None:
@@ -592,7 +680,7 @@ def test_a_long_lived_gate_and_its_analyst_follow_a_limit_changed_by_another_gat
         [status] = there.status()
         assert status.budget.limit == to_nanos("2.00")
         live = analyst.live(there.status())
-        figures = live.to_dict()["live_metrics"]
+        figures = live.to_dict()["live_figures"]
         assert figures["budget_remaining"] == {
             "value": "1.5",
             "as_of": clock().isoformat(),

@@ -40,6 +40,7 @@ from spendgate.config import parse
 from spendgate.money import from_nanos, to_nanos
 from spendgate.reports import Reporter, jsonfile
 from spendgate.testing import FrozenClock
+from tests.server.test_api import SEED_LIVE  # the seed's seven live-metric names
 from tests.server.test_dashboard import browser  # noqa: F401  (the module's Chromium)
 from tests.serving import Keys, app_for, bearer, make_keys, running
 
@@ -334,8 +335,15 @@ def round_percent(p: Decimal) -> Decimal:
 def check_live(
     face: str, live: dict[str, Any], expected: dict[str, Expected], today: Decimal
 ) -> None:
-    """Live metrics as JSON: today's spend (scope all) and the measured budget's figures."""
-    m = live["live_metrics"]
+    """Live metrics as JSON: today's spend (scope all) and the measured budget's figures,
+    as spendgate's figures and as the seed's plain numbers beside them."""
+    seed, m = live["live_metrics"], live["live_figures"]
+    assert set(seed) == {"as_of", *SEED_LIVE}, face
+    assert seed["as_of"] == m["current_daily_spend"]["as_of"], face
+    for key in SEED_LIVE:  # each the number of spendgate's figure of that name
+        figure = m[key]["value"]
+        assert seed[key] == (None if figure is None else float(figure)), (face, key)
+    assert seed["current_daily_spend"] == float(today), face
     spend = m["current_daily_spend"]
     assert (spend["scope"], spend["budget"]) == ("all", None), face
     assert amount(spend["value"]) == today, face
@@ -344,6 +352,7 @@ def check_live(
         assert (m[key]["budget"], m[key]["scope"]) == (e.name, e.scope), (face, key)
     assert amount(m["budget_used"]["value"]) == e.spent + e.reserved, face
     assert amount(m["budget_remaining"]["value"]) == e.remaining, face
+    assert seed["budget_remaining"] == float(e.remaining), face
     assert Decimal(str(m["budget_remaining_percent"]["value"])) == round_percent(
         100 - e.used_percent
     ), face

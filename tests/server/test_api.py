@@ -195,9 +195,28 @@ def test_the_seeds_endpoints_return_the_seeds_fields(client: TestClient, keys: K
         "alerts_and_warnings",
         "historical_trends",
     }
-    assert set(live["data"]["live_metrics"]) >= SEED_LIVE
+    data = live["data"]
+    assert set(data["live_metrics"]) == SEED_LIVE | {"as_of"}
+    assert data["live_metrics"]["as_of"] == live["timestamp"]
+    # The seed's own checks (FishMouthCostDashboard's status block), copied from its text:
+    # they compare numbers. The server's `daily` budget is $1.00 with $0.01 spent.
+    assert data["live_metrics"]["budget_remaining"] == 0.99
+    budget_health = "healthy" if data["live_metrics"]["budget_remaining"] > 20 else "warning"
+    assert budget_health == "warning"  # $0.99 left: the seed compares dollars
+    free_source_performance = (
+        "excellent" if data["live_metrics"]["free_source_success_rate"] > 0.90 else "good"
+    )
+    assert free_source_performance == "good"  # 1 of 2 free requests succeeded
+    cost_efficiency = (
+        f"{(1 - data['live_metrics']['cost_per_request'] / 2.40) * 100:.1f}% savings vs traditional"
+    )
+    assert cost_efficiency == "99.9% savings vs traditional"  # $0.01 over three requests
+    exact = data["live_figures"]["cost_per_request"]["value"]
+    assert data["live_metrics"]["cost_per_request"] == float(exact)
+    assert data["live_metrics"]["current_daily_spend"] == 0.01
+    assert set(data["live_figures"]) >= SEED_LIVE
     assert set(live["status"]) == {"budget_health", "free_source_performance", "cost_efficiency"}
-    assert live["data"]["live_metrics"]["current_daily_spend"] == {
+    assert live["data"]["live_figures"]["current_daily_spend"] == {
         "value": "0.01",
         "as_of": live["timestamp"],
         "scope": "all",
@@ -218,7 +237,9 @@ def test_the_seeds_endpoints_return_the_seeds_fields(client: TestClient, keys: K
     assert service["total_cost"] == "0.01"
     assert service["total_requests"] == 2
     current = client.get("/api/cost/current", headers=h).json()
-    assert set(current["live_metrics"]) >= SEED_LIVE
+    assert set(current["live_metrics"]) == SEED_LIVE | {"as_of"}
+    assert current["live_metrics"]["budget_remaining"] == 0.99
+    assert current["live_figures"]["budget_remaining"]["value"] == "0.99"  # the exact text
     assert current["as_of"]
     day = client.get("/api/cost/daily/2026-01-05", headers=h).json()
     assert day["total_cost"] == "0.01"
@@ -442,18 +463,41 @@ def test_request_bodies_have_a_size_limit(gate: Gate, keys: Keys) -> None:
     assert gate.events() == []
 
 
+def test_the_seeds_emergency_budget_is_a_budget_setting(client: TestClient, keys: Keys) -> None:
+    h = admin(keys)
+    r = client.patch("/api/budgets/daily", json={"emergency": "100"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["spec"]["emergency_budget"] == "50"  # the seed's default
+    # The seed's $60 emergency call: over its per-request bound, denied before any spend.
+    call = {"service": "scraper", "source": "paid_api", "amount": "60", "emergency": True}
+    denied = client.post("/api/authorize", json=call, headers=h).json()
+    assert (denied["approval_status"], denied["remaining_budget"]) == ("denied", "1")
+    bad = problem_of(
+        client.patch("/api/budgets/daily", json={"emergency_budget": "-1"}, headers=h), 422
+    )
+    assert "emergency_budget" in json.dumps(bad)
+    r = client.patch("/api/budgets/daily", json={"emergency_budget": "75"}, headers=h)
+    assert r.json()["spec"]["emergency_budget"] == "75"
+    approved = client.post("/api/authorize", json=call, headers=h).json()
+    assert approved["approval_status"] == "emergency_approved"
+    assert approved["emergency_budget_used"] is True
+    assert approved["remaining_budget"] == "1"
+
+
 def test_authorize_and_the_reservation_cycle(client: TestClient, keys: Keys, gate: Gate) -> None:
     h = bearer(keys.write)
     call = {"service": "scraper", "source": "paid_api", "amount": "0.60"}
     ok = client.post("/api/authorize", json=call, headers=h).json()
     assert ok["approval_status"] == "approved"
-    assert ok["remaining_budget"] == "0.4"
+    assert ok["remaining_budget"] == "1"  # the room before the call
     held = client.post("/api/reservations", json=call, headers=h)
     assert held.status_code == 201
+    assert held.json()["remaining_budget"] == "1"
     rid = held.json()["reservation_id"]
     refused = client.post("/api/reservations", json=call, headers=h)
     assert refused.status_code == 200
     assert refused.json()["approval_status"] == "denied"
+    assert refused.json()["remaining_budget"] == "0.4"  # the hold counts now
     assert refused.json()["alternative_action"] == "use_free_sources_only"
     info = client.get(f"/api/reservations/{rid}", headers=bearer(keys.read)).json()
     assert info["state"] == "pending"
@@ -575,7 +619,7 @@ def test_a_limit_patched_over_the_api_reaches_every_figure_route_each_naming_its
     live = client.get("/cost/dashboard/live", headers=h).json()["data"]
     [row] = live["budgets"]
     assert (row["name"], row["scope"], row["limit"], row["spent"]) == ("daily", "all", "2", "0.01")
-    for figures in (current["live_metrics"], live["live_metrics"]):
+    for figures in (current["live_figures"], live["live_figures"]):
         for name, figure in figures.items():
             assert figure["as_of"], name
             assert figure["scope"] == "all", name
@@ -700,7 +744,7 @@ def test_a_websocket_client_sees_a_rest_event_within_a_second(gate: Gate, keys: 
         with connect(ws_url, additional_headers=bearer(keys.read)) as ws:
             first = json.loads(ws.recv(timeout=5))
             assert first["type"] == "cost_state"
-            assert first["data"]["live_metrics"]["current_daily_spend"]["value"] == "0"
+            assert first["data"]["live_figures"]["current_daily_spend"]["value"] == "0"
             start = time.monotonic()
             event = {"service": "scraper", "source": "paid_api"}
             assert (
@@ -711,14 +755,14 @@ def test_a_websocket_client_sees_a_rest_event_within_a_second(gate: Gate, keys: 
                 ws,
                 lambda m: (
                     m["type"] == "cost_update"
-                    and m["data"]["live_metrics"]["current_daily_spend"]["value"] == "0.01"
+                    and m["data"]["live_figures"]["current_daily_spend"]["value"] == "0.01"
                 ),
                 seconds=1.0,
             )
             assert time.monotonic() - start < 1.0
             ws.send("request_current_metrics")
             reply = receive_until(ws, lambda m: m["type"] == "current_metrics")
-            assert reply["data"]["live_metrics"]["current_daily_spend"]["value"] == "0.01"
+            assert reply["data"]["live_figures"]["current_daily_spend"]["value"] == "0.01"
 
 
 def test_a_budget_reaching_a_rung_is_pushed_as_an_alert_once(gate: Gate, keys: Keys) -> None:

@@ -81,7 +81,7 @@ def test_an_event_posted_to_one_process_reaches_the_live_feed_of_another(
                 ws,
                 lambda m: (
                     m.get("data", {})
-                    .get("live_metrics", {})
+                    .get("live_figures", {})
                     .get("current_daily_spend", {})
                     .get("value")
                     == "0.002"

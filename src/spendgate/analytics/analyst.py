@@ -5,7 +5,7 @@ and where it is heading. Every read is a handful of rollup rows, whatever the ev
 >>> from spendgate.analytics import Analyst
 >>> gate = Gate.open("memory://")
 >>> analyst = Analyst(gate)
->>> analyst.live().to_dict()["live_metrics"]["current_daily_spend"]["value"]
+>>> analyst.live().to_dict()["live_figures"]["current_daily_spend"]["value"]
 '0'
 >>> gate.close()
 """

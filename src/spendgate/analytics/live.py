@@ -192,10 +192,35 @@ class LiveMetrics:
             "cost_efficiency": efficiency,
         }
 
+    def seed_metrics(self) -> dict[str, Any]:
+        """The seed's `get_live_cost_metrics()`: its seven names as plain JSON numbers (money
+        in currency units, the runway in seconds, `None` where there is no figure), with
+        `as_of` beside them, so that the seed's own `budget_remaining > 20` compares.
+
+        Money is a number here only because the seed compares it: the exact amounts are
+        the decimal text of the same figures in `to_dict()["live_figures"]`, and a number
+        here is that text read as a float, never computed apart from it.
+        """
+        budget = self.budget
+        runway = self.runway
+        return {
+            "as_of": self.as_of.isoformat(),
+            "current_daily_spend": _number(self.today.cost),
+            "budget_remaining": None if budget is None else _number(budget.remaining_nanos),
+            "free_source_success_rate": self.today.free_source_success_rate,
+            "requests_per_minute": self.requests_per_minute,
+            "cost_per_request": _number(self.today.cost_per_request),
+            "projected_daily_total": _number(self.projected_daily_total_nanos),
+            "time_until_budget_exhausted": None if runway is None else runway.total_seconds(),
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: each metric as `{"value", "as_of", "scope", "budget", "since"}`: a
-        figure of every event today has scope `all` and the day's start as `since`; one of
-        the measured budget its name and scope. Then the budget and the status block."""
+        """JSON-ready: `live_metrics` in the seed's shape (`seed_metrics()`: numbers, with
+        `as_of` beside them); `live_figures`, spendgate's figures of the same metrics and a
+        few more, each as `{"value", "as_of", "scope", "budget", "since"}` with money as
+        exact decimal text: a figure of every event today has scope `all` and the day's
+        start as `since`; one of the measured budget its name and scope. Then the budget and
+        the status block."""
         at = self.as_of.isoformat()
         budget = self.budget
 
@@ -224,7 +249,8 @@ class LiveMetrics:
         return {
             "as_of": at,
             "currency": self.currency,
-            "live_metrics": {
+            "live_metrics": self.seed_metrics(),
+            "live_figures": {
                 "current_daily_spend": everything(money_text(self.today.cost)),
                 "budget_used": of_budget(None if budget is None else money_text(budget.used_nanos)),
                 "budget_remaining": of_budget(
@@ -265,3 +291,8 @@ class LiveMetrics:
             "unpriced_requests_today": self.today.unpriced,
             "status": self.status(),
         }
+
+
+def _number(nanos: Nanos) -> float:
+    """An amount as the JSON number the seed compares: its exact decimal text, read."""
+    return float(money_text(nanos))

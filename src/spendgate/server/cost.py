@@ -52,6 +52,7 @@ def dashboard(ctx: Context) -> dict[str, Any]:
         "currency": figures["currency"],
         "data": {
             "live_metrics": figures["live_metrics"],
+            "live_figures": figures["live_figures"],
             "daily_summary": today.to_dict(),
             "service_breakdown": {
                 "as_of": figures["as_of"],

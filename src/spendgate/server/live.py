@@ -58,7 +58,7 @@ def _alert_mark(alert: dict[str, Any]) -> tuple[Any, ...]:
 def _fingerprint(state: dict[str, Any]) -> tuple[Any, ...]:
     """What changes when money moves or a budget is redefined (not the clock): spend,
     requests and budgets."""
-    figures = state["live_metrics"]
+    figures = state["live_figures"]
     return (
         figures["current_daily_spend"]["value"],
         figures["free_source_success_rate"]["value"],

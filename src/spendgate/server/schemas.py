@@ -423,21 +423,39 @@ class StatusBlock(BaseModel):
     )
 
 
+class SeedLiveMetrics(BaseModel):
+    """The seed's `get_live_cost_metrics()`: its seven names as plain numbers (money in
+    currency units, the runway in seconds; null where there is no figure), `as_of` beside
+    them. The exact amounts are the decimal text of `live_figures`."""
+
+    as_of: str
+    current_daily_spend: float
+    budget_remaining: float | None
+    free_source_success_rate: float
+    requests_per_minute: float
+    cost_per_request: float
+    projected_daily_total: float
+    time_until_budget_exhausted: float | None
+
+
 class CurrentOut(BaseModel):
-    """Live metrics (the seed's `get_live_cost_metrics`), each with its `as_of`."""
+    """Live metrics: the seed's numbers (`live_metrics`) and spendgate's figures of them
+    (`live_figures`), each with its `as_of`."""
 
     model_config = ConfigDict(extra="allow")
 
     as_of: str
     currency: str = Field(description="The currency of every amount here (ISO 4217).")
-    live_metrics: dict[str, Figure]
+    live_metrics: SeedLiveMetrics
+    live_figures: dict[str, Figure]
     status: StatusBlock
 
 
 class DashboardData(BaseModel):
     """The seed's dashboard sections."""
 
-    live_metrics: dict[str, Figure]
+    live_metrics: SeedLiveMetrics
+    live_figures: dict[str, Figure]
     daily_summary: dict[str, Any]
     service_breakdown: dict[str, Any]
     optimization_opportunities: list[dict[str, Any]]

@@ -281,7 +281,7 @@
   let primaryBudget = null;
 
   function drawLive(state) {
-    const m = state.live_metrics;
+    const m = state.live_figures;
     const spend = m.current_daily_spend;
     // Savings vs traditional only when a traditional cost is configured (else null).
     tile("tile-current_daily_spend", money(spend.value), (state.status && state.status.cost_efficiency) || "", spend.as_of, spend);
@@ -515,7 +515,7 @@
 
   function drawDashboard(doc) {
     const d = doc.data;
-    drawLive({ live_metrics: d.live_metrics, status: doc.status, budgets: d.budgets });
+    drawLive({ live_figures: d.live_figures, status: doc.status, budgets: d.budgets });
     const breakdown = d.service_breakdown;
     const services = document.querySelector("#services tbody");
     services.replaceChildren();
