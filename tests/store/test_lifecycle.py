@@ -211,11 +211,13 @@ def close_while_in_use(url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 35-45 s alone; children of its own, past 180 s on a loaded machine
 def test_close_while_in_use_sqlite(tmp_path: Path) -> None:
     close_while_in_use(f"sqlite:///{tmp_path / 'spendgate.db'}", tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 35-45 s alone; children of its own, past 180 s on a loaded machine
 def test_close_while_in_use_postgresql(postgres_url: str, tmp_path: Path) -> None:
     # A small pool each: the children's connections stay well under the server's limit,
     # which other test sessions share.
@@ -230,6 +232,7 @@ GROUPS = 2  # groups at work at once, on files of their own, each OPEN_ROUNDS / 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 35-45 s alone; children of its own, past 180 s on a loaded machine
 def test_processes_open_one_new_file_together(tmp_path: Path) -> None:
     script = tmp_path / "open_child.py"
     script.write_text(OPEN_CHILD)
