@@ -182,12 +182,14 @@ class GateMachine(RuleBasedStateMachine):
         fits = self.used(bucket) + amount <= cap
         if not fits and self.sweep():  # a refusal sweeps expired holds and tries again
             fits = self.used(bucket) + amount <= cap
+        before = self.used(bucket)  # `remaining` is the room before the call, either way
         rid = self.next_id("res")
         decision = self.gate.reserve(
             "svc", "paid_api", money(amount), emergency=emergency, reservation_id=rid
         )
         assert decision.approved == fits, (decision, self.used(bucket), amount, cap)
         assert decision.requested == amount
+        assert decision.remaining == LIMIT - before
         if not fits:
             assert decision.reservation_id is None
             assert self.gate.store.reservation(rid) is None
@@ -199,7 +201,6 @@ class GateMachine(RuleBasedStateMachine):
             self.emergency_buckets.add(bucket)
         above_limit = self.used(bucket) > LIMIT
         assert decision.status == ("emergency_approved" if above_limit else "approved")
-        assert decision.remaining == LIMIT - self.used(bucket)
 
     @rule(amount=AMOUNTS, emergency=st.sampled_from([False, False, False, True]))
     def reserve(self, amount: int, emergency: bool) -> None:
