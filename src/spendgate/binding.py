@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -34,9 +34,17 @@ from spendgate.money import Nanos, decimal_to_nanos, from_nanos, money_text, to_
 from spendgate.pricing import Price, SourcePricing, Usage, clean_usage
 from spendgate.settings import Config, parse_source
 from spendgate.store.base import ControlStore, EventWrite
-from spendgate.windows import from_micros, require_aware, require_not_ahead, to_micros
+from spendgate.windows import (
+    Window,
+    from_micros,
+    require_aware,
+    require_not_ahead,
+    to_micros,
+)
 
 FINGERPRINTS_KEPT = 4096  # per binding
+UTC_DAYS = Window("day")
+"""The days a call counts in when no calendar budget covers it."""
 
 
 _NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
@@ -153,7 +161,9 @@ class Binding:
 
     __slots__ = (
         "_budgets",
+        "_calendar",
         "_config",
+        "_day",
         "_fingerprints",
         "_label_budgets",
         "_lines",
@@ -188,6 +198,11 @@ class Binding:
         self._priced = PriceAt(None, 1, 0, False, None, None)  # an empty span: resolve first
         # (budget name, priority, emergency) -> (valid from µs, valid until µs, slot, budget)
         self._slots: dict[tuple[str, bool, bool], tuple[int, int, Slot, Budget]] = {}
+        # The seed's `budget_day`: by the first calendar budget's days, else UTC's.
+        self._calendar = next(
+            (b.window for b in self._budgets if b.window.kind != "rolling"), UTC_DAYS
+        )
+        self._day: tuple[int, int, date] = (0, 0, date.min)  # [start, end) µs and its date
         self._config = config
 
     def _current(self) -> None:
@@ -273,6 +288,18 @@ class Binding:
             out.append(slot)
         return tuple(out)
 
+    def budget_day(self, at_us: int) -> date:
+        """The local day a call at `at_us` counts in (the seed's `budget_day`): by the
+        calendar (zone, reset hour) of the first day/week/month budget over this service and
+        source, else the UTC date. Remembered for the day it last answered."""
+        self._current()
+        start, end, day = self._day
+        if start <= at_us < end:
+            return day
+        day, first, after = self._calendar.day_of(from_micros(at_us))
+        self._day = (to_micros(first), to_micros(after), day)
+        return day
+
     def write(self, given: EventDetails, now: datetime, new_id: Callable[[], str]) -> EventWrite:
         """Validate and cost an event at its `time` (else `now`): what `Gate.record()` writes.
 
@@ -323,7 +350,9 @@ class Binding:
         tiered = cost is None and price is not None and bool(price.tiered_rates)
         quota = quota_uses(price, event, when) if tiered else ()
         slots = self.slots(self.budgets(labels), when_us, priority=True, emergency=given.emergency)
-        return EventWrite(event, slots, price if tiered else None, quota)
+        return EventWrite(
+            event, slots, price if tiered else None, quota, budget_day=self.budget_day(when_us)
+        )
 
     def settlement(
         self, reservation_id: str, held: Nanos, given: EventDetails, now: datetime
@@ -362,7 +391,8 @@ class Binding:
         )
         budgets = self.budgets(given.labels)
         slots = self.slots(budgets, now_us, priority=True, emergency=given.emergency)
-        return EventWrite(event, slots, price, quota_uses(price, event, now) if tiered else ())
+        quota = quota_uses(price, event, now) if tiered else ()
+        return EventWrite(event, slots, price, quota, budget_day=self.budget_day(now_us))
 
     def event(
         self,

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ MAX_TEXT_LENGTH = 1000
 """Free text: a failure reason, a fallback's reason."""
 MAX_LABELS = 32
 """Labels on one call."""
+LOCATION_LABELS = ("location", "region")
+"""The labels that say where a call was made (the seed's geographic analysis), in order."""
 MAX_ITEMS = 32
 """Names in each list of sources, fallbacks, units of one call."""
 MAX_COUNT = 10**9  # cache hits and other counts: far above any real call, far inside int64
@@ -506,6 +508,16 @@ class Event:
         """Whether the event's source had no price (it is counted as such, never as $0)."""
         return self.cost is None
 
+    @property
+    def location(self) -> str | None:
+        """Where the call was made: the first of `LOCATION_LABELS` its labels carry."""
+        labels = self.labels
+        if labels:
+            for key in LOCATION_LABELS:
+                if key in labels:
+                    return labels[key]
+        return None
+
     def detail(self) -> dict[str, Any]:
         """The list- and mapping-valued fields, JSON-ready, leaving out empty ones."""
         out: dict[str, Any] = {}
@@ -571,11 +583,17 @@ def seed_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class RecordResult:
-    """What became of one `record()`: `created`, `exists` (an identical retry) or `conflict`."""
+    """What became of one `record()`: `created`, `exists` (an identical retry) or `conflict`.
+
+    `budget_day` (the seed's `record_expense` name) is the local day the event counts in:
+    by the calendar (zone, reset hour) of the first day/week/month budget over its service
+    and source, else the UTC date; `None` for a `conflict`.
+    """
 
     request_id: str
     status: RecordStatus
     cost: Nanos | None = None
+    budget_day: date | None = None
 
     @property
     def created(self) -> bool:

@@ -24,6 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -528,6 +529,8 @@ class Gate:
             self.health.wrote()
             if costs_log.isEnabledFor(logging.INFO):
                 _log_cost(write.event, result, self.config.currency)
+        elif result.status == "exists":
+            result = self._retry_day(result)
         self._watch.answered()
         return _no_conflict(result)
 
@@ -567,6 +570,8 @@ class Gate:
             self.health.wrote()
             if costs_log.isEnabledFor(logging.INFO):
                 _log_cost(write.event, result, self.config.currency)
+        elif result.status == "exists":
+            result = await asyncio.get_running_loop().run_in_executor(None, self._retry_day, result)
         if not self.health.quiet:  # the store answered after an outage: off the loop
             await asyncio.get_running_loop().run_in_executor(None, self._watch.answered)
         return _no_conflict(result)
@@ -604,7 +609,16 @@ class Gate:
                     if result.created:
                         _log_cost(write.event, result, self.config.currency)
         self._watch.answered()
-        return results
+        return [self._retry_day(r) if r.status == "exists" else r for r in results]
+
+    def _retry_day(self, result: RecordResult) -> RecordResult:
+        """A retry's answer with the `budget_day` its stored event counts in (the retry's
+        own time may be another day's)."""
+        stored = self.store.event(result.request_id)
+        if stored is None:
+            return result
+        day = self.bind(stored.service, stored.source).budget_day(to_micros(stored.time))
+        return replace(result, budget_day=day)
 
     def _submit(self, write: EventWrite) -> RecordResult:
         """Store one event: through the group committer, when the store batches."""

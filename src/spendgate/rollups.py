@@ -195,30 +195,8 @@ def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any
         key = (micros - micros % MINUTE, event.service, event.source)
         sums = minutes.get(key)
         if sums is None:
-            sums = minutes[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0]
-        sums[0] += 1
-        if cost is None:
-            sums[2] += 1
-        else:
-            sums[1] += cost
-        if event.paid:
-            sums[3] += 1
-        if event.success:
-            sums[4] += 1
-            if not event.paid:
-                sums[5] += 1
-        if event.cache_hits:
-            sums[6] += event.cache_hits
-            sums[7] += 1
-        if event.batch_processing:
-            sums[8] += 1
-            sums[9] += cost or 0
-        if event.quality_score is not None:
-            sums[10] += event.quality_score
-            sums[11] += 1
-        if event.processing_time is not None:
-            sums[12] += event.processing_time
-            sums[13] += 1
+            sums = minutes[key] = _no_sums()
+        _add(sums, event, cost)
     rows: dict[RollupKey, list[Any]] = {}
     for (minute, service, source), sums in minutes.items():
         rows[(MINUTE, minute, service, source)] = sums
@@ -237,6 +215,45 @@ def rollup_rows(written: Iterable[tuple[Event, Nanos | None]]) -> list[tuple[Any
                 if value > MAX_TOTAL:
                     raise rollup_limit_error(bucket_key, name, value)
     return [(*k, *sums) for k, sums in rows.items()]
+
+
+def tally_of(written: Iterable[tuple[Event, Nanos | None]]) -> Tally:
+    """The sums of events (each with the cost the store booked), as the rollups sum them."""
+    sums = _no_sums()
+    for event, cost in written:
+        _add(sums, event, cost)
+    return Tally(*sums)
+
+
+def _no_sums() -> list[Any]:
+    return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0]
+
+
+def _add(sums: list[Any], event: Event, cost: Nanos | None) -> None:
+    """Add one event to sums in `TALLY_FIELDS` order."""
+    sums[0] += 1
+    if cost is None:
+        sums[2] += 1
+    else:
+        sums[1] += cost
+    if event.paid:
+        sums[3] += 1
+    if event.success:
+        sums[4] += 1
+        if not event.paid:
+            sums[5] += 1
+    if event.cache_hits:
+        sums[6] += event.cache_hits
+        sums[7] += 1
+    if event.batch_processing:
+        sums[8] += 1
+        sums[9] += cost or 0
+    if event.quality_score is not None:
+        sums[10] += event.quality_score
+        sums[11] += 1
+    if event.processing_time is not None:
+        sums[12] += event.processing_time
+        sums[13] += 1
 
 
 def floor_minute(micros: int) -> int:

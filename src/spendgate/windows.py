@@ -214,6 +214,17 @@ class Window:
         step = duration_micros(self.granularity)
         return from_micros(to_micros(oldest) // step * step)
 
+    def day_of(self, at: datetime) -> tuple[date, datetime, datetime]:
+        """The local day that contains `at` by this window's calendar (its zone and reset
+        hour): its date and its `[start, end)` in UTC.
+
+        >>> Window("month", "America/New_York", 6).day_of(datetime(2026, 3, 2, 10, tzinfo=UTC))[0]
+        datetime.date(2026, 3, 1)
+        """
+        day = self if self.kind == "day" else Window("day", self.tz, self.reset_hour)
+        start, end = day.bounds(at)
+        return start.astimezone(self._zone).date(), start, end
+
     # -- calendar arithmetic on local dates ---------------------------------------------------
 
     def _start_on(self, day: date) -> datetime:

@@ -345,10 +345,12 @@ def test_events_are_idempotent_by_request_id(client: TestClient, keys: Keys, gat
         "request_id": "r-1",
         "cost": "0.003",
         "currency": "USD",
+        "budget_day": gate.clock().date().isoformat(),  # the UTC day: the budget's calendar
     }
     again = client.post("/api/events", json=event, headers=h)
     assert again.status_code == 200
     assert again.json()["status"] == "exists"
+    assert again.json()["budget_day"] == first.json()["budget_day"]
     problem_of(client.post("/api/events", json={**event, "cost": "0.004"}, headers=h), 409)
     assert gate.status()[0].spent_nanos == 3_000_000  # counted once
 

@@ -583,6 +583,12 @@ class Analyst:
         now_cells, before = self._cells([(now - window, now), (now - 2 * window, now - window)])
         return rules.find(now_cells, before, self.gate.config.prices.sources, window)
 
+    def by_location(self, since: datetime, until: datetime) -> dict[str, Tally]:
+        """The events of `[since, until)` that say where they were made (the first of
+        `LOCATION_LABELS` among their labels), summed by place: one read of those events."""
+        a, b = require_aware(since, "since"), require_aware(until, "until")
+        return self._ledger.location_tallies(to_micros(a), to_micros(b))
+
     def opportunities_between(self, since: datetime, until: datetime) -> list[rules.Opportunity]:
         """Savings to be had over `[since, until)`, against the span of equal length before
         it, largest first."""

@@ -27,6 +27,7 @@ from spendgate.analytics.summaries import (
 )
 from spendgate.analytics.summaries import recommendations as budget_actions
 from spendgate.analytics.trends import trend
+from spendgate.events import LOCATION_LABELS
 from spendgate.money import Nanos
 from spendgate.reports.charts import forecast_chart, report_charts
 from spendgate.reports.values import Chart, Money, Share, plain, typed
@@ -60,9 +61,8 @@ DATA_SOURCES = (
     "prices: the configured sources, their prices and capabilities",
 )
 NO_LABELS = (
-    "not available: rollups are summed by service and source only, and events' labels (such "
-    "as a region) are not rolled up, so a geographic breakdown cannot be read without a scan "
-    "of the raw events; no figures are given rather than estimated ones"
+    "not available: no event in the period carries a `location` or `region` label (record "
+    "calls with labels={'location': ...} to see where the money goes)"
 )
 
 
@@ -146,8 +146,11 @@ def service_analysis(summary: Summary, days: Sequence[Day]) -> dict[str, Any]:
     return out
 
 
-def cost_optimization(summary: Summary) -> dict[str, Any]:
-    """Free sources, cache and batch use from the rollups; geography said to be unavailable."""
+def cost_optimization(
+    summary: Summary, locations: Mapping[str, Tally] | None = None
+) -> dict[str, Any]:
+    """Free sources, cache and batch use from the rollups; geography from the events'
+    location labels (`locations`, see `Analyst.by_location()`)."""
     t = summary.total
     sources = summary.by_source()
     unbatched = t.priced - t.batched
@@ -191,7 +194,44 @@ def cost_optimization(summary: Summary) -> dict[str, Any]:
                 (t.cost - t.batched_cost) // unbatched if unbatched > 0 else 0
             ),
         },
-        "geographic_optimization": {"available": False, "reason": NO_LABELS},
+        "geographic_optimization": geographic(locations or {}, t.requests),
+    }
+
+
+def geographic(locations: Mapping[str, Tally], requests: int) -> dict[str, Any]:
+    """The seed's geographic analysis of a period of `requests`: spend by location, dearest
+    first, and where a priced request costs least and most; unavailable (with why) when no
+    event says where."""
+    placed = {name: t for name, t in locations.items() if t.requests}
+    if not placed:
+        return {"available": False, "reason": NO_LABELS}
+    located = sum(t.requests for t in placed.values())
+    rows = sorted(placed.items(), key=lambda item: (-item[1].cost, item[0]))
+    by_rate = sorted(
+        ((name, t) for name, t in placed.items() if t.priced), key=lambda i: i[1].cost_per_request
+    )
+    return {
+        "available": True,
+        "labels": list(LOCATION_LABELS),
+        "located_requests": located,
+        "located_share": _share(located, requests),
+        "unlocated_requests": requests - located,
+        "by_location": [
+            {
+                "location": name,
+                "requests": t.requests,
+                "total_cost": Money(t.cost),
+                "cost_per_request": Money(t.cost_per_request),
+                "paid_requests": t.paid,
+                "free_share": _share(t.free, t.requests),
+                "free_source_success_rate": Share(t.free_source_success_rate),
+                "cache_hit_rate": Share(t.cache_hit_rate),
+                "batched_share": _share(t.batched, t.requests),
+            }
+            for name, t in rows
+        ],
+        "cheapest_location": by_rate[0][0] if by_rate else None,
+        "dearest_location": by_rate[-1][0] if by_rate else None,
     }
 
 
@@ -276,11 +316,12 @@ def monthly(
     currency: str,
     timezone: str,
     assessment: MonthlyAssessment | None = None,
+    locations: Mapping[str, Tally] | None = None,
 ) -> Report:
     """The seed's monthly cost report over `summary`'s span (a local month) and its `days`.
 
     `assessment` is the current month's forecast (none for a month that is over); `found`
-    the month's optimization opportunities.
+    the month's optimization opportunities; `locations` its events by location label.
     """
     t = summary.total
     budget = budgets.period
@@ -349,7 +390,7 @@ def monthly(
         "executive_summary": executive,
         "daily_breakdown": daily_rows(days, budgets.daily),
         "service_analysis": service_analysis(summary, closed or days),
-        "cost_optimization_analysis": cost_optimization(summary),
+        "cost_optimization_analysis": cost_optimization(summary, locations),
         "trend_analysis": trend_analysis(closed),
         "month_end_forecast": forecast,
         "recommendations": recommendation_rows(found, actions),

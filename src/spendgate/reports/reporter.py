@@ -1,5 +1,6 @@
-"""`Reporter`: reads what a report needs through an `Analyst` (rollups only, a handful of
-reads whatever the number of events) and builds the report model.
+"""`Reporter`: reads what a report needs through an `Analyst` (a handful of reads of the
+rollups whatever the number of events, and one grouped scan of the month's events for their
+location labels) and builds the report model.
 
 >>> from spendgate import Gate
 >>> from spendgate.reports import Reporter
@@ -83,6 +84,7 @@ class Reporter:
             currency=self._gate.config.currency,
             timezone=a.days.tz,
             assessment=a.monthly_forecast() if current else None,
+            locations=a.by_location(start, end),
         )
 
     def weekly(self, end: date | str | None = None) -> Report:

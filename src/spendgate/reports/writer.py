@@ -28,6 +28,17 @@ RENDERERS: dict[str, Renderer] = {
 FORMATS = tuple(RENDERERS)
 """The formats a report can be written in."""
 _ALIASES = {"excel": "xlsx", "xls": "xlsx"}
+SEED_NAMES = {
+    "monthly": {
+        ".pdf": "monthly_cost_report.pdf",
+        ".xlsx": "monthly_cost_data.xlsx",
+        ".json": "monthly_cost_report.json",
+        "_summary.csv": "monthly_cost_summary.csv",
+    }
+}
+"""The seed's undated file names (its `export_report_formats`), by report kind: each is
+written beside spendgate's dated file of the same content (the latest report of the kind
+written to the folder)."""
 
 
 def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -72,6 +83,7 @@ def write(
     progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write `report` in `formats` (`"pdf,xlsx,csv,json"`) into `out_dir`; the paths written.
+    A monthly report's files are written under the seed's names too (`SEED_NAMES`).
 
     `progress(step)` is called after each format is rendered (`"pdf"`, ...) and once the
     files are in place (`"written"`).
@@ -83,10 +95,21 @@ def write(
         rendered.update(RENDERERS[fmt](report))
         if progress is not None:
             progress(fmt)
+    rendered.update(seed_copies(report, rendered))
     paths = _place(folder, rendered)
     if progress is not None:
         progress("written")
     return paths
+
+
+def seed_copies(report: Report, rendered: dict[str, bytes]) -> dict[str, bytes]:
+    """The rendered files the seed names too, under its names (`SEED_NAMES`)."""
+    names = SEED_NAMES.get(report.kind, {})
+    return {
+        seed: rendered[report.stem + suffix]
+        for suffix, seed in names.items()
+        if report.stem + suffix in rendered
+    }
 
 
 def _place(folder: Path, files: dict[str, bytes]) -> list[Path]:

@@ -55,6 +55,7 @@ def record_out(result: RecordResult, currency: str) -> dict[str, Any]:
         "request_id": result.request_id,
         "cost": None if result.cost is None else _cost_text(result.cost),
         "currency": currency,
+        "budget_day": None if result.budget_day is None else result.budget_day.isoformat(),
     }
 
 

@@ -216,6 +216,12 @@ class RecordOut(BaseModel):
         description="Exact decimal text of currency units; null for an unpriced source."
     )
     currency: str = Field(description="The currency of every amount here (ISO 4217).")
+    budget_day: str | None = Field(
+        None,
+        description="The seed's `budget_day`: the local day (YYYY-MM-DD) the event counts "
+        "in, by the calendar of the first day/week/month budget over its service and source "
+        "(else UTC); null for a conflict.",
+    )
 
 
 class BatchOut(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, ClassVar, Literal
 
 from spendgate.accounting import QuotaUse, Recount, Slot
@@ -50,13 +51,14 @@ class EventWrite:
     """An event to store, the budget slots its cost counts against, and (for tiered prices)
     the price and quota counters its cost depends on: the store computes such a cost inside
     its transaction, from the counters as they stand. `draw` is set for a call whose hold was
-    taken from leases."""
+    taken from leases; `budget_day` the local day its cost counts in (see `RecordResult`)."""
 
     event: Event
     slots: tuple[Slot, ...] = ()
     price: Price | None = None
     quota: tuple[QuotaUse, ...] = ()
     draw: Draw | None = None
+    budget_day: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +336,12 @@ class LedgerStore(ABC):
             (i, *tile) for i, (since, until) in enumerate(spans) for tile in tiles(since, until)
         ]
         return self._tallies(pieces) if pieces else []
+
+    @abstractmethod
+    def location_tallies(self, since: int, until: int) -> dict[str, Tally]:
+        """The events in `[since, until)` that say where they were made (`Event.location`),
+        summed by place. Places are not rolled up: this reads those events themselves (an
+        index holds only them), so it is for reports, never the hot path."""
 
     @abstractmethod
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:

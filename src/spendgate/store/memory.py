@@ -35,6 +35,7 @@ from spendgate.rollups import (
     merge,
     rollup_limit_error,
     rollup_rows,
+    tally_of,
 )
 from spendgate.store.alerting import Crossings, fired_in_window
 from spendgate.store.base import (
@@ -402,7 +403,7 @@ class MemoryStore(MemoryControl, Store):
                 self._settle_draw(write, cost or 0, crossings)
             self._events[event.request_id] = replace(event, cost=cost)
             written.append((event, cost))
-            results.append(RecordResult(event.request_id, "created", cost))
+            results.append(RecordResult(event.request_id, "created", cost, write.budget_day))
         self._roll(written)  # the last step that may refuse: alerts come after
         self._book(crossings)
         return results
@@ -473,6 +474,13 @@ class MemoryStore(MemoryControl, Store):
             ]
         chosen.sort(key=lambda e: e.time)
         return chosen[:limit] if limit is not None else chosen
+
+    def location_tallies(self, since: int, until: int) -> dict[str, Tally]:
+        groups: dict[str, list[tuple[Event, Nanos | None]]] = {}
+        for event in self.events(since=since, until=until):
+            if event.location is not None:
+                groups.setdefault(event.location, []).append((event, event.cost))
+        return {place: tally_of(written) for place, written in groups.items()}
 
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         with self._lock:

@@ -42,6 +42,7 @@ EVENT_COLUMNS = (
     "reservation_id",
     "emergency",
     "detail",
+    "location",
 )
 
 
@@ -66,6 +67,7 @@ def event_row(event: Event) -> tuple[Any, ...]:
         event.reservation_id,
         event.emergency,
         json.dumps(detail, separators=(",", ":")) if detail else None,
+        event.location,
     )
 
 
@@ -89,6 +91,7 @@ def row_event(row: Sequence[Any]) -> Event:
         reservation_id,
         emergency,
         detail_text,
+        _location,  # the first of its labels that says where (kept for `label_tallies`)
     ) = row
     detail = json.loads(detail_text) if detail_text else {}
     return Event(

@@ -87,8 +87,17 @@ events = Table(
     Column("emergency", Boolean, nullable=False, server_default=text("false")),
     # units, sources_used, free_sources_attempted, paid_apis_used, fallbacks_triggered, labels
     Column("detail", Text),
+    # The first of its `location`/`region` labels: where the call was made (reports sum it).
+    Column("location", Text),
 )
 Index("ix_events_ts", events.c.ts)
+# Only events that say where: a month's geography reads these, not the month's every event.
+Index(
+    "ix_events_located",
+    events.c.ts,
+    sqlite_where=events.c.location.isnot(None),
+    postgresql_where=events.c.location.isnot(None),
+)
 
 # Events summed per minute, hour and UTC day, service and source, in the events' transaction
 # (see spendgate.rollups): every read of figures comes from here, never from a scan of events.

@@ -29,7 +29,7 @@ from spendgate.accounting import Pending, Recount, Settlement, Slot
 from spendgate.errors import ConflictError, ReservationStateError, UnstorableError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
-from spendgate.rollups import rollup_rows
+from spendgate.rollups import Tally, rollup_rows
 from spendgate.store.alerting import Crossings
 from spendgate.store.base import (
     CLOSE_WAIT,
@@ -302,7 +302,9 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
                 crossings.move(w.slots, w.event.cost or 0, to_micros(w.event.time))
         self._charge_all(conn, charges, crossings)
         self._roll(conn, [(w.event, w.event.cost) for w in writes])
-        return [RecordResult(w.event.request_id, "created", w.event.cost) for w in writes]
+        return [
+            RecordResult(w.event.request_id, "created", w.event.cost, w.budget_day) for w in writes
+        ]
 
     def _record_checked(self, conn: C, writes: Sequence[EventWrite]) -> list[RecordResult]:
         """Record a batch that may hold retries, conflicts, draws or tiered prices, one by
@@ -334,7 +336,7 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
                 for slot in targets:
                     charges[slot] = charges.get(slot, 0) + cost
             written.append((event, cost))
-            results.append(RecordResult(event.request_id, "created", cost))
+            results.append(RecordResult(event.request_id, "created", cost, write.budget_day))
         self._charge_all(conn, charges, crossings)
         self._roll(conn, written)
         return results
@@ -405,6 +407,11 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         )
         rows = self._read(lambda conn: conn.execute(self.sql.events, params).fetchall())
         return [row_event(r) for r in rows]
+
+    def location_tallies(self, since: int, until: int) -> dict[str, Tally]:
+        sql = self.sql.location_tallies
+        rows = self._read(lambda conn: conn.execute(sql, (since, until)).fetchall())
+        return {place: Tally.from_row(sums) for place, *sums in rows}
 
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         return self._read(lambda conn: self._tally(conn, pieces))

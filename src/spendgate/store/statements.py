@@ -30,6 +30,20 @@ class Statements:
             f"ORDER BY ts, id LIMIT {mark}"
         )
         self.event = f"SELECT {columns} FROM events WHERE request_id = {mark}"
+        # The located events of a span (`ix_events_located`), summed as the rollups sum.
+        self.location_tallies = (
+            "SELECT location, COUNT(*), COALESCE(SUM(cost), 0), "
+            "SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN paid THEN 1 ELSE 0 END), SUM(CASE WHEN success THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN success AND NOT paid THEN 1 ELSE 0 END), SUM(cache_hits), "
+            "SUM(CASE WHEN cache_hits > 0 THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN batch_processing THEN 1 ELSE 0 END), "
+            "COALESCE(SUM(CASE WHEN batch_processing THEN cost ELSE 0 END), 0), "
+            "COALESCE(SUM(quality_score), 0), COUNT(quality_score), "
+            "COALESCE(SUM(processing_time), 0), COUNT(processing_time) "
+            f"FROM events WHERE location IS NOT NULL AND ts >= {mark} AND ts < {mark} "
+            "GROUP BY location"
+        )
         self.stored = f"SELECT fingerprint, cost FROM events WHERE request_id = {mark}"
         window = f"WHERE budget = {mark} AND bucket BETWEEN {mark} AND {mark}"
         self.usage = f"SELECT COALESCE(SUM(spent + reserved), 0) FROM budget_buckets {window}"
