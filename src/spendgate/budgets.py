@@ -42,8 +42,8 @@ Level = Literal["normal", "warn", "degrade", "stop"]
 LEVELS: tuple[Level, ...] = ("normal", "warn", "degrade", "stop")
 """The levels in ladder order: a level's index is its number (`/metrics` shows 0 to 3)."""
 ACTIONS: tuple[Action, ...] = ("warn", "degrade", "stop")
-ScopeKind = Literal["all", "service", "source", "label"]
-SCOPE_KINDS: tuple[ScopeKind, ...] = ("all", "service", "source", "label")
+ScopeKind = Literal["all", "service", "source", "label", "not"]
+SCOPE_KINDS: tuple[ScopeKind, ...] = ("all", "service", "source", "label", "not")
 MAX_FRACTION = Decimal(10)
 DEFAULT_EMERGENCY_BUDGET_TEXT = "50.00"
 DEFAULT_EMERGENCY_BUDGET = to_nanos(DEFAULT_EMERGENCY_BUDGET_TEXT)
@@ -52,9 +52,12 @@ DEFAULT_EMERGENCY_BUDGET = to_nanos(DEFAULT_EMERGENCY_BUDGET_TEXT)
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What a budget counts: everything, one service, one source, or calls with one label.
+    """What a budget counts: everything, one service, one source, calls with one label, or
+    everything but one service or source.
 
-    Written `all`, `service:enrichment`, `source:google_maps` or `label:customer=acme`.
+    Written `all`, `service:enrichment`, `source:google_maps`, `label:customer=acme` or
+    `not:source:databento_mbo` (everything but that source: kind `not`, `value` the service
+    or source scope it leaves out, as written).
     """
 
     kind: ScopeKind = "all"
@@ -73,11 +76,24 @@ class Scope:
             key, eq, label_value = value.partition("=")
             if key and eq and label_value:
                 return cls("label", key, label_value)
+        if kind == "not":
+            inner, _, name = value.partition(":")
+            if inner in ("service", "source") and name:
+                return cls("not", f"{inner}:{name}")
         raise ValidationError(
             field_name,
             text,
-            "'all', 'service:NAME', 'source:NAME' or 'label:KEY=VALUE'",
+            "'all', 'service:NAME', 'source:NAME', 'label:KEY=VALUE' or 'not:source:NAME' "
+            "(or 'not:service:NAME')",
         )
+
+    @property
+    def left_out(self) -> Scope | None:
+        """What a `not:` scope leaves out (`source:databento_mbo`); `None` for the others."""
+        if self.kind != "not" or self.value is None:
+            return None
+        inner, _, name = self.value.partition(":")
+        return Scope(inner, name)  # type: ignore[arg-type]
 
     def matches(self, service: str, source: str, labels: Mapping[str, str] | None = None) -> bool:
         """Whether a call by `service` to `source` with `labels` counts against this scope."""
@@ -87,6 +103,9 @@ class Scope:
             return service == self.value
         if self.kind == "source":
             return source == self.value
+        if self.kind == "not":
+            inner, _, name = (self.value or "").partition(":")
+            return (service if inner == "service" else source) != name
         return labels is not None and labels.get(self.value or "") == self.label_value
 
     def __str__(self) -> str:

@@ -48,8 +48,11 @@ SEED_SOURCES: Mapping[str, Mapping[str, Any]] = {
 }
 SEED_BUDGETS: Sequence[Mapping[str, Any]] = (
     {
+        # The first seed's API budget: every call but the second seed's stream, which has a
+        # budget of its own (below), so each seed's thresholds hold as it states them.
         "name": "daily",
         "limit": "10.00",
+        "scope": "not:source:databento_mbo",
         "emergency": "50.00",
         "window": "day",
         "timezone": "UTC",
@@ -229,7 +232,8 @@ class Config:
             if names.count(name) > 1:
                 raise ValidationError("budgets.name", name, "a name used by one budget only")
         for b in self.budgets:
-            if b.scope.kind == "source" and b.scope.value not in self.prices.sources:
+            named = b.scope.left_out or b.scope
+            if named.kind == "source" and named.value not in self.prices.sources:
                 raise ValidationError(
                     f"budgets.{b.name}.scope", str(b.scope), "a source defined under [sources]"
                 )

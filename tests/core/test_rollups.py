@@ -219,6 +219,9 @@ def test_upgrading_a_database_with_history_rolls_its_events_up(tmp_path: Path) -
         # Every table a later migration made goes (whichever migrations come after 0001).
         for later in set(sa.inspect(conn).get_table_names()) - FIRST_TABLES:
             conn.execute(sa.text(f"DROP TABLE {later}"))
+        # And the column 0008 added to events (with its index).
+        conn.execute(sa.text("DROP INDEX ix_events_located"))
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN location"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
     engine.dispose()
     migrate.upgrade(f"sqlite:///{path}")

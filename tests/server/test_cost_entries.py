@@ -62,6 +62,7 @@ def test_the_seeds_entries_are_accepted_and_shown(
         "request_id": "property-123",
         "cost": "0.002",
         "currency": "USD",
+        "budget_day": clock().date().isoformat(),  # the seed's record_expense name
     }
     batch = [
         as_json(enrichment_entry(clock), "enrichment_service"),

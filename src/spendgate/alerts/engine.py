@@ -283,12 +283,10 @@ class AlertEngine:
             if b.window.kind == "rolling":
                 continue  # a rolling window never ends: nothing to forecast to
             scope = b.scope
-            if scope.kind == "service":
-                cost = sum(t.cost for (sv, _), t in recent.items() if sv == scope.value)
-            elif scope.kind == "source":
-                cost = sum(t.cost for (_, so), t in recent.items() if so == scope.value)
-            else:  # everything (labels are not in the rollups: their pace is overstated)
+            if scope.kind == "label":  # labels are not in the rollups: their pace is overstated
                 cost = total(recent).cost
+            else:
+                cost = sum(t.cost for (sv, so), t in recent.items() if scope.matches(sv, so))
             out.append(
                 BudgetStanding(
                     b,

@@ -93,37 +93,50 @@ def period_budget(
 
     The budgets considered are the one `[analytics] budget` names, else those over
     everything (scope `all`: total spend is measured against a budget that counts all of
-    it); none, no budget. Of those, one whose window is the period wins (its limit as it
-    is); else the first, scaled: a day or week limit by whole days (a month of 31 days is
-    31 daily limits, 31/7 weekly ones), a month's limit to a day by the length of `month`
-    (the `[start, end)` of the month in question), a rolling window's by its length.
+    it), else those over everything but one service or source (`not:source:X`, the first
+    seed's API budget in the defaults, which leaves the second seed's stream to its own:
+    total spend is measured against it, which overstates its use while that source spends,
+    the safe side). Of those, one whose window is the period wins (its limit as it is); else
+    the first, scaled: a day or week limit by whole days (a month of 31 days is 31 daily
+    limits, 31/7 weekly ones), a month's limit to a day by the length of `month` (the
+    `[start, end)` of the month in question), a rolling window's by its length.
     """
     if named is not None:
         candidates = [b for b in budgets if b.name == named]
     else:
-        candidates = [b for b in budgets if b.scope.kind == "all"]
+        candidates = [b for b in budgets if b.scope.kind == "all"] or [
+            b for b in budgets if b.scope.kind == "not"
+        ]
     if not candidates:
         return None
-    b = next((c for c in candidates if c.window.kind == period), candidates[0])
+    b = _in_period(candidates, period)
+    amount, basis = _scaled(b, period, month)
+    return PeriodBudget(period, amount, b, basis)
+
+
+def _in_period(budgets: Sequence[Budget], period: BudgetPeriod) -> Budget:
+    """The first budget whose window is the period, else the first."""
+    return next((b for b in budgets if b.window.kind == period), budgets[0])
+
+
+def _scaled(b: Budget, period: BudgetPeriod, month: tuple[datetime, datetime]) -> tuple[Nanos, str]:
+    """`b`'s limit over one `period` (nano-units), and how it was found."""
     kind = b.window.kind
     if kind == period:
-        return PeriodBudget(period, b.limit, b, f"the {kind} limit of budget {b.name}")
+        return b.limit, f"the {kind} limit of budget {b.name}"
     start, end = month
     days = round((end - start) / _DAY)
     span_days = days if period == "month" else 1
     if kind in _WHOLE_DAYS:
         per = _WHOLE_DAYS[kind]
-        amount = b.limit * span_days // per
         ratio = f"{span_days}/{per}" if per > 1 else str(span_days)
-        basis = f"the {kind} limit of budget {b.name} x {ratio} days"
-    else:
-        window = end - start if kind == "month" else b.window.length
-        assert window is not None
-        target = end - start if period == "month" else _DAY
-        amount = b.limit * duration_micros(target) // duration_micros(window)
-        length = f"a {kind} window" if kind == "month" else f"its {kind} window"
-        basis = f"the limit of budget {b.name} over {length}, scaled to one {period}"
-    return PeriodBudget(period, amount, b, basis)
+        return b.limit * span_days // per, f"the {kind} limit of budget {b.name} x {ratio} days"
+    window = end - start if kind == "month" else b.window.length
+    assert window is not None
+    target = end - start if period == "month" else _DAY
+    amount = b.limit * duration_micros(target) // duration_micros(window)
+    length = f"a {kind} window" if kind == "month" else f"its {kind} window"
+    return amount, f"the limit of budget {b.name} over {length}, scaled to one {period}"
 
 
 @dataclass(frozen=True, slots=True)

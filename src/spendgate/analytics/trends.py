@@ -59,7 +59,14 @@ class Trend:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; the direction is under "trend", and the seed's names
-        `correlation` (= `r`) and `trend_summary` (= `summary`) sit beside spendgate's."""
+        `correlation` (= `r`) and `trend_summary` sit beside spendgate's. `trend_summary`
+        is the seed's line, "weak stable trend (r=0.000)" too, where `summary` says
+        "stable (r=0.000)"."""
+        seed_line = (
+            self.summary
+            if self.strength is None or self.r is None
+            else f"{self.strength} {self.direction} trend (r={self.r:.3f})"
+        )
         return {
             "trend": self.direction,
             "strength": self.strength,
@@ -70,7 +77,7 @@ class Trend:
             "standard_error": self.standard_error,
             "points": self.points,
             "summary": self.summary,
-            "trend_summary": self.summary,
+            "trend_summary": seed_line,
             "stable_rule": self.rule,
         }
 

@@ -105,7 +105,7 @@ def _decision(decision: Decision, ctx: Context) -> dict[str, Any]:
 def authorize(call: CallIn, ctx: Ctx, who: Writer) -> Any:
     """May this call spend? Holds nothing (reserve for that)."""
     who.check_services([call.service])
-    decision = ctx.gate.authorize(call.service, call.source, call.amount, **_options(call))
+    decision = ctx.gate.authorize(call.service, call.source, call.asked(), **_options(call))
     return _decision(decision, ctx)
 
 
@@ -127,7 +127,7 @@ def reserve(call: ReserveIn, ctx: Ctx, who: Writer, response: Response) -> Any:
     decision = ctx.gate.reserve(
         call.service,
         call.source,
-        call.amount,
+        call.asked(),
         ttl=call.ttl_seconds,
         reservation_id=call.reservation_id,
         **_options(call),

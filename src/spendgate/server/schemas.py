@@ -239,10 +239,27 @@ class CallIn(Body):
     service: str = NAME
     source: str = NAME
     amount: Money | None = Field(None, description="Expected cost; else priced from units.")
+    requested_amount: Money | None = Field(
+        None, description="The seed's name for `amount` (`check_budget_availability`)."
+    )
     units: Units | None = None
     labels: Labels | None = None
     emergency: StrictBool = False
     priority: StrictBool = False
+
+    def asked(self) -> Any:
+        """The amount asked for, by either name (both only if they agree)."""
+        if self.requested_amount is None:
+            return self.amount
+        if self.amount is not None and Decimal(str(self.amount)) != Decimal(
+            str(self.requested_amount)
+        ):
+            raise ValidationError(
+                "amount/requested_amount",
+                f"{self.amount} / {self.requested_amount}",
+                "one of the two, or both equal",
+            )
+        return self.requested_amount
 
 
 class ReserveIn(CallIn):

@@ -1,0 +1,501 @@
+"""A client written only from the seeds' text, run against a served store and the library.
+
+Everything a request says and every key a check reads is the seeds' own (seeds/000: the
+cost trackers, `DailyBudgetController`, the dashboard and REST endpoints, the WebSocket, the
+reports; seeds/004: the usage monitor, its environment and its SQL), copied from the
+documents; only the service's address, an API key and the clock are spendgate's. The store
+is a fresh install: no `spendgate.toml`, the seeds' defaults. Where the seed's own code reads
+a response (`budget_remaining > 20`, the alert templates' `:.2f`), that code is run on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from spendgate import BudgetExceededError, Gate
+from spendgate.config import apply_environment
+from spendgate.reports import Reporter, write
+from spendgate.settings import Config
+from spendgate.streams import MarketHours, StreamMeter
+from spendgate.testing import FrozenClock
+from tests.serving import Keys, app_for, bearer, make_keys, receive_until, running
+
+# A Wednesday, 15:00 UTC (09:00 in Chicago): CME Globex trades; the seeds' day began at 00:00.
+NOW = datetime(2026, 10, 21, 15, 0, tzinfo=UTC)
+
+
+@dataclass
+class Served:
+    url: str
+    keys: Keys
+    gate: Gate
+    clock: FrozenClock
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = httpx.get(self.url + path, params=params, headers=bearer(self.keys.admin), timeout=30)
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def post(self, path: str, body: Any) -> Any:
+        r = httpx.post(self.url + path, json=body, headers=bearer(self.keys.admin), timeout=30)
+        assert r.status_code in (200, 201), f"POST {path}: {r.status_code} {r.text}"
+        return r.json()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A fresh install (the seeds' defaults), served over a real socket."""
+    clock = FrozenClock(NOW - timedelta(days=41))
+    gate = Gate.open(f"sqlite:///{tmp_path / 'spendgate.db'}", clock=clock)
+    keys = make_keys(gate)
+    try:
+        with running(app_for(gate, ws_interval=0.05)) as url:
+            yield Served(url, keys, gate, clock)
+    finally:
+        gate.close()
+
+
+# -- seeds/000: the cost trackers, as written ---------------------------------------------
+
+
+def utcnow(served: Served) -> datetime:
+    """The seeds' `datetime.utcnow()`: naive UTC (spendgate's clock, injected)."""
+    return served.clock().replace(tzinfo=None)
+
+
+def track_request_cost(
+    served: Served, service_name: str, request_id: str, cost_data: dict[str, Any]
+) -> Any:
+    """`ServiceCostTracker.track_request_cost`: the seed's `cost_entry`, with the fields its
+    trackers pass beside (breakdown, image and enrichment fields), sent as JSON."""
+    cost_entry = {
+        "request_id": request_id,
+        "timestamp": utcnow(served),
+        "total_cost": cost_data.get("total_cost", 0.0),
+        "sources_used": cost_data.get("sources_used", []),
+        "free_sources_attempted": cost_data.get("free_sources_attempted", []),
+        "paid_apis_used": cost_data.get("paid_apis_used", []),
+        "cache_hits": cost_data.get("cache_hits", 0),
+        "batch_processing": cost_data.get("batch_processing", False),
+        "quality_score": cost_data.get("quality_score", 0.0),
+        "processing_time": cost_data.get("processing_time", 0.0),
+    }
+    extra = {k: v for k, v in cost_data.items() if k not in cost_entry}
+    body = json.loads(json.dumps({"service": service_name, **cost_entry, **extra}, default=str))
+    return served.post("/api/events", body)
+
+
+COST_PER_SOURCE = {  # ImageProcessorCostTracker.cost_per_source
+    "openstreetmap_tiles": 0.0,
+    "local_super_resolution": 0.0,
+    "extended_cache": 0.0,
+    "geographic_batch": 0.0,
+    "google_maps_optimized": 0.002,
+    "mapbox_satellite": 0.0015,
+    "synthetic_generation": 0.0,
+}
+
+
+def track_image_processing_cost(
+    served: Served, property_id: str, processing_result: dict[str, Any]
+) -> Any:
+    """`ImageProcessorCostTracker.track_image_processing_cost`."""
+    source_costs: list[dict[str, Any]] = []
+    total_cost = 0.0
+    for source in processing_result["sources_used"]:
+        source_cost = COST_PER_SOURCE.get(source, 0.0)
+        total_cost += source_cost
+        source_costs.append(
+            {
+                "source": source,
+                "cost": source_cost,
+                "success": True,
+                "quality_contribution": processing_result.get(f"{source}_quality", 0.0),
+            }
+        )
+    for fallback in processing_result.get("fallbacks_triggered", []):
+        source_costs.append(
+            {
+                "source": fallback,
+                "cost": 0.0,
+                "success": False,
+                "failure_reason": processing_result.get(f"{fallback}_error", "unknown"),
+            }
+        )
+    return track_request_cost(
+        served,
+        "image_processor",
+        property_id,
+        {
+            "total_cost": total_cost,
+            "sources_used": processing_result["sources_used"],
+            "source_cost_breakdown": source_costs,
+            "processing_time": processing_result.get("processing_time", 0.0),
+            "quality_score": processing_result.get("quality_score", 0.0),
+            "image_resolution": processing_result.get("image_resolution"),
+            "enhancement_applied": processing_result.get("enhancement_applied", False),
+        },
+    )
+
+
+def a_month_of_seed_traffic(served: Served) -> None:
+    """Forty days and today of the seeds' three trackers, three times a day."""
+    for day in range(41):
+        for hour in (9, 12, 15):
+            i = f"{day}-{hour}"
+            served.clock.set(NOW - timedelta(days=40 - day) + timedelta(hours=hour - 15))
+            track_image_processing_cost(
+                served,
+                f"property-{i}",
+                {
+                    "sources_used": ["openstreetmap_tiles", "google_maps_optimized"],
+                    "fallbacks_triggered": ["mapbox_satellite"],
+                    "mapbox_satellite_error": "timeout",
+                    "google_maps_optimized_quality": 0.9,
+                    "processing_time": 1.2,
+                    "quality_score": 0.9,
+                    "image_resolution": "1024x1024",
+                    "enhancement_applied": True,
+                },
+            )
+            # ImageProcessorWithCostTracking.process_satellite_image
+            sources = ["extended_cache"] if hour == 12 else ["mapbox_satellite"]
+            track_request_cost(
+                served,
+                "image_processor",
+                f"satellite-{i}",
+                {
+                    "total_cost": 0.0 if hour == 12 else 0.0015,
+                    "sources_used": sources,
+                    "processing_time": 0.4,
+                    "quality_score": 0.8,
+                    "cache_hit": "cache" in sources,
+                    "batch_processing": hour == 15,
+                },
+            )
+            # EnrichmentServiceWithCostTracking.enrich_property_data
+            track_request_cost(
+                served,
+                "enrichment_service",
+                f"enrich-{i}",
+                {
+                    "total_cost": 0.0,
+                    "sources_used": ["openstreetmap_tiles", "local_super_resolution"],
+                    "processing_time": 0.7,
+                    "completeness_score": 0.85,
+                    "free_sources_success_rate": 1.0,
+                },
+            )
+    served.clock.set(NOW)
+
+
+def test_every_cost_entry_is_accepted_and_answers_with_its_budget_day(served: Served) -> None:
+    served.clock.set(NOW)
+    answer = track_image_processing_cost(
+        served,
+        "property-123",
+        {
+            "sources_used": ["openstreetmap_tiles", "google_maps_optimized"],
+            "fallbacks_triggered": ["mapbox_satellite"],
+            "processing_time": 2.5,
+            "quality_score": 0.92,
+            "image_resolution": "1024x1024",
+            "enhancement_applied": True,
+        },
+    )
+    assert answer["status"] == "created"
+    assert Decimal(answer["cost"]) == Decimal("0.002")  # the seed's total_cost
+    # DailyBudgetController.record_expense's budget_day: the seed's date (midnight UTC reset).
+    assert answer["budget_day"] == NOW.date().isoformat()
+    stored = served.gate.event("property-123")
+    assert stored is not None
+    assert (stored.image_resolution, stored.enhancement_applied) == ("1024x1024", True)
+    assert [p.source for p in stored.source_cost_breakdown] == [
+        "openstreetmap_tiles",
+        "google_maps_optimized",
+        "mapbox_satellite",
+    ]
+
+
+# -- seeds/000: DailyBudgetController ------------------------------------------------------
+
+
+def check_budget_availability(
+    served: Served, requested_amount: float, *, emergency: bool = False
+) -> Any:
+    return served.post(
+        "/api/authorize",
+        {
+            "service": "image_processor",
+            "source": "google_maps_optimized",
+            "requested_amount": requested_amount,
+            "emergency": emergency,
+        },
+    )
+
+
+def test_budget_decisions_have_the_seeds_keys_and_numbers(served: Served) -> None:
+    served.clock.set(NOW)
+    approved = check_budget_availability(served, 0.002)
+    assert approved["budget_available"] is True
+    assert approved["approval_status"] == "approved"
+    assert Decimal(approved["requested_amount"]) == Decimal("0.002")
+    assert Decimal(approved["remaining_budget"]) == Decimal("10.00")  # daily_budget = 10.00
+    # A $60 emergency call is over the seed's emergency_budget (50.00): denied.
+    denied = check_budget_availability(served, 60.0, emergency=True)
+    assert denied["approval_status"] == "denied"
+    assert denied["budget_available"] is False
+    assert denied["alternative_action"] == "use_free_sources_only"
+    # The day's budget spent: an emergency call within $50 is emergency_approved.
+    track_request_cost(
+        served,
+        "image_processor",
+        "big-batch",
+        {"total_cost": 10.0, "sources_used": ["google_maps_optimized"]},
+    )
+    emergency = check_budget_availability(served, 5.0, emergency=True)
+    assert emergency["approval_status"] == "emergency_approved"
+    assert emergency["emergency_budget_used"] is True
+    assert Decimal(emergency["remaining_budget"]) == 0  # before the request, as the seed's
+    ordinary = check_budget_availability(served, 5.0)
+    assert (ordinary["approval_status"], Decimal(ordinary["remaining_budget"])) == ("denied", 0)
+
+
+# -- seeds/000: the dashboard, REST endpoints and reports -------------------------------
+
+
+TREND_KEYS = {"trend", "strength", "slope", "correlation", "p_value", "standard_error"}
+
+
+def assert_trend(line: dict[str, Any]) -> None:
+    """`CostTrendAnalyzer.calculate_trend`'s answer, or its `insufficient_data`."""
+    if line["trend"] == "insufficient_data":
+        return
+    assert TREND_KEYS | {"trend_summary"} <= set(line)
+    assert line["trend"] in ("stable", "increasing", "decreasing")
+    assert line["strength"] in ("strong", "moderate", "weak")
+    assert line["trend_summary"].startswith(f"{line['strength']} {line['trend']} trend (r=")
+
+
+def test_the_dashboard_endpoints_and_reports_answer_with_the_seeds_keys(
+    served: Served, tmp_path: Path
+) -> None:
+    a_month_of_seed_traffic(served)
+
+    # FishMouthCostDashboard, GET /cost/dashboard/live, and the seed's own status code on it.
+    live = served.get("/cost/dashboard/live")
+    assert live["success"] is True
+    assert live["timestamp"]
+    data = live["data"]
+    assert {
+        "live_metrics",
+        "daily_summary",
+        "service_breakdown",
+        "optimization_opportunities",
+        "alerts_and_warnings",
+        "historical_trends",
+    } <= set(data)
+    metrics = data["live_metrics"]
+    assert {
+        "current_daily_spend",
+        "budget_remaining",
+        "free_source_success_rate",
+        "requests_per_minute",
+        "cost_per_request",
+        "projected_daily_total",
+        "time_until_budget_exhausted",
+    } <= set(metrics)
+    status = {
+        "budget_health": "healthy" if data["live_metrics"]["budget_remaining"] > 20 else "warning",
+        "free_source_performance": "excellent"
+        if data["live_metrics"]["free_source_success_rate"] > 0.90
+        else "good",
+        "cost_efficiency": f"{(1 - data['live_metrics']['cost_per_request'] / 2.40) * 100:.1f}% "
+        "savings vs traditional",
+    }
+    assert status["budget_health"] == "warning"  # $10 a day: never above 20
+    assert set(live["status"]) == set(status)
+    # Today's three images ($0.002) and two satellite calls ($0.0015; one came from cache).
+    assert metrics["current_daily_spend"] == pytest.approx(0.009)
+
+    # GET /api/cost/current, /api/cost/daily/{date}, the service's performance and metrics.
+    assert "live_metrics" in served.get("/api/cost/current")
+    yesterday = (NOW - timedelta(days=1)).date().isoformat()
+    day = served.get(f"/api/cost/daily/{yesterday}")
+    assert Decimal(day["total_cost"]) == Decimal("0.009")
+    served.get("/api/cost/service/image_processor/performance", days=7)
+    summary = served.get("/cost/services/image_processor/metrics")
+    assert {
+        "total_cost",
+        "total_requests",
+        "free_source_success_rate",
+        "cache_hit_rate",
+        "average_cost_per_request",
+        "cost_by_source",
+    } <= set(summary)
+
+    # CostForecaster.generate_monthly_budget_forecast: GET /api/cost/forecast/monthly.
+    forecast = served.get("/api/cost/forecast/monthly")
+    assert {"month", "days_elapsed", "days_remaining", "current_spend"} <= set(forecast)
+    projections = forecast["projections"]
+    assert projections["linear"]["method"] == "linear_extrapolation"
+    for name in ("linear", "trend_based", "ml_forecast"):
+        assert {"projected_total", "confidence", "method"} <= set(projections[name])
+    assessment = forecast["budget_assessment"]
+    assert {"monthly_budget", "projected_vs_budget", "budget_status", "recommended_actions"} <= set(
+        assessment
+    )
+    assert assessment["budget_status"] in ("under_budget", "over_budget")
+    assert Decimal(assessment["monthly_budget"]) == Decimal("10.00") * 31  # October
+    served.get("/api/cost/optimization/opportunities")
+
+    # CostTrendAnalyzer.analyze_cost_trends(time_period="3_months").
+    trends = served.get("/api/cost/trends", time_period="3_months")
+    for name in (
+        "overall_cost_trend",
+        "free_source_success_trend",
+        "request_volume_trend",
+        "cost_per_request_trend",
+    ):
+        assert_trend(trends[name])
+    for service in ("image_processor", "enrichment_service"):
+        lines = trends["service_specific_trends"][service]
+        for name in ("cost_trend", "efficiency_trend", "volume_trend"):
+            assert_trend(lines[name])
+    assert {"next_month_cost", "cost_optimization_opportunities", "efficiency_forecast"} <= set(
+        trends["predictions"]
+    )
+
+    # BudgetAnalyzer.generate_weekly_budget_report.
+    weekly = served.get("/api/reports/weekly", format="json")
+    assert weekly["period"]["days_analyzed"] == 7
+    assert {"start_date", "end_date"} <= set(weekly["period"])
+    assert {
+        "total_spent",
+        "daily_average",
+        "budget_utilization",
+        "days_under_budget",
+        "days_over_budget",
+    } <= set(weekly["budget_performance"])
+    assert {
+        "free_source_success_rate",
+        "cost_per_request",
+        "savings_vs_traditional",
+        "most_cost_effective_service",
+        "highest_cost_service",
+    } <= set(weekly["cost_efficiency"])
+    assert {"cost_trend", "free_source_trend", "request_volume_trend"} <= set(
+        weekly["trend_analysis"]
+    )
+    assert "optimization_opportunities" in weekly
+
+    # MonthlyReportGenerator.generate_monthly_report, over REST and written by the library.
+    month = served.get("/api/reports/monthly/2026-09", format="json")
+    assert month["report_metadata"]["report_type"] == "monthly_cost_analysis"
+    assert month["report_metadata"]["currency"] == "USD"
+    assert month["report_metadata"]["period"] == "September 2026"
+    assert {
+        "total_monthly_cost",
+        "total_requests_processed",
+        "cost_per_request",
+        "free_source_success_rate",
+        "cost_savings_vs_traditional",
+        "budget_utilization",
+    } <= set(month["executive_summary"])
+    for row in month["daily_breakdown"]:
+        assert {"date", "total_cost", "requests", "free_source_rate", "budget_status"} <= set(row)
+    assert {
+        "free_sources_performance",
+        "cache_efficiency",
+        "batch_processing_usage",
+        "geographic_optimization",
+    } <= set(month["cost_optimization_analysis"])
+    assert {"cost_trend", "volume_trend", "efficiency_trend", "quality_trend"} <= set(
+        month["trend_analysis"]
+    )
+    assert {"raw_data", "methodology", "data_sources"} <= set(month["appendices"])
+    assert {"recommendations", "visualizations"} <= set(month)
+    # MonthlyReportGenerator.export_report_formats(report, output_dir).
+    written = {
+        p.name
+        for p in write(Reporter(served.gate).monthly("2026-09"), "pdf,xlsx,csv,json", tmp_path)
+    }
+    assert {
+        "monthly_cost_report.pdf",
+        "monthly_cost_data.xlsx",
+        "monthly_cost_report.json",
+        "monthly_cost_summary.csv",
+    } <= written
+
+
+def test_the_websocket_speaks_the_seeds_messages(served: Served) -> None:
+    served.clock.set(NOW)
+    ws_url = served.url.replace("http", "ws") + f"/ws/cost-monitoring?token={served.keys.read}"
+    with connect(ws_url) as ws:
+        json.loads(ws.recv(timeout=5))  # the current cost state, on connect
+        track_request_cost(
+            served,
+            "image_processor",
+            "ws-1",
+            {"total_cost": 0.002, "sources_used": ["google_maps_optimized"]},
+        )
+        update = receive_until(ws, lambda m: m.get("type") == "cost_update")
+        assert {"type", "timestamp", "data"} <= set(update)
+        ws.send("request_current_metrics")
+        receive_until(ws, lambda m: m.get("type") == "current_metrics")
+
+
+# -- seeds/004: the usage monitor ------------------------------------------------------------
+
+
+def test_the_usage_monitors_defaults_and_environment_are_honoured(tmp_path: Path) -> None:
+    """`DAILY_STREAMING_BUDGET=25.0`, `EMERGENCY_STOP_THRESHOLD=0.8`, a warning at 60%, on
+    a fresh install; `assert_budget_safe()` raises at the limit."""
+    environ = {"DAILY_STREAMING_BUDGET": "25.0", "EMERGENCY_STOP_THRESHOLD": "0.8"}
+    config: Config = apply_environment(Config.seed(), environ)
+    clock = FrozenClock(NOW)
+    with Gate.open(f"sqlite:///{tmp_path / 'mbo.db'}", config=config, clock=clock) as gate:
+        levels: list[tuple[str, str]] = []
+        monitor = StreamMeter(
+            gate,
+            "mbo_streaming_client",
+            "databento_mbo",
+            market=MarketHours("CMES"),
+            on_level_change=lambda old, new: levels.append((old, new)),
+        )
+        assert monitor.should_start(True)  # is_futures_market_hours() and budget left
+        monitor.start()
+        spent: dict[str, Decimal] = {}
+        while monitor.should_continue():
+            monitor.record(1024 * 1024)  # a MB of MBO events at $0.01
+            if monitor.level not in spent:
+                monitor.flush()
+                spent[monitor.level] = get_usage_stats(monitor)["estimated_cost"]
+        monitor.flush()
+        stats = get_usage_stats(monitor)
+        # Warning at 60% of $25, the emergency stop at 80%: the seed's thresholds.
+        assert [new for _, new in levels] == ["warn", "stopped"]
+        assert Decimal("15") <= spent["warn"] < Decimal("15.02")
+        assert Decimal("20") <= stats["estimated_cost"] < Decimal("20.02")
+        # The seed's assert_budget_safe: raises once the day's stream cost reaches $25.
+        monitor.assert_budget_safe()
+        gate.record("mbo_streaming_client", "databento_mbo", cost="5.00")
+        with pytest.raises(BudgetExceededError, match=r"\$25"):
+            monitor.assert_budget_safe()
+        monitor.stop()
+
+
+def get_usage_stats(monitor: StreamMeter) -> dict[str, Any]:
+    """The seed's `get_usage_stats()`: its names, money read as numbers."""
+    stats = monitor.usage_stats().to_dict()
+    return {**stats, "estimated_cost": Decimal(stats["estimated_cost"])}
