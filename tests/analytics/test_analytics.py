@@ -772,7 +772,10 @@ def test_trends_answer_with_the_seeds_names_over_its_period_token(
     fit = stats.linregress(range(len(days)), [cost(within(events, *local(d))) / 1e9 for d in days])
     line = trends["overall_cost_trend"]
     assert line["correlation"] == pytest.approx(fit.rvalue)
-    assert line["trend_summary"] == line["summary"]
+    # The seed's line: "weak stable trend (r=...)" where spendgate's says "stable (r=...)".
+    assert line["trend_summary"] == (
+        f"{line['strength']} {line['trend']} trend (r={line['correlation']:.3f})"
+    )
     assert line["trend_summary"].endswith(f"(r={fit.rvalue:.3f})")
     for service in SERVICES:
         lines = trends["service_specific_trends"][service]

@@ -28,6 +28,7 @@ from spendgate.config import parse
 from spendgate.errors import ValidationError
 from spendgate.money import format_money, money_text
 from spendgate.reports import FORMATS, Report, Reporter, write
+from spendgate.reports.writer import SEED_NAMES
 from spendgate.settings import Config
 from spendgate.testing import FrozenClock
 from tests.conftest import random_event
@@ -128,7 +129,9 @@ def october(gate: Gate, tmp_path_factory: pytest.TempPathFactory) -> tuple[Repor
 
 
 def by_suffix(paths: list[Path], suffix: str) -> Path:
-    (found,) = [p for p in paths if p.name.endswith(suffix)]
+    """The dated file (not its copy under the seed's name) ending with `suffix`."""
+    seed_names = {n for names in SEED_NAMES.values() for n in names.values()}
+    (found,) = [p for p in paths if p.name.endswith(suffix) and p.name not in seed_names]
     return found
 
 
@@ -521,8 +524,14 @@ def test_cli_writes_the_report_and_lists_the_files(cli_db: list[str], tmp_path: 
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(
-        f"monthly_cost_report_2026-09{s}"
-        for s in (".json", "_summary.csv", "_daily.csv", "_services.csv")
+        [
+            *(
+                f"monthly_cost_report_2026-09{s}"
+                for s in (".json", "_summary.csv", "_daily.csv", "_services.csv")
+            ),
+            "monthly_cost_report.json",  # the seed's names beside the dated ones
+            "monthly_cost_summary.csv",
+        ]
     )
     for name in written:
         assert name in result.output
