@@ -16,7 +16,8 @@ from spendgate import Gate
 from spendgate.analytics import Analyst
 from spendgate.analytics import forecast as forecasting
 from spendgate.analytics.analyst import period_days
-from spendgate.analytics.summaries import from_today, period_budget
+from spendgate.analytics.periods import period_budget
+from spendgate.analytics.summaries import from_today
 from spendgate.config import Config, parse
 from spendgate.errors import ValidationError
 from spendgate.events import Event

@@ -23,20 +23,18 @@ from typing import Literal
 from spendgate.analytics import forecast as forecasting
 from spendgate.analytics import opportunities as rules
 from spendgate.analytics.live import MIN_INTRADAY_HOURS, RATE_WINDOW, BudgetView, LiveMetrics
+from spendgate.analytics.periods import BudgetPeriod, PeriodBudget, period_budget
 from spendgate.analytics.summaries import (
-    BudgetPeriod,
     Cells,
     DailyBreakdown,
     Day,
     MonthlyAssessment,
     NextMonth,
-    PeriodBudget,
     ServicePerformance,
     Summary,
     WeeklyReport,
     efficiency_outlook,
     merge_cells,
-    period_budget,
     series_trends,
 )
 from spendgate.analytics.trends import StableRule
