@@ -377,6 +377,28 @@ OCTOBER = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
         ([{"name": "week", "limit": "70", "window": "week"}], None, "310", "10", "week"),
         # Only scoped budgets: total spend has no budget to be measured against...
         ([{"name": "svc", "limit": "5", "scope": "service:scraper"}], None, None, None, None),
+        # Everything but one source (the defaults' API budget) is the budget of total
+        # spend when none is over everything; a budget over everything still wins.
+        (
+            [
+                {"name": "api", "limit": "10", "scope": "not:source:google_maps"},
+                {"name": "stream", "limit": "25", "scope": "source:google_maps"},
+            ],
+            None,
+            "310",
+            "10",
+            "api",
+        ),
+        (
+            [
+                {"name": "api", "limit": "10", "scope": "not:source:google_maps"},
+                {"name": "all", "limit": "40"},
+            ],
+            None,
+            "1240",
+            "40",
+            "all",
+        ),
         # ...unless [analytics] names one, which then says whose scope it is.
         (
             [{"name": "svc", "limit": "5", "scope": "service:scraper"}],

@@ -63,6 +63,8 @@ def streaming() -> Budget:
         ("source:google_maps_optimized", Scope("source", "google_maps_optimized")),
         ("label:customer=acme", Scope("label", "customer", "acme")),
         ("label:env=a=b", Scope("label", "env", "a=b")),
+        ("not:source:databento_mbo", Scope("not", "source:databento_mbo")),
+        ("not:service:mbo_stream", Scope("not", "service:mbo_stream")),
     ],
 )
 def test_scope_parse(text: str, scope: Scope) -> None:
@@ -85,6 +87,12 @@ def test_scope_parse(text: str, scope: Scope) -> None:
         "label:=acme",
         "customer:acme",
         "Service:x",
+        "not:",
+        "not:all",
+        "not:source",
+        "not:source:",
+        "not:label:k=v",
+        "not:not:source:x",
     ],
 )
 def test_scope_parse_refuses_naming_the_field(text: str) -> None:
@@ -109,6 +117,23 @@ def test_scope_matches() -> None:
     assert not label.matches("svc", "src", {"client": "acme"})
     assert not label.matches("svc", "src", {})
     assert not label.matches("svc", "src", None)
+    # Everything but one source (or service): the complement of that scope.
+    but_stream = Scope.parse("not:source:databento_mbo")
+    assert but_stream.matches("scraper", "google_maps")
+    assert but_stream.matches("databento_mbo", "google_maps")  # a service of that name counts
+    assert not but_stream.matches("mbo_stream", "databento_mbo")
+    assert but_stream.left_out == Scope("source", "databento_mbo")
+    but_service = Scope.parse("not:service:mbo_stream")
+    assert but_service.matches("scraper", "databento_mbo")
+    assert not but_service.matches("mbo_stream", "databento_mbo")
+    assert Scope().left_out is None
+
+
+@given(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y", "z"]))
+def test_a_not_scope_and_its_complement_count_every_call_once(service: str, source: str) -> None:
+    for inner in (Scope("source", "y"), Scope("service", "b")):
+        rest = Scope.parse(f"not:{inner}")
+        assert rest.matches(service, source) != inner.matches(service, source)
 
 
 def test_scope_str() -> None:
@@ -116,6 +141,7 @@ def test_scope_str() -> None:
     assert str(Scope("service", "x")) == "service:x"
     assert str(Scope("source", "y")) == "source:y"
     assert str(Scope("label", "k", "v")) == "label:k=v"
+    assert str(Scope("not", "source:s")) == "not:source:s"
 
 
 # -- ladders ----------------------------------------------------------------------------------

@@ -331,6 +331,8 @@ def test_seed_config() -> None:
     assert stream.cost({"MB": 50, "hour": 2}) == to_nanos("2.50")
     daily, streaming = cfg.budgets
     assert daily.name == "daily"
+    # Every call but the stream's, which the second seed's budget holds to its own ladder.
+    assert str(daily.scope) == "not:source:databento_mbo"
     assert daily.limit == to_nanos(10)
     assert daily.emergency == to_nanos(50)
     assert daily.window == Window("day", tz="UTC", reset_hour=0)
@@ -415,6 +417,8 @@ def budget(body: str) -> str:
         (budget('name = "d"\nlimit = 1\nemergency = nan'), "budgets.d.emergency"),
         # scopes
         (budget('name = "d"\nlimit = 1\nscope = "source:nowhere"'), "budgets.d.scope"),
+        (budget('name = "d"\nlimit = 1\nscope = "not:source:nowhere"'), "budgets.d.scope"),
+        (budget('name = "d"\nlimit = 1\nscope = "not:label:a=b"'), "budgets.d.scope"),
         (budget('name = "d"\nlimit = 1\nscope = "customer:acme"'), "budgets.d.scope"),
         # ladders
         (
