@@ -50,6 +50,7 @@ from spendgate.store.base import (
     TallyRow,
 )
 from spendgate.store.memory_control import MemoryControl
+from spendgate.store.stream_days import StreamDay, stream_days
 from spendgate.windows import to_micros
 
 
@@ -473,6 +474,12 @@ class MemoryStore(MemoryControl, Store):
             ]
         chosen.sort(key=lambda e: e.time)
         return chosen[:limit] if limit is not None else chosen
+
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        with self._lock:
+            self._check_open()
+            numbered = list(enumerate(self._events.values(), start=1))
+        return stream_days(numbered, since, source, service)
 
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         with self._lock:

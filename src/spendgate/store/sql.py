@@ -47,6 +47,8 @@ from spendgate.store.inflight import InFlight
 from spendgate.store.rows import event_row, json_slots, rollup_refused, row_event, slots_json
 from spendgate.store.sql_budgets import RefusedError, SQLBudgets
 from spendgate.store.sql_control import C, SQLControl
+from spendgate.store.stream_days import StreamDay, row_day
+from spendgate.store.stream_days import select as stream_select
 from spendgate.windows import to_micros
 
 T = TypeVar("T")
@@ -405,6 +407,12 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         )
         rows = self._read(lambda conn: conn.execute(self.sql.events, params).fetchall())
         return [row_event(r) for r in rows]
+
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        statement = stream_select(self.sql.mark, service=service is not None)
+        params = (since, source) if service is None else (since, source, service)
+        rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
+        return [row_day(tuple(r)) for r in rows]
 
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         return self._read(lambda conn: self._tally(conn, pieces))
