@@ -157,6 +157,22 @@ class MarketHours:
             return MarketState(True, "open")
         return MarketState(False, "closed: outside the trading session (or a holiday)")
 
+    def next_change(
+        self, at: datetime, *, within: timedelta = timedelta(days=8)
+    ) -> datetime | None:
+        """The first whole minute after `at` at which the market opens or closes (a close,
+        the daily halt, the weekend), or `None` if it does not within `within`: where a
+        stream that follows the market must stop, or may start. Every edge of a market is a
+        whole minute, so the answer is exact."""
+        was_open = self.is_open(at)
+        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
+        end = minute + within
+        while minute < end:
+            minute += timedelta(minutes=1)
+            if self._state(minute).open != was_open:
+                return minute
+        return None
+
     # -- trading days -------------------------------------------------------------------------
 
     def trading_date(self, at: datetime) -> date:

@@ -259,6 +259,11 @@ class StreamMeter:
         """`normal`, `warn`, `degraded` or `stopped`."""
         return self._level
 
+    @property
+    def connected(self) -> bool:
+        """Whether the stream is started (between `start()` and `stop()`)."""
+        return self._connected
+
     def should_continue(self) -> bool:
         """False once the stream reached its stop line, while it holds no lease (other
         callers hold the room left; `flush()` later asks again), and while its market is

@@ -103,7 +103,9 @@ def demo(
             s = tally.stream
             console.print(
                 f"market-data stream: {s.events_processed:,} messages, "
-                f"{s.bytes_processed / 2**20:.1f} MB, {s.runtime_hours:.1f} h connected, "
+                f"{s.bytes_processed / 2**20:.1f} MB, "
+                f"{sum(d.connection_hours for d in tally.stream_days):.1f} h connected "
+                "(while the market traded), "
                 f"{format_money(s.estimated_cost)}, level {s.level}; "
                 f"levels: {'; '.join(tally.stream_levels) or 'normal throughout'}",
                 highlight=False,
