@@ -145,6 +145,15 @@ def pg_sqlalchemy_url(schema: str) -> str:
     return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), ""))
 
 
+def pg_schema_at(schema: str, revision: str) -> str:
+    """`schema` created and migrated to `revision`: its SQLAlchemy URL."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = pg_sqlalchemy_url(schema)
+    migrate.upgrade(url, revision)
+    return url
+
+
 def pg_tables(schema: str) -> set[str]:
     with psycopg.connect(POSTGRES_URL) as conn:
         rows = conn.execute(
@@ -249,10 +258,7 @@ def test_postgres_cli_db_upgrade_and_current(pg_schema: str) -> None:
 def test_postgres_budget_alerts_in_nano_units_read_as_decimal_amounts_after_upgrade(
     pg_schema: str,
 ) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {pg_schema}")
-    url = pg_sqlalchemy_url(pg_schema)
-    migrate.upgrade(url, "0006")
+    url = pg_schema_at(pg_schema, "0006")
     _old_alerts(url)
     assert _alert_figures(with_schema(POSTGRES_URL, pg_schema)) == MIGRATED
 
@@ -318,9 +324,6 @@ def test_stream_events_written_before_the_view_are_in_it_by_utc_date(tmp_path: P
 
 
 def test_postgres_stream_events_written_before_the_view_are_in_it(pg_schema: str) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {pg_schema}")
-    url = pg_sqlalchemy_url(pg_schema)
-    migrate.upgrade(url, "0007")
+    url = pg_schema_at(pg_schema, "0007")
     _old_stream_events(url)
     assert _stream_days(with_schema(POSTGRES_URL, pg_schema)) == STREAM_DAYS
