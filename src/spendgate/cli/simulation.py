@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from spendgate.cli import shell
 from spendgate.cli.shell import (
     analyst_of,
     app,
@@ -19,7 +20,6 @@ from spendgate.cli.shell import (
     failures,
     say,
 )
-from spendgate.clock import system_clock
 from spendgate.gate import Gate
 from spendgate.money import format_money
 from spendgate.windows import EPOCH
@@ -60,8 +60,9 @@ def demo(
         if path:
             Path(path + suffix).unlink(missing_ok=True)
     # The simulated day ends now (served afterwards, live traffic carries on from it), on
-    # budgets whose window holds all of it, whatever the hour.
-    day = workload.SimulatedDay.ending(system_clock())
+    # budgets whose window holds all of it, whatever the hour. Now is the CLI's clock, which
+    # a test pins (the stream follows the market: a Sunday streams nothing).
+    day = workload.SimulatedDay.ending(shell.clock())
     config = workload.demo_config(day.reset_hour)
     clock = FrozenClock(day.start)
     with failures(), Gate.open(db, config=config, clock=clock) as gate:

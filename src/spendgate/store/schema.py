@@ -242,7 +242,7 @@ write_probe = Table(
 
 # -- views -----------------------------------------------------------------------------------
 
-VIEWS = frozenset({"usage_monitoring"})
+VIEWS = frozenset({"stream_usage", "usage_monitoring"})
 """Views the migrations create over the tables above, written per dialect in their revision:
-`usage_monitoring` (0008), the second seed's table of stream usage by trading day (see
-`spendgate.store.stream_days`)."""
+`stream_usage` and `usage_monitoring` (0008), the second seed's table of stream usage by
+trading day (see `spendgate.store.stream_days`)."""

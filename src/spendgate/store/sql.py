@@ -47,7 +47,7 @@ from spendgate.store.inflight import InFlight
 from spendgate.store.rows import event_row, json_slots, rollup_refused, row_event, slots_json
 from spendgate.store.sql_budgets import RefusedError, SQLBudgets
 from spendgate.store.sql_control import C, SQLControl
-from spendgate.store.stream_days import StreamDay, row_day
+from spendgate.store.stream_days import StreamDay, earliest, row_day
 from spendgate.store.stream_days import select as stream_select
 from spendgate.windows import to_micros
 
@@ -410,7 +410,8 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
 
     def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
         statement = stream_select(self.sql.mark, service=service is not None)
-        params = (since, source) if service is None else (since, source, service)
+        bounds = (earliest(since), since, source)
+        params = bounds if service is None else (*bounds, service)
         rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
         return [row_day(tuple(r)) for r in rows]
 

@@ -1,38 +1,44 @@
-"""The second seed's `usage_monitoring` table, as a view of the ledger.
+"""The second seed's `usage_monitoring` table, as views of the ledger.
 
-The SQL backends have a view `usage_monitoring` over `events` (migration 0008): one row per
-trading date, source and service of the events that carry stream usage (units `bytes`,
-`seconds` or `events`, or a `trading_date` label), with the seed's columns (`id`, `date`,
+The SQL backends have two views over `events` (migration 0008): `stream_usage`, one row per
+event that carries stream usage (units `bytes`, `seconds` or `events`, or a `trading_date`
+label) with its trading date and its usage as integers; and `usage_monitoring`, those summed
+per trading date, source and service with the seed's columns (`id`, `date`,
 `events_processed`, `data_bytes`, `estimated_cost` REAL currency units, `connection_time`
 REAL hours, `created_at` UTC ISO text) and spendgate's beside them (`source`, `service`,
-`cost_nanos`, the exact cost). Being a view, it cannot drift from the ledger: nothing counted
-twice, nothing lost. `stream_days()` is the same rule in Python, over numbered events, for
-the memory backend; the contract tests hold the two to the same rows.
+`cost_nanos`, the exact cost). Being views, they cannot drift from the ledger: nothing
+counted twice, nothing lost. `select()` sums `stream_usage` as `usage_monitoring` does, over
+a bounded span of time (the events index makes it a short read, however long the ledger);
+`stream_days()` is the same rule in Python, for the memory backend; the tests hold all three
+to the same rows.
 
 A row's `date` is the event's `trading_date` label when it has the form YYYY-MM-DD (the
 stream meter writes it: see `spendgate.markets`), else the UTC date of the event's time. Its
 `id` is the lowest row id of its events (the first written), its `created_at` the earliest
-of their times. Units are counted as the view does: `events` and `bytes` truncated to whole
-numbers, connected `seconds` rounded to whole microseconds.
+of their times. Units are counted as the views do: `events` and `bytes` truncated to whole
+numbers, connected `seconds` rounded to whole microseconds. A trading date is at most two
+days after its event's UTC date (the rule's time zones and day starts), so a read from a
+date on looks at events from two UTC days before it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from spendgate.events import Event
 from spendgate.money import Nanos
-from spendgate.windows import to_micros
+from spendgate.windows import from_micros, to_micros
 
 TRADING_DATE = "trading_date"
 """The label a stream meter writes on each settlement: the trading date of its usage."""
 STREAM_UNITS = ("bytes", "seconds", "events")
 """The units of a stream's usage: data volume, connected time, messages."""
 MICROS_PER_HOUR = 3_600_000_000
+EARLIER = timedelta(days=2)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -52,29 +58,42 @@ class StreamDay:
 
 
 def select(mark: str, *, service: bool) -> str:
-    """The view's rows for a source (and a service) from a date on, newest first."""
+    """`usage_monitoring`'s rows of a source (and a service), from a date (`date >= ?`) and
+    the first time its events may have (`ts >= ?`, see `earliest()`) on, newest first."""
     by_service = f" AND service = {mark}" if service else ""
     return (
-        "SELECT id, date, source, service, events_processed, data_bytes, cost_nanos, "
-        f"connection_time, created_at FROM usage_monitoring WHERE date >= {mark} "
-        f"AND source = {mark}{by_service} ORDER BY date DESC, service"
+        "SELECT MIN(id), date, source, service, SUM(events), SUM(bytes), SUM(cost), "
+        f"SUM(micros), MIN(ts) FROM stream_usage WHERE ts >= {mark} AND date >= {mark} "
+        f"AND source = {mark}{by_service} GROUP BY date, source, service "
+        "ORDER BY date DESC, service"
     )
 
 
-def row_day(row: tuple[object, ...]) -> StreamDay:
+def earliest(since: str) -> int:
+    """The first time (µs) an event dated `since` or later can have: two UTC days before."""
+    day = datetime.combine(date.fromisoformat(since) - EARLIER, time(0), UTC)
+    return to_micros(day)
+
+
+def row_day(row: Sequence[object]) -> StreamDay:
     """A `StreamDay` from a row of `select()`."""
-    rid, day, source, service, events, nbytes, cost, hours, created = row
+    rid, day, source, service, events, nbytes, cost, micros, first = (int_or(v) for v in row)
     return StreamDay(
-        int(str(rid)),
+        int(rid),
         str(day),
         str(source),
         str(service),
-        int(str(events)),
-        int(str(nbytes)),
-        int(str(cost)),
-        float(str(hours)),
-        datetime.fromisoformat(str(created)),
+        int(events),
+        int(nbytes),
+        int(cost),
+        int(micros) / MICROS_PER_HOUR,
+        from_micros(int(first)),
     )
+
+
+def int_or(value: object) -> int | str:
+    """A column as an integer (drivers give SUM()s as Decimal or int), or else as text."""
+    return value if isinstance(value, str) else int(str(value))
 
 
 def day_of(event: Event) -> str | None:
@@ -90,14 +109,15 @@ def day_of(event: Event) -> str | None:
 def stream_days(
     numbered: Iterable[tuple[int, Event]], since: str, source: str, service: str | None
 ) -> list[StreamDay]:
-    """The view's rule over `(row id, event)` pairs: what `select()` reads from SQL."""
+    """The views' rule over `(row id, event)` pairs: what `select()` reads from SQL."""
+    first = from_micros(earliest(since))
     groups: dict[tuple[str, str], list[int]] = {}
     firsts: dict[tuple[str, str], tuple[int, int]] = {}
     for rid, event in numbered:
         if event.source != source or (service is not None and event.service != service):
             continue
         day = day_of(event)
-        if day is None or day < since:
+        if day is None or day < since or event.time < first:
             continue
         key = (day, event.service)
         sums = groups.setdefault(key, [0, 0, 0, 0])
@@ -112,12 +132,17 @@ def stream_days(
     out = []
     for (day, svc), (events, nbytes, cost, micros) in groups.items():
         rid, first_us = firsts[(day, svc)]
-        created = datetime.fromtimestamp(first_us // 1_000_000, UTC).replace(
-            microsecond=first_us % 1_000_000
-        )
         out.append(
             StreamDay(
-                rid, day, source, svc, events, nbytes, cost, micros / MICROS_PER_HOUR, created
+                rid,
+                day,
+                source,
+                svc,
+                events,
+                nbytes,
+                cost,
+                micros / MICROS_PER_HOUR,
+                from_micros(first_us),
             )
         )
     out.sort(key=lambda d: d.service)
