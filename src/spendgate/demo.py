@@ -119,6 +119,7 @@ class Tally:
     stream_levels: list[str] = field(default_factory=list)
     stream: UsageStats | None = None
     stream_days: list[DailyUsage] = field(default_factory=list)  # by trading day, stored
+    stream_market: MarketHours | None = None  # the market the stream followed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, decision: str | None, served_by: str) -> None:
@@ -247,6 +248,7 @@ def run(
         list(pool.map(job, range(requests)))
     tally.stream = stream.stop()
     tally.stream_days = stream.meter.history(days=2)
+    tally.stream_market = stream.market
     return tally
 
 

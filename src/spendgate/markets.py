@@ -11,7 +11,7 @@ time belongs to. Stream usage is kept by trading day, by one rule that every fac
 2. any other time (a weekend, a holiday, between sessions, beyond the installed calendar)
    falls back to the date in the exchange's time zone, the day starting at the hour its
    sessions open when they open the evening before (CME: 17:00), else at midnight;
-3. with no calendar configured, the UTC date (`UTC_DAYS`).
+3. with no calendar configured (or one that cannot be loaded), the UTC date (`UTC_DAYS`).
 
 Never an exception for a well-formed time.
 """
@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from spendgate.errors import ConfigError, ValidationError
+from spendgate.errors import ConfigError, SpendgateError, ValidationError
 from spendgate.settings import StreamSettings
 from spendgate.windows import require_aware
 
@@ -60,8 +60,12 @@ UTC_DAYS = UtcDays()
 
 
 def trading_days(settings: StreamSettings) -> TradingDays:
-    """The trading-day rule of a `[streams]` table: its calendar's, else UTC dates."""
-    market = MarketHours.from_config(settings)
+    """The trading-day rule of a `[streams]` table: its calendar's, else UTC dates (also for
+    a calendar that cannot be loaded: the dashboard's market tile says why)."""
+    try:
+        market = MarketHours.from_config(settings)
+    except SpendgateError:  # an unknown calendar name, or exchange_calendars missing
+        return UTC_DAYS
     return UTC_DAYS if market is None else market
 
 

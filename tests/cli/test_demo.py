@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spendgate import Gate
 from spendgate import demo as workload
-from spendgate.cli import app
+from spendgate.cli import app, shell
 from spendgate.markets import MarketHours
 from spendgate.store import open_store
 from spendgate.testing import FrozenClock
@@ -92,3 +92,15 @@ def test_the_demo_streams_only_while_the_market_trades(end: datetime, streamed: 
         hours = sum(d.connection_hours for d in tally.stream_days)
         assert (hours > 0) is streamed
         assert hours <= workload.DAY / timedelta(hours=1)
+
+
+def test_the_demo_command_on_a_sunday_says_the_stream_stayed_disconnected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shell, "clock", FrozenClock(datetime(2026, 12, 6, 20, tzinfo=UTC)))
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = CliRunner().invoke(app, ["demo", "--db", db, "--requests", "200"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "market-data stream: not connected: the market (CMES) was closed" in said
+    assert "weekend" in said

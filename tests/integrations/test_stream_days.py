@@ -59,6 +59,7 @@ def test_other_calendars_and_none() -> None:
     assert UTC_DAYS.trading_date(evening) == date(2026, 12, 8)
     assert UTC_DAYS.trading_day_end(evening) == datetime(2026, 12, 9, tzinfo=UTC)
     assert trading_days(StreamSettings(calendar=None)) is UTC_DAYS
+    assert trading_days(StreamSettings(calendar="NOPE")) is UTC_DAYS  # the tile says why
     assert isinstance(trading_days(StreamSettings()), MarketHours)
 
 

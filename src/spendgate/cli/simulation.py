@@ -100,7 +100,14 @@ def demo(
         )
         decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))
         console.print(f"paid-call decisions: {decisions}", highlight=False)
-        if tally.stream is not None:
+        market = tally.stream_market
+        if tally.stream is not None and not tally.stream_days and market is not None:
+            console.print(
+                f"market-data stream: not connected: the market ({market.name}) was closed "
+                f"all the demo's day ({market.state(day.end).reason})",
+                highlight=False,
+            )
+        elif tally.stream is not None:
             s = tally.stream
             console.print(
                 f"market-data stream: {s.events_processed:,} messages, "
