@@ -200,3 +200,19 @@ def test_rest_rows_carry_the_seeds_names(tmp_path: Path) -> None:
     assert tile.status_code == 200, tile.text  # the dashboard's tile: today's trading day
     (stream,) = tile.json()["streams"]
     assert (stream["date"], stream["events_processed"]) == ("2026-12-08", 5)
+
+
+def test_an_idle_stream_books_each_trading_day_its_own_connected_time(store_url: str) -> None:
+    clock = FrozenClock(ct(2026, 12, 7, 12, 0))  # Monday noon, Chicago
+    with stream_gate(clock, store_url) as gate:
+        meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
+        meter.start()
+        clock.set(ct(2026, 12, 9, 12, 0))  # Wednesday noon, not a message in between
+        meter.flush()
+        meter.stop()
+        history = meter.history(days=5)
+    assert [(h.date.isoformat(), round(h.connection_hours, 9)) for h in history] == [
+        ("2026-12-09", 19.0),  # from Tuesday 17:00
+        ("2026-12-08", 24.0),
+        ("2026-12-07", 5.0),  # to Monday 17:00
+    ]
