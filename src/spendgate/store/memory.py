@@ -475,12 +475,6 @@ class MemoryStore(MemoryControl, Store):
         chosen.sort(key=lambda e: e.time)
         return chosen[:limit] if limit is not None else chosen
 
-    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
-        with self._lock:
-            self._check_open()
-            numbered = list(enumerate(self._events.values(), start=1))
-        return stream_days(numbered, since, source, service)
-
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         with self._lock:
             self._check_open()
@@ -500,6 +494,12 @@ class MemoryStore(MemoryControl, Store):
                 if step == MINUTE and bucket < out.get(service, bucket + 1):
                     out[service] = bucket
         return out
+
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        with self._lock:
+            self._check_open()
+            numbered = list(enumerate(self._events.values(), start=1))
+        return stream_days(numbered, since, source, service)
 
     def event(self, request_id: str) -> Event | None:
         with self._lock:

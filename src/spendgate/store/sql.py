@@ -408,19 +408,19 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         rows = self._read(lambda conn: conn.execute(self.sql.events, params).fetchall())
         return [row_event(r) for r in rows]
 
-    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
-        statement = stream_select(self.sql.mark, service=service is not None)
-        bounds = (earliest(since), since, source)
-        params = bounds if service is None else (*bounds, service)
-        rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
-        return [row_day(tuple(r)) for r in rows]
-
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         return self._read(lambda conn: self._tally(conn, pieces))
 
     def first_minutes(self) -> dict[str, int]:
         rows = self._read(lambda conn: conn.execute(self.sql.first_minutes).fetchall())
         return {service: int(minute) for service, minute in rows}
+
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        statement = stream_select(self.sql.mark, service=service is not None)
+        bounds = (earliest(since), since, source)
+        params = bounds if service is None else (*bounds, service)
+        rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
+        return [row_day(tuple(r)) for r in rows]
 
     def event(self, request_id: str) -> Event | None:
         row = self._read(lambda conn: conn.execute(self.sql.event, (request_id,)).fetchone())
