@@ -41,6 +41,7 @@ LAYER = {
     "keys": 3,
     "router": 4,
     "streams": 4,
+    "markets": 4,
     "http": 4,
     "llm": 4,
     "analytics": 4,

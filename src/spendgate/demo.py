@@ -4,7 +4,9 @@ Each simulated request goes through a `FreeFirstRouter`: the free image sources 
 each with a realistic success rate, then the paid ones (Mapbox, then Google) only if the
 budget allows. When the budget refuses, the request ends with the seed's
 `use_free_sources_only`. Every request becomes one event, so the figures shown afterwards come
-from the store.
+from the store. Beside them a market-data stream (`DemoStream`) is connected while the
+configured market trades and its budget allows: it disconnects at the close (and at its
+budget's stop line) and connects again at the next open.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from spendgate.config import parse
 from spendgate.gate import Gate
 from spendgate.router import FreeFirstRouter
 from spendgate.settings import SEED_SOURCES, Config
-from spendgate.streams import StreamMeter, UsageStats
+from spendgate.streams import DailyUsage, MarketHours, StreamMeter, UsageStats
 from spendgate.testing import FrozenClock
 
 SERVICES = ("scraper", "enrichment", "image_processor", "lead_generator", "ml_inference")
@@ -116,6 +118,8 @@ class Tally:
     served_by: Counter[str] = field(default_factory=Counter)
     stream_levels: list[str] = field(default_factory=list)
     stream: UsageStats | None = None
+    stream_days: list[DailyUsage] = field(default_factory=list)  # by trading day, stored
+    stream_market: MarketHours | None = None  # the market the stream followed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, decision: str | None, served_by: str) -> None:
@@ -124,6 +128,61 @@ class Tally:
             if decision is not None:
                 self.decisions[decision] += 1
             self.served_by[served_by] += 1
+
+
+class DemoStream:
+    """The demo's market-data stream (the second seed's MBO feed) on a gate: connected while
+    the market trades and the budget allows, as the seed's `should_start_streaming()` and
+    `should_continue_streaming()` say. On the demo's own clock, `advance()` disconnects it
+    exactly at the market's close, so no connected time is booked while the market is shut."""
+
+    def __init__(self, gate: Gate, tally: Tally, clock: FrozenClock | None = None) -> None:
+        self.market = MarketHours.from_config(gate.config.streams)
+        self.clock = clock
+        self.meter = StreamMeter(
+            gate,
+            "mbo_stream",
+            "databento_mbo",
+            market=self.market,
+            on_level_change=lambda old, new: tally.stream_levels.append(
+                f"{gate.clock():%H:%M} {old} -> {new}"
+            ),
+        )
+        self._lock = threading.Lock()
+        self._closes_at: datetime | None = None
+
+    def messages(self, rng: random.Random, count: int = STREAM_MESSAGES) -> None:
+        """Connect if the market is open and the budget allows, then take `count` messages
+        while the stream may continue (disconnecting when it may not)."""
+        with self._lock:
+            meter = self.meter
+            if not meter.connected and meter.should_start():
+                meter.start()
+                now = meter.gate.clock()
+                self._closes_at = None if self.market is None else self.market.next_change(now)
+            for _ in range(count if meter.connected else 0):
+                if not meter.should_continue():  # the seed's stop at 80%, or the close
+                    meter.stop()
+                    break
+                meter.record(rng.randint(200, 600))
+
+    def advance(self, step: timedelta) -> None:
+        """Move the demo's clock on by `step`; a connected stream disconnects at the close
+        it meets on the way."""
+        assert self.clock is not None, "a stream on the gate's own clock does not move it"
+        with self._lock:
+            target = self.clock() + step
+            closes = self._closes_at
+            if self.meter.connected and closes is not None and closes <= target:
+                self.clock.set(max(closes, self.clock()))
+                self.meter.stop()
+            self.clock.set(target)
+
+    def stop(self) -> UsageStats:
+        """Disconnect; the stream's statistics."""
+        with self._lock:
+            self.meter.stop()
+            return self.meter.usage_stats()
 
 
 class SimulatedSource:
@@ -175,32 +234,21 @@ def run(
     tally = Tally()
     step = DAY // max(requests, 1)  # rounded down: the day never runs past its end
     routed = routers(gate)
-    meter = StreamMeter(
-        gate,
-        "mbo_stream",
-        "databento_mbo",
-        on_level_change=lambda old, new: tally.stream_levels.append(
-            f"{clock():%H:%M} {old} -> {new}"
-        ),
-    )
-    meter.start()
+    stream = DemoStream(gate, tally, clock)
 
     def job(n: int) -> None:
         rng = random.Random(seed * 1_000_003 + n)
         one_request(routed, rng, tally, n)
-        for _ in range(STREAM_MESSAGES):
-            if not meter.should_continue():  # the seed's stop at 80%: disconnect
-                meter.stop()
-                break
-            meter.record(rng.randint(200, 600))
-        clock.advance(step)
+        stream.messages(rng)
+        stream.advance(step)
         if progress is not None:
             progress(1)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(job, range(requests)))
-    meter.stop()
-    tally.stream = meter.usage_stats()
+    tally.stream = stream.stop()
+    tally.stream_days = stream.meter.history(days=2)
+    tally.stream_market = stream.market
     return tally
 
 
@@ -209,15 +257,12 @@ def run_live(gate: Gate, stop: threading.Event, *, rate: float = 5.0, seed: int 
     the live traffic `spendgate demo --serve` shows on the dashboard."""
     tally = Tally()
     routed = routers(gate)
-    meter = StreamMeter(gate, "mbo_stream", "databento_mbo")
-    meter.start()
+    stream = DemoStream(gate, tally)
     rng = random.Random(seed)
     n = 0
     while not stop.wait(1 / rate):
         n += 1
         one_request(routed, rng, tally, n)
-        if meter.should_continue():
-            for _ in range(STREAM_MESSAGES):
-                meter.record(rng.randint(200, 600))
-    meter.stop()
+        stream.messages(rng)
+    tally.stream = stream.stop()
     return tally

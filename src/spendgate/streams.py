@@ -26,16 +26,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from spendgate.budgets import Budget, BudgetStatus
-from spendgate.errors import BudgetExceededError, ConfigError, ValidationError
+from spendgate.errors import BudgetExceededError, ValidationError
 from spendgate.gate import Gate
+from spendgate.markets import DAILY_HALTS, MarketHours, MarketState, TradingDays, trading_days
 from spendgate.money import Nanos, from_nanos, money_text, to_nanos
-from spendgate.settings import StreamSettings
-from spendgate.windows import duration_micros, require_aware, to_micros
+from spendgate.store.stream_days import STREAM_UNITS, TRADING_DATE
+from spendgate.windows import duration_micros, to_micros
 
 StreamLevel = Literal["normal", "warn", "degraded", "stopped"]
 LEVELS: tuple[StreamLevel, ...] = ("normal", "warn", "degraded", "stopped")
@@ -44,7 +45,16 @@ STEPS: tuple[StreamLevel, StreamLevel, StreamLevel] = ("warn", "degraded", "stop
 DEFAULT_RESTORE_BELOW = Decimal("0.3")
 DEFAULT_FLUSH_EVERY = 10_000  # messages between settlements, whatever their size
 BYTES_PER_MB = 2**20  # the seed's bytes / 1024 / 1024
-STREAM_UNITS = ("bytes", "seconds", "events")
+__all__ = [
+    "DAILY_HALTS",
+    "STREAM_UNITS",
+    "DailyUsage",
+    "MarketHours",
+    "MarketState",
+    "StreamMeter",
+    "UsageStats",
+    "usage_history",
+]
 
 LevelCallback = Callable[[StreamLevel, StreamLevel], Any]
 
@@ -88,13 +98,16 @@ class UsageStats:
 
 @dataclass(frozen=True, slots=True)
 class DailyUsage:
-    """One day of the seed's `usage_monitoring` table."""
+    """One trading day of the seed's `usage_monitoring` table (the store's view of the same
+    name): `id` and `created_at` are its first event's row id and time."""
 
     date: date
     events_processed: int
     data_bytes: int
     estimated_cost: Nanos
     connection_hours: float
+    id: int
+    created_at: datetime
 
 
 class StreamMeter:
@@ -149,6 +162,10 @@ class StreamMeter:
         self._on_level_change = on_level_change
         self._flush_every = flush_every
         self.market = market
+        # Usage is kept by trading day: the market's, else the configured calendar's.
+        self.days: TradingDays = market if market is not None else trading_days(settings)
+        self._day: date | None = None
+        self._day_ends = datetime.max.replace(tzinfo=UTC)
         # A byte's price in nano-units, kept as a fraction (per MB / 2^20) to stay exact.
         per = dict.fromkeys(units, 0)
         self._mb_nanos = price.cost({**per, "MB": 1}) if "MB" in units else 0
@@ -178,6 +195,7 @@ class StreamMeter:
             now = self.gate.clock()
             self._started = self._last_flush = now
             self._connected = True
+            self._day, self._day_ends = self.days.trading_date(now), self.days.trading_day_end(now)
             statuses = self._statuses()
             self._renew(statuses)
             self._update_level(statuses)
@@ -200,6 +218,9 @@ class StreamMeter:
         if self._started is None:
             raise ValidationError("stream", "not started", "start() before record()")
         with self._lock:
+            now = self.gate.clock()
+            if now >= self._day_ends and self._connected:
+                self._flush()  # the trading day ended: its usage is booked on it
             self._events += 1
             self._bytes += nbytes
             self._pending_events += 1
@@ -207,7 +228,7 @@ class StreamMeter:
             if (
                 self._pending_bytes >= self._flush_at_bytes
                 or self._pending_events >= self._flush_every
-                or self.gate.clock() >= self._flush_by
+                or now >= self._flush_by
             ):
                 self._flush()
         if self._changes:
@@ -237,6 +258,11 @@ class StreamMeter:
     def level(self) -> StreamLevel:
         """`normal`, `warn`, `degraded` or `stopped`."""
         return self._level
+
+    @property
+    def connected(self) -> bool:
+        """Whether the stream is started (between `start()` and `stop()`)."""
+        return self._connected
 
     def should_continue(self) -> bool:
         """False once the stream reached its stop line, while it holds no lease (other
@@ -325,30 +351,48 @@ class StreamMeter:
         now = self.gate.clock()
         if self._started is None:
             raise ValidationError("stream", "not started", "start() before record()")
+        while self._connected and now >= self._day_ends:
+            # A trading day ended since the last settlement: what was pending (every message
+            # came before the end, or record() would have settled it) and the connected time
+            # up to the end are booked on that day; an idle stream's later days, connected
+            # time only, each on its own.
+            self._settle(self._day_ends)
+            ended = self._day_ends
+            self._day, self._day_ends = (
+                self.days.trading_date(ended),
+                self.days.trading_day_end(ended),
+            )
+        self._settle(now)
+        statuses = self._statuses()  # read once: a lease does not change what was spent
+        if not final and self._connected:
+            self._renew(statuses)
+        self._update_level(statuses)
+
+    def _settle(self, until: datetime) -> None:
+        """Book the pending usage, and the connected time up to `until`, on its trading day:
+        against the lease, or (stopped, but data still arrived) truthfully without one."""
         # After stop() no connected time accrues; a message that raced the stop is still
-        # booked (truthfully, against no lease).
-        elapsed = now - (self._last_flush or now) if self._connected else timedelta(0)
+        # booked (against no lease), on the trading day it arrived in.
+        elapsed = until - (self._last_flush or until) if self._connected else timedelta(0)
         seconds = Decimal(duration_micros(elapsed)) / 1_000_000
         units: dict[str, Decimal | int | str] = {
             "bytes": self._pending_bytes,
             "seconds": seconds,
             "events": self._pending_events,
         }
+        day = self._day if self._connected and self._day else self.days.trading_date(until)
         if self._lease_id is not None:
-            result = self.gate.commit(self._lease_id, units=units)
-            cost = result.cost or 0
-        else:  # stopped, but data still arrived: booked truthfully, past the budget
-            cost = (
-                self.gate.record(self.binding.service, self.binding.source, units=units).cost or 0
+            cost = self.gate.commit(self._lease_id, units=units).cost or 0
+        else:
+            labels = {TRADING_DATE: day.isoformat()}
+            recorded = self.gate.record(
+                self.binding.service, self.binding.source, units=units, labels=labels
             )
+            cost = recorded.cost or 0
         self._settled += cost
         self._pending_bytes = self._pending_events = 0
-        self._last_flush = now
+        self._last_flush = until
         self._lease_id = None
-        statuses = self._statuses()  # read once: a lease does not change what was spent
-        if not final and self._connected:
-            self._renew(statuses)
-        self._update_level(statuses)
 
     def _renew(self, statuses: dict[str, BudgetStatus]) -> None:
         """Take the next lease: smaller as the budget nears its stop line; none past it."""
@@ -362,12 +406,14 @@ class StreamMeter:
             self._lease_id = None
             self._flush_at_bytes = 0
             return
+        assert self._day is not None  # set by start()
         decision = self.gate.reserve(
             self.binding.service,
             self.binding.source,
             from_nanos(size),
             priority=True,
             ttl=self._ttl,
+            labels={TRADING_DATE: self._day.isoformat()},  # its settlement's trading day
         )
         self._lease_id = decision.reservation_id if decision.approved else None
         # Settle before the data, or the connected time, could spend half the lease each: a
@@ -449,120 +495,28 @@ def _ladder_of(budget: Budget) -> tuple[Decimal, Decimal, Decimal]:
     return rungs.get("warn", degrade), degrade, stop
 
 
-DAILY_HALTS: dict[str, tuple[time, time]] = {"CMES": (time(16, 0), time(17, 0))}
-"""Daily halts the installed calendars leave out, in the calendar's time zone: CME Globex
-stops every trading day from 16:00 to 17:00 Chicago time (exchange_calendars' CMES runs its
-sessions from 17:00 to 17:00 without it)."""
-
-
-class MarketHours:
-    """When a market is open, from `exchange_calendars` (CME Globex, `CMES`, by default).
-
-    Weekends are closed unless `weekend_streaming` (the seed's `WEEKEND_STREAMING=false`);
-    holidays and early closes come from the calendar.
-    """
-
-    def __init__(self, calendar: str = "CMES", *, weekend_streaming: bool = False) -> None:
-        if not isinstance(calendar, str) or not calendar:
-            raise ValidationError("calendar", calendar, "an exchange calendar name, e.g. CMES")
-        try:
-            import exchange_calendars as xc
-        except ImportError:  # pragma: no cover - an extra of the package
-            raise ConfigError(
-                "market hours need exchange_calendars: pip install 'spendgate[markets]'"
-            ) from None
-        try:
-            self._calendar = xc.get_calendar(calendar)
-        except xc.errors.InvalidCalendarName:
-            near = [n for n in xc.get_calendar_names() if calendar.upper()[:2] in n][:8]
-            raise ValidationError(
-                "calendar",
-                calendar,
-                f"an exchange calendar name such as {', '.join(near or ['CMES', 'XNYS'])}",
-            ) from None
-        self.name = calendar
-        self.weekend_streaming = weekend_streaming
-        self._last: tuple[datetime, MarketState] | None = None
-
-    @classmethod
-    def from_config(cls, settings: StreamSettings) -> MarketHours | None:
-        """The market of a `[streams]` table (`None` when it names no calendar)."""
-        if settings.calendar is None:
-            return None
-        return cls(settings.calendar, weekend_streaming=settings.weekend_streaming)
-
-    def is_open(self, at: datetime) -> bool:
-        """Whether the market trades at `at` (an aware datetime); see `state()`."""
-        return self.state(at).open
-
-    def state(self, at: datetime) -> MarketState:
-        """Whether the market trades at `at`, and why not: a weekend (unless
-        `weekend_streaming`), the exchange's daily halt (`DAILY_HALTS`), a holiday or the gap
-        between sessions, or a time beyond the installed calendar (closed, with the
-        calendar's range). Never raises for a well-formed time. Answers are kept per minute,
-        so a meter asking on every message costs a comparison."""
-        require_aware(at, "at")
-        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
-        cached = self._last
-        if cached is not None and cached[0] == minute:
-            return cached[1]
-        found = self._state(minute)
-        self._last = (minute, found)
-        return found
-
-    def _state(self, minute: datetime) -> MarketState:
-        import pandas as pd
-
-        cal = self._calendar
-        local = minute.astimezone(cal.tz)
-        if not self.weekend_streaming and local.weekday() >= 5:
-            return MarketState(False, "closed: weekend (WEEKEND_STREAMING is off)")
-        halt = DAILY_HALTS.get(self.name)
-        if halt is not None and halt[0] <= local.time() < halt[1]:
-            return MarketState(
-                False,
-                f"closed: the daily halt, {halt[0]:%H:%M}-{halt[1]:%H:%M} {cal.tz}",
-            )
-        first, last = cal.first_minute, cal.last_minute
-        if not first <= pd.Timestamp(minute) <= last:
-            return MarketState(
-                False,
-                f"unknown: {minute.isoformat()} is beyond the installed {self.name} calendar "
-                f"({first.date()} to {last.date()}); treated as closed (a newer "
-                "exchange_calendars extends it)",
-            )
-        if cal.is_open_on_minute(pd.Timestamp(minute)):
-            return MarketState(True, "open")
-        return MarketState(False, "closed: outside the trading session (or a holiday)")
-
-
-@dataclass(frozen=True, slots=True)
-class MarketState:
-    """Whether a market trades at a time (`open`) and, in a word or a line, why (`reason`:
-    "open", "closed: ...", "unknown: ..." beyond the installed calendar)."""
-
-    open: bool
-    reason: str
-
-
 def usage_history(
     gate: Gate, source: str, *, service: str | None = None, days: int = 30
 ) -> list[DailyUsage]:
-    """A streamed source's daily usage over the last `days` (UTC days), newest first: the
-    seed's `usage_monitoring` rows (messages, bytes, cost and connected hours), for one
-    service or all."""
+    """A streamed source's usage by trading day, newest first: the seed's `usage_monitoring`
+    rows (messages, bytes, cost and connected hours) dated from `days` before today's trading
+    day on (the seed's `date >= date('now', '-30 days')`), read from the store (on SQL
+    stores, its `usage_monitoring` view). For one service, or all of them summed."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
         raise ValidationError("days", days, "a whole number of days from 1 to 3660")
     gate.config.prices.pricing(source)  # an unknown source is an error, not an empty list
-    since = gate.clock() - timedelta(days=days)
-    per_day: dict[date, list[Any]] = {}
-    for event in gate.events(since=since):
-        if event.source != source or (service is not None and event.service != service):
-            continue
-        row = per_day.setdefault(event.time.date(), [0, 0, 0, 0.0])
-        units = event.units
-        row[0] += int(units.get("events", 0))
-        row[1] += int(units.get("bytes", 0))
-        row[2] += event.cost or 0
-        row[3] += float(units.get("seconds", 0)) / 3600
-    return [DailyUsage(d, *r) for d, r in sorted(per_day.items(), reverse=True)]
+    today = trading_days(gate.config.streams).trading_date(gate.clock())
+    since = (today - timedelta(days=days)).isoformat()
+    per_day: dict[str, DailyUsage] = {}
+    for row in gate.store.stream_days(since, source, service):
+        seen = per_day.get(row.date)
+        per_day[row.date] = DailyUsage(
+            date.fromisoformat(row.date),
+            row.events_processed + (seen.events_processed if seen else 0),
+            row.data_bytes + (seen.data_bytes if seen else 0),
+            row.cost + (seen.estimated_cost if seen else 0),
+            row.connection_time + (seen.connection_hours if seen else 0.0),
+            min(row.id, seen.id) if seen else row.id,
+            min(row.created_at, seen.created_at) if seen else row.created_at,
+        )
+    return sorted(per_day.values(), key=lambda d: d.date, reverse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ import typer.main
 from typer.testing import CliRunner
 
 from spendgate import Gate
-from spendgate.cli import app
+from spendgate.cli import app, shell
 from spendgate.cli.shell import show
 from spendgate.store import migrate
+from spendgate.testing import FrozenClock
 
 runner = CliRunner()
 DOCS = Path(__file__).parents[2] / "docs" / "cli.md"
@@ -204,7 +206,12 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     assert runner.invoke(app, ["db", "current", "--db", db]).output.startswith(migrate.head())
 
 
-def test_demo_runs_and_shows_every_decision(tmp_path: Path) -> None:
+def test_demo_runs_and_shows_every_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Tuesday afternoon: the market trades all the demo's day (on a Sunday the stream,
+    # which follows market hours, stays disconnected).
+    monkeypatch.setattr(shell, "clock", FrozenClock(datetime(2026, 5, 5, 20, tzinfo=UTC)))
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     result = runner.invoke(app, ["demo", "--db", db, "--requests", "1500"])
     assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from spendgate.cli import app
 from spendgate.errors import StoreError
 from spendgate.store import migrate, open_store
-from spendgate.store.schema import metadata
+from spendgate.store.schema import VIEWS, metadata
 from tests.conftest import POSTGRES_URL, postgres_or_skip, with_schema
 
 
@@ -145,6 +145,15 @@ def pg_sqlalchemy_url(schema: str) -> str:
     return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), ""))
 
 
+def pg_schema_at(schema: str, revision: str) -> str:
+    """`schema` created and migrated to `revision`: its SQLAlchemy URL."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = pg_sqlalchemy_url(schema)
+    migrate.upgrade(url, revision)
+    return url
+
+
 def pg_tables(schema: str) -> set[str]:
     with psycopg.connect(POSTGRES_URL) as conn:
         rows = conn.execute(
@@ -180,13 +189,13 @@ def test_postgres_migrations_build_the_declared_schema(pg_schema: str) -> None:
     assert diff == []
     assert migrate.current(url) == migrate.head()
     # Everything landed in the named schema: the declared tables and Alembic's own.
-    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+    assert pg_tables(pg_schema) == {*metadata.tables, *VIEWS, "alembic_version"}
 
 
 def test_postgres_open_creates_and_migrates_a_named_schema(pg_schema: str) -> None:
     assert not pg_schema_exists(pg_schema)
     open_store(with_schema(POSTGRES_URL, pg_schema)).close()
-    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+    assert pg_tables(pg_schema) == {*metadata.tables, *VIEWS, "alembic_version"}
     assert migrate.current(pg_sqlalchemy_url(pg_schema)) == migrate.head()
     open_store(with_schema(POSTGRES_URL, pg_schema)).close()  # a current schema: left as is
     assert pg_revision(pg_schema) == migrate.head()
@@ -204,7 +213,7 @@ def test_postgres_database_from_a_newer_spendgate_is_refused_untouched(pg_schema
         assert "upgrade spendgate" in str(err.value)
         assert "'9999'" in str(err.value)
     assert pg_revision(pg_schema) == "9999"
-    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+    assert pg_tables(pg_schema) == {*metadata.tables, *VIEWS, "alembic_version"}
 
 
 def test_postgres_migrate_false_refuses_an_empty_schema_with_what_to_run(pg_schema: str) -> None:
@@ -238,7 +247,7 @@ def test_postgres_cli_db_upgrade_and_current(pg_schema: str) -> None:
     up = runner.invoke(app, ["db", "upgrade", "--db", url])
     assert up.exit_code == 0, up.output
     assert f"schema at {migrate.head()}" in up.output
-    assert pg_tables(pg_schema) == {*metadata.tables, "alembic_version"}
+    assert pg_tables(pg_schema) == {*metadata.tables, *VIEWS, "alembic_version"}
     after = runner.invoke(app, ["db", "current", "--db", url])
     assert after.exit_code == 0, after.output
     assert after.output.startswith(migrate.head())
@@ -249,9 +258,72 @@ def test_postgres_cli_db_upgrade_and_current(pg_schema: str) -> None:
 def test_postgres_budget_alerts_in_nano_units_read_as_decimal_amounts_after_upgrade(
     pg_schema: str,
 ) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {pg_schema}")
-    url = pg_sqlalchemy_url(pg_schema)
-    migrate.upgrade(url, "0006")
+    url = pg_schema_at(pg_schema, "0006")
     _old_alerts(url)
     assert _alert_figures(with_schema(POSTGRES_URL, pg_schema)) == MIGRATED
+
+
+def _old_stream_events(url: str) -> None:
+    """Stream settlements as spendgate wrote them before revision 0008 (no trading date), and
+    a request that is no stream usage."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for rid, ts, cost, detail in (
+            (
+                "s1",
+                1_765_144_800_000_000,
+                1_500_000_000,
+                '{"units":{"bytes":"1000","seconds":"3600.5","events":"10"}}',
+            ),  # 2025-12-07T22:00:00Z
+            (
+                "s2",
+                1_765_152_000_000_001,
+                250_000_000,
+                '{"units":{"bytes":"5000","seconds":"1800","events":"5"}}',
+            ),  # 2025-12-08T00:00:00.000001Z
+            ("r1", 1_765_144_800_000_000, 2_000_000, None),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO events (request_id, fingerprint, ts, service, source, cost, "
+                    "paid, success, cache_hits, batch_processing, emergency, detail) VALUES "
+                    "(:r, 'f', :ts, 'mbo_stream', 'databento_mbo', :c, true, true, 0, false, "
+                    "false, :d)"
+                ),
+                {"r": rid, "ts": ts, "c": cost, "d": detail},
+            )
+    engine.dispose()
+
+
+STREAM_DAYS = [
+    ("2025-12-08", 5, 5000, 250_000_000, 0.5, "2025-12-08T00:00:00.000001+00:00"),
+    ("2025-12-07", 10, 1000, 1_500_000_000, 3600.5 / 3600, "2025-12-07T22:00:00+00:00"),
+]
+
+
+def _stream_days(store_url: str) -> list[tuple[object, ...]]:
+    store = open_store(store_url)  # opening it upgrades it
+    try:
+        return [
+            (d.date, d.events_processed, d.data_bytes, d.cost, d.connection_time,
+             d.created_at.isoformat())
+            for d in store.stream_days("2025-01-01", "databento_mbo", "mbo_stream")
+        ]  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_stream_events_written_before_the_view_are_in_it_by_utc_date(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url, "0007")
+    _old_stream_events(url)
+    assert _stream_days(url) == STREAM_DAYS
+    command.downgrade(migrate.alembic_config(url), "0007")  # and back: the view is dropped
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall() == []
+
+
+def test_postgres_stream_events_written_before_the_view_are_in_it(pg_schema: str) -> None:
+    url = pg_schema_at(pg_schema, "0007")
+    _old_stream_events(url)
+    assert _stream_days(with_schema(POSTGRES_URL, pg_schema)) == STREAM_DAYS

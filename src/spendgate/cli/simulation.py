@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from spendgate.cli import shell
 from spendgate.cli.shell import (
     analyst_of,
     app,
@@ -19,7 +20,6 @@ from spendgate.cli.shell import (
     failures,
     say,
 )
-from spendgate.clock import system_clock
 from spendgate.gate import Gate
 from spendgate.money import format_money
 from spendgate.windows import EPOCH
@@ -60,8 +60,9 @@ def demo(
         if path:
             Path(path + suffix).unlink(missing_ok=True)
     # The simulated day ends now (served afterwards, live traffic carries on from it), on
-    # budgets whose window holds all of it, whatever the hour.
-    day = workload.SimulatedDay.ending(system_clock())
+    # budgets whose window holds all of it, whatever the hour. Now is the CLI's clock, which
+    # a test pins (the stream follows the market: a Sunday streams nothing).
+    day = workload.SimulatedDay.ending(shell.clock())
     config = workload.demo_config(day.reset_hour)
     clock = FrozenClock(day.start)
     with failures(), Gate.open(db, config=config, clock=clock) as gate:
@@ -99,11 +100,20 @@ def demo(
         )
         decisions = ", ".join(f"{k}: {v}" for k, v in sorted(tally.decisions.items()))
         console.print(f"paid-call decisions: {decisions}", highlight=False)
-        if tally.stream is not None:
+        market = tally.stream_market
+        if tally.stream is not None and not tally.stream_days and market is not None:
+            console.print(
+                f"market-data stream: not connected: the market ({market.name}) was closed "
+                f"all the demo's day ({market.state(day.end).reason})",
+                highlight=False,
+            )
+        elif tally.stream is not None:
             s = tally.stream
             console.print(
                 f"market-data stream: {s.events_processed:,} messages, "
-                f"{s.bytes_processed / 2**20:.1f} MB, {s.runtime_hours:.1f} h connected, "
+                f"{s.bytes_processed / 2**20:.1f} MB, "
+                f"{sum(d.connection_hours for d in tally.stream_days):.1f} h connected "
+                "(while the market traded), "
                 f"{format_money(s.estimated_cost)}, level {s.level}; "
                 f"levels: {'; '.join(tally.stream_levels) or 'normal throughout'}",
                 highlight=False,

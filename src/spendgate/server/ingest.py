@@ -202,7 +202,8 @@ async def stream_usage(
     service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     days: Annotated[int, Query(ge=1, le=3660)] = 30,
 ) -> Any:
-    """A streamed source's daily usage (the seed's `usage_monitoring` rows), newest first."""
+    """A streamed source's usage by trading day (the seed's `usage_monitoring` rows, with
+    the seed's names), newest first."""
     if service is None:
         who.check_unlimited()
     else:
@@ -210,12 +211,14 @@ async def stream_usage(
     rows = await run_in_threadpool(usage_history, ctx.gate, source, service=service, days=days)
     return [
         {
+            "id": r.id,
             "date": r.date.isoformat(),
             "events_processed": r.events_processed,
             "data_bytes": r.data_bytes,
             "estimated_cost": money_text(r.estimated_cost),
             "currency": ctx.gate.config.currency,
             "connection_time": r.connection_hours,
+            "created_at": r.created_at.isoformat(timespec="microseconds"),
         }
         for r in rows
     ]

@@ -636,14 +636,19 @@ class NotificationOut(BaseModel):
 
 
 class StreamDayOut(BaseModel):
-    """One day of the seed's `usage_monitoring` table."""
+    """One trading day of the seed's `usage_monitoring` table (the store's view of that
+    name holds the same rows)."""
 
-    date: str
+    id: int = Field(description="the row's id: its first event's, as in the store's view")
+    date: str = Field(description="the trading date (the exchange session's), YYYY-MM-DD")
     events_processed: int
     data_bytes: int
-    estimated_cost: str
+    estimated_cost: str = Field(
+        description="exact decimal text (the view's column is the seed's REAL)"
+    )
     currency: str = Field(description="The currency of every amount here (ISO 4217).")
-    connection_time: float
+    connection_time: float = Field(description="hours connected")
+    created_at: str = Field(description="the row's first event's time, UTC ISO 8601")
 
 
 class HealthOut(BaseModel):

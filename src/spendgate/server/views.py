@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from spendgate.errors import SpendgateError
+from spendgate.markets import MarketHours, trading_days
 from spendgate.money import money_text
 from spendgate.rollups import Tally, ceil_minute, total
 from spendgate.server.context import Context
-from spendgate.streams import MarketHours, usage_history
+from spendgate.streams import usage_history
 from spendgate.windows import from_micros, to_micros
 
 HISTORY_DAYS = 30
@@ -142,15 +143,16 @@ def market_state(ctx: Context, now: datetime) -> dict[str, Any]:
 
 
 def streams(ctx: Context) -> dict[str, Any]:
-    """Each streamed source today: bytes, messages, connected hours, cost, and the level of
-    the tightest budget scoped to it; and whether the market is open."""
+    """Each streamed source on today's trading day: bytes, messages, connected hours, cost,
+    and the level of the tightest budget scoped to it; and whether the market is open."""
     now = ctx.now()
     statuses = ctx.gate.status(now)
     order = ("normal", "warn", "degrade", "stop")
     out = []
+    day = trading_days(ctx.gate.config.streams).trading_date(now)  # the meters' trading day
     for source in stream_sources(ctx):
         rows = usage_history(ctx.gate, source, days=1)
-        today = rows[0] if rows and rows[0].date == now.date() else None
+        today = rows[0] if rows and rows[0].date == day else None
         scoped = [
             s
             for s in statuses
@@ -160,7 +162,7 @@ def streams(ctx: Context) -> dict[str, Any]:
         out.append(
             {
                 "source": source,
-                "date": now.date().isoformat(),
+                "date": day.isoformat(),
                 "events_processed": today.events_processed if today else 0,
                 "data_bytes": today.data_bytes if today else 0,
                 "connection_hours": today.connection_hours if today else 0.0,

@@ -21,6 +21,7 @@ from spendgate.money import Nanos
 from spendgate.pricing import Price
 from spendgate.rollups import Tally, tiles
 from spendgate.settings import Severity
+from spendgate.store.stream_days import StreamDay
 
 TallyRow = tuple[int, str, str, Tally]
 """(span index, service, source, tally): one row of `Store.tallies()`."""
@@ -357,6 +358,12 @@ class LedgerStore(ABC):
         service, however many events there are. An event recorded later with an earlier
         time moves it.
         """
+
+    @abstractmethod
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        """The second seed's `usage_monitoring` rows of `source` (and `service`) dated
+        `since` (YYYY-MM-DD) or later, newest first: the SQL backends read their view, the
+        memory backend applies the same rule (see `spendgate.store.stream_days`)."""
 
     @abstractmethod
     def event(self, request_id: str) -> Event | None:

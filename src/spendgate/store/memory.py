@@ -51,6 +51,7 @@ from spendgate.store.base import (
     TallyRow,
 )
 from spendgate.store.memory_control import MemoryControl
+from spendgate.store.stream_days import StreamDay, stream_days
 from spendgate.windows import to_micros
 
 
@@ -501,6 +502,12 @@ class MemoryStore(MemoryControl, Store):
                 if step == MINUTE and bucket < out.get(service, bucket + 1):
                     out[service] = bucket
         return out
+
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        with self._lock:
+            self._check_open()
+            numbered = list(enumerate(self._events.values(), start=1))
+        return stream_days(numbered, since, source, service)
 
     def event(self, request_id: str) -> Event | None:
         with self._lock:

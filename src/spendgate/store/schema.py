@@ -248,3 +248,10 @@ write_probe = Table(
     Column("at", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# -- views -----------------------------------------------------------------------------------
+
+VIEWS = frozenset({"stream_usage", "usage_monitoring"})
+"""Views the migrations create over the tables above, written per dialect in their revision:
+`stream_usage` and `usage_monitoring` (0008), the second seed's table of stream usage by
+trading day (see `spendgate.store.stream_days`)."""

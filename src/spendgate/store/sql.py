@@ -47,6 +47,8 @@ from spendgate.store.inflight import InFlight
 from spendgate.store.rows import event_row, json_slots, rollup_refused, row_event, slots_json
 from spendgate.store.sql_budgets import RefusedError, SQLBudgets
 from spendgate.store.sql_control import C, SQLControl
+from spendgate.store.stream_days import StreamDay, earliest, row_day
+from spendgate.store.stream_days import select as stream_select
 from spendgate.windows import to_micros
 
 T = TypeVar("T")
@@ -419,6 +421,13 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
     def first_minutes(self) -> dict[str, int]:
         rows = self._read(lambda conn: conn.execute(self.sql.first_minutes).fetchall())
         return {service: int(minute) for service, minute in rows}
+
+    def stream_days(self, since: str, source: str, service: str | None) -> list[StreamDay]:
+        statement = stream_select(self.sql.mark, service=service is not None)
+        bounds = (earliest(since), since, source)
+        params = bounds if service is None else (*bounds, service)
+        rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
+        return [row_day(tuple(r)) for r in rows]
 
     def event(self, request_id: str) -> Event | None:
         row = self._read(lambda conn: conn.execute(self.sql.event, (request_id,)).fetchone())
