@@ -264,7 +264,7 @@ def test_postgres_budget_alerts_in_nano_units_read_as_decimal_amounts_after_upgr
 
 
 def _old_stream_events(url: str) -> None:
-    """Stream settlements as spendgate wrote them before revision 0008 (no trading date), and
+    """Stream settlements as spendgate wrote them before revision 0009 (no trading date), and
     a request that is no stream usage."""
     engine = create_engine(url)
     with engine.begin() as conn:

@@ -253,5 +253,5 @@ write_probe = Table(
 
 VIEWS = frozenset({"stream_usage", "usage_monitoring"})
 """Views the migrations create over the tables above, written per dialect in their revision:
-`stream_usage` and `usage_monitoring` (0008), the second seed's table of stream usage by
+`stream_usage` and `usage_monitoring` (0009), the second seed's table of stream usage by
 trading day (see `spendgate.store.stream_days`)."""

@@ -1,6 +1,6 @@
 """The second seed's `usage_monitoring` table, as views of the ledger.
 
-The SQL backends have two views over `events` (migration 0008): `stream_usage`, one row per
+The SQL backends have two views over `events` (migration 0009): `stream_usage`, one row per
 event that carries stream usage (units `bytes`, `seconds` or `events`, or a `trading_date`
 label) with its trading date and its usage as integers; and `usage_monitoring`, those summed
 per trading date, source and service with the seed's columns (`id`, `date`,

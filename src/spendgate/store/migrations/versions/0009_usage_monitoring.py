@@ -14,8 +14,8 @@ WHERE date >= date('now', '-30 days') ORDER BY date DESC`.
 Written out per dialect here, not imported, so that the step stays what it was whatever
 later code does.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-09
 """
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
