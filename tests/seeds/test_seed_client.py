@@ -11,9 +11,10 @@ a response (`budget_remaining > 20`, the alert templates' `:.2f`), that code is 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -493,6 +494,51 @@ def test_the_usage_monitors_defaults_and_environment_are_honoured(tmp_path: Path
         with pytest.raises(BudgetExceededError, match=r"\$25"):
             monitor.assert_budget_safe()
         monitor.stop()
+
+        # MBODatabase.get_cost_history(days): the seed's SQL, unchanged, on the store's file
+        # (its `date('now')` is the real date: the window reaches back to the pinned day).
+        days = (date.today() - NOW.date()).days + 30
+        history = get_cost_history(tmp_path / "mbo.db", days)
+        assert [row["date"] for row in history] == [NOW.date().isoformat()]
+        assert history[0]["events"] == stats["events_processed"]
+        assert Decimal(str(history[0]["cost"])) == stats["estimated_cost"]
+        assert history[0]["hours"] == 0  # the clock stood still: no connected time
+        # The same rows over REST, under the table's names.
+        keys = make_keys(gate)
+        with running(app_for(gate)) as url:
+            rows = httpx.get(
+                f"{url}/api/streams/usage",
+                params={"source": "databento_mbo"},
+                headers=bearer(keys.admin),
+            ).json()
+        assert [
+            {k: row[k] for k in ("date", "events_processed", "estimated_cost", "connection_time")}
+            for row in rows
+        ] == [
+            {
+                "date": NOW.date().isoformat(),
+                "events_processed": stats["events_processed"],
+                "estimated_cost": str(stats["estimated_cost"]),
+                "connection_time": 0.0,
+            }
+        ]
+        assert {"id", "data_bytes", "created_at"} <= set(rows[0])
+
+
+def get_cost_history(db_path: Path, days: int = 30) -> list[dict[str, Any]]:
+    """seeds/004 `get_cost_history`, as written."""
+    with sqlite3.connect(db_path) as conn:
+        cursor = conn.cursor()
+        cursor.execute(
+            """
+            SELECT date, estimated_cost, events_processed, connection_time
+            FROM usage_monitoring
+            WHERE date >= date('now', '-{} days')
+            ORDER BY date DESC
+        """.format(days)  # noqa: UP032 (the seed's own formatting)
+        )
+
+        return [dict(zip(["date", "cost", "events", "hours"], row)) for row in cursor.fetchall()]  # noqa: B905
 
 
 def get_usage_stats(monitor: StreamMeter) -> dict[str, Any]:
