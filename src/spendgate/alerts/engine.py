@@ -190,9 +190,7 @@ class AlertEngine:
                 continue
             round_, kind = step
             messages: list[Notification] = []
-            for channel in s.channels:
-                if alert.severity not in channel.severities:
-                    continue
+            for channel in notices.channels_for(alert, s):
                 message = notices.render(alert, kind, round_, channel, config)
                 messages.append(
                     Notification(

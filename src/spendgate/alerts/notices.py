@@ -499,6 +499,13 @@ def title_of(alert: Alert, config: Config | None = None) -> str:
     )
 
 
+def channels_for(alert: Alert, settings: AlertSettings) -> list[ChannelSettings]:
+    """The channels an alert goes to: those that take its severity (the seed's `sms` only
+    `critical`). The evaluator enqueues to these, and the alert's `notification_channels`
+    names them."""
+    return [c for c in settings.channels if alert.severity in c.severities]
+
+
 def alert_dict(alert: Alert, config: Config | None = None) -> dict[str, Any]:
     """An alert, JSON-ready, as every face shows it (the HTTP API, the WebSocket's
     `cost_alert`, the JSON webhook's body, `spendgate alerts list --json`).
@@ -526,9 +533,7 @@ def alert_dict(alert: Alert, config: Config | None = None) -> dict[str, Any]:
         "description": _description(alert, facts, config),
         "data": _data(alert, facts),
         "recommended_actions": list(ACTIONS.get(type_of(alert), DEFAULT_ACTIONS)),
-        "notification_channels": [
-            c.name for c in config.alerts.channels if alert.severity in c.severities
-        ],
+        "notification_channels": [c.name for c in channels_for(alert, config.alerts)],
         "value": alert.value,
         "threshold": alert.threshold,
         "unit": unit_of(alert.rule, currency),
