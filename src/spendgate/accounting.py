@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import Literal
 
 from spendgate.budgets import Budget
 from spendgate.errors import CounterLimitError
@@ -47,10 +48,27 @@ class Slot:
 @dataclass(frozen=True, slots=True)
 class AlertLine:
     """An alert threshold on a budget: at `fraction` (decimal text, e.g. `"0.8"`) of its
-    limit, which is `line` nano-units of usage."""
+    limit, which is `line` nano-units of usage.
+
+    `limit` is the budget's limit the line was drawn from, kept with the alert it raises (so
+    an alert says the limit it crossed, whatever the budget says later); `rung` is the
+    ladder's action at this fraction (`warn`, `degrade`, `stop`), if the line is a rung;
+    `critical` whether its alert is critical (at or past the limit, or at or past the
+    ladder's stop rung) rather than a warning. A line kept before these were (a pending
+    hold's stored slots) has `limit` 0, no rung, and is critical at or past the limit.
+    """
 
     fraction: str
     line: Nanos
+    limit: Nanos = 0
+    rung: str | None = None
+    critical: bool | None = None
+
+    @property
+    def severity(self) -> Literal["warning", "critical"]:
+        """The severity of the alert the line raises: `critical` or `warning`."""
+        critical = Decimal(self.fraction) >= 1 if self.critical is None else self.critical
+        return "critical" if critical else "warning"
 
 
 @dataclass(frozen=True, slots=True)

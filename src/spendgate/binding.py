@@ -146,11 +146,32 @@ class PriceAt:
 
 
 def alert_lines(budget: Budget, defaults: tuple[Decimal, ...]) -> tuple[AlertLine, ...]:
-    """The usage levels at which a budget raises alerts: its own fractions, else the
-    `[alerts]` defaults, of its limit."""
-    fractions = budget.alerts if budget.alerts is not None else defaults
+    """The usage levels at which a budget raises alerts: its own `alerts` fractions exactly,
+    else the rungs of its threshold ladder (warn 0.6, degrade 0.7, stop 0.8: the second
+    seed's "warn at 60% notifies") together with the `[alerts]` defaults (0.8, 1.0), of its
+    limit, in order.
+
+    A line's alert is critical at or past the limit and at or past the ladder's stop rung
+    (calls are refused there), else a warning.
+    """
+    rungs = {t.fraction.normalize(): t.action for t in budget.thresholds}
+    if budget.alerts is not None:
+        fractions = sorted({f.normalize() for f in budget.alerts})
+    else:
+        fractions = sorted({f.normalize() for f in defaults} | set(rungs))
+    stop = next((f for f, action in rungs.items() if action == "stop"), None)
+    critical_from = Decimal(1) if stop is None else min(stop, Decimal(1))
     limit = from_nanos(budget.limit)
-    return tuple(AlertLine(f"{f.normalize():f}", decimal_to_nanos(limit * f)) for f in fractions)
+    return tuple(
+        AlertLine(
+            f"{f:f}",
+            decimal_to_nanos(limit * f),
+            budget.limit,
+            rungs.get(f),
+            f >= critical_from,
+        )
+        for f in fractions
+    )
 
 
 class Binding:

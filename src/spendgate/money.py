@@ -188,6 +188,13 @@ def money_text(nanos: Nanos) -> str:
     return f"{from_nanos(nanos):f}"
 
 
+def money_number(nanos: Nanos) -> float:
+    """An amount as the plain JSON number the seeds compare and format (`live_metrics`, an
+    alert's `data`): its exact decimal text, read. Never the only form of an amount: the
+    exact text (`money_text()`) goes beside it."""
+    return float(money_text(nanos))
+
+
 @exact
 def format_money(nanos: Nanos, currency: str = DEFAULT_CURRENCY, places: int = 2) -> str:
     """Show an amount for people: `$12.35`, `-$0.50`, `EUR 3.10` for unknown symbols.

@@ -778,9 +778,21 @@ def test_a_budget_reaching_a_rung_is_pushed_as_an_alert_once(gate: Gate, keys: K
             m = receive_until(
                 ws, lambda m: m["type"] == "cost_alert" and m["alert"]["rule"] == "budget"
             )
-            assert m["alert"]["rule"] == "budget"
-            assert m["alert"]["scope"] == "daily"
-            assert m["alert"]["detail"] == {"fraction": "0.8"}
+            alert = m["alert"]
+            assert (alert["rule"], alert["scope"]) == ("budget", "daily")
+            assert alert["detail"] == {"fraction": "0.8", "limit": "1", "rung": "warn"}
+            # The seed's shape (`send_cost_alert`'s `alert`), the same dict the API shows.
+            assert (alert["type"], alert["severity"]) == ("high_usage", "warning")
+            data = alert["data"]
+            assert (data["usage_percentage"], data["current_usage"]) == (0.85, 0.85)
+            assert (data["daily_budget"], data["remaining_budget"]) == (1.0, 0.15)
+            assert (data["budget"], data["window"]) == ("daily", "day")
+            shown = httpx.get(
+                f"{url}/api/alerts/{alert['alert_id']}", headers=bearer(keys.read)
+            ).json()
+            assert {k: v for k, v in shown.items() if k not in ("state", "notifications_sent")} == {
+                k: v for k, v in alert.items() if k not in ("state", "notifications_sent")
+            }
             more = {"service": "scraper", "source": "paid_api", "cost": "0.01"}
             httpx.post(f"{url}/api/events", json=more, headers=bearer(keys.write))
             # Updates arrive; the same rung is not announced again (other rules, such as the

@@ -90,7 +90,8 @@ class AlertEngine:
         now = self.gate.clock()
         now_us = to_micros(now)
         store = self._alerts
-        firing = {(a.rule, a.scope): a for a in store.alerts(state="firing", limit=10_000)}
+        open_alerts = store.alerts(state="firing", limit=10_000)
+        firing = {(a.rule, a.scope): a for a in open_alerts}
         fired: list[str] = []
         resolved: list[str] = []
         # The store answers: an outage seen meanwhile, by this evaluator or the gate, is over.
@@ -101,13 +102,14 @@ class AlertEngine:
             self._report(self.unreachable, firing, now, fired, resolved)
             self.unreachable = None
         self.gate.resolve_unknown()
-        for key, alert in list(firing.items()):
-            # Alerts of a window (a budget line, its forecast) end with it.
+        # Alerts of a window (a budget's lines, its forecast) end with it: every one of them
+        # (a budget has an alert per line of its ladder, all of one rule and scope).
+        for alert in open_alerts:
             over = alert.rule in ("budget", "forecast") and self._window_over(alert, now)
             if over and store.resolve(alert.alert_id, now_us) is not None:
                 resolved.append(alert.alert_id)
-            if over:
-                del firing[key]
+            if over and firing.get((alert.rule, alert.scope)) is alert:
+                del firing[(alert.rule, alert.scope)]
         for finding in rules.findings(self.snapshot(now), self.settings):
             current = firing.get((finding.rule, finding.scope))
             if finding.judgement == "active" and current is None:
@@ -176,9 +178,9 @@ class AlertEngine:
     def enqueue_due(self, now_us: int, resolved: Sequence[str] = ()) -> int:
         """Enqueue every notification round that is due (of every firing alert, and of the
         alerts this evaluation resolved); how many notifications."""
-        s = self.settings
+        config = self.gate.config  # one reading: the channels and the alerts' budgets
+        s = config.alerts
         count = 0
-        limits = {b.name: b.limit for b in self.gate.config.budgets}
         store = self._alerts
         candidates = store.alerts(state="firing", limit=10_000)
         candidates += [a for a in map(store.alert, resolved) if a is not None]
@@ -188,18 +190,8 @@ class AlertEngine:
                 continue
             round_, kind = step
             messages: list[Notification] = []
-            for channel in s.channels:
-                if alert.severity not in channel.severities:
-                    continue
-                message = notices.render(
-                    alert,
-                    kind,
-                    round_,
-                    channel,
-                    s,
-                    limit=limits.get(alert.scope) if alert.rule == "budget" else None,
-                    currency=self.gate.config.currency,
-                )
+            for channel in notices.channels_for(alert, s):
+                message = notices.render(alert, kind, round_, channel, config)
                 messages.append(
                     Notification(
                         message.key, alert.alert_id, channel.name, message.payload(), now_us

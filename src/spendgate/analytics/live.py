@@ -18,7 +18,7 @@ from typing import Any
 from spendgate.analytics.forecast import burn_rate
 from spendgate.analytics.summaries import savings_vs_traditional
 from spendgate.budgets import used_percent
-from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_text
+from spendgate.money import DEFAULT_CURRENCY, Nanos, from_nanos, money_number, money_text
 from spendgate.rollups import Tally
 
 RATE_WINDOW = timedelta(minutes=15)
@@ -205,12 +205,12 @@ class LiveMetrics:
         runway = self.runway
         return {
             "as_of": self.as_of.isoformat(),
-            "current_daily_spend": _number(self.today.cost),
-            "budget_remaining": None if budget is None else _number(budget.remaining_nanos),
+            "current_daily_spend": money_number(self.today.cost),
+            "budget_remaining": None if budget is None else money_number(budget.remaining_nanos),
             "free_source_success_rate": self.today.free_source_success_rate,
             "requests_per_minute": self.requests_per_minute,
-            "cost_per_request": _number(self.today.cost_per_request),
-            "projected_daily_total": _number(self.projected_daily_total_nanos),
+            "cost_per_request": money_number(self.today.cost_per_request),
+            "projected_daily_total": money_number(self.projected_daily_total_nanos),
             "time_until_budget_exhausted": None if runway is None else runway.total_seconds(),
         }
 
@@ -291,8 +291,3 @@ class LiveMetrics:
             "unpriced_requests_today": self.today.unpriced,
             "status": self.status(),
         }
-
-
-def _number(nanos: Nanos) -> float:
-    """An amount as the JSON number the seed compares: its exact decimal text, read."""
-    return float(money_text(nanos))

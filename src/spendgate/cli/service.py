@@ -179,7 +179,7 @@ def alerts_list(
         if state not in (None, "firing", "resolved"):
             raise ValidationError("--state", state, "firing or resolved")
         found = [
-            alert_dict(a, gate.config.currency)
+            alert_dict(a, gate.config)
             for a in gate.store.alerts(state=state, limit=limit)  # type: ignore[arg-type]
         ]
     if as_json:

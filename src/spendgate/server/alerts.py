@@ -52,7 +52,7 @@ def alert_history(
 ) -> Any:
     """Alerts, newest first: every firing and resolved alert is kept."""
     return [
-        alert_dict(a, ctx.gate.config.currency)
+        alert_dict(a, ctx.gate.config)
         for a in ctx.gate.store.alerts(state=state, limit=limit, before=before)
     ]
 
@@ -70,7 +70,7 @@ def acknowledge(alert_id: AlertId, ctx: Ctx, who: Writer) -> Any:
     alert = ctx.gate.store.acknowledge(alert_id, actor=who.actor, at=ctx.now_us())
     if alert is None:
         raise NotFoundError("alert", alert_id)
-    return alert_dict(alert, ctx.gate.config.currency)
+    return alert_dict(alert, ctx.gate.config)
 
 
 @router.post("/api/alerts/{alert_id:path}/silence", response_model=AlertOut)
@@ -80,7 +80,7 @@ def silence(alert_id: AlertId, body: SilenceIn, ctx: Ctx, who: Writer) -> Any:
     alert = ctx.gate.store.silence(alert_id, until=until, actor=who.actor, at=ctx.now_us())
     if alert is None:
         raise NotFoundError("alert", alert_id)
-    return alert_dict(alert, ctx.gate.config.currency)
+    return alert_dict(alert, ctx.gate.config)
 
 
 @router.post("/api/heartbeats", response_model=HeartbeatOut)
@@ -269,4 +269,4 @@ def configure_alerts(body: AlertConfigIn, ctx: Ctx, who: Admin) -> Any:
 @router.get("/api/alerts/{alert_id:path}", response_model=AlertOut)
 def one_alert(alert_id: AlertId, ctx: Ctx, who: Reader) -> Any:
     """One alert."""
-    return alert_dict(_found(ctx, alert_id), ctx.gate.config.currency)
+    return alert_dict(_found(ctx, alert_id), ctx.gate.config)

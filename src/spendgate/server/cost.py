@@ -43,8 +43,7 @@ def dashboard(ctx: Context) -> dict[str, Any]:
     statuses = [s.to_dict() for s in standing]
     # The alerts firing now, from the store (every process's, whichever raised them).
     warnings = [
-        alert_dict(a, ctx.gate.config.currency)
-        for a in ctx.gate.store.alerts(state="firing", limit=100)
+        alert_dict(a, ctx.gate.config) for a in ctx.gate.store.alerts(state="firing", limit=100)
     ]
     return {
         "success": True,

@@ -42,9 +42,7 @@ def current_state(ctx: Context) -> dict[str, Any]:
     standing = ctx.gate.status()  # one reading for the live figures and the budgets
     live = ctx.analyst.live(standing).to_dict()
     live["budgets"] = [s.to_dict() for s in standing]
-    recent = [
-        alert_dict(a, ctx.gate.config.currency) for a in ctx.gate.store.alerts(limit=ALERTS_SHOWN)
-    ]
+    recent = [alert_dict(a, ctx.gate.config) for a in ctx.gate.store.alerts(limit=ALERTS_SHOWN)]
     live["recent_alerts"] = recent
     live["alerts"] = [a for a in recent if a["state"] == "firing"]
     return live

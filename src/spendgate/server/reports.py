@@ -130,6 +130,6 @@ def announce(ctx: Context, month: str, paths: list[Path], channel_name: str) -> 
     )
     store: AlertStore = ctx.gate.store
     if store.fire(alert):
-        message = render(alert, "firing", 1, channel, settings)
+        message = render(alert, "firing", 1, channel, ctx.gate.config)
         note = Notification(message.key, alert.alert_id, channel.name, message.payload(), now)
         store.enqueue(alert.alert_id, 1, [note], now)

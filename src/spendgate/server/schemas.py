@@ -557,14 +557,38 @@ class AlertConfigOut(BaseModel):
 
 
 class AlertOut(BaseModel):
-    """An alert and where it stands."""
+    """An alert and where it stands: spendgate's fields beside the seed's alert shape
+    (`alert_id`, `type`, `severity`, `timestamp`, `title`, `description`, `data`,
+    `recommended_actions`, `notification_channels`), the same on every face."""
 
     alert_id: str
-    rule: str
+    type: str = Field(
+        description="The seed's alert type: `high_usage` (a budget line below its limit), "
+        "`budget_exceeded` (at or past it), `budget_forecast`, `free_source_rate_low`, "
+        "`cost_spike`, `spend_anomaly`, `service_offline`, `rate_limit_approaching`, "
+        "`unpriced_usage`, `approved_unchecked`, `store_unreachable`, `report_ready`, `test`."
+    )
+    rule: str = Field(description="spendgate's rule that raised it (`budget`, `forecast`...).")
     scope: str
-    severity: str
+    severity: str = Field(description="info, warning or critical.")
     state: str
+    timestamp: str = Field(description="When it fired (ISO 8601), as `fired_at`.")
     title: str
+    description: str = Field(description="One sentence: what happened, with its figures.")
+    data: dict[str, Any] = Field(
+        description="The alert's figures as JSON numbers (the seed formats them with `:.2f`; "
+        "the exact decimal text is in `value`, `threshold`, `limit` and `detail`). A budget "
+        "alert's: `usage_percentage` (a fraction: 0.85 is 85%), `current_usage`, "
+        "`daily_budget` (the budget's limit for its own window, which `window` names: day, "
+        "week, month or rolling), `remaining_budget` (negative past the limit), `overage` "
+        "(`budget_exceeded` only), `budget`, `scope`, `window_start`, `threshold` (the "
+        "line), `fraction`, `rung` (the ladder's action at the line, if any). Other rules: "
+        "their measured value and threshold by name, and their detail."
+    )
+    recommended_actions: list[str]
+    notification_channels: list[str] = Field(
+        description="The configured channels this alert goes to (each takes some severities)."
+    )
     value: str | None = Field(
         description="What was measured, in `unit`: amounts as exact decimal text of currency "
         'units ("0.081"), fractions as decimals, durations as seconds ("120s"), counts.'
@@ -575,6 +599,10 @@ class AlertOut(BaseModel):
         "else fraction, seconds, requests or calls; null for an alert without figures."
     )
     currency: str = Field(description="The currency of every amount in the alert (ISO 4217).")
+    limit: str | None = Field(
+        description="A budget or forecast alert's budget limit its figures are of (kept from "
+        "when it fired), exact decimal text; null for other rules."
+    )
     fired_at: str
     resolved_at: str | None
     acknowledged_at: str | None

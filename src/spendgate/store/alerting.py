@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from spendgate.accounting import AlertLine, Slot, crossed_lines
@@ -113,21 +112,26 @@ def fired_in_window(slot: Slot, alert: Alert, earlier: Iterable[tuple[str, int |
 
 def crossing_alert(slot: Slot, line: AlertLine, used: Nanos, at: int) -> Alert:
     """The alert a budget line crossed in a transaction raises: once per window (the id
-    carries the window's start), critical at or above the limit. Its `value` (the usage
-    that crossed) and `threshold` (the line) are decimal text of currency units, as every
-    money alert's (`"0.81"`), never nano-units."""
-    critical = Decimal(line.fraction) >= 1
+    carries the window's start), as severe as the line says (`AlertLine.severity`). Its
+    `value` (the usage that crossed) and `threshold` (the line) are decimal text of currency
+    units, as every money alert's (`"0.81"`), never nano-units; its detail keeps the line's
+    `fraction`, the budget's `limit` then (same text) and the ladder's `rung` there."""
+    detail: dict[str, str] = {"fraction": line.fraction}
+    if line.limit:
+        detail["limit"] = money_text(line.limit)
+    if line.rung is not None:
+        detail["rung"] = line.rung
     return Alert(
         alert_id=f"budget:{slot.budget}:{line.fraction}:{slot.bucket}",
         rule="budget",
         scope=slot.budget,
-        severity="critical" if critical else "warning",
+        severity=line.severity,
         state="firing",
         fired_at=at,
         value=money_text(used),
         threshold=money_text(line.line),
         window_start=slot.bucket,
-        detail={"fraction": line.fraction},
+        detail=detail,
     )
 
 

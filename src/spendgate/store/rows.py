@@ -125,22 +125,23 @@ def row_event(row: Sequence[Any]) -> Event:
 
 def slots_json(slots: Sequence[Slot]) -> str:
     """A reservation's slots as stored: `[[budget, bucket, span_start, cap], ...]`, with a
-    fifth item `[[fraction, line], ...]` on a slot that has alert lines (a lease that grows
-    later must still see them)."""
+    fifth item `[[fraction, line, limit, rung, critical], ...]` on a slot that has alert
+    lines (a lease that grows later must still see them; lines stored as `[fraction, line]`
+    by an earlier spendgate are read too)."""
     return json.dumps([_slot_item(s) for s in slots])
 
 
 def _slot_item(slot: Slot) -> list[Any]:
     item: list[Any] = [slot.budget, slot.bucket, slot.span_start, slot.cap]
     if slot.lines:
-        item.append([[x.fraction, x.line] for x in slot.lines])
+        item.append([[x.fraction, x.line, x.limit, x.rung, x.critical] for x in slot.lines])
     return item
 
 
 def json_slots(text: str) -> tuple[Slot, ...]:
     """The slots of a stored reservation."""
     return tuple(
-        Slot(b, bucket, span, cap, tuple(AlertLine(f, x) for f, x in lines[0]) if lines else ())
+        Slot(b, bucket, span, cap, tuple(AlertLine(*x) for x in lines[0]) if lines else ())
         for b, bucket, span, cap, *lines in json.loads(text)
     )
 
