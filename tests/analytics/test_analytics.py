@@ -891,7 +891,22 @@ def test_the_seeds_period_tokens_are_calendar_periods(token: object, days: int) 
     assert period_days(token, date(2026, 10, 20)) == days
 
 
-@pytest.mark.parametrize("token", ["13_months", "fortnight", "3_moons", "0_days", "-1", 0, 400])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "13_months",
+        "fortnight",
+        "3_moons",
+        "0_days",
+        "-1",
+        0,
+        400,
+        "0" * 4301,  # past int()'s digit limit: was a 500 on /api/cost/trends
+        "9" * 4301 + "_days",
+        "\u00b2",  # a digit to str.isdigit(), not to int()
+        "\u0663_months",  # an Arabic-Indic 3
+    ],
+)
 def test_a_bad_period_names_its_field_and_the_valid_ones(token: object) -> None:
     with pytest.raises(ValidationError) as caught:
         period_days(token, date(2026, 10, 20))

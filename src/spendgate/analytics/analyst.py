@@ -12,6 +12,7 @@ and where it is heading. Every read is a handful of rollup rows, whatever the ev
 
 from __future__ import annotations
 
+import re
 import threading
 from calendar import monthrange
 from collections.abc import Sequence
@@ -634,6 +635,7 @@ def _primary(budgets: Sequence[Budget], name: str | None) -> Budget | None:
 
 
 _UNITS = {"day": 0, "week": 0, "month": 1, "year": 12}
+_COUNT = re.compile(r"[0-9]{1,6}")  # ASCII digits, few enough to read (any more: too long)
 
 
 def period_days(value: object, today: date) -> int:
@@ -647,11 +649,11 @@ def period_days(value: object, today: date) -> int:
     """
     if isinstance(value, str):
         token = value.strip().lower()
-        if token.isdigit():
-            return check_days(int(token))
+        if _COUNT.fullmatch(token):
+            return _period_check(value, int(token))
         count, _, unit = token.rpartition("_")
         unit = unit[:-1] if unit.endswith("s") else unit
-        if unit in _UNITS and (count.isdigit() or count == ""):
+        if unit in _UNITS and (_COUNT.fullmatch(count) or count == ""):
             k = int(count or 1)
             if unit in {"day", "week"}:
                 return _period_check(value, k * (7 if unit == "week" else 1))
