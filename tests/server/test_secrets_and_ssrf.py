@@ -577,7 +577,21 @@ def test_the_api_refuses_a_private_destination_and_cannot_allow_one(tmp_path: Pa
                     headers=admin,
                 )
                 assert r.status_code == 422, r.text
-                assert r.json()["errors"][0]["field"] == "alerts.channels.hook.url"
+                # Named as posted (the file's name is alerts.channels.hook.url).
+                assert r.json()["errors"][0]["field"] == "notification_channels.hook.url"
+            # The transports the seed's recipients go through are held to the same rule.
+            for key, url in (
+                ("smtp_url", "mailtos://u:p@10.1.2.3:587?from=a@example.com"),
+                ("smtp_url", "mailtos://u:p@example.com?smtp=127.0.0.1&from=a@example.com"),
+                ("slack_webhook", "http://169.254.169.254/latest/meta-data"),
+                ("sms_url", "https://[::1]/sms"),
+                ("sms_url", "json://localhost/sms"),
+            ):
+                r = http.post("/api/cost/alerts/configure", json={key: url}, headers=admin)
+                assert r.status_code == 422, r.text
+                assert r.json()["errors"][0]["field"] == key
+                assert "allow_private_destinations" in r.text
+                assert ":p@" not in r.text  # the password is not shown back
             # The allowance is the file's: the API has no way to set it.
             r = http.post(
                 "/api/cost/alerts/configure",
