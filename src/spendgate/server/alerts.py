@@ -17,6 +17,7 @@ from spendgate.alerts import channels
 from spendgate.alerts.channels import DeliveryError
 from spendgate.alerts.notices import alert_dict
 from spendgate.errors import NotFoundError, ValidationError
+from spendgate.money import from_nanos
 from spendgate.redaction import redact
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
@@ -182,7 +183,8 @@ def seed_channel(channel: ChannelSettings) -> Any:
 
 
 def seed_view(s: AlertSettings) -> dict[str, Any]:
-    """The seed's `alert_thresholds` and `notification_channels` for the settings."""
+    """The seed's `alert_thresholds` (numbers, as the seed compares them) and
+    `notification_channels` (`seed_channel()`) for the settings."""
     spec = s.to_spec()
     fractions = [float(f) for f in s.budget_fractions]
     thresholds = {
@@ -191,6 +193,10 @@ def seed_view(s: AlertSettings) -> dict[str, Any]:
         **{seed: spec[ours] for seed, ours in _SEED.items()},
         "service_offline": s.service_offline_after is not None,
     }
+    # A number, as the seed compares it (`cost > cost_per_request_spike`); the exact decimal
+    # text is `settings.cost_per_request_above`.
+    spike = s.cost_per_request_above
+    thresholds["cost_per_request_spike"] = None if spike is None else float(from_nanos(spike))
     channels = {c.name: seed_channel(c) for c in s.channels}
     return {"alert_thresholds": thresholds, "notification_channels": channels}
 

@@ -504,8 +504,14 @@ class AlertThresholds(Body):
 
 
 Recipient = Annotated[Text, Field(max_length=320)]
-Recipients = Annotated[list[Recipient], Field(max_length=50)]
-"""An email, Slack or SMS channel's recipients (checked by `spendgate.alert_settings`)."""
+Recipients = Annotated[
+    list[Any],
+    Field(max_length=50),
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 50}),
+]
+"""An email, Slack or SMS channel's recipients, checked one by one where the file's are
+(`spendgate.alert_settings`), so that an error names the one that is wrong
+(`notification_channels.email[1]`)."""
 TransportURL = Annotated[Text, Field(min_length=1, max_length=2000)]
 
 
