@@ -11,14 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from spendgate import Gate
 from spendgate.config import parse
 from spendgate.testing import FrozenClock
 from tests.alerts.test_alerts import Receiver
-from tests.alerts.test_recipients import SEED_EMAIL, Envelopes
-from tests.serving import app_for, bearer, free_port, make_keys, running
+from tests.alerts.test_recipients import SEED_EMAIL, smtp_server
+from tests.serving import app_for, bearer, make_keys, running
 
 # Seed 000, `CostAlertSystem.__init__`, as `update_configuration` receives it.
 SEED_BODY: dict[str, Any] = {
@@ -63,23 +62,20 @@ def served(store_url: str, clock: FrozenClock) -> Iterator[tuple[httpx.Client, d
 @pytest.fixture
 def receivers() -> Iterator[dict[str, Any]]:
     """A real SMTP server and two HTTP receivers (Slack, the SMS gateway) on loopback."""
-    box, port = Envelopes(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
     slack, sms = Receiver(), Receiver()
     try:
-        yield {
-            "inbox": box,
-            "slack": slack,
-            "sms": sms,
-            "transports": {
-                "smtp_url": f"mailto://127.0.0.1:{port}?from=spendgate@example.com&mode=insecure",
-                "slack_webhook": slack.url,
-                "sms_url": sms.url,
-            },
-        }
+        with smtp_server() as (box, smtp_url):
+            yield {
+                "inbox": box,
+                "slack": slack,
+                "sms": sms,
+                "transports": {
+                    "smtp_url": smtp_url,
+                    "slack_webhook": slack.url,
+                    "sms_url": sms.url,
+                },
+            }
     finally:
-        controller.stop()
         slack.close()
         sms.close()
 
