@@ -623,9 +623,18 @@ def test_a_private_destination_is_refused_at_send_time_before_any_connection(
         ("apprise", "json://169.254.169.254/in"),
         ("apprise", "mailto://ops:pw@example.com?smtp=10.0.0.5&to=a@b.c"),
     ]
+    # The seed's recipients, through transports on private hosts.
+    sent_through = [
+        ("slack", f"http://127.0.0.1:{receiver.port}/hook", "#cost-alerts"),
+        ("sms", f"http://localhost:{receiver.port}/sms", "+1234567890"),
+        ("sms", f"json://[::1]:{receiver6.port}/sms", "+1234567890"),
+        ("email", "mailto://ops:pw@10.0.0.5?from=a@example.com", "dev-team@fishmouth.io"),
+    ]
     payload = {"key": "k", "data": {"a": 1}, "subject": "s", "html": "h", "sms": "s"}
-    for kind, url in urls:
-        channel = ChannelSettings("probe", kind, url)  # type: ignore[arg-type]
+    probes = [ChannelSettings("probe", kind, url) for kind, url in urls]  # type: ignore[arg-type]
+    probes += [ChannelSettings("probe", k, url, to=(to,)) for k, url, to in sent_through]  # type: ignore[arg-type]
+    for channel in probes:
+        url = channel.url
         with pytest.raises(DeliveryError) as refused:
             channels.send(channel, payload)
         assert str(refused.value) == f"channel 'probe': {NOT_DELIVERED}", url
