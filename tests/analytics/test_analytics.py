@@ -865,7 +865,14 @@ def test_the_seeds_period_tokens_are_calendar_periods(token: object, days: int) 
     assert period_days(token, date(2026, 10, 20)) == days
 
 
-@pytest.mark.parametrize("token", ["13_months", "fortnight", "3_moons", "0_days", "-1", 0, 400])
+@pytest.mark.parametrize(
+    "token",
+    [
+        *("13_months", "fortnight", "3_moons", "0_days", "-1", 0, 400, "١٢", "١٢_days"),
+        # Counts of 4,301 digits, which int() refuses (the schema fuzzer sent one: a 500).
+        *("0" * 4301, "9" * 4301, f"{'9' * 4301}_months", f"{'9' * 4301}_weeks"),
+    ],
+)
 def test_a_bad_period_names_its_field_and_the_valid_ones(token: object) -> None:
     with pytest.raises(ValidationError) as caught:
         period_days(token, date(2026, 10, 20))

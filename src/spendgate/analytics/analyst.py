@@ -643,12 +643,13 @@ def period_days(value: object, today: date) -> int:
     """
     if isinstance(value, str):
         token = value.strip().lower()
-        if token.isdigit():
-            return check_days(int(token))
+        whole = _count(token)
+        if whole is not None:
+            return _period_check(value, whole)
         count, _, unit = token.rpartition("_")
         unit = unit[:-1] if unit.endswith("s") else unit
-        if unit in _UNITS and (count.isdigit() or count == ""):
-            k = int(count or 1)
+        k = 1 if count == "" else _count(count)
+        if unit in _UNITS and k is not None:
             if unit in {"day", "week"}:
                 return _period_check(value, k * (7 if unit == "week" else 1))
             months = k * _UNITS[unit]
@@ -662,6 +663,15 @@ def period_days(value: object, today: date) -> int:
             "3_months, 1_year",
         )
     return check_days(value)
+
+
+def _count(text: str) -> int | None:
+    """ASCII digits as a count (other scripts' digits are not), else `None`. Past nine
+    significant digits the count is cut there: still far past any period, and never a
+    4,301-digit number for `int()` to refuse."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    return int(text.lstrip("0")[:10] or "0")
 
 
 def _period_check(value: str, days: int) -> int:
