@@ -26,6 +26,7 @@ CORE = {
     "redaction",
     "destinations",
     "settings",
+    "alert_settings",
 }
 LAYER = {
     **dict.fromkeys(CORE, 0),

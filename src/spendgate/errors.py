@@ -6,8 +6,9 @@ classes here are for misuse (bad input, a conflicting retry) and for failure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 StoreFailure = Literal[
     "disk full", "read-only", "store busy", "store unreachable", "store closed", "store error"
@@ -209,3 +210,13 @@ class OutcomeUnknownError(StoreUnreachableError):
     """A write whose connection was lost while it committed, and that could not be looked
     up again within the store's timeout: it may or may not have been stored. Its id (the
     reservation id, the request id) finds out once the store answers."""
+
+
+def check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    """Refuse a table with a key it may not have, naming the first and the keys it may."""
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ValidationError(
+            key, spec[unknown[0]], f"one of the keys {', '.join(sorted(allowed))}"
+        )

@@ -84,15 +84,19 @@ def redact(text: str) -> str:
 
 
 def redact_alerts(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """An `[alerts]` table safe to show (the audit log keeps tables as given): channel URLs
-    redacted, secrets hidden."""
+    """An `[alerts]` table safe to show (the audit log keeps tables as given): channel and
+    transport URLs (`smtp_url`, `slack_webhook`, `sms_url`) redacted, secrets hidden; a
+    channel's recipients (addresses, a Slack channel, numbers) shown as given."""
     out = dict(spec)
+    for key in ("smtp_url", "slack_webhook", "sms_url"):
+        if isinstance(out.get(key), str):
+            out[key] = redact_url(out[key])
     channels = out.get("channels")
     if isinstance(channels, Mapping):
         shown: dict[str, Any] = {}
         for name, value in channels.items():
             if isinstance(value, str):
-                shown[name] = redact_url(value)
+                shown[name] = redact_url(value) if "://" in value else value
             elif isinstance(value, Mapping):
                 table = dict(value)
                 if isinstance(table.get("url"), str):

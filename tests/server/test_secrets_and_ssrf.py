@@ -577,7 +577,21 @@ def test_the_api_refuses_a_private_destination_and_cannot_allow_one(tmp_path: Pa
                     headers=admin,
                 )
                 assert r.status_code == 422, r.text
-                assert r.json()["errors"][0]["field"] == "alerts.channels.hook.url"
+                # Named as posted (the file's name is alerts.channels.hook.url).
+                assert r.json()["errors"][0]["field"] == "notification_channels.hook.url"
+            # The transports the seed's recipients go through are held to the same rule.
+            for key, url in (
+                ("smtp_url", "mailtos://u:p@10.1.2.3:587?from=a@example.com"),
+                ("smtp_url", "mailtos://u:p@example.com?smtp=127.0.0.1&from=a@example.com"),
+                ("slack_webhook", "http://169.254.169.254/latest/meta-data"),
+                ("sms_url", "https://[::1]/sms"),
+                ("sms_url", "json://localhost/sms"),
+            ):
+                r = http.post("/api/cost/alerts/configure", json={key: url}, headers=admin)
+                assert r.status_code == 422, r.text
+                assert r.json()["errors"][0]["field"] == key
+                assert "allow_private_destinations" in r.text
+                assert ":p@" not in r.text  # the password is not shown back
             # The allowance is the file's: the API has no way to set it.
             r = http.post(
                 "/api/cost/alerts/configure",
@@ -609,9 +623,18 @@ def test_a_private_destination_is_refused_at_send_time_before_any_connection(
         ("apprise", "json://169.254.169.254/in"),
         ("apprise", "mailto://ops:pw@example.com?smtp=10.0.0.5&to=a@b.c"),
     ]
+    # The seed's recipients, through transports on private hosts.
+    sent_through = [
+        ("slack", f"http://127.0.0.1:{receiver.port}/hook", "#cost-alerts"),
+        ("sms", f"http://localhost:{receiver.port}/sms", "+1234567890"),
+        ("sms", f"json://[::1]:{receiver6.port}/sms", "+1234567890"),
+        ("email", "mailto://ops:pw@10.0.0.5?from=a@example.com", "dev-team@fishmouth.io"),
+    ]
     payload = {"key": "k", "data": {"a": 1}, "subject": "s", "html": "h", "sms": "s"}
-    for kind, url in urls:
-        channel = ChannelSettings("probe", kind, url)  # type: ignore[arg-type]
+    probes = [ChannelSettings("probe", kind, url) for kind, url in urls]  # type: ignore[arg-type]
+    probes += [ChannelSettings("probe", k, url, to=(to,)) for k, url, to in sent_through]  # type: ignore[arg-type]
+    for channel in probes:
+        url = channel.url
         with pytest.raises(DeliveryError) as refused:
             channels.send(channel, payload)
         assert str(refused.value) == f"channel 'probe': {NOT_DELIVERED}", url

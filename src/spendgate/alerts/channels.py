@@ -1,6 +1,9 @@
 """Where notifications go: apprise URLs (email over SMTP, Slack, Microsoft Teams, Discord,
 Telegram, SMS services such as Twilio and the rest apprise supports), a Slack incoming
-webhook with the seed's message, a generic JSON webhook signed with HMAC-SHA256, and the log.
+webhook with the seed's message, a generic JSON webhook signed with HMAC-SHA256, and the log;
+and the seed's recipients through the transports `[alerts]` sets once: email addresses
+through `smtp_url`, a Slack channel (the message's `channel`) through `slack_webhook`, SMS
+numbers through `sms_url` (an apprise service, or a JSON gateway that gets `{to, text, key}`).
 
 The dashboard is not sent to: every server process's live feed reads alerts from the store,
 so browsers on every process see them.
@@ -26,10 +29,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from spendgate.alert_settings import TRANSPORTS, AlertSettings, ChannelSettings, gateway
 from spendgate.destinations import channel_hosts, private_address
 from spendgate.errors import SpendgateError, ValidationError
 from spendgate.redaction import redact, redact_url
-from spendgate.settings import AlertSettings, ChannelSettings
 
 log = logging.getLogger("spendgate.alerts")
 SIGNATURE_HEADER = "X-Spendgate-Signature"
@@ -61,10 +64,20 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+_PROBES = {"email": "alerts@example.com", "sms": "+15555550100"}
+"""A recipient to check a transport with before any channel names its own."""
+
+
 def validate(settings: AlertSettings) -> None:
-    """Refuse, at configuration time, a channel whose URL apprise cannot use."""
+    """Refuse, at configuration time, a channel or transport whose URL apprise cannot use."""
+    for kind, recipient in _PROBES.items():
+        url = getattr(settings, TRANSPORTS[kind])
+        if url is not None and not (kind == "sms" and gateway(url)):
+            _apprise(ChannelSettings(kind, kind, url, to=(recipient,)))  # type: ignore[arg-type]
     for channel in settings.channels:
-        if channel.kind == "apprise":
+        if channel.kind in ("apprise", "email") or (
+            channel.kind == "sms" and not gateway(channel.url)
+        ):
             _apprise(channel)
 
 
@@ -72,11 +85,21 @@ def _apprise(channel: ChannelSettings) -> Any:
     import apprise
 
     sender = apprise.Apprise()
-    if channel.url is None or not sender.add(channel.url):
+    url = channel.target()
+    if url is None or not sender.add(url):
+        transport = TRANSPORTS.get(channel.kind)
+        shown = channel.url if transport else url
         raise ValidationError(
-            f"alerts.channels.{channel.name}.url",
-            None if channel.url is None else redact_url(channel.url),
-            "a URL apprise supports, e.g. mailtos://user:pass@smtp.example.com?to=ops@example.com",
+            f"alerts.{transport}" if transport else f"alerts.channels.{channel.name}.url",
+            None if shown is None else redact_url(shown),
+            "a URL apprise supports, e.g. mailtos://user:pass@smtp.example.com?to=ops@example.com"
+            if transport is None
+            else "a URL apprise supports with recipients added as to=, e.g. "
+            + (
+                "mailtos://user:pass@smtp.example.com"
+                if channel.kind == "email"
+                else "twilio://SID:TOKEN@+15551234567"
+            ),
         )
     for service in sender:  # apprise waits up to 15 s for an SMTP server by default
         for name in ("socket_connect_timeout", "socket_read_timeout"):
@@ -140,15 +163,25 @@ def send(channel: ChannelSettings, payload: Mapping[str, Any]) -> None:
             headers[SIGNATURE_HEADER] = signature(channel.secret, body)
         _post(channel, body, headers)
         return
-    assert channel.url is not None
-    if channel.url.startswith(("http://", "https://")) and "hooks.slack.com" in channel.url:
-        body = json.dumps(payload.get("slack", {})).encode()
-        _post(channel, body, {"Content-Type": "application/json", KEY_HEADER: key})
+    if channel.url is None:
+        raise DeliveryError(channel.name, "no URL to send to")
+    json_headers = {"Content-Type": "application/json", KEY_HEADER: key}
+    if channel.kind == "slack" or (
+        channel.url.startswith(("http://", "https://")) and "hooks.slack.com" in channel.url
+    ):
+        message = dict(payload.get("slack", {}))
+        if channel.kind == "slack":
+            message["channel"] = channel.to[0]  # the seed's `#cost-alerts`
+        _post(channel, json.dumps(message).encode(), json_headers)
+        return
+    if channel.kind == "sms" and gateway(channel.url):
+        text = {"to": list(channel.to), "text": str(payload.get("sms", "")), "key": key}
+        _post(channel, json.dumps(text).encode(), json_headers)
         return
     sender = _apprise(channel)
     for host, port in _apprise_hosts(channel, sender):
         checked(channel, host, port)
-    sms = channel.name == "sms" or channel.severities == ("critical",)
+    sms = channel.kind == "sms" or channel.name == "sms" or channel.severities == ("critical",)
     ok = sender.notify(
         title="" if sms else str(payload.get("subject", "")),
         body=str(payload.get("sms" if sms else "html", "")),

@@ -6,10 +6,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from spendgate.alert_settings import (
+    ALERTS_DEFINITION,
+    TRANSPORTS,
+    AlertSettings,
+    ChannelSettings,
+    parse_alerts,
+)
 from spendgate.alerts import channels
 from spendgate.alerts.channels import DeliveryError
 from spendgate.alerts.notices import alert_dict
-from spendgate.errors import NotFoundError
+from spendgate.errors import NotFoundError, ValidationError
+from spendgate.money import from_nanos
 from spendgate.redaction import redact
 from spendgate.server.auth import Principal, require
 from spendgate.server.context import Context, context
@@ -25,7 +33,6 @@ from spendgate.server.schemas import (
     TestIn,
     TestOut,
 )
-from spendgate.settings import ALERTS_DEFINITION, AlertSettings, parse_alerts
 from spendgate.store.base import Notification, NotificationState
 from spendgate.windows import from_micros
 
@@ -160,8 +167,24 @@ _SEED = {
 }
 
 
+def seed_channel(channel: ChannelSettings) -> Any:
+    """A channel in the seed's `notification_channels` shape: `email` as its list of
+    addresses, `slack` as its channel name, `sms` as its number (a list if several), the
+    dashboard and the log as `true`; a URL's channel as its table (credentials hidden)."""
+    if channel.kind in ("dashboard", "log"):
+        return True
+    if channel.kind == "email":
+        return list(channel.to)
+    if channel.kind in ("slack", "sms") and len(channel.to) == 1:
+        return channel.to[0]
+    if channel.kind == "sms":
+        return list(channel.to)
+    return channel.to_spec()
+
+
 def seed_view(s: AlertSettings) -> dict[str, Any]:
-    """The seed's `alert_thresholds` and `notification_channels` for the settings."""
+    """The seed's `alert_thresholds` (numbers, as the seed compares them) and
+    `notification_channels` (`seed_channel()`) for the settings."""
     spec = s.to_spec()
     fractions = [float(f) for f in s.budget_fractions]
     thresholds = {
@@ -170,7 +193,12 @@ def seed_view(s: AlertSettings) -> dict[str, Any]:
         **{seed: spec[ours] for seed, ours in _SEED.items()},
         "service_offline": s.service_offline_after is not None,
     }
-    return {"alert_thresholds": thresholds, "notification_channels": spec["channels"]}
+    # A number, as the seed compares it (`cost > cost_per_request_spike`); the exact decimal
+    # text is `settings.cost_per_request_above`.
+    spike = s.cost_per_request_above
+    thresholds["cost_per_request_spike"] = None if spike is None else float(from_nanos(spike))
+    channels = {c.name: seed_channel(c) for c in s.channels}
+    return {"alert_thresholds": thresholds, "notification_channels": channels}
 
 
 def _config_out(ctx: Context) -> dict[str, Any]:
@@ -223,12 +251,28 @@ def to_table(body: AlertConfigIn, current: AlertSettings) -> dict[str, Any]:
     table.update({k: v for k, v in given.items() if v is not None})
     if body.notification_channels is not None:
         table["channels"] = {
-            name: value if isinstance(value, bool | str) else value.model_dump(exclude_none=True)
+            name: value
+            if isinstance(value, bool | str | list)
+            else value.model_dump(exclude_none=True)
             for name, value in body.notification_channels.items()
         }
     if body.dashboard_url is not None:
         table["dashboard_url"] = body.dashboard_url
+    for key in TRANSPORTS.values():  # `false` unsets one
+        if getattr(body, key) is not None:
+            table[key] = getattr(body, key)
     return table
+
+
+def _as_posted(exc: ValidationError) -> ValidationError:
+    """An error in the `[alerts]` table named as the request names the field: a channel under
+    `notification_channels`, a transport at the top level."""
+    name = exc.field
+    if name.startswith("alerts.channels."):
+        name = "notification_channels." + name.removeprefix("alerts.channels.")
+    elif name.removeprefix("alerts.") in TRANSPORTS.values():
+        name = name.removeprefix("alerts.")
+    return ValidationError(name, exc.value, exc.expected)
 
 
 @router.get("/api/cost/alerts/configure", response_model=AlertConfigOut)
@@ -240,9 +284,10 @@ def alert_config(ctx: Ctx, who: Reader) -> Any:
 
 @router.post("/api/cost/alerts/configure", response_model=AlertConfigOut)
 def configure_alerts(body: AlertConfigIn, ctx: Ctx, who: Admin) -> Any:
-    """Change alert rules and channels (the seed's `update_configuration`): what is given
-    replaces what is in effect; checked whole (every apprise URL parsed) before it is
-    stored; audited."""
+    """Change alert rules, transports and channels (the seed's `update_configuration`): what
+    is given replaces what is in effect; checked whole (every apprise URL parsed, every
+    recipient checked, each recipients' channel's transport set) before it is stored;
+    audited. An error names the field as posted (`notification_channels.email[1]`)."""
     ctx.gate.refresh()
     found = _definition(ctx)
     stored: dict[str, Any] = dict(found.spec) if found is not None and found.spec else {}
@@ -250,8 +295,11 @@ def configure_alerts(body: AlertConfigIn, ctx: Ctx, who: Admin) -> Any:
     merged = {**stored, **changes}
     if "channels" in stored and "channels" in changes:
         merged["channels"] = {**stored["channels"], **changes["channels"]}
-    settings = parse_alerts(merged, ctx.gate.base_config.alerts)  # validated whole
-    channels.validate(settings)
+    try:
+        settings = parse_alerts(merged, ctx.gate.base_config.alerts)  # validated whole
+        channels.validate(settings)
+    except ValidationError as exc:
+        raise _as_posted(exc) from None
     ctx.gate.store.define(
         KIND,
         ALERTS_DEFINITION,

@@ -526,23 +526,54 @@ class AlertThresholds(Body):
     evaluate_every: Text | StrictFloat | None = None
 
 
-class ChannelIn(Body):
-    """A channel: an apprise URL, a Slack incoming webhook, or a signed JSON webhook."""
+Recipient = Annotated[Text, Field(max_length=320)]
+Recipients = Annotated[
+    list[Any],
+    Field(max_length=50),
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 50}),
+]
+"""An email, Slack or SMS channel's recipients, checked one by one where the file's are
+(`spendgate.alert_settings`), so that an error names the one that is wrong
+(`notification_channels.email[1]`)."""
+TransportURL = Annotated[Text, Field(min_length=1, max_length=2000)]
 
-    kind: Literal["apprise", "webhook", "log", "dashboard"] | None = None
+
+class ChannelIn(Body):
+    """A channel: an apprise URL, a Slack incoming webhook, a signed JSON webhook, or
+    recipients (`to`) sent through the transport `[alerts]` sets for their kind."""
+
+    kind: Literal["apprise", "webhook", "log", "dashboard", "email", "slack", "sms"] | None = None
     url: Text | None = Field(None, max_length=2000)
+    to: Recipient | Recipients | None = Field(
+        None, description="email addresses, a Slack channel such as #cost-alerts, numbers"
+    )
     severities: list[Literal["info", "warning", "critical"]] | None = None
     secret: Text | None = Field(None, min_length=16, max_length=500)
 
 
 class AlertConfigIn(Body):
-    """Alert rules and channels; what is given replaces what is in effect."""
+    """Alert rules, transports and channels; what is given replaces what is in effect."""
 
     alert_thresholds: AlertThresholds | None = None
-    notification_channels: dict[NameText, StrictBool | Text | ChannelIn] | None = Field(
-        None, description="NAME: true/false (dashboard, log), an apprise URL, or a table."
+    notification_channels: dict[NameText, StrictBool | Text | Recipients | ChannelIn] | None = (
+        Field(
+            None,
+            description="NAME: true/false (dashboard, log), an apprise URL (text with ://), the "
+            "seed's recipients (email: [addresses], slack: '#channel', sms: '+1...' or a list; "
+            "each through its transport), or a table.",
+        )
     )
     dashboard_url: Text | None = Field(None, max_length=2000)
+    smtp_url: TransportURL | Off | None = Field(
+        None, description="mailto:// or mailtos:// URL of the SMTP server (no recipients)"
+    )
+    slack_webhook: TransportURL | Off | None = Field(
+        None, description="the Slack workspace's incoming-webhook URL"
+    )
+    sms_url: TransportURL | Off | None = Field(
+        None,
+        description="an apprise SMS URL (numbers added as targets), or an http(s) JSON gateway",
+    )
 
 
 class AlertConfigOut(BaseModel):
