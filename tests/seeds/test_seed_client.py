@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,11 +25,14 @@ import pytest
 from websockets.sync.client import connect
 
 from spendgate import BudgetExceededError, Gate
+from spendgate.alert_settings import parse_alerts
 from spendgate.config import apply_environment
 from spendgate.reports import Reporter, write
 from spendgate.settings import Config
 from spendgate.streams import MarketHours, StreamMeter
 from spendgate.testing import FrozenClock
+from tests.alerts.test_alerts import Receiver
+from tests.alerts.test_recipients import Envelopes, smtp_server
 from tests.serving import Keys, app_for, bearer, make_keys, receive_until, running
 
 # A Wednesday, 15:00 UTC (09:00 in Chicago): CME Globex trades; the seeds' day began at 00:00.
@@ -454,6 +458,177 @@ def test_the_websocket_speaks_the_seeds_messages(served: Served) -> None:
         assert {"type", "timestamp", "data"} <= set(update)
         ws.send("request_current_metrics")
         receive_until(ws, lambda m: m.get("type") == "current_metrics")
+
+
+# -- seeds/000: CostAlertSystem, its templates, the WebSocket's cost_alert ------------------
+
+ALERT_CONFIG: dict[str, Any] = {  # CostAlertSystem.__init__, as update_configuration gets it
+    "alert_thresholds": {
+        "daily_budget_80_percent": 0.8,
+        "daily_budget_100_percent": 1.0,
+        "free_source_success_below_85": 0.85,
+        "cost_per_request_spike": 0.01,  # Alert if cost per request > $0.01
+        "service_offline": True,
+        "api_rate_limit_approaching": 0.9,
+    },
+    "notification_channels": {
+        "email": ["dev-team@fishmouth.io", "ops@fishmouth.io"],
+        "slack": "#cost-alerts",
+        "dashboard": True,
+        "sms": "+1234567890",  # Emergency only
+    },
+}
+
+
+def budget_warning_email(alert_data: dict[str, Any]) -> dict[str, Any]:
+    """AlertNotificationTemplates.budget_warning_email, as written."""
+    return {
+        "subject": "Fish Mouth Cost Alert: Daily Budget "
+        f"{alert_data['data']['usage_percentage'] * 100:.1f}% Used",
+        "body": f"""
+            <p><strong>Time:</strong> {alert_data["timestamp"]}</p>
+            <p><strong>Severity:</strong> {alert_data["severity"].upper()}</p>
+            <li>Daily Budget: ${alert_data["data"]["daily_budget"]:.2f}</li>
+            <li>Current Usage: ${alert_data["data"]["current_usage"]:.2f}</li>
+            <li>Remaining: ${alert_data["data"]["remaining_budget"]:.2f}</li>
+            <li>Usage Percentage: {alert_data["data"]["usage_percentage"] * 100:.1f}%</li>
+            {"".join(f"<li>{action}</li>" for action in alert_data["recommended_actions"])}
+            """,
+        "recipients": ["dev-team@fishmouth.io", "ops@fishmouth.io"],
+    }
+
+
+def slack_cost_alert(alert_data: dict[str, Any]) -> dict[str, Any]:
+    """AlertNotificationTemplates.slack_cost_alert, as written."""
+    color = "warning" if alert_data["severity"] == "warning" else "danger"
+    return {
+        "channel": "#cost-alerts",
+        "attachments": [
+            {
+                "color": color,
+                "title": alert_data["title"],
+                "text": alert_data["description"],
+                "fields": [
+                    {
+                        "title": "Current Usage",
+                        "value": f"${alert_data['data']['current_usage']:.2f}",
+                    },
+                    {
+                        "title": "Daily Budget",
+                        "value": f"${alert_data['data']['daily_budget']:.2f}",
+                    },
+                    {
+                        "title": "Percentage Used",
+                        "value": f"{alert_data['data']['usage_percentage'] * 100:.1f}%",
+                    },
+                    {
+                        "title": "Remaining",
+                        "value": f"${alert_data['data']['remaining_budget']:.2f}",
+                    },
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def alerting(tmp_path: Path) -> Iterator[tuple[Served, Envelopes, Receiver]]:
+    """The fresh install with its alert transports set once in `[alerts]` (an SMTP server,
+    a Slack webhook, an SMS gateway: real ones on loopback, which the file allows)."""
+    slack, sms = Receiver(), Receiver()
+    with smtp_server() as (inbox, smtp_url):
+        seed = Config.seed()
+        transports = {
+            "allow_private_destinations": True,
+            "smtp_url": smtp_url,
+            "slack_webhook": slack.url,
+            "sms_url": sms.url,
+            "evaluate_every": "1s",  # the rounds are enqueued on the next evaluation
+        }
+        config = replace(seed, alerts=parse_alerts(transports, seed.alerts))
+        clock = FrozenClock(NOW)
+        gate = Gate.open(f"sqlite:///{tmp_path / 'alerts.db'}", config=config, clock=clock)
+        keys = make_keys(gate)
+        try:
+            with running(app_for(gate, ws_interval=0.05)) as url:
+                yield Served(url, keys, gate, clock), inbox, slack
+        finally:
+            gate.close()
+            slack.close()
+            sms.close()
+
+
+def test_alerts_are_configured_sent_and_shaped_as_the_seed_says(
+    alerting: tuple[Served, Envelopes, Receiver],
+) -> None:
+    served, inbox, slack = alerting
+    # POST /api/cost/alerts/configure with the seed's configuration, word for word.
+    answer = served.post("/api/cost/alerts/configure", ALERT_CONFIG)
+    assert answer["alert_thresholds"] == ALERT_CONFIG["alert_thresholds"]
+    channels = answer["notification_channels"]  # the seed's, and spendgate's log beside
+    assert {k: channels[k] for k in ALERT_CONFIG["notification_channels"]} == ALERT_CONFIG[
+        "notification_channels"
+    ]
+
+    ws_url = served.url.replace("http", "ws") + f"/ws/cost-monitoring?token={served.keys.read}"
+    with connect(ws_url) as ws:
+        json.loads(ws.recv(timeout=5))
+        # $8.50 of the $10 daily budget: DailyBudgetController's high_usage (80% used).
+        track_request_cost(
+            served,
+            "image_processor",
+            "big-1",
+            {"total_cost": 8.5, "sources_used": ["google_maps_optimized"]},
+        )
+        pushed = receive_until(
+            ws, lambda m: m.get("type") == "cost_alert" and m["alert"]["type"] == "high_usage"
+        )
+    alert = pushed["alert"]
+    for key in (
+        "alert_id",
+        "type",
+        "severity",
+        "timestamp",
+        "title",
+        "description",
+        "data",
+        "recommended_actions",
+        "notification_channels",
+    ):
+        assert key in alert, key
+    assert alert["severity"] == "warning"
+    assert alert["data"]["usage_percentage"] == pytest.approx(0.85)
+    assert alert["data"]["current_usage"] == pytest.approx(8.5)
+    assert alert["data"]["daily_budget"] == pytest.approx(10.0)
+    assert alert["data"]["remaining_budget"] == pytest.approx(1.5)
+    # The seed's warning goes to email, slack and the dashboard; SMS is for critical ones.
+    assert set(alert["notification_channels"]) >= {"email", "slack", "dashboard"}
+    assert "sms" not in alert["notification_channels"]
+    # The seed's own templates read it as they are written.
+    email = budget_warning_email(alert)
+    assert email["subject"].endswith("Daily Budget 85.0% Used")
+    assert "Remaining: $1.50" in email["body"]
+    assert slack_cost_alert(alert)["attachments"][0]["color"] == "warning"
+    # The API's alert is the pushed one.
+    listed = served.get("/api/alerts")
+    assert any(a["alert_id"] == alert["alert_id"] and a["data"] == alert["data"] for a in listed)
+    # Over the day's $10: budget_exceeded, with its overage.
+    track_request_cost(
+        served,
+        "image_processor",
+        "big-2",
+        {"total_cost": 2.0, "sources_used": ["google_maps_optimized"]},
+    )
+    exceeded = [a for a in served.get("/api/alerts") if a["type"] == "budget_exceeded"]
+    assert exceeded, "no budget_exceeded alert"
+    assert exceeded[0]["data"]["overage"] == pytest.approx(0.5)
+    assert exceeded[0]["severity"] == "critical"
+    # Delivered: both addresses by email, the seed's channel on Slack.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not inbox.recipients() or not slack.accepted):
+        time.sleep(0.05)  # another thread delivers: waiting on it, not on time to pass
+    assert set(inbox.recipients()) >= set(ALERT_CONFIG["notification_channels"]["email"])
+    assert any(json.loads(body).get("channel") == "#cost-alerts" for _, body, _ in slack.accepted)
 
 
 # -- seeds/004: the usage monitor ------------------------------------------------------------
