@@ -439,6 +439,23 @@ def test_bodies_are_checked(client: TestClient, keys: Keys) -> None:
     )
 
 
+def test_the_seeds_requested_amount_is_the_amount(client: TestClient, keys: Keys) -> None:
+    h = bearer(keys.write)
+    call = {"service": "s", "source": "paid_api"}
+    for path in ("/api/authorize", "/api/reservations"):
+        seed = client.post(path, json={**call, "requested_amount": 0.25}, headers=h).json()
+        assert seed["requested_amount"] == "0.25"
+        both = client.post(
+            path, json={**call, "amount": "0.25", "requested_amount": 0.25}, headers=h
+        )
+        assert both.json()["requested_amount"] == "0.25"
+        body = problem_of(
+            client.post(path, json={**call, "amount": "0.3", "requested_amount": 0.25}, headers=h),
+            422,
+        )
+        assert body["errors"][0]["field"] == "amount/requested_amount"
+
+
 def test_request_bodies_have_a_size_limit(gate: Gate, keys: Keys) -> None:
     app = app_for(gate, max_body_bytes=2048)
     with TestClient(app) as client:
