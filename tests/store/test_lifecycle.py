@@ -8,12 +8,13 @@ random moments under 8 busy threads, on SQLite and PostgreSQL, in child processe
 codes must all be 0; and 4 processes open the same new file together, round after round.
 
 The close-while-in-use test failed now and then under heavy load: a `close()` whose wait for
-the calls in flight ran out (10 s: SQLite's write lock, shared by four processes' busy
-writers, is not handed out in turn, and one write waited 12 s) returns with the closing left
-to the last call, as `InFlight` says, and the test counted the connections still open at that
-moment as a defect. Now it counts them once no call is left, and at `close()`'s return only
-when `close()` did not give up; some closes give up on purpose (no wait at all); and each
-SQLite child has its own file, so that no write waits on other processes' writers.
+the calls in flight ran out (10 s: SQLite's write lock is not handed out in turn, and one
+queued write waited 12 s behind other threads' and processes' writes in tight loops) returns
+with the closing left to the last call, as `InFlight` says, and the test counted the
+connections still open at that moment as a defect. Now it counts them once no call is left,
+and at `close()`'s return only when `close()` did not give up; some closes give up on purpose
+(no wait at all); each SQLite child has its own file; and `Gate.close()` no longer serves
+calls begun after it (they were what kept its queued write waiting).
 """
 
 from __future__ import annotations
@@ -506,6 +507,39 @@ def test_gate_close_with_queued_writes_bounded(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{path}")
     try:
         assert [e.request_id for e in store.events()] == ["q0"]
+    finally:
+        store.close()
+
+
+def test_gate_close_refuses_later_calls_while_its_writer_writes_the_queue(
+    tmp_path: Path,
+) -> None:
+    """From the moment `Gate.close()` begins, only its writer (and the closing thread) may
+    call the store: later calls, the gate's or the store's, are refused at once instead of
+    being served while the queue is written, where they kept the writer waiting for SQLite's
+    lock past the gate's whole close time (tens of thousands of calls in one close)."""
+    path = tmp_path / "spendgate.db"
+    gate = Gate.open(f"sqlite:///{path}", config=small_config(limit="1000"))
+    assert gate._writer is not None
+    writer = gate._writer
+    blocker = held_write_lock(path)
+    callers, results = queue_records(gate, 3)
+    closer = threading.Thread(target=gate.close)
+    closer.start()
+    wait_until(lambda: writer._closed)  # close() has begun: the queue is being written
+    for call in (lambda: gate.store.balance(SLOT), gate.status, gate.store.events):
+        with pytest.raises(StoreClosedError):
+            call()
+    assert closer.is_alive()  # still writing the queue, behind the held lock
+    release(blocker)
+    closer.join(30)
+    for t in callers:
+        t.join(30)
+    assert not closer.is_alive()
+    assert results == {"q0": "created", "q1": "created", "q2": "created"}
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert sorted(e.request_id for e in store.events()) == ["q0", "q1", "q2"]
     finally:
         store.close()
 
