@@ -155,7 +155,8 @@ class Gate:
         seconds at most.
 
         Safe from any thread while others are in calls, and more than once: a call in flight
-        finishes or raises `StoreClosedError`, later calls raise `StoreClosedError`. A queued
+        finishes or raises `StoreClosedError`, calls begun after `close()` did raise
+        `StoreClosedError` (only the writer and this thread still use the store). A queued
         `record()` is written, or (if the store cannot take it within the time) its caller
         gets `StoreClosedError`; no caller is left waiting.
         """
@@ -164,6 +165,12 @@ class Gate:
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
 
+        # Later calls are refused now, not once the queue is written: the writer (and this
+        # thread, returning leases) must not wait behind them for the store.
+        admitted = [threading.current_thread()]
+        if self._writer is not None and self._writer.thread is not None:
+            admitted.append(self._writer.thread)
+        self.store.admit_only(admitted)
         if self._writer is not None:
             self._writer.close(left())
         if self._holds.leases is not None:

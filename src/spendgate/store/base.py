@@ -9,9 +9,10 @@ integer nano-units. What a store counts per budget window, and the invariant it 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from threading import Thread
 from typing import Any, ClassVar, Literal
 
 from spendgate.accounting import QuotaUse, Recount, Slot
@@ -562,6 +563,11 @@ class Store(LedgerStore, ControlStore, AlertStore, OutboxStore):
         `reason` saying why) if not. For health checks after a write failed: a store that
         answers reads may still refuse every write (a full disk, a read-only file or server).
         """
+
+    def admit_only(self, threads: Collection[Thread]) -> None:
+        """Refuse calls from every thread but `threads` from now on, as `close()` would (a
+        gate closing: its writer still writes what is queued). A store whose calls cannot
+        starve others (memory: microseconds under one lock) need not."""
 
     def close(self, *, timeout: float = CLOSE_WAIT) -> None:
         """Release connections and background resources.

@@ -178,6 +178,12 @@ class GroupCommitter(Generic[T, R]):
         self._cond.notify()
         return batch, index
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The writer thread (`None` until the first item)."""
+        with self._cond:
+            return self._thread
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)

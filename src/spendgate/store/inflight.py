@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from spendgate.errors import StoreClosedError
 from spendgate.store.base import CLOSE_WAIT
@@ -23,10 +23,16 @@ class InFlight:
     drained in time, else in the thread of the last one to leave. So no connection is ever
     closed under a call that uses it, and `close()` returns within its bound. A call pays two
     uncontended lock round trips.
+
+    `admit_only()` refuses new calls earlier, from every thread but some: a gate about to
+    close lets its writer write what is queued, and nobody else start a call that would
+    compete with it for the store (on SQLite, whose lock is not handed out in turn, later
+    calls in tight loops kept a queued write waiting past the gate's whole `close()` time).
     """
 
     __slots__ = (
         "__weakref__",
+        "_admitted",
         "_busy",
         "_gave_up",
         "_idle",
@@ -50,13 +56,25 @@ class InFlight:
         self._busy = 0
         self._gave_up = False
         self._idle = threading.Event()
+        self._admitted: frozenset[int] | None = None  # thread idents; None: every thread
 
     def enter(self) -> None:
-        """A call begins; raises `StoreClosedError` once `close()` has begun."""
+        """A call begins; raises `StoreClosedError` once `close()` has begun, or from a
+        thread `admit_only()` left out."""
         with self._lock:
-            if self.closed:
+            if self.closed or (
+                self._admitted is not None and threading.get_ident() not in self._admitted
+            ):
                 raise StoreClosedError(self.where)
             self._busy += 1
+
+    def admit_only(self, threads: Collection[threading.Thread]) -> None:
+        """From now on, refuse new calls from every thread but `threads` (calls in flight
+        go on); `close()` then refuses theirs too. A second call admits its threads too (two
+        threads closing one gate)."""
+        idents = frozenset(t.ident for t in threads if t.ident is not None)
+        with self._lock:
+            self._admitted = idents | (self._admitted or frozenset())
 
     def exit(self) -> None:
         """A call ends, however it ended. The last call of a store whose `close()` stopped

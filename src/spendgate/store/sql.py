@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from spendgate.accounting import Pending, Recount, Settlement, Slot
@@ -95,6 +96,9 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
     def _now(self, conn: C, now: int) -> int:
         """The time holds expire by."""
         return now
+
+    def admit_only(self, threads: Collection[threading.Thread]) -> None:
+        self._calls.admit_only(threads)
 
     def close(self, *, timeout: float = CLOSE_WAIT) -> None:
         """Refuse new calls, wait up to `timeout` seconds for those in flight, then close the
