@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from spendgate import Gate
 from spendgate.analytics import Analyst
-from spendgate.analytics.opportunities import MONTH, WEEK, Opportunity
+from spendgate.analytics.opportunities import MONTH, WEEK, Opportunity, Phrase
 from spendgate.cli import app
 from spendgate.config import parse
 from spendgate.demo import demo_config
@@ -260,14 +260,14 @@ def test_a_budget_that_runs_out_is_no_opportunity(open_gate: Any) -> None:
 def test_a_month_long_window_states_its_days_and_its_horizons_agree() -> None:
     """The issue's $7.11 over a 31-day month (a monthly report's window) beside "$6.88 a
     month": it is 31 days' saving, said so, and a week of it is less than 30 days of it."""
-    o = Opportunity("k", "do it", Fraction(to_nanos("7.11")), timedelta(days=31))
+    o = Opportunity("k", Phrase("do it"), Fraction(to_nanos("7.11")), timedelta(days=31))
     d = o.to_dict()
     assert (d["saving"], d["window_days"]) == ("7.11", 31.0)
     assert d["weekly_saving"] == "1.605483871"  # 7.11 x 7/31 = 1.6054838709...
     assert d["monthly_saving"] == "6.880645161"  # 7.11 x 30/31 = 6.8806451612...
     assert_horizons_agree(o)
     # A window that is not whole days (a month with a change of clocks): the same rule.
-    dst = Opportunity("k", "do it", Fraction(to_nanos("7.11")), timedelta(days=31, hours=1))
+    dst = Opportunity("k", Phrase("do it"), Fraction(to_nanos("7.11")), timedelta(days=31, hours=1))
     assert dst.to_dict()["window_days"] == pytest.approx(31 + 1 / 24)
     assert_horizons_agree(dst)
 
@@ -283,7 +283,7 @@ def test_the_monthly_report_states_each_recommendation_s_window_and_horizons(
         report = Reporter(gate).monthly("2026-10")
         (row,) = [r for r in report.to_dict()["recommendations"] if r["kind"] != "budget"]
         window = datetime(2026, 11, 1, tzinfo=UTC) - datetime(2026, 10, 1, tzinfo=UTC)
-        o = Opportunity("k", "", Fraction(to_nanos("0.08")), window)
+        o = Opportunity("k", Phrase(""), Fraction(to_nanos("0.08")), window)
         assert row["window_days"] == 31.0
         assert (row["saving"], row["weekly_saving"], row["monthly_saving"]) == (
             "0.08",

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import tomllib
@@ -47,6 +48,7 @@ SECTIONS = [
     "trend_analysis",
     "month_end_forecast",
     "recommendations",
+    "alerts",
     "appendices",
     "visualizations",
 ]
@@ -59,6 +61,7 @@ WEEKLY_SECTIONS = [
     "trend_analysis",
     "daily_breakdown",
     "service_analysis",
+    "alerts",
     "visualizations",
 ]
 runner = CliRunner()
@@ -189,16 +192,17 @@ def test_csv_files_carry_the_summary_totals(gate: Gate, october: tuple[Report, l
         with by_suffix(paths, suffix).open(newline="") as f:
             return list(csv.DictReader(f))
 
-    summary = {r["figure"]: r["value"] for r in rows("_summary.csv")}
-    assert summary["total_monthly_cost"] == expected["total_cost"]
-    assert int(summary["total_requests_processed"]) == expected["total_requests"]
+    summary = {r["Figure"]: r["Value"] for r in rows("_summary.csv")}
+    assert summary["Spend"] == expected["total_cost"]
+    assert int(summary["Requests"]) == expected["total_requests"]
     daily = rows("_daily.csv")
     assert len(daily) == 20
-    assert sum(Decimal(r["total_cost"]) for r in daily) == total
-    assert sum(int(r["requests"]) for r in daily) == expected["total_requests"]
+    assert [r["Date"] for r in daily] == [f"2026-10-{d:02d}" for d in range(1, 21)]
+    assert sum(Decimal(r["Spend"]) for r in daily) == total
+    assert sum(int(r["Requests"]) for r in daily) == expected["total_requests"]
     services = rows("_services.csv")
-    assert {r["service"] for r in services} == set(expected["services"])
-    assert sum(Decimal(r["total_cost"]) for r in services) == total
+    assert {r["Service"] for r in services} == set(expected["services"])
+    assert sum(Decimal(r["Spend"]) for r in services) == total
 
 
 def test_excel_has_real_numbers_formats_charts_and_the_totals(
@@ -208,26 +212,27 @@ def test_excel_has_real_numbers_formats_charts_and_the_totals(
     expected = month_summary(gate, date(2026, 10, 1), date(2026, 10, 31))
     total = float(Decimal(expected["total_cost"]))
     book = openpyxl.load_workbook(by_suffix(paths, ".xlsx"))
-    assert book.sheetnames[:3] == ["Report metadata", "Executive summary", "Daily breakdown"]
+    assert book.sheetnames[:3] == ["Executive summary", "Month-end forecast", "Daily spend"]
     summary = book["Executive summary"]
     assert summary.freeze_panes == "A2"
-    cells = {r[0].value: r[1] for r in summary.iter_rows(min_row=2)}
-    assert cells["total_monthly_cost"].value == pytest.approx(total, abs=1e-9)
-    assert isinstance(cells["total_monthly_cost"].value, float)
-    assert '"$"' in cells["total_monthly_cost"].number_format
-    assert cells["total_requests_processed"].value == expected["total_requests"]
-    assert cells["free_source_success_rate"].number_format.endswith("%")
-    daily = book["Daily breakdown"]
+    assert [c.value for c in summary[1]][:3] == ["Figure", "Value", "Detail"]
+    cells = {r[0].value: r[1] for r in summary.iter_rows(min_row=2, max_row=14)}
+    assert cells["Spend"].value == pytest.approx(total, abs=1e-9)
+    assert isinstance(cells["Spend"].value, float)
+    assert '"$"' in cells["Spend"].number_format
+    assert cells["Requests"].value == expected["total_requests"]
+    assert cells["Free-source rate"].number_format.endswith("%")
+    daily = book["Daily spend"]
     assert daily.freeze_panes == "A2"
     header = [c.value for c in daily[1]]
-    cost = header.index("total_cost")
-    costs = [r[cost] for r in daily.iter_rows(min_row=2, max_row=21, values_only=True)]
-    assert sum(costs) == pytest.approx(total, abs=1e-9)
-    services = book["Service analysis"]
+    assert header[:2] == ["Date", "Spend"]
+    rows = list(daily.iter_rows(min_row=2, max_row=21, values_only=True))
+    assert [r[0].date() for r in rows] == [date(2026, 10, d) for d in range(1, 21)]
+    assert sum(r[1] for r in rows) == pytest.approx(total, abs=1e-9)
+    services = book["Services"]
     header = [c.value for c in services[1]]
-    assert sum(
-        r[header.index("total_cost")] for r in services.iter_rows(min_row=2, values_only=True)
-    ) == pytest.approx(total, abs=1e-9)
+    spend = [r[header.index("Spend")] for r in services.iter_rows(min_row=2, values_only=True)]
+    assert sum(spend[: len(expected["services"])]) == pytest.approx(total, abs=1e-9)
     assert len(book["Charts"]._charts) == 5  # native Excel charts, read back
 
 
@@ -248,7 +253,7 @@ def test_pdf_cover_carries_the_totals_and_pages_are_numbered(
     assert f"{expected['total_requests']:,}" in cover
     for i, page in enumerate(pages, 1):
         assert f"page {i} of {len(pages)}" in page
-    assert "Daily breakdown" in "".join(pages)
+    assert "Daily spend" in "".join(pages)
 
 
 def test_pdf_tables_break_across_pages_with_their_header(tmp_path: Path) -> None:
@@ -259,11 +264,12 @@ def test_pdf_tables_break_across_pages_with_their_header(tmp_path: Path) -> None
         g.record_many(events(200, 8, 7, services=many))
         (pdf,) = write(Reporter(g).weekly(), "pdf", tmp_path)
     pages = pdf_text(pdf)
-    first = next(i for i, p in enumerate(pages) if "Service analysis\nservice\n" in p)
-    rows = [p for p in pages[first:] if "\nservice_" in p]
-    assert len(rows) >= 4  # the table, in column groups, over several pages
+    first = next(i for i, p in enumerate(pages) if "Services\nService\n" in p)
+    rows = [p for p in pages[first:] if "\nService 0" in p or "\nService 1" in p]
+    assert len(rows) >= 2  # the table, over several pages
     for page in rows:  # on every page, the header row comes before the first row
-        assert "service" in page.split("\nservice_")[0].split("\n"), page[:80]
+        head = re.split(r"\nService [0-9]", page)[0].split("\n")
+        assert "Service" in head, page[:80]
 
 
 def test_pdf_renders_to_png(october: tuple[Report, list[Path]]) -> None:
@@ -349,10 +355,10 @@ def test_weekly_report_carries_the_week_totals(gate: Gate, tmp_path: Path) -> No
     )
     with by_suffix(paths, "_daily.csv").open(newline="") as f:
         daily = list(csv.DictReader(f))
-    assert sum(Decimal(r["total_cost"]) for r in daily) == Decimal(expected["total_cost"])
+    assert sum(Decimal(r["Spend"]) for r in daily) == Decimal(expected["total_cost"])
     book = openpyxl.load_workbook(by_suffix(paths, ".xlsx"))
-    cells = {r[0].value: r[1].value for r in book["Budget performance"].iter_rows(min_row=2)}
-    assert cells["total_spent"] == pytest.approx(float(Decimal(expected["total_cost"])))
+    cells = {r[0].value: r[1].value for r in book["Executive summary"].iter_rows(min_row=2)}
+    assert cells["Spend"] == pytest.approx(float(Decimal(expected["total_cost"])))
     cover = pdf_text(by_suffix(paths, ".pdf"))[0]
     assert format_money(int(Decimal(expected["total_cost"]) * 10**9)) in cover
 
@@ -407,7 +413,13 @@ def test_reports_of_a_store_that_begins_mid_week_count_only_the_days_with_data(
     assert charts["daily_cost"]["series"][0]["values"] == [None] * 3 + ["3", "6", "0", "3"]
     with by_suffix(paths, "_daily.csv").open(newline="") as f:
         daily = list(csv.DictReader(f))
-    assert [r["total_cost"] for r in daily] == ["", "", "", "3", "6", "0", "3"]
+    assert [r["Spend"] for r in daily] == ["", "", "", "3", "6", "0", "3"]
+    assert [r["Budget status"] for r in daily] == ["no data"] * 3 + [
+        "under budget",
+        "over budget",
+        "under budget",
+        "under budget",
+    ]
 
     month = monthly.to_dict()
     assert (month["executive_summary"]["days_in_report"],

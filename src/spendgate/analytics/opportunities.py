@@ -13,7 +13,7 @@ rounded once, so a longer horizon never saves less than a shorter one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -38,8 +38,42 @@ MONTH = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
+class Amount:
+    """An amount of money in a phrase: a total, or a unit price (`per_request`)."""
+
+    nanos: Nanos
+    per_request: bool = False
+
+
+MoneyWords = Callable[[Amount], str]
+"""How a phrase shows its amounts."""
+
+
+def exact_amount(amount: Amount) -> str:
+    """An amount as exact text (`$0.004415898`, `$0.004415898 a request`): the API's words."""
+    return f"${money_text(amount.nanos)}" + (" a request" if amount.per_request else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """Advice for people, its amounts kept apart (`{name}` fields of `template`, each an
+    `Amount` in `amounts`) so each face shows them its own way: exact text in the API, to the
+    cent in a report (`words(money)`)."""
+
+    template: str
+    amounts: Mapping[str, Amount] = field(default_factory=dict)
+
+    def words(self, money: MoneyWords = exact_amount) -> str:
+        """The phrase, its amounts shown by `money`."""
+        return self.template.format_map({k: money(a) for k, a in self.amounts.items()})
+
+    def __str__(self) -> str:
+        return self.words()
+
+
+@dataclass(frozen=True, slots=True)
 class Opportunity:
-    """One way to spend less: what to do, where, and how much it would save.
+    """One way to spend less: what to do (`advice`), where, and how much it would save.
 
     `exact_saving` is what `window` would have cost less (nano-units, exact); `saving` is it
     rounded, and `weekly_saving` / `monthly_saving` the same rate over 7 and 30 days (each
@@ -47,7 +81,7 @@ class Opportunity:
     """
 
     kind: str
-    advice: str
+    advice: Phrase
     exact_saving: Fraction
     window: timedelta
     service: str | None = None
@@ -97,9 +131,18 @@ class Opportunity:
     @property
     def summary(self) -> str:
         """One line for people: what to do, and what it saves over the window and a month."""
-        return (
-            f"{self.advice}, saving about {_money(self.saving_nanos)} in "
-            f"{_days(self.window_days)} ({_money(self.monthly_saving_nanos)} in 30 days)"
+        return self.phrase().words()
+
+    def phrase(self) -> Phrase:
+        """`summary` with its amounts kept apart (see `Phrase`)."""
+        return Phrase(
+            self.advice.template + ", saving about {saving} in "
+            f"{_days(self.window_days)} ({{monthly_saving}} in 30 days)",
+            {
+                **self.advice.amounts,
+                "saving": Amount(self.saving_nanos),
+                "monthly_saving": Amount(self.monthly_saving_nanos),
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,8 +179,9 @@ def find(
     return sorted(found, key=lambda o: -o.exact_saving)
 
 
-def _money(nanos: Nanos) -> str:
-    return f"${money_text(nanos)}"
+def _lit(text: str) -> str:
+    """`text` as literal text in a `Phrase` template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _days(days: float) -> str:
@@ -175,8 +219,12 @@ def _free_source_available(
             out.append(
                 Opportunity(
                     "free_source_available",
-                    f"{paid} cost {_money(p.cost)} while free {free} answered {rate:.0%} of its "
-                    f"{f.requests} requests for {capability}: try {free} first",
+                    Phrase(
+                        f"{_lit(paid)} cost {{cost}} while free {_lit(free)} answered "
+                        f"{rate:.0%} of its {f.requests} requests for {_lit(capability)}: "
+                        f"try {_lit(free)} first",
+                        {"cost": Amount(p.cost)},
+                    ),
                     Fraction(p.cost * f.free_successes, f.requests),
                     window,
                     source=paid,
@@ -209,8 +257,11 @@ def _low_cache_hit(
         out.append(
             Opportunity(
                 "low_cache_hit_rate",
-                f"{name} cost {_money(t.cost)} with {rate:.0%} of requests served from cache: "
-                f"cache its answers to serve {float(CACHE_TARGET):.0%} from cache",
+                Phrase(
+                    f"{_lit(name)} cost {{cost}} with {rate:.0%} of requests served from cache: "
+                    f"cache its answers to serve {float(CACHE_TARGET):.0%} from cache",
+                    {"cost": Amount(t.cost)},
+                ),
                 amount,
                 window,
                 source=name,
@@ -234,8 +285,14 @@ def _unbatched(sources: Mapping[str, Tally], window: timedelta) -> list[Opportun
         out.append(
             Opportunity(
                 "batchable_not_batched",
-                f"{name}: {single} requests made one at a time at {_money(round(single_cpr))} "
-                f"each, {_money(round(batched_cpr))} in batches: batch them",
+                Phrase(
+                    f"{_lit(name)}: {single} requests made one at a time at {{single}}, "
+                    "{batched} in batches: batch them",
+                    {
+                        "single": Amount(round(single_cpr), per_request=True),
+                        "batched": Amount(round(batched_cpr), per_request=True),
+                    },
+                ),
                 (single_cpr - batched_cpr) * single,
                 window,
                 source=name,
@@ -261,9 +318,14 @@ def _cost_per_request_rose(
         out.append(
             Opportunity(
                 "cost_per_request_rose",
-                f"{service} pays {_money(t.cost_per_request)} a request, up {float(rise):.0%} "
-                f"from {_money(b.cost_per_request)}: find what made it dearer and go back to "
-                "the old rate",
+                Phrase(
+                    f"{_lit(service)} pays {{now}}, up {float(rise):.0%} from {{before}}: find "
+                    "what made it dearer and go back to the old rate",
+                    {
+                        "now": Amount(t.cost_per_request, per_request=True),
+                        "before": Amount(b.cost_per_request, per_request=True),
+                    },
+                ),
                 t.cost - old * t.priced,  # this window's requests at the old rate
                 window,
                 service=service,

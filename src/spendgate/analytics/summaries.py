@@ -36,6 +36,15 @@ def savings_vs_traditional(t: Tally, traditional: Nanos | None) -> float | None:
     return (1 - t.cost_per_request / traditional) * 100
 
 
+def free_source_savings(t: Tally) -> Nanos | None:
+    """What free sources saved: each request a free source answered, at the period's average
+    cost of a paid request (`None` without a paid request to price them by: nothing is
+    invented). An estimate, and every face that shows it says so."""
+    if not t.paid or not t.cost:
+        return None
+    return (t.cost * t.free_successes + t.paid // 2) // t.paid
+
+
 SEED_PROJECTIONS = {
     "linear": ("linear", "linear_extrapolation"),
     "trend_based": ("trend", "trend_analysis"),

@@ -15,7 +15,7 @@ from datetime import date
 
 from spendgate.analytics.summaries import Day, MonthlyAssessment, Summary
 from spendgate.money import Nanos, currency_symbol, from_nanos
-from spendgate.reports.values import Chart, Money, Series
+from spendgate.reports.values import Chart, Money, Name, Series
 from spendgate.rollups import Tally
 
 WIDTH_INCHES = 7.0
@@ -114,6 +114,18 @@ def plotted(values: Sequence[Money | int | float | None]) -> list[float]:
     return out
 
 
+X_LABELS = {"cost_by_service": "Service", "cost_by_source": "Source"}
+
+
+def tick(category: str) -> str:
+    """A category as an axis label: a day as `1 Oct`, a name in words."""
+    try:
+        day = date.fromisoformat(category)
+    except ValueError:
+        return Name(category).words
+    return f"{day.day} {day:%b}"
+
+
 def png(chart: Chart, currency: str) -> bytes:
     """`chart` as a PNG image, `WIDTH_INCHES` x `HEIGHT_INCHES` at `DPI`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -127,27 +139,35 @@ def png(chart: Chart, currency: str) -> bytes:
     if chart.kind == "line":
         for s in chart.series:
             style = "--" if s.name in ("daily budget", "monthly budget") else "-"
-            ax.plot(x, plotted(s.values), style, marker="." if len(x) < 40 else "", label=s.name)
+            ax.plot(
+                x,
+                plotted(s.values),
+                style,
+                marker="." if len(x) < 40 else "",
+                label=s.name.capitalize(),
+            )
     else:
         width = 0.8 / (1 if chart.kind == "stacked_bar" else max(1, len(chart.series)))
         bottom = [0.0] * len(x)
         for i, s in enumerate(chart.series):
             ys = [0.0 if math.isnan(y) else y for y in plotted(s.values)]  # no value: 0
             if chart.kind == "stacked_bar":
-                ax.bar(x, ys, width, bottom=bottom, label=s.name)
+                ax.bar(x, ys, width, bottom=bottom, label=s.name.capitalize())
                 bottom = [a + b for a, b in zip(bottom, ys, strict=True)]
             else:
-                ax.bar([p + i * width for p in x], ys, width, label=s.name)
+                ax.bar([p + i * width for p in x], ys, width, label=s.name.capitalize())
     ax.set_title(chart.title, fontsize=10)
     step = max(1, -(-len(x) // MAX_TICKS))
-    ax.set_xticks(x[::step], list(chart.categories)[::step], rotation=45, ha="right", fontsize=7)
+    labels = [tick(c) for c in chart.categories]
+    ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right", fontsize=7)
+    ax.set_xlabel(X_LABELS.get(chart.name, "Day"), fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     if chart.y_label == "cost":
-        symbol = currency_symbol(currency)
-        ax.set_ylabel(f"cost ({symbol or currency})", fontsize=8)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.2f}"))
+        symbol = currency_symbol(currency) or ""
+        ax.set_ylabel(f"Spend ({currency})", fontsize=8)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{symbol}{v:,.2f}"))
     else:
-        ax.set_ylabel(chart.y_label, fontsize=8)
+        ax.set_ylabel(chart.y_label.capitalize(), fontsize=8)
     ax.set_ylim(bottom=0)
     if not x:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)

@@ -1,11 +1,15 @@
 """The CSV export: one file a table, for analysis in a spreadsheet or a notebook.
 
-- `{stem}_summary.csv`: the headline figures (`section`, `figure`, `value`);
-- `{stem}_daily.csv`: the daily breakdown, a row a day;
-- `{stem}_services.csv`: the service analysis, a row a service.
+- `{stem}_summary.csv`: the key figures (`Figure`, `Value`, `Detail`), as on page 1 of the
+  PDF;
+- `{stem}_daily.csv`: the daily spend, a row a local day;
+- `{stem}_services.csv`: the services, a row a service, dearest first.
 
-Cells are exact text: money as decimal text (`12.345678901`), shares as fractions (`0.25`),
-an empty cell for "no figure". UTF-8, comma-separated, `\\r\\n` line ends (RFC 4180).
+The columns are the PDF's and the workbook's (`tables.sections()`), the values exact:
+money as plain decimal text in the report's currency (`12.345678901`), shares as fractions of
+one (`0.25` is 25%), dates as `YYYY-MM-DD`, names as configured, an empty cell for "no
+figure". UTF-8, comma-separated, `\\r\\n` line ends (RFC 4180). docs/reports.md documents
+every header.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from spendgate.reports import tables
 from spendgate.reports.model import Report
 from spendgate.reports.values import Value
 
-FILES = {"daily_breakdown": "daily", "service_analysis": "services"}
+FILES = {"key_figures": "summary", "daily": "daily", "services": "services"}
+"""The tables written, by the suffix of their file."""
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Value]]) -> bytes:
@@ -30,19 +35,9 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Value]]) -> bytes:
 
 
 def render(report: Report) -> dict[str, bytes]:
-    """The report's summary, daily and per-service tables, a CSV file each."""
-    found = {s.key: s for s in tables.sections(report)}
-    summary = [
-        (key, *row)
-        for key in tables.SUMMARY_SECTIONS
-        if key in found
-        for t in found[key].tables
-        if t.columns == ("figure", "value")
-        for row in t.rows
-    ]
-    out = {f"{report.stem}_summary.csv": _csv(("section", "figure", "value"), summary)}
-    for key, suffix in FILES.items():
-        if key in found:
-            t = found[key].tables[0]
-            out[f"{report.stem}_{suffix}.csv"] = _csv(t.columns, t.rows)
-    return out
+    """The report's key figures, daily and per-service tables, a CSV file each."""
+    found = {t.key: t for s in tables.sections(report) for t in s.tables}
+    return {
+        f"{report.stem}_{suffix}.csv": _csv(found[key].columns, found[key].rows)
+        for key, suffix in FILES.items()
+    }

@@ -1,13 +1,16 @@
 """The Excel export (openpyxl): a sheet per section, real numbers, native charts.
 
-- Each section of the report is a sheet; its first table's header row is frozen, and further
-  tables follow below it under their titles.
+- Each section of the report (`tables.sections()`: the same human titles and column names as
+  the PDF) is a sheet; its first table's header row is frozen, further tables follow below
+  it under their titles, then the section's text.
 - Money cells hold numbers with the currency's number format (`"$"#,##0.00#######`: cents
   always shown, nano-units when there are any). An Excel cell is an IEEE double, so the number
   is the exact decimal amount converted once (`float(Decimal)`), which keeps about 15
   significant digits: exact to the nano-unit up to a million currency units, to the cent far
   beyond. The JSON and CSV exports carry the exact decimal text.
-- Shares are numbers with a percent format; counts are integers.
+- Shares are numbers with a percent format; counts are integers; dates are Excel dates, and
+  times the report's local times (Excel has no time zones: the `About this report` sheet
+  names the zone). Names (services, sources) are kept exactly as configured.
 - A `Charts` sheet holds each chart's data and a native Excel chart drawn from it (line, bar
   or stacked bar), so the figures stay live in the workbook.
 """
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
+from spendgate.analytics.opportunities import Phrase
 from spendgate.money import currency_symbol, from_nanos
 from spendgate.reports import tables
 from spendgate.reports.model import Report
-from spendgate.reports.values import Chart, Money, Share
+from spendgate.reports.values import Chart, Money, Name, Share
 
 MAX_WIDTH = 60
 CHART_ROWS = 18  # rows a chart covers on the Charts sheet
@@ -36,12 +41,17 @@ def money_format(currency: str) -> str:
     return f'"{symbol}"{digits}' if symbol else f'{digits} "{currency}"'
 
 
-def cell_value(value: Any) -> Any:
-    """A report value as an Excel cell value (money in currency units, see the module doc)."""
+def cell_value(value: Any, zone: tzinfo = UTC) -> Any:
+    """A report value as an Excel cell value (money in currency units, see the module doc;
+    a time as the local time in `zone`: Excel has no time zones)."""
     if isinstance(value, Money):
         return float(from_nanos(value.nanos))
     if isinstance(value, Share):
         return value.value
+    if isinstance(value, datetime):
+        return value.astimezone(zone).replace(tzinfo=None)
+    if isinstance(value, Phrase | Name):
+        return str(value)
     return value
 
 
@@ -49,7 +59,11 @@ def _format(value: Any, money: str) -> str | None:
     if isinstance(value, Money):
         return money
     if isinstance(value, Share):
-        return "0.00%"
+        return "+0.0%;-0.0%;0.0%" if value.signed else "0.0%"
+    if isinstance(value, datetime):
+        return "d mmm yyyy hh:mm"
+    if isinstance(value, date):
+        return "ddd d mmm yyyy"
     if isinstance(value, int) and not isinstance(value, bool):
         return "#,##0"
     return None
@@ -63,11 +77,13 @@ def sheet_title(text: str) -> str:
 def render(report: Report) -> dict[str, bytes]:
     """`{stem}.xlsx`: the workbook."""
     from openpyxl import Workbook
-    from openpyxl.styles import Font, PatternFill
+    from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     money = money_format(report.currency)
+    zone = tables.report_zone(report)
     bold = Font(bold=True)
+    quiet = Font(italic=True, color="555555")
     header_fill = PatternFill("solid", fgColor="DDE4EE")
     book = Workbook()
     book.remove(book.active)
@@ -77,25 +93,36 @@ def render(report: Report) -> dict[str, bytes]:
     for section in tables.sections(report):
         ws = book.create_sheet(sheet_title(section.title))
         widths: dict[int, int] = {}
-        row = 1
-        for i, t in enumerate(section.tables):
-            if i:
-                row += 1
+        row = 0
+        for t in section.tables:
+            if row:  # a table after the first: a blank row, then its title
+                row += 2
                 ws.cell(row, 1, t.title).font = bold
-                row += 1
+            row += 1
             for col, name in enumerate(t.columns, 1):
                 c = ws.cell(row, col, name)
                 c.font, c.fill = bold, header_fill
                 widths[col] = max(widths.get(col, 0), len(name))
+            if not t.rows:
+                row += 1
+                ws.cell(row, 1, t.empty).font = quiet
             for values in t.rows:
                 row += 1
                 for col, v in enumerate(values, 1):
-                    c = ws.cell(row, col, cell_value(v))
+                    c = ws.cell(row, col, cell_value(v, zone))
                     fmt = _format(v, money)
                     if fmt:
                         c.number_format = fmt
                     widths[col] = max(widths.get(col, 0), min(MAX_WIDTH, len(tables.text(v)) + 2))
-            row += 1
+            if t.note:
+                row += 1
+                ws.cell(row, 1, t.note).font = quiet
+        for block in section.blocks:
+            if isinstance(block, tables.Paragraph):
+                for line in (block.text, *(f"- {p}" for p in block.points)):
+                    row += 2 if line is block.text else 1
+                    c = ws.cell(row, 1, line)
+                    c.alignment = Alignment(wrap_text=False)
         ws.freeze_panes = "A2"
         for col, width in widths.items():
             ws.column_dimensions[get_column_letter(col)].width = min(MAX_WIDTH, width + 2)

@@ -21,6 +21,7 @@ from spendgate.analytics.summaries import (
     Day,
     MonthlyAssessment,
     Summary,
+    free_source_savings,
     merge_cells,
     savings_vs_traditional,
     series_trends,
@@ -93,12 +94,50 @@ class Report:
         return out
 
 
+def period_label(first: date, last: date) -> str:
+    """Local days in words: `1-31 October 2026`, `28 September - 4 October 2026`,
+    `29 December 2026 - 4 January 2027` (with en dashes)."""
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day}\u2013{last.day} {last:%B %Y}"
+    if first.year == last.year:
+        return f"{first.day} {first:%B} \u2013 {last.day} {last:%B %Y}"
+    return f"{first.day} {first:%B %Y} \u2013 {last.day} {last:%B %Y}"
+
+
 def _share(part: int, whole: int) -> Share:
     return Share(part / whole if whole else 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """The period a report compares itself with: the local days `first` to `last` and what
+    they cost (the month before over as many days, the week before)."""
+
+    first: date
+    last: date
+    cost: Nanos
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """Where a report's figures come from and what it compares them with: the `store`
+    (`LedgerStore.where`, credentials never shown), the `previous` period, and the `alerts`
+    fired in the period (as `alert_dict()` shows them, newest first)."""
+
+    store: str = ""
+    previous: Previous | None = None
+    alerts: Sequence[Mapping[str, Any]] = ()
+
+
 def _metadata(
-    kind: str, period: str, since: datetime, until: datetime, generated_at: datetime, **more: Any
+    kind: str,
+    period: str,
+    since: datetime,
+    until: datetime,
+    generated_at: datetime,
+    *,
+    setting: Setting,
+    **more: Any,
 ) -> dict[str, Any]:
     return {
         "period": period,
@@ -107,8 +146,51 @@ def _metadata(
         "generated_at": generated_at.isoformat(),
         "report_type": kind,
         **more,
+        "store": setting.store,
         "schema_version": SCHEMA_VERSION,
     }
+
+
+def comparison(t: Tally, previous: Previous | None) -> dict[str, Any]:
+    """The period's spend against the previous period's: the days compared, their cost, and
+    the change as a share (`None` when the previous period cost nothing)."""
+    if previous is None:
+        return {"previous_period": None, "change_vs_previous_period": None}
+    return {
+        "previous_period": {
+            "start_date": previous.first.isoformat(),
+            "end_date": previous.last.isoformat(),
+            "total_cost": Money(previous.cost),
+        },
+        "change_vs_previous_period": Share((t.cost - previous.cost) / previous.cost)
+        if previous.cost
+        else None,
+    }
+
+
+def free_savings(t: Tally) -> dict[str, Any]:
+    """Requests free sources answered, and what they saved at the paid rate
+    (`free_source_savings`)."""
+    saved = free_source_savings(t)
+    return {
+        "free_source_answers": t.free_successes,
+        "free_source_savings": None if saved is None else Money(saved),
+    }
+
+
+def alert_rows(alerts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The period's alerts, newest first: when each fired, how severe, what it is about."""
+    return [
+        {
+            "fired_at": a["timestamp"],
+            "severity": a["severity"],
+            "type": a["type"],
+            "title": a["title"],
+            "description": a["description"],
+            "state": a["state"],
+        }
+        for a in alerts
+    ]
 
 
 def daily_rows(days: Sequence[Day], limit: Nanos | None) -> list[dict[str, Any]]:
@@ -258,7 +340,7 @@ def recommendation_rows(
         {
             "priority": i + 1,
             "kind": o.kind,
-            "summary": o.summary,
+            "summary": o.phrase(),
             "saving": Money(o.saving_nanos),
             "window_days": o.window_days,
             "weekly_saving": Money(o.weekly_saving_nanos),
@@ -317,6 +399,7 @@ def monthly(
     timezone: str,
     assessment: MonthlyAssessment | None = None,
     locations: Mapping[str, Tally] | None = None,
+    setting: Setting = Setting(),
 ) -> Report:
     """The seed's monthly cost report over `summary`'s span (a local month) and its `days`.
 
@@ -338,6 +421,9 @@ def monthly(
         "budget_utilization": Share(t.cost / budget) if budget else None,
         "monthly_budget": None if budget is None else Money(budget),
         "monthly_budget_basis": budgets.basis,
+        "budget_remaining": None if budget is None else Money(budget - t.cost),
+        **comparison(t, setting.previous),
+        **free_savings(t),
         "paid_requests": t.paid,
         "free_requests": t.free,
         "unpriced_requests": t.unpriced,
@@ -383,6 +469,7 @@ def monthly(
             summary.since,
             summary.until,
             generated_at,
+            setting=setting,
             currency=currency,
             timezone=timezone,
             complete=complete,
@@ -394,6 +481,7 @@ def monthly(
         "trend_analysis": trend_analysis(closed),
         "month_end_forecast": forecast,
         "recommendations": recommendation_rows(found, actions),
+        "alerts": alert_rows(setting.alerts),
         "appendices": {
             "methodology": METHODOLOGY,
             "data_sources": list(DATA_SOURCES),
@@ -436,6 +524,8 @@ def weekly(
     generated_at: datetime,
     currency: str,
     timezone: str,
+    setting: Setting = Setting(),
+    found: Sequence[Opportunity] = (),
 ) -> Report:
     """The seed's weekly budget report (`weekly_figures`: `WeeklyReport.to_dict()`), with the
     week's days, its services and charts. `summary` spans the same days."""
@@ -447,6 +537,7 @@ def weekly(
             summary.since,
             summary.until,
             generated_at,
+            setting=setting,
             currency=currency,
             timezone=timezone,
             complete=summary.until <= generated_at,
@@ -463,10 +554,15 @@ def weekly(
         },
         "daily_breakdown": daily_rows(days, budgets.daily),
         "service_analysis": service_analysis(summary, days),
+        "alerts": alert_rows(setting.alerts),
     }
+    for row, o in zip(sections["optimization_opportunities"], found, strict=False):
+        row["summary"] = o.phrase()  # the same words, its amounts for each face to show
+    sections["budget_performance"].update(comparison(summary.total, setting.previous))
+    sections["cost_efficiency"].update(free_savings(summary.total))
     return Report(
         "weekly",
-        f"Weekly budget report: {first.isoformat()} to {last.isoformat()}",
+        f"Weekly budget report: {period_label(first, last)}",
         f"weekly_budget_report_{last.isoformat()}",
         summary.since,
         summary.until,

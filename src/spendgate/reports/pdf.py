@@ -1,68 +1,114 @@
-"""The PDF export (reportlab): what executives read.
+"""The PDF export (reportlab): what a finance reader signs.
 
-A cover with the period, when the figures are as of and the headline figures; the charts
-(drawn by matplotlib, see `charts`); then every section as tables. Tables break across pages
-between rows and repeat their header row on each page; a table too wide for the page is cut
-into column groups, each repeating the first column. Every page carries its number
-("page 3 of 7") and the report's title. Money is shown as people read it (`$1,234.57`,
-sub-cent amounts with the places they need); the JSON and CSV exports carry exact amounts.
+Page 1 is the executive summary (`tables.sections()`): the period's spend against budget, the
+forecast, the change on the previous period, the top services and sources, free sources and
+what they saved, the alerts and the recommendations worth most. Then a chapter a section,
+each with its charts (drawn by matplotlib, see `charts`), and the report's particulars last.
+
+Everything is shown as people read it (`shown()`): money to the cent (`$1,234.57`; unit
+prices with the digits they need, and a note that says so), shares as `12.5%`, dates as
+`Thu 1 Oct 2026`, times in the report's zone (`20 Oct 2026, 13:42 EDT`), names in words
+(`google_maps` as "Google maps"). Tables are sized to their content and fit the page width;
+they break between rows and repeat their header row on each page. Every page carries the
+report's title and its number ("page 3 of 7").
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from datetime import date, datetime, tzinfo
 from typing import Any
 from xml.sax.saxutils import escape
 
-from spendgate.money import format_money
+from spendgate.analytics.opportunities import Phrase
 from spendgate.reports import charts, tables
 from spendgate.reports.model import Report
-from spendgate.reports.values import Money, Share
+from spendgate.reports.values import (
+    Money,
+    Name,
+    Share,
+    UnitPrice,
+    amount_words,
+    cents,
+    spaced,
+    unit_price,
+)
 
-MAX_COLUMNS = 7  # columns a portrait page shows legibly
-COVER_SECTIONS = ("report_metadata", "period", *tables.SUMMARY_SECTIONS)
+CELL_FONT = ("Helvetica", 7.5)
+MIN_SHARE = 0.07  # the narrowest a column gets, as a share of the page width
+NUMERIC = (Money, Share, int, float)
 
 
-def shown(value: Any, currency: str) -> str:
+def when(moment: datetime, zone: tzinfo) -> str:
+    """A time as people read it, in the report's zone: `20 Oct 2026, 13:42 EDT`."""
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%b %Y, %H:%M %Z}"
+
+
+def day(d: date) -> str:
+    """`Thu 1 Oct 2026`."""
+    return f"{d:%a} {d.day} {d:%b %Y}"
+
+
+def shown(value: Any, currency: str, zone: tzinfo) -> str:
     """A cell as people read it."""
     if value is None:
-        return "-"
+        return "\u2013"
+    if isinstance(value, UnitPrice):
+        return unit_price(value.nanos, currency)
     if isinstance(value, Money):
-        return format_money(value.nanos, currency)
+        return cents(value.nanos, currency)
     if isinstance(value, Share):
-        return f"{value.value:.1%}"
+        return f"{value.value:+.1%}" if value.signed else f"{value.value:.1%}"
+    if isinstance(value, Phrase):
+        words = spaced(value.words(amount_words(currency)))
+        return words[:1].upper() + words[1:]
+    if isinstance(value, Name):
+        return value.words
+    if isinstance(value, datetime):
+        return when(value, zone)
+    if isinstance(value, date):
+        return day(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.4g}"
-    return str(value)
+        return f"{value:,.3g}"
+    return spaced(str(value))
 
 
-def _column_groups(t: tables.Table) -> list[tables.Table]:
-    """`t` cut into tables of at most `MAX_COLUMNS` columns, each keeping the first."""
-    if len(t.columns) <= MAX_COLUMNS:
-        return [t]
-    out = []
-    rest = list(range(1, len(t.columns)))
-    step = MAX_COLUMNS - 1
-    for n, lo in enumerate(range(0, len(rest), step)):
-        keep = [0, *rest[lo : lo + step]]
-        out.append(
-            tables.Table(
-                t.key,
-                t.title if n == 0 else f"{t.title} (continued)",
-                tuple(t.columns[i] for i in keep),
-                tuple(tuple(r[i] for i in keep) for r in t.rows),
-            )
-        )
-    return out
+def widths(texts: Sequence[Sequence[str]], width: float) -> list[float]:
+    """Column widths for a table of `texts` (header first) that fit `width`: each column
+    its longest line's width, the widest cut down (their text wraps) until the table fits."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    padding = 8.0
+    natural = [
+        max(stringWidth(t, CELL_FONT[0], CELL_FONT[1]) for t in column) + padding
+        for column in zip(*texts, strict=True)
+    ]
+    floor = width * MIN_SHARE
+    natural = [max(floor, w) for w in natural]
+    total = sum(natural)
+    if total <= width:
+        return [w * width / total for w in natural]  # spread to the page width
+    # Cut the widest columns down to a common cap so the rest keep their natural width.
+    ordered = sorted(natural)
+    rest = width
+    for i, w in enumerate(ordered):
+        cap = rest / (len(ordered) - i)
+        if w > cap:
+            return [min(n, cap) for n in natural]
+        rest -= w
+    return natural
 
 
 def render(report: Report) -> dict[str, bytes]:
     """`{stem}.pdf`: the document."""
     from reportlab.lib import colors
+    from reportlab.lib.enums import TA_RIGHT
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.lib.units import cm
@@ -71,7 +117,9 @@ def render(report: Report) -> dict[str, bytes]:
         CondPageBreak,
         Image,
         KeepTogether,
-        PageBreak,
+        ListFlowable,
+        ListItem,
+        PageBreakIfNotEmpty,
         Paragraph,
         SimpleDocTemplate,
         Spacer,
@@ -79,10 +127,16 @@ def render(report: Report) -> dict[str, bytes]:
         TableStyle,
     )
 
+    zone = tables.report_zone(report)
+    currency = report.currency
     styles = getSampleStyleSheet()
-    cell = ParagraphStyle("cell", parent=styles["BodyText"], fontSize=7.5, leading=9)
+    cell = ParagraphStyle("cell", parent=styles["BodyText"], fontSize=CELL_FONT[1], leading=9)
+    number = ParagraphStyle("number", parent=cell, alignment=TA_RIGHT)
     head = ParagraphStyle("head", parent=cell, fontName="Helvetica-Bold")
-    footer = f"{report.title} - generated {report.generated_at:%Y-%m-%d %H:%M} UTC"
+    head_number = ParagraphStyle("head_number", parent=head, alignment=TA_RIGHT)
+    note = ParagraphStyle("note", parent=cell, textColor=colors.HexColor("#555555"))
+    body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9, leading=12)
+    footer = f"{report.title}, generated {when(report.generated_at, zone)}"
 
     class NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
         """Holds pages back until the end, so each can say how many there are."""
@@ -120,72 +174,93 @@ def render(report: Report) -> dict[str, bytes]:
     )
     width = doc.width
 
-    def flowable(t: tables.Table, section: tables.Section) -> list[Any]:
+    def table(t: tables.Table, titled: bool) -> list[Any]:
         out: list[Any] = []
-        for part in _column_groups(t):
-            n = len(part.columns)
-            widths = [width * 0.4, width * 0.6] if n == 2 else [width / n] * n
-            rows = [[Paragraph(escape(c), head) for c in part.columns]]
-            rows += [
-                [Paragraph(escape(shown(v, report.currency)), cell) for v in r] for r in part.rows
-            ]
-            table = Table(rows, colWidths=widths, repeatRows=1)
-            table.setStyle(
-                TableStyle(
-                    [
-                        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDE4EE")),
-                        ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#9AA5B1")),
-                        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                        (
-                            "ROWBACKGROUNDS",
-                            (0, 1),
-                            (-1, -1),
-                            [colors.white, colors.HexColor("#F5F7FA")],
-                        ),
-                    ]
+        if titled:
+            out.append(Paragraph(escape(t.title), styles["Heading3"]))
+        if not t.rows:
+            return [*out, Paragraph(escape(t.empty), note), Spacer(1, 8)]
+        texts = [list(t.columns)] + [[shown(v, currency, zone) for v in r] for r in t.rows]
+        right = [
+            all(v is None or (isinstance(v, NUMERIC) and not isinstance(v, bool)) for v in col)
+            and any(v is not None for v in col)
+            for col in zip(*t.rows, strict=True)
+        ]
+        rows = [
+            [
+                Paragraph(
+                    escape(text),
+                    (head_number if right[i] else head)
+                    if n == 0
+                    else (number if right[i] else cell),
                 )
+                for i, text in enumerate(line)
+            ]
+            for n, line in enumerate(texts)
+        ]
+        grid = Table(rows, colWidths=widths(texts, width), repeatRows=1)
+        grid.setStyle(
+            TableStyle(
+                [
+                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDE4EE")),
+                    ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#C3CBD6")),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                    (
+                        "ROWBACKGROUNDS",
+                        (0, 1),
+                        (-1, -1),
+                        [colors.white, colors.HexColor("#F5F7FA")],
+                    ),
+                ]
             )
-            if not part.rows:
-                out += [Paragraph(escape(f"{part.title}: none"), cell), Spacer(1, 6)]
-                continue
-            if part.title != section.title:  # a section's only table goes untitled
-                out.append(Paragraph(escape(part.title), styles["Heading4"]))
-            out += [table, Spacer(1, 8)]
-        return out
+        )
+        out.append(grid)
+        if t.note:
+            out += [Spacer(1, 2), Paragraph(escape(spaced(t.note)), note)]
+        return [*out, Spacer(1, 10)]
+
+    def paragraph(p: tables.Paragraph) -> list[Any]:
+        out: list[Any] = [Paragraph(escape(spaced(p.text)), body)]
+        if p.points:
+            items = [ListItem(Paragraph(escape(spaced(x)), body)) for x in p.points]
+            out.append(ListFlowable(items, bulletType="bullet", leftIndent=12))
+        return [*out, Spacer(1, 6)]
+
+    images = {c.name: c for c in report.charts}
+
+    def chart(name: str) -> Any:
+        image = Image(
+            io.BytesIO(charts.png(images[name], currency)),
+            width=width,
+            height=width * charts.HEIGHT_INCHES / charts.WIDTH_INCHES,
+        )
+        return KeepTogether([image, Spacer(1, 8)])
 
     found = tables.sections(report)
     story: list[Any] = [
         Paragraph(escape(report.title), styles["Title"]),
         Paragraph(
             escape(
-                f"{report.since.isoformat()} to {report.until.isoformat()}; figures as of "
-                f"{report.generated_at.isoformat()}"
+                f"{tables.report_period(report)}. Figures as of {when(report.generated_at, zone)}."
             ),
             styles["Normal"],
         ),
-        Spacer(1, 12),
+        Spacer(1, 8),
     ]
-    for s in found:
-        if s.key in COVER_SECTIONS:
-            story.append(Paragraph(escape(s.title), styles["Heading2"]))
-            for t in s.tables:
-                story += flowable(t, s)
-    story.append(PageBreak())
-    story.append(Paragraph("Charts", styles["Heading1"]))
-    for chart in report.charts:
-        image = Image(
-            io.BytesIO(charts.png(chart, report.currency)),
-            width=width,
-            height=width * charts.HEIGHT_INCHES / charts.WIDTH_INCHES,
-        )
-        story.append(KeepTogether([image, Spacer(1, 10)]))
-    story.append(PageBreak())
-    for s in found:
-        if s.key in COVER_SECTIONS:
-            continue
-        story.append(CondPageBreak(6 * cm))  # a heading never ends a page alone
-        story.append(Paragraph(escape(s.title), styles["Heading1"]))
-        for t in s.tables:
-            story += flowable(t, s)
+    for n, section in enumerate(found):
+        while isinstance(story[-1], Spacer):  # space at the end of a page starts the next
+            story.pop()
+        if n == 1:
+            story.append(PageBreakIfNotEmpty())  # the summary has page 1 to itself
+        elif n:
+            story.append(CondPageBreak(6 * cm))  # a heading never ends a page alone
+        story.append(Paragraph(escape(section.title), styles["Heading2" if n == 0 else "Heading1"]))
+        story += [chart(name) for name in section.charts if name in images]
+        several = len(section.tables) > 1
+        for block in section.blocks:
+            if isinstance(block, tables.Paragraph):
+                story += paragraph(block)
+            else:
+                story += table(block, several or block.title != section.title)
     doc.build(story, canvasmaker=NumberedCanvas)
     return {f"{report.stem}.pdf": out.getvalue()}

@@ -14,15 +14,19 @@ location labels) and builds the report model.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
+from spendgate.alerts.notices import alert_dict
 from spendgate.analytics import Analyst
 from spendgate.errors import ValidationError
 from spendgate.gate import Gate
 from spendgate.reports import model
-from spendgate.reports.model import Budgets, Report
-from spendgate.windows import FIRST_DAY, LAST_DAY
+from spendgate.reports.model import Budgets, Previous, Report, Setting
+from spendgate.store.base import Alert
+from spendgate.windows import FIRST_DAY, LAST_DAY, to_micros
 
+ALERTS_READ = 1_000  # alerts read at a time, newest first, back to the period's start
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 MONTH_RULE = f"a month as YYYY-MM (01 to 12) from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m}"
 
@@ -85,6 +89,7 @@ class Reporter:
             timezone=a.days.tz,
             assessment=a.monthly_forecast() if current else None,
             locations=a.by_location(start, end),
+            setting=self._setting(start, end, self._month_before(start, now, end)),
         )
 
     def weekly(self, end: date | str | None = None) -> Report:
@@ -97,6 +102,11 @@ class Reporter:
         if last > a.local_day(now):
             raise ValidationError("end", end, f"a day up to today ({a.local_day(now).isoformat()})")
         summary = model.week_summary(figures.days, now)
+        week_start = figures.days[0].day
+        before = a.summary(None, since=week_start - timedelta(days=7), until=week_start)
+        previous = Previous(
+            week_start - timedelta(days=7), week_start - timedelta(days=1), before.total.cost
+        )
         return model.weekly(
             figures.to_dict(),
             summary,
@@ -105,7 +115,39 @@ class Reporter:
             generated_at=now,
             currency=self._gate.config.currency,
             timezone=a.days.tz,
+            setting=self._setting(summary.since, summary.until, previous),
+            found=figures.opportunities,
         )
+
+    def _month_before(self, start: datetime, now: datetime, end: datetime) -> Previous:
+        """The month before the one starting at `start`, over as long as this one has run
+        (all of it for a month that is over): month to date against the same days before."""
+        a = self.analyst
+        before_start, before_end = a.months.bounds(start - timedelta(days=15))
+        until = min(before_end, before_start + (min(now, end) - start))
+        cost = a.summary(None, since=before_start, until=until).total.cost
+        return Previous(
+            a.local_day(before_start), a.local_day(until - timedelta(microseconds=1)), cost
+        )
+
+    def _setting(self, since: datetime, until: datetime, previous: Previous) -> Setting:
+        """The store, the previous period and the alerts fired in `[since, until)`."""
+        config = self._gate.config
+        alerts = [alert_dict(alert, config) for alert in self._alerts(since, until)]
+        return Setting(self._gate.store.where, previous, alerts)
+
+    def _alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
+        """The alerts fired in `[since, until)`, newest first, read a page at a time."""
+        first, before = to_micros(since), to_micros(until)
+        while True:
+            page = self._gate.store.alerts(limit=ALERTS_READ, before=before)
+            for alert in page:
+                if alert.fired_at < first:
+                    return
+                yield alert
+            if len(page) < ALERTS_READ:
+                return
+            before = page[-1].fired_at
 
 
 def parse_month(value: object) -> date:

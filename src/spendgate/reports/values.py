@@ -8,11 +8,17 @@ JSON-ready values; `typed()` reads an analytics `to_dict()` tree back into them,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
-from spendgate.money import Nanos, money_text, to_nanos
+from spendgate.analytics.opportunities import Amount, Phrase
+from spendgate.money import Nanos, format_money, from_nanos, money_text, to_nanos
+
+CENT = 10_000_000  # a hundredth of a currency unit, in nano-units
 
 # Fields whose text values the analytics write as exact decimal money (`money_text`).
 MONEY_FIELDS = frozenset(
@@ -48,13 +54,80 @@ class Money:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitPrice(Money):
+    """What one request costs: shown with the digits it needs, where other amounts are
+    shown to the cent."""
+
+
+@dataclass(frozen=True, slots=True)
 class Share:
-    """A share of a whole: 0.25 is 25%."""
+    """A share of a whole: 0.25 is 25% (`signed`: a change, shown `+25.0%`)."""
 
     value: float
+    signed: bool = False
 
 
-Value = Money | Share | str | int | float | bool | None
+class Name(str):
+    """A name from the configuration or the events (a service, a source, a location): kept
+    as it is in data exports, shown in words in the PDF (`google_maps` as "Google maps")."""
+
+    __slots__ = ()
+
+    @property
+    def words(self) -> str:
+        """The name for people: its underscores as spaces, a lowercase first letter raised."""
+        shown = spaced(self)
+        return shown[:1].upper() + shown[1:] if shown[:1].islower() else shown
+
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+\b")
+
+
+def spaced(text: str) -> str:
+    """`text` with every snake_case identifier in it written as words (`google_maps` as
+    `google maps`): a report for people names things, it does not quote keys."""
+    return _IDENTIFIER.sub(lambda m: m[0].replace("_", " "), text)
+
+
+def cents(nanos: Nanos, currency: str) -> str:
+    """An amount to the cent, as people read it: `$1,234.57`; a non-zero amount that rounds
+    to nothing is `under $0.01`, never `$0.00`."""
+    if nanos and abs(nanos) < CENT // 2:
+        return f"under {format_money(CENT, currency)}"
+    return format_money(nanos, currency)
+
+
+def unit_price(nanos: Nanos, currency: str) -> str:
+    """What one request costs, with the digits it needs: four significant digits, at least
+    the cents (`$0.004416`, `$0.0123`, `$1.50`)."""
+    value = abs(from_nanos(nanos))
+    places = 2 if not value else max(2, min(9, 3 - math.floor(math.log10(value))))
+    return _trim(format_money(nanos, currency, places))
+
+
+def _trim(shown: str) -> str:
+    """Trailing zeros past the cents dropped: `$0.012300` as `$0.0123`."""
+    whole, _, fraction = shown.partition(".")
+    fraction = fraction[:2] + fraction[2:].rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
+
+
+def amount_words(currency: str) -> Callable[[Amount], str]:
+    """How a report's PDF words the amounts of a `Phrase`: totals to the cent, unit prices per
+    1,000 requests to the cent (or per million, for the cheapest)."""
+
+    def words(amount: Amount) -> str:
+        if not amount.per_request:
+            return cents(amount.nanos, currency)
+        if abs(amount.nanos) * 1000 >= CENT // 2 or not amount.nanos:
+            return f"{cents(amount.nanos * 1000, currency)} per 1,000 requests"
+        return f"{cents(amount.nanos * 1_000_000, currency)} per million requests"
+
+    return words
+
+
+Value = Money | Share | Phrase | date | str | int | float | bool | None
+"""A cell of a report's tables, a leaf of its sections (`date` includes `datetime`)."""
 """A leaf of a report's sections."""
 
 
@@ -97,6 +170,10 @@ def plain(value: Any) -> Any:
         return money_text(value.nanos)
     if isinstance(value, Share):
         return value.value
+    if isinstance(value, Phrase):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
