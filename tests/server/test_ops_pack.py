@@ -90,6 +90,8 @@ def dashboard_queries(dashboard: dict[str, Any]) -> dict[str, str]:
         f"panel {p['id']} {t['refId']}": t["expr"] for p in panels(dashboard) for t in p["targets"]
     }
     for v in dashboard["templating"]["list"]:
+        if v["type"] == "datasource":
+            continue
         selector = re.fullmatch(r"label_values\((.+), *\w+\)", v["query"]["query"])
         assert selector is not None, v["name"]
         out[f"variable {v['name']}"] = selector.group(1)
@@ -255,6 +257,9 @@ def test_the_dashboard_is_importable_with_a_prometheus_input(dashboard: dict[str
     ]
     source = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    # Provisioned (not imported) dashboards resolve ${DS_PROMETHEUS} through a variable.
+    chooser = variables.pop("DS_PROMETHEUS")
+    assert (chooser["type"], chooser["query"]) == ("datasource", "prometheus")
     assert set(variables) == {"job", "budget", "service"}
     assert all(v["datasource"] == source for v in variables.values())
     assert variables["budget"]["multi"] and variables["service"]["multi"]
