@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from fnmatch import fnmatch
@@ -137,7 +136,7 @@ def promtool_run(promtool: str, *args: str, cwd: Path | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def exported() -> Iterator[set[str]]:
+def exported() -> set[str]:
     """The sample names a real server's `/metrics` shows after paid, free and unpriced
     events, a hold left open, denied and emergency decisions, budgets up their ladders and
     the alerts their crossings raise."""
@@ -153,7 +152,7 @@ def exported() -> Iterator[set[str]]:
         assert gate.authorize("scraper", "maps", Decimal("0.05"), emergency=True).approved
         r = httpx.get(f"{url}/metrics", headers=bearer(keys.read), timeout=30)
         assert r.status_code == 200, r.text
-    yield {s.name for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {s.name for family in text_string_to_metric_families(r.text) for s in family.samples}
 
 
 def unexported(texts: dict[str, str], exported: set[str]) -> dict[str, set[str]]:
@@ -262,9 +261,11 @@ def test_the_dashboard_is_importable_with_a_prometheus_input(dashboard: dict[str
     assert (chooser["type"], chooser["query"]) == ("datasource", "prometheus")
     assert set(variables) == {"job", "budget", "service"}
     assert all(v["datasource"] == source for v in variables.values())
-    assert variables["budget"]["multi"] and variables["service"]["multi"]
+    assert variables["budget"]["multi"]
+    assert variables["service"]["multi"]
     for p in panels(dashboard):
-        assert p["title"] and p["description"], p["id"]
+        assert p["title"], p["id"]
+        assert p["description"], p["title"]
         assert p["datasource"] == source, p["title"]
         assert p["targets"], p["title"]
         assert all(t["datasource"] == source for t in p["targets"]), p["title"]
@@ -275,8 +276,8 @@ def test_panels_fit_the_grid_with_unique_ids(dashboard: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids))
     for p in dashboard["panels"]:
         grid = p["gridPos"]
-        assert grid["x"] >= 0 and grid["w"] > 0 and grid["h"] > 0, p["title"]
-        assert grid["x"] + grid["w"] <= 24, p["title"]
+        assert 0 <= grid["x"] < grid["x"] + grid["w"] <= 24, p["title"]
+        assert grid["h"] > 0, p["title"]
 
 
 def test_money_panels_show_currency_and_rates_use_the_rate_interval(
