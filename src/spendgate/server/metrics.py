@@ -47,7 +47,7 @@ from spendgate.money import from_nanos
 from spendgate.server.auth import budget_visible
 from spendgate.server.context import Context
 from spendgate.store.alerting import MAX_ALERT_LIMIT
-from spendgate.store.base import Alert, LedgerStore
+from spendgate.store.base import Alert, AlertStore, LedgerStore
 from spendgate.windows import to_micros
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -165,8 +165,9 @@ class SpendCollector(Collector):
             labels=["rule", "severity", "state"],
         )
         now = to_micros(self.gate.clock())
+        store: AlertStore = self.gate.store  # all of the store it reads: the firing alerts
         counts: Counter[tuple[str, str, str]] = Counter()
-        for alert in self.gate.store.alerts(state="firing", limit=MAX_ALERT_LIMIT):
+        for alert in store.alerts(state="firing", limit=MAX_ALERT_LIMIT):
             counts[alert.rule, alert.severity, _handled(alert, now)] += 1
         for rule, severity in sorted({(r, s) for r, s, _ in counts}):
             for state in ALERT_STATES:
