@@ -49,8 +49,11 @@ CONFIG = {
             "thresholds": {"warn": 0.5, "degrade": 0.7, "stop": 0.9},
         },
         {"name": "scraper_day", "limit": "5.00", "scope": "service:scraper"},
+        {"name": "tiny", "limit": "0.10", "scope": "service:scraper", "hard": False},
     ],
 }
+"""After the workload: daily at its degrade line (0.85 of 1.00), scraper_day below every
+line, tiny (soft, never refusing) far past its limit."""
 VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "30s",
@@ -136,10 +139,10 @@ def promtool_run(promtool: str, *args: str, cwd: Path | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def exported() -> set[str]:
-    """The sample names a real server's `/metrics` shows after paid, free and unpriced
-    events, a hold left open, denied and emergency decisions, budgets up their ladders and
-    the alerts their crossings raise."""
+def scrape() -> str:
+    """What a real server's `/metrics` shows after paid, free and unpriced events, a hold
+    left open, denied and emergency decisions, budgets up their ladders and the alerts their
+    crossings raise."""
     gate = Gate.open("memory://", config=parse(CONFIG), clock=FrozenClock(NOW))
     keys = make_keys(gate)
     with gate, running(app_for(gate)) as url:
@@ -152,7 +155,13 @@ def exported() -> set[str]:
         assert gate.authorize("scraper", "maps", Decimal("0.05"), emergency=True).approved
         r = httpx.get(f"{url}/metrics", headers=bearer(keys.read), timeout=30)
         assert r.status_code == 200, r.text
-    return {s.name for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return r.text
+
+
+@pytest.fixture(scope="module")
+def exported(scrape: str) -> set[str]:
+    """The sample names of the scrape."""
+    return {s.name for family in text_string_to_metric_families(scrape) for s in family.samples}
 
 
 def unexported(texts: dict[str, str], exported: set[str]) -> dict[str, set[str]]:
@@ -238,6 +247,97 @@ def test_every_dashboard_query_parses(
     checked.write_text(yaml.safe_dump(as_rules))
     out = promtool_run(promtool, "check", "rules", str(checked))
     assert f"SUCCESS: {len(queries)} rules found" in out
+
+
+def test_the_alerts_judge_a_real_servers_figures(
+    scrape: str, promtool: str, tmp_path: Path
+) -> None:
+    """The rules read the labels and values a server really exports (a rung's name, the
+    currency): its scrape, held for a few minutes as Prometheus would have it, raises the
+    budget alerts its figures call for, with their amounts, and no other."""
+    series = [
+        {"series": series_of(s.name, s.labels), "values": f"{s.value!r}x10"}
+        for family in text_string_to_metric_families(scrape)
+        for s in family.samples
+    ]
+    series.append({"series": series_of("up", {}), "values": "1x10"})
+    level = "1 warn, 2 degrade, where only priority callers get paid calls"
+    crossed = (
+        "Budget tiny has used 0.85 USD of its 0.10 limit in its current window: a hard "
+        "budget refuses paid calls now, but for emergency calls within its allowance."
+    )
+    warn = (
+        "Budget daily has used 0.85 USD of its 1.00 limit; it stops at 0.90 "
+        f"(ladder level 2: {level})."
+    )
+
+    def fired(alert: str, budget: str, severity: str, summary: str, text: str) -> dict[str, Any]:
+        return {
+            "eval_time": "5m",
+            "alertname": alert,
+            "exp_alerts": [
+                {
+                    "exp_labels": {"job": "spendgate", "budget": budget, "severity": severity},
+                    "exp_annotations": {"summary": summary, "description": text},
+                }
+            ],
+        }
+
+    cases = {
+        "rule_files": [str(ops.path(ops.RULES))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    fired(
+                        "SpendgateBudgetCrossed",
+                        "tiny",
+                        "critical",
+                        "spendgate budget tiny has crossed its stop line or its limit",
+                        crossed,
+                    ),
+                    fired(
+                        "SpendgateBudgetWarn",
+                        "daily",
+                        "warning",
+                        "spendgate budget daily is past its warn line",
+                        warn,
+                    ),
+                    *(
+                        {"eval_time": "5m", "alertname": name, "exp_alerts": []}
+                        for name in ("SpendgateStoreUnreachable", "SpendgateDown")
+                    ),
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "spendgate:budget_stop_line",
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {
+                                "labels": series_of(
+                                    "spendgate:budget_stop_line", {"budget": b}, instance=False
+                                ),
+                                "value": v,
+                            }
+                            for b, v in (("daily", 0.9), ("scraper_day", 5.0), ("tiny", 0.1))
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    tests = tmp_path / "real-figures.test.yml"
+    tests.write_text(yaml.safe_dump(cases))
+    assert "SUCCESS" in promtool_run(promtool, "test", "rules", str(tests))
+
+
+def series_of(name: str, labels: dict[str, str], *, instance: bool = True) -> str:
+    """A series as promtool's tests write it, scraped by job `spendgate` (from one instance)."""
+    more = {"job": "spendgate", **({"instance": "a:8765"} if instance else {})}
+    pairs = ",".join(f"{k}={json.dumps(v)}" for k, v in {**labels, **more}.items())
+    return f"{name}{{{pairs}}}"
 
 
 # -- the dashboard's shape ----------------------------------------------------------------------
