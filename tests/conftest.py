@@ -14,10 +14,11 @@ import multiprocessing
 import os
 import random
 import secrets
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -119,9 +120,26 @@ def postgres_or_skip() -> None:
             f"PostgreSQL is not reachable at {POSTGRES_URL} ({str(exc).strip()[:120]}); "
             "start a server or point SPENDGATE_TEST_POSTGRES_URL at one to run these tests"
         )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci(message)
+
+
+def skip_unless_ci(message: str) -> NoReturn:
+    """Skip the test for what this machine lacks; fail under CI=true, where it must be."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The path of Prometheus's `promtool` (Debian's `prometheus` package, which `make
+    system` installs); without it the test skips, or fails under CI=true."""
+    found = shutil.which("promtool")
+    if found is None:
+        skip_unless_ci(
+            "promtool is missing: `make system` (apt-get install prometheus) installs it"
+        )
+    return found
 
 
 @pytest.fixture(scope="session")

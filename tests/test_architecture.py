@@ -52,6 +52,7 @@ LAYER = {
     "demo": 5,
     "serve": 5,
     "server": 5,
+    "ops": 5,
 }
 
 

@@ -311,6 +311,12 @@ class Budget:
         """`emergency` in currency units, as people read it (`emergency` is nano-units)."""
         return from_nanos(self.emergency)
 
+    @property
+    def lines(self) -> tuple[tuple[Threshold, Nanos], ...]:
+        """Each rung of the ladder with the usage at which it takes effect (nano-units), the
+        lines `level()` compares: what a dashboard draws."""
+        return tuple((t, at) for t, (at, _) in zip(self.thresholds, self._lines, strict=True))
+
     def line(self, action: Action) -> Nanos | None:
         """The usage at which the rung with `action` takes effect, if the ladder has one."""
         for line, rung in self._lines:

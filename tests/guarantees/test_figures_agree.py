@@ -433,11 +433,13 @@ def test_cli_faces_agree_with_the_events(
 
 
 def metrics_of(text: str) -> dict[str, dict[str, Decimal]]:
-    """The budget gauges of a Prometheus scrape: gauge -> budget -> value (9 places)."""
+    """The budget gauges of a Prometheus scrape: gauge -> budget -> value (9 places). Not
+    the window ends, which are times (tests/server/test_metrics.py holds them to the REST
+    API's `window_end`), nor the ladder lines, with more labels than `budget`."""
     out: dict[str, dict[str, Decimal]] = {}
     for line in text.splitlines():
         found = re.fullmatch(r'(spendgate_budget_\w+)\{budget="([^"]+)"\} (\S+)', line)
-        if found:
+        if found and not found.group(1).endswith("_timestamp_seconds"):
             gauge, budget, value = found.groups()
             out.setdefault(gauge, {})[budget] = Decimal(value).quantize(NANO)
     return out

@@ -1,15 +1,16 @@
-"""`/metrics` for Prometheus: spend, requests, free-source success, budgets, decisions and
-whether writes to the store fail.
+"""`/metrics` for Prometheus: spend, requests, free-source success, budgets (with their ladder
+lines and window ends), firing alerts, decisions and whether writes to the store fail.
 
-Two kinds of figures. The store's (spend, requests, the free-source ratio, budgets) are read
-from the store when Prometheus scrapes (the rollups and budget rows, a few reads whatever the
-event count), so every process on one store reports the same totals: scrape one, or take
-`max()` across them. The process's (decisions, whether writes fail) are counted by the gate
-that made them, library calls and HTTP API calls alike: `sum()` across processes adds them
-up. A key limited to services is shown only their series and the budgets scoped to them
-(`registry(ctx, services)`): not the free-source ratio, which spans every service. Money is
-in the deployment currency (Prometheus values are floats: fine for a graph, never for the
-ledger). Whether writes fail is this process's, as `/healthz` reports it
+Two kinds of figures. The store's (spend, requests, the free-source ratio, budgets, firing
+alerts) are read from the store when Prometheus scrapes (the rollups, budget rows and firing
+alerts, a few reads whatever the event count), so every process on one store reports the
+same totals: scrape one, or take `max()` across them. The process's (decisions, whether
+writes fail) are counted by the gate that made them, library calls and HTTP API calls alike:
+`sum()` across processes adds them up. A key limited to services is shown only their series
+and the budgets scoped to them (`registry(ctx, services)`): not the free-source ratio nor
+the firing alerts, which span every service. Money is in the deployment currency, which
+`spendgate_info` names for alert texts (Prometheus values are floats: fine for a graph,
+never for the ledger). Whether writes fail is this process's, as `/healthz` reports it
 (`Gate.check_health()`), shown to every key like `/healthz` itself.
 
 A library process exports the same figures with `collector(gate)`:
@@ -25,11 +26,17 @@ start_http_server(9464)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from spendgate.analytics import Analyst
@@ -39,12 +46,17 @@ from spendgate.gate import Gate
 from spendgate.money import from_nanos
 from spendgate.server.auth import budget_visible
 from spendgate.server.context import Context
-from spendgate.store.base import LedgerStore
+from spendgate.store.alerting import MAX_ALERT_LIMIT
+from spendgate.store.base import Alert, AlertStore, LedgerStore
 from spendgate.windows import to_micros
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _FAR = to_micros(datetime(9000, 1, 1, tzinfo=UTC))
 _LEVEL_NUMBERS = ", ".join(f"{i} {level}" for i, level in enumerate(LEVELS))
+ALERT_STATES = ("firing", "acknowledged", "silenced")
+"""How a firing alert is being handled, as `spendgate_alerts` counts it: each firing alert
+in exactly one (silenced while `silenced_until` is ahead, else acknowledged once someone
+acknowledged it, else firing), so `sum()` over the states is `/api/alerts?state=firing`."""
 
 
 def _money(nanos: int) -> float:
@@ -75,6 +87,9 @@ class SpendCollector(Collector):
         if self.analyst is None:
             return
         currency = gate.config.currency
+        info = InfoMetricFamily("spendgate", "The deployment's currency, every amount's unit.")
+        info.add_metric([], {"currency": currency})
+        yield info
         spend = CounterMetricFamily(
             "spendgate_spend",
             f"Spend recorded, in {currency}.",
@@ -117,6 +132,7 @@ class SpendCollector(Collector):
             )
             free.add_metric([], self.analyst.live().today.free_source_success_rate)
             yield free
+            yield self._alerts()
         yield from self._budgets()
 
     def _shows(self, service: str) -> bool:
@@ -137,6 +153,26 @@ class SpendCollector(Collector):
                 for outcome in OUTCOMES:
                     decisions.add_metric([service, outcome], counts.get((service, outcome), 0))
         return decisions
+
+    def _alerts(self) -> Metric:
+        """The firing alerts by rule, severity and how they are handled (`ALERT_STATES`),
+        read as `/api/alerts?state=firing` reads them; every state of a rule and severity
+        that has one, so a handled alert shows as a 0 beside it rather than as no series."""
+        alerts = GaugeMetricFamily(
+            "spendgate_alerts",
+            "Firing alerts, by rule, severity and state (firing; acknowledged; silenced: its "
+            "repeats held back).",
+            labels=["rule", "severity", "state"],
+        )
+        now = to_micros(self.gate.clock())
+        store: AlertStore = self.gate.store  # all of the store it reads: the firing alerts
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for alert in store.alerts(state="firing", limit=MAX_ALERT_LIMIT):
+            counts[alert.rule, alert.severity, _handled(alert, now)] += 1
+        for rule, severity in sorted({(r, s) for r, s, _ in counts}):
+            for state in ALERT_STATES:
+                alerts.add_metric([rule, severity, state], counts[rule, severity, state])
+        return alerts
 
     def _budgets(self) -> Iterator[Metric]:
         currency = self.gate.config.currency
@@ -166,6 +202,16 @@ class SpendCollector(Collector):
             "emergency_allowance",
             f"Each budget's emergency allowance, past its stop line, per window, in {currency}.",
         )
+        line = GaugeMetricFamily(
+            "spendgate_budget_line",
+            f"The amount at which each rung of each budget's ladder starts, in {currency}.",
+            labels=["budget", "rung", "fraction"],
+        )
+        window_end = gauge(
+            "window_end_timestamp_seconds",
+            "When each budget's current window ends (a rolling window: its current bucket), "
+            "in Unix seconds.",
+        )
         emergency = gauge(
             "emergency_used",
             "Emergency allowance taken in each budget's current window (spend and holds the "
@@ -184,7 +230,18 @@ class SpendCollector(Collector):
             level.add_metric([name], LEVELS.index(s.level))
             allowance.add_metric([name], _money(s.budget.emergency))
             emergency.add_metric([name], _money(s.emergency_used_nanos))
+            for rung, at in s.budget.lines:
+                line.add_metric([name, rung.action, str(rung.fraction)], _money(at))
+            window_end.add_metric([name], s.window_end.timestamp())
         yield from (limit, used, remaining, ratio, spent, reserved, level, allowance, emergency)
+        yield from (line, window_end)
+
+
+def _handled(alert: Alert, now: int) -> str:
+    """Where a firing alert stands with people (one of `ALERT_STATES`)."""
+    if alert.silenced_until is not None and alert.silenced_until > now:
+        return "silenced"
+    return "firing" if alert.acknowledged_at is None else "acknowledged"
 
 
 def collector(
