@@ -205,7 +205,7 @@ def format_money(nanos: Nanos, currency: str = DEFAULT_CURRENCY, places: int = 2
     if value and value < Decimal(10) ** -places:
         shown = f"{value:f}"
     else:
-        shown = f"{value.quantize(Decimal(10) ** -places, rounding=ROUND_HALF_EVEN):,}"
+        shown = f"{value.quantize(Decimal(10) ** -places, rounding=ROUND_HALF_EVEN):,f}"
     sign = "-" if nanos < 0 else ""
     symbol = currency_symbol(currency)
     return f"{sign}{symbol}{shown}" if symbol else f"{sign}{currency} {shown}"

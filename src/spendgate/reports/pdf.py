@@ -80,29 +80,30 @@ def shown(value: Any, currency: str, zone: tzinfo) -> str:
 
 
 def widths(texts: Sequence[Sequence[str]], width: float) -> list[float]:
-    """Column widths for a table of `texts` (header first) that fit `width`: each column
-    its longest line's width, the widest cut down (their text wraps) until the table fits."""
+    """Column widths for a table of `texts` (header first) that fit `width`: each column as
+    wide as its longest line where they all fit; else each as wide as its longest word (no
+    word is broken), the room left shared by how much more each would take."""
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    padding = 8.0
-    natural = [
-        max(stringWidth(t, CELL_FONT[0], CELL_FONT[1]) for t in column) + padding
-        for column in zip(*texts, strict=True)
-    ]
+    padding = 14.0  # the cell padding on both sides, and a little air
+
+    def measure(text: str, bold: bool) -> float:
+        font = "Helvetica-Bold" if bold else CELL_FONT[0]
+        return float(stringWidth(text, font, CELL_FONT[1])) + padding
+
+    columns = list(zip(*texts, strict=True))
     floor = width * MIN_SHARE
-    natural = [max(floor, w) for w in natural]
-    total = sum(natural)
-    if total <= width:
-        return [w * width / total for w in natural]  # spread to the page width
-    # Cut the widest columns down to a common cap so the rest keep their natural width.
-    ordered = sorted(natural)
-    rest = width
-    for i, w in enumerate(ordered):
-        cap = rest / (len(ordered) - i)
-        if w > cap:
-            return [min(n, cap) for n in natural]
-        rest -= w
-    return natural
+    natural = [max(floor, *(measure(t, n == 0) for n, t in enumerate(c))) for c in columns]
+    if sum(natural) <= width:
+        return [w * width / sum(natural) for w in natural]  # spread to the page width
+    least = [
+        min(n, max(floor, *(measure(w, i == 0) for i, t in enumerate(c) for w in t.split())))
+        for n, c in zip(natural, columns, strict=True)
+    ]
+    room, wanted = width - sum(least), sum(natural) - sum(least)
+    if room <= 0:  # even the words do not fit: everything narrows alike
+        return [w * width / sum(least) for w in least]
+    return [lo + (n - lo) * room / wanted for lo, n in zip(least, natural, strict=True)]
 
 
 def render(report: Report) -> dict[str, bytes]:
@@ -136,6 +137,9 @@ def render(report: Report) -> dict[str, bytes]:
     head_number = ParagraphStyle("head_number", parent=head, alignment=TA_RIGHT)
     note = ParagraphStyle("note", parent=cell, textColor=colors.HexColor("#555555"))
     body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9, leading=12)
+    subhead = ParagraphStyle(
+        "subhead", parent=styles["Heading3"], fontSize=10.5, spaceBefore=4, spaceAfter=4
+    )
     footer = f"{report.title}, generated {when(report.generated_at, zone)}"
 
     class NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
@@ -177,7 +181,7 @@ def render(report: Report) -> dict[str, bytes]:
     def table(t: tables.Table, titled: bool) -> list[Any]:
         out: list[Any] = []
         if titled:
-            out.append(Paragraph(escape(t.title), styles["Heading3"]))
+            out.append(Paragraph(escape(t.title), subhead))
         if not t.rows:
             return [*out, Paragraph(escape(t.empty), note), Spacer(1, 8)]
         texts = [list(t.columns)] + [[shown(v, currency, zone) for v in r] for r in t.rows]

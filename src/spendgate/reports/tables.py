@@ -206,7 +206,9 @@ def recommendations_table(report: Report, limit: int | None = None) -> Table:
         "Recommendations",
         ("Recommendation", saving, "Saving per 30 days"),
         tuple((_sentence(r["summary"]), r["saving"], r["monthly_saving"]) for r in rows),
-        note="Savings are what the period would have cost less, and the same rate over 30 days.",
+        note=""
+        if limit is not None  # the summary's short list: the full one says it
+        else "Savings are what the period would have cost less, and the same rate over 30 days.",
         empty="Nothing to recommend in this period.",
     )
 
@@ -225,6 +227,8 @@ def _change(figures: Mapping[str, Any], currency: str) -> tuple[str, Value, str]
 
 
 def _figures(key: str, title: str, rows: Sequence[tuple[str, Value, str]], note: str = "") -> Table:
+    if not any(detail for _, _, detail in rows):  # a figure, its value: nothing more to say
+        return Table(key, title, ("Figure", "Value"), tuple(r[:2] for r in rows), note)
     return Table(key, title, ("Figure", "Value", "Detail"), tuple(rows), note)
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from fractions import Fraction
 from typing import Any, Literal
 
 from spendgate.analytics.opportunities import Amount, Phrase
@@ -90,11 +91,16 @@ def spaced(text: str) -> str:
 
 
 def cents(nanos: Nanos, currency: str) -> str:
-    """An amount to the cent, as people read it: `$1,234.57`; a non-zero amount that rounds
-    to nothing is `under $0.01`, never `$0.00`."""
-    if nanos and abs(nanos) < CENT // 2:
-        return f"under {format_money(CENT, currency)}"
-    return format_money(nanos, currency)
+    """An amount to the cent (half to even), as people read it: `$1,234.57`; a non-zero
+    amount that rounds to nothing is `under $0.01`, never `$0.00`."""
+    rounded = round(Fraction(nanos, CENT)) * CENT
+    if nanos and not rounded:
+        return (
+            f"under {format_money(CENT, currency)}"
+            if nanos > 0
+            else (f"over {format_money(-CENT, currency)}")
+        )
+    return format_money(rounded, currency)
 
 
 def unit_price(nanos: Nanos, currency: str) -> str:
