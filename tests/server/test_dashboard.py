@@ -641,6 +641,7 @@ def test_every_screen_fits_phone_and_desktop_light_and_dark(
     ARTIFACTS.mkdir(exist_ok=True)
 
     def shot(screen: str, target: Any = None) -> None:
+        wait_until(page, "document.querySelector('.flash') === null")  # a new value's blink
         path = str(ARTIFACTS / f"{screen}-{width}-{theme}.png")
         if target is None:
             page.screenshot(path=path, full_page=True)
