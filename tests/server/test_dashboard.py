@@ -681,6 +681,12 @@ def test_every_screen_fits_phone_and_desktop_light_and_dark(
         else:
             assert all(t["fits"] for t in tables), tables
         assert axes["chart-days"] >= 1  # a day of $12 on the stream: whole dollars
+        # A point's tooltip writes its amount as the page writes money, not 12.0125.
+        tooltip = page.evaluate(
+            """() => Chart.getChart("chart-days").options.plugins.tooltip.callbacks.label(
+                 { dataset: { label: "spent" }, parsed: { y: 12.0125 } })"""
+        )
+        assert tooltip == "spent: $12.01"
         shot("dashboard")
         shot("dead-letters", page.locator("article", has=page.locator("#dead-letters")))
 

@@ -194,6 +194,8 @@
       plugins: { legend: { labels: { color: text, boxWidth: 12 } } },
     }, config.options || {});
     if (config.type !== "doughnut") {
+      // A point's own amount, as every other figure on the page writes money.
+      options.plugins.tooltip = { callbacks: { label: function (item) { return item.dataset.label + ": " + money(item.parsed.y); } } };
       options.scales = {
         x: { ticks: Object.assign({ color: text, maxRotation: 0, autoSkip: true, maxTicksLimit: window.innerWidth < 600 ? 4 : 8 }, config.xTicks), grid: { color: line } },
         y: { ticks: { color: text, callback: function (v, i, ticks) { return axisMoney(v, ticks); } }, grid: { color: line }, beginAtZero: true },
