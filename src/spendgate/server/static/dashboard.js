@@ -317,8 +317,7 @@
     const bar = el("div", { class: "bar" });
     const fill = el("div", { class: "fill " + budget.level });
     // The server's one percentage of the budget (budgets.used_percent), never recomputed here.
-    const usedPercent = Math.max(0, Number(budget.used_percent) || 0);
-    fill.style.width = Math.min(100, usedPercent).toFixed(1) + "%";
+    fill.style.width = Math.max(0, Math.min(100, Number(budget.used_percent) || 0)).toFixed(1) + "%";
     bar.append(fill);
     const ladder = el("ul", { class: "ladder" });
     const rungs = [];
