@@ -12,6 +12,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from spendgate import Gate
+from spendgate import Gate, demo
 from spendgate.alerts import Dispatcher
 from spendgate.serve import dashboard_key, signin_link
 from spendgate.server import ServerSettings
@@ -64,6 +65,15 @@ def served(tmp_path: Path, clock: FrozenClock) -> Iterator[Served]:
     gate = Gate.open(f"sqlite:///{tmp_path / 'dash.db'}", config=small_config(), clock=clock)
     yield Served(gate, make_keys(gate), app_for(gate, ws_interval=0.05))
     gate.close()
+
+
+def dead_letter(gate: Gate, alert_id: str, clock: FrozenClock) -> None:
+    """Queue a round of `alert_id` for a channel called "pager", which the configuration
+    does not have (deleted since): the dispatcher ends it as a dead letter."""
+    now = to_micros(clock())
+    row = Notification(f"{alert_id}/1/pager", alert_id, "pager", {}, now, 0, now)
+    assert gate.store.enqueue(alert_id, 1, [row], now)
+    assert Dispatcher(gate).run_once().dead == 1
 
 
 def key_id(token: str) -> str:
@@ -294,9 +304,7 @@ def test_the_dashboard_is_live_alerts_can_be_acknowledged_and_services_open(
         page.set_viewport_size(PHONE)
         expect(page.locator("#tile-budget_remaining")).to_be_visible()
         # The charts follow the new width (a ResizeObserver); then nothing scrolls sideways.
-        page.wait_for_function(
-            f"document.documentElement.scrollWidth <= {PHONE['width']}", timeout=2000
-        )
+        wait_until(page, f"document.documentElement.scrollWidth <= {PHONE['width']}")
         page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
         page.set_viewport_size(DESKTOP)
 
@@ -359,12 +367,7 @@ def test_dead_letters_are_shown_to_an_admin_and_asked_for_by_no_one_else(
     app, keys, gate = served.app, served.keys, served.gate
     gate.record("scraper", "paid_api", cost="0.85")  # past 80% of the $1.00 daily budget
     (alert,) = gate.store.alerts()
-    now = to_micros(clock())
-    # A round queued for a channel called "pager", which this configuration does not have
-    # (deleted since): the dispatcher ends it as a dead letter.
-    row = Notification(f"{alert.alert_id}/1/pager", alert.alert_id, "pager", {}, now, 0, now)
-    assert gate.store.enqueue(alert.alert_id, 1, [row], now)
-    assert Dispatcher(gate).run_once().dead == 1
+    dead_letter(gate, alert.alert_id, clock)
     with running(app) as url:
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
@@ -428,4 +431,273 @@ def test_the_page_shows_nothing_without_a_valid_sign_in(browser: Any, served: Se
                 raise
         expect(page.locator("input[name=key]")).to_be_visible()
         assert all("401" in e for e in console.errors), console.errors
+        context.close()
+
+
+# -- every screen at phone and desktop width, light and dark ---------------------------------
+
+LONG_SERVICE = "property_enrichment_with_a_very_long_service_name"
+THEMES = ("light", "dark")
+DARK_BACKGROUND = "rgb(15, 19, 24)"  # dashboard.css: --bg under prefers-color-scheme: dark
+
+# Elements whose box reaches past the right edge of the viewport, unless a scroll container
+# (overflow-x auto or scroll) between them and the page holds them: content a reader could
+# not reach without the page scrolling sideways.
+OVERFLOWING = """() => {
+  const width = document.documentElement.clientWidth;
+  const held = (node) => {
+    for (let up = node.parentElement; up && up !== document.body; up = up.parentElement) {
+      if (/(auto|scroll)/.test(getComputedStyle(up).overflowX)) return true;
+    }
+    return false;
+  };
+  return Array.from(document.body.querySelectorAll("*")).filter((node) => {
+    const box = node.getBoundingClientRect();
+    return box.width > 0 && box.right > width + 0.5 && !held(node);
+  }).map((node) => `${node.tagName}.${node.className}: ${node.textContent.slice(0, 40)}`);
+}"""
+
+# Each gauge's labels (the outermost of its elements with text of their own), with their
+# boxes.
+LADDER_BOXES = """() => Array.from(document.querySelectorAll(".gauge")).map((gauge) => {
+  const own = (node) => Array.from(node.childNodes).some(
+    (child) => child.nodeType === Node.TEXT_NODE && child.textContent.trim());
+  const labels = Array.from(gauge.querySelectorAll("*")).filter(own);
+  return labels.filter((label) => !labels.some((other) => other !== label && other.contains(label)))
+    .map((label) => {
+      const r = label.getBoundingClientRect();
+      return { text: label.textContent, left: r.left, right: r.right, top: r.top,
+               bottom: r.bottom };
+    });
+})"""
+
+# Every chart's y-axis ticks as Chart.js drew them: value and the label's text.
+Y_TICKS = """() => Array.from(document.querySelectorAll("canvas")).map((canvas) => {
+  const chart = Chart.getChart(canvas);
+  const y = chart && chart.scales.y;
+  const ticks = y ? y.ticks.map((t) => ({ value: t.value, label: String(t.label) })) : null;
+  return { id: canvas.id, ticks: ticks };
+})"""
+
+# Each table in its scroll container: whether it fits or the container scrolls; scrolled to
+# the far right, whether the last column shows whole and the first (sticky) still shows; and
+# any cell whose text is wider than the cell.
+TABLES = """() => Array.from(document.querySelectorAll(".scroll")).map((box) => {
+  const table = box.querySelector("table");
+  const fits = table.getBoundingClientRect().width <= box.clientWidth + 0.5;
+  const scrolls = /(auto|scroll)/.test(getComputedStyle(box).overflowX)
+    && box.scrollWidth > box.clientWidth;
+  box.scrollLeft = box.scrollWidth;
+  const frame = box.getBoundingClientRect();
+  const header = table.tHead.rows[0].cells;
+  const first = header[0].getBoundingClientRect();
+  const last = header[header.length - 1].getBoundingClientRect();
+  const result = {
+    id: table.id, fits: fits, scrolls: scrolls,
+    lastShows: last.right <= frame.right + 0.5 && last.left >= frame.left - 0.5,
+    firstShows: first.left >= frame.left - 0.5 && first.right <= frame.right + 0.5,
+    clipped: Array.from(table.querySelectorAll("th, td"))
+      .filter((cell) => cell.scrollWidth > cell.clientWidth + 1).map((cell) => cell.textContent),
+  };
+  box.scrollLeft = 0;
+  return result;
+})"""
+
+
+@pytest.fixture
+def busy(tmp_path: Path) -> Iterator[Served]:
+    """A day of the demo's traffic (the seed's services and sources, three budgets whose
+    ladders have rungs 10% apart, a market-data stream that reaches its stop line, alerts),
+    three weeks of history, a service with a long name and a dead letter: the screens as a
+    real day leaves them."""
+    clock = FrozenClock(datetime(2026, 1, 20, 6, 0, tzinfo=UTC))
+    gate = Gate.open(f"sqlite:///{tmp_path / 'busy.db'}", config=demo.demo_config(), clock=clock)
+    for back in range(1, 20):
+        day = clock() - timedelta(days=back)
+        for i in range(5 + back % 4):
+            gate.record("image_processor", "google_maps_optimized", time=day + timedelta(minutes=i))
+    gate.record(LONG_SERVICE, "mapbox_satellite", labels=demo.PIPELINE)
+    demo.run(gate, clock, 300, workers=1)
+    dead_letter(gate, gate.store.alerts()[0].alert_id, clock)
+    yield Served(gate, make_keys(gate), app_for(gate, ws_interval=0.05))
+    gate.close()
+
+
+def wait_until(page: Any, condition: str, timeout: float = 5000) -> None:
+    """Wait for `condition` (a JavaScript expression) to hold on the page, checked every
+    frame. Not `page.wait_for_function`: it compiles its predicate with `eval` inside the
+    page, which the page's Content-Security-Policy forbids, so it fails at once (instead of
+    waiting) whenever the condition is not yet true; a function given to `page.evaluate`
+    is compiled by the browser's debugger protocol, outside the page's policy."""
+    held = page.evaluate(
+        f"""() => new Promise((resolve) => {{
+          const end = performance.now() + {timeout};
+          const check = () => {{
+            if ({condition}) resolve(true);
+            else if (performance.now() > end) resolve(false);
+            else setTimeout(check, 20);
+          }};
+          check();
+        }})"""
+    )
+    assert held, f"not within {timeout} ms: {condition}"
+
+
+def decimals_needed(step: float) -> int:
+    """The fewest decimals that write every multiple of `step` exactly."""
+    return next(d for d in range(10) if abs(step * 10**d - round(step * 10**d)) < 1e-6)
+
+
+def check_money_axis(chart: str, ticks: list[dict[str, Any]]) -> float:
+    """A money axis reads each tick's own value, with no more decimals than its step needs
+    (cents while the step is under a dollar), "$0" for zero and "k"/"M" for thousands and
+    millions: never "$0.0000". Returns the step."""
+    labels = [t["label"] for t in ticks]
+    assert len(ticks) >= 2, (chart, labels)
+    assert len(set(labels)) == len(labels), (chart, labels)
+    step = abs(ticks[1]["value"] - ticks[0]["value"])
+    for tick in ticks:
+        value, label = tick["value"], tick["label"]
+        if value == 0:
+            assert label == "$0", (chart, labels)
+            continue
+        written = re.fullmatch(r"-?\$(\d+)(?:\.(\d+))?([kM]?)", label)
+        assert written, (chart, labels)
+        unit = {"": 1, "k": 1e3, "M": 1e6}[written.group(3)]
+        digits = len(written.group(2) or "")
+        assert abs(float(label.strip("-$kM")) * unit - abs(value)) < 1e-9 * unit, (chart, labels)
+        cents = 2 if unit == 1 and step < 1 else 0
+        assert digits <= max(decimals_needed(step / unit), cents), (chart, labels)
+    return step
+
+
+def check_layout(page: Any, width: int) -> None:
+    """Nothing reaches past the viewport but inside a scroll container; the page itself
+    never scrolls sideways (the charts resize after the first layout: waited for)."""
+    wait_until(page, f"document.documentElement.scrollWidth <= {width}")
+    assert page.evaluate("innerWidth") == width
+    assert page.evaluate(OVERFLOWING) == []
+
+
+def check_ladders(page: Any) -> int:
+    """No two labels of a budget's ladder overlap, and none leaves the viewport; returns
+    how many labels there are."""
+    width = page.evaluate("document.documentElement.clientWidth")
+    count = 0
+    for boxes in page.evaluate(LADDER_BOXES):
+        count += len(boxes)
+        for box in boxes:
+            assert box["left"] >= 0, box
+            assert box["right"] <= width, box
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                apart = (
+                    a["right"] <= b["left"] or b["right"] <= a["left"]
+                    or a["bottom"] <= b["top"] or b["bottom"] <= a["top"]
+                )  # fmt: skip
+                assert apart, (a, b)
+    return count
+
+
+def check_tables(page: Any) -> list[dict[str, Any]]:
+    """Every table either fits its panel or scrolls inside it with its name column kept in
+    view and its last column reachable; no cell's text is cut."""
+    tables = page.evaluate(TABLES)
+    for table in tables:
+        assert table["fits"] or table["scrolls"], table
+        assert table["lastShows"], table
+        assert table["firstShows"], table
+        assert table["clipped"] == [], table
+    return tables
+
+
+def check_axes(page: Any, charts: tuple[str, ...]) -> dict[str, float]:
+    """The money axes of `charts` (each drawn with data: waited for); their steps."""
+    for chart in charts:
+        drawn = f"Chart.getChart('{chart}')"
+        wait_until(
+            page,
+            f"typeof Chart !== 'undefined' && {drawn} !== undefined"
+            f" && {drawn}.data.labels.length > 0 && {drawn}.scales.y.ticks.length > 1",
+            timeout=15_000,
+        )
+    axes = {a["id"]: a["ticks"] for a in page.evaluate(Y_TICKS) if a["ticks"] is not None}
+    return {chart: check_money_axis(chart, axes[chart]) for chart in charts}
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390", "1280"])
+def test_every_screen_fits_phone_and_desktop_light_and_dark(
+    browser: Any, busy: Served, viewport: dict[str, int], theme: str
+) -> None:
+    """Issue 21: at 390 and 1280 px, light and dark, on a busy day's data, every screen
+    (sign-in, dashboard, its dead letters, a service's page) fits the width, the ladders'
+    labels never overlap, tables fit or scroll with nothing cut, and money axes read
+    "$0.05", not "$0.0500". Screenshots: artifacts/<screen>-<width>-<theme>.png."""
+    from playwright.sync_api import expect
+
+    app, keys = busy.app, busy.keys
+    width = viewport["width"]
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def shot(screen: str, target: Any = None) -> None:
+        wait_until(page, "document.querySelector('.flash') === null")  # a new value's blink
+        path = str(ARTIFACTS / f"{screen}-{width}-{theme}.png")
+        if target is None:
+            page.screenshot(path=path, full_page=True)
+        else:
+            target.screenshot(path=path)
+
+    with running(app) as url:
+        context = browser.new_context(viewport=viewport, color_scheme=theme)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{url}/")
+        expect(page.locator("input[name=key]")).to_be_visible()
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (background == DARK_BACKGROUND) == (theme == "dark"), background
+        check_layout(page, width)
+        shot("signin")
+
+        page.goto(f"{url}/signin?token={app.state.signins.mint(key_id(keys.admin))}")
+        expect(page.locator("#services tbody tr")).to_have_count(7, timeout=15_000)
+        expect(page.locator("#sources tbody tr")).to_have_count(8)
+        expect(page.locator("#streams tbody tr")).to_have_count(1, timeout=15_000)
+        expect(page.locator("#budgets .budget")).to_have_count(3)
+        expect(page.locator("#budgets [data-budget=streaming] .badge")).to_have_text("stop")
+        expect(page.locator("#dead-letters li.dead")).to_have_count(1, timeout=15_000)
+        expect(page.locator("#alerts li.alert", has_text=LONG_SERVICE)).to_be_visible()
+        # The streaming budget's rungs are 10% apart; none of the ladders' labels (the tile's
+        # gauge, daily's twice, and each budget's) lies over another, at either width.
+        expect(page.locator("[data-budget=streaming] .ladder li")).to_have_text(
+            ["warn 60%", "degrade 70%", "stop 80%"]
+        )
+        axes = check_axes(page, ("chart-today", "chart-days"))
+        check_layout(page, width)
+        assert check_ladders(page) == 2 + 2 + 3 + 3
+        tables = check_tables(page)
+        if width == PHONE["width"]:
+            assert {t["id"] for t in tables if t["scrolls"]} >= {"services", "streams"}
+        else:
+            assert all(t["fits"] for t in tables), tables
+        assert axes["chart-days"] >= 1  # a day of $12 on the stream: whole dollars
+        # A point's tooltip writes its amount as the page writes money, not 12.0125.
+        tooltip = page.evaluate(
+            """() => Chart.getChart("chart-days").options.plugins.tooltip.callbacks.label(
+                 { dataset: { label: "spent" }, parsed: { y: 12.0125 } })"""
+        )
+        assert tooltip == "spent: $12.01"
+        shot("dashboard")
+        shot("dead-letters", page.locator("article", has=page.locator("#dead-letters")))
+
+        page.goto(f"{url}/services/image_processor")
+        expect(page.locator("#sources tbody tr")).to_have_count(6, timeout=15_000)
+        expect(page.locator("#trends li").first).to_be_visible(timeout=20_000)
+        axes = check_axes(page, ("chart-today", "chart-days"))
+        # A few tenths of a cent a minute: the axis keeps the digits that tell ticks apart.
+        assert axes["chart-today"] < 0.01, axes
+        check_layout(page, width)
+        check_tables(page)
+        shot("service")
+        assert console.errors == []
         context.close()

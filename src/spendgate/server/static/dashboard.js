@@ -21,6 +21,20 @@
     const digits = Math.abs(n) >= 100 ? 2 : Math.abs(n) >= 1 ? 2 : 4;
     return (n < 0 ? "-$" : "$") + Math.abs(n).toFixed(digits);
   }
+  // A money axis: every tick with the decimals its step needs and no more, so neighbours
+  // differ and nothing reads "$0.0000". Cents while the step is a cent or more, whole
+  // dollars from a dollar, "k"/"M" once the top tick reaches a thousand; a sub-cent step
+  // ($0.004 a minute) keeps the digits that tell its ticks apart ("$0.0005").
+  function axisMoney(value, ticks) {
+    if (value === 0) return "$0";
+    const top = Math.max.apply(null, ticks.map(function (t) { return Math.abs(t.value); }));
+    const step = ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) : Math.abs(value);
+    const [unit, suffix] = top >= 1e6 ? [1e6, "M"] : top >= 1e3 ? [1e3, "k"] : [1, ""];
+    const scaled = step / unit;
+    let digits = scaled >= 1 ? 0 : Math.ceil(-Math.log10(scaled) - 1e-6);
+    if (unit === 1 && digits === 1) digits = 2;  // "$0.50", not "$0.5"
+    return (value < 0 ? "-$" : "$") + (Math.abs(value) / unit).toFixed(Math.min(digits, 9)) + suffix;
+  }
   function pct(x) {
     return x === null || x === undefined ? "–" : (Number(x) * 100).toFixed(1) + "%";
   }
@@ -56,6 +70,16 @@
     }
     for (const child of children || []) node.append(child);
     return node;
+  }
+  // A name as text with a line-break opportunity after each "_", "-", ".", ":" or "=", so a long
+  // name in a narrow column wraps between its words ("google_maps_" / "optimized").
+  function nameNodes(name) {
+    const nodes = [];
+    for (const part of String(name).split(/(?<=[_\-.:=])/)) {
+      if (nodes.length) nodes.push(document.createElement("wbr"));
+      nodes.push(document.createTextNode(part));
+    }
+    return nodes;
   }
   function setText(id, text) {
     const node = document.getElementById(id);
@@ -170,9 +194,11 @@
       plugins: { legend: { labels: { color: text, boxWidth: 12 } } },
     }, config.options || {});
     if (config.type !== "doughnut") {
+      // A point's own amount, as every other figure on the page writes money.
+      options.plugins.tooltip = { callbacks: { label: function (item) { return item.dataset.label + ": " + money(item.parsed.y); } } };
       options.scales = {
-        x: { ticks: { color: text, maxRotation: 0, autoSkip: true, maxTicksLimit: window.innerWidth < 600 ? 4 : 8 }, grid: { color: line } },
-        y: { ticks: { color: text, callback: function (v) { return money(v); } }, grid: { color: line }, beginAtZero: true },
+        x: { ticks: Object.assign({ color: text, maxRotation: 0, autoSkip: true, maxTicksLimit: window.innerWidth < 600 ? 4 : 8 }, config.xTicks), grid: { color: line } },
+        y: { ticks: { color: text, callback: function (v, i, ticks) { return axisMoney(v, ticks); } }, grid: { color: line }, beginAtZero: true },
       };
     }
     if (charts[id]) {
@@ -184,6 +210,24 @@
     charts[id] = new Chart(canvas, { type: config.type, data: config.data, options: options });
     return charts[id];
   }
+
+  // The minute axis is labelled on whole hours only (every 6 on a phone, every 3 wider),
+  // not at whatever minute an even spacing lands on ("05:01"); the day axis reads "Jan 21".
+  const HOUR_TICKS = {
+    autoSkip: false,
+    callback: function (value) {
+      const label = this.getLabelForValue(value);
+      const every = window.innerWidth < 600 ? 6 : 3;
+      return /:00$/.test(label) && Number(label.slice(0, 2)) % every === 0 ? label : null;
+    },
+  };
+  const DAY_TICKS = {
+    callback: function (value) {
+      const day = new Date(this.getLabelForValue(value) + "T12:00:00");
+      return Number.isNaN(day.getTime()) ? this.getLabelForValue(value)
+        : day.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+    },
+  };
 
   function drawTimeline(data) {
     setText("asof-charts", asOf(data.as_of));
@@ -198,6 +242,7 @@
           pointRadius: 0, borderWidth: 1.5, stepped: true,
         }],
       },
+      xTicks: HOUR_TICKS,
     });
     const labels = data.days.map(function (p) { return p.t; });
     const spent = data.days.map(function (p) { return p.cost === null ? null : Number(p.cost); });
@@ -229,7 +274,7 @@
         backgroundColor: colour("--band"), borderDash: [5, 4], pointRadius: 2, spanGaps: true,
       });
     }
-    chart("chart-days", { type: "bar", data: { labels: labels, datasets: datasets } });
+    chart("chart-days", { type: "bar", data: { labels: labels, datasets: datasets }, xTicks: DAY_TICKS });
   }
 
   // -- tiles, budgets and the ladder gauge -------------------------------------------------
@@ -246,10 +291,12 @@
     const node = document.getElementById(id);
     if (!node) return;
     const scopeNode = node.querySelector(".scope");
-    if (scopeNode && figure !== undefined) scopeNode.textContent = scopeOf(figure);
+    if (scopeNode && figure !== undefined) scopeNode.replaceChildren(...nameNodes(scopeOf(figure)));
     const valueNode = node.querySelector(".value");
     // The figure as the server sent it (exact decimal text), for a reader who hovers.
     if (figure && typeof figure.value === "string") valueNode.title = figure.value;
+    // A value in words ("not running out") is set smaller than a figure, so it fits a tile.
+    valueNode.classList.toggle("words", !/\d/.test(value));
     if (valueNode.textContent !== value) {
       valueNode.textContent = value;
       node.classList.add("flash");
@@ -260,22 +307,38 @@
     node.querySelector(".as-of").textContent = asOf(iso);
   }
 
+  // A budget's gauge: the bar with a mark at each rung of its ladder, and below it a legend
+  // of the rungs in the same order ("warn 60%  degrade 70%  stop 80%"). The legend wraps as
+  // text does, so rungs close together never print their names over each other (a label
+  // under each mark did: "degradestop" at phone width).
   function gauge(container, budget) {
     container.replaceChildren();
     const used = Number(budget.spent) + Number(budget.reserved || 0);
+    const bar = el("div", { class: "bar" });
     const fill = el("div", { class: "fill " + budget.level });
     // The server's one percentage of the budget (budgets.used_percent), never recomputed here.
     fill.style.width = Math.max(0, Math.min(100, Number(budget.used_percent) || 0)).toFixed(1) + "%";
-    container.append(fill);
+    bar.append(fill);
+    const ladder = el("ul", { class: "ladder" });
+    const rungs = [];
     for (const rung of ["warn", "degrade", "stop"]) {
       const at = budget.thresholds ? budget.thresholds[rung] : undefined;
       if (at === undefined || at === null) continue;
-      const mark = el("div", { class: "rung", title: rung + " at " + pct(at) }, [el("span", { text: rung })]);
+      const share = +(Number(at) * 100).toFixed(1) + "%";  // "60%", "12.5%"
+      const mark = el("div", { class: "rung", title: rung + " at " + share });
       mark.style.left = Math.min(100, Number(at) * 100).toFixed(1) + "%";
-      container.append(mark);
+      bar.append(mark);
+      const reached = ORDER.indexOf(budget.level) >= ORDER.indexOf(rung);
+      ladder.append(el("li", { class: rung + (reached ? " reached" : "") }, [
+        el("span", { class: "name", text: rung }), document.createTextNode(" " + share),
+      ]));
+      rungs.push(rung + " at " + share);
     }
+    container.append(bar);
+    if (rungs.length) container.append(ladder);
     container.setAttribute("role", "img");
-    container.setAttribute("aria-label", budget.name + ": " + money(used) + " of " + money(budget.limit) + ", level " + budget.level);
+    container.setAttribute("aria-label", budget.name + ": " + money(used) + " of " + money(budget.limit) +
+      ", level " + budget.level + (rungs.length ? "; " + rungs.join(", ") : ""));
   }
 
   let primaryBudget = null;
@@ -521,7 +584,7 @@
     services.replaceChildren();
     for (const [name, t] of Object.entries(breakdown.services)) {
       services.append(el("tr", {}, [
-        el("td", {}, [el("a", { href: "/services/" + encodeURIComponent(name), text: name })]),
+        el("td", {}, [el("a", { href: "/services/" + encodeURIComponent(name) }, nameNodes(name))]),
         el("td", { class: "num", text: money(t.total_cost) }),
         el("td", { class: "num", text: String(t.total_requests) }),
         el("td", { class: "num", text: pct(t.free_source_success_rate) }),
@@ -534,7 +597,7 @@
     sources.replaceChildren();
     for (const [name, t] of Object.entries(breakdown.sources)) {
       sources.append(el("tr", {}, [
-        el("td", { text: name }),
+        el("td", {}, nameNodes(name)),
         el("td", { class: "num", text: money(t.total_cost) }),
         el("td", { class: "num", text: String(t.total_requests) }),
         el("td", { class: "num", text: pct(t.cache_hit_rate) }),
@@ -586,7 +649,7 @@
     rows.replaceChildren();
     for (const s of doc.streams) {
       rows.append(el("tr", {}, [
-        el("td", { text: s.source }),
+        el("td", {}, nameNodes(s.source)),
         el("td", { class: "num", text: bytes(s.data_bytes) }),
         el("td", { class: "num", text: Number(s.events_processed).toLocaleString() }),
         el("td", { class: "num", text: num(s.connection_hours, 2) + " h" }),
@@ -651,7 +714,7 @@
         rows.replaceChildren();
         for (const [name, t] of Object.entries(s.sources || {})) {
           rows.append(el("tr", {}, [
-            el("td", { text: name }),
+            el("td", {}, nameNodes(name)),
             el("td", { class: "num", text: money(t.total_cost) }),
             el("td", { class: "num", text: String(t.total_requests) }),
             el("td", { class: "num", text: pct(t.free_source_success_rate) }),
