@@ -272,35 +272,6 @@ def test_pdf_tables_break_across_pages_with_their_header(tmp_path: Path) -> None
         assert "Service" in head, page[:80]
 
 
-def test_pdf_renders_to_png(october: tuple[Report, list[Path]]) -> None:
-    pdftoppm = shutil.which("pdftoppm")
-    if pdftoppm is None:
-        message = "pdftoppm not found: install poppler-utils to render the PDF report to images"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    _, paths = october
-    ARTIFACTS.mkdir(exist_ok=True)
-    stem = ARTIFACTS / "report_monthly_page"
-    for old in ARTIFACTS.glob("report_monthly_page*.png"):
-        old.unlink()
-    done = subprocess.run(
-        [pdftoppm, "-png", "-r", "60", str(by_suffix(paths, ".pdf")), str(stem)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    images = sorted(ARTIFACTS.glob("report_monthly_page*.png"))
-    assert len(images) == len(pypdf.PdfReader(by_suffix(paths, ".pdf")).pages)
-    for image in images[1:]:  # page 1 stays, as the artifact
-        image.unlink()
-    images[0].rename(ARTIFACTS / "report_monthly_page1.png")
-    assert (ARTIFACTS / "report_monthly_page1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_workbook_opens_in_libreoffice(october: tuple[Report, list[Path]], tmp_path: Path) -> None:
     office = shutil.which("libreoffice") or shutil.which("soffice")
     if office is None:

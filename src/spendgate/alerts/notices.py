@@ -491,6 +491,8 @@ def title_of(alert: Alert, config: Config | None = None) -> str:
     """An alert's one-line title (amounts in the configuration's currency)."""
     config = Config() if config is None else config
     value, threshold = _shown(alert, config.currency)
+    if UNITS.get(alert.rule) == "fraction":  # a rate reads as a percentage
+        value, threshold = (_as_percent(x) for x in (value, threshold))
     return TITLES.get(alert.rule, alert.rule).format(
         scope=alert.scope,
         percent=_facts(alert, config).percent,

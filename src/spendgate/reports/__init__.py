@@ -10,9 +10,9 @@ written as PDF, Excel, CSV and JSON, with charts. Every figure is read from the 
 >>> gate.close()
 
 `Reporter` reads (through an `Analyst`); `model` builds the report (pure) of `values`;
-`tables` lays its sections out as tables; `jsonfile`, `csvfiles`, `excel` and `pdf` render it
-(`charts` gives its charts' data and draws them); `write()` puts the files in place, whole or
-not at all.
+`tables` lays it out for people (an executive summary, then human sections and columns);
+`jsonfile`, `csvfiles`, `excel` and `pdf` render it (`charts` gives its charts' data and
+draws them); `write()` puts the files in place, whole or not at all.
 """
 
 from spendgate.reports.model import Report

@@ -77,7 +77,7 @@ def sheet_title(text: str) -> str:
 def render(report: Report) -> dict[str, bytes]:
     """`{stem}.xlsx`: the workbook."""
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.styles import Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     money = money_format(report.currency)
@@ -117,12 +117,16 @@ def render(report: Report) -> dict[str, bytes]:
             if t.note:
                 row += 1
                 ws.cell(row, 1, t.note).font = quiet
-        for block in section.blocks:
+        for block in section.blocks:  # the text, below the tables: a line a cell
             if isinstance(block, tables.Paragraph):
-                for line in (block.text, *(f"- {p}" for p in block.points)):
-                    row += 2 if line is block.text else 1
-                    c = ws.cell(row, 1, line)
-                    c.alignment = Alignment(wrap_text=False)
+                row += 1  # a blank row before it
+                lines = [block.text, *(f"- {p}" for p in block.points)]
+                if block.title:
+                    row += 1
+                    ws.cell(row, 1, block.title).font = bold
+                for line in lines:
+                    row += 1
+                    ws.cell(row, 1, line)
         ws.freeze_panes = "A2"
         for col, width in widths.items():
             ws.column_dimensions[get_column_letter(col)].width = min(MAX_WIDTH, width + 2)

@@ -140,6 +140,7 @@ def render(report: Report) -> dict[str, bytes]:
     subhead = ParagraphStyle(
         "subhead", parent=styles["Heading3"], fontSize=10.5, spaceBefore=4, spaceAfter=4
     )
+    chapter = ParagraphStyle("chapter", parent=styles["Heading1"], spaceBefore=14)
     footer = f"{report.title}, generated {when(report.generated_at, zone)}"
 
     class NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
@@ -224,7 +225,8 @@ def render(report: Report) -> dict[str, bytes]:
         return [*out, Spacer(1, 10)]
 
     def paragraph(p: tables.Paragraph) -> list[Any]:
-        out: list[Any] = [Paragraph(escape(spaced(p.text)), body)]
+        out: list[Any] = [Paragraph(escape(p.title), subhead)] if p.title else []
+        out.append(Paragraph(escape(spaced(p.text)), body))
         if p.points:
             items = [ListItem(Paragraph(escape(spaced(x)), body)) for x in p.points]
             out.append(ListFlowable(items, bulletType="bullet", leftIndent=12))
@@ -258,7 +260,7 @@ def render(report: Report) -> dict[str, bytes]:
             story.append(PageBreakIfNotEmpty())  # the summary has page 1 to itself
         elif n:
             story.append(CondPageBreak(6 * cm))  # a heading never ends a page alone
-        story.append(Paragraph(escape(section.title), styles["Heading2" if n == 0 else "Heading1"]))
+        story.append(Paragraph(escape(section.title), styles["Heading2"] if n == 0 else chapter))
         story += [chart(name) for name in section.charts if name in images]
         several = len(section.tables) > 1
         for block in section.blocks:

@@ -103,10 +103,12 @@ class Reporter:
             raise ValidationError("end", end, f"a day up to today ({a.local_day(now).isoformat()})")
         summary = model.week_summary(figures.days, now)
         week_start = figures.days[0].day
-        before = a.summary(None, since=week_start - timedelta(days=7), until=week_start)
-        previous = Previous(
-            week_start - timedelta(days=7), week_start - timedelta(days=1), before.total.cost
-        )
+        previous = None
+        if week_start - timedelta(days=7) >= FIRST_DAY:  # none before the calendar's start
+            before = a.summary(None, since=week_start - timedelta(days=7), until=week_start)
+            previous = Previous(
+                week_start - timedelta(days=7), week_start - timedelta(days=1), before.total.cost
+            )
         return model.weekly(
             figures.to_dict(),
             summary,
@@ -119,10 +121,13 @@ class Reporter:
             found=figures.opportunities,
         )
 
-    def _month_before(self, start: datetime, now: datetime, end: datetime) -> Previous:
+    def _month_before(self, start: datetime, now: datetime, end: datetime) -> Previous | None:
         """The month before the one starting at `start`, over as long as this one has run
-        (all of it for a month that is over): month to date against the same days before."""
+        (all of it for a month that is over): month to date against the same days before.
+        None before the first month spendgate reports on."""
         a = self.analyst
+        if a.local_day(start) <= FIRST_DAY:
+            return None
         before_start, before_end = a.months.bounds(start - timedelta(days=15))
         until = min(before_end, before_start + (min(now, end) - start))
         cost = a.summary(None, since=before_start, until=until).total.cost
@@ -130,7 +135,7 @@ class Reporter:
             a.local_day(before_start), a.local_day(until - timedelta(microseconds=1)), cost
         )
 
-    def _setting(self, since: datetime, until: datetime, previous: Previous) -> Setting:
+    def _setting(self, since: datetime, until: datetime, previous: Previous | None) -> Setting:
         """The store, the previous period and the alerts fired in `[since, until)`."""
         config = self._gate.config
         alerts = [alert_dict(alert, config) for alert in self._alerts(since, until)]

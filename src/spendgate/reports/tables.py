@@ -51,10 +51,11 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class Paragraph:
-    """Text between tables (a list of points when `points`)."""
+    """Text between tables (a list of points when `points`), under its `title` if any."""
 
     text: str
     points: tuple[str, ...] = ()
+    title: str = ""
 
 
 Block = Table | Paragraph
@@ -226,6 +227,24 @@ def _change(figures: Mapping[str, Any], currency: str) -> tuple[str, Value, str]
     )
 
 
+def _efficiency(per_request: Money, figures: Mapping[str, Any]) -> list[tuple[str, Value, str]]:
+    """Cost per request, the free-source rate and what free sources saved."""
+    return [
+        ("Cost per request", _unit(per_request), "unit price, over priced requests"),
+        (
+            "Free-source rate",
+            figures["free_source_success_rate"],
+            "requests a free source answered",
+        ),
+        (
+            "Saved by free sources",
+            figures["free_source_savings"],
+            f"estimate: {figures['free_source_answers']:,} answers at the average paid "
+            "request's cost",
+        ),
+    ]
+
+
 def _figures(key: str, title: str, rows: Sequence[tuple[str, Value, str]], note: str = "") -> Table:
     if not any(detail for _, _, detail in rows):  # a figure, its value: nothing more to say
         return Table(key, title, ("Figure", "Value"), tuple(r[:2] for r in rows), note)
@@ -263,13 +282,7 @@ def monthly_key_figures(report: Report) -> Table:
             f"{e['paid_requests']:,} paid, {e['free_requests']:,} free, "
             f"{e['unpriced_requests']:,} unpriced",
         ),
-        ("Cost per request", _unit(e["cost_per_request"]), "unit price, over priced requests"),
-        ("Free-source rate", e["free_source_success_rate"], "requests a free source answered"),
-        (
-            "Saved by free sources",
-            e["free_source_savings"],
-            f"estimate: {e['free_source_answers']:,} answers at the average paid request's cost",
-        ),
+        *_efficiency(e["cost_per_request"], e),
         (
             "Savings against traditional cost",
             None
@@ -297,13 +310,7 @@ def weekly_key_figures(report: Report) -> Table:
         ("Days over budget", b["days_over_budget"], f"{b['days_under_budget']} under budget"),
         _change(b, report.currency),
         ("Requests", requests, ""),
-        ("Cost per request", _unit(c["cost_per_request"]), "unit price, over priced requests"),
-        ("Free-source rate", c["free_source_success_rate"], "requests a free source answered"),
-        (
-            "Saved by free sources",
-            c["free_source_savings"],
-            f"estimate: {c['free_source_answers']:,} answers at the average paid request's cost",
-        ),
+        *_efficiency(c["cost_per_request"], c),
         (
             "Cheapest service per request",
             None
@@ -631,8 +638,10 @@ def _about(report: Report) -> Section:
     appendices = report.sections.get("appendices")
     if appendices is not None:
         blocks += [
-            Paragraph(appendices["methodology"]),
-            Paragraph("Data sources:", tuple(appendices["data_sources"])),
+            Paragraph(appendices["methodology"], title="Methodology"),
+            Paragraph(
+                "Every figure is read from:", tuple(appendices["data_sources"]), "Data sources"
+            ),
         ]
     return Section("about", "About this report", tuple(blocks))
 

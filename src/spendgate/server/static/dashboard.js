@@ -18,7 +18,8 @@
     if (text === null || text === undefined) return "–";
     const n = Number(text);
     if (!Number.isFinite(n)) return String(text);
-    const digits = Math.abs(n) >= 100 ? 2 : Math.abs(n) >= 1 ? 2 : 4;
+    // Cents from a dollar (and for nothing at all: "$0.00"); below, API prices need four places.
+    const digits = n === 0 || Math.abs(n) >= 1 ? 2 : 4;
     return (n < 0 ? "-$" : "$") + Math.abs(n).toFixed(digits);
   }
   // A money axis: every tick with the decimals its step needs and no more, so neighbours
