@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import psycopg
 import pytest
@@ -194,31 +195,33 @@ def end_sessions(url: str) -> None:
             )
 
 
-def stored_rows(url: str) -> tuple[dict[str, int | None], tuple[int, int, int]]:
-    """What the database itself holds, read beside spendgate: each event's request id and
-    cost, and the budget rows' (spent, reserved, overshoot) summed."""
-    events = "SELECT request_id, cost FROM events"
-    buckets = (
-        "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0), "
-        "COALESCE(SUM(overshoot), 0) FROM budget_buckets"
-    )
+def read(url: str, *queries: str) -> list[list[tuple[Any, ...]]]:
+    """The rows of each query, read from the database itself, beside spendgate (a SQLite
+    file is checked for integrity first)."""
     if url.startswith("sqlite:///"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            rows = conn.execute(events).fetchall()
-            totals = conn.execute(buckets).fetchone()
+            return [conn.execute(q).fetchall() for q in queries]
         finally:
             conn.close()
-    else:
-        schema = url.rpartition("schema=")[2]
-        with psycopg.connect(POSTGRES_URL, options=f"-csearch_path={schema}") as pg:
-            rows = pg.execute(events).fetchall()
-            totals = pg.execute(buckets).fetchone()
-    assert totals is not None
+    schema = url.rpartition("schema=")[2]
+    with psycopg.connect(POSTGRES_URL, options=f"-csearch_path={schema}") as pg:
+        return [pg.execute(q).fetchall() for q in queries]
+
+
+def stored_rows(url: str) -> tuple[dict[str, int | None], tuple[int, int, int]]:
+    """What the database itself holds: each event's request id and cost, and the budget
+    rows' (spent, reserved, overshoot) summed."""
+    rows, ((spent, reserved, overshoot),) = read(
+        url,
+        "SELECT request_id, cost FROM events",
+        "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0), "
+        "COALESCE(SUM(overshoot), 0) FROM budget_buckets",
+    )
     counts = Counter(rid for rid, _ in rows)
     assert not counts or max(counts.values()) == 1, counts.most_common(3)
-    return dict(rows), (int(totals[0]), int(totals[1]), int(totals[2]))
+    return dict(rows), (int(spent), int(reserved), int(overshoot))
 
 
 @pytest.mark.slow
@@ -296,3 +299,131 @@ def test_acknowledged_events_survive_kill_and_replay_counts_each_once(
         assert spent == expected_spent
     assert total_acked > runs * 50  # the runs did real work before dying
     assert total_missing > 0  # and the replays had something left to create
+
+
+# -- holds: a SIGKILL during a group commit of reserve, commit and release --------------------
+
+HOLDS_CHILD_SOURCE = '''
+"""Reserve, then commit (or, one time in four, release), from many threads at once, so the
+store group-commits them; after each call returns, print what it did and the id."""
+
+import os
+import sys
+import threading
+
+from spendgate import Gate
+from spendgate.config import parse
+from spendgate.testing import FrozenClock
+
+THREADS = 16
+TOTAL = 100_000
+CONFIG = {
+    "sources": {"paid_api": {"price": "0.01/request"}},
+    "budgets": [{"name": "daily", "limit": "1000000"}],
+}
+
+
+def reservation_id(run, i):
+    return f"run{run:02d}-hold{i:06d}"
+
+
+def open_gate(url):
+    return Gate.open(url, config=parse(CONFIG), clock=FrozenClock())
+
+
+def main(url, run):
+    gate = open_gate(url)
+    lock = threading.Lock()
+    taken = [0]
+    holds = gate.store._ledger_committer
+
+    def say(line):
+        os.write(1, f"{line}\\n".encode())  # one write, atomic on a pipe
+
+    def work():
+        while True:
+            with lock:
+                i = taken[0]
+                if i >= TOTAL:
+                    return
+                taken[0] += 1
+            rid = reservation_id(run, i)
+            gate.reserve("crash-test", "paid_api", reservation_id=rid)
+            say(f"R {rid}")
+            if i % 4 == 3:
+                gate.release(rid)
+                say(f"X {rid}")
+            else:
+                gate.commit(rid, f"0.{i % 97 + 1:02d}", request_id=rid)
+                say(f"C {rid}")
+            if i % 50 == 0:
+                say(f"B {holds.batches} {holds.items}")
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    say("ready")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gate.close()
+    say("done")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
+'''
+
+
+def stored_holds(
+    url: str,
+) -> tuple[dict[str, tuple[str, int]], dict[str, int | None], tuple[int, int]]:
+    """The reservations (state, amount), the events (cost) and the budget rows' (spent,
+    reserved) summed, read beside spendgate."""
+    held, rows, ((spent, reserved),) = read(
+        url,
+        "SELECT id, state, amount FROM reservations",
+        "SELECT request_id, cost FROM events",
+        "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(reserved), 0) FROM budget_buckets",
+    )
+    return (
+        {rid: (state, int(amount)) for rid, state, amount in held},
+        dict(rows),
+        (int(spent), int(reserved)),
+    )
+
+
+@pytest.mark.slow
+def test_a_kill_during_group_commits_of_holds_loses_nothing_and_half_applies_nothing(
+    backend: str, run_url: Callable[[int], str], tmp_path: Path
+) -> None:
+    """Every reserve, commit and release that returned is in the store; every one that did
+    not is there whole or not at all: the budget rows hold exactly the pending holds and the
+    committed costs, and a reservation is committed exactly when its event is stored."""
+    script = tmp_path / "holds_child.py"
+    script.write_text(HOLDS_CHILD_SOURCE)
+    rng = random.Random(SEED + 1)
+    shared = 0  # calls answered from a transaction they shared with others
+    for run in range(RUNS[backend] // 2):
+        url = run_url(run)
+        kill_after = rng.randint(1, MAX_ACKS_BEFORE_KILL)
+        acked = run_and_kill(script, url, run, kill_after, tmp_path / f"holds{run:02d}.log")
+        end_sessions(url)
+        said: dict[str, set[str]] = {"R": set(), "C": set(), "X": set()}
+        for line in acked:
+            kind, _, rest = line.partition(" ")
+            if kind == "B":
+                batches, items = map(int, rest.split())
+                shared = max(shared, items - batches)
+            else:
+                said[kind].add(rest)
+        held, events, (spent, reserved) = stored_holds(url)
+        # Nothing acknowledged is lost.
+        assert said["R"] <= set(held)
+        assert all(held[rid][0] == "committed" and rid in events for rid in said["C"])
+        assert all(held[rid][0] == "released" for rid in said["X"])
+        # Nothing half-applied: the budget rows are exactly what the rows say happened.
+        committed = {rid for rid, (state, _) in held.items() if state == "committed"}
+        assert committed == set(events)
+        assert spent == sum(cost or 0 for cost in events.values())
+        assert reserved == sum(amount for state, amount in held.values() if state == "pending")
+    assert shared > 0, "the calls shared transactions: the group commit was exercised"

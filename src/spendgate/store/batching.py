@@ -40,8 +40,10 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-class _Failed:
-    """An item's own error, when its batch had to be written in parts."""
+class Failed:
+    """An item's own error: a `write` may return it for an item that failed alone (its
+    caller gets the error, the batch's other callers their results), and a batch that had
+    to be written in parts holds it for the items that failed."""
 
     __slots__ = ("error",)
 
@@ -50,7 +52,7 @@ class _Failed:
 
 
 def _unwrap(result: object) -> object:
-    if isinstance(result, _Failed):
+    if isinstance(result, Failed):
         raise result.error
     return result
 
@@ -67,7 +69,7 @@ class _Batch(Generic[T, R]):
         self.items: list[T] = []
         # (first index, count) of each caller's items: a caller's items stand or fall together
         self.groups: list[tuple[int, int]] = []
-        self.results: Sequence[R | _Failed] = ()
+        self.results: Sequence[R | Failed] = ()
         self.error: BaseException | None = None
         self.done = threading.Event()
         # asyncio callers: (their loop, their future, their item's index)
@@ -90,7 +92,7 @@ class _Batch(Generic[T, R]):
             result = self.results[index] if self.error is None else None
             if self.error is not None:
                 future.set_exception(self.error)
-            elif isinstance(result, _Failed):
+            elif isinstance(result, Failed):
                 future.set_exception(result.error)
             else:
                 future.set_result(cast(R, result))
@@ -129,6 +131,7 @@ class GroupCommitter(Generic[T, R]):
         _LIVE.add(self)
         self.batches = 0
         self.items = 0
+        self._writing = 0  # items of the batch being written
 
     def submit(self, item: T) -> R:
         """Queue `item`, wait until its batch is committed, and return its result."""
@@ -179,6 +182,12 @@ class GroupCommitter(Generic[T, R]):
         return batch, index
 
     @property
+    def waiting(self) -> int:
+        """Items submitted and not yet answered: queued, or in the batch being written."""
+        with self._cond:
+            return self._writing + sum(len(b.items) for b in self._queue)
+
+    @property
     def thread(self) -> threading.Thread | None:
         """The writer thread (`None` until the first item)."""
         with self._cond:
@@ -194,6 +203,7 @@ class GroupCommitter(Generic[T, R]):
         # its parent's queued items (their callers live in the parent): it starts empty.
         self._cond = threading.Condition()
         self._queue = []
+        self._writing = 0
         self._thread = None
 
     def _run(self) -> None:
@@ -204,15 +214,18 @@ class GroupCommitter(Generic[T, R]):
                 if not self._queue:
                     return
                 batch = self._queue.pop(0)
+                self._writing = len(batch.items)
             try:
                 batch.results = self._commit(batch)
             except BaseException as exc:  # handed to every caller of the batch
                 batch.error = exc
             self.batches += 1
             self.items += len(batch.items)
+            with self._cond:
+                self._writing = 0
             batch.finish()
 
-    def _commit(self, batch: _Batch[T, R]) -> Sequence[R | _Failed]:
+    def _commit(self, batch: _Batch[T, R]) -> Sequence[R | Failed]:
         """Write a batch whole; if one caller's items fail it, isolate them (see the class)."""
         try:
             return self._write(batch.items)
@@ -221,18 +234,18 @@ class GroupCommitter(Generic[T, R]):
         except Exception:
             if len(batch.groups) == 1:
                 raise  # one caller: the error is its own
-        results: list[R | _Failed | None] = [None] * len(batch.items)
+        results: list[R | Failed | None] = [None] * len(batch.items)
         halves = _halves(batch.groups)
         outage: list[StoreError] = []
         for half in halves:
             self._isolate(batch.items, half, results, outage)
-        return cast(list[R | _Failed], results)
+        return cast(list[R | Failed], results)
 
     def _isolate(
         self,
         items: list[T],
         groups: list[tuple[int, int]],
-        results: list[R | _Failed | None],
+        results: list[R | Failed | None],
         outage: list[StoreError],
     ) -> None:
         """Write the items of `groups` in one transaction, or, if that fails, each half of
@@ -251,7 +264,7 @@ class GroupCommitter(Generic[T, R]):
                         self._isolate(items, half, results, outage)
                     return
                 first, count = groups[0]
-                results[first : first + count] = [_Failed(exc)] * count
+                results[first : first + count] = [Failed(exc)] * count
                 return
             else:
                 at = 0
@@ -259,7 +272,7 @@ class GroupCommitter(Generic[T, R]):
                     results[first : first + count] = written[at : at + count]
                     at += count
                 return
-        failed = _Failed(outage[0])
+        failed = Failed(outage[0])
         for first, count in groups:
             results[first : first + count] = [failed] * count
 

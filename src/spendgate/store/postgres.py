@@ -142,6 +142,7 @@ class PostgresStore(SQLStore[Conn]):
         self._pools: dict[int, ConnectionPool[Conn]] = {}
         self._pools_lock = threading.Lock()
         self._calls = InFlight(self.where, self._release)
+        self._start_ledger()
         self._failing = False  # the last call found the server unreachable (see `_run`)
         self._prepare_schema(options.migrate)
 

@@ -24,7 +24,7 @@ import json
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from spendgate.accounting import Pending, Recount, Settlement, Slot
 from spendgate.errors import ConflictError, ReservationStateError, UnstorableError
@@ -44,6 +44,7 @@ from spendgate.store.base import (
     Store,
     TallyRow,
 )
+from spendgate.store.batching import Failed, GroupCommitter
 from spendgate.store.inflight import InFlight
 from spendgate.store.rows import event_row, json_slots, rollup_refused, row_event, slots_json
 from spendgate.store.sql_budgets import RefusedError, SQLBudgets
@@ -55,6 +56,16 @@ from spendgate.windows import to_micros
 T = TypeVar("T")
 
 _NO_LIMIT = 2**62  # above any row count: `events()` without `limit`
+
+
+class LedgerOp(NamedTuple, Generic[C, T]):
+    """One reserve, commit or release, as the work of a transaction: `work(conn)` does it,
+    `landed(conn, lost)` finds out whether a transaction whose COMMIT was lost stored it (see
+    `_transaction`), `refused(index)` answers a hold the budget on slot `index` refused."""
+
+    work: Callable[[C], T]
+    landed: Callable[[C, T], T]
+    refused: Callable[[int], T] | None = None
 
 
 class RetryError(Exception):
@@ -102,8 +113,11 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
 
     def close(self, *, timeout: float = CLOSE_WAIT) -> None:
         """Refuse new calls, wait up to `timeout` seconds for those in flight, then close the
-        connections (see `InFlight`). Safe from any thread, and more than once."""
+        connections (see `InFlight`); then stop the group commit of holds (the calls waited
+        for were answered by it). Safe from any thread, and more than once."""
         self._calls.close(timeout)
+        if self._ledger_committer is not None:
+            self._ledger_committer.close(timeout)
 
     def probe_write(self, at: int) -> None:
         self._transaction(lambda conn: self.control_sql.probe_write(conn, at))
@@ -151,10 +165,10 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
                 return lost
             return again
 
-        try:
-            return self._transaction(work, landed=landed)
-        except RefusedError as refused:  # rolled back: no hold was taken on any slot
-            return ReserveResult("denied", refused=refused.index)
+        def refused(index: int) -> ReserveResult:  # rolled back: no hold on any slot
+            return ReserveResult("denied", refused=index)
+
+        return self._ledger(LedgerOp(work, landed, refused))
 
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
         sql = self.sql
@@ -186,7 +200,7 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
                 return lost  # stored, with this very event
             raise ReservationStateError(reservation_id, state, "commit")
 
-        return self._transaction(work, landed=landed)
+        return self._ledger(LedgerOp(work, landed))
 
     def release(self, reservation_id: str, now: int) -> ReservationState:
         def work(conn: C) -> ReservationState:
@@ -201,7 +215,87 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
             state, _, _ = self._open_reservation(conn, reservation_id, "release", any_state=True)
             return lost if state == "released" else work(conn)
 
-        return self._transaction(work, landed=landed)
+        return self._ledger(LedgerOp(work, landed))
+
+    # -- group commit of holds ----------------------------------------------------------------
+
+    _ledger_lock: threading.Lock
+    _ledger_busy: int
+    _ledger_committer: GroupCommitter[LedgerOp[C, Any], Any] | None
+
+    def _start_ledger(self) -> None:
+        """Ready the group commit of holds (called by a backend when it opens)."""
+        self._ledger_lock = threading.Lock()
+        self._ledger_busy = 0
+        self._ledger_committer = GroupCommitter(
+            self._ledger_batch, name="spendgate-holds", where=self.where
+        )
+
+    def _ledger(self, op: LedgerOp[C, T]) -> T:
+        """Run a reserve, commit or release: alone, in its own transaction, when no other is
+        under way (a lone caller pays nothing more than that); else queued for the group
+        commit, where concurrent ones share one transaction and its disk flush, each decided
+        in arrival order against the balances as the ones before it left them (so a refusal
+        is as exact as alone), each caller answered once the transaction is durable."""
+        with self._ledger_lock:
+            alone = self._ledger_busy == 0
+            self._ledger_busy += 1
+        try:
+            if alone or self._ledger_committer is None:
+                try:
+                    return self._transaction(op.work, landed=op.landed)
+                except RefusedError as refused:  # rolled back whole
+                    if op.refused is None:
+                        raise
+                    return op.refused(refused.index)
+            return cast(T, self._ledger_committer.submit(op))
+        finally:
+            with self._ledger_lock:
+                self._ledger_busy -= 1
+
+    def _ledger_batch(self, ops: list[LedgerOp[C, Any]]) -> list[Any]:
+        """The group commit's write: every op in one transaction, in order, each in a
+        savepoint, so one that fails (refused, a state conflict, a value the database cannot
+        hold) is rolled back alone and its caller gets its own answer. A failure of the store
+        itself fails the batch, and every caller hears it."""
+
+        def work(conn: C) -> list[Any]:
+            return [self._in_savepoint(conn, op.work, op) for op in ops]
+
+        def landed(conn: C, lost: list[Any]) -> list[Any]:
+            # An op that failed changed nothing: its answer stands; the others find out.
+            return [
+                r if isinstance(r, Failed) else self._in_savepoint(conn, _landing(op, r), op)
+                for op, r in zip(ops, lost, strict=True)
+            ]
+
+        try:
+            return self._transaction(work, landed=landed)
+        except self.driver_errors as exc:
+            raise self._store_error(exc) from exc
+
+    def _in_savepoint(self, conn: C, run: Callable[[C], T], op: LedgerOp[C, T]) -> T | Failed:
+        """`run(conn)` in a savepoint: its result, or what it failed with, rolled back."""
+        conn.execute("SAVEPOINT spendgate_op")
+        try:
+            result = run(conn)
+        except RetryError:
+            raise  # the whole transaction runs again
+        except RefusedError as refused:
+            conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
+            if op.refused is None:
+                return Failed(refused)
+            result = op.refused(refused.index)
+        except self.unstorable_errors as exc:  # this op's value, not the store
+            conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
+            return Failed(self._store_error(exc))
+        except self.driver_errors:
+            raise  # the store itself: the batch fails
+        except Exception as exc:  # the op's own error, for its caller
+            conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
+            return Failed(exc)
+        conn.execute("RELEASE SAVEPOINT spendgate_op")
+        return result
 
     def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
         slots: tuple[Slot, ...] = ()
@@ -478,6 +572,11 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
 # Every method of the contract, guarded once here rather than by hand in each backend.
 for _name in sorted(Store.__abstractmethods__):
     setattr(SQLStore, _name, _guarded(getattr(SQLStore, _name)))
+
+
+def _landing(op: LedgerOp[Any, T], lost: T) -> Callable[[Any], T]:
+    """`op.landed` for the answer `lost`, as the work of a transaction."""
+    return lambda conn: op.landed(conn, lost)
 
 
 def _with_cost(event: Event, cost: Nanos | None) -> tuple[object, ...]:

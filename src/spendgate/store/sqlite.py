@@ -117,6 +117,7 @@ class SQLiteStore(SQLStore[sqlite3.Connection]):
                 reason="store unreachable",
             )
         self._calls = InFlight(self.where, self._release)
+        self._start_ledger()
         self._after_fork()
         _LIVE.add(self)
         with _translated(self.path), _migration_lock(self.path):
