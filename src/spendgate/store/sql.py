@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
+import weakref
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
@@ -225,11 +227,17 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
 
     def _start_ledger(self) -> None:
         """Ready the group commit of holds (called by a backend when it opens)."""
-        self._ledger_lock = threading.Lock()
-        self._ledger_busy = 0
+        self._ledger_after_fork()
         self._ledger_committer = GroupCommitter(
             self._ledger_batch, name="spendgate-holds", where=self.where
         )
+        _LEDGERS.add(self)
+
+    def _ledger_after_fork(self) -> None:
+        # A forked child has none of its parent's calls under way, and must not inherit a
+        # lock another thread held at the fork. (The committer resets itself.)
+        self._ledger_lock = threading.Lock()
+        self._ledger_busy = 0
 
     def _ledger(self, op: LedgerOp[C, T]) -> T:
         """Run a reserve, commit or release: alone, in its own transaction, when no other is
@@ -572,6 +580,17 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
 # Every method of the contract, guarded once here rather than by hand in each backend.
 for _name in sorted(Store.__abstractmethods__):
     setattr(SQLStore, _name, _guarded(getattr(SQLStore, _name)))
+
+
+_LEDGERS: weakref.WeakSet[SQLStore[Any]] = weakref.WeakSet()
+
+
+def _ledgers_after_fork() -> None:
+    for store in list(_LEDGERS):
+        store._ledger_after_fork()
+
+
+os.register_at_fork(after_in_child=_ledgers_after_fork)
 
 
 def _landing(op: LedgerOp[Any, T], lost: T) -> Callable[[Any], T]:
