@@ -283,27 +283,29 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
             raise self._store_error(exc) from exc
 
     def _in_savepoint(self, conn: C, run: Callable[[C], T], op: LedgerOp[C, T]) -> T | Failed:
-        """`run(conn)` in a savepoint: its result, or what it failed with, rolled back."""
+        """`run(conn)` in a savepoint: its result; or, rolled back to the savepoint, its
+        answer to a refusal or what it failed with. A failure of the store (or a race the
+        database resolves by aborting) is raised: the whole transaction fails, or runs again."""
         conn.execute("SAVEPOINT spendgate_op")
+        outcome: T | Failed
         try:
-            result = run(conn)
+            outcome = run(conn)
         except RetryError:
-            raise  # the whole transaction runs again
+            raise
+        except self.driver_errors as exc:
+            if not isinstance(exc, self.unstorable_errors):
+                raise
+            outcome = Failed(self._store_error(exc))  # this op's value, not the store
         except RefusedError as refused:
-            conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
-            if op.refused is None:
-                return Failed(refused)
-            result = op.refused(refused.index)
-        except self.unstorable_errors as exc:  # this op's value, not the store
-            conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
-            return Failed(self._store_error(exc))
-        except self.driver_errors:
-            raise  # the store itself: the batch fails
+            outcome = Failed(refused) if op.refused is None else op.refused(refused.index)
         except Exception as exc:  # the op's own error, for its caller
-            conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
-            return Failed(exc)
+            outcome = Failed(exc)
+        else:
+            conn.execute("RELEASE SAVEPOINT spendgate_op")
+            return outcome
+        conn.execute("ROLLBACK TO SAVEPOINT spendgate_op")
         conn.execute("RELEASE SAVEPOINT spendgate_op")
-        return result
+        return outcome
 
     def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
         slots: tuple[Slot, ...] = ()
