@@ -17,14 +17,21 @@ the server; default `postgresql://postgres@127.0.0.1:5432/test`).
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from typing import Any
 
-import psycopg
-
-from bench_leases import LIMIT, PROCESSES, ROUNDS, SECONDS, URL, baseline_worker, run, sample
+from bench_leases import (
+    LIMIT,
+    PROCESSES,
+    ROUNDS,
+    SECONDS,
+    baseline_worker,
+    fresh_row,
+    hot_row_schema,
+    run,
+    sampled,
+)
 from common import SERVICE, SOURCE, finish, header, median
 from spendgate import Gate
 from spendgate.config import parse
@@ -80,45 +87,20 @@ def main() -> None:
             f"target: >= {TARGET:g}x the baseline's rate",
         ],
     )
-    schema = f"sgbench_{secrets.token_hex(4)}"
-    url = f"{URL}?schema={schema}"
-    table = f"{schema}.baseline"
-    Gate.open(url).close()  # creates and migrates the schema
-    with psycopg.connect(URL, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE TABLE {table} (budget text PRIMARY KEY, spent bigint, reserved bigint)"
-        )
     rates: dict[str, list[float]] = {"update": [], "pairs": []}
     over: list[tuple[int, int]] = []
     samples = 0
-    try:
+    with hot_row_schema() as (schema, url, table):
         for _ in range(ROUNDS):
-            with psycopg.connect(URL, autocommit=True) as conn:
-                conn.execute(f"DELETE FROM {table}")
-                conn.execute(f"INSERT INTO {table} VALUES ('daily', 0, 0)")
+            fresh_row(table)
             rates["update"].append(run(baseline_worker, (table,)))
-            stop = threading.Event()
-            counted: list[int] = []
-            sampler = threading.Thread(
-                target=lambda stop=stop, counted=counted: counted.append(
-                    sample(schema, stop, over)
-                ),
-                daemon=True,
-            )
-            sampler.start()
-            try:
-                rates["pairs"].append(run(pairs_worker, (url,)))
-            finally:
-                stop.set()
-                sampler.join()
-            samples += sum(counted)
+            rate, read = sampled(schema, over, pairs_worker, (url,))
+            rates["pairs"].append(rate)
+            samples += read
             print(
                 "   round: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()),
                 flush=True,
             )
-    finally:
-        with psycopg.connect(URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
     base = median(rates["update"])
     ratio = median(rates["pairs"]) / base
     print(f"   conditional UPDATE per call: {base:,.0f}/s")

@@ -14,11 +14,13 @@ server; default `postgresql://postgres@127.0.0.1:5432/test`).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -106,6 +108,48 @@ def sample(schema: str, stop: threading.Event, over: list[tuple[int, int]]) -> i
     return n
 
 
+@contextlib.contextmanager
+def hot_row_schema() -> Iterator[tuple[str, str, str]]:
+    """A migrated schema of its own (dropped after) with the baseline's one-row table:
+    `(schema, store URL, baseline table)`."""
+    schema = f"sgbench_{secrets.token_hex(4)}"
+    table = f"{schema}.baseline"
+    Gate.open(f"{URL}?schema={schema}").close()  # creates and migrates the schema
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {table} (budget text PRIMARY KEY, spent bigint, reserved bigint)"
+        )
+    try:
+        yield schema, f"{URL}?schema={schema}", table
+    finally:
+        with psycopg.connect(URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def fresh_row(table: str) -> None:
+    """The baseline's row, back at nothing spent or held."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} VALUES ('daily', 0, 0)")
+
+
+def sampled(
+    schema: str, over: list[tuple[int, int]], target: Any, args: tuple[Any, ...]
+) -> tuple[float, int]:
+    """`run(target, args)` while a sampler reads the budget row: the rate, and how many
+    samples were read (those over the limit are added to `over`)."""
+    stop = threading.Event()
+    counted: list[int] = []
+    sampler = threading.Thread(target=lambda: counted.append(sample(schema, stop, over)))
+    sampler.start()
+    try:
+        rate = run(target, args)
+    finally:
+        stop.set()
+        sampler.join()
+    return rate, sum(counted)
+
+
 def main() -> None:
     header(
         "budget leases on PostgreSQL",
@@ -114,46 +158,23 @@ def main() -> None:
             "baseline: one autocommit conditional UPDATE per call on one hot row",
         ],
     )
-    schema = f"sgbench_{secrets.token_hex(4)}"
-    url = f"{URL}?schema={schema}"
-    table = f"{schema}.baseline"
-    Gate.open(url).close()  # creates and migrates the schema
-    with psycopg.connect(URL, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE TABLE {table} (budget text PRIMARY KEY, spent bigint, reserved bigint)"
-        )
     rates: dict[str, list[float]] = {"update": [], "reserve": [], "authorize": []}
     over: list[tuple[int, int]] = []
     samples = 0
-    try:
+    with hot_row_schema() as (schema, url, table):
         for _ in range(ROUNDS):
+            fresh_row(table)
             with psycopg.connect(URL, autocommit=True) as conn:
-                conn.execute(f"DELETE FROM {table}")
-                conn.execute(f"INSERT INTO {table} VALUES ('daily', 0, 0)")
                 conn.execute(f"TRUNCATE {schema}.budget_buckets, {schema}.reservations")
             rates["update"].append(run(baseline_worker, (table,)))
             for method in ("reserve", "authorize"):
-                stop = threading.Event()
-                counted: list[int] = []
-                sampler = threading.Thread(
-                    target=lambda stop=stop, counted=counted: counted.append(
-                        sample(schema, stop, over)
-                    )
-                )
-                sampler.start()
-                try:
-                    rates[method].append(run(gate_worker, (url, method)))
-                finally:
-                    stop.set()
-                    sampler.join()
-                samples += sum(counted)
+                rate, read = sampled(schema, over, gate_worker, (url, method))
+                rates[method].append(rate)
+                samples += read
             print(
                 "   round: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()),
                 flush=True,
             )
-    finally:
-        with psycopg.connect(URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
     base = median(rates["update"])
     reserve = median(rates["reserve"]) / base
     authorize = median(rates["authorize"]) / base

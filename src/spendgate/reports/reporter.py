@@ -26,7 +26,7 @@ from spendgate.reports.model import Budgets, Previous, Report, Setting
 from spendgate.store.base import Alert
 from spendgate.windows import FIRST_DAY, LAST_DAY, to_micros
 
-ALERTS_READ = 1_000  # alerts read at a time, newest first, back to the period's start
+ALERTS_READ = 10_000  # alerts read at a time (the store's most), back to the period's start
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 MONTH_RULE = f"a month as YYYY-MM (01 to 12) from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m}"
 
@@ -142,7 +142,10 @@ class Reporter:
         return Setting(self._gate.store.where, previous, alerts)
 
     def _alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
-        """The alerts fired in `[since, until)`, newest first, read a page at a time."""
+        """The alerts fired in `[since, until)`, newest first, read a page at a time (the
+        store's largest). The store pages by time alone: alerts that share the microsecond a
+        full page ends in are cut at it, which takes more than a page of alerts in a
+        period."""
         first, before = to_micros(since), to_micros(until)
         while True:
             page = self._gate.store.alerts(limit=ALERTS_READ, before=before)

@@ -9,9 +9,9 @@ and the report's particulars last (`About this report`).
 
 Every cell is a value of the JSON report, typed so each export shows it its own way: `Money`
 (to the cent in the PDF; exact in the workbook and CSV), `UnitPrice` (what one request costs:
-the digits it needs), `Share`, `Name`, dates, counts and text. No figure is computed here
-that the report does not hold, so every export agrees with the JSON by construction; the
-tests check it on the files.
+the digits it needs), `Share`, `Name`, dates, counts and text. The one figure derived here is
+the top sources' and services' share of the period's spend (their spend over its total), so
+every export agrees with the JSON by construction; the tests check it on the files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from spendgate.analytics.opportunities import Phrase
 from spendgate.reports.model import Report, period_label
 from spendgate.reports.values import Money, Name, Share, UnitPrice, Value, cents
 
@@ -100,10 +99,6 @@ def report_period(report: Report) -> str:
     return label
 
 
-def _names(values: Sequence[str | None]) -> tuple[Name | None, ...]:
-    return tuple(None if v is None else Name(v) for v in values)
-
-
 def _unit(value: Value) -> Value:
     return UnitPrice(value.nanos) if isinstance(value, Money) else value
 
@@ -132,7 +127,7 @@ def _words(trend: Mapping[str, Any]) -> str:
 
 
 def _ranked(
-    key: str, title: str, column: str, spend: Mapping[str, tuple[Money, int]], total: Money
+    key: str, title: str, column: str, spend: Mapping[str, tuple[Money, int | None]], total: Money
 ) -> Table:
     """The `TOP` largest of `spend` (name: spend, requests), dearest first."""
     rows = sorted(spend.items(), key=lambda item: (-item[1][0].nanos, item[0]))[:TOP]
@@ -151,21 +146,24 @@ def _ranked(
 def _top_services(report: Report) -> Table:
     services = report.sections["service_analysis"]
     total = Money(report.total.cost)
-    spend = {n: (f["total_cost"], f["total_requests"]) for n, f in services.items()}
+    spend: dict[str, tuple[Money, int | None]] = {
+        n: (f["total_cost"], f["total_requests"]) for n, f in services.items()
+    }
     return _ranked("top_services", "Top services by spend", "Service", spend, total)
 
 
-def _source_spend(report: Report) -> dict[str, tuple[Money, int]]:
-    """Spend and requests by source, from the service analysis' cells (what every figure is
-    computed from)."""
-    out: dict[str, tuple[int, int]] = {}
-    for figures in report.sections["service_analysis"].values():
-        for source, cost in figures["cost_by_source"].items():
-            spent, n = out.get(source, (0, 0))
-            out[source] = (spent + cost.nanos, n)
-    by_source = report.sections.get("cost_optimization_analysis", {}).get("cache_efficiency", {})
-    counts = {r["source"]: r["requests"] for r in by_source.get("by_source", ())}
-    return {s: (Money(c), counts.get(s, n)) for s, (c, n) in out.items()}
+def _source_spend(report: Report) -> dict[str, tuple[Money, int | None]]:
+    """Spend by source (the report's cost-by-source chart) and, where the report counts them,
+    requests by source (its cache figures)."""
+    chart = next(c for c in report.charts if c.name == "cost_by_source")
+    optimization = report.sections.get("cost_optimization_analysis", {})
+    rows = optimization.get("cache_efficiency", {}).get("by_source", ())
+    counts = {r["source"]: r["requests"] for r in rows}
+    return {
+        source: (cost, counts.get(source))
+        for source, cost in zip(chart.categories, chart.series[0].values, strict=True)
+        if isinstance(cost, Money)
+    }
 
 
 def _top_sources(report: Report) -> Table:
@@ -662,33 +660,21 @@ def sections(report: Report) -> list[Section]:
     return out
 
 
-def table(report: Report, key: str) -> Table:
-    """The table `key` (e.g. `daily`, `services`, `key_figures`)."""
-    for s in sections(report):
-        for t in s.tables:
-            if t.key == key:
-                return t
-    raise KeyError(key)
-
-
 # -- exact text (CSV) -------------------------------------------------------------------------
 
 
 def text(value: Any) -> str:
     """A cell as exact, machine-readable text (CSV): money as decimal text, shares as
-    fractions, dates as ISO dates, nothing as an empty string."""
+    fractions, dates and times ISO 8601, a phrase in its exact words, nothing as an empty
+    string."""
     if value is None:
         return ""
     if isinstance(value, Money):
         return str(value)
     if isinstance(value, Share):
         return repr(value.value)
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # and datetime
         return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Phrase):
-        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
