@@ -28,6 +28,7 @@ from spendgate.events import (
     check_id,
     check_labels,
     fingerprint,
+    new_event,
     seed_aliases,
 )
 from spendgate.money import Nanos, decimal_to_nanos, from_nanos, money_text, to_nanos
@@ -258,9 +259,25 @@ class Binding:
         """
         fp = self._fingerprints.get(said)
         if fp is None:
-            if len(self._fingerprints) >= FINGERPRINTS_KEPT:
-                self._fingerprints.clear()
-            fp = self._fingerprints[said] = fingerprint(self.service, self.source, *said)
+            fp = self._remember(said, fingerprint(self.service, self.source, *said))
+        return fp
+
+    def hold_fingerprint(
+        self, amount: Nanos, labels: Mapping[str, str], emergency: bool, priority: bool
+    ) -> str:
+        """The fingerprint of a hold of `amount` (what a retry of `reserve()` must repeat);
+        remembered, as `fingerprint()`'s."""
+        key = ("hold", amount, tuple(sorted(labels.items())), emergency, priority)
+        fp = self._fingerprints.get(key)
+        if fp is None:
+            said = (amount, sorted(labels.items()), emergency, priority)
+            fp = self._remember(key, fingerprint(self.service, self.source, *said))
+        return fp
+
+    def _remember(self, key: tuple[object, ...], fp: str) -> str:
+        if len(self._fingerprints) >= FINGERPRINTS_KEPT:
+            self._fingerprints.clear()
+        self._fingerprints[key] = fp
         return fp
 
     def budgets(self, labels: Mapping[str, str] | None) -> tuple[Budget, ...]:
@@ -444,36 +461,21 @@ class Binding:
             d.key(),
             None if time_given is None else to_micros(time_given),
         )
-        return Event(
-            request_id=request_id,
-            time=when,
-            service=self.service,
-            source=self.source,
-            cost=cost,
-            fingerprint=self.fingerprint(said),
-            units=clean_units,
-            paid=priced.paid or bool(cost),
-            success=d.success,
-            failure_reason=d.failure_reason,
-            sources_used=d.sources_used,
-            free_sources_attempted=d.free_sources_attempted,
-            paid_apis_used=d.paid_apis_used,
-            fallbacks_triggered=d.fallbacks_triggered,
-            cache_hits=d.cache_hits,
-            batch_processing=d.batch_processing,
-            quality_score=d.quality_score,
-            processing_time=d.processing_time,
-            source_cost_breakdown=d.source_cost_breakdown,
-            image_resolution=d.image_resolution,
-            enhancement_applied=d.enhancement_applied,
-            completeness_score=d.completeness_score,
-            free_sources_success_rate=d.free_sources_success_rate,
-            cache_hit=d.cache_hit,
-            labels=labels,
-            price_version=priced.price.version if priced.price is not None else None,
-            reservation_id=reservation_id,
-            emergency=emergency,
+        head = (
+            request_id,
+            when,
+            self.service,
+            self.source,
+            cost,
+            # A settlement's is unique (its reservation's id is in it): not worth keeping.
+            self.fingerprint(said)
+            if reservation_id is None
+            else fingerprint(self.service, self.source, *said),
+            clean_units,
+            priced.paid or bool(cost),
         )
+        version = priced.price.version if priced.price is not None else None
+        return new_event(head, d, (labels, version, reservation_id, emergency))
 
 
 CONFIG_ACTOR = "config"

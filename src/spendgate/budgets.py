@@ -272,6 +272,8 @@ class Budget:
     alerts: tuple[Decimal, ...] | None = None
     """Fractions of the limit that raise an alert (`None`: the `[alerts]` defaults)."""
     _lines: tuple[tuple[Nanos, Action], ...] = field(init=False, repr=False, compare=False)
+    _stop: Nanos | None = field(init=False, repr=False, compare=False)
+    """`cap(priority=True, emergency=False)`: where a hard budget stops a priority call."""
 
     @exact
     def __post_init__(self) -> None:
@@ -300,6 +302,8 @@ class Budget:
         limit = from_nanos(self.limit)
         lines = tuple((decimal_to_nanos(limit * t.fraction), t.action) for t in self.thresholds)
         object.__setattr__(self, "_lines", lines)
+        stop = next((line for line, rung in lines if rung == "stop"), self.limit)
+        object.__setattr__(self, "_stop", stop if self.hard else None)
 
     @property
     def limit_amount(self) -> Decimal:
@@ -335,10 +339,9 @@ class Budget:
         A hard budget stops at its `stop` rung (the limit itself if the ladder has none);
         non-priority callers stop at `degrade`; emergency callers get `emergency` more.
         """
-        if not self.hard:
+        cap = self._stop
+        if cap is None:
             return None
-        stop = self.line("stop")
-        cap = self.limit if stop is None else stop
         if emergency:
             return cap + self.emergency
         degrade = self.line("degrade")
@@ -350,6 +353,11 @@ class Budget:
         """Whether `other` counts the same calls over the same windows, so that this
         budget's counter is `other`'s too (a changed limit or ladder keeps it)."""
         return self.window == other.window and self.scope == other.scope
+
+    def past_stop(self, used: Nanos) -> bool:
+        """Whether `used` is past where this budget stops a priority call: only an emergency
+        call (on the emergency allowance) takes a hard budget there."""
+        return self._stop is not None and used > self._stop
 
     def level(self, used: Nanos) -> Level:
         """The highest rung that `used` has reached (`normal` below the first)."""

@@ -119,7 +119,7 @@ def held_checks(
     budgets: Sequence[Budget], slots: Sequence[Capped], used: Iterable[Nanos]
 ) -> tuple[Check, ...]:
     """Each budget's check with the call's amount already in `used` (held, or leased)."""
-    return tuple(Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True))
+    return tuple([Check(b, u, s.cap) for b, s, u in zip(budgets, slots, used, strict=True)])
 
 
 def request_checks(
@@ -175,16 +175,24 @@ def decide(
             f"{money_text(max((refused.cap or 0) - refused.used, 0))} left before its "
             f"{'degrade' if _degraded(refused, priority) else 'stop'} line",
         )
-    tight = min(checks, key=lambda c: c.remaining)
-    # The checks hold usage with the call in it: the room before the call is that plus it.
-    emergency_used = any(
-        c.budget.hard and c.used > (c.budget.cap(priority=True, emergency=False) or 0)
-        for c in checks
-    )
-    level = max((c.budget.level(c.used) for c in checks), key=LEVELS.index)
+    # One pass (this runs on every approval): the tightest budget (least remaining, the
+    # first of equals), whether one is past its stop line (only an emergency call's room
+    # takes it there), and the highest rung reached.
+    tight, emergency_used, rank = checks[0], False, 0
+    for c in checks:
+        if c.remaining < tight.remaining:
+            tight = c
+        b = c.budget
+        emergency_used = emergency_used or b.past_stop(c.used)
+        rank = max(rank, _RANK[b.level(c.used)])
     status: Outcome = "emergency_approved" if emergency_used else "approved"
+    # The checks hold usage with the call in it: the room before the call is that plus it.
     before = tight.remaining + requested
-    return Decision(status, requested, before, tight.budget.name, level, as_of, "", reservation_id)
+    name = tight.budget.name
+    return Decision(status, requested, before, name, LEVELS[rank], as_of, "", reservation_id)
+
+
+_RANK = {level: i for i, level in enumerate(LEVELS)}
 
 
 def _degraded(check: Check, priority: bool) -> bool:

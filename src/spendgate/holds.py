@@ -28,7 +28,7 @@ from spendgate.errors import (
     StoreClosedError,
     StoreError,
 )
-from spendgate.events import RecordResult, fingerprint
+from spendgate.events import RecordResult
 from spendgate.health import StoreWatch
 from spendgate.leases import Leases, LocalHold
 from spendgate.money import Nanos
@@ -103,13 +103,8 @@ class Asked:
         labels = opened.labels
         return ReservationWrite(
             reservation_id=self.rid,
-            fingerprint=fingerprint(
-                binding.service,
-                binding.source,
-                opened.amount,
-                sorted(labels.items()),
-                opened.emergency,
-                self.priority,
+            fingerprint=binding.hold_fingerprint(
+                opened.amount, labels, opened.emergency, self.priority
             ),
             slots=self.slots,
             amount=opened.amount,
@@ -144,6 +139,7 @@ class Holds:
         self.leases: Leases | None = None
         """This gate's leases, once a budget it follows is leased."""
         self._open: dict[str, Opened] = {}
+        self._prune_at = _PRUNE_AT
 
     # -- taking -----------------------------------------------------------------------------------
 
@@ -217,7 +213,7 @@ class Holds:
             amount = asked.opened.amount
             checks = request_checks(asked.budgets, asked.slots, result.used, amount, result.refused)
             return decide(checks, amount, asked.now, priority=asked.priority)
-        if len(self._open) >= _PRUNE_AT:
+        if len(self._open) >= self._prune_at:
             self._forget_expired(asked.now_us)
         self._open[rid] = asked.opened
         return asked.held(result.used)
@@ -225,9 +221,12 @@ class Holds:
     def _forget_expired(self, now_us: int) -> None:
         # Holds that were never settled (their callers died) expire in the store; forget them
         # here too, so a long-running process does not remember them forever.
+        # Those still pending stay; the next look comes when as many again are taken, so
+        # a process holding many at once does not look through them on every call.
         for rid, opened in list(self._open.items()):
             if opened.expires_at <= now_us:
                 self._open.pop(rid, None)
+        self._prune_at = max(_PRUNE_AT, 2 * len(self._open))
 
     # -- settling ---------------------------------------------------------------------------------
 

@@ -32,23 +32,50 @@ class Crossings:
     returned the usage) serves a whole batch.
     """
 
-    __slots__ = ("_after", "_budgets", "_moves", "watched")
+    __slots__ = ("_after", "_budgets", "_moves", "_rising", "_rose", "watched")
 
     def __init__(self, slots: Iterable[Slot]) -> None:
         self.watched: dict[Window, Slot] = {(s.budget, s.bucket): s for s in slots if s.lines}
         self._budgets = {budget for budget, _ in self.watched}
         self._moves: list[tuple[str, int, Nanos, int]] = []
         self._after: dict[Window, tuple[Nanos, int]] = {}
+        self._rising: list[tuple[Slot, list[tuple[int, Nanos, int]], Nanos]] | None = None
+        self._rose = False  # a watched bucket's usage went up: without that, no slot rises
+
+    @classmethod
+    def of_hold(
+        cls, slots: Sequence[Slot], used: Sequence[Nanos], amount: Nanos, at: int
+    ) -> Crossings | None:
+        """The crossings of a hold of `amount` on every slot at `at`, with each slot's
+        window usage `used` before it; `None`, found without building anything, when it
+        crosses no line (nearly every hold)."""
+        pairs = list(zip(slots, used, strict=True))
+        if not any(crossed_lines(s, u, u + amount) for s, u in pairs):
+            return None
+        crossings = cls(slots)
+        crossings.move(slots, amount, at)
+        for s, u in pairs:
+            crossings.seen(s, u + amount)
+        return crossings
 
     def __bool__(self) -> bool:
+        """Whether any slot has lines to watch."""
         return bool(self.watched)
+
+    @property
+    def rose(self) -> bool:
+        """Whether a change raised a watched bucket's usage: without one, no line was
+        crossed and there is nothing to read or book."""
+        return self._rose
 
     def move(self, slots: Iterable[Slot], delta: Nanos, at: int) -> None:
         """`delta` was added (or is about to be) to the usage of each slot's bucket."""
-        if delta:
-            self._moves += [
-                (s.budget, s.bucket, delta, at) for s in slots if s.budget in self._budgets
-            ]
+        if delta and self._budgets:
+            moved = [(s.budget, s.bucket, delta, at) for s in slots if s.budget in self._budgets]
+            if moved:
+                self._moves += moved
+                self._rose = self._rose or delta > 0
+                self._rising = None
 
     def seen(self, slot: Slot, used: Nanos) -> None:
         """A statement returned `slot`'s window usage, after every `move` told so far."""
@@ -56,43 +83,57 @@ class Crossings:
         if key in self.watched:
             self._after[key] = (used, len(self._moves))
 
-    def _window(self, slot: Slot) -> list[tuple[int, Nanos, int]]:
-        """(index, delta, at) of the moves inside `slot`'s window, in order."""
-        return [
-            (i, delta, at)
-            for i, (budget, bucket, delta, at) in enumerate(self._moves)
-            if budget == slot.budget and slot.span_start <= bucket <= slot.bucket
-        ]
+    def _risen(self) -> list[tuple[Slot, list[tuple[int, Nanos, int]], Nanos]]:
+        """The watched slots whose usage this transaction raised, in lock order, each with
+        the (index, delta, at) of the moves inside its window, in order, and their sum:
+        worked out once (a transaction asks for them twice, on its hot path)."""
+        found = self._rising
+        if found is None:
+            found = self._rising = []
+            if not self._rose:
+                return found
+            moves, watched = self._moves, self.watched
+            for key in sorted(watched) if len(watched) > 1 else watched:
+                slot = watched[key]
+                start, budget, bucket = slot.span_start, slot.budget, slot.bucket
+                window, net = [], 0
+                for i, (b, k, delta, at) in enumerate(moves):
+                    if b == budget and start <= k <= bucket:
+                        window.append((i, delta, at))
+                        net += delta
+                if net > 0:
+                    found.append((slot, window, net))
+        return found
 
     def rising(self) -> list[Slot]:
         """The watched slots whose usage this transaction raised, in lock order."""
-        return sorted(
-            (s for s in self.watched.values() if sum(d for _, d, _ in self._window(s)) > 0),
-            key=lambda s: (s.budget, s.bucket),
-        )
+        return [slot for slot, _, _ in self._risen()]
 
     def unknown(self) -> list[Slot]:
         """The rising slots whose usage after no statement returned: to be read."""
-        return [s for s in self.rising() if (s.budget, s.bucket) not in self._after]
+        after = self._after
+        return [s for s, _, _ in self._risen() if (s.budget, s.bucket) not in after]
 
     def alerts(self, read: Mapping[Window, Nanos]) -> list[tuple[Slot, Alert]]:
         """The alerts the lines crossed raise (`read`: the usage of the `unknown()` slots),
         each dated by the change that reached its line."""
         found = []
-        for slot in self.rising():
+        for slot, moves, net in self._risen():
             key = (slot.budget, slot.bucket)
-            moves = self._window(slot)
             if key in self._after:
                 used, mark = self._after[key]
                 after = used + sum(d for i, d, _ in moves if i >= mark)
             else:
                 after = read[key]
-            before = level = after - sum(d for _, d, _ in moves)
-            reached = []  # (usage after the move, its time), in order
+            before = after - net
+            crossed = crossed_lines(slot, before, after)
+            if not crossed:
+                continue
+            level, reached = before, []  # (usage after the move, its time), in order
             for _, delta, at in moves:
                 level += delta
                 reached.append((level, at))
-            for line in crossed_lines(slot, before, after):
+            for line in crossed:
                 at = next(t for u, t in reached if u >= line.line)
                 found.append((slot, crossing_alert(slot, line, after, at)))
         return found

@@ -54,6 +54,13 @@ from spendgate.store.memory_control import MemoryControl
 from spendgate.store.stream_days import StreamDay, stream_days
 from spendgate.windows import to_micros
 
+_UNROLLED_MAX = 4096  # events whose adding to the rollups waits, at most (see `_roll`)
+
+
+def _costed(event: Event, cost: Nanos | None) -> Event:
+    """The event as stored: with the cost the store booked (a tiered price's is the store's)."""
+    return event if event.cost == cost else replace(event, cost=cost)
+
 
 @dataclass(slots=True)
 class _Reservation:
@@ -91,6 +98,10 @@ class MemoryStore(MemoryControl, Store):
         self._events: dict[str, Event] = {}
         self._quota: dict[tuple[str, str, int], Decimal] = {}
         self._rollups: dict[RollupKey, Tally] = {}
+        # Events not yet added to the rollups (`_roll`), and what every event rolled or
+        # queued adds at most to any one bounded sum: (cost, cache hits).
+        self._unrolled: list[tuple[Event, Nanos | None]] = []
+        self._rolled_bound = (0, 0)
 
     def close(self, *, timeout: float = CLOSE_WAIT) -> None:
         """Refuse later calls. Under the lock: a call in flight (microseconds) finishes first,
@@ -141,7 +152,7 @@ class MemoryStore(MemoryControl, Store):
         """Raise the alerts of the lines a transaction's changes crossed (caller holds the
         lock), with the SQL backends' rules: once per window, and on a rolling window once
         per its length."""
-        if not crossings:
+        if not crossings.rose:
             return
         read = {(s.budget, s.bucket): self._used(s) for s in crossings.unknown()}
         for slot, alert in crossings.alerts(read):
@@ -173,24 +184,26 @@ class MemoryStore(MemoryControl, Store):
     def _saved(self, writes: Sequence[EventWrite], extra: Sequence[Slot] = ()) -> _Saved:
         """What a write of `writes` may change, as it stands: a write that fails half way
         is put back (`_restore`), as the SQL backends roll their transaction back."""
-        slots = [*extra, *(s for w in writes for s in w.slots)]
+        slots = list(extra)
         leases: dict[str, Nanos] = {}
+        quota: dict[tuple[str, str, int], Decimal | None] = {}
+        new = set()
         for w in writes:
+            slots += w.slots
             for lease_id in w.draw.leases if w.draw is not None else ():
                 lease = self._reservations.get(lease_id)
                 if lease is not None:
                     leases[lease_id] = lease.amount
-                    slots.extend(lease.write.slots)
+                    slots += lease.write.slots
+            for q in w.quota:
+                key = (q.source, q.unit, q.period)
+                quota[key] = self._quota.get(key)
+            if w.event.request_id not in self._events:
+                new.add(w.event.request_id)
         rows = {}
         for slot in slots:
             row = self._buckets.get(slot.budget, {}).get(slot.bucket)
             rows[(slot.budget, slot.bucket)] = None if row is None else list(row)
-        quota = {
-            (q.source, q.unit, q.period): self._quota.get((q.source, q.unit, q.period))
-            for w in writes
-            for q in w.quota
-        }
-        new = {w.event.request_id for w in writes if w.event.request_id not in self._events}
         return _Saved(rows, quota, leases, new)
 
     def _restore(self, saved: _Saved) -> None:
@@ -273,11 +286,11 @@ class MemoryStore(MemoryControl, Store):
         for i, (slot, u) in enumerate(zip(write.slots, used, strict=True)):
             if self._hold_refused(slot, u, write.amount):
                 return ReserveResult("denied", tuple(used), refused=i)
-        crossings = Crossings(write.slots)
         for slot in write.slots:
             self._row(slot)[1] += write.amount
-        crossings.move(write.slots, write.amount, now)
-        self._book(crossings)
+        crossings = Crossings.of_hold(write.slots, used, write.amount, now)
+        if crossings is not None:
+            self._book(crossings)
         self._reservations[write.reservation_id] = _Reservation(write)
         return ReserveResult("created", tuple(u + write.amount for u in used))
 
@@ -317,7 +330,7 @@ class MemoryStore(MemoryControl, Store):
             self._row(slot)[1] -= held
         for slot in plan.charge:
             overshoot = max(overshoot, self._charge(slot, amount))
-        self._events[event.request_id] = replace(event, cost=cost)
+        self._events[event.request_id] = _costed(event, cost)
         self._roll([(event, cost)])  # the last step that may refuse: alerts come after
         self._book(crossings)
         r.state, r.actual = "committed", cost
@@ -402,7 +415,7 @@ class MemoryStore(MemoryControl, Store):
                     self._charge(slot, cost or 0)
             else:
                 self._settle_draw(write, cost or 0, crossings)
-            self._events[event.request_id] = replace(event, cost=cost)
+            self._events[event.request_id] = _costed(event, cost)
             written.append((event, cost))
             results.append(RecordResult(event.request_id, "created", cost, write.budget_day))
         self._roll(written)  # the last step that may refuse: alerts come after
@@ -411,7 +424,24 @@ class MemoryStore(MemoryControl, Store):
 
     def _roll(self, written: list[tuple[Event, Nanos | None]]) -> None:
         """Add new events to the rollups, as the SQL backends do in the same transaction:
-        all of them, or none if a bounded sum would pass `MAX_TOTAL`."""
+        all of them, or none if a bounded sum would pass `MAX_TOTAL`.
+
+        The adding itself is put off until the rollups are read (or `_UNROLLED_MAX` events
+        wait): while the positive amounts of every event ever rolled sum to no more than
+        `MAX_TOTAL`, no bucket's sum can pass it, and there is nothing to refuse."""
+        cost, hits = self._rolled_bound
+        for event, c in written:
+            if c is not None and c > 0:
+                cost += c
+            if event.cache_hits:
+                hits += event.cache_hits
+        if cost <= MAX_TOTAL and hits <= MAX_TOTAL:
+            self._rolled_bound = (cost, hits)
+            self._unrolled += written
+            if len(self._unrolled) >= _UNROLLED_MAX:
+                self._fold()
+            return
+        self._fold()
         new: dict[RollupKey, Tally] = {}
         for step, bucket, service, source, *sums in rollup_rows(written):
             key = (step, bucket, service, source)
@@ -422,6 +452,19 @@ class MemoryStore(MemoryControl, Store):
                     raise rollup_limit_error(key, name, adding)
             new[key] = Tally(*sums) if found is None else found + Tally(*sums)
         self._rollups.update(new)
+        self._rolled_bound = (cost, hits)
+
+    def _fold(self) -> None:
+        """Add the events `_roll` put off to the rollups (caller holds the lock): their
+        sums were bounded when they were written, so nothing here refuses."""
+        if not self._unrolled:
+            return
+        rollups = self._rollups
+        for step, bucket, service, source, *sums in rollup_rows(self._unrolled):
+            key = (step, bucket, service, source)
+            found = rollups.get(key)
+            rollups[key] = Tally(*sums) if found is None else found + Tally(*sums)
+        self._unrolled = []
 
     def _settle_draw(self, write: EventWrite, amount: Nanos, crossings: Crossings) -> None:
         """Move a drawn call's hold out of its leases and its cost into spent."""
@@ -486,6 +529,7 @@ class MemoryStore(MemoryControl, Store):
     def _tallies(self, pieces: Sequence[tuple[int, int, int, int]]) -> list[TallyRow]:
         with self._lock:
             self._check_open()
+            self._fold()
             rows = [
                 ((i, service, source), tally)
                 for (step, bucket, service, source), tally in self._rollups.items()
@@ -497,6 +541,7 @@ class MemoryStore(MemoryControl, Store):
     def first_minutes(self) -> dict[str, int]:
         with self._lock:
             self._check_open()
+            self._fold()
             out: dict[str, int] = {}
             for step, bucket, service, _ in self._rollups:
                 if step == MINUTE and bucket < out.get(service, bucket + 1):

@@ -228,7 +228,7 @@ class SQLBudgets(ABC, Generic[C]):
         concurrent insert of the same id waits for the first to commit, then skips it. (On
         SQLite, whose writers take turns, all of this holds trivially.)
         """
-        if not crossings:
+        if not crossings.rose:
             return
         read = {}
         for slot in crossings.unknown():
