@@ -4,8 +4,8 @@ What is measured: `gate.reserve()` then `gate.commit()` pairs per second on a SQ
 (WAL, `synchronous=FULL`, the default URL) against one daily budget, from
 
 - 64 threads, each doing pairs back to back;
-- 64 asyncio tasks, each doing pairs through `loop.run_in_executor()` (spendgate's holds
-  have no asyncio API of their own: an event loop hands them to threads, here a pool of 64);
+- 64 asyncio tasks on one event loop, each awaiting `gate.areserve()` then `gate.acommit()`
+  (every such call joins the group commit; the loop runs on while a task waits);
 
 against the baseline, measured in the same run: one caller doing the same, back to back (the
 rate one fsync per transaction allows). Concurrent calls share transactions (see
@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -128,16 +127,16 @@ def threads(gate: Gate) -> None:
 
 
 def tasks(gate: Gate) -> None:
-    async def caller(pool: ThreadPoolExecutor) -> None:
-        loop = asyncio.get_running_loop()
+    async def caller() -> None:
         for _ in range(PAIRS_EACH):
-            await loop.run_in_executor(pool, pair, gate)
+            decision = await gate.areserve(SERVICE, SOURCE)
+            if decision.approved:
+                await gate.acommit(decision.reservation_id or "")
 
-    async def main() -> None:
-        with ThreadPoolExecutor(CALLERS) as pool:
-            await asyncio.gather(*(caller(pool) for _ in range(CALLERS)))
+    async def run() -> None:
+        await asyncio.gather(*(caller() for _ in range(CALLERS)))
 
-    asyncio.run(main())
+    asyncio.run(run())
 
 
 def main() -> None:

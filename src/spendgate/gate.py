@@ -389,6 +389,68 @@ class Gate:
         lost while it committed), the gate releases it once the store answers again.
         """
         started = time.monotonic()
+        asked = self._ask(
+            service,
+            source,
+            estimate,
+            units=units,
+            labels=labels,
+            emergency=emergency,
+            priority=priority,
+            ttl=ttl,
+            reservation_id=reservation_id,
+        )
+        return self._tally.add(service, self._holds.reserve(asked, started))
+
+    async def areserve(
+        self,
+        service: str,
+        source: str,
+        estimate: Decimal | int | str | None = None,
+        *,
+        units: Usage | None = None,
+        labels: Mapping[str, str] | None = None,
+        emergency: bool = False,
+        priority: bool = False,
+        ttl: timedelta | float | str | None = None,
+        reservation_id: str | None = None,
+    ) -> Decision:
+        """`reserve()` for asyncio code: the task waits for the hold to be durable, the event
+        loop does not.
+
+        On a SQL store every such call joins the group commit (concurrent tasks and threads
+        share transactions); `memory://` answers at once. A gate with leased budgets takes
+        the hold on a worker thread. A cancelled call may still have taken its hold: name
+        the id (`reservation_id`) to retry it, or let the hold expire.
+        """
+        started = time.monotonic()
+        asked = self._ask(
+            service,
+            source,
+            estimate,
+            units=units,
+            labels=labels,
+            emergency=emergency,
+            priority=priority,
+            ttl=ttl,
+            reservation_id=reservation_id,
+        )
+        return self._tally.add(service, await self._holds.areserve(asked, started))
+
+    def _ask(
+        self,
+        service: str,
+        source: str,
+        estimate: Decimal | int | str | None,
+        *,
+        units: Usage | None,
+        labels: Mapping[str, str] | None,
+        emergency: bool,
+        priority: bool,
+        ttl: timedelta | float | str | None,
+        reservation_id: str | None,
+    ) -> Asked:
+        """A `reserve()` call, validated and resolved: priced, its budgets' slots found."""
         binding = self.bind(service, source)
         now, now_us = self._now()
         amount = binding.price(now_us).requested(estimate, units, "estimate")
@@ -412,10 +474,7 @@ class Gate:
             slots = tuple(Slot(s.budget, s.bucket, s.span_start, None) for s in slots)
         expires_at = now_us + duration_micros(lifetime)
         opened = Opened(binding, amount, clean_labels, emergency, expires_at)
-        asked = Asked(
-            rid, opened, budgets, slots, now, now_us, priority, reservation_id is not None
-        )
-        return self._tally.add(service, self._holds.reserve(asked, started))
+        return Asked(rid, opened, budgets, slots, now, now_us, priority, reservation_id is not None)
 
     def commit(
         self,
@@ -443,10 +502,37 @@ class Gate:
             details=details,
         )
 
+    async def acommit(
+        self,
+        reservation_id: str,
+        actual: Decimal | int | str | None = None,
+        *,
+        units: Usage | None = None,
+        request_id: str | None = None,
+        **details: Any,
+    ) -> CommitResult:
+        """`commit()` for asyncio code: the task waits for the durable commit, the event loop
+        does not (see `areserve()`). A cancelled call may still have committed: committing
+        again then raises `ReservationStateError` (committed), which says so."""
+        check_id(reservation_id, "reservation_id")
+        return await self._holds.acommit(
+            reservation_id,
+            self.clock(),
+            actual=actual,
+            units=units,
+            request_id=request_id,
+            details=details,
+        )
+
     def release(self, reservation_id: str) -> ReservationState:
         """Return a reservation's hold unused. Releasing twice raises `ReservationStateError`."""
         _, now_us = self._now()
         return self._holds.release(reservation_id, now_us)
+
+    async def arelease(self, reservation_id: str) -> ReservationState:
+        """`release()` for asyncio code (see `areserve()`)."""
+        _, now_us = self._now()
+        return await self._holds.arelease(reservation_id, now_us)
 
     def expire(self) -> int:
         """Return every hold whose time ran out (the store also does this when it must)."""

@@ -9,6 +9,8 @@ before a restart) is looked up in the store.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -151,18 +153,41 @@ class Holds:
             leased = self._reserve_leased(asked)
             if leased is not None:
                 return leased
-        write = asked.write()
-        health = self.watch.health
-        if asked.retry:
-            health.claim(asked.rid)  # a retry of a lost reserve: the hold is the caller's again
+        write = self._store_write(asked, started)
         try:
-            health.still_reachable(started)
             result = self.store.reserve(write, asked.now_us)
         except StoreClosedError:
             raise  # misuse, not an outage: no decision without the store
         except StoreError as exc:
             return self._reserve_unreachable(asked, exc)
         return self._reserve_answered(asked, result)
+
+    async def areserve(self, asked: Asked, started: float) -> Decision:
+        """`reserve()` for asyncio: the task awaits the store (`LedgerStore.areserve`), the
+        event loop runs on. What may wait on the store besides is done on a worker thread:
+        the whole call when the gate has leases (one may need topping up), a retry's
+        figures, and the clean-up once the store answers after an outage."""
+        if self.leases is not None:
+            return await asyncio.to_thread(self.reserve, asked, started)
+        try:
+            write = self._store_write(asked, started)
+            result = await self.store.areserve(write, asked.now_us)
+        except StoreClosedError:
+            raise
+        except StoreError as exc:
+            return self._reserve_unreachable(asked, exc)
+        if result.status == "exists" or not self.watch.health.quiet:
+            return await asyncio.to_thread(self._reserve_answered, asked, result)
+        return self._reserve_answered(asked, result)
+
+    def _store_write(self, asked: Asked, started: float) -> ReservationWrite:
+        """The hold as the store takes it; `StoreError` if the store was found unreachable
+        after this call began (by another: one call waits for a dead store, not each)."""
+        health = self.watch.health
+        if asked.retry:
+            health.claim(asked.rid)  # a retry of a lost reserve: the hold is the caller's again
+        health.still_reachable(started)
+        return asked.write()
 
     def _reserve_leased(self, asked: Asked) -> Decision | None:
         """Hold the amount out of the leases; `None` when they do not cover it."""
@@ -242,10 +267,15 @@ class Holds:
     ) -> CommitResult:
         """Settle a hold with what the call cost, where the hold is (see `Gate.commit()`)."""
         opened = self._open.get(reservation_id) or self._reopen(reservation_id)
-        given = EventDetails(
-            actual, units, request_id, None, opened.labels, opened.emergency, details
+        write = _settlement(
+            reservation_id,
+            opened,
+            now,
+            actual=actual,
+            units=units,
+            request_id=request_id,
+            details=details,
         )
-        write = opened.binding.settlement(reservation_id, opened.amount, given, now)
         try:
             if opened.in_store:
                 result = self.store.commit(reservation_id, write, to_micros(now))
@@ -258,6 +288,56 @@ class Holds:
         self.watch.health.wrote()
         self.watch.answered()
         return result
+
+    async def acommit(
+        self,
+        reservation_id: str,
+        now: datetime,
+        *,
+        actual: Decimal | int | str | None,
+        units: Usage | None,
+        request_id: str | None,
+        details: Mapping[str, Any],
+    ) -> CommitResult:
+        """`commit()` for asyncio (see `areserve()`): a hold this gate took in the store is
+        settled awaiting the store; one it must look up, or held out of leases or nowhere
+        (its event goes through the gate's writer), on a worker thread."""
+        opened = self._open.get(reservation_id)
+        if opened is None or not opened.in_store:
+            return await asyncio.to_thread(
+                functools.partial(
+                    self.commit,
+                    reservation_id,
+                    now,
+                    actual=actual,
+                    units=units,
+                    request_id=request_id,
+                    details=details,
+                )
+            )
+        write = _settlement(
+            reservation_id,
+            opened,
+            now,
+            actual=actual,
+            units=units,
+            request_id=request_id,
+            details=details,
+        )
+        try:
+            result = await self.store.acommit(reservation_id, write, to_micros(now))
+        except StoreError as exc:
+            self.watch.failed(exc, write=True)
+            raise
+        self._open.pop(reservation_id, None)
+        self.watch.health.wrote()
+        await self._aanswered()
+        return result
+
+    async def _aanswered(self) -> None:
+        """`watch.answered()` for asyncio: its clean-up after an outage, off the loop."""
+        if not self.watch.health.quiet:
+            await asyncio.to_thread(self.watch.answered)
 
     def _reopen(self, reservation_id: str) -> Opened:
         """A hold this gate did not take (or forgot), as the store has it."""
@@ -295,11 +375,9 @@ class Holds:
 
     def release(self, reservation_id: str, now_us: int) -> ReservationState:
         """Return a hold unused, where it is (see `Gate.release()`)."""
-        opened = self._open.get(reservation_id)
-        if opened is not None and not opened.in_store:
-            self._open.pop(reservation_id, None)
-            given_back = self.leases is not None and self.leases.give_back(reservation_id)
-            return "released" if given_back or opened.unheld else "expired"
+        unstored = self._release_unstored(reservation_id)
+        if unstored is not None:
+            return unstored
         try:
             state = self.store.release(reservation_id, now_us)
         except StoreError as exc:
@@ -309,3 +387,43 @@ class Holds:
         self.watch.health.wrote()
         self.watch.answered()
         return state
+
+    async def arelease(self, reservation_id: str, now_us: int) -> ReservationState:
+        """`release()` for asyncio (see `areserve()`)."""
+        unstored = self._release_unstored(reservation_id)
+        if unstored is not None:
+            return unstored
+        try:
+            state = await self.store.arelease(reservation_id, now_us)
+        except StoreError as exc:
+            self.watch.failed(exc, write=True)
+            raise
+        self._open.pop(reservation_id, None)
+        self.watch.health.wrote()
+        await self._aanswered()
+        return state
+
+    def _release_unstored(self, reservation_id: str) -> ReservationState | None:
+        """Give back a hold the store never saw (from leases, or fail-open): its state;
+        `None` for a hold in the store (or one this gate does not know)."""
+        opened = self._open.get(reservation_id)
+        if opened is None or opened.in_store:
+            return None
+        self._open.pop(reservation_id, None)
+        given_back = self.leases is not None and self.leases.give_back(reservation_id)
+        return "released" if given_back or opened.unheld else "expired"
+
+
+def _settlement(
+    reservation_id: str,
+    opened: Opened,
+    now: datetime,
+    *,
+    actual: Decimal | int | str | None,
+    units: Usage | None,
+    request_id: str | None,
+    details: Mapping[str, Any],
+) -> EventWrite:
+    """The event that settles `opened` at `now` (see `Binding.settlement()`)."""
+    given = EventDetails(actual, units, request_id, None, opened.labels, opened.emergency, details)
+    return opened.binding.settlement(reservation_id, opened.amount, given, now)

@@ -8,6 +8,7 @@ integer nano-units. What a store counts per budget window, and the invariant it 
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,6 +293,20 @@ class LedgerStore(ABC):
 
         Raises `ReservationStateError` for an unknown, committed or released reservation.
         """
+
+    async def areserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        """`reserve()` for asyncio code: the task waits, its event loop does not. Here on a
+        worker thread; the SQL stores queue it for their group commit instead, the in-memory
+        store answers at once (it waits for nothing)."""
+        return await asyncio.to_thread(self.reserve, write, now)
+
+    async def acommit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        """`commit()` for asyncio code (see `areserve()`)."""
+        return await asyncio.to_thread(self.commit, reservation_id, write, now)
+
+    async def arelease(self, reservation_id: str, now: int) -> ReservationState:
+        """`release()` for asyncio code (see `areserve()`)."""
+        return await asyncio.to_thread(self.release, reservation_id, now)
 
     @abstractmethod
     def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:

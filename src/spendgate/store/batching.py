@@ -63,7 +63,7 @@ def _halves(groups: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
 
 
 class _Batch(Generic[T, R]):
-    __slots__ = ("done", "error", "futures", "groups", "items", "results")
+    __slots__ = ("done", "error", "finished", "futures", "groups", "items", "results")
 
     def __init__(self) -> None:
         self.items: list[T] = []
@@ -74,9 +74,12 @@ class _Batch(Generic[T, R]):
         self.done = threading.Event()
         # asyncio callers: (their loop, their future, their item's index)
         self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[R], int]] = []
+        self.finished: list[Callable[[], None]] = []  # told on the writer's thread, first
 
     def finish(self) -> None:
         """Wake every caller: threads through the event, each event loop with one callback."""
+        for told in self.finished:
+            told()
         self.done.set()
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[R], int]]] = {}
         for loop, future, index in self.futures:
@@ -141,17 +144,26 @@ class GroupCommitter(Generic[T, R]):
             raise batch.error
         return cast(R, _unwrap(batch.results[index]))
 
-    async def asubmit(self, item: T) -> R:
+    async def asubmit(self, item: T, *, finished: Callable[[], None] | None = None) -> R:
         """`submit()` for asyncio: the caller's task waits, its event loop does not.
 
         A cancelled caller's item may still be committed (it was queued): retrying with the
-        same idempotency key tells.
+        same idempotency key tells. `finished` is called on the writer's thread once the
+        item's batch is over, whether its task still waits or its loop runs (at once, if
+        the item is refused).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         with self._cond:
-            batch, index = self._enqueue_locked([item])
+            try:
+                batch, index = self._enqueue_locked([item])
+            except BaseException:  # closed: no batch will tell
+                if finished is not None:
+                    finished()
+                raise
             batch.futures.append((loop, future, index))
+            if finished is not None:
+                batch.finished.append(finished)
         return await future
 
     def submit_many(self, items: Sequence[T]) -> list[R]:

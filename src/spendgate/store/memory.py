@@ -348,6 +348,17 @@ class MemoryStore(MemoryControl, Store):
             r.state = "released"
             return "released"
 
+    # Each method is microseconds under a lock, with no I/O: asyncio callers call it directly.
+
+    async def areserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        return self.reserve(write, now)
+
+    async def acommit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        return self.commit(reservation_id, write, now)
+
+    async def arelease(self, reservation_id: str, now: int) -> ReservationState:
+        return self.release(reservation_id, now)
+
     def adjust(self, reservation_id: str, delta: Nanos, expires_at: int, now: int) -> ReserveResult:
         with self._lock:
             self._check_open()

@@ -19,6 +19,7 @@ contract method applies (see `_guarded`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -130,18 +131,47 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         return self._read(lambda conn: [self._used(conn, s) for s in slots])
 
     def reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
-        result = self._try_reserve(write, now)
+        return self._after_hold(write, now, self._try_reserve(write, now))
+
+    async def areserve(self, write: ReservationWrite, now: int) -> ReserveResult:
+        """`reserve()` for asyncio: queued for the group commit, whatever else is under way
+        (a transaction of its own would hold up the loop); a refusal's sweep of expired
+        holds and its figures are read on a worker thread."""
+        result = _refused_by_cap(write)
+        if result is None:
+            result = await self._aledger(self._reserve_op(write, now))
+        if result.status != "denied":
+            return result
+        return await asyncio.to_thread(self._as_call, self._after_hold, write, now, result)
+
+    def _as_call(self, run: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`run(*args, **kwargs)` as a call of the contract: counted in flight, so that
+        `close()` never closes a connection under it, its driver errors as `StoreError`s.
+        (The `except` clause's names are looked up only when something is raised.)"""
+        calls = self._calls
+        calls.enter()
+        try:
+            return run(*args, **kwargs)
+        except self.driver_errors as exc:
+            raise self._store_error(exc) from exc
+        finally:
+            calls.exit()
+
+    def _after_hold(
+        self, write: ReservationWrite, now: int, result: ReserveResult
+    ) -> ReserveResult:
+        """A hold's answer: a refusal sweeps expired holds and tries once more (a leaked hold
+        must not block a paying caller), and is answered with the usage that refused it."""
         if result.status == "denied" and self.expire(now):
-            # A leaked hold must not block a paying caller: sweep what expired, try once more.
             result = self._try_reserve(write, now)
         if result.status == "denied":
             return ReserveResult("denied", tuple(self.usage(write.slots, now)), result.refused)
         return result
 
     def _try_reserve(self, write: ReservationWrite, now: int) -> ReserveResult:
-        for i, slot in enumerate(write.slots):
-            if slot.cap is not None and write.amount > slot.cap:
-                return ReserveResult("denied", refused=i)
+        return _refused_by_cap(write) or self._ledger(self._reserve_op(write, now))
+
+    def _reserve_op(self, write: ReservationWrite, now: int) -> LedgerOp[C, ReserveResult]:
         sql = self.sql
 
         def work(conn: C) -> ReserveResult:
@@ -170,9 +200,17 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         def refused(index: int) -> ReserveResult:  # rolled back: no hold on any slot
             return ReserveResult("denied", refused=index)
 
-        return self._ledger(LedgerOp(work, landed, refused))
+        return LedgerOp(work, landed, refused)
 
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        return self._ledger(self._commit_op(reservation_id, write, now))
+
+    async def acommit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
+        return await self._aledger(self._commit_op(reservation_id, write, now))
+
+    def _commit_op(
+        self, reservation_id: str, write: EventWrite, now: int
+    ) -> LedgerOp[C, CommitResult]:
         sql = self.sql
 
         def work(conn: C) -> CommitResult:
@@ -202,9 +240,15 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
                 return lost  # stored, with this very event
             raise ReservationStateError(reservation_id, state, "commit")
 
-        return self._ledger(LedgerOp(work, landed))
+        return LedgerOp(work, landed)
 
     def release(self, reservation_id: str, now: int) -> ReservationState:
+        return self._ledger(self._release_op(reservation_id, now))
+
+    async def arelease(self, reservation_id: str, now: int) -> ReservationState:
+        return await self._aledger(self._release_op(reservation_id, now))
+
+    def _release_op(self, reservation_id: str, now: int) -> LedgerOp[C, ReservationState]:
         def work(conn: C) -> ReservationState:
             at = self._now(conn, now)
             state, held, slots = self._open_reservation(conn, reservation_id, "release")
@@ -217,7 +261,7 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
             state, _, _ = self._open_reservation(conn, reservation_id, "release", any_state=True)
             return lost if state == "released" else work(conn)
 
-        return self._ledger(LedgerOp(work, landed))
+        return LedgerOp(work, landed)
 
     # -- group commit of holds ----------------------------------------------------------------
 
@@ -260,6 +304,27 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         finally:
             with self._ledger_lock:
                 self._ledger_busy -= 1
+
+    async def _aledger(self, op: LedgerOp[C, T]) -> T:
+        """`_ledger()` for asyncio callers: always through the group commit (the caller's
+        task waits for its batch; the event loop runs on), counted as under way so that
+        threads calling meanwhile join the batches too."""
+        committer = self._ledger_committer
+        if committer is None:
+            return await asyncio.to_thread(self._ledger, op)
+        # In flight, as a thread's call is, until its batch is over: `close()` waits for it
+        # on the writer's thread, never on this loop (which may be the one closing).
+        calls = self._calls
+        calls.enter()
+        with self._ledger_lock:
+            self._ledger_busy += 1
+
+        def finished() -> None:
+            with self._ledger_lock:
+                self._ledger_busy -= 1
+            calls.exit()
+
+        return cast(T, await committer.asubmit(op, finished=finished))
 
     def _ledger_batch(self, ops: list[LedgerOp[C, Any]]) -> list[Any]:
         """The group commit's write: every op in one transaction, in order, each in a
@@ -562,19 +627,10 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """A contract method whose driver errors come out as `StoreError`s, counted in flight so
-    that `close()` never closes a connection under it. (The `except` clause's names are
-    looked up only when something is raised: the call costs what a plain wrapper does.)"""
+    """A contract method as a call of the contract (`SQLStore._as_call`)."""
 
     def run(self: SQLStore[Any], /, *args: Any, **kwargs: Any) -> T:
-        calls = self._calls
-        calls.enter()
-        try:
-            return method(self, *args, **kwargs)
-        except self.driver_errors as exc:
-            raise self._store_error(exc) from exc
-        finally:
-            calls.exit()
+        return self._as_call(method, self, *args, **kwargs)
 
     return functools.update_wrapper(run, method)
 
@@ -593,6 +649,14 @@ def _ledgers_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_ledgers_after_fork)
+
+
+def _refused_by_cap(write: ReservationWrite) -> ReserveResult | None:
+    """A hold larger than a slot's whole cap, refused before the store is asked."""
+    for i, slot in enumerate(write.slots):
+        if slot.cap is not None and write.amount > slot.cap:
+            return ReserveResult("denied", refused=i)
+    return None
 
 
 def _landing(op: LedgerOp[Any, T], lost: T) -> Callable[[Any], T]:
