@@ -13,16 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from spendgate.errors import ReservationStateError
+from spendgate.rollups import DAY
 from spendgate.store import open_store
 from spendgate.store.base import Balance, EventWrite
 from spendgate.store.batching import GroupCommitter
 from spendgate.store.sql import LedgerOp, SQLStore
+from spendgate.windows import to_micros
 from tests.conftest import backend_url, in_a_forked_child
 from tests.store.test_ledger import CAP, T0, event, hold, slot
 
@@ -136,6 +139,40 @@ def test_each_caller_gets_its_own_answer_in_a_batch(sql_store: SQLStore[Any]) ->
     assert sorted(r.status for r in (reserve_c, retry_c)) == ["created", "exists"]
     # Spent: a's cost; reserved: c's hold. Nothing of the failed calls is left.
     assert sql_store.balance(slot()) == Balance(spent=cost, reserved=AMOUNT)
+    assert day_tally(sql_store) == (1, cost)  # a's event, in the rollups once
+
+
+def test_a_batch_of_commits_adds_each_event_to_the_rollups_once(
+    sql_store: SQLStore[Any],
+) -> None:
+    """A batch where every call succeeds is written together, its events added to the
+    rollups at its end; one where a call fails is written again call by call. Either way
+    each committed event is counted once."""
+    ids = [f"h{i}" for i in range(8)]
+    for rid in ids:
+        assert sql_store.reserve(hold(rid, AMOUNT), T0).status == "created"
+    good: list[Callable[[], Any]] = [
+        lambda rid=rid: sql_store.commit(rid, EventWrite(event(rid, 10), (slot(),)), T0)
+        for rid in ids[:4]
+    ]
+    assert all(r.cost == 10 for r in batch_of(sql_store, good))
+    assert day_tally(sql_store) == (4, 40)
+    mixed: list[Callable[[], Any]] = [
+        lambda rid=rid: sql_store.commit(rid, EventWrite(event(rid, 10), (slot(),)), T0)
+        for rid in [*ids[4:], ids[0]]  # h0 is committed already: that call alone fails
+    ]
+    *done, again = batch_of(sql_store, mixed)
+    assert all(r.cost == 10 for r in done)
+    assert isinstance(again, ReservationStateError)
+    assert day_tally(sql_store) == (8, 80)
+    assert sql_store.balance(slot()) == Balance(spent=80, reserved=0)
+
+
+def day_tally(store: SQLStore[Any]) -> tuple[int, int]:
+    """Requests and cost in the rollups, over the day of the test events."""
+    start = to_micros(datetime(2026, 1, 5, tzinfo=UTC))
+    rows = store.tallies([(start, start + DAY)])
+    return sum(t.requests for *_, t in rows), sum(t.cost for *_, t in rows)
 
 
 def test_a_forked_child_starts_with_no_call_under_way(sql_store: SQLStore[Any]) -> None:

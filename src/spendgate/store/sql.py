@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from spendgate.accounting import Pending, Recount, Settlement, Slot
-from spendgate.errors import ConflictError, ReservationStateError, UnstorableError
+from spendgate.errors import ConflictError, ReservationStateError, StoreError, UnstorableError
 from spendgate.events import Event, RecordResult, RecordStatus
 from spendgate.money import Nanos
 from spendgate.rollups import Tally, rollup_rows
@@ -227,7 +227,7 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
             cover = 0 if expired else held
             overshoot = self._settle(conn, plan, held, amount, cover, crossings=crossings, now=now)
             self._book(conn, crossings)
-            self._roll(conn, [(event, cost)])
+            self._roll_later(conn, [(event, cost)])
             conn.execute(sql.committed, (cost, at, reservation_id))
             return CommitResult(reservation_id, event.request_id, cost, overshoot, expired)
 
@@ -267,6 +267,7 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
 
     _ledger_lock: threading.Lock
     _ledger_busy: int
+    _deferred: _Deferred
     _ledger_committer: GroupCommitter[LedgerOp[C, Any], Any] | None
 
     def _start_ledger(self) -> None:
@@ -282,6 +283,7 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         # lock another thread held at the fork. (The committer resets itself.)
         self._ledger_lock = threading.Lock()
         self._ledger_busy = 0
+        self._deferred = _Deferred()
 
     def _ledger(self, op: LedgerOp[C, T]) -> T:
         """Run a reserve, commit or release: alone, in its own transaction, when no other is
@@ -327,10 +329,25 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
         return cast(T, await committer.asubmit(op, finished=finished))
 
     def _ledger_batch(self, ops: list[LedgerOp[C, Any]]) -> list[Any]:
-        """The group commit's write: every op in one transaction, in order, each in a
-        savepoint, so one that fails (refused, a state conflict, a value the database cannot
-        hold) is rolled back alone and its caller gets its own answer. A failure of the store
-        itself fails the batch, and every caller hears it."""
+        """The group commit's write: every op in one transaction, in order.
+
+        First all together, as if none could fail: no savepoints, and the events of the
+        commits added to the rollups once, at the end (one statement per bucket for the
+        batch, not per commit). If an op fails (refused, a state conflict, a value the
+        database cannot hold), that transaction is rolled back whole and the batch runs
+        again with each op in a savepoint, so the one that fails is rolled back alone and
+        its caller gets its own answer. A failure of the store itself fails the batch, and
+        every caller hears it."""
+
+        def together(conn: C) -> list[Any]:
+            rolls: list[tuple[Event, Nanos | None]] = []
+            self._deferred.rolls = rolls
+            try:
+                results = [op.work(conn) for op in ops]
+            finally:
+                self._deferred.rolls = None
+            self._roll(conn, rolls)
+            return results
 
         def work(conn: C) -> list[Any]:
             return [self._in_savepoint(conn, op.work, op) for op in ops]
@@ -343,9 +360,27 @@ class SQLStore(SQLControl[C], SQLBudgets[C], Store):
             ]
 
         try:
+            try:
+                return self._transaction(together, landed=landed)
+            except (StoreError, RetryError):
+                raise
+            except self.driver_errors as exc:
+                if not isinstance(exc, self.unstorable_errors):
+                    raise
+            except Exception:  # an op's own failure: each op in its savepoint, below
+                pass
             return self._transaction(work, landed=landed)
         except self.driver_errors as exc:
             raise self._store_error(exc) from exc
+
+    def _roll_later(self, conn: C, written: Sequence[tuple[Event, Nanos | None]]) -> None:
+        """`_roll()`, or, inside a batch written together, with the batch's other events
+        at its end."""
+        later = self._deferred.rolls
+        if later is None:
+            self._roll(conn, written)
+        else:
+            later.extend(written)
 
     def _in_savepoint(self, conn: C, run: Callable[[C], T], op: LedgerOp[C, T]) -> T | Failed:
         """`run(conn)` in a savepoint: its result; or, rolled back to the savepoint, its
@@ -649,6 +684,12 @@ def _ledgers_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_ledgers_after_fork)
+
+
+class _Deferred(threading.local):
+    """What the ops of a batch written together leave to its end (this thread's batch)."""
+
+    rolls: list[tuple[Event, Nanos | None]] | None = None
 
 
 def _refused_by_cap(write: ReservationWrite) -> ReserveResult | None:
