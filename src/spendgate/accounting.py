@@ -133,9 +133,14 @@ class Settlement:
     @classmethod
     def plan(cls, holds: Sequence[Slot], current: Sequence[Slot], *, expired: bool) -> Settlement:
         """Pair each hold with its budget's slot at commit time."""
-        now = {s.budget: s for s in current}
         if expired:
-            return cls((), (), tuple(now.values()))
+            return cls((), (), tuple({s.budget: s for s in current}.values()))
+        if len(holds) == len(current) and all(
+            h.budget == c.budget and h.bucket == c.bucket
+            for h, c in zip(holds, current, strict=True)
+        ):
+            return cls(tuple(holds), (), ())  # the usual case: every hold's window still runs
+        now = {s.budget: s for s in current}
         settle, unhold, charge = [], [], []
         for hold in holds:
             target = now.pop(hold.budget, hold)

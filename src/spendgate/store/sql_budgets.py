@@ -160,7 +160,8 @@ class SQLBudgets(ABC, Generic[C]):
         crossings.move(plan.settle, amount - held, now)
         crossings.move(plan.unhold, -held, now)
         self._settle_rows(conn, plan.settle, held, amount, overshoot)
-        self._many(conn, self.sql.unhold, [(held, s.budget, s.bucket) for s in plan.unhold])
+        if plan.unhold:
+            self._many(conn, self.sql.unhold, [(held, s.budget, s.bucket) for s in plan.unhold])
         for slot in plan.charge:
             crossings.move((slot,), amount, now)
             over, used = self._charge(conn, slot, amount)
