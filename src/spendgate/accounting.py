@@ -135,11 +135,12 @@ class Settlement:
         """Pair each hold with its budget's slot at commit time."""
         if expired:
             return cls((), (), tuple({s.budget: s for s in current}.values()))
-        if len(holds) == len(current) and all(
-            h.budget == c.budget and h.bucket == c.bucket
-            for h, c in zip(holds, current, strict=True)
-        ):
-            return cls(tuple(holds), (), ())  # the usual case: every hold's window still runs
+        if len(holds) == len(current):  # the usual case: every hold's window still runs
+            for h, c in zip(holds, current, strict=True):
+                if h.budget != c.budget or h.bucket != c.bucket:
+                    break
+            else:
+                return cls(tuple(holds), (), ())
         now = {s.budget: s for s in current}
         settle, unhold, charge = [], [], []
         for hold in holds:

@@ -102,20 +102,19 @@ class Asked:
     def write(self) -> ReservationWrite:
         """The hold as the store takes it."""
         opened, binding = self.opened, self.opened.binding
-        labels = opened.labels
+        amount, labels, emergency = opened.amount, opened.labels, opened.emergency
+        # In field order (on every reserve: keywords cost more to match than to build it).
         return ReservationWrite(
-            reservation_id=self.rid,
-            fingerprint=binding.hold_fingerprint(
-                opened.amount, labels, opened.emergency, self.priority
-            ),
-            slots=self.slots,
-            amount=opened.amount,
-            created_at=self.now_us,
-            expires_at=opened.expires_at,
-            service=binding.service,
-            source=binding.source,
-            emergency=opened.emergency,
-            labels=labels,
+            self.rid,  # reservation_id
+            binding.hold_fingerprint(amount, labels, emergency, self.priority),
+            self.slots,
+            amount,
+            self.now_us,  # created_at
+            opened.expires_at,
+            binding.service,
+            binding.source,
+            emergency,
+            labels,
         )
 
 

@@ -50,7 +50,10 @@ class Crossings:
         window usage `used` before it; `None`, found without building anything, when it
         crosses no line (nearly every hold)."""
         pairs = list(zip(slots, used, strict=True))
-        if not any(crossed_lines(s, u, u + amount) for s, u in pairs):
+        for s, u in pairs:
+            if any(u < line.line <= u + amount for line in s.lines):
+                break
+        else:
             return None
         crossings = cls(slots)
         crossings.move(slots, amount, at)

@@ -317,10 +317,13 @@ class MemoryStore(MemoryControl, Store):
         plan = Settlement.plan(r.write.slots, write.slots, expired=expired)
         self._check_settle(plan.settle, held, amount)
         overshoot = 0 if expired else max(0, amount - held)
-        crossings = Crossings(write.slots)
-        crossings.move(plan.settle, amount - held, now)
-        crossings.move(plan.unhold, -held, now)
-        crossings.move(plan.charge, amount, now)
+        # Usage rises only by an actual above its hold, or a charge: else no line is crossed.
+        crossings = None
+        if amount > held or plan.charge:
+            crossings = Crossings(write.slots)
+            crossings.move(plan.settle, amount - held, now)
+            crossings.move(plan.unhold, -held, now)
+            crossings.move(plan.charge, amount, now)
         for slot in plan.settle:
             row = self._row(slot)
             row[0] += amount
@@ -332,7 +335,8 @@ class MemoryStore(MemoryControl, Store):
             overshoot = max(overshoot, self._charge(slot, amount))
         self._events[event.request_id] = _costed(event, cost)
         self._roll([(event, cost)])  # the last step that may refuse: alerts come after
-        self._book(crossings)
+        if crossings is not None:
+            self._book(crossings)
         r.state, r.actual = "committed", cost
         return CommitResult(r.write.reservation_id, event.request_id, cost, overshoot, expired)
 
