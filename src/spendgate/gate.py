@@ -451,8 +451,12 @@ class Gate:
         reservation_id: str | None,
     ) -> Asked:
         """A `reserve()` call, validated and resolved: priced, its budgets' slots found."""
-        binding = self.bind(service, source)
-        now, now_us = self._now()
+        now = self.clock()  # one look at the clock, unless a refresh of definitions runs
+        if self._bindings.due(now):
+            self._refresh_due()
+            now = self.clock()
+        binding = self._bindings.bind(service, source)
+        now_us = to_micros(now)
         amount = binding.price(now_us).requested(estimate, units, "estimate")
         rid = (
             check_id(reservation_id, "reservation_id")
@@ -460,8 +464,9 @@ class Gate:
             else new_request_id()
         )
         clean_labels = check_labels(labels)
-        check_flags(emergency=emergency, priority=priority)
-        # The configuration `bind()` has just brought up to date (no second look at the clock).
+        if emergency.__class__ is not bool or priority.__class__ is not bool:
+            check_flags(emergency=emergency, priority=priority)
+        # The configuration brought up to date above (no second look at the clock).
         config = self._bindings.live.config
         lifetime = config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")
         budgets = binding.budgets(clean_labels)

@@ -222,10 +222,12 @@ class Holds:
 
     def _reserve_answered(self, asked: Asked, result: ReserveResult) -> Decision:
         """The decision of the store's answer: a new hold, a refusal, or a retry's replay."""
-        self.watch.answered()
+        watch = self.watch
+        if not watch.health.quiet:
+            watch.answered()
         rid = asked.rid
         if result.status == "created":
-            self.watch.health.wrote()
+            watch.health.wrote()
         if result.status == "conflict":
             raise ConflictError("reservation", rid)
         if result.status == "exists" and result.state != "pending":
