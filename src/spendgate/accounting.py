@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from spendgate.budgets import Budget
 from spendgate.errors import CounterLimitError
@@ -114,9 +114,8 @@ def overshoot_of(before: Nanos, amount: Nanos, cap: Nanos | None) -> Nanos:
     return max(0, before + amount - cap) - max(0, before - cap)
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """How a commit moves money, budget by budget.
+class Settlement(NamedTuple):
+    """How a commit moves money, budget by budget. (A named tuple: every commit plans one.)
 
     `settle`: holds whose window is still current; the hold becomes the spend there.
     `unhold`: holds whose window has passed since; the hold is returned unused.

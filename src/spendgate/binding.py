@@ -143,6 +143,8 @@ class PriceAt:
 
     def usage(self, units: Usage | None) -> dict[str, Decimal]:
         """A call's usage, validated: units of the price (any, for an unpriced source)."""
+        if units is None:
+            return {}  # most calls say none
         return clean_usage(units) if self.price is None else self.price.usage(units)
 
 
@@ -454,7 +456,9 @@ class Binding:
         # 1000.0, one instant in two zones) must digest alike in every process.
         said = (
             cost if cost_given else None,
-            tuple(sorted((k, f"{v.normalize():f}") for k, v in clean_units.items())),
+            tuple(sorted((k, f"{v.normalize():f}") for k, v in clean_units.items()))
+            if clean_units
+            else (),
             tuple(sorted(labels.items())) if labels else (),
             emergency,
             reservation_id,
