@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import NamedTuple
 
 from spendgate.accounting import (
     Pending,
@@ -65,17 +66,13 @@ def _costed(event: Event, cost: Nanos | None) -> Event:
 @dataclass(slots=True)
 class _Reservation:
     write: ReservationWrite
+    amount: Nanos  # held now (a lease's changes as it is topped up and drawn from)
+    expires_at: int
     state: ReservationState = "pending"
     actual: Nanos | None = None
-    amount: Nanos = 0  # held now (a lease's changes as it is topped up and drawn from)
-    expires_at: int = 0
-
-    def __post_init__(self) -> None:
-        self.amount, self.expires_at = self.write.amount, self.write.expires_at
 
 
-@dataclass(frozen=True, slots=True)
-class _Saved:
+class _Saved(NamedTuple):
     """What a write may change, as it stood before: budget rows (`None`: none yet), quota
     counters, leases' amounts, and the request ids it may add."""
 
@@ -226,6 +223,8 @@ class MemoryStore(MemoryControl, Store):
 
     def _cost(self, write: EventWrite) -> Nanos | None:
         """The event's cost; for tiered prices, from the quota counters, which it advances."""
+        if not write.quota:  # every other event keeps the cost it came with
+            return write.event.cost
         cost, counters = cost_with_quota(
             write.event,
             write.price,
@@ -291,7 +290,8 @@ class MemoryStore(MemoryControl, Store):
         crossings = Crossings.of_hold(write.slots, used, write.amount, now)
         if crossings is not None:
             self._book(crossings)
-        self._reservations[write.reservation_id] = _Reservation(write)
+        held = _Reservation(write, write.amount, write.expires_at)
+        self._reservations[write.reservation_id] = held
         return ReserveResult("created", tuple(u + write.amount for u in used))
 
     def commit(self, reservation_id: str, write: EventWrite, now: int) -> CommitResult:
