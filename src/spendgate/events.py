@@ -97,10 +97,12 @@ def check_id(value: object, field_name: str, max_length: int = MAX_ID_LENGTH) ->
     return value
 
 
-def check_flags(**flags: object) -> None:
-    """Flags such as `emergency` and `priority` must be real booleans: an emergency is taken
-    explicitly, never by a truthy string like "false"."""
-    for name, value in flags.items():
+def check_flags(*, emergency: object = False, priority: object = False) -> None:
+    """`emergency` and `priority` must be real booleans: an emergency is taken explicitly,
+    never by a truthy string like "false". (Every call checks them: two identity tests.)"""
+    if emergency.__class__ is bool and priority.__class__ is bool:
+        return
+    for name, value in (("emergency", emergency), ("priority", priority)):
         if not isinstance(value, bool):
             raise ValidationError(name, value, "True or False")
 
@@ -350,24 +352,9 @@ class Details:
         """What a fingerprint digests of these fields (empty when none were given)."""
         if self is NO_DETAILS:
             return ()
-        return (
-            self.success,
-            self.failure_reason,
-            self.sources_used,
-            self.free_sources_attempted,
-            self.paid_apis_used,
-            self.fallbacks_triggered,
-            self.cache_hits,
-            self.batch_processing,
-            self.quality_score,
-            # processing_time is left out: a retry of the same call never takes as long.
-            self.source_cost_breakdown,
-            self.image_resolution,
-            self.enhancement_applied,
-            self.completeness_score,
-            self.free_sources_success_rate,
-            self.cache_hit,
-        )
+        # processing_time is left out: a retry of the same call never takes as long.
+        values = detail_values(self)
+        return values[:_PROCESSING_TIME] + values[_PROCESSING_TIME + 1 :]
 
 
 NO_DETAILS = Details()
@@ -416,6 +403,7 @@ def detail_values(d: Details) -> DetailValues:
 
 
 _NO_DETAIL_VALUES = detail_values(NO_DETAILS)
+_PROCESSING_TIME = DETAIL_FIELDS.index("processing_time")
 
 
 def measure(value: object, field_name: str) -> float | None:

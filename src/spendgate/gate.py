@@ -249,9 +249,16 @@ class Gate:
 
     def bind(self, service: str, source: str) -> Binding:
         """Resolve a service and source once; later calls reuse the result."""
-        if self._bindings.due(self.clock()):
+        return self._bind_now(service, source)[0]
+
+    def _bind_now(self, service: str, source: str) -> tuple[Binding, datetime]:
+        """`bind()`, and the time it was bound at: the clock is read once, and again only
+        after a refresh of the stored definitions (which may take a while)."""
+        now = self.clock()
+        if self._bindings.due(now):
             self._refresh_due()
-        return self._bindings.bind(service, source)
+            now = self.clock()
+        return self._bindings.bind(service, source), now
 
     def _now(self) -> tuple[datetime, int]:
         now = self.clock()
@@ -451,11 +458,7 @@ class Gate:
         reservation_id: str | None,
     ) -> Asked:
         """A `reserve()` call, validated and resolved: priced, its budgets' slots found."""
-        now = self.clock()  # one look at the clock, unless a refresh of definitions runs
-        if self._bindings.due(now):
-            self._refresh_due()
-            now = self.clock()
-        binding = self._bindings.bind(service, source)
+        binding, now = self._bind_now(service, source)
         now_us = to_micros(now)
         amount = binding.price(now_us).requested(estimate, units, "estimate")
         rid = (
@@ -464,8 +467,7 @@ class Gate:
             else new_request_id()
         )
         clean_labels = check_labels(labels)
-        if emergency.__class__ is not bool or priority.__class__ is not bool:
-            check_flags(emergency=emergency, priority=priority)
+        check_flags(emergency=emergency, priority=priority)
         # The configuration brought up to date above (no second look at the clock).
         config = self._bindings.live.config
         lifetime = config.reservation_ttl if ttl is None else parse_duration(ttl, "ttl")

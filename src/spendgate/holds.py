@@ -222,12 +222,10 @@ class Holds:
 
     def _reserve_answered(self, asked: Asked, result: ReserveResult) -> Decision:
         """The decision of the store's answer: a new hold, a refusal, or a retry's replay."""
-        watch = self.watch
-        if not watch.health.quiet:
-            watch.answered()
+        self.watch.answered()
         rid = asked.rid
         if result.status == "created":
-            watch.health.wrote()
+            self.watch.health.wrote()
         if result.status == "conflict":
             raise ConflictError("reservation", rid)
         if result.status == "exists" and result.state != "pending":

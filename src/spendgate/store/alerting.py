@@ -50,10 +50,7 @@ class Crossings:
         window usage `used` before it; `None`, found without building anything, when it
         crosses no line (nearly every hold)."""
         pairs = list(zip(slots, used, strict=True))
-        for s, u in pairs:
-            if any(u < line.line <= u + amount for line in s.lines):
-                break
-        else:
+        if not any(crossed_lines(s, u, u + amount) for s, u in pairs):
             return None
         crossings = cls(slots)
         crossings.move(slots, amount, at)
@@ -107,10 +104,6 @@ class Crossings:
                 if net > 0:
                     found.append((slot, window, net))
         return found
-
-    def rising(self) -> list[Slot]:
-        """The watched slots whose usage this transaction raised, in lock order."""
-        return [slot for slot, _, _ in self._risen()]
 
     def unknown(self) -> list[Slot]:
         """The rising slots whose usage after no statement returned: to be read."""

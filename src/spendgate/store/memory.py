@@ -456,8 +456,8 @@ class MemoryStore(MemoryControl, Store):
             if len(self._unrolled) >= _UNROLLED_MAX:
                 self._fold()
             return
+        # Near the bound: each bucket checked against what it holds, then added at once.
         self._fold()
-        new: dict[RollupKey, Tally] = {}
         for step, bucket, service, source, *sums in rollup_rows(written):
             key = (step, bucket, service, source)
             found = self._rollups.get(key)
@@ -465,8 +465,8 @@ class MemoryStore(MemoryControl, Store):
             for name, stored, adding in zip(BOUNDED, had, bounded_sums(sums), strict=True):
                 if stored + adding > MAX_TOTAL:
                     raise rollup_limit_error(key, name, adding)
-            new[key] = Tally(*sums) if found is None else found + Tally(*sums)
-        self._rollups.update(new)
+        self._unrolled = list(written)
+        self._fold()
         self._rolled_bound = (cost, hits)
 
     def _fold(self) -> None:
