@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -32,7 +33,17 @@ FIELDS = {
     "cache_read_input_token_cost": "cached_input_token",
     "cache_creation_input_token_cost": "cache_write_token",
 }
-MODES = ("chat", "completion", "responses")
+MODES = ("chat", "completion", "responses", "embedding")
+PROMPT_UNITS = ("input_token", "cached_input_token", "cache_write_token")
+"""The units whose sum is a call's prompt size, which picks a long-prompt rate: providers
+count cached tokens and cache writes in the prompt."""
+# `input_cost_per_token_above_200k_tokens`: the rate for a whole call whose prompt is longer.
+_ABOVE = re.compile(rf"^({'|'.join(FIELDS)})_above_([0-9]+)(k?)_tokens$")
+# Providers whose long-prompt rates start at the size itself rather than above it.
+_FROM_SIZE = frozenset({"xai"})
+# Providers that bill cached prompt tokens at a share of the input rate when the table gives
+# no cache price (Fireworks: half, as its prompt-caching documentation states).
+_CACHE_READ_SHARE = {"fireworks_ai": Decimal("0.5")}
 
 
 def litellm_price_file() -> Path:
@@ -51,10 +62,13 @@ def litellm_price_file() -> Path:
 def litellm_prices(
     path: str | Path | None = None, *, models: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Source tables (`{"price": {unit: rate}}`) for every priced chat model in the table.
+    """Source tables for every token-priced model in the table (chat, completion, responses
+    and embedding models): `{"price": {unit: rate}}`, with `size_units` and `size_tiers`
+    for the rates of long prompts.
 
     `models` keeps only names matching any of the given patterns (`fnmatch`, e.g. `gpt-4o*`).
-    Rates are exact decimal strings of litellm's per-token costs.
+    Rates are exact decimal strings of litellm's per-token costs; a rate of 0 is free, and a
+    model with no token price at all is left out (a call to it is refused, never free).
     """
     file = Path(path) if path is not None else litellm_price_file()
     try:
@@ -76,17 +90,106 @@ def litellm_prices(
             continue
         if patterns is not None and not any(fnmatch.fnmatch(name, p) for p in patterns):
             continue
-        price = {}
-        for field, unit in FIELDS.items():
-            rate = _rate(spec.get(field), f"{file.name}: {name}.{field}")
-            if rate is not None:
-                price[unit] = f"{rate:f}"
-        if price.get("input_token") and price.get("output_token"):
-            # A model with no cache prices bills cached tokens as ordinary input: priced so,
-            # they are never counted as free.
-            price.setdefault("cached_input_token", price["input_token"])
-            price.setdefault("cache_write_token", price["input_token"])
-            out[name] = {"price": price}
+        source = _source(spec, f"{file.name}: {name}")
+        if source is not None:
+            out[name] = source
+    return out
+
+
+def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """A model's source table, or `None` when the table gives it no token price."""
+    rates = {unit: _rate(spec.get(field), f"{where}.{field}") for field, unit in FIELDS.items()}
+    ranged = _ranged(spec.get("tiered_pricing"), f"{where}.tiered_pricing", rates["output_token"])
+    if ranged:  # the base rates stand for a prompt of 0 tokens only: any prompt has a tier
+        first = ranged[0][1]
+        for unit, rate in first.items():
+            if rates[unit] is None:
+                rates[unit] = rate
+    input_rate, output_rate = rates["input_token"], rates["output_token"]
+    if input_rate is None and output_rate is None:
+        return None
+    if input_rate is None:  # priced by output only: a prompt of tokens is not free
+        return None
+    price = {unit: rate for unit, rate in rates.items() if rate is not None}
+    if spec.get("mode") != "embedding":  # an embedding has no cache to read or write
+        # A provider that publishes no cache price bills cached tokens as ordinary input.
+        share = _CACHE_READ_SHARE.get(str(spec.get("litellm_provider")), Decimal(1))
+        price.setdefault("cached_input_token", (input_rate * share).normalize())
+        price.setdefault("cache_write_token", input_rate)
+    tiers = ranged or _above(spec, where, cache_priced={u for u in price if rates[u] is not None})
+    source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
+    if tiers:
+        source["size_units"] = [unit for unit in PROMPT_UNITS if unit in price]
+        source["size_tiers"] = [
+            {"above": above, "price": {unit: f"{rate:f}" for unit, rate in tier.items()}}
+            for above, tier in tiers
+        ]
+    return source
+
+
+def _above(
+    spec: Mapping[str, Any], where: str, *, cache_priced: set[str]
+) -> list[tuple[int, dict[str, Decimal]]]:
+    """The long-prompt rates (`*_above_200k_tokens`), smallest size first.
+
+    Above a size, each rate the row gives for it replaces the lower one for the whole call;
+    cached tokens and cache writes with no price of their own follow the input rate.
+    """
+    sizes: dict[int, dict[str, Decimal]] = {}
+    for key, value in spec.items():
+        match = _ABOVE.match(key)
+        if match is None:
+            continue
+        rate = _rate(value, f"{where}.{key}")
+        if rate is None:
+            continue
+        size = int(match[2]) * (1000 if match[3] else 1)
+        sizes.setdefault(size, {})[FIELDS[match[1]]] = rate
+    from_size = spec.get("litellm_provider") in _FROM_SIZE
+    out = []
+    for size in sorted(sizes):
+        tier = sizes[size]
+        if "input_token" in tier:
+            for unit in ("cached_input_token", "cache_write_token"):
+                if unit not in cache_priced:
+                    tier.setdefault(unit, tier["input_token"])
+        out.append((size - 1 if from_size else size, tier))  # whole tokens: from N is above N-1
+    return out
+
+
+def _ranged(
+    tiers: object, where: str, output_rate: Decimal | None
+) -> list[tuple[int, dict[str, Decimal]]]:
+    """litellm's `tiered_pricing` list (`{range: [start, end], input_cost_per_token, ...}`):
+    the tier whose range holds the prompt's size prices every token of the call, and a
+    prompt past the last range stays in the last tier. Tier by tier: its rates, with
+    cached tokens and cache writes at its input rate unless it prices them, and output at
+    the model's own output rate unless it prices it."""
+    if tiers is None:
+        return []
+    if not isinstance(tiers, list) or not all(isinstance(t, Mapping) for t in tiers):
+        raise ConfigError(f"{where}: expected a list of {{range, input_cost_per_token, ...}}")
+    out = []
+    for i, tier in enumerate(tiers):
+        bounds = tier.get("range")
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        ):
+            raise ConfigError(f"{where}[{i}].range: expected [start, end], got {bounds!r}")
+        rates = {
+            unit: rate
+            for field, unit in FIELDS.items()
+            if (rate := _rate(tier.get(field), f"{where}[{i}].{field}")) is not None
+        }
+        if "input_token" not in rates:
+            raise ConfigError(f"{where}[{i}]: a tier with no input_cost_per_token")
+        rates.setdefault("cached_input_token", rates["input_token"])
+        rates.setdefault("cache_write_token", rates["input_token"])
+        rates.setdefault("output_token", output_rate or Decimal(0))
+        out.append((int(bounds[0]), rates))
+    out.sort(key=lambda tier: tier[0])
     return out
 
 
@@ -101,16 +204,27 @@ def _rate(value: object, where: str) -> Decimal | None:
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if not rate.is_finite() or rate < 0:
         raise ConfigError(f"{where}: expected a price of zero or more, got {value!r}")
-    return rate.normalize() if rate else None
+    return rate.normalize()  # 0 is a price: free
 
 
 def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
     """`[sources."NAME"]` tables for `spendgate.toml`."""
     lines = []
     for name, spec in sorted(sources.items()):
-        rates = ", ".join(f"{unit} = {json.dumps(rate)}" for unit, rate in spec["price"].items())
-        lines += [f"[sources.{json.dumps(name)}]", f"price = {{ {rates} }}", ""]
+        lines += [f"[sources.{json.dumps(name)}]", f"price = {_inline(spec['price'])}"]
+        if "size_tiers" in spec:
+            lines.append(f"size_units = {json.dumps(spec['size_units'])}")
+            tiers = ", ".join(
+                f"{{ above = {tier['above']}, price = {_inline(tier['price'])} }}"
+                for tier in spec["size_tiers"]
+            )
+            lines.append(f"size_tiers = [{tiers}]")
+        lines.append("")
     return "\n".join(lines)
+
+
+def _inline(rates: Mapping[str, str]) -> str:
+    return "{ " + ", ".join(f"{unit} = {json.dumps(rate)}" for unit, rate in rates.items()) + " }"
 
 
 def _get(obj: Any, key: str) -> Any:

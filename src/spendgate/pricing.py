@@ -4,7 +4,8 @@ A `Price` is a set of `Rate`s, one per priced dimension (`request`, `MB`, `hour`
 `input_token`...). A rate is flat or tiered; tiers with a `period` count usage per calendar
 period, which is how "the first 10,000 requests of a month are free" is written. Prices are
 versioned: each takes effect at `effective_from`, and an event keeps the version it was costed
-with.
+with. A price may also change with the size of one call (`SizeTier`): above a size, every unit
+of the call costs the tier's rate, which is how a long LLM prompt is billed.
 
 >>> price = Price.parse("gpt-4o", {"input_token": "2.50/1M", "output_token": "10.00/1M"})
 >>> price.cost({"input_token": 1000, "output_token": 500})
@@ -197,6 +198,21 @@ class Rate:
 
 
 @dataclass(frozen=True, slots=True)
+class SizeTier:
+    """Rates for a whole call whose size is above `above`.
+
+    A call's size is the sum of its quantities of the price's `size_units` (an LLM call's
+    prompt tokens, cached ones included). Above `above`, each unit the tier names costs the
+    tier's rate, for every unit of the call, not only those past the size: that is how
+    providers bill a long prompt, output tokens included. Units the tier does not name keep
+    the rate of the next lower tier that names them, or the base rate.
+    """
+
+    above: Decimal
+    rates: tuple[tuple[str, Decimal], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """One version of a source's price. No rates means free."""
 
@@ -206,10 +222,17 @@ class Price:
     named: tuple[str, ...] = ()
     """Every unit the price names, those it charges nothing for included (`rates` keeps
     only what costs something): a call may give any of them."""
+    size_units: tuple[str, ...] = ()
+    """The units whose sum is a call's size, which picks its `size_tiers`."""
+    size_tiers: tuple[SizeTier, ...] = ()
+    """Rates for calls above a size, smallest size first."""
     _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
     _accepts: frozenset[str] = field(init=False, repr=False, compare=False)
     _version: str = field(init=False, repr=False, compare=False)
     _tiered: tuple[Rate, ...] = field(init=False, repr=False, compare=False)
+    _sized: tuple[tuple[Decimal, dict[str, Decimal]], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         require_aware(self.effective_from, "effective_from")
@@ -217,7 +240,7 @@ class Price:
         units = [r.unit for r in self.rates]
         if len(set(units)) != len(units):
             raise ValidationError(f"sources.{self.source}.price", units, "each unit at most once")
-        named = tuple(dict.fromkeys((*self.named, *units)))
+        named = tuple(dict.fromkeys((*self.named, *units, *self.size_units)))
         object.__setattr__(self, "named", named)
         measures = STREAM_MEASURES if _STREAM_UNITS.intersection(named) else ()
         object.__setattr__(self, "_accepts", frozenset((*named, *measures)))
@@ -226,6 +249,33 @@ class Price:
         object.__setattr__(
             self, "_version", f"{self.source}@{self.effective_from:%Y-%m-%dT%H:%M:%SZ}"
         )
+        object.__setattr__(self, "_sized", self._size_rates())
+
+    def _size_rates(self) -> tuple[tuple[Decimal, dict[str, Decimal]], ...]:
+        """Each size tier with the full rates it applies (its own over the lower tiers')."""
+        where = f"sources.{self.source}.size_tiers"
+        if self.size_tiers and not self.size_units:
+            raise ValidationError(
+                f"sources.{self.source}.size_units", [], "the units whose sum is a call's size"
+            )
+        rates: dict[str, Decimal] = {}
+        out = []
+        previous: Decimal | None = None
+        for i, tier in enumerate(self.size_tiers):
+            if previous is not None and tier.above <= previous:
+                raise ValidationError(f"{where}[{i}].above", tier.above, f"more than {previous}")
+            previous = tier.above
+            for unit, rate in tier.rates:
+                base = self._by_unit.get(unit)
+                if base is None or not base.flat:
+                    raise ValidationError(
+                        f"{where}[{i}].price.{unit}",
+                        f"{rate:f}",
+                        "a unit the price has a flat rate for (0 included)",
+                    )
+                rates[unit] = rate
+            out.append((tier.above, dict(rates)))
+        return tuple(out)
 
     @classmethod
     def parse(
@@ -236,13 +286,16 @@ class Price:
         effective_from: datetime = EPOCH,
         tiers: Mapping[str, object] | None = None,
         period: Window | None = None,
+        size_units: object = None,
+        size_tiers: object = None,
     ) -> Price:
         """Build a price from its configuration form.
 
         `spec` is `"free"`/`0`, one rate (`"0.002/request"`; a rate with no unit is per
         request), or a table of unit to rate (`{"MB": "0.01", "hour": "1.00"}`). `tiers` maps
         a unit to a list of `{up_to, price}` steps counted per `period` (a month in UTC by
-        default).
+        default). `size_tiers` is a list of `{above, price}` rates for a whole call whose size
+        (the sum of its `size_units`) is above `above` (see `SizeTier`).
         """
         where = f"sources.{source}.price"
         rates: dict[str, Rate] = {}
@@ -275,17 +328,23 @@ class Price:
                 _parse_tiers(steps, f"sources.{source}.tiers.{unit_name}"),
                 period or Window("month"),
             )
+        sized = _parse_size_tiers(size_tiers, f"sources.{source}.size_tiers")
+        by_size = {unit for tier in sized for unit, _ in tier.rates}
         return cls(
             source,
-            tuple(r for r in rates.values() if not r.free or not r.flat),
+            tuple(r for r in rates.values() if not r.free or not r.flat or r.unit in by_size),
             effective_from,
             tuple(rates),
+            _parse_size_units(size_units, sized, f"sources.{source}.size_units"),
+            sized,
         )
 
     @property
     def free(self) -> bool:
         """Whether every use of this price costs nothing."""
-        return all(r.free for r in self.rates)
+        return all(r.free for r in self.rates) and not any(
+            rate for _, rates in self._sized for rate in rates.values()
+        )
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -333,6 +392,12 @@ class Price:
         except `request`, which defaults to one. Raw `bytes` and `seconds` convert to the
         priced `MB`/`KB`/`GB` and `hour`/`minute`.
         """
+        return self._measured(usage)[0]
+
+    def _measured(self, usage: Usage | None) -> tuple[dict[str, Decimal], Decimal]:
+        """The quantity of every priced dimension, and the call's size (0 with no size
+        tiers). A size unit missing from `usage` is an error too: it would pick a cheaper
+        tier."""
         given = {canonical_unit(k): v for k, v in self.usage(usage).items()}
         out: dict[str, Decimal] = {}
         for unit in self._by_unit:
@@ -345,13 +410,25 @@ class Price:
             elif unit == REQUEST:
                 out[unit] = Decimal(1)
             else:
-                raise ValidationError(
-                    "units",
-                    dict(usage or {}),
-                    f"a quantity for every priced unit of {self.source!r} "
-                    f"({', '.join(self.units)})",
-                )
-        return out
+                raise self._missing(usage, self.units)
+        if not self._sized:
+            return out, Decimal(0)
+        missing = [unit for unit in self.size_units if unit not in given]
+        if missing:
+            raise self._missing(usage, self.size_units)
+        return out, sum((given[unit] for unit in self.size_units), Decimal(0))
+
+    def _missing(self, usage: Usage | None, units: Sequence[str]) -> ValidationError:
+        return ValidationError(
+            "units",
+            dict(usage or {}),
+            f"a quantity for every priced unit of {self.source!r} ({', '.join(units)})",
+        )
+
+    def _rates_at(self, size: Decimal) -> list[dict[str, Decimal]]:
+        """The flat rates a size tier sets for a call of `size`, the highest tier it is
+        above last (empty when it is above none)."""
+        return [rates for above, rates in self._sized if size > above]
 
     @exact
     def cost(
@@ -361,19 +438,40 @@ class Price:
 
         `used_before` gives, for tiered units, how much was used earlier in the period.
         """
-        quantities = self.quantities(usage)
+        quantities, size = self._measured(usage)
         before = used_before or {}
         total = sum(
             (self._by_unit[u].cost(q, before.get(u, Decimal(0))) for u, q in quantities.items()),
             Decimal(0),
         )
+        if self._sized and (tiers := self._rates_at(size)):
+            total = self._sized_total(quantities, tiers[-1], total, before)
         return _checked_nanos(total, self.source)
+
+    def _sized_total(
+        self,
+        quantities: Mapping[str, Decimal],
+        rates: Mapping[str, Decimal],
+        base: Decimal,
+        before: Mapping[str, Decimal],
+    ) -> Decimal:
+        """`base` (the cost at base rates) with the units a size tier prices at its rates."""
+        for unit, rate in rates.items():
+            q = quantities[unit]
+            base += q * rate - self._by_unit[unit].cost(q, before.get(unit, Decimal(0)))
+        return base
 
     @exact
     def estimate(self, usage: Usage | None = None) -> Nanos:
-        """The most one use with `usage` can cost: tiered units at their highest rate."""
-        quantities = self.quantities(usage)
+        """The most one use with `usage` can cost: tiered units at their highest rate, and
+        the dearest of the size tiers a call of this size or smaller could fall in."""
+        quantities, size = self._measured(usage)
         total = sum((self._by_unit[u].max_rate * q for u, q in quantities.items()), Decimal(0))
+        if self._sized:  # a real call no bigger than this one falls in one of these tiers
+            sized = (
+                self._sized_total(quantities, rates, total, {}) for rates in self._rates_at(size)
+            )
+            total = max([total, *sized])
         return _checked_nanos(total, self.source)
 
 
@@ -381,6 +479,46 @@ def _checked_nanos(total: Decimal, source: str) -> Nanos:
     if total > MAX_AMOUNT:
         raise ValidationError("units", f"{total} for {source}", f"a cost of at most {MAX_AMOUNT:,}")
     return decimal_to_nanos(total)
+
+
+def _parse_size_tiers(steps: object, where: str) -> tuple[SizeTier, ...]:
+    """`[{above = 200000, price = {input_token = "2.50/1M", ...}}, ...]`, smallest first."""
+    if steps is None:
+        return ()
+    expected = "a list of {above = N, price = {unit = rate, ...}} tables"
+    if isinstance(steps, str | bytes) or not isinstance(steps, Sequence) or not steps:
+        raise ValidationError(where, steps, expected)
+    tiers = []
+    for i, step in enumerate(steps):
+        at = f"{where}[{i}]"
+        if not isinstance(step, Mapping) or set(step) != {"above", "price"}:
+            raise ValidationError(at, step, "a table {above = N, price = {unit = rate, ...}}")
+        rates = step["price"]
+        if not isinstance(rates, Mapping) or not rates:
+            raise ValidationError(f"{at}.price", rates, "a table of unit = rate")
+        parsed = []
+        for unit, text in rates.items():
+            rate, named = parse_rate(text, f"{at}.price.{unit}")
+            if named is not None and named != canonical_unit(str(unit)):
+                raise ValidationError(f"{at}.price.{unit}", text, f"a price per {unit}")
+            parsed.append((canonical_unit(str(unit)), rate))
+        tiers.append(SizeTier(to_quantity(step["above"], f"{at}.above"), tuple(parsed)))
+    return tuple(tiers)
+
+
+def _parse_size_units(units: object, tiers: tuple[SizeTier, ...], where: str) -> tuple[str, ...]:
+    if units is None and not tiers:
+        return ()
+    if (
+        isinstance(units, str | bytes)
+        or not isinstance(units, Sequence)
+        or not units
+        or not all(isinstance(u, str) and u for u in units)
+    ):
+        raise ValidationError(where, units, "a list of the units whose sum is a call's size")
+    if not tiers:
+        raise ValidationError(where, units, "size_tiers with them, or neither")
+    return tuple(dict.fromkeys(canonical_unit(u) for u in units))
 
 
 def _parse_tiers(steps: object, where: str) -> tuple[Tier, ...]:
@@ -489,6 +627,13 @@ def _price_spec(price: Price) -> dict[str, Any]:
         period = tiered[0].period or Window("month")
         spec["quota_period"] = period.kind
         spec["quota_timezone"] = period.tz
+    if price.size_tiers:
+        spec["size_units"] = list(price.size_units)
+        spec["size_tiers"] = [
+            {"above": f"{t.above.normalize():f}"}
+            | {"price": {unit: f"{rate.normalize():f}" for unit, rate in t.rates}}
+            for t in price.size_tiers
+        ]
     return spec
 
 

@@ -210,6 +210,8 @@ _SOURCE_KEYS = {
     "tiers",
     "quota_period",
     "quota_timezone",
+    "size_units",
+    "size_tiers",
     "unpriced",
     "versions",
     "capability",
@@ -217,7 +219,15 @@ _SOURCE_KEYS = {
     "description",
     "rate_limit",
 }
-_VERSION_KEYS = {"price", "tiers", "effective_from", "quota_period", "quota_timezone"}
+_VERSION_KEYS = {
+    "price",
+    "tiers",
+    "effective_from",
+    "quota_period",
+    "quota_timezone",
+    "size_units",
+    "size_tiers",
+}
 
 
 def parse_source(name: str, spec: object) -> SourcePricing:
@@ -290,7 +300,13 @@ def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: 
         except ValidationError as exc:
             raise ValidationError(f"{where}.quota_timezone", exc.value, exc.expected) from None
     return Price.parse(
-        name, spec.get("price"), effective_from=effective_from, tiers=tiers, period=period
+        name,
+        spec.get("price"),
+        effective_from=effective_from,
+        tiers=tiers,
+        period=period,
+        size_units=spec.get("size_units"),
+        size_tiers=spec.get("size_tiers"),
     )
 
 

@@ -518,3 +518,99 @@ def test_an_empty_book_knows_no_source() -> None:
 
 def test_effective_from_defaults_to_the_epoch() -> None:
     assert Price.parse("x", "1").effective_from == EPOCH
+
+
+# -- size tiers: the rates of a whole call above a size (a long LLM prompt) -----------------
+
+TOKENS = {"input_token": "1/1M", "output_token": "4/1M", "cached_input_token": "0"}
+SIZE_UNITS = ["input_token", "cached_input_token"]
+SIZE_TIERS = [
+    {"above": 100_000, "price": {"input_token": "2/1M", "cached_input_token": "0.5/1M"}},
+    {"above": 200_000, "price": {"output_token": "8/1M"}},
+]
+
+
+def sized_price() -> Price:
+    return Price.parse("llm", TOKENS, size_units=SIZE_UNITS, size_tiers=SIZE_TIERS)
+
+
+def test_a_size_tier_prices_every_unit_of_a_call_above_its_size() -> None:
+    price = sized_price()
+    call = {"input_token": 60_000, "output_token": 1000, "cached_input_token": 40_000}
+    assert price.cost(call) == to_nanos("0.064")  # 100,000 is not above 100,000
+    call["cached_input_token"] = 40_001  # the whole call now: a free unit gets a price
+    assert price.cost(call) == to_nanos("0.1440005")
+    # Above 200k, the second tier's output rate joins the first tier's input rates.
+    big = {"input_token": 200_001, "output_token": 1000, "cached_input_token": 0}
+    assert price.cost(big) == to_nanos("0.408002")
+    assert not price.free
+    assert price.estimate(call) == price.cost(call)
+
+
+def test_a_size_unit_must_be_given_or_the_call_would_look_smaller() -> None:
+    with pytest.raises(ValidationError, match="cached_input_token"):
+        sized_price().cost({"input_token": 150_000, "output_token": 0})
+
+
+@pytest.mark.parametrize(
+    ("units", "tiers", "field"),
+    [
+        (SIZE_UNITS, [{"above": 5, "price": {"MB": "1"}}], "size_tiers[0].price.MB"),
+        (SIZE_UNITS, [{"above": -1, "price": {"input_token": "1"}}], "size_tiers[0].above"),
+        (SIZE_UNITS, [{"above": 5}], "size_tiers[0]"),
+        (SIZE_UNITS, [{"above": 5, "price": {}}], "size_tiers[0].price"),
+        (SIZE_UNITS, "lots", "size_tiers"),
+        (SIZE_UNITS, [SIZE_TIERS[1], SIZE_TIERS[0]], "size_tiers[1].above"),
+        (None, SIZE_TIERS, "size_units"),
+        ("input_token", SIZE_TIERS, "size_units"),
+        (SIZE_UNITS, None, "size_units"),
+        (SIZE_UNITS, [{"above": 5, "price": {"input_token": "x"}}], "size_tiers[0].price.input"),
+    ],
+)
+def test_bad_size_tiers_are_refused_naming_the_field(
+    units: object, tiers: object, field: str
+) -> None:
+    with pytest.raises(ValidationError, match=re_field(field)):
+        Price.parse("llm", TOKENS, size_units=units, size_tiers=tiers)
+
+
+def re_field(field: str) -> str:
+    return "sources\\.llm\\." + field.replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+
+
+def test_a_size_tier_on_a_quota_tiered_unit_is_refused() -> None:
+    with pytest.raises(ValidationError, match="flat rate"):
+        Price.parse(
+            "llm",
+            {"output_token": "1/1M"},
+            tiers={"input_token": [{"up_to": 10, "price": "0"}, {"price": "1/1M"}]},
+            size_units=["input_token"],
+            size_tiers=[{"above": 5, "price": {"input_token": "2/1M"}}],
+        )
+
+
+def test_size_tiers_round_trip_through_the_configuration_form() -> None:
+    price = sized_price()
+    again = SourcePricing("llm", (price,)).to_spec()
+    assert again["size_units"] == SIZE_UNITS
+    assert (
+        Price.parse(
+            "llm", again["price"], size_units=again["size_units"], size_tiers=again["size_tiers"]
+        )
+        == price
+    )
+
+
+call_sizes = st.integers(0, 400_000)
+
+
+@given(call_sizes, call_sizes, call_sizes, st.data())
+def test_an_estimate_bounds_every_call_no_bigger(
+    inp: int, out: int, cached: int, data: st.DataObject
+) -> None:
+    """An estimate from an upper bound of a call's units is never below what the call
+    costs, whichever size tier the smaller real call falls in."""
+    price = sized_price()
+    bound = {"input_token": inp, "output_token": out, "cached_input_token": cached}
+    real = {unit: data.draw(st.integers(0, q)) for unit, q in bound.items()}
+    assert price.estimate(bound) >= price.cost(real)

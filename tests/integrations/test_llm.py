@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +22,7 @@ from spendgate.errors import ConfigError
 from spendgate.llm import litellm_prices, to_toml, usage_from_anthropic, usage_from_openai
 from spendgate.money import from_nanos
 from spendgate.pricing import Price
+from spendgate.settings import parse_source
 from spendgate.testing import FrozenClock
 
 TABLE = {
@@ -49,7 +53,8 @@ def table(tmp_path: Path) -> Path:
 
 def test_prices_come_from_the_table_as_exact_decimals(table: Path) -> None:
     sources = litellm_prices(table)
-    assert sorted(sources) == ["claude-x", "gpt-4o"]  # priced chat models only
+    assert sorted(sources) == ["claude-x", "gpt-4o", "text-embedding-3-small"]
+    assert sources["text-embedding-3-small"] == {"price": {"input_token": "0.00000002"}}
     assert sources["gpt-4o"]["price"] == {
         "input_token": "0.0000025",
         "output_token": "0.00001",
@@ -59,9 +64,100 @@ def test_prices_come_from_the_table_as_exact_decimals(table: Path) -> None:
     assert list(litellm_prices(table, models=["claude-*"])) == ["claude-x"]
 
 
+def _one(row: Mapping[str, Any], tmp_path: Path, name: str = "m") -> dict[str, Any]:
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({name: {"mode": "chat", **row}}))
+    return litellm_prices(path).get(name, {})
+
+
+def _cost(spec: Mapping[str, Any], **units: int) -> Decimal:
+    price = parse_source("m", spec).versions[0]
+    return from_nanos(price.cost(dict.fromkeys(price.named, 0) | units))
+
+
+LONG = {  # the issue's case: long-prompt rates five times the base ones above 100k
+    "input_cost_per_token": 1e-07,
+    "output_cost_per_token": 5e-07,
+    "input_cost_per_token_above_100k_tokens": 5e-07,
+    "output_cost_per_token_above_100k_tokens": 2.5e-06,
+}
+
+
+def test_a_long_prompt_is_priced_at_its_long_prompt_rates(tmp_path: Path) -> None:
+    spec = _one(LONG, tmp_path)
+    assert spec["size_units"] == ["input_token", "cached_input_token", "cache_write_token"]
+    assert _cost(spec, input_token=150_000, output_token=20_000) == Decimal("0.125")
+    assert _cost(spec, input_token=100_000, output_token=20_000) == Decimal("0.02")  # not above
+    # Cached tokens count in the prompt's size, and follow the input rate when unpriced.
+    assert _cost(spec, input_token=60_000, cached_input_token=60_000) == Decimal("0.06")
+    # xAI bills the long-prompt rate from the size itself.
+    xai = _one({**LONG, "litellm_provider": "xai"}, tmp_path)
+    assert _cost(xai, input_token=100_000) == Decimal("0.05")
+    assert _cost(xai, input_token=99_999) == Decimal("0.0099999")
+
+
+def test_a_hard_budget_refuses_a_long_prompt_the_base_rate_would_let_through(
+    tmp_path: Path,
+) -> None:
+    config = parse(
+        {"sources": {"m": _one(LONG, tmp_path)}, "budgets": [{"name": "d", "limit": "0.10"}]}
+    )
+    units = {"input_token": 150_000, "output_token": 20_000}
+    units |= {"cached_input_token": 0, "cache_write_token": 0}
+    with Gate.open("memory://", config=config, clock=FrozenClock()) as gate:
+        decision = gate.reserve("ml", "m", units=units)  # $0.125 here, $0.025 at base rates
+        assert not decision.approved
+        assert decision.requested == to_nanos("0.125")
+        assert gate.reserve("ml", "m", units=units | {"input_token": 100_000}).approved
+
+
+def test_a_zero_rate_is_free_and_no_price_is_no_model(tmp_path: Path) -> None:
+    free_output = _one({"input_cost_per_token": 1e-06, "output_cost_per_token": 0.0}, tmp_path)
+    assert free_output["price"]["output_token"] == "0"
+    assert _cost(free_output, input_token=1000, output_token=5000) == Decimal("0.001")
+    free = _one({"input_cost_per_token": 0, "output_cost_per_token": 0}, tmp_path)
+    assert _cost(free, input_token=1000, output_token=5000) == 0
+    assert _one({"max_tokens": 10}, tmp_path) == {}  # no price at all: refused, never free
+    assert _one({"output_cost_per_token": 1e-06}, tmp_path) == {}  # prompts have no price
+
+
+def test_ranged_tiers_price_the_whole_call_at_the_prompts_tier(tmp_path: Path) -> None:
+    spec = _one(
+        {
+            "tiered_pricing": [
+                {
+                    "range": [0, 32000],
+                    "input_cost_per_token": 1e-06,
+                    "output_cost_per_token": 2e-06,
+                },
+                {"range": [32000, 128000], "input_cost_per_token": 2e-06},
+            ],
+            "output_cost_per_token": 3e-06,
+        },
+        tmp_path,
+    )
+    assert _cost(spec, input_token=32_000, output_token=1000) == Decimal("0.034")
+    # Above 32k every token is at the second tier, output at the model's own rate.
+    assert _cost(spec, input_token=32_001, output_token=1000) == Decimal("0.067002")
+    assert _cost(spec, input_token=200_000, output_token=0) == Decimal("0.4")  # past the last
+
+
+def test_fireworks_bills_unpriced_cache_reads_at_half_the_input_rate(tmp_path: Path) -> None:
+    row = {"litellm_provider": "fireworks_ai", "input_cost_per_token": 1e-06}
+    spec = _one({**row, "output_cost_per_token": 1e-06}, tmp_path)
+    assert spec["price"]["cached_input_token"] == "0.0000005"
+
+
 def test_the_toml_loads_back_into_a_config(table: Path, tmp_path: Path) -> None:
-    text = to_toml(litellm_prices(table))
+    text = to_toml(litellm_prices(table) | {"long": _one(LONG, tmp_path)})
     config = parse(tomllib.loads(text))
+    assert config.prices.pricing("long").to_spec() == _one(LONG, tmp_path) | {
+        "size_tiers": [
+            {"above": "100000", "price": {"input_token": "0.0000005", "output_token": "0.0000025",
+                                          "cached_input_token": "0.0000005",
+                                          "cache_write_token": "0.0000005"}}
+        ]
+    }  # fmt: skip
     price = config.prices.price_at(
         "gpt-4o", config.prices.pricing("gpt-4o").versions[0].effective_from
     )
@@ -143,58 +239,132 @@ def test_the_cli_writes_the_toml(table: Path, tmp_path: Path) -> None:
         app, ["prices", "import-litellm", "--file", str(table), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "2 models written" in result.output
+    assert "3 models written" in result.output
     assert '[sources."gpt-4o"]' in out.read_text()
     bad = CliRunner().invoke(app, ["prices", "import-litellm", "--file", str(tmp_path / "no.json")])
     assert bad.exit_code == 2
     assert "no such file" in bad.output
 
 
-def test_costs_equal_litellms_own_for_at_least_200_models() -> None:
-    """Every imported model's cost equals litellm.cost_per_token() for the same tokens,
-    wherever litellm costs a model from its own table row.
+# A Monday 10:00 in Beijing: inside DeepSeek's peak hours, when its table rows' standard
+# rates are what it bills (see the off-peak test below).
+PEAK = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
 
-    litellm costs some providers with code of its own instead (deepseek, for one, bills its
-    "flash" models' prompts at the cache-hit rate, and the list grows between releases);
-    spendgate imports the table's rows, so those models are compared with the row instead.
-    """
+
+def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never the network
-    litellm = pytest.importorskip("litellm")
+    return pytest.importorskip("litellm")
+
+
+def _grid(spec: Mapping[str, Any], embedding: bool) -> list[tuple[int, int, int, int]]:
+    """(prompt, cached, cache writes, completion) token counts: a short prompt, and each
+    side of every prompt-size tier, each plain, with cache reads, writes, and both."""
+    sizes = {1000} | {int(t["above"]) + d for t in spec.get("size_tiers", ()) for d in (0, 1)}
+    grid = []
+    for prompt in sorted(s for s in sizes if s > 0):  # a call always has a prompt
+        if embedding:
+            grid.append((prompt, 0, 0, 0))
+        else:
+            splits = [(0, 0), (prompt // 4, 0), (0, prompt // 8), (prompt // 4, prompt // 8)]
+            grid += [(prompt, cached, writes, 1000) for cached, writes in splits]
+    return grid
+
+
+def _ours(price: Price, prompt: int, cached: int, writes: int, completion: int) -> float:
+    units = dict.fromkeys(price.named, 0) | {"input_token": prompt - cached - writes}
+    if "output_token" in price.named:
+        units |= {"output_token": completion, "cached_input_token": cached}
+        units |= {"cache_write_token": writes}
+    return float(from_nanos(price.cost(units)))
+
+
+def _same(ours: float, theirs: float) -> bool:
+    """Equal to 1e-9 relative (litellm adds floats; spendgate rounds once to a nano)."""
+    return abs(ours - theirs) <= 1e-9 * abs(theirs) + 1e-9
+
+
+def test_every_token_priced_model_costs_what_litellm_costs() -> None:
+    """For every model imported from the installed litellm's table, over a grid of token
+    counts that crosses every prompt-size tier: spendgate's cost equals litellm's own
+    `cost_per_token()` for the same row, at a peak hour (see the off-peak test).
+
+    litellm is given the row itself (`requested_model_info_override`): by name alone it
+    finds another row for some models (`gemini-exp-1206` finds `gemini/gemini-exp-1206`'s
+    free one, `perplexity/perplexity/sonar` finds `perplexity/sonar`), while spendgate
+    imports each row under its own name.
+    """
+    litellm = _litellm()
+    from litellm._internal_context import pinned_billing_time
+
     from spendgate.llm import litellm_price_file
 
     table = json.loads(litellm_price_file().read_text())
-    prompt, completion = 100_000, 50_000
-    equal, by_code, differ = 0, 0, []
-    for name, spec in litellm_prices().items():
-        try:
-            theirs = sum(
-                litellm.cost_per_token(
-                    model=name, prompt_tokens=prompt, completion_tokens=completion
+    sources = litellm_prices()
+    modes = {table[name]["mode"] for name in sources}
+    assert modes == {"chat", "completion", "responses", "embedding"}
+    assert sum(1 for spec in sources.values() if "size_tiers" in spec) >= 300
+    compared, differ = 0, []
+    with pinned_billing_time(PEAK):
+        for name, spec in sources.items():
+            row = table[name]
+            price = parse_source(name, spec).versions[0]
+            embedding = row["mode"] == "embedding"
+            for prompt, cached, writes, completion in _grid(spec, embedding):
+                if writes and row.get("litellm_provider") == "deepseek":
+                    continue  # DeepSeek reports cache hits and misses, never cache writes
+                theirs = sum(
+                    litellm.cost_per_token(
+                        model=name,
+                        custom_llm_provider=row.get("litellm_provider"),
+                        requested_model_info_override=row,
+                        prompt_tokens=prompt,
+                        completion_tokens=completion,
+                        cache_read_input_tokens=cached,
+                        cache_creation_input_tokens=writes,
+                    )
                 )
-            )
-        except Exception:
-            continue
+                ours = _ours(price, prompt, cached, writes, completion)
+                compared += 1
+                if not _same(ours, theirs):
+                    differ.append((name, prompt, cached, writes, ours, theirs))
+    assert compared >= 15_000
+    assert not differ, differ[:20]
+
+
+def test_off_peak_hours_are_booked_at_the_standard_rate() -> None:
+    """The exception: rows with `off_peak_pricing` (DeepSeek's V4 models, and Tencent's
+    resale of them). DeepSeek bills them at twice its off-peak rate during its peak hours
+    (09:00-12:00 and 14:00-18:00 Beijing time), which are the rows' standard rates, and the
+    off-peak rate otherwise. spendgate books the standard rate at every hour: off-peak it
+    books up to twice what is billed, never less (time-of-day rates are not imported yet).
+    """
+    litellm = _litellm()
+    from litellm._internal_context import pinned_billing_time
+
+    from spendgate.llm import litellm_price_file
+
+    table = json.loads(litellm_price_file().read_text())
+    sources = litellm_prices()
+    off_peak = [name for name in sources if "off_peak_pricing" in table[name]]
+    assert off_peak
+    for name in off_peak:
         row = table[name]
-        from_row = prompt * float(row.get("input_cost_per_token") or 0) + completion * float(
-            row.get("output_cost_per_token") or 0
-        )
-        price = Price.parse(name, spec["price"])
-        units = dict.fromkeys(price.units, 0) | {"input_token": prompt, "output_token": completion}
-        ours = float(from_nanos(price.cost(units)))
-
-        def same(a: float, b: float) -> bool:  # within a nano-unit of rounding
-            return abs(a - b) <= 1e-9 + abs(b) * 1e-9
-
-        if not same(theirs, from_row):
-            by_code += 1  # litellm's own code, not its table: compare with the row
-            theirs = from_row
-        if same(ours, theirs):
-            equal += 1
-        else:
-            differ.append((row.get("litellm_provider"), name, ours, theirs))
-    assert equal >= 200
-    assert by_code < equal / 10  # the exception, not the rule
-    assert not differ, differ
+        price = parse_source(name, sources[name]).versions[0]
+        ours = _ours(price, 10_000, 0, 0, 1000)
+        costs = {}
+        for when in (PEAK, PEAK.replace(hour=12)):  # 20:00 in Beijing: off-peak
+            with pinned_billing_time(when):
+                costs[when] = sum(
+                    litellm.cost_per_token(
+                        model=name,
+                        custom_llm_provider=row.get("litellm_provider"),
+                        requested_model_info_override=row,
+                        prompt_tokens=10_000,
+                        completion_tokens=1000,
+                    )
+                )
+        assert _same(ours, costs[PEAK]), name
+        assert costs[PEAK.replace(hour=12)] < ours <= 2 * costs[PEAK.replace(hour=12)] + 1e-9
 
 
 def test_a_missing_count_is_an_error_never_zero() -> None:
@@ -203,3 +373,19 @@ def test_a_missing_count_is_an_error_never_zero() -> None:
             usage_from_openai(body)
     with pytest.raises(ValidationError, match="input_tokens"):
         usage_from_anthropic({"usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+
+
+def test_the_cli_lists_long_prompt_rates(tmp_path: Path) -> None:
+    config = tmp_path / "spendgate.toml"
+    config.write_text(to_toml({"long": _one(LONG, tmp_path)}))
+    args = ["--db", "memory://", "--config", str(config)]
+    listed = CliRunner().invoke(app, ["prices", "list", "--json", *args])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)
+    assert row["price"] == (
+        "0.0000001/input_token; 0.0000005/output_token; "
+        "0.0000001/cached_input_token; 0.0000001/cache_write_token; "
+        "above 100,000 input_token+cached_input_token+cache_write_token: "
+        "0.0000005/input_token, 0.0000025/output_token, 0.0000005/cached_input_token, "
+        "0.0000005/cache_write_token"
+    )

@@ -184,6 +184,9 @@ def _describe(price: Any) -> str:
                 for t in rate.tiers
             )
             parts.append(f"{rate.unit}: {steps} per {rate.period.kind if rate.period else '?'}")
+    for tier in price.size_tiers:
+        rates = ", ".join(f"{rate.normalize():f}/{unit}" for unit, rate in tier.rates)
+        parts.append(f"above {tier.above:,} {'+'.join(price.size_units)}: {rates}")
     return "; ".join(parts)
 
 
