@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from spendgate.errors import ConfigError, ValidationError
+from spendgate.pricing import Price
 
 LITELLM_FILE = "model_prices_and_context_window_backup.json"
 # litellm's per-token fields, and the dimension each becomes in spendgate.
@@ -33,12 +34,47 @@ FIELDS = {
     "cache_read_input_token_cost": "cached_input_token",
     "cache_creation_input_token_cost": "cache_write_token",
 }
+MODALITIES = {
+    "reasoning_token": ("output_cost_per_reasoning_token", "output_token"),
+    "input_audio_token": ("input_cost_per_audio_token", "input_token"),
+    "cached_input_audio_token": ("cache_read_input_audio_token_cost", "cached_input_token"),
+    "input_image_token": ("input_cost_per_image_token", "input_token"),
+    "input_video_token": ("input_cost_per_video_token", "input_token"),
+    "output_audio_token": ("output_cost_per_audio_token", "output_token"),
+    "output_image_token": ("output_cost_per_image_token", "output_token"),
+    "output_video_token": ("output_cost_per_video_token", "output_token"),
+    "cache_write_1h_token": ("cache_creation_input_token_cost_above_1hr", "cache_write_token"),
+    "cache_write_12h_token": ("cache_creation_input_token_cost_above_12hr", "cache_write_token"),
+}
+"""Tokens some models price apart (litellm's field), and the unit they are billed as by a
+model that does not: reasoning tokens as output, audio prompt tokens as input, cache writes
+kept an hour as cache writes. A model's source names such a unit only when its row prices
+it; `billable()` moves the tokens of a unit a price does not name to the unit it is billed
+as."""
 MODES = ("chat", "completion", "responses", "embedding")
-PROMPT_UNITS = ("input_token", "cached_input_token", "cache_write_token")
+PROMPT_UNITS = (
+    "input_token",
+    "cached_input_token",
+    "cache_write_token",
+    "input_audio_token",
+    "cached_input_audio_token",
+    "input_image_token",
+    "input_video_token",
+    "cache_write_1h_token",
+    "cache_write_12h_token",
+)
 """The units whose sum is a call's prompt size, which picks a long-prompt rate: providers
-count cached tokens and cache writes in the prompt."""
+count cached tokens, cache writes and every kind of prompt token in the prompt."""
+_FIELD_UNITS = {**FIELDS, **{field: unit for unit, (field, _) in MODALITIES.items()}}
 # `input_cost_per_token_above_200k_tokens`: the rate for a whole call whose prompt is longer.
-_ABOVE = re.compile(rf"^({'|'.join(FIELDS)})_above_([0-9]+)(k?)_tokens$")
+# Of the modalities, only audio prompt tokens and timed cache writes have such rates.
+_ABOVE_PREFIXES = (
+    *FIELDS,
+    "input_cost_per_audio_token",
+    "cache_creation_input_token_cost_above_1hr",
+    "cache_creation_input_token_cost_above_12hr",
+)
+_ABOVE = re.compile(rf"^({'|'.join(_ABOVE_PREFIXES)})_above_([0-9]+)(k?)_tokens$")
 # Providers whose long-prompt rates start at the size itself rather than above it.
 _FROM_SIZE = frozenset({"xai"})
 # Providers that bill cached prompt tokens at a share of the input rate when the table gives
@@ -103,20 +139,29 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     if ranged:  # the base rates stand for a prompt of 0 tokens only: any prompt has a tier
         first = ranged[0][1]
         for unit, rate in first.items():
-            if rates[unit] is None:
+            if rates.get(unit, rate) is None:
                 rates[unit] = rate
     input_rate, output_rate = rates["input_token"], rates["output_token"]
     if input_rate is None and output_rate is None:
         return None
     if input_rate is None:  # priced by output only: a prompt of tokens is not free
         return None
+    share = _CACHE_READ_SHARE.get(str(spec.get("litellm_provider")))
+    if share is not None and rates["cached_input_token"] is None:
+        rates["cached_input_token"] = (input_rate * share).normalize()
     price = {unit: rate for unit, rate in rates.items() if rate is not None}
     if spec.get("mode") != "embedding":  # an embedding has no cache to read or write
         # A provider that publishes no cache price bills cached tokens as ordinary input.
-        share = _CACHE_READ_SHARE.get(str(spec.get("litellm_provider")), Decimal(1))
-        price.setdefault("cached_input_token", (input_rate * share).normalize())
+        price.setdefault("cached_input_token", input_rate)
         price.setdefault("cache_write_token", input_rate)
     tiers = ranged or _above(spec, where, cache_priced={u for u in price if rates[u] is not None})
+    if spec.get("mode") != "embedding":
+        for unit, (field, billed_as) in MODALITIES.items():
+            own = _rate(spec.get(field), f"{where}.{field}")
+            if own is not None:
+                price[unit] = own
+            elif any(unit in tier for _, tier in tiers):  # priced apart only when long
+                price[unit] = price[billed_as]
     source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
     if tiers:
         source["size_units"] = [unit for unit in PROMPT_UNITS if unit in price]
@@ -144,7 +189,7 @@ def _above(
         if rate is None:
             continue
         size = int(match[2]) * (1000 if match[3] else 1)
-        sizes.setdefault(size, {})[FIELDS[match[1]]] = rate
+        sizes.setdefault(size, {})[_FIELD_UNITS[match[1]]] = rate
     from_size = spec.get("litellm_provider") in _FROM_SIZE
     out = []
     for size in sorted(sizes):
@@ -164,7 +209,8 @@ def _ranged(
     the tier whose range holds the prompt's size prices every token of the call, and a
     prompt past the last range stays in the last tier. Tier by tier: its rates, with
     cached tokens and cache writes at its input rate unless it prices them, and output at
-    the model's own output rate unless it prices it."""
+    the model's own output rate unless it prices it; reasoning tokens at its reasoning rate,
+    else its output rate when it has one."""
     if tiers is None:
         return []
     if not isinstance(tiers, list) or not all(isinstance(t, Mapping) for t in tiers):
@@ -187,6 +233,12 @@ def _ranged(
             raise ConfigError(f"{where}[{i}]: a tier with no input_cost_per_token")
         rates.setdefault("cached_input_token", rates["input_token"])
         rates.setdefault("cache_write_token", rates["input_token"])
+        reasoning = _rate(
+            tier.get("output_cost_per_reasoning_token"),
+            f"{where}[{i}].output_cost_per_reasoning_token",
+        )
+        if reasoning is not None or "output_token" in rates:  # else as any call's reasoning
+            rates["reasoning_token"] = reasoning if reasoning is not None else rates["output_token"]
         rates.setdefault("output_token", output_rate or Decimal(0))
         out.append((int(bounds[0]), rates))
     out.sort(key=lambda tier: tier[0])
@@ -249,44 +301,115 @@ def _count(value: Any, field: str) -> int:
 
 
 def usage_from_openai(response: Any) -> dict[str, int]:
-    """Token units from an OpenAI-style response (a dict or an SDK object) or its `usage`.
+    """Token units from an OpenAI-style response (a dict or an SDK object) or its `usage`:
+    chat completions and completions (`prompt_tokens`, `completion_tokens`), the Responses
+    API (`input_tokens`, `output_tokens`) and embeddings (`prompt_tokens` alone).
 
-    Cached prompt tokens (`prompt_tokens_details.cached_tokens`) are priced apart from the
-    rest of the prompt, as OpenAI bills them.
+    Every kind of token OpenAI bills apart is its own unit: cached prompt tokens, audio
+    prompt tokens (and cached ones), image prompt tokens; reasoning, audio and image output
+    tokens. The counts OpenAI reports include them, so the plain units are what is left.
+    Pass the result through `billable()` for a model that prices fewer kinds.
     """
     usage = _get(response, "usage") or response
-    prompt = _required(_get(usage, "prompt_tokens"), "usage.prompt_tokens")
-    completion = _required(_get(usage, "completion_tokens"), "usage.completion_tokens")
-    details = _get(usage, "prompt_tokens_details")
-    cached = _count(
-        _get(details, "cached_tokens") if details else None,
-        "usage.prompt_tokens_details.cached_tokens",
-    )
-    if cached > prompt:
-        raise ValidationError(
-            "usage.prompt_tokens_details.cached_tokens", cached, f"at most prompt_tokens ({prompt})"
-        )
-    # Every dimension is given, zeros included: a price that has a dimension needs its count.
-    return {
-        "input_token": prompt - cached,
-        "output_token": completion,
-        "cached_input_token": cached,
-        "cache_write_token": 0,
+    if _get(usage, "input_tokens") is not None and _get(usage, "prompt_tokens") is None:
+        return _openai_units(usage, "input_tokens", "output_tokens", "input_tokens_details",
+                             "output_tokens_details")  # fmt: skip
+    return _openai_units(
+        usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details",
+        "completion_tokens_details",
+    )  # fmt: skip
+
+
+def _openai_units(
+    usage: Any, inp: str, out: str, inp_details: str, out_details: str
+) -> dict[str, int]:
+    prompt = _required(_get(usage, inp), f"usage.{inp}")
+    embedding = _get(usage, out) is None and _get(usage, "total_tokens") == prompt
+    completion = 0 if embedding else _required(_get(usage, out), f"usage.{out}")
+    details, done = _get(usage, inp_details), _get(usage, out_details)
+    where, done_where = f"usage.{inp_details}", f"usage.{out_details}"
+    cached = _detail(details, "cached_tokens", where)
+    cached_audio = min(
+        _detail(_get(details, "cached_tokens_details"), "audio_tokens",
+                f"{where}.cached_tokens_details"),
+        cached,
+    )  # fmt: skip
+    writes = _detail(details, "cache_write_tokens", where)
+    long_writes = _detail(
+        _get(details, "cache_creation_token_details"), "ephemeral_12h_input_tokens",
+        f"{where}.cache_creation_token_details",
+    )  # fmt: skip
+    prompt_kinds = {
+        "cached_input_token": cached - cached_audio,
+        "cached_input_audio_token": cached_audio,
+        "cache_write_token": _rest(writes, (long_writes,), where, "cache_write_tokens"),
+        "cache_write_12h_token": long_writes,
+        "input_audio_token": max(_detail(details, "audio_tokens", where) - cached_audio, 0),
+        "input_image_token": _detail(details, "image_tokens", where),
+        "input_video_token": _detail(details, "video_tokens", where),
     }
+    output_kinds = {
+        "reasoning_token": _detail(done, "reasoning_tokens", done_where),
+        "output_audio_token": _detail(done, "audio_tokens", done_where),
+        "output_image_token": _detail(done, "image_tokens", done_where),
+        "output_video_token": _detail(done, "video_tokens", done_where),
+    }
+    return (
+        dict.fromkeys(MODALITIES, 0)
+        | {
+            "input_token": _rest(prompt, tuple(prompt_kinds.values()), where, inp),
+            "output_token": _rest(completion, tuple(output_kinds.values()), done_where, out),
+        }
+        | prompt_kinds
+        | output_kinds
+    )
+
+
+def _detail(details: Any, key: str, where: str) -> int:
+    return _count(_get(details, key) if details else None, f"{where}.{key}")
+
+
+def _rest(total: int, parts: tuple[int, ...], where: str, of: str) -> int:
+    """What is left of a count once the kinds it includes are taken out."""
+    if sum(parts) > total:
+        raise ValidationError(
+            where, sum(parts), f"kinds of tokens adding up to at most {of} ({total})"
+        )
+    return total - sum(parts)
 
 
 def usage_from_anthropic(response: Any) -> dict[str, int]:
     """Token units from an Anthropic-style response (a dict or an SDK object) or its `usage`.
 
-    Cache reads and cache writes are their own dimensions, as Anthropic bills them.
+    Cache reads and cache writes are their own units, as Anthropic bills them, and writes
+    kept an hour (`cache_creation.ephemeral_1h_input_tokens`) are apart from the rest.
+    Pass the result through `billable()` for a model that prices fewer kinds.
     """
     usage = _get(response, "usage") or response
-    units = {
-        "input_token": _required(_get(usage, "input_tokens"), "usage.input_tokens"),
-        "output_token": _required(_get(usage, "output_tokens"), "usage.output_tokens"),
-    }
     read = _count(_get(usage, "cache_read_input_tokens"), "usage.cache_read_input_tokens")
     write = _count(_get(usage, "cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
-    units["cached_input_token"] = read
-    units["cache_write_token"] = write
-    return units
+    hour = _detail(_get(usage, "cache_creation"), "ephemeral_1h_input_tokens",
+                   "usage.cache_creation")  # fmt: skip
+    return dict.fromkeys(MODALITIES, 0) | {
+        "input_token": _required(_get(usage, "input_tokens"), "usage.input_tokens"),
+        "output_token": _required(_get(usage, "output_tokens"), "usage.output_tokens"),
+        "cached_input_token": read,
+        "cache_write_token": _rest(write, (hour,), "usage.cache_creation",
+                                   "cache_creation_input_tokens"),
+        "cache_write_1h_token": hour,
+    }  # fmt: skip
+
+
+def billable(units: Mapping[str, int], price: Price | None) -> dict[str, int]:
+    """`units` as `price` bills them: the tokens of a kind it does not price apart (see
+    `MODALITIES`) counted as the kind they are billed as, so an audio prompt token of a model
+    with no audio rate is a prompt token, never free and never refused."""
+    out = dict(units)
+    for unit, (_, billed_as) in MODALITIES.items():
+        if unit in out and (price is None or not price.accepts(unit)):
+            count = out.pop(unit)
+            target = billed_as
+            while price is not None and not price.accepts(target) and target in MODALITIES:
+                target = MODALITIES[target][1]
+            out[target] = out.get(target, 0) + count
+    return out

@@ -19,7 +19,14 @@ from spendgate import Gate, ValidationError, to_nanos
 from spendgate.cli import app
 from spendgate.config import parse
 from spendgate.errors import ConfigError
-from spendgate.llm import litellm_prices, to_toml, usage_from_anthropic, usage_from_openai
+from spendgate.llm import (
+    MODALITIES,
+    billable,
+    litellm_prices,
+    to_toml,
+    usage_from_anthropic,
+    usage_from_openai,
+)
 from spendgate.money import from_nanos
 from spendgate.pricing import Price
 from spendgate.settings import parse_source
@@ -187,7 +194,7 @@ def test_usage_from_openai_responses() -> None:
             "prompt_tokens_details": {"cached_tokens": 200},
         }
     }
-    assert usage_from_openai(body) == {
+    assert usage_from_openai(body) == ZEROS | {
         "input_token": 1000,
         "output_token": 300,
         "cached_input_token": 200,
@@ -197,7 +204,7 @@ def test_usage_from_openai_responses() -> None:
         usage=SimpleNamespace(prompt_tokens=10, completion_tokens=5, prompt_tokens_details=None)
     )
     assert usage_from_openai(sdk)["input_token"] == 10
-    with pytest.raises(ValidationError, match="cached_tokens"):
+    with pytest.raises(ValidationError, match=r"prompt_tokens_details.*at most prompt_tokens"):
         usage_from_openai(
             {
                 "usage": {
@@ -368,11 +375,165 @@ def test_off_peak_hours_are_booked_at_the_standard_rate() -> None:
 
 
 def test_a_missing_count_is_an_error_never_zero() -> None:
-    for body in ({"usage": None}, {}, {"usage": {"input_tokens": 5, "output_tokens": 1}}):
-        with pytest.raises(ValidationError, match="prompt_tokens"):
+    for body in ({"usage": None}, {}, {"usage": {"prompt_tokens": 5}}):
+        with pytest.raises(ValidationError, match=r"prompt_tokens|completion_tokens"):
             usage_from_openai(body)
+    with pytest.raises(ValidationError, match="output_tokens"):
+        usage_from_openai({"usage": {"input_tokens": 5}})
     with pytest.raises(ValidationError, match="input_tokens"):
         usage_from_anthropic({"usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+
+
+ZEROS = dict.fromkeys([*MODALITIES, "cache_write_token"], 0)
+
+
+def test_usage_in_every_openai_shape() -> None:
+    responses_api = {
+        "input_tokens": 1000,
+        "output_tokens": 700,
+        "input_tokens_details": {"cached_tokens": 100},
+        "output_tokens_details": {"reasoning_tokens": 600},
+    }
+    assert usage_from_openai({"usage": responses_api}) == ZEROS | {
+        "input_token": 900,
+        "cached_input_token": 100,
+        "output_token": 100,
+        "reasoning_token": 600,
+    }
+    embeddings = {"prompt_tokens": 8, "total_tokens": 8}
+    assert usage_from_openai({"usage": embeddings}) == ZEROS | {
+        "input_token": 8,
+        "output_token": 0,
+        "cached_input_token": 0,
+    }
+    audio = {
+        "prompt_tokens": 500,
+        "completion_tokens": 300,
+        "prompt_tokens_details": {
+            "cached_tokens": 120,
+            "audio_tokens": 200,
+            "cached_tokens_details": {"audio_tokens": 20},
+        },
+        "completion_tokens_details": {"audio_tokens": 250, "reasoning_tokens": 0},
+    }
+    assert usage_from_openai(audio) == ZEROS | {
+        "input_token": 200,  # 500 - 120 cached - 180 audio not cached
+        "cached_input_token": 100,
+        "cached_input_audio_token": 20,
+        "input_audio_token": 180,
+        "output_token": 50,
+        "output_audio_token": 250,
+    }
+    too_many = {"prompt_tokens": 10, "completion_tokens": 5}
+    too_many |= {"completion_tokens_details": {"reasoning_tokens": 6}}
+    with pytest.raises(ValidationError, match=r"completion_tokens_details.*at most"):
+        usage_from_openai(too_many)
+
+
+def test_anthropic_cache_writes_kept_an_hour_are_apart() -> None:
+    message = {
+        "input_tokens": 50,
+        "output_tokens": 10,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 300,
+        "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+    }
+    assert usage_from_anthropic(message) == ZEROS | {
+        "input_token": 50,
+        "output_token": 10,
+        "cached_input_token": 1000,
+        "cache_write_token": 100,
+        "cache_write_1h_token": 200,
+    }
+
+
+def test_billable_counts_kinds_a_model_does_not_price_as_what_they_are_billed_as() -> None:
+    plain = parse_source("m", {"price": {"input_token": "1", "output_token": "2",
+                                         "cached_input_token": "0.5"}}).versions[0]  # fmt: skip
+    audio = plain.usage  # the bound method refuses units the price does not have
+    units = ZEROS | {"input_token": 10, "output_token": 4, "cached_input_token": 1}
+    units |= {"input_audio_token": 5, "reasoning_token": 3, "cached_input_audio_token": 2}
+    with pytest.raises(ValidationError, match="input_audio_token"):
+        audio(units)
+    assert {k: v for k, v in billable(units, plain).items() if v} == {
+        "input_token": 15,
+        "output_token": 7,
+        "cached_input_token": 3,
+    }
+    priced = parse_source("a", {"price": {"input_token": "1", "output_token": "2",
+                                          "input_audio_token": "8"}}).versions[0]  # fmt: skip
+    assert billable(units, priced)["input_audio_token"] == 5
+    assert billable(units, priced)["output_token"] == 7
+
+
+def test_every_kind_of_token_costs_what_litellm_costs() -> None:
+    """Reasoning, audio, image and cached tokens, and cache writes kept an hour, each alone
+    and all together, for every imported chat model, on each side of every tier: the
+    units `billable()` gives cost what litellm costs the same usage at."""
+    litellm = _litellm()
+    from litellm._internal_context import pinned_billing_time
+    from litellm.types.utils import Usage
+
+    from spendgate.llm import litellm_price_file
+
+    table = json.loads(litellm_price_file().read_text())
+    kinds: list[dict[str, int]] = [{}, *({k: 1} for k in ["a", "i", "r", "ao", "io", "h"])]
+    kinds.append(dict.fromkeys(["c", "w", "a", "i", "r", "ao", "io", "h"], 1))
+    compared, differ = 0, []
+    with pinned_billing_time(PEAK):
+        for name, spec in litellm_prices().items():
+            row = table[name]
+            if row["mode"] == "embedding":
+                continue
+            price = parse_source(name, spec).versions[0]
+            for prompt, *_ in _grid(spec, embedding=True):  # each prompt size once
+                for kind in kinds:
+                    q = prompt // 16
+                    c, w, h, a, i = (q * kind.get(k, 0) for k in ["c", "w", "h", "a", "i"])
+                    w = max(w, h)
+                    r, ao, io = (100 * kind.get(k, 0) for k in ("r", "ao", "io"))
+                    details: dict[str, Any] = {"cached_tokens": c, "cache_write_tokens": w}
+                    details |= {"audio_tokens": a, "image_tokens": i}
+                    if w:
+                        details["cache_creation_token_details"] = {
+                            "ephemeral_1h_input_tokens": h,
+                            "ephemeral_5m_input_tokens": w - h,
+                        }
+                    usage = Usage(
+                        prompt_tokens=prompt,
+                        completion_tokens=1000,
+                        total_tokens=prompt + 1000,
+                        prompt_tokens_details=details,
+                        completion_tokens_details={
+                            "reasoning_tokens": r, "audio_tokens": ao, "image_tokens": io
+                        },
+                    )  # fmt: skip
+                    theirs = sum(
+                        litellm.cost_per_token(
+                            model=name,
+                            custom_llm_provider=row.get("litellm_provider"),
+                            requested_model_info_override=row,
+                            usage_object=usage,
+                        )
+                    )
+                    units = {
+                        "input_token": prompt - c - w - a - i,
+                        "cached_input_token": c,
+                        "cache_write_token": w - h,
+                        "cache_write_1h_token": h,
+                        "input_audio_token": a,
+                        "input_image_token": i,
+                        "output_token": 1000 - r - ao - io,
+                        "reasoning_token": r,
+                        "output_audio_token": ao,
+                        "output_image_token": io,
+                    }
+                    ours = float(from_nanos(price.cost(ZEROS | billable(units, price))))
+                    compared += 1
+                    if not _same(ours, theirs):
+                        differ.append((name, prompt, kind, ours, theirs))
+    assert compared >= 30_000
+    assert not differ, differ[:20]
 
 
 def test_the_cli_lists_long_prompt_rates(tmp_path: Path) -> None:
