@@ -86,8 +86,18 @@ _STREAM_UNITS = frozenset(unit for to in _CONVERSIONS.values() for unit in to)
 
 def canonical_unit(unit: str) -> str:
     """The canonical name of a dimension: `requests` -> `request`, `mb` -> `MB`."""
+    known = _CANONICAL.get(unit)
+    if known is not None:
+        return known
     name = unit.strip()
-    return _UNIT_ALIASES.get(name.lower(), _UNIT_ALIASES.get(name, name))
+    canonical = _UNIT_ALIASES.get(name.lower(), _UNIT_ALIASES.get(name, name))
+    if len(_CANONICAL) < _CANONICAL_MAX:  # names seen before, bounded: callers name units
+        _CANONICAL[unit] = canonical
+    return canonical
+
+
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX = 4096
 
 
 @exact
@@ -134,9 +144,20 @@ def clean_usage(units: object) -> dict[str, Decimal]:
     return out
 
 
-@exact
 def to_quantity(value: object, field_name: str) -> Decimal:
     """A usage quantity: a finite, non-negative number (never a boolean)."""
+    # The usual case first: a whole count, or a quantity already read. Both convert exactly
+    # in any context (and NaN is never compared: that would trap).
+    if type(value) is int:
+        if value >= 0:
+            return Decimal(value)
+    elif type(value) is Decimal and value.is_finite() and value >= 0:
+        return value
+    return _to_quantity(value, field_name)
+
+
+@exact
+def _to_quantity(value: object, field_name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValidationError(field_name, value, "a number of units of zero or more")
     if isinstance(value, str):
@@ -359,7 +380,7 @@ class Price:
 
     def accepts(self, unit: str) -> bool:
         """Whether a call may give `unit` (any spelling of it, such as `requests`)."""
-        return canonical_unit(unit) in self._accepts
+        return unit in self._accepts or canonical_unit(unit) in self._accepts
 
     def usage(self, units: object) -> dict[str, Decimal]:
         """A call's usage, validated against this price: a unit it does not have would be

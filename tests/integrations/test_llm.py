@@ -285,6 +285,20 @@ def _ours(price: Price, prompt: int, cached: int, writes: int, completion: int) 
     return float(from_nanos(price.cost(units)))
 
 
+def _theirs(litellm: Any, name: str, row: Mapping[str, Any], **usage: Any) -> float:
+    """litellm's cost of `usage` on the row `name` (given: see the grid test), in dollars."""
+    return float(
+        sum(
+            litellm.cost_per_token(
+                model=name,
+                custom_llm_provider=row.get("litellm_provider"),
+                requested_model_info_override=row,
+                **usage,
+            )
+        )
+    )
+
+
 def _same(ours: float, theirs: float) -> bool:
     """Equal to 1e-9 relative (litellm adds floats; spendgate rounds once to a nano)."""
     return abs(ours - theirs) <= 1e-9 * abs(theirs) + 1e-9
@@ -319,17 +333,10 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
             for prompt, cached, writes, completion in _grid(spec, embedding):
                 if writes and row.get("litellm_provider") == "deepseek":
                     continue  # DeepSeek reports cache hits and misses, never cache writes
-                theirs = sum(
-                    litellm.cost_per_token(
-                        model=name,
-                        custom_llm_provider=row.get("litellm_provider"),
-                        requested_model_info_override=row,
-                        prompt_tokens=prompt,
-                        completion_tokens=completion,
-                        cache_read_input_tokens=cached,
-                        cache_creation_input_tokens=writes,
-                    )
-                )
+                theirs = _theirs(
+                    litellm, name, row, prompt_tokens=prompt, completion_tokens=completion,
+                    cache_read_input_tokens=cached, cache_creation_input_tokens=writes,
+                )  # fmt: skip
                 ours = _ours(price, prompt, cached, writes, completion)
                 compared += 1
                 if not _same(ours, theirs):
@@ -361,14 +368,8 @@ def test_off_peak_hours_are_booked_at_the_standard_rate() -> None:
         costs = {}
         for when in (PEAK, PEAK.replace(hour=12)):  # 20:00 in Beijing: off-peak
             with pinned_billing_time(when):
-                costs[when] = sum(
-                    litellm.cost_per_token(
-                        model=name,
-                        custom_llm_provider=row.get("litellm_provider"),
-                        requested_model_info_override=row,
-                        prompt_tokens=10_000,
-                        completion_tokens=1000,
-                    )
+                costs[when] = _theirs(
+                    litellm, name, row, prompt_tokens=10_000, completion_tokens=1000
                 )
         assert _same(ours, costs[PEAK]), name
         assert costs[PEAK.replace(hour=12)] < ours <= 2 * costs[PEAK.replace(hour=12)] + 1e-9
@@ -508,14 +509,7 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
                             "reasoning_tokens": r, "audio_tokens": ao, "image_tokens": io
                         },
                     )  # fmt: skip
-                    theirs = sum(
-                        litellm.cost_per_token(
-                            model=name,
-                            custom_llm_provider=row.get("litellm_provider"),
-                            requested_model_info_override=row,
-                            usage_object=usage,
-                        )
-                    )
+                    theirs = _theirs(litellm, name, row, usage_object=usage)
                     units = {
                         "input_token": prompt - c - w - a - i,
                         "cached_input_token": c,

@@ -1,15 +1,7 @@
-"""LLM calls: prices from the table the `litellm` package ships, and token usage read from
-OpenAI- and Anthropic-style responses.
+"""LLM prices from the table the `litellm` package ships, offline.
 
-Everything is offline: `litellm_prices()` reads the JSON file inside the installed package
-(or a file given), never the network, and does not import litellm itself.
-
-```python
-sources = litellm_prices(models=["gpt-4o"])       # {"gpt-4o": {"price": {...}}}
-print(to_toml(sources))                           # [sources."gpt-4o"] price = {...}
-units = usage_from_openai(response)               # {"input_token": ..., "output_token": ...}
-gate.record("ml_inference", "gpt-4o", units=units)
-```
+`litellm_prices()` reads the JSON file inside the installed package (or a file given), never
+the network, and does not import litellm itself.
 """
 
 from __future__ import annotations
@@ -23,8 +15,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from spendgate.errors import ConfigError, ValidationError
-from spendgate.pricing import Price
+from spendgate.errors import ConfigError
+from spendgate.llm.usage import MODALITIES, PROMPT_UNITS
 
 LITELLM_FILE = "model_prices_and_context_window_backup.json"
 # litellm's per-token fields, and the dimension each becomes in spendgate.
@@ -34,37 +26,7 @@ FIELDS = {
     "cache_read_input_token_cost": "cached_input_token",
     "cache_creation_input_token_cost": "cache_write_token",
 }
-MODALITIES = {
-    "reasoning_token": ("output_cost_per_reasoning_token", "output_token"),
-    "input_audio_token": ("input_cost_per_audio_token", "input_token"),
-    "cached_input_audio_token": ("cache_read_input_audio_token_cost", "cached_input_token"),
-    "input_image_token": ("input_cost_per_image_token", "input_token"),
-    "input_video_token": ("input_cost_per_video_token", "input_token"),
-    "output_audio_token": ("output_cost_per_audio_token", "output_token"),
-    "output_image_token": ("output_cost_per_image_token", "output_token"),
-    "output_video_token": ("output_cost_per_video_token", "output_token"),
-    "cache_write_1h_token": ("cache_creation_input_token_cost_above_1hr", "cache_write_token"),
-    "cache_write_12h_token": ("cache_creation_input_token_cost_above_12hr", "cache_write_token"),
-}
-"""Tokens some models price apart (litellm's field), and the unit they are billed as by a
-model that does not: reasoning tokens as output, audio prompt tokens as input, cache writes
-kept an hour as cache writes. A model's source names such a unit only when its row prices
-it; `billable()` moves the tokens of a unit a price does not name to the unit it is billed
-as."""
 MODES = ("chat", "completion", "responses", "embedding")
-PROMPT_UNITS = (
-    "input_token",
-    "cached_input_token",
-    "cache_write_token",
-    "input_audio_token",
-    "cached_input_audio_token",
-    "input_image_token",
-    "input_video_token",
-    "cache_write_1h_token",
-    "cache_write_12h_token",
-)
-"""The units whose sum is a call's prompt size, which picks a long-prompt rate: providers
-count cached tokens, cache writes and every kind of prompt token in the prompt."""
 _FIELD_UNITS = {**FIELDS, **{field: unit for unit, (field, _) in MODALITIES.items()}}
 # `input_cost_per_token_above_200k_tokens`: the rate for a whole call whose prompt is longer.
 # Of the modalities, only audio prompt tokens and timed cache writes have such rates.
@@ -277,139 +239,3 @@ def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _inline(rates: Mapping[str, str]) -> str:
     return "{ " + ", ".join(f"{unit} = {json.dumps(rate)}" for unit, rate in rates.items()) + " }"
-
-
-def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
-def _required(value: Any, field: str) -> int:
-    """A count the response must give: a missing one would silently cost $0."""
-    if value is None:
-        raise ValidationError(field, None, "the token count (the response has no usage for it)")
-    return _count(value, field)
-
-
-def _count(value: Any, field: str) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(field, value, "a whole number of tokens, zero or more")
-    return value
-
-
-def usage_from_openai(response: Any) -> dict[str, int]:
-    """Token units from an OpenAI-style response (a dict or an SDK object) or its `usage`:
-    chat completions and completions (`prompt_tokens`, `completion_tokens`), the Responses
-    API (`input_tokens`, `output_tokens`) and embeddings (`prompt_tokens` alone).
-
-    Every kind of token OpenAI bills apart is its own unit: cached prompt tokens, audio
-    prompt tokens (and cached ones), image prompt tokens; reasoning, audio and image output
-    tokens. The counts OpenAI reports include them, so the plain units are what is left.
-    Pass the result through `billable()` for a model that prices fewer kinds.
-    """
-    usage = _get(response, "usage") or response
-    if _get(usage, "input_tokens") is not None and _get(usage, "prompt_tokens") is None:
-        return _openai_units(usage, "input_tokens", "output_tokens", "input_tokens_details",
-                             "output_tokens_details")  # fmt: skip
-    return _openai_units(
-        usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details",
-        "completion_tokens_details",
-    )  # fmt: skip
-
-
-def _openai_units(
-    usage: Any, inp: str, out: str, inp_details: str, out_details: str
-) -> dict[str, int]:
-    prompt = _required(_get(usage, inp), f"usage.{inp}")
-    embedding = _get(usage, out) is None and _get(usage, "total_tokens") == prompt
-    completion = 0 if embedding else _required(_get(usage, out), f"usage.{out}")
-    details, done = _get(usage, inp_details), _get(usage, out_details)
-    where, done_where = f"usage.{inp_details}", f"usage.{out_details}"
-    cached = _detail(details, "cached_tokens", where)
-    cached_audio = min(
-        _detail(_get(details, "cached_tokens_details"), "audio_tokens",
-                f"{where}.cached_tokens_details"),
-        cached,
-    )  # fmt: skip
-    writes = _detail(details, "cache_write_tokens", where)
-    long_writes = _detail(
-        _get(details, "cache_creation_token_details"), "ephemeral_12h_input_tokens",
-        f"{where}.cache_creation_token_details",
-    )  # fmt: skip
-    prompt_kinds = {
-        "cached_input_token": cached - cached_audio,
-        "cached_input_audio_token": cached_audio,
-        "cache_write_token": _rest(writes, (long_writes,), where, "cache_write_tokens"),
-        "cache_write_12h_token": long_writes,
-        "input_audio_token": max(_detail(details, "audio_tokens", where) - cached_audio, 0),
-        "input_image_token": _detail(details, "image_tokens", where),
-        "input_video_token": _detail(details, "video_tokens", where),
-    }
-    output_kinds = {
-        "reasoning_token": _detail(done, "reasoning_tokens", done_where),
-        "output_audio_token": _detail(done, "audio_tokens", done_where),
-        "output_image_token": _detail(done, "image_tokens", done_where),
-        "output_video_token": _detail(done, "video_tokens", done_where),
-    }
-    return (
-        dict.fromkeys(MODALITIES, 0)
-        | {
-            "input_token": _rest(prompt, tuple(prompt_kinds.values()), where, inp),
-            "output_token": _rest(completion, tuple(output_kinds.values()), done_where, out),
-        }
-        | prompt_kinds
-        | output_kinds
-    )
-
-
-def _detail(details: Any, key: str, where: str) -> int:
-    return _count(_get(details, key) if details else None, f"{where}.{key}")
-
-
-def _rest(total: int, parts: tuple[int, ...], where: str, of: str) -> int:
-    """What is left of a count once the kinds it includes are taken out."""
-    if sum(parts) > total:
-        raise ValidationError(
-            where, sum(parts), f"kinds of tokens adding up to at most {of} ({total})"
-        )
-    return total - sum(parts)
-
-
-def usage_from_anthropic(response: Any) -> dict[str, int]:
-    """Token units from an Anthropic-style response (a dict or an SDK object) or its `usage`.
-
-    Cache reads and cache writes are their own units, as Anthropic bills them, and writes
-    kept an hour (`cache_creation.ephemeral_1h_input_tokens`) are apart from the rest.
-    Pass the result through `billable()` for a model that prices fewer kinds.
-    """
-    usage = _get(response, "usage") or response
-    read = _count(_get(usage, "cache_read_input_tokens"), "usage.cache_read_input_tokens")
-    write = _count(_get(usage, "cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
-    hour = _detail(_get(usage, "cache_creation"), "ephemeral_1h_input_tokens",
-                   "usage.cache_creation")  # fmt: skip
-    return dict.fromkeys(MODALITIES, 0) | {
-        "input_token": _required(_get(usage, "input_tokens"), "usage.input_tokens"),
-        "output_token": _required(_get(usage, "output_tokens"), "usage.output_tokens"),
-        "cached_input_token": read,
-        "cache_write_token": _rest(write, (hour,), "usage.cache_creation",
-                                   "cache_creation_input_tokens"),
-        "cache_write_1h_token": hour,
-    }  # fmt: skip
-
-
-def billable(units: Mapping[str, int], price: Price | None) -> dict[str, int]:
-    """`units` as `price` bills them: the tokens of a kind it does not price apart (see
-    `MODALITIES`) counted as the kind they are billed as, so an audio prompt token of a model
-    with no audio rate is a prompt token, never free and never refused."""
-    out = dict(units)
-    for unit, (_, billed_as) in MODALITIES.items():
-        if unit in out and (price is None or not price.accepts(unit)):
-            count = out.pop(unit)
-            target = billed_as
-            while price is not None and not price.accepts(target) and target in MODALITIES:
-                target = MODALITIES[target][1]
-            out[target] = out.get(target, 0) + count
-    return out

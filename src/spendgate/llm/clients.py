@@ -1,0 +1,622 @@
+"""Drop-in LLM clients: an `openai` or `anthropic` client (sync or async) whose every paid call
+is priced before it is sent, held against the budgets, and settled with the usage the
+response reports.
+
+```python
+from openai import OpenAI
+from spendgate.llm import wrap
+
+client = wrap(OpenAI(), gate, service="chatbot")   # still an OpenAI, to the type checker too
+reply = client.chat.completions.create(model="gpt-4o", messages=[...], max_tokens=500)
+```
+
+The client's HTTP traffic goes through a transport (`httpx2`, which both SDKs use) that reads
+each request before it leaves: a call to a metered endpoint (chat completions, completions,
+responses, embeddings, messages) is priced from a safe upper bound of its tokens, and the
+hold is reserved on every budget it counts against. A refusal raises `BudgetExceededError`
+before any byte is sent. The response's usage (for a stream, from its last events) is what
+is committed; an error response releases the hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+import httpx2
+
+from spendgate.errors import SpendgateError, ValidationError
+from spendgate.gate import Gate
+from spendgate.llm.usage import PROMPT_UNITS, billable, usage_from_anthropic, usage_from_openai
+from spendgate.pricing import Price
+from spendgate.spend import raise_if_denied
+from spendgate.windows import to_micros
+
+log = logging.getLogger(__name__)
+
+Client = TypeVar("Client")
+Endpoint = Literal["chat", "completion", "responses", "embeddings", "messages"]
+SourceFor = str | Mapping[str, str] | Callable[[str], str] | None
+
+# The endpoints that cost money, by the end of their path, and what each is.
+ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
+    ("/chat/completions", "chat"),
+    ("/completions", "completion"),
+    ("/responses", "responses"),
+    ("/embeddings", "embeddings"),
+    ("/messages", "messages"),
+)
+FREE_PATHS = ("/messages/count_tokens", "/responses/input_tokens", "/files", "/uploads")
+"""POST endpoints that cost nothing, passed through unmetered. Any other POST to a path the
+client does not meter is refused: it could be a paid call nobody priced."""
+OUTPUT_UNITS = (
+    "output_token",
+    "reasoning_token",
+    "output_audio_token",
+    "output_image_token",
+    "output_video_token",
+)
+# A prompt's parts that cost tokens their bytes do not bound (an image's URL is short).
+_MEDIA_PARTS = frozenset(
+    {"image_url", "input_image", "image", "input_audio", "audio", "input_file", "file",
+     "document", "video", "video_url"}
+)  # fmt: skip
+_STANDARD_TIERS = (None, "auto", "default", "standard_only")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a wrapped client meters its calls.
+
+    `source` names the source a call is priced and counted as: `None` (the default) takes
+    the request's `model`; a string names one source for every call; a mapping or a
+    function maps the model to the source. `max_output_tokens` is sent with a request that
+    sets no output limit, so that the bound holds. A prompt is bounded by its request's UTF-8
+    bytes (a token is at least one byte) plus `prompt_margin` tokens (what a provider adds
+    around messages and tools) plus `media_tokens` for each image, audio clip, file or video.
+    """
+
+    service: str
+    source: SourceFor = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    max_output_tokens: int = 4096
+    media_tokens: int = 10_000
+    prompt_margin: int = 1000
+    free_paths: tuple[str, ...] = FREE_PATHS
+
+    def __post_init__(self) -> None:
+        for name in ("max_output_tokens", "media_tokens", "prompt_margin"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValidationError(name, value, "a whole number of tokens, zero or more")
+        if self.max_output_tokens < 1:
+            raise ValidationError("max_output_tokens", 0, "a whole number above zero")
+
+
+@dataclass
+class _Call:
+    """One metered request: where it goes, what it is priced as, and the request to send."""
+
+    endpoint: Endpoint
+    source: str
+    stream: bool
+    request: httpx2.Request
+    bound: Decimal
+    price: Price | None
+    """The price the call was bounded with: which kinds of token it prices apart."""
+    hidden_usage: bool = False
+    """Usage was asked for on the caller's behalf: its stream chunk is not shown."""
+
+
+class _Meter:
+    """What the sync and async transports share: read a request, bound it, settle it."""
+
+    def __init__(
+        self, gate: Gate, options: Options, sdk_error: type[Exception] | None = None
+    ) -> None:
+        self.gate = gate
+        self.options = options
+        self.sdk_error = sdk_error
+        self._bounds: dict[int, tuple[Price, list[tuple[Decimal, Decimal, Decimal]]]] = {}
+        self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
+
+    def refused(self, exc: SpendgateError) -> SpendgateError:
+        """`exc`, made an instance of the SDK's own error class too: an SDK passes its own
+        errors to the caller as they are, where it would retry anything else as a broken
+        connection and then hide it behind one (the `anthropic` package does)."""
+        if self.sdk_error is not None and not isinstance(exc, self.sdk_error):
+            kind = type(exc)
+            both = self._kinds.get(kind)
+            if both is None:
+                both = type(kind.__name__, (kind, self.sdk_error), {"__module__": kind.__module__})
+                self._kinds[kind] = both
+            exc.__class__ = both
+        return exc
+
+    # -- before the request leaves ----------------------------------------------------------
+
+    def prepare(self, request: httpx2.Request) -> _Call | None:
+        """The metered call `request` is, or `None` for a request that costs nothing."""
+        if request.method != "POST":
+            return None
+        path = request.url.path.rstrip("/")
+        if any(path.endswith(free) for free in self.options.free_paths):
+            return None
+        endpoint = next((kind for end, kind in ENDPOINTS if path.endswith(end)), None)
+        if endpoint is None or "/batches" in path:
+            raise ValidationError(
+                "request",
+                path,
+                "a call spendgate can price (chat completions, completions, responses, "
+                "embeddings, messages) or a free one; batches and other paid endpoints are "
+                "not metered, so they are refused rather than sent unguarded",
+            )
+        try:
+            body = json.loads(request.content or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValidationError("request", path, "a JSON body") from None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise ValidationError("model", body.get("model") if isinstance(body, dict) else body,
+                                  "the model the request names")  # fmt: skip
+        tier = body.get("service_tier")
+        if tier not in _STANDARD_TIERS:
+            raise ValidationError(
+                "service_tier",
+                tier,
+                "the standard tier (unset or 'auto'): other service tiers are not priced yet",
+            )
+        stream = body.get("stream") is True
+        hidden = False
+        size = len(body)
+        out = self._output_bound(endpoint, body)
+        if stream and endpoint in ("chat", "completion"):
+            options = body.get("stream_options")
+            if not isinstance(options, dict) or options.get("include_usage") is not True:
+                body["stream_options"] = {**(options or {}), "include_usage": True}
+                hidden = True
+        source = self._source(body["model"])
+        prompt = len(request.content) + self.options.prompt_margin
+        prompt += self.options.media_tokens * _media_parts(body)
+        sent = request if len(body) == size and not hidden else _resent(request, body)
+        now_us = to_micros(self.gate.clock())
+        price = self.gate.bind(self.options.service, source).price(now_us).price
+        bound = self._bound(price, prompt, out)
+        return _Call(endpoint, source, stream, sent, bound, price, hidden)
+
+    def _output_bound(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
+        """The most output tokens the call can return, a cap sent with it when it has none."""
+        if endpoint == "embeddings":
+            return 0
+        key = {
+            "chat": "max_completion_tokens" if "max_tokens" not in body else "max_tokens",
+            "completion": "max_tokens",
+            "responses": "max_output_tokens",
+            "messages": "max_tokens",
+        }[endpoint]
+        limit = body.get(key)
+        if limit is None:
+            limit = body[key] = self.options.max_output_tokens
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValidationError(key, limit, "a whole number of tokens")
+        choices = body.get("n", 1) if endpoint in ("chat", "completion") else 1
+        if isinstance(choices, bool) or not isinstance(choices, int) or choices < 1:
+            raise ValidationError("n", choices, "a whole number above zero")
+        return limit * choices
+
+    def _source(self, model: str) -> str:
+        chosen = self.options.source
+        if chosen is None:
+            return model
+        if isinstance(chosen, str):
+            return chosen
+        if isinstance(chosen, Mapping):
+            return chosen.get(model, model)
+        return chosen(model)
+
+    def _bound(self, price: Price | None, prompt: int, output: int) -> Decimal:
+        """The most a call with `prompt` and `output` tokens can cost: every prompt token at
+        the dearest prompt rate and every output token at the dearest output rate, in the
+        dearest size tier a prompt of this size or smaller falls in."""
+        if price is None:
+            return Decimal(0)  # an allowed-unpriced source: stored as unpriced
+        steps = self._steps(price)
+        return max(
+            prompt * top_in + output * top_out for above, top_in, top_out in steps if prompt > above
+        )
+
+    def _steps(self, price: Price) -> list[tuple[Decimal, Decimal, Decimal]]:
+        """Per size tier (the base first, at size -1): the dearest prompt and output rates."""
+        cached = self._bounds.get(id(price))
+        if cached is not None and cached[0] is price:
+            return cached[1]
+        unknown = [u for u in price.units if u not in (*PROMPT_UNITS, *OUTPUT_UNITS, "request")]
+        if unknown:
+            raise ValidationError(
+                "source",
+                price.source,
+                f"a source priced by the token; {price.source!r} is priced per "
+                f"{', '.join(unknown)}, which a response does not tell",
+            )
+        rates = {r.unit: r.max_rate for r in price.rates}
+        request = rates.pop("request", Decimal(0))
+        steps = []
+        for above, tier in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
+            rates.update(tier)
+            top_in = max((rates.get(u, Decimal(0)) for u in PROMPT_UNITS), default=Decimal(0))
+            top_out = max((rates.get(u, Decimal(0)) for u in OUTPUT_UNITS), default=Decimal(0))
+            steps.append((above, top_in, top_out + request))  # a request is one output's worth
+        self._bounds[id(price)] = (price, steps)
+        return steps
+
+    def reserve(self, call: _Call) -> str:
+        decision = self.gate.reserve(
+            self.options.service, call.source, call.bound, labels=self.options.labels
+        )
+        raise_if_denied(decision)
+        assert decision.reservation_id is not None
+        return decision.reservation_id
+
+    async def areserve(self, call: _Call) -> str:
+        decision = await self.gate.areserve(
+            self.options.service, call.source, call.bound, labels=self.options.labels
+        )
+        raise_if_denied(decision)
+        assert decision.reservation_id is not None
+        return decision.reservation_id
+
+    # -- after the response ---------------------------------------------------------------
+
+    def units(self, call: _Call, usage: Any) -> dict[str, int] | None:
+        """The billable units of a response's usage, or `None` when it reports none."""
+        if not usage:
+            return None
+        read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
+        return billable(read(usage), call.price)
+
+    def settlement(self, call: _Call, usage: Any) -> dict[str, Any]:
+        """`commit()`'s arguments for a call whose response reported `usage` (or nothing:
+        then the hold, the most it could have cost, is what is booked)."""
+        units = self.units(call, usage)
+        if units is None:
+            log.warning(
+                "%s: the response reported no usage; booked at the hold (its upper bound)",
+                call.source,
+            )
+            return {}
+        return {"units": units}
+
+
+def _resent(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
+    """`request` with `body` (a limit or a usage option added) in place of its own."""
+    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+    content = json.dumps(body, separators=(",", ":")).encode()
+    return httpx2.Request(
+        request.method, request.url, headers=headers, content=content,
+        extensions=request.extensions,
+    )  # fmt: skip
+
+
+def _media_parts(value: Any) -> int:
+    """How many parts of a request body are images, audio, files or video."""
+    if isinstance(value, dict):
+        kind = value.get("type")
+        own = 1 if isinstance(kind, str) and kind in _MEDIA_PARTS else 0
+        return own + sum(_media_parts(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_media_parts(v) for v in value)
+    return 0
+
+
+def _body_usage(call: _Call, body: bytes) -> Any:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data.get("usage") if isinstance(data, dict) else None
+
+
+class _Events:
+    """Server-sent events read as they pass: the usage they report, and the bytes to pass on
+    (the usage chunk asked for on the caller's behalf left out)."""
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.usage: dict[str, Any] = {}
+        self.complete = False
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buffer += chunk
+        out = []
+        while True:
+            end, size = _event_end(self._buffer)
+            if end < 0:
+                break
+            event, self._buffer = self._buffer[: end + size], self._buffer[end + size :]
+            if self._read(event):
+                out.append(event)
+        return b"".join(out)
+
+    def rest(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        if rest.strip():
+            self._read(rest)
+        return rest
+
+    def _read(self, event: bytes) -> bool:
+        """Note what `event` reports; whether to pass it on."""
+        data = b"\n".join(
+            line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")
+        )
+        if not data or data == b"[DONE]":
+            return True
+        try:
+            payload = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return True
+        if not isinstance(payload, dict):
+            return True
+        kind = payload.get("type")
+        if self.call.endpoint == "messages":
+            if kind == "message_start":
+                self.usage.update((payload.get("message") or {}).get("usage") or {})
+            elif kind == "message_delta" and payload.get("usage"):
+                self.usage.update(payload["usage"])
+                self.complete = True
+            return True
+        if self.call.endpoint == "responses":
+            if kind in ("response.completed", "response.incomplete", "response.failed"):
+                usage = (payload.get("response") or {}).get("usage")
+                if usage:
+                    self.usage, self.complete = dict(usage), True
+            return True
+        if payload.get("usage"):
+            self.usage, self.complete = dict(payload["usage"]), True
+            return not (self.call.hidden_usage and not payload.get("choices"))
+        return True
+
+
+def _event_end(buffer: bytes) -> tuple[int, int]:
+    """Where the first event in `buffer` ends, and the length of its blank-line end."""
+    ends = [(i, len(sep)) for sep in (b"\n\n", b"\r\n\r\n") if (i := buffer.find(sep)) >= 0]
+    return min(ends) if ends else (-1, 0)
+
+
+class _Settled:
+    """Settles one streamed call once: with the usage seen, else at the hold."""
+
+    def __init__(self, meter: _Meter, call: _Call, reservation_id: str) -> None:
+        self.meter, self.call, self.reservation_id = meter, call, reservation_id
+        self.events = _Events(call)
+        self.done = False
+
+    def arguments(self) -> dict[str, Any]:
+        self.done = True
+        usage = self.events.usage if self.events.complete else None
+        if usage is None:
+            log.warning(
+                "%s: the stream ended before its usage; booked at the hold", self.call.source
+            )
+            return {}
+        return self.meter.settlement(self.call, usage)
+
+
+class _SettlingStream(httpx2.SyncByteStream):
+    def __init__(self, inner: httpx2.SyncByteStream, settled: _Settled) -> None:
+        self.inner, self.settled = inner, settled
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.inner:
+                passed = self.settled.events.feed(chunk)
+                if passed:
+                    yield passed
+            rest = self.settled.events.rest()
+            if rest:
+                yield rest
+        finally:
+            self._settle()
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self.settled.done:
+            s = self.settled
+            s.meter.gate.commit(s.reservation_id, **s.arguments())
+
+
+class _AsyncSettlingStream(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream, settled: _Settled) -> None:
+        self.inner, self.settled = inner, settled
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.inner:
+                passed = self.settled.events.feed(chunk)
+                if passed:
+                    yield passed
+            rest = self.settled.events.rest()
+            if rest:
+                yield rest
+        finally:
+            await self._settle()
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        if not self.settled.done:
+            s = self.settled
+            arguments = s.arguments()
+            # Shielded: a cancelled caller still has its call booked.
+            await asyncio.shield(s.meter.gate.acommit(s.reservation_id, **arguments))
+
+
+def _streamed(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def _outcome(meter: _Meter, call: _Call, response: httpx2.Response) -> dict[str, Any] | None:
+    """`commit()`'s arguments for a read response, or `None` for one that is not billed (an
+    error: its hold goes back)."""
+    if response.status_code >= 400:
+        return None
+    return meter.settlement(call, _body_usage(call, response.content))
+
+
+def _relayed(
+    response: httpx2.Response, call: _Call, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream
+) -> httpx2.Response:
+    """`response` with its body read through `stream`."""
+    return httpx2.Response(
+        response.status_code, headers=response.headers, stream=stream,
+        request=call.request, extensions=response.extensions,
+    )  # fmt: skip
+
+
+class LLMTransport(httpx2.BaseTransport):
+    """The sync transport of a wrapped client: meters each paid call (see the module)."""
+
+    def __init__(self, meter: _Meter, transport: httpx2.BaseTransport | None = None) -> None:
+        self.meter = meter
+        self._inner = transport if transport is not None else httpx2.HTTPTransport()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        meter = self.meter
+        try:
+            call = meter.prepare(request)
+            if call is None:
+                return self._inner.handle_request(request)
+            reservation_id = meter.reserve(call)
+        except SpendgateError as exc:
+            raise meter.refused(exc) from exc.__cause__
+        try:
+            response = self._inner.handle_request(call.request)
+            streamed = response.status_code < 400 and _streamed(response)
+            if not streamed:
+                response.read()
+        except BaseException:
+            meter.gate.release(reservation_id)
+            raise
+        if streamed:
+            assert isinstance(response.stream, httpx2.SyncByteStream)
+            settled = _Settled(meter, call, reservation_id)
+            return _relayed(response, call, _SettlingStream(response.stream, settled))
+        arguments = _outcome(meter, call, response)
+        if arguments is None:
+            meter.gate.release(reservation_id)
+        else:
+            meter.gate.commit(reservation_id, **arguments)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncLLMTransport(httpx2.AsyncBaseTransport):
+    """The async transport of a wrapped client: meters each paid call (see the module)."""
+
+    def __init__(self, meter: _Meter, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.meter = meter
+        self._inner = transport if transport is not None else httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        meter = self.meter
+        try:
+            call = meter.prepare(request)
+            if call is None:
+                return await self._inner.handle_async_request(request)
+            reservation_id = await meter.areserve(call)
+        except SpendgateError as exc:
+            raise meter.refused(exc) from exc.__cause__
+        try:
+            response = await self._inner.handle_async_request(call.request)
+            streamed = response.status_code < 400 and _streamed(response)
+            if not streamed:
+                await response.aread()
+        except BaseException:
+            with contextlib.suppress(SpendgateError):  # else its TTL returns it
+                await asyncio.shield(meter.gate.arelease(reservation_id))
+            raise
+        if streamed:
+            assert isinstance(response.stream, httpx2.AsyncByteStream)
+            settled = _Settled(meter, call, reservation_id)
+            return _relayed(response, call, _AsyncSettlingStream(response.stream, settled))
+        arguments = _outcome(meter, call, response)
+        if arguments is None:
+            await meter.gate.arelease(reservation_id)
+        else:  # shielded: a cancelled caller still has its call booked
+            await asyncio.shield(meter.gate.acommit(reservation_id, **arguments))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _sdk_error(client: object) -> type[Exception] | None:
+    """The root error class of the SDK `client` comes from (`openai.OpenAIError`...)."""
+    package = sys.modules.get(type(client).__module__.partition(".")[0])
+    for name in ("OpenAIError", "AnthropicError"):
+        base = getattr(package, name, None)
+        if isinstance(base, type) and issubclass(base, Exception):
+            return base
+    return None
+
+
+def wrap(
+    client: Client,
+    gate: Gate,
+    *,
+    service: str,
+    source: SourceFor = None,
+    labels: Mapping[str, str] | None = None,
+    max_output_tokens: int = 4096,
+    media_tokens: int = 10_000,
+    prompt_margin: int = 1000,
+    transport: httpx2.BaseTransport | httpx2.AsyncBaseTransport | None = None,
+) -> Client:
+    """`client` (an `openai` or `anthropic` client, sync or async) with every paid call
+    metered through `gate` for `service`. The result is a copy of the same class, so the
+    caller's type checker and IDE see the client they know. See `Options` for the rest;
+    `transport` is the transport to send through (default: a plain `httpx2` one)."""
+    options = Options(
+        service,
+        source,
+        dict(labels or {}),
+        max_output_tokens=max_output_tokens,
+        media_tokens=media_tokens,
+        prompt_margin=prompt_margin,
+    )
+    copy = getattr(client, "with_options", None)
+    inner_client = getattr(client, "_client", None)
+    if copy is None or inner_client is None:
+        raise ValidationError(
+            "client", type(client).__name__, "an openai or anthropic client (sync or async)"
+        )
+    meter = _Meter(gate, options, _sdk_error(client))
+    if isinstance(inner_client, httpx2.AsyncClient):
+        if transport is not None and not isinstance(transport, httpx2.AsyncBaseTransport):
+            raise ValidationError("transport", transport, "an httpx2.AsyncBaseTransport")
+        http: httpx2.Client | httpx2.AsyncClient = httpx2.AsyncClient(
+            transport=AsyncLLMTransport(meter, transport), timeout=None
+        )
+    else:
+        if transport is not None and not isinstance(transport, httpx2.BaseTransport):
+            raise ValidationError("transport", transport, "an httpx2.BaseTransport")
+        http = httpx2.Client(transport=LLMTransport(meter, transport), timeout=None)
+    wrapped: Client = copy(http_client=http)
+    return wrapped

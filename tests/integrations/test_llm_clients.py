@@ -1,0 +1,360 @@
+"""The drop-in clients: the real `openai` and `anthropic` packages, pointed at a local server
+on loopback that answers like the APIs (tests/integrations/llm_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spendgate import BudgetExceededError, Gate, ValidationError
+from spendgate.config import parse
+from spendgate.llm import wrap
+from spendgate.testing import FrozenClock
+
+from .llm_server import LLMServer, wait_until
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+M = Decimal("0.000001")  # per token, from "N/1M"
+RATES = {  # model: (input, output, cached input, cache write, reasoning), per million tokens
+    "gpt-test": (1, 4, Decimal("0.5"), 1, None),
+    "think-test": (1, 4, Decimal("0.5"), 1, 8),
+    "slow-test": (1, 4, Decimal("0.5"), 1, None),
+    "bad-request": (1, 4, Decimal("0.5"), 1, None),
+    "claude-test": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
+}
+
+
+def sources() -> dict[str, Any]:
+    out = {}
+    for model, (inp, out_, cached, write, reasoning) in RATES.items():
+        price = {
+            "input_token": f"{inp}/1M",
+            "output_token": f"{out_}/1M",
+            "cached_input_token": f"{cached}/1M",
+            "cache_write_token": f"{write}/1M",
+        }
+        if reasoning is not None:
+            price["reasoning_token"] = f"{reasoning}/1M"
+        out[model] = {"price": price}
+    return out
+
+
+def billed(model: str, usage: dict[str, Any]) -> Decimal:
+    """What the server's usage costs, worked out here from the rates, apart from spendgate."""
+    inp, out, cached, write, reasoning = RATES[model]
+    if "prompt_tokens" in usage or "input_tokens_details" in usage:
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        done = usage.get("completion_tokens", usage.get("output_tokens", 0))
+        hit = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        hit = hit.get("cached_tokens", 0)
+        thought = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
+        thought_rate = reasoning if reasoning is not None else out
+        total = (prompt - hit) * inp + hit * cached + (done - thought) * out
+        total += thought * thought_rate
+    else:  # Anthropic's
+        total = usage["input_tokens"] * inp + usage["output_tokens"] * out
+        total += usage["cache_read_input_tokens"] * cached
+        total += usage["cache_creation_input_tokens"] * write
+    return total * M
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with LLMServer() as running:
+        yield running
+
+
+def open_gate(limit: str = "100", db: str = "memory://") -> Gate:
+    config = parse({"sources": sources(), "budgets": [{"name": "llm", "limit": limit}]})
+    return Gate.open(db, config=config, clock=FrozenClock())
+
+
+def spent(gate: Gate) -> Decimal:
+    [status] = gate.status()
+    assert status.reserved == 0, "no hold is left behind"
+    return status.spent
+
+
+def booked(gate: Gate, server: LLMServer) -> tuple[Decimal, Decimal]:
+    """What the gate booked, and what the server's usage costs."""
+    return spent(gate), sum((billed(m, u) for _, m, u in server.usages), Decimal(0))
+
+
+def test_chat_is_booked_at_the_usage_the_server_sent(server: LLMServer) -> None:
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        assert isinstance(client, openai.OpenAI)
+        reply = client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}], max_tokens=50
+        )
+        assert reply.choices[0].message.content == "hello"
+        thought = client.chat.completions.create(
+            model="think-test", messages=[{"role": "user", "content": "why?"}]
+        )
+        assert thought.usage is not None
+        assert thought.usage.completion_tokens_details
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected > 0
+        # No limit asked: the configured cap is sent, so the bound holds.
+        assert server.bodies[1]["max_completion_tokens"] == 4096
+        [event, _] = gate.events()
+        assert event.source == "gpt-test"
+        assert event.service == "bot"
+
+
+def test_every_endpoint_and_anthropic(server: LLMServer) -> None:
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        client.completions.create(model="gpt-test", prompt="say hi", max_tokens=5)
+        client.responses.create(model="gpt-test", input="hi", max_output_tokens=40)
+        client.embeddings.create(model="gpt-test", input="embed me")
+        claude = wrap(anthropic.Anthropic(api_key="k", base_url=server.url), gate, service="bot")
+        assert isinstance(claude, anthropic.Anthropic)
+        message = claude.messages.create(
+            model="claude-test", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.content[0].text == "hello"  # type: ignore[union-attr]
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected > 0
+        assert len(gate.events()) == 4
+
+
+def test_streams_are_booked_from_their_last_events(server: LLMServer) -> None:
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        )
+        # Usage was asked for on the caller's behalf: its chunk (with no choices) is not shown.
+        assert [c.choices[0].delta.content for c in chunks] == ["hel", "lo", "!"]
+        assert server.bodies[-1]["stream_options"] == {"include_usage": True}
+        asked = client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        assert list(asked)[-1].usage is not None  # asked by the caller: shown
+        events = client.responses.create(model="gpt-test", input="hi", stream=True)
+        assert [e.type for e in events][-1] == "response.completed"
+        claude = wrap(anthropic.Anthropic(api_key="k", base_url=server.url), gate, service="bot")
+        with claude.messages.stream(
+            model="claude-test", max_tokens=30, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            assert stream.get_final_text() == "hello"
+        spent_, expected = booked(gate, server)
+        assert len(server.usages) == 4
+        assert spent_ == expected > 0
+
+
+def test_a_refused_call_never_reaches_the_server(server: LLMServer) -> None:
+    with open_gate(limit="0.001") as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        big = [{"role": "user", "content": "x" * 5000}]
+        with pytest.raises(BudgetExceededError):
+            client.chat.completions.create(model="gpt-test", messages=big, max_tokens=1000)
+        with pytest.raises(BudgetExceededError):
+            client.chat.completions.create(
+                model="gpt-test", messages=big, max_tokens=1000, stream=True
+            )
+        assert server.total() == 0
+        assert spent(gate) == 0
+
+
+def test_what_cannot_be_priced_is_refused_before_sending(server: LLMServer) -> None:
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        with pytest.raises(ValidationError, match="service_tier"):
+            client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "hi"}],
+                service_tier="priority",
+            )  # fmt: skip
+        with pytest.raises(ValidationError, match="request"):
+            client.images.generate(model="gpt-test", prompt="a cat")
+        with pytest.raises(SpendgateError_, match="no-such-model"):
+            client.chat.completions.create(model="no-such-model", messages=[])
+        assert server.total() == 0
+        with pytest.raises(ValidationError, match="client"):
+            wrap(object(), gate, service="bot")
+
+
+SpendgateError_ = __import__("spendgate").SpendgateError
+
+
+def test_an_error_response_releases_the_hold(server: LLMServer) -> None:
+    with open_gate() as gate:
+        client = wrap(
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1", max_retries=0),
+            gate,
+            service="bot",
+        )
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="bad-request", messages=[], max_tokens=5)
+        assert server.total() == 1
+        assert spent(gate) == 0
+        assert gate.events() == []
+
+
+def test_a_stream_cancelled_halfway_is_booked_at_its_hold(server: LLMServer) -> None:
+    """The server reports usage only at the end of a stream; a stream closed before then is
+    booked at its hold, the most it could have cost, and never left pending."""
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        stream = client.chat.completions.create(
+            model="slow-test", messages=[{"role": "user", "content": "hi"}], max_tokens=100,
+            stream=True,
+        )  # fmt: skip
+        first = next(iter(stream))
+        assert first.choices[0].delta.content == "hel"
+        wait_until(server.streaming, "the stream to pause")
+        stream.close()
+        server.release.set()
+        [event] = gate.events()
+        assert event.cost is not None
+        assert event.cost > 0
+        assert spent(gate) > 0
+        assert server.usages == []  # the server never reported usage
+
+
+def test_async_clients(server: LLMServer) -> None:
+    async def main(gate: Gate) -> None:
+        client = wrap(
+            openai.AsyncOpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot"
+        )
+        assert isinstance(client, openai.AsyncOpenAI)
+        await client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}], max_tokens=10
+        )
+        stream = await client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert [c.choices[0].delta.content async for c in stream] == ["hel", "lo", "!"]
+        claude = wrap(
+            anthropic.AsyncAnthropic(api_key="k", base_url=server.url), gate, service="bot"
+        )
+        async with claude.messages.stream(
+            model="claude-test", max_tokens=30, messages=[{"role": "user", "content": "hi"}]
+        ) as events:
+            assert await events.get_final_text() == "hello"
+        await asyncio.gather(
+            *(client.embeddings.create(model="gpt-test", input=f"text {i}") for i in range(10))
+        )
+
+    with open_gate() as gate:
+        asyncio.run(main(gate))
+        spent_, expected = booked(gate, server)
+        assert len(server.usages) == 13
+        assert spent_ == expected > 0
+
+
+def test_eight_threads_never_overspend_a_small_hard_budget(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """8 threads x 50 calls, sync and streamed, OpenAI and Anthropic, against a budget that
+    holds only a part of them: spent never passes the limit, every call that went through
+    is booked at the usage the server sent, and every refused one never reached it."""
+    limit = Decimal("0.02")
+    refused = []
+    with open_gate(str(limit), f"sqlite:///{tmp_path / 'llm.db'}") as gate:
+        openai_client = wrap(
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot"
+        )
+        claude = wrap(anthropic.Anthropic(api_key="k", base_url=server.url), gate, service="bot")
+        lock = threading.Lock()
+
+        def worker(n: int) -> None:
+            for i in range(50):
+                messages = [{"role": "user", "content": f"thread {n} call {i} " + "x" * 400}]
+                try:
+                    if i % 3 == 0:
+                        claude.messages.create(
+                            model="claude-test", max_tokens=40, messages=messages
+                        )  # type: ignore[arg-type]
+                    elif i % 3 == 1:
+                        for _ in openai_client.chat.completions.create(
+                            model="gpt-test",
+                            messages=messages,
+                            max_tokens=40,  # type: ignore[arg-type]
+                            stream=True,
+                        ):
+                            pass
+                    else:
+                        openai_client.chat.completions.create(
+                            model="gpt-test",
+                            messages=messages,
+                            max_tokens=40,  # type: ignore[arg-type]
+                        )
+                except BudgetExceededError:
+                    with lock:
+                        refused.append((n, i))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected
+        assert 0 < spent_ <= limit
+        assert refused, "the budget was small enough to refuse some calls"
+        assert server.total() == 400 - len(refused)
+        assert len(gate.events()) == server.total()
+
+
+def test_an_async_stream_cancelled_halfway_is_booked_at_its_hold(server: LLMServer) -> None:
+    async def main(gate: Gate) -> None:
+        client = wrap(
+            openai.AsyncOpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot"
+        )
+        got: list[str] = []
+
+        async def consume() -> None:
+            stream = await client.chat.completions.create(
+                model="slow-test", messages=[{"role": "user", "content": "hi"}],
+                max_tokens=100, stream=True,
+            )  # fmt: skip
+            async with stream:
+                async for chunk in stream:
+                    got.append(chunk.choices[0].delta.content or "")
+
+        task = asyncio.create_task(consume())
+        await asyncio.to_thread(wait_until, server.streaming, "the stream to pause")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert got == ["hel"]
+
+    with open_gate() as gate:
+        asyncio.run(main(gate))
+        server.release.set()
+        [event] = gate.events()
+        assert event.cost is not None
+        assert event.cost > 0
+        assert spent(gate) == Decimal(event.cost) / 10**9
+
+
+def test_the_source_a_call_counts_as_and_bad_options(server: LLMServer) -> None:
+    with open_gate() as gate:
+        base = openai.OpenAI(api_key="k", base_url=f"{server.url}/v1")
+        mapped = wrap(base, gate, service="bot", source={"gpt-4o": "claude-test"})
+        mapped.chat.completions.create(model="gpt-4o", messages=[], max_tokens=5)
+        fixed = wrap(base, gate, service="bot", source="gpt-test", labels={"team": "a"})
+        fixed.chat.completions.create(model="anything", messages=[], max_tokens=5)
+        called = wrap(base, gate, service="bot", source=lambda model: model.removeprefix("x-"))
+        called.chat.completions.create(model="x-gpt-test", messages=[], max_tokens=5)
+        assert [(e.source, dict(e.labels)) for e in gate.events()] == [
+            ("claude-test", {}),
+            ("gpt-test", {"team": "a"}),
+            ("gpt-test", {}),
+        ]
+        for bad in ({"max_output_tokens": 0}, {"media_tokens": -1}, {"prompt_margin": "lots"}):
+            with pytest.raises(ValidationError, match=next(iter(bad))):
+                wrap(base, gate, service="bot", **bad)  # type: ignore[arg-type]
