@@ -18,7 +18,24 @@ host, database name or driver text (see `StoreError.reason`)."""
 
 
 class SpendgateError(Exception):
-    """The root of every error spendgate raises."""
+    """The root of every error spendgate raises.
+
+    Every one pickles (to another process, a task queue) with its fields, whatever its
+    constructor takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuilt_error, (type(self), self.args, dict(self.__dict__))
+
+
+def rebuilt_error(
+    kind: type[SpendgateError], args: tuple[Any, ...], state: dict[str, Any]
+) -> SpendgateError:
+    """An error unpickled: made without its constructor, with its message and fields."""
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ValidationError(SpendgateError, ValueError):

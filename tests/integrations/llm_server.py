@@ -5,8 +5,9 @@ the usage it reported, so a test can compare what was booked with what was bille
 
 The usage is a function of the request: prompt tokens are a quarter of the body's bytes (a
 real tokenizer's count is below the byte count too), output tokens are `OUTPUT` per choice
-or the request's limit if lower. A model named `bad-request` gets a 400; `slow-*` models'
-streams wait for `release` between events, so a test can cancel one halfway.
+or the request's limit if lower. A model named `bad-request` gets a 400, `bad-usage` a
+usage that does not add up; `slow-*` models' streams wait for `release` after their first
+event, so a test can cancel one halfway.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class LLMServer:
                     "prompt_tokens_details": {"cached_tokens": prompt // 2},
                     "completion_tokens_details": {"reasoning_tokens": reasoning},
                 }
+                if body["model"] == "bad-usage":  # more cached tokens than prompt tokens
+                    usage["prompt_tokens_details"] = {"cached_tokens": prompt + 5}
                 chat = kind == "completions" and "chat" in self.path
                 obj = "chat.completion" if chat else "text_completion"
                 if not body.get("stream"):

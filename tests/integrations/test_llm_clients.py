@@ -4,8 +4,12 @@ on loopback that answers like the APIs (tests/integrations/llm_server.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import pickle
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ RATES = {  # model: (input, output, cached input, cache write, reasoning), per m
     "think-test": (1, 4, Decimal("0.5"), 1, 8),
     "slow-test": (1, 4, Decimal("0.5"), 1, None),
     "bad-request": (1, 4, Decimal("0.5"), 1, None),
+    "bad-usage": (1, 4, Decimal("0.5"), 1, None),
     "claude-test": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
 }
 
@@ -315,6 +320,7 @@ def test_an_async_stream_cancelled_halfway_is_booked_at_its_hold(server: LLMServ
             openai.AsyncOpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot"
         )
         got: list[str] = []
+        first = asyncio.Event()
 
         async def consume() -> None:
             stream = await client.chat.completions.create(
@@ -324,9 +330,10 @@ def test_an_async_stream_cancelled_halfway_is_booked_at_its_hold(server: LLMServ
             async with stream:
                 async for chunk in stream:
                     got.append(chunk.choices[0].delta.content or "")
+                    first.set()
 
         task = asyncio.create_task(consume())
-        await asyncio.to_thread(wait_until, server.streaming, "the stream to pause")
+        await asyncio.wait_for(first.wait(), 30)  # the caller has read the first chunk
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -358,3 +365,154 @@ def test_the_source_a_call_counts_as_and_bad_options(server: LLMServer) -> None:
         for bad in ({"max_output_tokens": 0}, {"media_tokens": -1}, {"prompt_margin": "lots"}):
             with pytest.raises(ValidationError, match=next(iter(bad))):
                 wrap(base, gate, service="bot", **bad)  # type: ignore[arg-type]
+
+
+def test_a_limit_sent_as_none_is_replaced_by_the_cap(server: LLMServer) -> None:
+    """The SDK sends `max_tokens=None` as `null`, which is no limit: the cap goes in its
+    place, so the output the bound assumed is the most the server may send."""
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}],
+            max_completion_tokens=None,  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert server.bodies[-1]["max_completion_tokens"] == 4096
+        client.chat.completions.create(
+            model="gpt-test", messages=[], max_tokens=None, max_completion_tokens=7,  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert server.bodies[-1]["max_completion_tokens"] == 7  # a real limit is kept
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected
+
+
+def test_usage_that_does_not_add_up_is_booked_at_the_hold(
+    server: LLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with open_gate() as gate:
+        for sdk_client in (
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"),
+            anthropic.Anthropic(api_key="k", base_url=server.url),
+        ):
+            client = wrap(sdk_client, gate, service="bot")
+            if isinstance(client, openai.OpenAI):
+                client.chat.completions.create(model="bad-usage", messages=[], max_tokens=5)
+        [event] = gate.events()
+        assert event.cost is not None
+        assert event.cost > 0  # the hold: the most it could cost
+        assert spent(gate) == Decimal(event.cost) / 10**9  # and nothing left pending
+        assert server.total() == 1  # booked once, never retried
+        assert "does not read" in caplog.text
+
+
+def test_what_a_request_pulls_in_from_the_provider_needs_a_bound(server: LLMServer) -> None:
+    with open_gate() as gate:
+        base = openai.OpenAI(api_key="k", base_url=f"{server.url}/v1")
+        client = wrap(base, gate, service="bot")
+        with pytest.raises(ValidationError, match=r"previous_response_id.*context_tokens"):
+            client.responses.create(model="gpt-test", input="and?", previous_response_id="r1")
+        with pytest.raises(ValidationError, match="tools"):
+            client.responses.create(
+                model="gpt-test", input="news?", tools=[{"type": "web_search_preview"}]
+            )
+        assert server.total() == 0
+        bounded = wrap(base, gate, service="bot", context_tokens=50_000)
+        bounded.responses.create(
+            model="gpt-test", input="and?", previous_response_id="r1", max_output_tokens=5
+        )
+        assert server.total() == 1
+
+
+def test_a_cancelled_async_reservation_leaves_no_hold(server: LLMServer, tmp_path: Path) -> None:
+    """Cancelled at each point of `areserve()` on a SQL store (its group commit hands the
+    hold to a writer thread): whether or not the hold landed, none is left pending."""
+
+    async def main(gate: Gate) -> None:
+        client = wrap(
+            openai.AsyncOpenAI(api_key="k", base_url=f"{server.url}/v1", max_retries=0),
+            gate,
+            service="bot",
+        )
+        for ticks in range(12):
+            task = asyncio.create_task(
+                client.chat.completions.create(model="gpt-test", messages=[], max_tokens=5)
+            )
+            for _ in range(ticks):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        from spendgate.llm import clients
+
+        while clients._UNDOING:  # the releases of holds taken by cancelled reservations
+            await asyncio.gather(*clients._UNDOING)
+
+    with open_gate(db=f"sqlite:///{tmp_path / 'cancel.db'}") as gate:
+        asyncio.run(main(gate))
+        [status] = gate.status()
+        assert status.reserved == 0
+        assert status.spent == sum(Decimal(e.cost or 0) for e in gate.events()) / 10**9
+
+
+def test_a_hold_lasts_as_long_as_a_long_call(server: LLMServer) -> None:
+    """The default reservation TTL (5 minutes) is shorter than a long stream: the wrapper's
+    holds last `hold_ttl` (an hour), so an open call's money is never given to another."""
+    clock = FrozenClock()
+    config = parse({"sources": sources(), "budgets": [{"name": "llm", "limit": "100"}]})
+    with Gate.open("memory://", config=config, clock=clock) as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        stream = client.chat.completions.create(
+            model="slow-test", messages=[], max_tokens=100, stream=True
+        )
+        next(iter(stream))
+        clock.advance(timedelta(minutes=30))
+        gate.expire()
+        assert gate.status()[0].reserved > 0
+        server.release.set()
+        list(stream)
+        assert gate.status()[0].reserved == 0
+        with pytest.raises(ValidationError, match="hold_ttl"):
+            wrap(openai.OpenAI(api_key="k"), gate, service="bot", hold_ttl="soon")
+
+
+def test_a_stream_dropped_unclosed_is_booked(server: LLMServer) -> None:
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        stream = client.chat.completions.create(
+            model="slow-test", messages=[], max_tokens=100, stream=True
+        )
+        next(iter(stream))
+        del stream
+        gc.collect()
+        server.release.set()
+        [event] = gate.events()
+        assert event.cost is not None
+        assert spent(gate) == Decimal(event.cost) / 10**9
+
+
+def test_a_refusal_pickles_as_spendgates_own_error(server: LLMServer) -> None:
+    with open_gate(limit="0.000001") as gate:
+        claude = wrap(anthropic.Anthropic(api_key="k", base_url=server.url), gate, service="bot")
+        with pytest.raises(BudgetExceededError) as refused:
+            claude.messages.create(model="claude-test", max_tokens=64, messages=[])
+        assert isinstance(refused.value, anthropic.AnthropicError)
+        again = pickle.loads(pickle.dumps(refused.value))
+        assert type(again) is BudgetExceededError
+        assert str(again) == str(refused.value)
+
+
+def test_server_sent_events_in_every_line_ending() -> None:
+    """CR LF, LF or CR, and a CR LF split across two chunks; an event with no blank line
+    after it at the end of the stream."""
+    from spendgate.llm.clients import _Call, _Events
+
+    usage = '{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
+    text = f'data: {{"choices": [{{"delta": {{}}}}]}}\r\n\r\ndata: {usage}\r\rdata: [DONE]'
+    call = _Call("chat", "gpt-test", True, None, Decimal(0), None, hidden_usage=True)  # type: ignore[arg-type]
+    for cut in range(len(text)):
+        events = _Events(call)
+        raw = text.encode()
+        passed = events.feed(raw[:cut]) + events.feed(raw[cut:]) + events.rest()
+        assert events.complete, cut
+        assert events.usage["prompt_tokens"] == 3
+        assert b"usage" not in passed  # asked on the caller's behalf: not shown
+        assert passed.count(b"data:") == 2  # the chunk and [DONE]

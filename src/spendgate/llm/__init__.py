@@ -13,6 +13,7 @@ client = wrap(OpenAI(), gate, service="chatbot")  # an OpenAI client that cannot
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from spendgate.llm.prices import (
@@ -46,7 +47,9 @@ def wrap(
     labels: Mapping[str, str] | None = None,
     max_output_tokens: int = 4096,
     media_tokens: int = 10_000,
-    prompt_margin: int = 1000,
+    prompt_margin: int = 4096,
+    context_tokens: int | None = None,
+    hold_ttl: timedelta | float | str = timedelta(hours=1),
     transport: Any = None,
 ) -> _Client:
     """`client` (an `openai` or `anthropic` client, sync or async) with every paid call
@@ -63,6 +66,8 @@ def wrap(
         max_output_tokens=max_output_tokens,
         media_tokens=media_tokens,
         prompt_margin=prompt_margin,
+        context_tokens=context_tokens,
+        hold_ttl=hold_ttl,
         transport=transport,
     )
 

@@ -27,17 +27,19 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import httpx2
 
-from spendgate.errors import SpendgateError, ValidationError
+from spendgate.errors import SpendgateError, ValidationError, rebuilt_error
 from spendgate.gate import Gate
+from spendgate.holds import new_request_id
 from spendgate.llm.usage import PROMPT_UNITS, billable, usage_from_anthropic, usage_from_openai
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
-from spendgate.windows import to_micros
+from spendgate.windows import parse_duration, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,26 @@ _MEDIA_PARTS = frozenset(
      "document", "video", "video_url"}
 )  # fmt: skip
 _STANDARD_TIERS = (None, "auto", "default", "standard_only")
+# The fields that limit a call's output, the one to send a cap in first.
+_LIMITS: dict[Endpoint, tuple[str, ...]] = {
+    "chat": ("max_completion_tokens", "max_tokens"),
+    "completion": ("max_tokens",),
+    "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),
+}
+# What pulls into a Responses API prompt tokens its request's bytes do not hold: an earlier
+# response or a conversation kept by the provider, a stored prompt (`{"id": ...}`).
+_CONTEXT_FIELDS = ("previous_response_id", "conversation", "prompt")
+# Tools the provider runs itself, billed apart (per search, per session) and adding tokens.
+_SERVER_TOOLS = ("web_search", "web_fetch", "file_search", "code_interpreter",
+                 "code_execution", "computer", "mcp", "image_generation")  # fmt: skip
+# Errors that mean the request never left: nothing can have been billed.
+_NOT_SENT = (
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    httpx2.PoolTimeout,
+    httpx2.UnsupportedProtocol,
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,12 @@ class Options:
     function maps the model to the source. `max_output_tokens` is sent with a request that
     sets no output limit, so that the bound holds. A prompt is bounded by its request's UTF-8
     bytes (a token is at least one byte) plus `prompt_margin` tokens (what a provider adds
-    around messages and tools) plus `media_tokens` for each image, audio clip, file or video.
+    around messages and tools: Anthropic's tool preambles reach about 2,200) plus
+    `media_tokens` for each image, audio clip, file or video, plus `context_tokens` for a
+    request that pulls in context the provider keeps (`previous_response_id`,
+    `conversation`, a stored `prompt`): such a request is refused while that is `None`.
+    `hold_ttl` is how long a call's hold lasts (a long stream must not outlive it: an
+    expired hold's money could be reserved by another call).
     """
 
     service: str
@@ -88,16 +115,22 @@ class Options:
     labels: Mapping[str, str] = field(default_factory=dict)
     max_output_tokens: int = 4096
     media_tokens: int = 10_000
-    prompt_margin: int = 1000
+    prompt_margin: int = 4096
+    context_tokens: int | None = None
+    hold_ttl: timedelta = timedelta(hours=1)
     free_paths: tuple[str, ...] = FREE_PATHS
 
     def __post_init__(self) -> None:
-        for name in ("max_output_tokens", "media_tokens", "prompt_margin"):
+        for name in ("max_output_tokens", "media_tokens", "prompt_margin", "context_tokens"):
             value = getattr(self, name)
+            if name == "context_tokens" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValidationError(name, value, "a whole number of tokens, zero or more")
         if self.max_output_tokens < 1:
             raise ValidationError("max_output_tokens", 0, "a whole number above zero")
+        if self.hold_ttl <= timedelta(0):
+            raise ValidationError("hold_ttl", str(self.hold_ttl), "a duration above zero")
 
 
 @dataclass
@@ -124,7 +157,7 @@ class _Meter:
         self.gate = gate
         self.options = options
         self.sdk_error = sdk_error
-        self._bounds: dict[int, tuple[Price, list[tuple[Decimal, Decimal, Decimal]]]] = {}
+        self._bounds: dict[int, tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]]] = {}
         self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
 
     def refused(self, exc: SpendgateError) -> SpendgateError:
@@ -135,7 +168,11 @@ class _Meter:
             kind = type(exc)
             both = self._kinds.get(kind)
             if both is None:
-                both = type(kind.__name__, (kind, self.sdk_error), {"__module__": kind.__module__})
+                both = type(
+                    kind.__name__,
+                    (kind, self.sdk_error),
+                    {"__module__": kind.__module__, "__reduce__": _reduced_as(kind)},
+                )
                 self._kinds[kind] = both
             exc.__class__ = both
         return exc
@@ -173,42 +210,81 @@ class _Meter:
                 "the standard tier (unset or 'auto'): other service tiers are not priced yet",
             )
         stream = body.get("stream") is True
+        changed = self._output_limit(endpoint, body)
         hidden = False
-        size = len(body)
-        out = self._output_bound(endpoint, body)
         if stream and endpoint in ("chat", "completion"):
             options = body.get("stream_options")
             if not isinstance(options, dict) or options.get("include_usage") is not True:
                 body["stream_options"] = {**(options or {}), "include_usage": True}
-                hidden = True
+                hidden = changed = True
         source = self._source(body["model"])
         prompt = len(request.content) + self.options.prompt_margin
-        prompt += self.options.media_tokens * _media_parts(body)
-        sent = request if len(body) == size and not hidden else _resent(request, body)
+        prompt += self.options.media_tokens * _media_parts(body) + self._context(endpoint, body)
+        sent = _resent(request, body) if changed else request
         now_us = to_micros(self.gate.clock())
         price = self.gate.bind(self.options.service, source).price(now_us).price
-        bound = self._bound(price, prompt, out)
+        bound = self._bound(price, prompt, self._output_bound(endpoint, body))
         return _Call(endpoint, source, stream, sent, bound, price, hidden)
 
+    def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
+        """The tokens a request pulls in that its bytes do not hold; a request whose tools
+        the provider runs itself is refused (they are billed apart, per use)."""
+        for tool in body.get("tools") or ():
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if isinstance(kind, str) and kind.startswith(_SERVER_TOOLS):
+                raise ValidationError(
+                    "tools", kind, "tools the caller runs (functions): tools the provider "
+                    "runs itself are billed apart and not priced yet",
+                )  # fmt: skip
+        pulled = [
+            name
+            for name in _CONTEXT_FIELDS
+            if endpoint == "responses"
+            and body.get(name) is not None
+            and (name != "prompt" or isinstance(body[name], dict))
+        ]
+        if not pulled:
+            return 0
+        if self.options.context_tokens is None:
+            raise ValidationError(
+                pulled[0], body[pulled[0]], "no context kept by the provider, or a bound for "
+                "it: wrap(..., context_tokens=N), the most tokens it can bring",
+            )  # fmt: skip
+        return self.options.context_tokens
+
+    def _output_limit(self, endpoint: Endpoint, body: dict[str, Any]) -> bool:
+        """Send the configured cap with a request that sets no output limit (absent, or
+        `None`: sent as `null`, that is no limit); whether the body changed."""
+        if endpoint == "embeddings":
+            return False
+        keys = _LIMITS[endpoint]
+        if any(body.get(key) is not None for key in keys):
+            return False
+        body[keys[0]] = self.options.max_output_tokens
+        return True
+
     def _output_bound(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
-        """The most output tokens the call can return, a cap sent with it when it has none."""
+        """The most output tokens the call can return, over every choice it asks for."""
         if endpoint == "embeddings":
             return 0
-        key = {
-            "chat": "max_completion_tokens" if "max_tokens" not in body else "max_tokens",
-            "completion": "max_tokens",
-            "responses": "max_output_tokens",
-            "messages": "max_tokens",
-        }[endpoint]
-        limit = body.get(key)
-        if limit is None:
-            limit = body[key] = self.options.max_output_tokens
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValidationError(key, limit, "a whole number of tokens")
-        choices = body.get("n", 1) if endpoint in ("chat", "completion") else 1
-        if isinstance(choices, bool) or not isinstance(choices, int) or choices < 1:
-            raise ValidationError("n", choices, "a whole number above zero")
-        return limit * choices
+        limits = []
+        for key in _LIMITS[endpoint]:
+            limit = body.get(key)
+            if limit is None:
+                continue
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValidationError(key, limit, "a whole number of tokens")
+            limits.append(limit)
+        choices = 1
+        if endpoint in ("chat", "completion"):
+            for key in ("n", "best_of"):  # every candidate is billed, shown or not
+                value = body.get(key, 1)
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValidationError(key, value, "a whole number above zero")
+                choices = max(choices, value)
+        return max(limits) * choices
 
     def _source(self, model: str) -> str:
         chosen = self.options.source
@@ -222,17 +298,19 @@ class _Meter:
 
     def _bound(self, price: Price | None, prompt: int, output: int) -> Decimal:
         """The most a call with `prompt` and `output` tokens can cost: every prompt token at
-        the dearest prompt rate and every output token at the dearest output rate, in the
-        dearest size tier a prompt of this size or smaller falls in."""
+        the dearest prompt rate and every output token at the dearest output rate, plus its
+        request fee, in the dearest size tier a prompt of this size or smaller falls in."""
         if price is None:
             return Decimal(0)  # an allowed-unpriced source: stored as unpriced
-        steps = self._steps(price)
         return max(
-            prompt * top_in + output * top_out for above, top_in, top_out in steps if prompt > above
+            prompt * top_in + output * top_out + fee
+            for above, top_in, top_out, fee in self._steps(price)
+            if prompt > above
         )
 
-    def _steps(self, price: Price) -> list[tuple[Decimal, Decimal, Decimal]]:
-        """Per size tier (the base first, at size -1): the dearest prompt and output rates."""
+    def _steps(self, price: Price) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
+        """Per size tier (the base first, at size -1): the dearest prompt rate, the dearest
+        output rate and the request fee."""
         cached = self._bounds.get(id(price))
         if cached is not None and cached[0] is price:
             return cached[1]
@@ -245,52 +323,96 @@ class _Meter:
                 f"{', '.join(unknown)}, which a response does not tell",
             )
         rates = {r.unit: r.max_rate for r in price.rates}
-        request = rates.pop("request", Decimal(0))
         steps = []
         for above, tier in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
             rates.update(tier)
             top_in = max((rates.get(u, Decimal(0)) for u in PROMPT_UNITS), default=Decimal(0))
             top_out = max((rates.get(u, Decimal(0)) for u in OUTPUT_UNITS), default=Decimal(0))
-            steps.append((above, top_in, top_out + request))  # a request is one output's worth
+            steps.append((above, top_in, top_out, rates.get("request", Decimal(0))))
         self._bounds[id(price)] = (price, steps)
         return steps
 
+    def _reserving(self, call: _Call, reservation_id: str) -> dict[str, Any]:
+        return {
+            "labels": self.options.labels,
+            "ttl": self.options.hold_ttl,
+            "reservation_id": reservation_id,
+        }
+
     def reserve(self, call: _Call) -> str:
+        rid = new_request_id()
         decision = self.gate.reserve(
-            self.options.service, call.source, call.bound, labels=self.options.labels
+            self.options.service, call.source, call.bound, **self._reserving(call, rid)
         )
         raise_if_denied(decision)
-        assert decision.reservation_id is not None
-        return decision.reservation_id
+        return rid
 
     async def areserve(self, call: _Call) -> str:
-        decision = await self.gate.areserve(
-            self.options.service, call.source, call.bound, labels=self.options.labels
-        )
+        rid = new_request_id()
+        try:
+            decision = await self.gate.areserve(
+                self.options.service, call.source, call.bound, **self._reserving(call, rid)
+            )
+        except asyncio.CancelledError:  # the hold may land all the same: take it back
+            undo = asyncio.ensure_future(self._undo(call, rid))
+            _UNDOING.add(undo)
+            undo.add_done_callback(_UNDOING.discard)
+            raise
         raise_if_denied(decision)
-        assert decision.reservation_id is not None
-        return decision.reservation_id
+        return rid
+
+    async def _undo(self, call: _Call, rid: str) -> None:
+        """Release the hold a cancelled `areserve()` may have taken: asking again under its
+        id answers with that hold if it landed (or takes it), and then it goes back."""
+        with contextlib.suppress(SpendgateError):
+            decision = await self.gate.areserve(
+                self.options.service, call.source, call.bound, **self._reserving(call, rid)
+            )
+            if decision.approved:
+                await self.gate.arelease(rid)
 
     # -- after the response ---------------------------------------------------------------
 
-    def units(self, call: _Call, usage: Any) -> dict[str, int] | None:
-        """The billable units of a response's usage, or `None` when it reports none."""
-        if not usage:
-            return None
-        read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
-        return billable(read(usage), call.price)
-
     def settlement(self, call: _Call, usage: Any) -> dict[str, Any]:
-        """`commit()`'s arguments for a call whose response reported `usage` (or nothing:
-        then the hold, the most it could have cost, is what is booked)."""
-        units = self.units(call, usage)
-        if units is None:
-            log.warning(
-                "%s: the response reported no usage; booked at the hold (its upper bound)",
-                call.source,
-            )
-            return {}
-        return {"units": units}
+        """`commit()`'s arguments for a call whose response reported `usage`. With none, or
+        none that reads (a count missing or inconsistent), the hold is what is booked: the
+        most the call could have cost, never less, and a warning says so."""
+        if usage:
+            read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
+            try:
+                return {"units": billable(read(usage), call.price)}
+            except ValidationError as exc:
+                log.warning("%s: the usage reported does not read (%s); booked at the hold",
+                            call.source, exc)  # fmt: skip
+                return {}
+        log.warning("%s: no usage reported; booked at the hold", call.source)
+        return {}
+
+    def commit(self, reservation_id: str, arguments: dict[str, Any]) -> None:
+        try:
+            self.gate.commit(reservation_id, **arguments)
+        except SpendgateError as exc:
+            raise self.refused(exc) from exc.__cause__
+
+    async def acommit(self, reservation_id: str, arguments: dict[str, Any]) -> None:
+        try:  # shielded: a cancelled caller still has its call booked
+            await asyncio.shield(self.gate.acommit(reservation_id, **arguments))
+        except SpendgateError as exc:
+            raise self.refused(exc) from exc.__cause__
+
+
+def _reduced_as(kind: type[SpendgateError]) -> Callable[[SpendgateError], Any]:
+    """A `__reduce__` that pickles an error as the spendgate class it was made from (the
+    class made with the SDK's error is not importable by name)."""
+
+    def reduce(self: SpendgateError) -> Any:
+        return rebuilt_error, (kind, self.args, dict(self.__dict__))
+
+    return reduce
+
+
+_UNDOING: set[asyncio.Future[None]] = set()
+"""Releases of holds whose reservation was cancelled, kept until they finish."""
 
 
 def _resent(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
@@ -314,7 +436,7 @@ def _media_parts(value: Any) -> int:
     return 0
 
 
-def _body_usage(call: _Call, body: bytes) -> Any:
+def _body_usage(body: bytes) -> Any:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -324,7 +446,8 @@ def _body_usage(call: _Call, body: bytes) -> Any:
 
 class _Events:
     """Server-sent events read as they pass: the usage they report, and the bytes to pass on
-    (the usage chunk asked for on the caller's behalf left out)."""
+    (the usage chunk asked for on the caller's behalf left out). Lines may end in CR LF, LF
+    or CR; they are passed on ending in LF, which means the same."""
 
     def __init__(self, call: _Call) -> None:
         self.call = call
@@ -334,26 +457,27 @@ class _Events:
 
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
-        out = []
-        while True:
-            end, size = _event_end(self._buffer)
-            if end < 0:
-                break
-            event, self._buffer = self._buffer[: end + size], self._buffer[end + size :]
-            if self._read(event):
-                out.append(event)
+        # A CR at the very end may be half of a CR LF: keep it until the next chunk.
+        whole = self._buffer[:-1] if self._buffer.endswith(b"\r") else self._buffer
+        text = whole.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = text.rfind(b"\n\n")
+        if end < 0:
+            return b""
+        self._buffer = text[end + 2 :] + self._buffer[len(whole) :]
+        out = [event + b"\n\n" for event in text[:end].split(b"\n\n") if self._read(event)]
         return b"".join(out)
 
     def rest(self) -> bytes:
+        """What is left when the stream ends (an event with no blank line after it)."""
         rest, self._buffer = self._buffer, b""
-        if rest.strip():
-            self._read(rest)
-        return rest
+        if not rest.strip():
+            return rest
+        return rest if self._read(rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n")) else b""
 
     def _read(self, event: bytes) -> bool:
         """Note what `event` reports; whether to pass it on."""
         data = b"\n".join(
-            line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")
+            line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")
         )
         if not data or data == b"[DONE]":
             return True
@@ -366,9 +490,9 @@ class _Events:
         kind = payload.get("type")
         if self.call.endpoint == "messages":
             if kind == "message_start":
-                self.usage.update((payload.get("message") or {}).get("usage") or {})
+                self._note((payload.get("message") or {}).get("usage"))
             elif kind == "message_delta" and payload.get("usage"):
-                self.usage.update(payload["usage"])
+                self._note(payload["usage"])
                 self.complete = True
             return True
         if self.call.endpoint == "responses":
@@ -382,11 +506,10 @@ class _Events:
             return not (self.call.hidden_usage and not payload.get("choices"))
         return True
 
-
-def _event_end(buffer: bytes) -> tuple[int, int]:
-    """Where the first event in `buffer` ends, and the length of its blank-line end."""
-    ends = [(i, len(sep)) for sep in (b"\n\n", b"\r\n\r\n") if (i := buffer.find(sep)) >= 0]
-    return min(ends) if ends else (-1, 0)
+    def _note(self, usage: Any) -> None:
+        """Anthropic's counts, later events over earlier ones (a `null` is no count)."""
+        if isinstance(usage, dict):
+            self.usage.update((k, v) for k, v in usage.items() if v is not None)
 
 
 class _Settled:
@@ -399,13 +522,17 @@ class _Settled:
 
     def arguments(self) -> dict[str, Any]:
         self.done = True
-        usage = self.events.usage if self.events.complete else None
-        if usage is None:
-            log.warning(
-                "%s: the stream ended before its usage; booked at the hold", self.call.source
-            )
+        if not self.events.complete:
+            log.warning("%s: the stream ended before its usage; booked at the hold",
+                        self.call.source)  # fmt: skip
             return {}
-        return self.meter.settlement(self.call, usage)
+        return self.meter.settlement(self.call, self.events.usage)
+
+    def forgotten(self) -> None:
+        """A stream dropped unclosed: booked at its hold now, not left to expire unbooked."""
+        if not self.done:
+            with contextlib.suppress(Exception):  # at interpreter exit, say
+                self.meter.gate.commit(self.reservation_id, **self.arguments())
 
 
 class _SettlingStream(httpx2.SyncByteStream):
@@ -413,12 +540,13 @@ class _SettlingStream(httpx2.SyncByteStream):
         self.inner, self.settled = inner, settled
 
     def __iter__(self) -> Iterator[bytes]:
+        events = self.settled.events
         try:
             for chunk in self.inner:
-                passed = self.settled.events.feed(chunk)
+                passed = events.feed(chunk)
                 if passed:
                     yield passed
-            rest = self.settled.events.rest()
+            rest = events.rest()
             if rest:
                 yield rest
         finally:
@@ -433,7 +561,10 @@ class _SettlingStream(httpx2.SyncByteStream):
     def _settle(self) -> None:
         if not self.settled.done:
             s = self.settled
-            s.meter.gate.commit(s.reservation_id, **s.arguments())
+            s.meter.commit(s.reservation_id, s.arguments())
+
+    def __del__(self) -> None:
+        self.settled.forgotten()
 
 
 class _AsyncSettlingStream(httpx2.AsyncByteStream):
@@ -441,12 +572,13 @@ class _AsyncSettlingStream(httpx2.AsyncByteStream):
         self.inner, self.settled = inner, settled
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        events = self.settled.events
         try:
             async for chunk in self.inner:
-                passed = self.settled.events.feed(chunk)
+                passed = events.feed(chunk)
                 if passed:
                     yield passed
-            rest = self.settled.events.rest()
+            rest = events.rest()
             if rest:
                 yield rest
         finally:
@@ -461,21 +593,19 @@ class _AsyncSettlingStream(httpx2.AsyncByteStream):
     async def _settle(self) -> None:
         if not self.settled.done:
             s = self.settled
-            arguments = s.arguments()
-            # Shielded: a cancelled caller still has its call booked.
-            await asyncio.shield(s.meter.gate.acommit(s.reservation_id, **arguments))
+            await s.meter.acommit(s.reservation_id, s.arguments())
+
+    def __del__(self) -> None:
+        self.settled.forgotten()
 
 
 def _streamed(response: httpx2.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-def _outcome(meter: _Meter, call: _Call, response: httpx2.Response) -> dict[str, Any] | None:
-    """`commit()`'s arguments for a read response, or `None` for one that is not billed (an
-    error: its hold goes back)."""
-    if response.status_code >= 400:
-        return None
-    return meter.settlement(call, _body_usage(call, response.content))
+def _billed(response: httpx2.Response) -> bool:
+    """Whether a response is a call the provider bills (an error or a redirect is not)."""
+    return response.status_code < 300
 
 
 def _relayed(
@@ -506,21 +636,29 @@ class LLMTransport(httpx2.BaseTransport):
             raise meter.refused(exc) from exc.__cause__
         try:
             response = self._inner.handle_request(call.request)
-            streamed = response.status_code < 400 and _streamed(response)
-            if not streamed:
-                response.read()
-        except BaseException:
-            meter.gate.release(reservation_id)
+        except _NOT_SENT:  # never left: nothing billed
+            with contextlib.suppress(SpendgateError):  # else its TTL returns it
+                meter.gate.release(reservation_id)
             raise
-        if streamed:
+        except BaseException:  # sent: the provider may bill it
+            meter.commit(reservation_id, {})
+            raise
+        if _billed(response) and _streamed(response):
             assert isinstance(response.stream, httpx2.SyncByteStream)
             settled = _Settled(meter, call, reservation_id)
             return _relayed(response, call, _SettlingStream(response.stream, settled))
-        arguments = _outcome(meter, call, response)
-        if arguments is None:
-            meter.gate.release(reservation_id)
+        try:
+            response.read()
+        except BaseException:  # answered, then cut: billed all the same
+            meter.commit(reservation_id, {})
+            raise
+        if _billed(response):
+            meter.commit(reservation_id, meter.settlement(call, _body_usage(response.content)))
         else:
-            meter.gate.commit(reservation_id, **arguments)
+            try:
+                meter.gate.release(reservation_id)
+            except SpendgateError as exc:
+                raise meter.refused(exc) from exc.__cause__
         return response
 
     def close(self) -> None:
@@ -545,22 +683,31 @@ class AsyncLLMTransport(httpx2.AsyncBaseTransport):
             raise meter.refused(exc) from exc.__cause__
         try:
             response = await self._inner.handle_async_request(call.request)
-            streamed = response.status_code < 400 and _streamed(response)
-            if not streamed:
-                await response.aread()
-        except BaseException:
-            with contextlib.suppress(SpendgateError):  # else its TTL returns it
+        except _NOT_SENT:
+            with contextlib.suppress(SpendgateError):
                 await asyncio.shield(meter.gate.arelease(reservation_id))
             raise
-        if streamed:
+        except BaseException:
+            await meter.acommit(reservation_id, {})
+            raise
+        if _billed(response) and _streamed(response):
             assert isinstance(response.stream, httpx2.AsyncByteStream)
             settled = _Settled(meter, call, reservation_id)
             return _relayed(response, call, _AsyncSettlingStream(response.stream, settled))
-        arguments = _outcome(meter, call, response)
-        if arguments is None:
-            await meter.gate.arelease(reservation_id)
-        else:  # shielded: a cancelled caller still has its call booked
-            await asyncio.shield(meter.gate.acommit(reservation_id, **arguments))
+        try:
+            await response.aread()
+        except BaseException:
+            await meter.acommit(reservation_id, {})
+            raise
+        if _billed(response):
+            await meter.acommit(
+                reservation_id, meter.settlement(call, _body_usage(response.content))
+            )
+        else:
+            try:
+                await asyncio.shield(meter.gate.arelease(reservation_id))
+            except SpendgateError as exc:
+                raise meter.refused(exc) from exc.__cause__
         return response
 
     async def aclose(self) -> None:
@@ -586,13 +733,16 @@ def wrap(
     labels: Mapping[str, str] | None = None,
     max_output_tokens: int = 4096,
     media_tokens: int = 10_000,
-    prompt_margin: int = 1000,
+    prompt_margin: int = 4096,
+    context_tokens: int | None = None,
+    hold_ttl: timedelta | float | str = timedelta(hours=1),
     transport: httpx2.BaseTransport | httpx2.AsyncBaseTransport | None = None,
 ) -> Client:
     """`client` (an `openai` or `anthropic` client, sync or async) with every paid call
     metered through `gate` for `service`. The result is a copy of the same class, so the
     caller's type checker and IDE see the client they know. See `Options` for the rest;
-    `transport` is the transport to send through (default: a plain `httpx2` one)."""
+    `transport` is the transport to send through (default: the client's own, so its proxy,
+    TLS settings and connection pool stay)."""
     options = Options(
         service,
         source,
@@ -600,23 +750,28 @@ def wrap(
         max_output_tokens=max_output_tokens,
         media_tokens=media_tokens,
         prompt_margin=prompt_margin,
+        context_tokens=context_tokens,
+        hold_ttl=parse_duration(hold_ttl, "hold_ttl"),
     )
     copy = getattr(client, "with_options", None)
     inner_client = getattr(client, "_client", None)
-    if copy is None or inner_client is None:
+    if copy is None or not isinstance(inner_client, httpx2.Client | httpx2.AsyncClient):
         raise ValidationError(
             "client", type(client).__name__, "an openai or anthropic client (sync or async)"
         )
+    own = getattr(inner_client, "_transport", None)  # the SDK's, with its settings
     meter = _Meter(gate, options, _sdk_error(client))
     if isinstance(inner_client, httpx2.AsyncClient):
-        if transport is not None and not isinstance(transport, httpx2.AsyncBaseTransport):
+        inner = transport if transport is not None else own
+        if inner is not None and not isinstance(inner, httpx2.AsyncBaseTransport):
             raise ValidationError("transport", transport, "an httpx2.AsyncBaseTransport")
         http: httpx2.Client | httpx2.AsyncClient = httpx2.AsyncClient(
-            transport=AsyncLLMTransport(meter, transport), timeout=None
+            transport=AsyncLLMTransport(meter, inner), timeout=None
         )
     else:
-        if transport is not None and not isinstance(transport, httpx2.BaseTransport):
+        inner = transport if transport is not None else own
+        if inner is not None and not isinstance(inner, httpx2.BaseTransport):
             raise ValidationError("transport", transport, "an httpx2.BaseTransport")
-        http = httpx2.Client(transport=LLMTransport(meter, transport), timeout=None)
+        http = httpx2.Client(transport=LLMTransport(meter, inner), timeout=None)
     wrapped: Client = copy(http_client=http)
     return wrapped
