@@ -240,13 +240,15 @@ class Price:
     source: str
     rates: tuple[Rate, ...] = ()
     effective_from: datetime = EPOCH
-    named: tuple[str, ...] = ()
+    named: tuple[str, ...] = field(default=(), compare=False)
     """Every unit the price names, those it charges nothing for included (`rates` keeps
-    only what costs something): a call may give any of them."""
+    only what costs something): a call may give any of them. In the order written; two
+    prices naming the same units are equal whatever the order (`_names`)."""
     size_units: tuple[str, ...] = ()
     """The units whose sum is a call's size, which picks its `size_tiers`."""
     size_tiers: tuple[SizeTier, ...] = ()
     """Rates for calls above a size, smallest size first."""
+    _names: frozenset[str] = field(init=False, repr=False)
     _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
     _accepts: frozenset[str] = field(init=False, repr=False, compare=False)
     _version: str = field(init=False, repr=False, compare=False)
@@ -263,6 +265,7 @@ class Price:
             raise ValidationError(f"sources.{self.source}.price", units, "each unit at most once")
         named = tuple(dict.fromkeys((*self.named, *units, *self.size_units)))
         object.__setattr__(self, "named", named)
+        object.__setattr__(self, "_names", frozenset(named))
         measures = STREAM_MEASURES if _STREAM_UNITS.intersection(named) else ()
         object.__setattr__(self, "_accepts", frozenset((*named, *measures)))
         object.__setattr__(self, "_by_unit", {r.unit: r for r in self.rates})
@@ -417,27 +420,25 @@ class Price:
 
     def _measured(self, usage: Usage | None) -> tuple[dict[str, Decimal], Decimal]:
         """The quantity of every priced dimension, and the call's size (0 with no size
-        tiers). A size unit missing from `usage` is an error too: it would pick a cheaper
+        tiers). A size unit is measured as a priced one is (given, converted from raw bytes or
+        seconds, one `request`); one that is missing is an error too: it would pick a cheaper
         tier."""
         given = {canonical_unit(k): v for k, v in self.usage(usage).items()}
         out: dict[str, Decimal] = {}
         for unit in self._by_unit:
-            if unit in given:
-                out[unit] = given[unit]
-                continue
-            raw = next((b for b, to in _CONVERSIONS.items() if unit in to and b in given), None)
-            if raw is not None:
-                out[unit] = given[raw] / _CONVERSIONS[raw][unit]
-            elif unit == REQUEST:
-                out[unit] = Decimal(1)
-            else:
+            quantity = _quantity_of(unit, given)
+            if quantity is None:
                 raise self._missing(usage, self.units)
+            out[unit] = quantity
         if not self._sized:
             return out, Decimal(0)
-        missing = [unit for unit in self.size_units if unit not in given]
-        if missing:
-            raise self._missing(usage, self.size_units)
-        return out, sum((given[unit] for unit in self.size_units), Decimal(0))
+        size = Decimal(0)
+        for unit in self.size_units:
+            quantity = out[unit] if unit in out else _quantity_of(unit, given)
+            if quantity is None:
+                raise self._missing(usage, self.size_units)
+            size += quantity
+        return out, size
 
     def _missing(self, usage: Usage | None, units: Sequence[str]) -> ValidationError:
         return ValidationError(
@@ -496,6 +497,17 @@ class Price:
         return _checked_nanos(total, self.source)
 
 
+def _quantity_of(unit: str, given: Mapping[str, Decimal]) -> Decimal | None:
+    """How much of `unit` a call's usage gives: itself, or its raw measurement converted
+    (bytes to MB, seconds to hours), or one `request`; `None` when it gives none."""
+    if unit in given:
+        return given[unit]
+    raw = next((b for b, to in _CONVERSIONS.items() if unit in to and b in given), None)
+    if raw is not None:
+        return given[raw] / _CONVERSIONS[raw][unit]
+    return Decimal(1) if unit == REQUEST else None
+
+
 def _checked_nanos(total: Decimal, source: str) -> Nanos:
     if total > MAX_AMOUNT:
         raise ValidationError("units", f"{total} for {source}", f"a cost of at most {MAX_AMOUNT:,}")
@@ -517,29 +529,36 @@ def _parse_size_tiers(steps: object, where: str) -> tuple[SizeTier, ...]:
         rates = step["price"]
         if not isinstance(rates, Mapping) or not rates:
             raise ValidationError(f"{at}.price", rates, "a table of unit = rate")
-        parsed = []
+        parsed: dict[str, Decimal] = {}
         for unit, text in rates.items():
             rate, named = parse_rate(text, f"{at}.price.{unit}")
-            if named is not None and named != canonical_unit(str(unit)):
+            name = canonical_unit(str(unit))
+            if named is not None and named != name:
                 raise ValidationError(f"{at}.price.{unit}", text, f"a price per {unit}")
-            parsed.append((canonical_unit(str(unit)), rate))
-        tiers.append(SizeTier(to_quantity(step["above"], f"{at}.above"), tuple(parsed)))
+            if name in parsed:
+                raise ValidationError(f"{at}.price.{unit}", text, "each unit priced once")
+            parsed[name] = rate
+        tiers.append(SizeTier(to_quantity(step["above"], f"{at}.above"), tuple(parsed.items())))
     return tuple(tiers)
 
 
 def _parse_size_units(units: object, tiers: tuple[SizeTier, ...], where: str) -> tuple[str, ...]:
     if units is None and not tiers:
         return ()
-    if (
-        isinstance(units, str | bytes)
-        or not isinstance(units, Sequence)
-        or not units
-        or not all(isinstance(u, str) and u for u in units)
-    ):
-        raise ValidationError(where, units, "a list of the units whose sum is a call's size")
+    expected = "a list of the units whose sum is a call's size"
+    if isinstance(units, str | bytes) or not isinstance(units, Sequence) or not units:
+        raise ValidationError(where, units, expected)
+    names = []
+    for i, unit in enumerate(units):
+        name = canonical_unit(unit) if isinstance(unit, str) else ""
+        if not name or len(name) > MAX_KEY_LENGTH or not storable(name):
+            raise ValidationError(
+                f"{where}[{i}]", unit, f"a unit name of at most {MAX_KEY_LENGTH} characters"
+            )
+        names.append(name)
     if not tiers:
         raise ValidationError(where, units, "size_tiers with them, or neither")
-    return tuple(dict.fromkeys(canonical_unit(u) for u in units))
+    return tuple(dict.fromkeys(names))
 
 
 def _parse_tiers(steps: object, where: str) -> tuple[Tier, ...]:

@@ -614,3 +614,49 @@ def test_an_estimate_bounds_every_call_no_bigger(
     bound = {"input_token": inp, "output_token": out, "cached_input_token": cached}
     real = {unit: data.draw(st.integers(0, q)) for unit, q in bound.items()}
     assert price.estimate(bound) >= price.cost(real)
+
+
+def test_a_size_is_measured_as_the_price_measures_its_units() -> None:
+    """Raw bytes convert to the MB a size counts; `request` is one when not given."""
+    by_volume = Price.parse(
+        "feed", {"MB": "1"}, size_units=["MB"], size_tiers=[{"above": 1, "price": {"MB": "2"}}]
+    )
+    assert by_volume.cost({"bytes": 2 * MB}) == to_nanos("4")  # 2 MB, above 1 MB: all at 2
+    assert by_volume.estimate({"bytes": MB // 2}) == to_nanos("0.5")
+    per_call = Price.parse(
+        "api", {"request": "1"}, size_units=["request"],
+        size_tiers=[{"above": 0, "price": {"request": "3"}}],
+    )  # fmt: skip
+    assert per_call.cost(None) == to_nanos("3")
+
+
+def test_size_tiers_refuse_a_unit_twice_and_a_blank_size_unit() -> None:
+    with pytest.raises(ValidationError, match=r"size_tiers\[0\]\.price\.mb"):
+        Price.parse("s", {"MB": "1"}, size_units=["MB"],
+                    size_tiers=[{"above": 5, "price": {"MB": "2", "mb": "3"}}])  # fmt: skip
+    with pytest.raises(ValidationError, match=r"size_units\[1\]"):
+        Price.parse("s", TOKENS, size_units=["input_token", " "], size_tiers=SIZE_TIERS)
+
+
+def test_equal_prices_whatever_order_their_units_were_named_in() -> None:
+    """A quota-tiered unit and a unit only the size counts: read back from its
+    configuration form, the price is equal (the order units are named in does not count)."""
+    price = Price.parse(
+        "llm",
+        {"input_token": "1/1M", "output_token": "4/1M"},
+        tiers={"request": [{"up_to": 10, "price": "0"}, {"price": "0.01"}]},
+        size_units=["input_token", "cached_input_token"],
+        size_tiers=[{"above": 100, "price": {"input_token": "2/1M"}}],
+    )
+    spec = SourcePricing("llm", (price,)).to_spec()
+    again = Price.parse(
+        "llm", spec["price"], tiers=spec["tiers"], size_units=spec["size_units"],
+        size_tiers=spec["size_tiers"],
+    )  # fmt: skip
+    assert again == price
+    assert again != Price.parse(
+        "llm", {"input_token": "1/1M", "output_token": "4/1M", "extra": "0"},
+        tiers={"request": [{"up_to": 10, "price": "0"}, {"price": "0.01"}]},
+        size_units=["input_token", "cached_input_token"],
+        size_tiers=[{"above": 100, "price": {"input_token": "2/1M"}}],
+    )  # fmt: skip

@@ -461,6 +461,16 @@ def test_billable_counts_kinds_a_model_does_not_price_as_what_they_are_billed_as
         "output_token": 7,
         "cached_input_token": 3,
     }
+    # A model with no cache prices bills cached tokens and cache writes as prompt tokens.
+    bare = parse_source("b", {"price": {"input_token": "1", "output_token": "2"}}).versions[0]
+    anthropic_units = usage_from_anthropic(
+        {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4,
+         "cache_creation_input_tokens": 2}
+    )  # fmt: skip
+    assert {k: v for k, v in billable(anthropic_units, bare).items() if v} == {
+        "input_token": 16,
+        "output_token": 1,
+    }
     priced = parse_source("a", {"price": {"input_token": "1", "output_token": "2",
                                           "input_audio_token": "8"}}).versions[0]  # fmt: skip
     assert billable(units, priced)["input_audio_token"] == 5

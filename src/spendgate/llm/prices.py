@@ -124,6 +124,10 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
                 price[unit] = own
             elif any(unit in tier for _, tier in tiers):  # priced apart only when long
                 price[unit] = price[billed_as]
+    # Only the units the price has (an embedding's tiers price no cache); an empty tier goes.
+    tiers = [
+        (above, t) for above, tier in tiers if (t := {u: r for u, r in tier.items() if u in price})
+    ]
     source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
     if tiers:
         source["size_units"] = [unit for unit in PROMPT_UNITS if unit in price]

@@ -27,6 +27,13 @@ model that does not: reasoning tokens as output, audio prompt tokens as input, c
 kept an hour as cache writes. A model's source names such a unit only when its row prices
 it; `billable()` moves the tokens of a unit a price does not name to the unit it is billed
 as."""
+BILLED_AS = {
+    **{unit: billed_as for unit, (_, billed_as) in MODALITIES.items()},
+    "cached_input_token": "input_token",
+    "cache_write_token": "input_token",
+}
+"""The kind each kind of token is billed as by a model that does not price it apart (a
+model with no cache prices bills cached tokens and cache writes as prompt tokens)."""
 PROMPT_UNITS = (
     "input_token",
     "cached_input_token",
@@ -167,14 +174,14 @@ def usage_from_anthropic(response: Any) -> dict[str, int]:
 
 def billable(units: Mapping[str, int], price: Price | None) -> dict[str, int]:
     """`units` as `price` bills them: the tokens of a kind it does not price apart (see
-    `MODALITIES`) counted as the kind they are billed as, so an audio prompt token of a model
+    `BILLED_AS`) counted as the kind they are billed as, so an audio prompt token of a model
     with no audio rate is a prompt token, never free and never refused. A kind that is
     neither priced nor used is left out."""
     out: dict[str, int] = {}
     for unit, count in units.items():
         target = unit
-        while target in MODALITIES and (price is None or not price.accepts(target)):
-            target = MODALITIES[target][1]
+        while target in BILLED_AS and (price is None or not price.accepts(target)):
+            target = BILLED_AS[target]
         if target is unit or count:
             out[target] = out.get(target, 0) + count
     return out
