@@ -204,7 +204,9 @@ def test_usage_from_openai_responses() -> None:
         usage=SimpleNamespace(prompt_tokens=10, completion_tokens=5, prompt_tokens_details=None)
     )
     assert usage_from_openai(sdk)["input_token"] == 10
-    with pytest.raises(ValidationError, match=r"prompt_tokens_details.*at most prompt_tokens"):
+    with pytest.raises(
+        ValidationError, match=r"prompt_tokens_details.*cached_input_token.*at most prompt_tokens"
+    ):
         usage_from_openai(
             {
                 "usage": {

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -139,7 +140,6 @@ class _Call:
 
     endpoint: Endpoint
     source: str
-    stream: bool
     request: httpx2.Request
     bound: Decimal
     price: Price | None
@@ -224,7 +224,7 @@ class _Meter:
         now_us = to_micros(self.gate.clock())
         price = self.gate.bind(self.options.service, source).price(now_us).price
         bound = self._bound(price, prompt, self._output_bound(endpoint, body))
-        return _Call(endpoint, source, stream, sent, bound, price, hidden)
+        return _Call(endpoint, source, sent, bound, price, hidden)
 
     def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """The tokens a request pulls in that its bytes do not hold; a request whose tools
@@ -413,6 +413,8 @@ def _reduced_as(kind: type[SpendgateError]) -> Callable[[SpendgateError], Any]:
 
 _UNDOING: set[asyncio.Future[None]] = set()
 """Releases of holds whose reservation was cancelled, kept until they finish."""
+_BOOKING: set[threading.Thread] = set()
+"""Bookings of streams dropped unclosed, until they finish."""
 
 
 def _resent(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
@@ -529,10 +531,23 @@ class _Settled:
         return self.meter.settlement(self.call, self.events.usage)
 
     def forgotten(self) -> None:
-        """A stream dropped unclosed: booked at its hold now, not left to expire unbooked."""
+        """A stream dropped unclosed: booked at its hold, not left to expire unbooked. On a
+        thread of its own: the collector may run this while this thread holds a store lock."""
         if not self.done:
-            with contextlib.suppress(Exception):  # at interpreter exit, say
-                self.meter.gate.commit(self.reservation_id, **self.arguments())
+            arguments = self.arguments()
+            booking = threading.Thread(
+                target=self._book, args=(arguments,), name="spendgate-dropped-stream"
+            )
+            with contextlib.suppress(RuntimeError):  # at interpreter exit: its TTL returns it
+                _BOOKING.add(booking)
+                booking.start()
+
+    def _book(self, arguments: dict[str, Any]) -> None:
+        try:
+            with contextlib.suppress(SpendgateError):
+                self.meter.gate.commit(self.reservation_id, **arguments)
+        finally:
+            _BOOKING.discard(threading.current_thread())
 
 
 class _SettlingStream(httpx2.SyncByteStream):

@@ -114,7 +114,9 @@ def _openai_units(
     prompt_kinds = {
         "cached_input_token": cached - cached_audio,
         "cached_input_audio_token": cached_audio,
-        "cache_write_token": _rest(writes, (long_writes,), where, "cache_write_tokens"),
+        "cache_write_token": _rest(
+            writes, {"cache_write_12h_token": long_writes}, where, "cache_write_tokens"
+        ),
         "cache_write_12h_token": long_writes,
         "input_audio_token": max(_detail(details, "audio_tokens", where) - cached_audio, 0),
         "input_image_token": _detail(details, "image_tokens", where),
@@ -129,8 +131,8 @@ def _openai_units(
     return (
         dict.fromkeys(MODALITIES, 0)
         | {
-            "input_token": _rest(prompt, tuple(prompt_kinds.values()), where, inp),
-            "output_token": _rest(completion, tuple(output_kinds.values()), done_where, out),
+            "input_token": _rest(prompt, prompt_kinds, where, inp),
+            "output_token": _rest(completion, output_kinds, done_where, out),
         }
         | prompt_kinds
         | output_kinds
@@ -141,13 +143,13 @@ def _detail(details: Any, key: str, where: str) -> int:
     return _count(_get(details, key) if details else None, f"{where}.{key}")
 
 
-def _rest(total: int, parts: tuple[int, ...], where: str, of: str) -> int:
-    """What is left of a count once the kinds it includes are taken out."""
-    if sum(parts) > total:
-        raise ValidationError(
-            where, sum(parts), f"kinds of tokens adding up to at most {of} ({total})"
-        )
-    return total - sum(parts)
+def _rest(total: int, parts: Mapping[str, int], where: str, of: str) -> int:
+    """What is left of a count once the kinds it includes (named in an error) are taken out."""
+    taken = sum(parts.values())
+    if taken > total:
+        given = {kind: count for kind, count in parts.items() if count}
+        raise ValidationError(where, given, f"kinds of tokens adding up to at most {of} ({total})")
+    return total - taken
 
 
 def usage_from_anthropic(response: Any) -> dict[str, int]:
@@ -166,7 +168,7 @@ def usage_from_anthropic(response: Any) -> dict[str, int]:
         "input_token": _required(_get(usage, "input_tokens"), "usage.input_tokens"),
         "output_token": _required(_get(usage, "output_tokens"), "usage.output_tokens"),
         "cached_input_token": read,
-        "cache_write_token": _rest(write, (hour,), "usage.cache_creation",
+        "cache_write_token": _rest(write, {"cache_write_1h_token": hour}, "usage.cache_creation",
                                    "cache_creation_input_tokens"),
         "cache_write_1h_token": hour,
     }  # fmt: skip
