@@ -29,6 +29,8 @@ class LLMServer:
         self.requests: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
         self.usages: list[tuple[str, str, dict[str, Any]]] = []  # (path, model, usage)
+        self.tiers: list[str] = []  # the service tier each usage was served in
+        self.project_tier = "default"  # what a request naming no tier (or `auto`) gets
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.streaming = threading.Event()
@@ -90,6 +92,7 @@ class LLMServer:
                     usage["prompt_tokens_details"] = {"cached_tokens": prompt + 5}
                 chat = kind == "completions" and "chat" in self.path
                 obj = "chat.completion" if chat else "text_completion"
+                tier = server.served(body)
                 if not body.get("stream"):
                     server.billed(self.path, body, usage)
                     choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
@@ -106,6 +109,7 @@ class LLMServer:
                             "model": body["model"],
                             "choices": [choice],
                             "usage": usage,
+                            "service_tier": tier,
                         },
                     )
                     return
@@ -122,6 +126,7 @@ class LLMServer:
                             "created": 1,
                             "model": body["model"],
                             "choices": [delta],
+                            "service_tier": tier,
                         }
                     if (body.get("stream_options") or {}).get("include_usage"):
                         server.billed(self.path, body, usage)
@@ -132,6 +137,7 @@ class LLMServer:
                             "model": body["model"],
                             "choices": [],
                             "usage": usage,
+                            "service_tier": tier,
                         }
                     yield "[DONE]"
 
@@ -154,6 +160,7 @@ class LLMServer:
                     "model": body["model"],
                     "output": [],
                     "usage": usage,
+                    "service_tier": server.served(body),
                 }
                 if not body.get("stream"):
                     server.billed(self.path, body, usage)
@@ -188,6 +195,7 @@ class LLMServer:
                     "output_tokens": output,
                     "cache_read_input_tokens": 0,
                     "cache_creation_input_tokens": 0,
+                    "service_tier": "priority" if server.served(body) == "priority" else "standard",
                 }
                 message = {
                     "id": "m",
@@ -272,9 +280,15 @@ class LLMServer:
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
+    def served(self, body: dict[str, Any]) -> str:
+        """The service tier a request is served in, as OpenAI names it."""
+        asked = body.get("service_tier")
+        return self.project_tier if asked in (None, "auto") else str(asked)
+
     def billed(self, path: str, body: dict[str, Any], usage: dict[str, Any]) -> None:
         with self.lock:
             self.usages.append((path, body["model"], usage))
+            self.tiers.append(self.served(body))
 
     def __enter__(self) -> LLMServer:
         self.thread.start()

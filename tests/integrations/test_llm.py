@@ -21,8 +21,12 @@ from spendgate.config import parse
 from spendgate.errors import ConfigError
 from spendgate.llm import (
     MODALITIES,
+    SERVICE_TIERS,
     billable,
     litellm_prices,
+    served_tier,
+    service_tier,
+    tier_unit,
     to_toml,
     usage_from_anthropic,
     usage_from_openai,
@@ -279,12 +283,20 @@ def _grid(spec: Mapping[str, Any], embedding: bool) -> list[tuple[int, int, int,
     return grid
 
 
-def _ours(price: Price, prompt: int, cached: int, writes: int, completion: int) -> float:
-    units = dict.fromkeys(price.named, 0) | {"input_token": prompt - cached - writes}
+def _ours(
+    price: Price, prompt: int, cached: int, writes: int, completion: int, *, tier: str | None = None
+) -> float:
+    units = {"input_token": prompt - cached - writes}
     if "output_token" in price.named:
         units |= {"output_token": completion, "cached_input_token": cached}
         units |= {"cache_write_token": writes}
-    return float(from_nanos(price.cost(units)))
+    tiered = {tier_unit(unit, tier): count for unit, count in units.items()}
+    return float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | tiered)))
+
+
+def _tiers(price: Price) -> list[str | None]:
+    """The standard tier and the service tiers `price` prices apart."""
+    return [None, *(t for t in SERVICE_TIERS if price.accepts(tier_unit("input_token", t)))]
 
 
 def _theirs(litellm: Any, name: str, row: Mapping[str, Any], **usage: Any) -> float:
@@ -326,7 +338,7 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
     modes = {table[name]["mode"] for name in sources}
     assert modes == {"chat", "completion", "responses", "embedding"}
     assert sum(1 for spec in sources.values() if "size_tiers" in spec) >= 300
-    compared, differ = 0, []
+    compared, tiered, differ = 0, 0, []
     with pinned_billing_time(PEAK):
         for name, spec in sources.items():
             row = table[name]
@@ -335,15 +347,19 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
             for prompt, cached, writes, completion in _grid(spec, embedding):
                 if writes and row.get("litellm_provider") == "deepseek":
                     continue  # DeepSeek reports cache hits and misses, never cache writes
-                theirs = _theirs(
-                    litellm, name, row, prompt_tokens=prompt, completion_tokens=completion,
-                    cache_read_input_tokens=cached, cache_creation_input_tokens=writes,
-                )  # fmt: skip
-                ours = _ours(price, prompt, cached, writes, completion)
-                compared += 1
-                if not _same(ours, theirs):
-                    differ.append((name, prompt, cached, writes, ours, theirs))
-    assert compared >= 15_000
+                for tier in _tiers(price):
+                    theirs = _theirs(
+                        litellm, name, row, prompt_tokens=prompt, completion_tokens=completion,
+                        cache_read_input_tokens=cached, cache_creation_input_tokens=writes,
+                        service_tier=tier,
+                    )  # fmt: skip
+                    ours = _ours(price, prompt, cached, writes, completion, tier=tier)
+                    compared += 1
+                    tiered += tier is not None
+                    if not _same(ours, theirs):
+                        differ.append((name, tier, prompt, cached, writes, ours, theirs))
+    assert compared >= 20_000
+    assert tiered >= 4_000
     assert not differ, differ[:20]
 
 
@@ -479,6 +495,66 @@ def test_billable_counts_kinds_a_model_does_not_price_as_what_they_are_billed_as
     assert billable(units, priced)["output_token"] == 7
 
 
+def test_the_tier_a_call_is_billed_in() -> None:
+    """The tier a response says served the call wins when it is a priced tier or the
+    standard one; else the tier the request named; `auto` and no tier are standard."""
+    assert service_tier("auto", "priority") == "priority"
+    assert service_tier("priority", "default") is None  # asked for, not granted
+    assert service_tier("flex", None) == "flex"
+    assert service_tier("fast") == "priority"  # litellm's other name for it
+    assert service_tier("auto", None) is service_tier(None, "scale") is None
+    assert service_tier("flex", "batch") == "flex"  # not a tier priced per call: as asked
+    assert served_tier({"service_tier": "flex", "usage": {}}) == "flex"  # OpenAI's place
+    assert served_tier({"usage": {"service_tier": "priority"}}) == "priority"  # Anthropic's
+    assert served_tier({"usage": {"input_tokens": 1}}) is None
+
+
+def test_billable_puts_tokens_in_the_tier_that_served_them(tmp_path: Path) -> None:
+    row = {
+        "mode": "chat",
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 4e-06,
+        "output_cost_per_reasoning_token": 5e-06,
+        "input_cost_per_token_priority": 2e-06,
+        "output_cost_per_token_priority": 8e-06,
+        "cache_read_input_token_cost_flex": 1e-07,
+    }
+    spec = _one(row, tmp_path)
+    # A tier with no rate of its own for a kind takes the standard one; a tier with an
+    # output rate of its own bills reasoning at it.
+    assert spec["price"] == {
+        "input_token": "0.000001",
+        "output_token": "0.000004",
+        "cached_input_token": "0.000001",
+        "cache_write_token": "0.000001",
+        "reasoning_token": "0.000005",
+        "flex_input_token": "0.000001",
+        "flex_output_token": "0.000004",
+        "flex_cached_input_token": "0.0000001",
+        "flex_cache_write_token": "0.000001",
+        "flex_reasoning_token": "0.000005",
+        "priority_input_token": "0.000002",
+        "priority_output_token": "0.000008",
+        "priority_cached_input_token": "0.000002",
+        "priority_cache_write_token": "0.000002",
+    }
+    price = parse_source("m", spec).versions[0]
+    units = ZEROS | {"input_token": 10, "output_token": 4, "reasoning_token": 3}
+    served = billable(units | {"cached_input_token": 0}, price, "priority")
+    assert {k: v for k, v in served.items() if v} == {
+        "priority_input_token": 10,
+        "priority_output_token": 7,
+    }
+    assert served["input_token"] == served["flex_reasoning_token"] == 0  # the other tiers'
+    assert from_nanos(price.cost(served)) == Decimal("0.000076")  # 10 x $2/M + 7 x $8/M
+    # A model that does not price a tier apart bills it at its standard rates.
+    plain = parse_source("p", {"price": {"input_token": "1", "output_token": "2"}}).versions[0]
+    assert {k: v for k, v in billable(units, plain, "flex").items() if v} == {
+        "input_token": 10,
+        "output_token": 7,
+    }
+
+
 def test_every_kind_of_token_costs_what_litellm_costs() -> None:
     """Reasoning, audio, image and cached tokens, and cache writes kept an hour, each alone
     and all together, for every imported chat model, on each side of every tier: the
@@ -521,7 +597,6 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
                             "reasoning_tokens": r, "audio_tokens": ao, "image_tokens": io
                         },
                     )  # fmt: skip
-                    theirs = _theirs(litellm, name, row, usage_object=usage)
                     units = {
                         "input_token": prompt - c - w - a - i,
                         "cached_input_token": c,
@@ -534,11 +609,14 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
                         "output_audio_token": ao,
                         "output_image_token": io,
                     }
-                    ours = float(from_nanos(price.cost(ZEROS | billable(units, price))))
-                    compared += 1
-                    if not _same(ours, theirs):
-                        differ.append((name, prompt, kind, ours, theirs))
-    assert compared >= 30_000
+                    for tier in _tiers(price):
+                        theirs = _theirs(litellm, name, row, usage_object=usage, service_tier=tier)
+                        billed = billable(units, price, tier)
+                        ours = float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | billed)))
+                        compared += 1
+                        if not _same(ours, theirs):
+                            differ.append((name, tier, prompt, kind, ours, theirs))
+    assert compared >= 40_000
     assert not differ, differ[:20]
 
 

@@ -34,6 +34,13 @@ RATES = {  # model: (input, output, cached input, cache write, reasoning), per m
     "bad-request": (1, 4, Decimal("0.5"), 1, None),
     "bad-usage": (1, 4, Decimal("0.5"), 1, None),
     "claude-test": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
+    "tier-test": (1, 4, Decimal("0.5"), 1, None),
+}
+TIERS = {  # a model's rates in the service tiers it prices apart
+    "tier-test": {
+        "flex": (Decimal("0.5"), 2, Decimal("0.25"), Decimal("0.5"), None),
+        "priority": (2, 8, 1, 2, None),
+    }
 }
 
 
@@ -48,13 +55,19 @@ def sources() -> dict[str, Any]:
         }
         if reasoning is not None:
             price["reasoning_token"] = f"{reasoning}/1M"
+        for tier, rates in TIERS.get(model, {}).items():
+            kinds = ("input_token", "output_token", "cached_input_token", "cache_write_token")
+            price |= {
+                f"{tier}_{kind}": f"{rate}/1M" for kind, rate in zip(kinds, rates[:4], strict=True)
+            }
         out[model] = {"price": price}
     return out
 
 
-def billed(model: str, usage: dict[str, Any]) -> Decimal:
-    """What the server's usage costs, worked out here from the rates, apart from spendgate."""
-    inp, out, cached, write, reasoning = RATES[model]
+def billed(model: str, usage: dict[str, Any], tier: str = "default") -> Decimal:
+    """What the server's usage in service tier `tier` costs, worked out here from the rates,
+    apart from spendgate."""
+    inp, out, cached, write, reasoning = TIERS.get(model, {}).get(tier, RATES[model])
     if "prompt_tokens" in usage or "input_tokens_details" in usage:
         prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
         done = usage.get("completion_tokens", usage.get("output_tokens", 0))
@@ -90,7 +103,8 @@ def spent(gate: Gate) -> Decimal:
 
 def booked(gate: Gate, server: LLMServer) -> tuple[Decimal, Decimal]:
     """What the gate booked, and what the server's usage costs."""
-    return spent(gate), sum((billed(m, u) for _, m, u in server.usages), Decimal(0))
+    costs = (billed(m, u, t) for (_, m, u), t in zip(server.usages, server.tiers, strict=True))
+    return spent(gate), sum(costs, Decimal(0))
 
 
 def test_chat_is_booked_at_the_usage_the_server_sent(server: LLMServer) -> None:
@@ -180,7 +194,7 @@ def test_what_cannot_be_priced_is_refused_before_sending(server: LLMServer) -> N
         with pytest.raises(ValidationError, match="service_tier"):
             client.chat.completions.create(
                 model="gpt-test", messages=[{"role": "user", "content": "hi"}],
-                service_tier="priority",
+                service_tier="scale",
             )  # fmt: skip
         with pytest.raises(ValidationError, match="request"):
             client.images.generate(model="gpt-test", prompt="a cat")
@@ -192,6 +206,64 @@ def test_what_cannot_be_priced_is_refused_before_sending(server: LLMServer) -> N
 
 
 SpendgateError_ = __import__("spendgate").SpendgateError
+
+
+def test_a_call_is_booked_in_the_service_tier_that_served_it(server: LLMServer) -> None:
+    """A call names its service tier, or takes the one its project is set to: it is booked
+    at the rates of the tier the response says served it (OpenAI says so beside the usage,
+    Anthropic inside it), in plain calls and streams alike."""
+    hi = [{"role": "user", "content": "hi"}]
+    with open_gate() as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        claude = wrap(anthropic.Anthropic(api_key="k", base_url=server.url), gate, service="bot")
+        client.chat.completions.create(model="tier-test", messages=hi, service_tier="flex")
+        for _ in client.chat.completions.create(
+            model="tier-test", messages=hi, service_tier="priority", stream=True
+        ):
+            pass
+        client.responses.create(model="tier-test", input="hi", service_tier="flex")
+        server.project_tier = "priority"  # what `auto`, or no tier, is served in
+        client.chat.completions.create(model="tier-test", messages=hi)
+        claude.messages.create(model="tier-test", max_tokens=50, messages=hi)
+        claude.messages.create(
+            model="tier-test", max_tokens=50, messages=hi, service_tier="standard_only"
+        )
+        assert server.tiers == ["flex", "priority", "flex", "priority", "priority", "standard_only"]
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected
+        standard = sum((billed(m, u) for _, m, u in server.usages), Decimal(0))
+        assert expected != standard  # the tiers' rates were what counted
+        used = [
+            {unit.split("_")[0] for unit, n in event.units.items() if n} for event in gate.events()
+        ]
+        tiers = [tier if len(tier) == 1 else {"standard"} for tier in used]
+        assert tiers == [{"flex"}, {"priority"}, {"flex"}, {"priority"}, {"priority"}, {"standard"}]
+
+
+def test_a_call_is_held_at_the_dearest_tier_it_may_be_served_in(server: LLMServer) -> None:
+    """A call that names no tier may be served in the dearest (its project's setting
+    decides), so it is held at that tier's rates; `default` is held at the standard rates,
+    and a tier it names at the dearer of that tier and the standard one."""
+    hi = [{"role": "user", "content": "hi"}]
+    with open_gate(limit="0.006") as gate:  # ~0.0041 at standard rates, ~0.0082 at priority
+        client = wrap(
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1", max_retries=0),
+            gate, service="bot", prompt_margin=0,
+        )  # fmt: skip
+        for tier in (None, "auto", "priority"):
+            named = {"service_tier": tier} if tier else {}
+            with pytest.raises(BudgetExceededError):
+                client.chat.completions.create(
+                    model="tier-test", messages=hi, max_tokens=1000, **named
+                )
+        assert server.total() == 0
+        for tier in ("default", "flex"):
+            client.chat.completions.create(
+                model="tier-test", messages=hi, max_tokens=1000, service_tier=tier
+            )
+        assert server.total() == 2
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected > 0
 
 
 def test_an_error_response_releases_the_hold(server: LLMServer) -> None:

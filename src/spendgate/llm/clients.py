@@ -37,7 +37,17 @@ import httpx2
 from spendgate.errors import SpendgateError, ValidationError, rebuilt_error
 from spendgate.gate import Gate
 from spendgate.holds import new_request_id
-from spendgate.llm.usage import PROMPT_UNITS, billable, usage_from_anthropic, usage_from_openai
+from spendgate.llm.usage import (
+    OUTPUT_UNITS,
+    PROMPT_UNITS,
+    SERVICE_TIERS,
+    billable,
+    served_tier,
+    service_tier,
+    tier_unit,
+    usage_from_anthropic,
+    usage_from_openai,
+)
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
 from spendgate.windows import parse_duration, to_micros
@@ -59,19 +69,25 @@ ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
 FREE_PATHS = ("/messages/count_tokens", "/responses/input_tokens", "/files", "/uploads")
 """POST endpoints that cost nothing, passed through unmetered. Any other POST to a path the
 client does not meter is refused: it could be a paid call nobody priced."""
-OUTPUT_UNITS = (
-    "output_token",
-    "reasoning_token",
-    "output_audio_token",
-    "output_image_token",
-    "output_video_token",
-)
 # A prompt's parts that cost tokens their bytes do not bound (an image's URL is short).
 _MEDIA_PARTS = frozenset(
     {"image_url", "input_image", "image", "input_audio", "audio", "input_file", "file",
      "document", "video", "video_url"}
 )  # fmt: skip
-_STANDARD_TIERS = (None, "auto", "default", "standard_only")
+# The service tiers a request may name: unset or `auto` may be served in any tier (the
+# project's or the organisation's setting decides), `default` and Anthropic's
+# `standard_only` in the standard tier only; a priced tier in itself or the standard one.
+_ANY_TIER = (None, "auto")
+_STANDARD_TIER = ("default", "standard_only")
+_TIER_NAMES = (*SERVICE_TIERS, "fast")
+_TIERED = frozenset({None, *SERVICE_TIERS})
+_PROMPT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in PROMPT_UNITS]
+_OUTPUT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in OUTPUT_UNITS]
+# The service tier of each unit a token-priced source may name.
+_UNIT_TIER: dict[str, str | None] = {
+    **{tier_unit(u, t): t for t in _TIERED for u in (*PROMPT_UNITS, *OUTPUT_UNITS)},
+    "request": None,
+}
 # The fields that limit a call's output, the one to send a cap in first.
 _LIMITS: dict[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
@@ -144,6 +160,8 @@ class _Call:
     bound: Decimal
     price: Price | None
     """The price the call was bounded with: which kinds of token it prices apart."""
+    tier: object = None
+    """The service tier the request asked for."""
     hidden_usage: bool = False
     """Usage was asked for on the caller's behalf: its stream chunk is not shown."""
 
@@ -157,7 +175,9 @@ class _Meter:
         self.gate = gate
         self.options = options
         self.sdk_error = sdk_error
-        self._bounds: dict[int, tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]]] = {}
+        self._bounds: dict[
+            tuple[int, object], tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]]
+        ] = {}
         self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
 
     def refused(self, exc: SpendgateError) -> SpendgateError:
@@ -203,11 +223,12 @@ class _Meter:
             raise ValidationError("model", body.get("model") if isinstance(body, dict) else body,
                                   "the model the request names")  # fmt: skip
         tier = body.get("service_tier")
-        if tier not in _STANDARD_TIERS:
+        if tier not in (*_ANY_TIER, *_STANDARD_TIER, *_TIER_NAMES):
             raise ValidationError(
                 "service_tier",
                 tier,
-                "the standard tier (unset or 'auto'): other service tiers are not priced yet",
+                f"a tier priced per token: unset, 'auto', {', '.join(map(repr, _STANDARD_TIER))}"
+                f" or {', '.join(map(repr, _TIER_NAMES))} ('scale' and batches are not priced)",
             )
         stream = body.get("stream") is True
         changed = self._output_limit(endpoint, body)
@@ -223,8 +244,8 @@ class _Meter:
         sent = _resent(request, body) if changed else request
         now_us = to_micros(self.gate.clock())
         price = self.gate.bind(self.options.service, source).price(now_us).price
-        bound = self._bound(price, prompt, self._output_bound(endpoint, body))
-        return _Call(endpoint, source, sent, bound, price, hidden)
+        bound = self._bound(price, prompt, self._output_bound(endpoint, body), tier)
+        return _Call(endpoint, source, sent, bound, price, tier, hidden)
 
     def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """The tokens a request pulls in that its bytes do not hold; a request whose tools
@@ -296,25 +317,31 @@ class _Meter:
             return chosen.get(model, model)
         return chosen(model)
 
-    def _bound(self, price: Price | None, prompt: int, output: int) -> Decimal:
+    def _bound(self, price: Price | None, prompt: int, output: int, tier: object) -> Decimal:
         """The most a call with `prompt` and `output` tokens can cost: every prompt token at
         the dearest prompt rate and every output token at the dearest output rate, plus its
-        request fee, in the dearest size tier a prompt of this size or smaller falls in."""
+        request fee, in the dearest size tier a prompt of this size or smaller falls in and
+        the dearest service tier the request may be served in."""
         if price is None:
             return Decimal(0)  # an allowed-unpriced source: stored as unpriced
         return max(
             prompt * top_in + output * top_out + fee
-            for above, top_in, top_out, fee in self._steps(price)
+            for above, top_in, top_out, fee in self._steps(price, tier)
             if prompt > above
         )
 
-    def _steps(self, price: Price) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
+    def _steps(self, price: Price, tier: object) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
         """Per size tier (the base first, at size -1): the dearest prompt rate, the dearest
-        output rate and the request fee."""
-        cached = self._bounds.get(id(price))
+        output rate and the request fee, over the service tiers a request naming `tier`
+        may be served in."""
+        cached = self._bounds.get((id(price), tier))
         if cached is not None and cached[0] is price:
             return cached[1]
-        unknown = [u for u in price.units if u not in (*PROMPT_UNITS, *OUTPUT_UNITS, "request")]
+        tiers = _TIERED if tier in _ANY_TIER else ({None} if tier in _STANDARD_TIER else
+                                                   {None, service_tier(tier)})  # fmt: skip
+        prompt_units = [u for u in _PROMPT_UNITS if _UNIT_TIER[u] in tiers]
+        output_units = [u for u in _OUTPUT_UNITS if _UNIT_TIER[u] in tiers]
+        unknown = [u for u in price.units if u not in _UNIT_TIER]
         if unknown:
             raise ValidationError(
                 "source",
@@ -324,12 +351,12 @@ class _Meter:
             )
         rates = {r.unit: r.max_rate for r in price.rates}
         steps = []
-        for above, tier in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
-            rates.update(tier)
-            top_in = max((rates.get(u, Decimal(0)) for u in PROMPT_UNITS), default=Decimal(0))
-            top_out = max((rates.get(u, Decimal(0)) for u in OUTPUT_UNITS), default=Decimal(0))
+        for above, size in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
+            rates.update(size)
+            top_in = max((rates.get(u, Decimal(0)) for u in prompt_units), default=Decimal(0))
+            top_out = max((rates.get(u, Decimal(0)) for u in output_units), default=Decimal(0))
             steps.append((above, top_in, top_out, rates.get("request", Decimal(0))))
-        self._bounds[id(price)] = (price, steps)
+        self._bounds[(id(price), tier)] = (price, steps)
         return steps
 
     def _reserving(self, call: _Call, reservation_id: str) -> dict[str, Any]:
@@ -373,14 +400,16 @@ class _Meter:
 
     # -- after the response ---------------------------------------------------------------
 
-    def settlement(self, call: _Call, usage: Any) -> dict[str, Any]:
-        """`commit()`'s arguments for a call whose response reported `usage`. With none, or
-        none that reads (a count missing or inconsistent), the hold is what is booked: the
-        most the call could have cost, never less, and a warning says so."""
+    def settlement(self, call: _Call, usage: Any, served: object = None) -> dict[str, Any]:
+        """`commit()`'s arguments for a call whose response reported `usage`, served in the
+        service tier `served` says. With no usage, or none that reads (a count missing or
+        inconsistent), the hold is what is booked: the most the call could have cost, never
+        less, and a warning says so."""
         if usage:
             read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
+            tier = service_tier(call.tier, served if served is not None else served_tier(usage))
             try:
-                return {"units": billable(read(usage), call.price)}
+                return {"units": billable(read(usage), call.price, tier)}
             except ValidationError as exc:
                 log.warning("%s: the usage reported does not read (%s); booked at the hold",
                             call.source, exc)  # fmt: skip
@@ -438,12 +467,15 @@ def _media_parts(value: Any) -> int:
     return 0
 
 
-def _body_usage(body: bytes) -> Any:
+def _settlement(meter: _Meter, call: _Call, body: bytes) -> dict[str, Any]:
+    """`commit()`'s arguments for a call answered with `body`."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return data.get("usage") if isinstance(data, dict) else None
+        data = None
+    if not isinstance(data, dict):
+        return meter.settlement(call, None)
+    return meter.settlement(call, data.get("usage"), data.get("service_tier"))
 
 
 class _Events:
@@ -454,6 +486,7 @@ class _Events:
     def __init__(self, call: _Call) -> None:
         self.call = call
         self.usage: dict[str, Any] = {}
+        self.served: object = None
         self.complete = False
         self._buffer = b""
 
@@ -499,10 +532,13 @@ class _Events:
             return True
         if self.call.endpoint == "responses":
             if kind in ("response.completed", "response.incomplete", "response.failed"):
-                usage = (payload.get("response") or {}).get("usage")
-                if usage:
-                    self.usage, self.complete = dict(usage), True
+                response = payload.get("response") or {}
+                if response.get("usage"):
+                    self.usage, self.complete = dict(response["usage"]), True
+                    self.served = response.get("service_tier")
             return True
+        if payload.get("service_tier") is not None:
+            self.served = payload["service_tier"]
         if payload.get("usage"):
             self.usage, self.complete = dict(payload["usage"]), True
             return not (self.call.hidden_usage and not payload.get("choices"))
@@ -528,7 +564,7 @@ class _Settled:
             log.warning("%s: the stream ended before its usage; booked at the hold",
                         self.call.source)  # fmt: skip
             return {}
-        return self.meter.settlement(self.call, self.events.usage)
+        return self.meter.settlement(self.call, self.events.usage, self.events.served)
 
     def forgotten(self) -> None:
         """A stream dropped unclosed: booked at its hold, not left to expire unbooked. On a
@@ -668,7 +704,7 @@ class LLMTransport(httpx2.BaseTransport):
             meter.commit(reservation_id, {})
             raise
         if _billed(response):
-            meter.commit(reservation_id, meter.settlement(call, _body_usage(response.content)))
+            meter.commit(reservation_id, _settlement(meter, call, response.content))
         else:
             try:
                 meter.gate.release(reservation_id)
@@ -715,9 +751,7 @@ class AsyncLLMTransport(httpx2.AsyncBaseTransport):
             await meter.acommit(reservation_id, {})
             raise
         if _billed(response):
-            await meter.acommit(
-                reservation_id, meter.settlement(call, _body_usage(response.content))
-            )
+            await meter.acommit(reservation_id, _settlement(meter, call, response.content))
         else:
             try:
                 await asyncio.shield(meter.gate.arelease(reservation_id))

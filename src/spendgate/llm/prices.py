@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spendgate.errors import ConfigError
-from spendgate.llm.usage import MODALITIES, PROMPT_UNITS
+from spendgate.llm.usage import MODALITIES, PROMPT_UNITS, SERVICE_TIERS, tier_unit
 
 LITELLM_FILE = "model_prices_and_context_window_backup.json"
 # litellm's per-token fields, and the dimension each becomes in spendgate.
@@ -95,7 +95,62 @@ def litellm_prices(
 
 
 def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
-    """A model's source table, or `None` when the table gives it no token price."""
+    """A model's source table, or `None` when the table gives it no token price.
+
+    Each service tier the row prices apart (`input_cost_per_token_priority`...) adds the
+    tier's units (`priority_input_token`...): every rate of the model, the tier's own where
+    the row gives one and the standard one where it does not, as litellm bills it."""
+    standard = _rates(spec, where)
+    if standard is None:
+        return None
+    price, tiers = standard
+    sizes = dict(tiers)
+    for tier in _service_tiers(spec):
+        served = _rates(_in_tier(spec, tier), f"{where} ({tier})")
+        assert served is not None  # the standard rates price the prompt: so do the tier's
+        price |= {tier_unit(unit, tier): rate for unit, rate in served[0].items()}
+        for above, rates in served[1]:
+            sizes.setdefault(above, {}).update(
+                (tier_unit(unit, tier), rate) for unit, rate in rates.items()
+            )
+    source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
+    if sizes:
+        source["size_units"] = [unit for unit in _prompt_units(spec) if unit in price]
+        source["size_tiers"] = [
+            {"above": above, "price": {unit: f"{rate:f}" for unit, rate in tier.items()}}
+            for above, tier in sorted(sizes.items())
+        ]
+    return source
+
+
+def _service_tiers(spec: Mapping[str, Any]) -> list[str]:
+    """The service tiers a row prices apart: those some rate is given for."""
+    return [tier for tier in SERVICE_TIERS if any(key.endswith(f"_{tier}") for key in spec)]
+
+
+def _in_tier(spec: Mapping[str, Any], tier: str) -> dict[str, Any]:
+    """The row as calls in `tier` are billed: its rates for the tier over the standard ones.
+    A tier with an output rate of its own bills reasoning tokens at it, unless it prices
+    them apart too: the standard reasoning rate is the standard tier's."""
+    suffix = f"_{tier}"
+    own = {key.removesuffix(suffix): value for key, value in spec.items() if key.endswith(suffix)}
+    served = {**spec, **own}
+    if "output_cost_per_token" in own and "output_cost_per_reasoning_token" not in own:
+        served.pop("output_cost_per_reasoning_token", None)
+    return served
+
+
+def _prompt_units(spec: Mapping[str, Any]) -> list[str]:
+    return [
+        tier_unit(unit, tier) for tier in (None, *_service_tiers(spec)) for unit in PROMPT_UNITS
+    ]
+
+
+def _rates(
+    spec: Mapping[str, Any], where: str
+) -> tuple[dict[str, Decimal], list[tuple[int, dict[str, Decimal]]]] | None:
+    """A model's rates and its long-prompt tiers in one service tier, or `None` when the
+    table gives it no token price."""
     rates = {unit: _rate(spec.get(field), f"{where}.{field}") for field, unit in FIELDS.items()}
     ranged = _ranged(spec.get("tiered_pricing"), f"{where}.tiered_pricing", rates["output_token"])
     if ranged:  # the base rates stand for a prompt of 0 tokens only: any prompt has a tier
@@ -128,14 +183,7 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     tiers = [
         (above, t) for above, tier in tiers if (t := {u: r for u, r in tier.items() if u in price})
     ]
-    source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
-    if tiers:
-        source["size_units"] = [unit for unit in PROMPT_UNITS if unit in price]
-        source["size_tiers"] = [
-            {"above": above, "price": {unit: f"{rate:f}" for unit, rate in tier.items()}}
-            for above, tier in tiers
-        ]
-    return source
+    return price, tiers
 
 
 def _above(

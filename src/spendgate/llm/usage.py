@@ -47,6 +47,43 @@ PROMPT_UNITS = (
 )
 """The units whose sum is a call's prompt size, which picks a long-prompt rate: providers
 count cached tokens, cache writes and every kind of prompt token in the prompt."""
+OUTPUT_UNITS = (
+    "output_token",
+    "reasoning_token",
+    "output_audio_token",
+    "output_image_token",
+    "output_video_token",
+)
+"""The units a call's output is counted in."""
+SERVICE_TIERS = ("flex", "priority", "balanced", "ultrafast")
+"""The service tiers a model may price apart (litellm's `_flex`, `_priority`... rates): a
+tier's tokens are units of their own, named with the tier first (`priority_input_token`),
+so one source, and every budget on it, counts a model's calls in every tier."""
+_TIER_NAMES = {**{tier: tier for tier in SERVICE_TIERS}, "fast": "priority"}
+_STANDARD_NAMES = frozenset({"default", "standard"})
+
+
+def tier_unit(unit: str, tier: str | None) -> str:
+    """The unit `unit` is in service tier `tier` (`None`: the standard tier)."""
+    return unit if tier is None else f"{tier}_{unit}"
+
+
+def service_tier(requested: object, served: object = None) -> str | None:
+    """The service tier a call is billed in, as its price names it (`None`: standard): the
+    tier the response says served it when that is a priced tier or the standard one
+    (`default`, `standard`), else the tier the request asked for (`auto` is standard)."""
+    if isinstance(served, str):
+        tier = _TIER_NAMES.get(served.lower())
+        if tier is not None or served.lower() in _STANDARD_NAMES:
+            return tier
+    return _TIER_NAMES.get(requested.lower()) if isinstance(requested, str) else None
+
+
+def served_tier(response: Any) -> object:
+    """The service tier an OpenAI- or Anthropic-style response says served it (OpenAI says
+    it beside the usage, Anthropic inside it), or `None`."""
+    served = _get(response, "service_tier")
+    return served if served is not None else _get(_get(response, "usage"), "service_tier")
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -174,16 +211,33 @@ def usage_from_anthropic(response: Any) -> dict[str, int]:
     }  # fmt: skip
 
 
-def billable(units: Mapping[str, int], price: Price | None) -> dict[str, int]:
+def billable(
+    units: Mapping[str, int], price: Price | None, tier: str | None = None
+) -> dict[str, int]:
     """`units` as `price` bills them: the tokens of a kind it does not price apart (see
     `BILLED_AS`) counted as the kind they are billed as, so an audio prompt token of a model
     with no audio rate is a prompt token, never free and never refused. A kind that is
-    neither priced nor used is left out."""
+    neither priced nor used is left out.
+
+    `tier` is the service tier the call was billed in (see `service_tier()`): its units are
+    the tier's (`flex_input_token`), or the standard ones for a model that does not price
+    the tier apart, which bills it at its standard rates; the other tiers' units are 0."""
+    if tier is not None and (price is None or not price.accepts(tier_unit("input_token", tier))):
+        tier = None
     out: dict[str, int] = {}
     for unit, count in units.items():
         target = unit
-        while target in BILLED_AS and (price is None or not price.accepts(target)):
+        while target in BILLED_AS and (price is None or not price.accepts(tier_unit(target, tier))):
             target = BILLED_AS[target]
         if target is unit or count:
-            out[target] = out.get(target, 0) + count
+            name = tier_unit(target, tier)
+            out[name] = out.get(name, 0) + count
+    if price is not None:  # none of the other tiers' tokens were used
+        for other in (None, *SERVICE_TIERS):
+            if other != tier and price.accepts(tier_unit("input_token", other)):
+                out |= {
+                    name: 0
+                    for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
+                    if price.accepts(name := tier_unit(unit, other)) and name not in out
+                }
     return out
