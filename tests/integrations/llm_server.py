@@ -31,6 +31,7 @@ class LLMServer:
         self.usages: list[tuple[str, str, dict[str, Any]]] = []  # (path, model, usage)
         self.tiers: list[str] = []  # the service tier each usage was served in
         self.project_tier = "default"  # what a request naming no tier (or `auto`) gets
+        self.workspace_geo = "global"  # where an Anthropic request naming no region runs
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.streaming = threading.Event()
@@ -196,6 +197,8 @@ class LLMServer:
                     "cache_read_input_tokens": 0,
                     "cache_creation_input_tokens": 0,
                     "service_tier": "priority" if server.served(body) == "priority" else "standard",
+                    "inference_geo": body.get("inference_geo") or server.workspace_geo,
+                    "speed": body.get("speed") or "standard",
                 }
                 message = {
                     "id": "m",
@@ -286,9 +289,13 @@ class LLMServer:
         return self.project_tier if asked in (None, "auto") else str(asked)
 
     def billed(self, path: str, body: dict[str, Any], usage: dict[str, Any]) -> None:
+        """Note a call's usage, and the variant it was billed in: its service tier, or
+        for Anthropic's the fast mode and US region it reports (`fast_mode_us`...)."""
+        fast = "fast_mode" if usage.get("speed") == "fast" else ""
+        us = "us" if usage.get("inference_geo") == "us" else ""
         with self.lock:
             self.usages.append((path, body["model"], usage))
-            self.tiers.append(self.served(body))
+            self.tiers.append("_".join(filter(None, (fast, us))) or self.served(body))
 
     def __enter__(self) -> LLMServer:
         self.thread.start()

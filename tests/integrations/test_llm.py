@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,7 +23,8 @@ from spendgate.config import parse
 from spendgate.errors import ConfigError
 from spendgate.llm import (
     MODALITIES,
-    SERVICE_TIERS,
+    MODES,
+    VARIANTS,
     billable,
     litellm_prices,
     served_tier,
@@ -30,6 +33,7 @@ from spendgate.llm import (
     to_toml,
     usage_from_anthropic,
     usage_from_openai,
+    variant,
 )
 from spendgate.money import from_nanos
 from spendgate.pricing import Price
@@ -295,8 +299,21 @@ def _ours(
 
 
 def _tiers(price: Price) -> list[str | None]:
-    """The standard tier and the service tiers `price` prices apart."""
-    return [None, *(t for t in SERVICE_TIERS if price.accepts(tier_unit("input_token", t)))]
+    """The standard rates and the variants `price` prices apart."""
+    return [None, *(t for t in VARIANTS if price.accepts(tier_unit("input_token", t)))]
+
+
+# What litellm is told of a call billed in a variant: a service tier, or the region and
+# speed Anthropic reports in the usage.
+_SPEEDS = {"fast_mode": ("fast", None), "us": (None, "us"), "fast_mode_us": ("fast", "us")}
+
+
+def _in_variant(usage: Any, variant: str | None) -> dict[str, Any]:
+    """`cost_per_token()`'s arguments for `usage` billed in `variant`."""
+    if variant not in _SPEEDS:
+        return {"usage_object": usage, "service_tier": variant}
+    usage.speed, usage.inference_geo = _SPEEDS[variant]
+    return {"usage_object": usage}
 
 
 def _theirs(litellm: Any, name: str, row: Mapping[str, Any], **usage: Any) -> float:
@@ -330,13 +347,14 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
     """
     litellm = _litellm()
     from litellm._internal_context import pinned_billing_time
+    from litellm.types.utils import Usage
 
     from spendgate.llm import litellm_price_file
 
     table = json.loads(litellm_price_file().read_text())
-    sources = litellm_prices()
+    sources = {name: s for name, s in litellm_prices().items() if "input_token" in s["price"]}
     modes = {table[name]["mode"] for name in sources}
-    assert modes == {"chat", "completion", "responses", "embedding"}
+    assert modes == {*MODES, "audio_transcription", "audio_speech"}
     assert sum(1 for spec in sources.values() if "size_tiers" in spec) >= 300
     compared, tiered, differ = 0, 0, []
     with pinned_billing_time(PEAK):
@@ -348,11 +366,14 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
                 if writes and row.get("litellm_provider") == "deepseek":
                     continue  # DeepSeek reports cache hits and misses, never cache writes
                 for tier in _tiers(price):
-                    theirs = _theirs(
-                        litellm, name, row, prompt_tokens=prompt, completion_tokens=completion,
-                        cache_read_input_tokens=cached, cache_creation_input_tokens=writes,
-                        service_tier=tier,
-                    )  # fmt: skip
+                    usage = Usage(
+                        prompt_tokens=prompt,
+                        completion_tokens=completion,
+                        total_tokens=prompt + completion,
+                        cache_read_input_tokens=cached,
+                        cache_creation_input_tokens=writes,
+                    )  # fmt: skip, as cost_per_token() builds it from counts
+                    theirs = _theirs(litellm, name, row, **_in_variant(usage, tier))
                     ours = _ours(price, prompt, cached, writes, completion, tier=tier)
                     compared += 1
                     tiered += tier is not None
@@ -361,6 +382,215 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
     assert compared >= 20_000
     assert tiered >= 4_000
     assert not differ, differ[:20]
+
+
+def test_variants_litellm_does_not_price_apart_are_not_imported(tmp_path: Path) -> None:
+    base = {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    # A tier's rate of null is no rate: the standard one stands, as litellm bills it.
+    nulls = _one({**base, "input_cost_per_token_flex": None,
+                  "cache_read_input_token_cost_flex": None}, tmp_path)  # fmt: skip
+    assert not any(unit.startswith("flex_") for unit in nulls["price"])
+    half = _one({**base, "output_cost_per_token_flex": 1e-06,
+                 "cache_read_input_token_cost_flex": None}, tmp_path)  # fmt: skip
+    assert half["price"]["flex_input_token"] == half["price"]["flex_cached_input_token"]
+    # litellm prices a row's `tiered_pricing` ranges whatever the tier.
+    ranged = _one({**base, "input_cost_per_token_priority": 5e-06, "tiered_pricing": [
+        {"range": [0, 32000], "input_cost_per_token": 1e-06}]}, tmp_path)  # fmt: skip
+    assert not any(unit.startswith("priority_") for unit in ranged["price"])
+    # Anthropic's multipliers on Anthropic's API; litellm does not apply them on Bedrock.
+    entry = {"provider_specific_entry": {"us": 1.1, "fast": 2}}
+    anthropic = _one({**base, **entry, "litellm_provider": "anthropic"}, tmp_path)
+    assert anthropic["price"]["us_input_token"] == "0.0000011"
+    assert anthropic["price"]["fast_mode_us_output_token"] == "0.0000044"
+    assert (
+        "us_input_token"
+        not in _one({**base, **entry, "litellm_provider": "bedrock"}, tmp_path)["price"]
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"m": {**base, "litellm_provider": "anthropic",
+                                     "provider_specific_entry": {"us": 0}}}))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"provider_specific_entry\.us"):
+        litellm_prices(bad)
+
+
+def test_a_call_is_billed_in_the_variant_its_price_has(tmp_path: Path) -> None:
+    row = {"mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06,
+           "input_cost_per_token_priority": 2e-06, "litellm_provider": "anthropic",
+           "provider_specific_entry": {"us": 1.1, "fast": 2}}  # fmt: skip
+    price = parse_source("m", _one(row, tmp_path)).versions[0]
+    plain = parse_source("p", _one({**row, "provider_specific_entry": {}}, tmp_path)).versions[0]
+    assert variant(price, "priority", inference_geo="us") == "priority"  # a tier first
+    assert variant(price, None, inference_geo="us", speed="fast") == "fast_mode_us"
+    assert variant(price, None, inference_geo="global", speed="fast") == "fast_mode"
+    assert variant(price, "flex") is None  # not a tier it has: its standard rates
+    assert variant(plain, None, inference_geo="us") is None
+    units = ZEROS | {"input_token": 10, "output_token": 4, "cached_input_token": 0}
+    for name in ("fast", "Priority", "priority"):  # litellm's other name, any case
+        billed = billable(units, price, name)
+        assert billed["priority_input_token"] == 10
+        assert billed["input_token"] == billed["us_input_token"] == 0
+
+
+def test_models_priced_per_use_take_the_unit_their_mode_bills(tmp_path: Path) -> None:
+    rows = {
+        "whisper": {"mode": "audio_transcription", "input_cost_per_second": 0.0001,
+                    "output_cost_per_second": 0.0002},
+        "transcribe": {"mode": "audio_transcription", "input_cost_per_second": 0.0001,
+                       "input_cost_per_audio_token": 6e-06, "output_cost_per_token": 1e-05,
+                       "input_cost_per_token": 2.5e-06},
+        "tts": {"mode": "audio_speech", "input_cost_per_character": 1.5e-05,
+                "input_cost_per_token": 1e-06},
+        "dall-e": {"mode": "image_generation", "output_cost_per_image": 0.04,
+                   "input_cost_per_pixel": 1e-08},
+        "pixels": {"mode": "image_generation", "input_cost_per_pixel": 1e-08,
+                   "output_cost_per_token": 0.0},
+        "gpt-image": {"mode": "image_generation", "output_cost_per_image": 0.04,
+                      "output_cost_per_image_token": 4e-05, "input_cost_per_token": 5e-06},
+        "video": {"mode": "video_generation", "output_cost_per_second": 0.5,
+                  "output_cost_per_second_720p": 0.3, "input_cost_per_image": 0.01},
+        "ocr": {"mode": "ocr", "ocr_cost_per_page": 0.001},
+        "parse": {"mode": "ocr", "ocr_cost_per_credit": 0.015},
+        "rerank": {"mode": "rerank", "input_cost_per_query": 0.002, "input_cost_per_token": 0.0},
+        "search": {"mode": "search", "input_cost_per_query": 0.005},
+        "ranged": {"mode": "search", "tiered_pricing": [{"max_results_range": [1, 10],
+                                                         "input_cost_per_query": 0.005}]},
+        "nothing": {"mode": "image_edit"},
+    }  # fmt: skip
+    file = tmp_path / "t.json"
+    file.write_text(json.dumps(rows))
+    prices = {name: spec["price"] for name, spec in litellm_prices(file).items()}
+    assert prices == {
+        "whisper": {"audio_second": "0.0002"},  # the output rate first, as litellm bills it
+        "transcribe": {  # by the token: the row prices tokens
+            "input_token": "0.0000025", "output_token": "0.00001",
+            "cached_input_token": "0.0000025", "cache_write_token": "0.0000025",
+            "input_audio_token": "0.000006",
+        },
+        "tts": {"character": "0.000015"},
+        "dall-e": {"image": "0.04"},
+        "pixels": {"pixel": "0.00000001"},
+        "video": {"video_second": "0.5", "video_second_720p": "0.3", "input_image": "0.01"},
+        "ocr": {"page": "0.001", "annotated_page": "0.001"},
+        "parse": {"credit": "0.015"},
+        "rerank": {"search_unit": "0.002"},
+        "search": {"query": "0.005"},
+    }  # fmt: skip
+    # gpt-image (priced by the image token), a search priced by the results asked for, and
+    # a model with no price are left out: a call to them is refused, never free.
+    config = parse(tomllib.loads(to_toml(litellm_prices(file))))
+    gate = Gate.open("memory://", config=config, clock=FrozenClock())
+    with gate:
+        assert gate.record("speech", "tts", units={"character": 1000}).cost == to_nanos("0.015")
+        with pytest.raises(ValidationError, match="video_second"):
+            gate.record("video", "video", units={"seconds": 8})
+
+
+def _image_asked(name: str) -> tuple[str, dict[str, Any]]:
+    """The model and what a call asks of it that a row named for a quality, size or steps
+    (`hd/1024-x-1792/dall-e-3`) prices: that row is the price of such a call."""
+    parts = name.split("/")
+    asked: dict[str, Any] = {"size": "512-x-768", "quality": None, "steps": 50}
+    for i, part in enumerate(parts[:-1]):
+        if re.fullmatch(r"[0-9]+-x-[0-9]+", part):
+            asked["size"] = part
+        elif part == "max-x-max":
+            pass  # no size litellm can ask for
+        elif part in ("hd", "standard", "low", "medium", "high"):
+            asked["quality"] = part
+        elif part.endswith("-steps"):
+            asked["steps"] = 51 if part == "max-steps" else 50
+        else:
+            continue
+        parts[i] = ""
+    return "/".join(part for part in parts if part), asked
+
+
+def _theirs_per_use(litellm: Any, name: str, row: Mapping[str, Any], unit: str, q: int) -> float:
+    """litellm's cost of `q` of `unit` on the row `name`, from the cost function of its mode."""
+    from litellm import cost_calculator
+    from litellm.llms.base_llm.ocr.transformation import OCRResponse, OCRUsageInfo
+    from litellm.search.cost_calculator import search_provider_cost_per_query
+
+    provider = row.get("litellm_provider")
+    at = {"model": name, "custom_llm_provider": provider}
+    if unit == "audio_second":
+        return sum(litellm.cost_per_token(**at, call_type="transcription",
+                                          audio_transcription_file_duration=q))  # fmt: skip
+    if unit == "character":
+        return sum(litellm.cost_per_token(**at, call_type="speech", prompt_characters=q))
+    if unit in ("image", "pixel"):  # q images of 512 x 768 pixels, routed as litellm does
+        from litellm.litellm_core_utils.llm_cost_calc.utils import CostCalculatorUtils
+        from litellm.types.utils import ImageObject, ImageResponse
+
+        model, asked = _image_asked(name)
+        width, height = map(int, asked["size"].split("-x-"))
+        n = q // (width * height) if unit == "pixel" else q
+        made = ImageResponse(data=[ImageObject(b64_json="AA==") for _ in range(n)])
+        call = "image_edit" if row["mode"] == "image_edit" else "image_generation"
+        return float(CostCalculatorUtils.route_image_generation_cost_calculator(
+            model=model, custom_llm_provider=provider, completion_response=made, n=n,
+            size=asked["size"], quality=asked["quality"], call_type=call,
+            optional_params={"steps": asked["steps"]}, model_info=row,
+        ))  # fmt: skip
+    if unit.startswith("video_second"):
+        resolution = unit.removeprefix("video_second").removeprefix("_") or None
+        return float(cost_calculator.default_video_cost_calculator(
+            **at, duration_seconds=q, model_info=row, video_resolution=resolution))  # fmt: skip
+    if unit in ("page", "annotated_page", "credit"):
+        counts = {"page": "pages_processed", "annotated_page": "pages_processed_annotation"}
+        usage = OCRUsageInfo(**{counts.get(unit, "credits"): q})
+        response = OCRResponse(pages=[], model=name, usage_info=usage)
+        return sum(cost_calculator.ocr_cost(**at, response=response))
+    if unit == "search_unit":
+        return sum(cost_calculator.rerank_cost(**at, billed_units={"search_units": q}))
+    assert unit == "query", unit
+    return sum(search_provider_cost_per_query(**at, number_of_queries=q))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # litellm's own models, built on first use
+def test_every_model_priced_per_use_costs_what_litellm_costs() -> None:
+    """For every model imported priced per unit of what a call does (transcription by the
+    second, speech by the character, images, video by the second at each resolution, OCR
+    pages and credits, rerank search units, search queries), each unit alone at a few
+    quantities: spendgate's cost equals the cost function litellm uses for the mode."""
+    litellm = _litellm()
+    from spendgate.llm import USE_MODES, litellm_price_file
+
+    table = json.loads(litellm_price_file().read_text())
+    sources = {n: s for n, s in litellm_prices().items() if table[n]["mode"] in USE_MODES}
+    per_use = {n: s for n, s in sources.items() if "input_token" not in s["price"]}
+    assert {table[n]["mode"] for n in per_use} == set(USE_MODES)
+    assert len(per_use) >= 600
+    compared, differ, uncosted, by_tokens = 0, [], set(), set()
+    for name, spec in per_use.items():
+        row = table[name]
+        price = parse_source(name, spec).versions[0]
+        for unit in price.named:
+            if unit == "input_image":  # litellm adds it to a video's cost apart: not here
+                continue
+            pixels = math.prod(map(int, _image_asked(name)[1]["size"].split("-x-")))
+            for q in (1, 7, 60) if unit != "pixel" else (pixels, 3 * pixels):
+                ours = float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | {unit: q})))
+                if "gpt-image" in name and row["litellm_provider"] in ("openai", "azure"):
+                    # litellm costs an OpenAI gpt-image call by its tokens
+                    by_tokens.add(name)
+                    continue
+                try:
+                    theirs = _theirs_per_use(litellm, name, row, unit, q)
+                except litellm.exceptions.ModelNotMappedError:  # litellm cannot cost it at all
+                    uncosted.add(name)
+                    continue
+                compared += 1
+                if not _same(ours, theirs):
+                    differ.append((name, unit, q, ours, theirs))
+    assert compared >= 2_000
+    assert not differ, differ[:20]
+    # The exceptions (docs/llm.md): litellm's Bedrock route looks these rows up under a size
+    # and steps they do not have, and finds none; OpenAI's per-image prices of gpt-image
+    # models by quality and size, which litellm leaves to the token count of the call.
+    assert {table[name]["litellm_provider"] for name in uncosted} == {"bedrock"}
+    assert len(uncosted) <= 12, sorted(uncosted)
+    assert {table[name]["litellm_provider"] for name in by_tokens} == {"openai", "azure"}
 
 
 def test_off_peak_hours_are_booked_at_the_standard_rate() -> None:
@@ -572,7 +802,7 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
     with pinned_billing_time(PEAK):
         for name, spec in litellm_prices().items():
             row = table[name]
-            if row["mode"] == "embedding":
+            if row["mode"] == "embedding" or "input_token" not in spec["price"]:
                 continue
             price = parse_source(name, spec).versions[0]
             for prompt, *_ in _grid(spec, embedding=True):  # each prompt size once
@@ -610,7 +840,9 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
                         "output_image_token": io,
                     }
                     for tier in _tiers(price):
-                        theirs = _theirs(litellm, name, row, usage_object=usage, service_tier=tier)
+                        theirs = _theirs(
+                            litellm, name, row, **_in_variant(usage.model_copy(deep=True), tier)
+                        )
                         billed = billable(units, price, tier)
                         ours = float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | billed)))
                         compared += 1

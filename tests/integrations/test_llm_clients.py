@@ -35,12 +35,18 @@ RATES = {  # model: (input, output, cached input, cache write, reasoning), per m
     "bad-usage": (1, 4, Decimal("0.5"), 1, None),
     "claude-test": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
     "tier-test": (1, 4, Decimal("0.5"), 1, None),
+    "claude-geo": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
 }
 TIERS = {  # a model's rates in the service tiers it prices apart
     "tier-test": {
         "flex": (Decimal("0.5"), 2, Decimal("0.25"), Decimal("0.5"), None),
         "priority": (2, 8, 1, 2, None),
-    }
+    },
+    "claude-geo": {  # Anthropic's multipliers: 1.1 kept in the US, 2 in fast mode
+        "us": (Decimal("3.3"), Decimal("16.5"), Decimal("0.33"), Decimal("4.125"), None),
+        "fast_mode": (6, 30, Decimal("0.6"), Decimal("7.5"), None),
+        "fast_mode_us": (Decimal("6.6"), 33, Decimal("0.66"), Decimal("8.25"), None),
+    },
 }
 
 
@@ -238,6 +244,51 @@ def test_a_call_is_booked_in_the_service_tier_that_served_it(server: LLMServer) 
         ]
         tiers = [tier if len(tier) == 1 else {"standard"} for tier in used]
         assert tiers == [{"flex"}, {"priority"}, {"flex"}, {"priority"}, {"priority"}, {"standard"}]
+
+
+def test_anthropic_fast_mode_and_us_region_are_booked_and_held_at_their_rates(
+    server: LLMServer,
+) -> None:
+    """Anthropic bills a call kept in the US (`inference_geo`) at 1.1 times, and one in fast
+    mode (`speed: "fast"`) at twice, as the usage reports; a call naming no region may be
+    kept in the US by its workspace's default, so it is held at that rate."""
+    hi = [{"role": "user", "content": "hi"}]
+    with open_gate() as gate:
+        claude = wrap(anthropic.Anthropic(api_key="k", base_url=server.url), gate, service="bot")
+        claude.messages.create(model="claude-geo", max_tokens=50, messages=hi)
+        claude.messages.create(
+            model="claude-geo", max_tokens=50, messages=hi, extra_body={"speed": "fast"}
+        )
+        server.workspace_geo = "us"
+        claude.messages.create(model="claude-geo", max_tokens=50, messages=hi)
+        for _ in claude.messages.create(
+            model="claude-geo", max_tokens=50, messages=hi, stream=True,
+            extra_body={"speed": "fast"},
+        ):  # fmt: skip
+            pass
+        claude.messages.create(
+            model="claude-geo", max_tokens=50, messages=hi, extra_body={"inference_geo": "global"}
+        )
+        assert server.tiers == ["default", "fast_mode", "us", "fast_mode_us", "default"]
+        spent_, expected = booked(gate, server)
+        assert spent_ == expected
+        with pytest.raises(ValidationError, match="inference_geo"):
+            claude.messages.create(
+                model="claude-geo", max_tokens=50, messages=hi, extra_body={"inference_geo": "eu"}
+            )
+        assert server.total() == 5
+    # Held at the US rate unless the request keeps the call out of the US.
+    with open_gate(limit="0.0035") as gate:  # ~0.00318 at 1x, ~0.0035 at 1.1x: just under
+        claude = wrap(
+            anthropic.Anthropic(api_key="k", base_url=server.url, max_retries=0),
+            gate, service="bot", prompt_margin=0,
+        )  # fmt: skip
+        with pytest.raises(BudgetExceededError):
+            claude.messages.create(model="claude-geo", max_tokens=200, messages=hi)
+        claude.messages.create(
+            model="claude-geo", max_tokens=200, messages=hi, extra_body={"inference_geo": "global"}
+        )
+        assert server.total() == 6
 
 
 def test_a_call_is_held_at_the_dearest_tier_it_may_be_served_in(server: LLMServer) -> None:

@@ -20,6 +20,7 @@ from spendgate.llm.prices import (
     FIELDS,
     LITELLM_FILE,
     MODES,
+    USE_MODES,
     litellm_price_file,
     litellm_prices,
     to_toml,
@@ -29,12 +30,14 @@ from spendgate.llm.usage import (
     OUTPUT_UNITS,
     PROMPT_UNITS,
     SERVICE_TIERS,
+    VARIANTS,
     billable,
     served_tier,
     service_tier,
     tier_unit,
     usage_from_anthropic,
     usage_from_openai,
+    variant,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +88,8 @@ __all__ = [
     "OUTPUT_UNITS",
     "PROMPT_UNITS",
     "SERVICE_TIERS",
+    "USE_MODES",
+    "VARIANTS",
     "billable",
     "litellm_price_file",
     "litellm_prices",
@@ -94,5 +99,6 @@ __all__ = [
     "to_toml",
     "usage_from_anthropic",
     "usage_from_openai",
+    "variant",
     "wrap",
 ]

@@ -41,12 +41,14 @@ from spendgate.llm.usage import (
     OUTPUT_UNITS,
     PROMPT_UNITS,
     SERVICE_TIERS,
+    VARIANTS,
     billable,
     served_tier,
     service_tier,
     tier_unit,
     usage_from_anthropic,
     usage_from_openai,
+    variant,
 )
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
@@ -80,7 +82,11 @@ _MEDIA_PARTS = frozenset(
 _ANY_TIER = (None, "auto")
 _STANDARD_TIER = ("default", "standard_only")
 _TIER_NAMES = (*SERVICE_TIERS, "fast")
-_TIERED = frozenset({None, *SERVICE_TIERS})
+# Anthropic's region and speed: unset, the region may be the US (a workspace's default
+# decides); `fast` costs Anthropic's fast-mode multiplier.
+_GEOS = (None, "global", "us")
+_SPEEDS = (None, "standard", "fast")
+_TIERED = frozenset({None, *VARIANTS})
 _PROMPT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in PROMPT_UNITS]
 _OUTPUT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in OUTPUT_UNITS]
 # The service tier of each unit a token-priced source may name.
@@ -176,7 +182,8 @@ class _Meter:
         self.options = options
         self.sdk_error = sdk_error
         self._bounds: dict[
-            tuple[int, object], tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]]
+            tuple[int, frozenset[str | None]],
+            tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]],
         ] = {}
         self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
 
@@ -230,6 +237,9 @@ class _Meter:
                 f"a tier priced per token: unset, 'auto', {', '.join(map(repr, _STANDARD_TIER))}"
                 f" or {', '.join(map(repr, _TIER_NAMES))} ('scale' and batches are not priced)",
             )
+        for name, valid in (("inference_geo", _GEOS), ("speed", _SPEEDS)):
+            if endpoint == "messages" and body.get(name) not in valid:
+                raise ValidationError(name, body[name], "one of " + ", ".join(map(repr, valid)))
         stream = body.get("stream") is True
         changed = self._output_limit(endpoint, body)
         hidden = False
@@ -244,7 +254,8 @@ class _Meter:
         sent = _resent(request, body) if changed else request
         now_us = to_micros(self.gate.clock())
         price = self.gate.bind(self.options.service, source).price(now_us).price
-        bound = self._bound(price, prompt, self._output_bound(endpoint, body), tier)
+        variants = _variants(endpoint, body)
+        bound = self._bound(price, prompt, self._output_bound(endpoint, body), variants)
         return _Call(endpoint, source, sent, bound, price, tier, hidden)
 
     def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
@@ -317,30 +328,31 @@ class _Meter:
             return chosen.get(model, model)
         return chosen(model)
 
-    def _bound(self, price: Price | None, prompt: int, output: int, tier: object) -> Decimal:
+    def _bound(
+        self, price: Price | None, prompt: int, output: int, variants: frozenset[str | None]
+    ) -> Decimal:
         """The most a call with `prompt` and `output` tokens can cost: every prompt token at
         the dearest prompt rate and every output token at the dearest output rate, plus its
         request fee, in the dearest size tier a prompt of this size or smaller falls in and
-        the dearest service tier the request may be served in."""
+        the dearest variant the request may be billed in (see `_variants`)."""
         if price is None:
             return Decimal(0)  # an allowed-unpriced source: stored as unpriced
         return max(
             prompt * top_in + output * top_out + fee
-            for above, top_in, top_out, fee in self._steps(price, tier)
+            for above, top_in, top_out, fee in self._steps(price, variants)
             if prompt > above
         )
 
-    def _steps(self, price: Price, tier: object) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
+    def _steps(
+        self, price: Price, variants: frozenset[str | None]
+    ) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
         """Per size tier (the base first, at size -1): the dearest prompt rate, the dearest
-        output rate and the request fee, over the service tiers a request naming `tier`
-        may be served in."""
-        cached = self._bounds.get((id(price), tier))
+        output rate and the request fee, over `variants`."""
+        cached = self._bounds.get((id(price), variants))
         if cached is not None and cached[0] is price:
             return cached[1]
-        tiers = _TIERED if tier in _ANY_TIER else ({None} if tier in _STANDARD_TIER else
-                                                   {None, service_tier(tier)})  # fmt: skip
-        prompt_units = [u for u in _PROMPT_UNITS if _UNIT_TIER[u] in tiers]
-        output_units = [u for u in _OUTPUT_UNITS if _UNIT_TIER[u] in tiers]
+        prompt_units = [u for u in _PROMPT_UNITS if _UNIT_TIER[u] in variants]
+        output_units = [u for u in _OUTPUT_UNITS if _UNIT_TIER[u] in variants]
         unknown = [u for u in price.units if u not in _UNIT_TIER]
         if unknown:
             raise ValidationError(
@@ -356,7 +368,7 @@ class _Meter:
             top_in = max((rates.get(u, Decimal(0)) for u in prompt_units), default=Decimal(0))
             top_out = max((rates.get(u, Decimal(0)) for u in output_units), default=Decimal(0))
             steps.append((above, top_in, top_out, rates.get("request", Decimal(0))))
-        self._bounds[(id(price), tier)] = (price, steps)
+        self._bounds[(id(price), variants)] = (price, steps)
         return steps
 
     def _reserving(self, call: _Call, reservation_id: str) -> dict[str, Any]:
@@ -408,8 +420,12 @@ class _Meter:
         if usage:
             read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
             tier = service_tier(call.tier, served if served is not None else served_tier(usage))
+            billed_in = variant(
+                call.price, tier, inference_geo=_field(usage, "inference_geo"),
+                speed=_field(usage, "speed"),
+            )  # fmt: skip
             try:
-                return {"units": billable(read(usage), call.price, tier)}
+                return {"units": billable(read(usage), call.price, billed_in)}
             except ValidationError as exc:
                 log.warning("%s: the usage reported does not read (%s); booked at the hold",
                             call.source, exc)  # fmt: skip
@@ -465,6 +481,33 @@ def _media_parts(value: Any) -> int:
     if isinstance(value, list):
         return sum(_media_parts(v) for v in value)
     return 0
+
+
+def _variants(endpoint: Endpoint, body: dict[str, Any]) -> frozenset[str | None]:
+    """The variants a request may be billed in: a request naming no service tier (or
+    `auto`) may be served in any (a project's or an organisation's setting decides),
+    `default` (Anthropic's `standard_only`) in the standard tier only, and a tier it names in
+    that tier or the standard one; an Anthropic request naming no region may be kept in the
+    US, and one asking for `speed: "fast"` is in fast mode."""
+    tier = body.get("service_tier")
+    if tier in _ANY_TIER:
+        out = {None, *SERVICE_TIERS}
+    elif tier in _STANDARD_TIER:
+        out = {None}
+    else:
+        out = {None, service_tier(tier)}
+    if endpoint == "messages":
+        geos = {None, "us"} if body.get("inference_geo") in (None, "us") else {None}
+        fast = body.get("speed") == "fast"
+        out |= {"_".join(filter(None, ("fast_mode" if fast else None, geo))) or None
+                for geo in geos}  # fmt: skip
+        if fast:
+            out.add("fast_mode")
+    return frozenset(out)
+
+
+def _field(usage: Any, key: str) -> object:
+    return usage.get(key) if isinstance(usage, dict) else None
 
 
 def _settlement(meter: _Meter, call: _Call, body: bytes) -> dict[str, Any]:

@@ -26,7 +26,22 @@ FIELDS = {
     "cache_read_input_token_cost": "cached_input_token",
     "cache_creation_input_token_cost": "cache_write_token",
 }
-MODES = ("chat", "completion", "responses", "embedding")
+MODES = ("chat", "completion", "responses", "embedding", "realtime", "moderation")
+"""The modes priced by the token."""
+USE_MODES = (
+    "audio_transcription",
+    "audio_speech",
+    "image_generation",
+    "image_edit",
+    "video_generation",
+    "ocr",
+    "rerank",
+    "search",
+)
+"""The modes priced per unit of what a call does (a second of audio, a character, an image,
+a page, a query), or by the token where the row prices tokens."""
+# A video model's per-second rate at a resolution: `output_cost_per_second_720p`.
+_RESOLUTION = re.compile(r"^output_cost_per_second_([0-9a-z]+)$")
 _FIELD_UNITS = {**FIELDS, **{field: unit for unit, (field, _) in MODALITIES.items()}}
 # `input_cost_per_token_above_200k_tokens`: the rate for a whole call whose prompt is longer.
 # Of the modalities, only audio prompt tokens and timed cache writes have such rates.
@@ -84,11 +99,13 @@ def litellm_prices(
     for name, spec in table.items():
         if name == "sample_spec" or not isinstance(spec, Mapping):
             continue
-        if spec.get("mode") not in MODES:
+        mode = spec.get("mode")
+        if mode not in MODES and mode not in USE_MODES:
             continue
         if patterns is not None and not any(fnmatch.fnmatch(name, p) for p in patterns):
             continue
-        source = _source(spec, f"{file.name}: {name}")
+        where = f"{file.name}: {name}"
+        source = _source(spec, where) if mode in MODES else _per_use(spec, where)
         if source is not None:
             out[name] = source
     return out
@@ -97,25 +114,29 @@ def litellm_prices(
 def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     """A model's source table, or `None` when the table gives it no token price.
 
-    Each service tier the row prices apart (`input_cost_per_token_priority`...) adds the
-    tier's units (`priority_input_token`...): every rate of the model, the tier's own where
-    the row gives one and the standard one where it does not, as litellm bills it."""
+    Each variant of the model's billing (see `_variants`) adds its units, named with the
+    variant first (`priority_input_token`, `us_output_token`...): every rate of the model,
+    as litellm bills a call in that variant."""
     standard = _rates(spec, where)
     if standard is None:
         return None
     price, tiers = standard
-    sizes = dict(tiers)
-    for tier in _service_tiers(spec):
-        served = _rates(_in_tier(spec, tier), f"{where} ({tier})")
-        assert served is not None  # the standard rates price the prompt: so do the tier's
-        price |= {tier_unit(unit, tier): rate for unit, rate in served[0].items()}
-        for above, rates in served[1]:
+    sizes = {above: dict(rates) for above, rates in tiers}
+    variants = _variants(spec, where, standard)
+    for variant, (rates, its_tiers) in variants.items():
+        price |= {tier_unit(unit, variant): rate for unit, rate in rates.items()}
+        for above, tier in its_tiers:
             sizes.setdefault(above, {}).update(
-                (tier_unit(unit, tier), rate) for unit, rate in rates.items()
+                (tier_unit(unit, variant), rate) for unit, rate in tier.items()
             )
     source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
     if sizes:
-        source["size_units"] = [unit for unit in _prompt_units(spec) if unit in price]
+        source["size_units"] = [
+            name
+            for variant in (None, *variants)
+            for unit in PROMPT_UNITS
+            if (name := tier_unit(unit, variant)) in price
+        ]
         source["size_tiers"] = [
             {"above": above, "price": {unit: f"{rate:f}" for unit, rate in tier.items()}}
             for above, tier in sorted(sizes.items())
@@ -123,32 +144,175 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     return source
 
 
+_Rates = tuple[dict[str, Decimal], list[tuple[int, dict[str, Decimal]]]]
+
+
+def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str, _Rates]:
+    """The ways a call to the model may be billed apart from the standard one, each with its
+    rates and long-prompt tiers:
+
+    - a service tier the row gives rates for (`input_cost_per_token_priority`...): the
+      tier's own rates where the row gives them, the standard ones where it does not (a
+      row with `tiered_pricing` has none: litellm prices its ranges whatever the tier);
+    - Anthropic's multipliers (`provider_specific_entry`, on Anthropic's own API: litellm
+      does not apply them to the same models on Bedrock): `us`, a call kept in the US
+      (`inference_geo`), and `fast_mode`, a call asking for `speed: "fast"`, each every
+      rate times its multiplier, and `fast_mode_us`, both.
+    """
+    out: dict[str, _Rates] = {}
+    for tier in _service_tiers(spec):
+        served = _rates(_in_tier(spec, tier), f"{where} ({tier})")
+        if served is None:
+            raise ConfigError(f"{where}: the {tier} tier has rates but none for a prompt")
+        out[tier] = served
+    entry = spec.get("provider_specific_entry")
+    if isinstance(entry, Mapping) and spec.get("litellm_provider") == "anthropic":
+        geo = _multiplier(entry.get("us"), f"{where}.provider_specific_entry.us")
+        fast = _multiplier(entry.get("fast"), f"{where}.provider_specific_entry.fast")
+        for variant, times in (("us", geo), ("fast_mode", fast)):
+            if times is not None:
+                out[variant] = _scaled(standard, times)
+        if geo is not None and fast is not None:
+            out["fast_mode_us"] = _scaled(standard, geo * fast)
+    return out
+
+
+def _multiplier(value: object, where: str) -> Decimal | None:
+    rate = _rate(value, where)
+    if rate is not None and rate <= 0:
+        raise ConfigError(f"{where}: expected a multiplier above 0, got {value!r}")
+    return rate
+
+
+def _scaled(rates: _Rates, times: Decimal) -> _Rates:
+    price, tiers = rates
+    return (
+        {unit: (rate * times).normalize() for unit, rate in price.items()},
+        [(above, {u: (r * times).normalize() for u, r in tier.items()}) for above, tier in tiers],
+    )
+
+
+def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """The source table of a model priced per unit of what a call does, as litellm's cost
+    functions bill it, or `None` when the row gives no such price:
+
+    - transcription: by the token where the row prices tokens (what OpenAI's token-priced
+      models report), else `audio_second`, a second of the audio file (the row's output
+      rate when above 0, else its input rate);
+    - speech: `character`, a character of the text read, else by the token;
+    - image generation and editing: `image`, an image made (the row's output rate per image,
+      else its input rate per image, as litellm's provider calculators bill), or `pixel` (an
+      image's width x height, for each image made); rows priced by the image token
+      (`gpt-image-1` itself) are not imported yet;
+    - video generation: `video_second`, a second of video made, and `video_second_720p`...
+      for each resolution the row prices apart; `input_image`, an image given to animate;
+    - OCR: `credit` where the row prices credits, else `page` and `annotated_page` (at the
+      annotation rate, else the page rate);
+    - rerank: `search_unit`, a query of up to 100 documents; search: `query`, except rows
+      whose price depends on the results asked for (`tiered_pricing`, Parallel AI's), not
+      imported yet.
+    """
+    mode = spec["mode"]
+
+    def rate(field: str) -> Decimal | None:
+        return _rate(spec.get(field), f"{where}.{field}")
+
+    price: dict[str, Decimal | None]
+    if mode == "audio_speech":  # litellm: by the character where priced so, else by the token
+        character = rate("input_cost_per_character")
+        if character is None:
+            return _source(spec, where)
+        price = {"character": character}
+    elif mode == "audio_transcription":  # by the token where the row prices tokens
+        if any(rate(field) is not None for field in _TRANSCRIPTION_TOKEN_FIELDS):
+            return _source(spec, where)
+        output, given = rate("output_cost_per_second"), rate("input_cost_per_second")
+        price = {"audio_second": output if output or given is None else given}
+    elif mode in ("image_generation", "image_edit"):
+        if any(rate(field) for field in _IMAGE_TOKEN_FIELDS):
+            return None
+        image = rate("output_cost_per_image")
+        image = image if image is not None else rate("input_cost_per_image")
+        price = {"image": image} if image is not None else {"pixel": rate("input_cost_per_pixel")}
+    elif mode == "video_generation":
+        per_second = rate("output_cost_per_video_per_second")
+        resolutions = {}
+        if per_second is None:
+            per_second = rate("output_cost_per_second")
+            resolutions = {
+                f"video_second_{match[1]}": rate(key)
+                for key in spec
+                if (match := _RESOLUTION.match(key))
+            }
+        price = {
+            "video_second": per_second,
+            **resolutions,
+            "input_image": rate("input_cost_per_image"),
+        }
+        if all(value is None for unit, value in price.items() if unit != "input_image"):
+            return None
+    elif mode == "ocr":
+        credit, page = rate("ocr_cost_per_credit"), rate("ocr_cost_per_page")
+        if credit is not None:
+            price = {"credit": credit}
+        else:
+            annotated = rate("annotation_cost_per_page")
+            price = {"page": page, "annotated_page": annotated if annotated is not None else page}
+    elif mode == "rerank":
+        price = {"search_unit": rate("input_cost_per_query")}
+    else:  # search
+        if spec.get("tiered_pricing") is not None or spec.get("litellm_provider") == "parallel_ai":
+            return None  # by the results asked for: not a rate per query
+        price = {"query": rate("input_cost_per_query")}
+    priced = {unit: value for unit, value in price.items() if value is not None}
+    if not priced:
+        return None
+    return {"price": {unit: f"{value:f}" for unit, value in priced.items()}}
+
+
+# Rates that make a transcription model priced by the token, as litellm decides.
+_TRANSCRIPTION_TOKEN_FIELDS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "input_cost_per_audio_token",
+    "output_cost_per_audio_token",
+)
+_IMAGE_TOKEN_FIELDS = (
+    "input_cost_per_token",
+    "input_cost_per_image_token",
+    "output_cost_per_image_token",
+)
+
+
 def _service_tiers(spec: Mapping[str, Any]) -> list[str]:
     """The service tiers a row prices apart: those some rate is given for."""
-    return [tier for tier in SERVICE_TIERS if any(key.endswith(f"_{tier}") for key in spec)]
+    if spec.get("tiered_pricing") is not None:
+        return []
+    return [
+        tier
+        for tier in SERVICE_TIERS
+        if any(key.endswith(f"_{tier}") and value is not None for key, value in spec.items())
+    ]
 
 
 def _in_tier(spec: Mapping[str, Any], tier: str) -> dict[str, Any]:
-    """The row as calls in `tier` are billed: its rates for the tier over the standard ones.
-    A tier with an output rate of its own bills reasoning tokens at it, unless it prices
-    them apart too: the standard reasoning rate is the standard tier's."""
+    """The row as calls in `tier` are billed: its rates for the tier over the standard ones
+    (a tier's rate of `null` is no rate: the standard one stands). A tier with an output
+    rate of its own bills reasoning tokens at it, unless it prices them apart too: the
+    standard reasoning rate is the standard tier's."""
     suffix = f"_{tier}"
-    own = {key.removesuffix(suffix): value for key, value in spec.items() if key.endswith(suffix)}
+    own = {
+        key.removesuffix(suffix): value
+        for key, value in spec.items()
+        if key.endswith(suffix) and value is not None
+    }
     served = {**spec, **own}
     if "output_cost_per_token" in own and "output_cost_per_reasoning_token" not in own:
         served.pop("output_cost_per_reasoning_token", None)
     return served
 
 
-def _prompt_units(spec: Mapping[str, Any]) -> list[str]:
-    return [
-        tier_unit(unit, tier) for tier in (None, *_service_tiers(spec)) for unit in PROMPT_UNITS
-    ]
-
-
-def _rates(
-    spec: Mapping[str, Any], where: str
-) -> tuple[dict[str, Decimal], list[tuple[int, dict[str, Decimal]]]] | None:
+def _rates(spec: Mapping[str, Any], where: str) -> _Rates | None:
     """A model's rates and its long-prompt tiers in one service tier, or `None` when the
     table gives it no token price."""
     rates = {unit: _rate(spec.get(field), f"{where}.{field}") for field, unit in FIELDS.items()}

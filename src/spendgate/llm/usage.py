@@ -56,9 +56,13 @@ OUTPUT_UNITS = (
 )
 """The units a call's output is counted in."""
 SERVICE_TIERS = ("flex", "priority", "balanced", "ultrafast")
-"""The service tiers a model may price apart (litellm's `_flex`, `_priority`... rates): a
-tier's tokens are units of their own, named with the tier first (`priority_input_token`),
-so one source, and every budget on it, counts a model's calls in every tier."""
+"""The service tiers a model may price apart (litellm's `_flex`, `_priority`... rates)."""
+VARIANTS = (*SERVICE_TIERS, "us", "fast_mode", "fast_mode_us")
+"""The ways a call may be billed apart from the standard one: a service tier, or one of
+Anthropic's multipliers (`us`: kept in the US, `inference_geo`; `fast_mode`: `speed:
+"fast"`; `fast_mode_us`: both). A variant's tokens are units of their own, named with the
+variant first (`priority_input_token`), so one source, and every budget on it, counts a
+model's calls in every variant."""
 _TIER_NAMES = {**{tier: tier for tier in SERVICE_TIERS}, "fast": "priority"}
 _STANDARD_NAMES = frozenset({"default", "standard"})
 
@@ -77,6 +81,25 @@ def service_tier(requested: object, served: object = None) -> str | None:
         if tier is not None or served.lower() in _STANDARD_NAMES:
             return tier
     return _TIER_NAMES.get(requested.lower()) if isinstance(requested, str) else None
+
+
+def variant(
+    price: Price | None, tier: str | None, *, inference_geo: object = None, speed: object = None
+) -> str | None:
+    """The variant of `price` a call is billed in: its service tier `tier` (see
+    `service_tier()`) where the price has it, else Anthropic's multipliers for the region
+    and speed the response reports (`usage.inference_geo`, `usage.speed`) where the price
+    has them, else `None`, the standard rates (litellm bills the same way)."""
+    if price is None:
+        return None
+    if tier is not None and price.accepts(tier_unit("input_token", tier)):
+        return tier
+    parts = [
+        part
+        for part, on in (("fast_mode", speed == "fast"), ("us", inference_geo == "us"))
+        if on and price.accepts(tier_unit("input_token", part))
+    ]
+    return "_".join(parts) or None
 
 
 def served_tier(response: Any) -> object:
@@ -219,11 +242,14 @@ def billable(
     with no audio rate is a prompt token, never free and never refused. A kind that is
     neither priced nor used is left out.
 
-    `tier` is the service tier the call was billed in (see `service_tier()`): its units are
-    the tier's (`flex_input_token`), or the standard ones for a model that does not price
-    the tier apart, which bills it at its standard rates; the other tiers' units are 0."""
-    if tier is not None and (price is None or not price.accepts(tier_unit("input_token", tier))):
-        tier = None
+    `tier` is the variant the call was billed in (see `variant()`; a service tier by any of
+    its names): its units are the variant's (`flex_input_token`), or the standard ones for a
+    model that does not price it apart, which bills it at its standard rates; the other
+    variants' units are 0."""
+    if tier is not None:
+        tier = _TIER_NAMES.get(tier.lower(), tier)
+        if price is None or not price.accepts(tier_unit("input_token", tier)):
+            tier = None
     out: dict[str, int] = {}
     for unit, count in units.items():
         target = unit
@@ -232,12 +258,28 @@ def billable(
         if target is unit or count:
             name = tier_unit(target, tier)
             out[name] = out.get(name, 0) + count
-    if price is not None:  # none of the other tiers' tokens were used
-        for other in (None, *SERVICE_TIERS):
-            if other != tier and price.accepts(tier_unit("input_token", other)):
-                out |= {
-                    name: 0
-                    for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
-                    if price.accepts(name := tier_unit(unit, other)) and name not in out
-                }
+    if price is not None:  # none of the other variants' tokens were used
+        out = _others(price, tier) | out
     return out
+
+
+def _others(price: Price, tier: str | None) -> dict[str, int]:
+    """0 of every unit `price` has in a variant other than `tier` (remembered per price)."""
+    key = (id(price), tier)
+    known = _OTHERS.get(key)
+    if known is not None and known[0] is price:
+        return known[1]
+    zeros = {
+        name: 0
+        for other in (None, *VARIANTS)
+        if other != tier and price.accepts(tier_unit("input_token", other))
+        for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
+        if price.accepts(name := tier_unit(unit, other))
+    }
+    if len(_OTHERS) >= 1024:  # prices are few; a config reloaded many times makes more
+        _OTHERS.clear()
+    _OTHERS[key] = (price, zeros)
+    return zeros
+
+
+_OTHERS: dict[tuple[int, str | None], tuple[Price, dict[str, int]]] = {}
