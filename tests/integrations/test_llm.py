@@ -295,7 +295,12 @@ def _ours(
         units |= {"output_token": completion, "cached_input_token": cached}
         units |= {"cache_write_token": writes}
     tiered = {tier_unit(unit, tier): count for unit, count in units.items()}
-    return float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | tiered)))
+    return _dollars(price, tiered)
+
+
+def _dollars(price: Price, units: Mapping[str, int]) -> float:
+    """What `units` cost on `price` in dollars, every other unit of it at 0."""
+    return float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | units)))
 
 
 def _tiers(price: Price) -> list[str | None]:
@@ -352,7 +357,11 @@ def test_every_token_priced_model_costs_what_litellm_costs() -> None:
     from spendgate.llm import litellm_price_file
 
     table = json.loads(litellm_price_file().read_text())
-    sources = {name: s for name, s in litellm_prices().items() if "input_token" in s["price"]}
+    sources = {
+        name: s
+        for name, s in litellm_prices().items()
+        if "input_token" in s["price"] and table[name]["mode"] not in IMAGE_MODES
+    }
     modes = {table[name]["mode"] for name in sources}
     assert modes == {*MODES, "audio_transcription", "audio_speech"}
     assert sum(1 for spec in sources.values() if "size_tiers" in spec) >= 300
@@ -446,6 +455,8 @@ def test_models_priced_per_use_take_the_unit_their_mode_bills(tmp_path: Path) ->
                    "output_cost_per_token": 0.0},
         "gpt-image": {"mode": "image_generation", "output_cost_per_image": 0.04,
                       "output_cost_per_image_token": 4e-05, "input_cost_per_token": 5e-06},
+        "seedream": {"mode": "image_generation", "output_cost_per_image": 0.03,
+                     "output_cost_per_image_token": 4e-05},
         "video": {"mode": "video_generation", "output_cost_per_second": 0.5,
                   "output_cost_per_second_720p": 0.3, "input_cost_per_image": 0.01},
         "ocr": {"mode": "ocr", "ocr_cost_per_page": 0.001},
@@ -468,6 +479,12 @@ def test_models_priced_per_use_take_the_unit_their_mode_bills(tmp_path: Path) ->
         },
         "tts": {"character": "0.000015"},
         "dall-e": {"image": "0.04"},
+        "gpt-image": {  # by the token; text output with no rate of its own: the image rate
+            "input_token": "0.000005", "output_token": "0.00004",
+            "cached_input_token": "0.000005", "cache_write_token": "0.000005",
+            "output_image_token": "0.00004",
+        },
+        "seedream": {"image": "0.03"},  # no prompt price: per image
         "pixels": {"pixel": "0.00000001"},
         "video": {"video_second": "0.5", "video_second_720p": "0.3", "input_image": "0.01"},
         "ocr": {"page": "0.001", "annotated_page": "0.001"},
@@ -475,8 +492,8 @@ def test_models_priced_per_use_take_the_unit_their_mode_bills(tmp_path: Path) ->
         "rerank": {"search_unit": "0.002"},
         "search": {"query": "0.005"},
     }  # fmt: skip
-    # gpt-image (priced by the image token), a search priced by the results asked for, and
-    # a model with no price are left out: a call to them is refused, never free.
+    # A search priced by the results asked for, and a model with no price, are left out: a
+    # call to them is refused, never free.
     config = parse(tomllib.loads(to_toml(litellm_prices(file))))
     gate = Gate.open("memory://", config=config, clock=FrozenClock())
     with gate:
@@ -570,7 +587,7 @@ def test_every_model_priced_per_use_costs_what_litellm_costs() -> None:
                 continue
             pixels = math.prod(map(int, _image_asked(name)[1]["size"].split("-x-")))
             for q in (1, 7, 60) if unit != "pixel" else (pixels, 3 * pixels):
-                ours = float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | {unit: q})))
+                ours = _dollars(price, {unit: q})
                 if "gpt-image" in name and row["litellm_provider"] in ("openai", "azure"):
                     # litellm costs an OpenAI gpt-image call by its tokens
                     by_tokens.add(name)
@@ -591,6 +608,58 @@ def test_every_model_priced_per_use_costs_what_litellm_costs() -> None:
     assert {table[name]["litellm_provider"] for name in uncosted} == {"bedrock"}
     assert len(uncosted) <= 12, sorted(uncosted)
     assert {table[name]["litellm_provider"] for name in by_tokens} == {"openai", "azure"}
+
+
+IMAGE_MODES = ("image_generation", "image_edit")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # litellm's own models, built on first use
+def test_image_models_priced_by_the_token_cost_what_litellm_costs() -> None:
+    """Image models whose rows price tokens (`gpt-image-1`, Gemini's image models) report
+    token usage: read with `usage_from_openai(..., image=True)` and `billable()`, it costs
+    what litellm's image route costs the same usage at, for every such model."""
+    _litellm()
+    from litellm.litellm_core_utils.llm_cost_calc.utils import CostCalculatorUtils
+    from litellm.types.utils import ImageObject, ImageResponse, ImageUsage
+
+    from spendgate.llm import litellm_price_file
+
+    table = json.loads(litellm_price_file().read_text())
+    sources = {
+        n: s
+        for n, s in litellm_prices().items()
+        if table[n]["mode"] in IMAGE_MODES and "input_token" in s["price"]
+    }
+    assert len(sources) >= 50
+    compared, differ, uncosted = 0, [], set()
+    for name, spec in sources.items():
+        row = table[name]
+        price = parse_source(name, spec).versions[0]
+        for text, images, made in [(40, 0, 1056), (25, 500, 4160), (1000, 1000, 0)]:
+            details = {"text_tokens": text, "image_tokens": images}
+            usage = {"input_tokens": text + images, "output_tokens": made,
+                     "total_tokens": text + images + made,
+                     "input_tokens_details": details}  # fmt: skip
+            response = ImageResponse(data=[ImageObject(b64_json="AA==")], usage=ImageUsage(**usage))
+            call = "image_edit" if row["mode"] == "image_edit" else "image_generation"
+            if row["litellm_provider"] == "databricks":
+                uncosted.add(name)  # litellm's image route has no calculator for Databricks
+                continue
+            # A call to a Vertex AI model is made as `vertex_ai` (its row's provider names
+            # the table it comes from).
+            provider = row["litellm_provider"].removesuffix("-language-models")
+            theirs = float(CostCalculatorUtils.route_image_generation_cost_calculator(
+                model=name, custom_llm_provider=provider, n=1,
+                completion_response=response, call_type=call, model_info=row,
+            ))  # fmt: skip
+            units = billable(usage_from_openai({"usage": usage}, image=True), price)
+            ours = _dollars(price, units)
+            compared += 1
+            if not _same(ours, theirs):
+                differ.append((name, text, images, made, ours, theirs))
+    assert compared >= 140
+    assert not differ, differ[:20]
+    assert len(uncosted) <= 4
 
 
 def test_off_peak_hours_are_booked_at_the_standard_rate() -> None:
@@ -802,7 +871,7 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
     with pinned_billing_time(PEAK):
         for name, spec in litellm_prices().items():
             row = table[name]
-            if row["mode"] == "embedding" or "input_token" not in spec["price"]:
+            if row["mode"] in ("embedding", *IMAGE_MODES) or "input_token" not in spec["price"]:
                 continue
             price = parse_source(name, spec).versions[0]
             for prompt, *_ in _grid(spec, embedding=True):  # each prompt size once
@@ -844,7 +913,7 @@ def test_every_kind_of_token_costs_what_litellm_costs() -> None:
                             litellm, name, row, **_in_variant(usage.model_copy(deep=True), tier)
                         )
                         billed = billable(units, price, tier)
-                        ours = float(from_nanos(price.cost(dict.fromkeys(price.named, 0) | billed)))
+                        ours = _dollars(price, billed)
                         compared += 1
                         if not _same(ours, theirs):
                             differ.append((name, tier, prompt, kind, ours, theirs))

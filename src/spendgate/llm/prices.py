@@ -202,8 +202,9 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     - speech: `character`, a character of the text read, else by the token;
     - image generation and editing: `image`, an image made (the row's output rate per image,
       else its input rate per image, as litellm's provider calculators bill), or `pixel` (an
-      image's width x height, for each image made); rows priced by the image token
-      (`gpt-image-1` itself) are not imported yet;
+      image's width x height, for each image made); or by the token where the row prices
+      tokens (`gpt-image-1`, Gemini's image models: their responses report tokens, and
+      litellm costs them by those);
     - video generation: `video_second`, a second of video made, and `video_second_720p`...
       for each resolution the row prices apart; `input_image`, an image given to animate;
     - OCR: `credit` where the row prices credits, else `page` and `annotated_page` (at the
@@ -229,8 +230,9 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         output, given = rate("output_cost_per_second"), rate("input_cost_per_second")
         price = {"audio_second": output if output or given is None else given}
     elif mode in ("image_generation", "image_edit"):
-        if any(rate(field) for field in _IMAGE_TOKEN_FIELDS):
-            return None
+        by_tokens = _source(spec, where) if any(rate(f) for f in _IMAGE_TOKEN_FIELDS) else None
+        if by_tokens is not None:
+            return by_tokens  # by the tokens its responses report
         image = rate("output_cost_per_image")
         image = image if image is not None else rate("input_cost_per_image")
         price = {"image": image} if image is not None else {"pixel": rate("input_cost_per_pixel")}
@@ -277,11 +279,9 @@ _TRANSCRIPTION_TOKEN_FIELDS = (
     "input_cost_per_audio_token",
     "output_cost_per_audio_token",
 )
-_IMAGE_TOKEN_FIELDS = (
-    "input_cost_per_token",
-    "input_cost_per_image_token",
-    "output_cost_per_image_token",
-)
+# Rates that make an image model priced by the token: litellm's image route costs such a
+# model by its tokens, and cannot cost one with only text token rates (Fireworks' FLUX).
+_IMAGE_TOKEN_FIELDS = ("input_cost_per_image_token", "output_cost_per_image_token")
 
 
 def _service_tiers(spec: Mapping[str, Any]) -> list[str]:
@@ -323,10 +323,14 @@ def _rates(spec: Mapping[str, Any], where: str) -> _Rates | None:
             if rates.get(unit, rate) is None:
                 rates[unit] = rate
     input_rate, output_rate = rates["input_token"], rates["output_token"]
-    if input_rate is None and output_rate is None:
+    if input_rate is None:  # no price, or by output only: a prompt of tokens is not free
         return None
-    if input_rate is None:  # priced by output only: a prompt of tokens is not free
-        return None
+    if not output_rate:  # litellm: a model with no output rate bills text at its image rate
+        image = _rate(
+            spec.get("output_cost_per_image_token"), f"{where}.output_cost_per_image_token"
+        )
+        if image is not None:
+            rates["output_token"] = image
     share = _CACHE_READ_SHARE.get(str(spec.get("litellm_provider")))
     if share is not None and rates["cached_input_token"] is None:
         rates["cached_input_token"] = (input_rate * share).normalize()

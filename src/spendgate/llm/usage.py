@@ -132,7 +132,7 @@ def _count(value: Any, field: str) -> int:
     return value
 
 
-def usage_from_openai(response: Any) -> dict[str, int]:
+def usage_from_openai(response: Any, *, image: bool = False) -> dict[str, int]:
     """Token units from an OpenAI-style response (a dict or an SDK object) or its `usage`:
     chat completions and completions (`prompt_tokens`, `completion_tokens`), the Responses
     API (`input_tokens`, `output_tokens`) and embeddings (`prompt_tokens` alone).
@@ -141,11 +141,18 @@ def usage_from_openai(response: Any) -> dict[str, int]:
     prompt tokens (and cached ones), image prompt tokens; reasoning, audio and image output
     tokens. The counts OpenAI reports include them, so the plain units are what is left.
     Pass the result through `billable()` for a model that prices fewer kinds.
+
+    `image=True` reads an image generation or edit's usage, whose output tokens are image
+    tokens unless it says otherwise (`output_tokens_details`).
     """
     usage = _get(response, "usage") or response
     if _get(usage, "input_tokens") is not None and _get(usage, "prompt_tokens") is None:
-        return _openai_units(usage, "input_tokens", "output_tokens", "input_tokens_details",
-                             "output_tokens_details")  # fmt: skip
+        units = _openai_units(usage, "input_tokens", "output_tokens", "input_tokens_details",
+                              "output_tokens_details")  # fmt: skip
+        if image and _get(usage, "output_tokens_details") is None:
+            units["output_image_token"] += units["output_token"]
+            units["output_token"] = 0
+        return units
     return _openai_units(
         usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details",
         "completion_tokens_details",
