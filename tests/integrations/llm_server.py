@@ -32,6 +32,7 @@ class LLMServer:
         self.tiers: list[str] = []  # the service tier each usage was served in
         self.project_tier = "default"  # what a request naming no tier (or `auto`) gets
         self.workspace_geo = "global"  # where an Anthropic request naming no region runs
+        self.forced_geo: str | None = None  # where every Anthropic request runs, if set
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.streaming = threading.Event()
@@ -197,7 +198,9 @@ class LLMServer:
                     "cache_read_input_tokens": 0,
                     "cache_creation_input_tokens": 0,
                     "service_tier": "priority" if server.served(body) == "priority" else "standard",
-                    "inference_geo": body.get("inference_geo") or server.workspace_geo,
+                    "inference_geo": server.forced_geo
+                    or body.get("inference_geo")
+                    or server.workspace_geo,
                     "speed": body.get("speed") or "standard",
                 }
                 message = {
@@ -292,7 +295,7 @@ class LLMServer:
         """Note a call's usage, and the variant it was billed in: its service tier, or
         for Anthropic's the fast mode and US region it reports (`fast_mode_us`...)."""
         fast = "fast_mode" if usage.get("speed") == "fast" else ""
-        us = "us" if usage.get("inference_geo") == "us" else ""
+        us = "us" if str(usage.get("inference_geo")).lower() == "us" else ""
         with self.lock:
             self.usages.append((path, body["model"], usage))
             self.tiers.append("_".join(filter(None, (fast, us))) or self.served(body))

@@ -318,18 +318,21 @@ def _in_variant(usage: Any, variant: str | None) -> dict[str, Any]:
     if variant not in _SPEEDS:
         return {"usage_object": usage, "service_tier": variant}
     usage.speed, usage.inference_geo = _SPEEDS[variant]
-    return {"usage_object": usage}
+    # litellm applies the multipliers to a model found by its name, not to a row given as a
+    # deployment's own prices (the multiplier rows' names find their own rows).
+    return {"usage_object": usage, "by_name": True}
 
 
-def _theirs(litellm: Any, name: str, row: Mapping[str, Any], **usage: Any) -> float:
-    """litellm's cost of `usage` on the row `name` (given: see the grid test), in dollars."""
+def _theirs(
+    litellm: Any, name: str, row: Mapping[str, Any], *, by_name: bool = False, **usage: Any
+) -> float:
+    """litellm's cost of `usage` on the row `name` (given: see the grid test; `by_name`:
+    found by its name, as a call finds it), in dollars."""
+    given = {} if by_name else {"requested_model_info_override": row}
     return float(
         sum(
             litellm.cost_per_token(
-                model=name,
-                custom_llm_provider=row.get("litellm_provider"),
-                requested_model_info_override=row,
-                **usage,
+                model=name, custom_llm_provider=row.get("litellm_provider"), **given, **usage
             )
         )
     )
@@ -406,20 +409,28 @@ def test_variants_litellm_does_not_price_apart_are_not_imported(tmp_path: Path) 
     ranged = _one({**base, "input_cost_per_token_priority": 5e-06, "tiered_pricing": [
         {"range": [0, 32000], "input_cost_per_token": 1e-06}]}, tmp_path)  # fmt: skip
     assert not any(unit.startswith("priority_") for unit in ranged["price"])
-    # Anthropic's multipliers on Anthropic's API; litellm does not apply them on Bedrock.
+    # Anthropic's multipliers, on its API and Claude on Bedrock alike.
     entry = {"provider_specific_entry": {"us": 1.1, "fast": 2}}
     anthropic = _one({**base, **entry, "litellm_provider": "anthropic"}, tmp_path)
     assert anthropic["price"]["us_input_token"] == "0.0000011"
     assert anthropic["price"]["fast_mode_us_output_token"] == "0.0000044"
-    assert (
-        "us_input_token"
-        not in _one({**base, **entry, "litellm_provider": "bedrock"}, tmp_path)["price"]
-    )
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"m": {**base, "litellm_provider": "anthropic",
-                                     "provider_specific_entry": {"us": 0}}}))  # fmt: skip
-    with pytest.raises(ConfigError, match=r"provider_specific_entry\.us"):
-        litellm_prices(bad)
+    bedrock = _one({**base, "provider_specific_entry": {"us": 1.1}}, tmp_path)
+    assert bedrock["price"]["us_output_token"] == "0.0000022"
+    assert "fast_mode_input_token" not in bedrock["price"]
+    # Zero tokens beside a price per song: a paid call, never booked at $0, so left out.
+    lyria = {"mode": "audio_speech", "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+             "output_cost_per_image": 0.08}  # fmt: skip
+    assert _one(lyria, tmp_path) == {}
+    for bad_row, field in [
+        ({"provider_specific_entry": {"us": 0}}, r"provider_specific_entry\.us"),
+        ({"provider_specific_entry": [1.1]}, "provider_specific_entry"),
+        ({"input_cost_per_token": "1e999999999"}, "input_cost_per_token"),
+        ({"output_cost_per_token": 1e300}, "output_cost_per_token"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"m": {**base, **bad_row}}))
+        with pytest.raises(ConfigError, match=field):
+            litellm_prices(bad)
 
 
 def test_a_call_is_billed_in_the_variant_its_price_has(tmp_path: Path) -> None:
@@ -522,6 +533,39 @@ def _image_asked(name: str) -> tuple[str, dict[str, Any]]:
     return "/".join(part for part in parts if part), asked
 
 
+def _theirs_image(name: str, row: Mapping[str, Any], unit: str, q: int) -> float:
+    """litellm's cost of `q` of an image unit on the row `name`: its image route, given the
+    row (`image`, q images of the row's size, 512 x 768 when unnamed; `pixel`, that many
+    pixels of it), or by the model's name as a call finds it, which is how litellm prices
+    a resolution (`image_4k`, q images at it, of low quality for xAI's) or an image of
+    known size (`megapixel`, one image of q megapixels)."""
+    from litellm.litellm_core_utils.llm_cost_calc.utils import CostCalculatorUtils
+    from litellm.types.utils import ImageObject, ImageResponse
+
+    model, asked = _image_asked(name)
+    width, height = map(int, asked["size"].split("-x-"))
+    n = q // (width * height) if unit == "pixel" else 1 if unit == "megapixel" else q
+    made = [ImageObject(b64_json="AA==") for _ in range(n)]
+    params: dict[str, Any] = {"steps": asked["steps"], "quality": asked["quality"]}
+    params["image_size"] = {"width": width, "height": height}  # how fal.ai asks for a size
+    if unit == "megapixel":
+        size = {"width": 1024, "height": 1024 * q}
+        made = [ImageObject(b64_json="AA==", provider_specific_fields=size)]
+    elif unit.startswith("image_"):
+        key = next(k for k in row if k.startswith("output_cost_per_image_") and
+                   k.lower().replace(".", "_") == f"output_cost_per_{unit}")  # fmt: skip
+        params["resolution"] = key.removeprefix("output_cost_per_image_")
+        if row["litellm_provider"] == "xai":
+            params["resolution"], asked["quality"] = params["resolution"].lower(), "low"
+    call = "image_edit" if row["mode"] == "image_edit" else "image_generation"
+    return float(CostCalculatorUtils.route_image_generation_cost_calculator(
+        model=model, custom_llm_provider=row["litellm_provider"], n=n, size=asked["size"],
+        completion_response=ImageResponse(data=made), quality=asked["quality"],
+        call_type=call, optional_params=params,
+        model_info=row if unit in ("image", "pixel") else None,
+    ))  # fmt: skip
+
+
 def _theirs_per_use(litellm: Any, name: str, row: Mapping[str, Any], unit: str, q: int) -> float:
     """litellm's cost of `q` of `unit` on the row `name`, from the cost function of its mode."""
     from litellm import cost_calculator
@@ -535,20 +579,8 @@ def _theirs_per_use(litellm: Any, name: str, row: Mapping[str, Any], unit: str, 
                                           audio_transcription_file_duration=q))  # fmt: skip
     if unit == "character":
         return sum(litellm.cost_per_token(**at, call_type="speech", prompt_characters=q))
-    if unit in ("image", "pixel"):  # q images of 512 x 768 pixels, routed as litellm does
-        from litellm.litellm_core_utils.llm_cost_calc.utils import CostCalculatorUtils
-        from litellm.types.utils import ImageObject, ImageResponse
-
-        model, asked = _image_asked(name)
-        width, height = map(int, asked["size"].split("-x-"))
-        n = q // (width * height) if unit == "pixel" else q
-        made = ImageResponse(data=[ImageObject(b64_json="AA==") for _ in range(n)])
-        call = "image_edit" if row["mode"] == "image_edit" else "image_generation"
-        return float(CostCalculatorUtils.route_image_generation_cost_calculator(
-            model=model, custom_llm_provider=provider, completion_response=made, n=n,
-            size=asked["size"], quality=asked["quality"], call_type=call,
-            optional_params={"steps": asked["steps"]}, model_info=row,
-        ))  # fmt: skip
+    if unit in ("image", "pixel") or unit.startswith(("image_", "megapixel")):
+        return _theirs_image(name, row, unit, q)
     if unit.startswith("video_second"):
         resolution = unit.removeprefix("video_second").removeprefix("_") or None
         return float(cost_calculator.default_video_cost_calculator(

@@ -247,7 +247,7 @@ def test_a_call_is_booked_in_the_service_tier_that_served_it(server: LLMServer) 
 
 
 def test_anthropic_fast_mode_and_us_region_are_booked_and_held_at_their_rates(
-    server: LLMServer,
+    server: LLMServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Anthropic bills a call kept in the US (`inference_geo`) at 1.1 times, and one in fast
     mode (`speed: "fast"`) at twice, as the usage reports; a call naming no region may be
@@ -269,14 +269,23 @@ def test_anthropic_fast_mode_and_us_region_are_booked_and_held_at_their_rates(
         claude.messages.create(
             model="claude-geo", max_tokens=50, messages=hi, extra_body={"inference_geo": "global"}
         )
-        assert server.tiers == ["default", "fast_mode", "us", "fast_mode_us", "default"]
+        # A response at odds with its request is booked as it says, with a warning.
+        server.forced_geo = "US"
+        with caplog.at_level("WARNING", logger="spendgate"):
+            claude.messages.create(
+                model="claude-geo", max_tokens=50, messages=hi,
+                extra_body={"inference_geo": "global"},
+            )  # fmt: skip
+        assert "did not ask for" in caplog.text
+        server.forced_geo = None
+        assert server.tiers == ["default", "fast_mode", "us", "fast_mode_us", "default", "us"]
         spent_, expected = booked(gate, server)
         assert spent_ == expected
         with pytest.raises(ValidationError, match="inference_geo"):
             claude.messages.create(
                 model="claude-geo", max_tokens=50, messages=hi, extra_body={"inference_geo": "eu"}
             )
-        assert server.total() == 5
+        assert server.total() == 6
     # Held at the US rate unless the request keeps the call out of the US.
     with open_gate(limit="0.0035") as gate:  # ~0.00318 at 1x, ~0.0035 at 1.1x: just under
         claude = wrap(
@@ -288,7 +297,7 @@ def test_anthropic_fast_mode_and_us_region_are_booked_and_held_at_their_rates(
         claude.messages.create(
             model="claude-geo", max_tokens=200, messages=hi, extra_body={"inference_geo": "global"}
         )
-        assert server.total() == 6
+        assert server.total() == 7
 
 
 def test_a_call_is_held_at_the_dearest_tier_it_may_be_served_in(server: LLMServer) -> None:

@@ -168,6 +168,8 @@ class _Call:
     """The price the call was bounded with: which kinds of token it prices apart."""
     tier: object = None
     """The service tier the request asked for."""
+    variants: frozenset[str | None] = frozenset({None})
+    """The variants the request may be billed in, which its hold covers."""
     hidden_usage: bool = False
     """Usage was asked for on the caller's behalf: its stream chunk is not shown."""
 
@@ -256,7 +258,7 @@ class _Meter:
         price = self.gate.bind(self.options.service, source).price(now_us).price
         variants = _variants(endpoint, body)
         bound = self._bound(price, prompt, self._output_bound(endpoint, body), variants)
-        return _Call(endpoint, source, sent, bound, price, tier, hidden)
+        return _Call(endpoint, source, sent, bound, price, tier, variants, hidden)
 
     def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """The tokens a request pulls in that its bytes do not hold; a request whose tools
@@ -424,6 +426,10 @@ class _Meter:
                 call.price, tier, inference_geo=_field(usage, "inference_geo"),
                 speed=_field(usage, "speed"),
             )  # fmt: skip
+            if billed_in not in call.variants:  # the provider's word is what it bills
+                log.warning("%s: the response says the call was billed as %s, which the "
+                            "request did not ask for; booked so, above its hold",
+                            call.source, billed_in)  # fmt: skip
             try:
                 return {"units": billable(read(usage), call.price, billed_in)}
             except ValidationError as exc:

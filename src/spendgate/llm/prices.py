@@ -11,7 +11,7 @@ import importlib.util
 import json
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,11 @@ USE_MODES = (
 )
 """The modes priced per unit of what a call does (a second of audio, a character, an image,
 a page, a query), or by the token where the row prices tokens."""
-# A video model's per-second rate at a resolution: `output_cost_per_second_720p`.
+# A video model's per-second rate at a resolution: `output_cost_per_second_720p`; an image
+# model's per-image rate at one: `output_cost_per_image_4K`, `output_cost_per_image_0.5K`.
 _RESOLUTION = re.compile(r"^output_cost_per_second_([0-9a-z]+)$")
+_IMAGE_RESOLUTION = re.compile(r"^output_cost_per_image_([0-9]+(?:\.[0-9]+)?[kK]?)$")
+_MEGAPIXEL = 1_048_576  # fal.ai bills an image's megapixels, rounded up, of 2**20 pixels
 _FIELD_UNITS = {**FIELDS, **{field: unit for unit, (field, _) in MODALITIES.items()}}
 # `input_cost_per_token_above_200k_tokens`: the rate for a whole call whose prompt is longer.
 # Of the modalities, only audio prompt tokens and timed cache writes have such rates.
@@ -106,9 +109,21 @@ def litellm_prices(
             continue
         where = f"{file.name}: {name}"
         source = _source(spec, where) if mode in MODES else _per_use(spec, where)
-        if source is not None:
+        if source is not None and not _free_but_paid(spec, source):
             out[name] = source
     return out
+
+
+def _free_but_paid(spec: Mapping[str, Any], source: Mapping[str, Any]) -> bool:
+    """Whether `source` prices every unit at 0 while the row gives a rate above 0 for
+    something else (Lyria's $0 tokens and its price per song): such a call is paid, and
+    booking it at $0 would be a lie, so the model is left out (a call to it is refused)."""
+    if any(Decimal(rate) for rate in source["price"].values()):
+        return False
+    return any(
+        "cost" in key and isinstance(value, int | float) and value > 0
+        for key, value in spec.items()
+    )
 
 
 def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
@@ -154,10 +169,10 @@ def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str
     - a service tier the row gives rates for (`input_cost_per_token_priority`...): the
       tier's own rates where the row gives them, the standard ones where it does not (a
       row with `tiered_pricing` has none: litellm prices its ranges whatever the tier);
-    - Anthropic's multipliers (`provider_specific_entry`, on Anthropic's own API: litellm
-      does not apply them to the same models on Bedrock): `us`, a call kept in the US
-      (`inference_geo`), and `fast_mode`, a call asking for `speed: "fast"`, each every
-      rate times its multiplier, and `fast_mode_us`, both.
+    - Anthropic's multipliers (`provider_specific_entry`, on Anthropic's API and Claude on
+      Bedrock): `us`, a call kept in the US (`inference_geo`), and `fast_mode`, a call
+      asking for `speed: "fast"`, each every rate times its multiplier, and
+      `fast_mode_us`, both.
     """
     out: dict[str, _Rates] = {}
     for tier in _service_tiers(spec):
@@ -166,7 +181,9 @@ def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str
             raise ConfigError(f"{where}: the {tier} tier has rates but none for a prompt")
         out[tier] = served
     entry = spec.get("provider_specific_entry")
-    if isinstance(entry, Mapping) and spec.get("litellm_provider") == "anthropic":
+    if entry is not None and not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}.provider_specific_entry: expected an object, got {entry!r}")
+    if entry:
         geo = _multiplier(entry.get("us"), f"{where}.provider_specific_entry.us")
         fast = _multiplier(entry.get("fast"), f"{where}.provider_specific_entry.fast")
         for variant, times in (("us", geo), ("fast_mode", fast)):
@@ -202,7 +219,9 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     - speech: `character`, a character of the text read, else by the token;
     - image generation and editing: `image`, an image made (the row's output rate per image,
       else its input rate per image, as litellm's provider calculators bill), or `pixel` (an
-      image's width x height, for each image made); or by the token where the row prices
+      image's width x height, for each image made); `image_4k`... an image at a resolution
+      the row prices apart (fal.ai, xAI), and `megapixel`, fal.ai's price of an image of
+      known size, per megapixel rounded up; or by the token where the row prices image
       tokens (`gpt-image-1`, Gemini's image models: their responses report tokens, and
       litellm costs them by those);
     - video generation: `video_second`, a second of video made, and `video_second_720p`...
@@ -225,8 +244,13 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
             return _source(spec, where)
         price = {"character": character}
     elif mode == "audio_transcription":  # by the token where the row prices tokens
-        if any(rate(field) is not None for field in _TRANSCRIPTION_TOKEN_FIELDS):
-            return _source(spec, where)
+        by_tokens = (
+            _source(spec, where)
+            if any(rate(field) is not None for field in _TRANSCRIPTION_TOKEN_FIELDS)
+            else None
+        )
+        if by_tokens is not None:
+            return by_tokens
         output, given = rate("output_cost_per_second"), rate("input_cost_per_second")
         price = {"audio_second": output if output or given is None else given}
     elif mode in ("image_generation", "image_edit"):
@@ -236,6 +260,14 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         image = rate("output_cost_per_image")
         image = image if image is not None else rate("input_cost_per_image")
         price = {"image": image} if image is not None else {"pixel": rate("input_cost_per_pixel")}
+        price |= {  # an image at a resolution priced apart: `image_4k` (fal.ai, xAI)
+            f"image_{match[1].lower().replace('.', '_')}": rate(key)
+            for key in spec
+            if (match := _IMAGE_RESOLUTION.match(key))
+        }
+        per_pixel = rate("output_cost_per_pixel")
+        if per_pixel and spec.get("litellm_provider") == "fal_ai":  # fal.ai: per megapixel
+            price["megapixel"] = (per_pixel * _MEGAPIXEL).normalize()
     elif mode == "video_generation":
         per_second = rate("output_cost_per_video_per_second")
         resolutions = {}
@@ -434,11 +466,14 @@ def _rate(value: object, where: str) -> Decimal | None:
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     try:
         rate = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
+        if not rate.is_finite() or rate < 0 or rate.adjusted() > _MAX_DIGITS:
+            raise ConfigError(f"{where}: expected a price of zero or more, got {value!r}")
+        return rate.normalize()  # 0 is a price: free
+    except ArithmeticError:  # not a number, or one too large to hold
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if not rate.is_finite() or rate < 0:
-        raise ConfigError(f"{where}: expected a price of zero or more, got {value!r}")
-    return rate.normalize()  # 0 is a price: free
+
+
+_MAX_DIGITS = 12  # a rate of a trillion dollars a unit is a typo, not a price
 
 
 def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:

@@ -94,9 +94,11 @@ def variant(
         return None
     if tier is not None and price.accepts(tier_unit("input_token", tier)):
         return tier
+    fast = isinstance(speed, str) and speed.lower() == "fast"
+    us = isinstance(inference_geo, str) and inference_geo.lower() == "us"
     parts = [
         part
-        for part, on in (("fast_mode", speed == "fast"), ("us", inference_geo == "us"))
+        for part, on in (("fast_mode", fast), ("us", us))
         if on and price.accepts(tier_unit("input_token", part))
     ]
     return "_".join(parts) or None
