@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -477,6 +478,9 @@ def test_models_priced_per_use_take_the_unit_their_mode_bills(tmp_path: Path) ->
         "ranged": {"mode": "search", "tiered_pricing": [{"max_results_range": [1, 10],
                                                          "input_cost_per_query": 0.005}]},
         "nothing": {"mode": "image_edit"},
+        "exa": {"mode": "search", "tiered_pricing": [
+            {"input_cost_per_query": 0.005, "max_results_range": [0, 25]},
+            {"input_cost_per_query": 0.025, "max_results_range": [26, 100]}]},
     }  # fmt: skip
     file = tmp_path / "t.json"
     file.write_text(json.dumps(rows))
@@ -502,13 +506,16 @@ def test_models_priced_per_use_take_the_unit_their_mode_bills(tmp_path: Path) ->
         "parse": {"credit": "0.015"},
         "rerank": {"search_unit": "0.002"},
         "search": {"query": "0.005"},
+        "ranged": {"query": "0.005"},  # one range of results asked for: one rate
+        "exa": {"query": "0.005", "max_results": "0"},  # and a size tier above 25 results
     }  # fmt: skip
-    # A search priced by the results asked for, and a model with no price, are left out: a
-    # call to them is refused, never free.
+    # A model with no price is left out: a call to it is refused, never free.
     config = parse(tomllib.loads(to_toml(litellm_prices(file))))
     gate = Gate.open("memory://", config=config, clock=FrozenClock())
     with gate:
         assert gate.record("speech", "tts", units={"character": 1000}).cost == to_nanos("0.015")
+        wide = {"query": 2, "max_results": 30}  # each query at the rate of 26-100 results
+        assert gate.record("search", "exa", units=wide).cost == to_nanos("0.05")
         with pytest.raises(ValidationError, match="video_second"):
             gate.record("video", "video", units={"seconds": 8})
 
@@ -566,8 +573,11 @@ def _theirs_image(name: str, row: Mapping[str, Any], unit: str, q: int) -> float
     ))  # fmt: skip
 
 
-def _theirs_per_use(litellm: Any, name: str, row: Mapping[str, Any], unit: str, q: int) -> float:
-    """litellm's cost of `q` of `unit` on the row `name`, from the cost function of its mode."""
+def _theirs_per_use(
+    litellm: Any, name: str, row: Mapping[str, Any], unit: str, q: int, *, results: int | None
+) -> float:
+    """litellm's cost of `q` of `unit` on the row `name`, from the cost function of its mode
+    (a search asking for `results` results)."""
     from litellm import cost_calculator
     from litellm.llms.base_llm.ocr.transformation import OCRResponse, OCRUsageInfo
     from litellm.search.cost_calculator import search_provider_cost_per_query
@@ -590,10 +600,12 @@ def _theirs_per_use(litellm: Any, name: str, row: Mapping[str, Any], unit: str, 
         usage = OCRUsageInfo(**{counts.get(unit, "credits"): q})
         response = OCRResponse(pages=[], model=name, usage_info=usage)
         return sum(cost_calculator.ocr_cost(**at, response=response))
-    if unit == "search_unit":
-        return sum(cost_calculator.rerank_cost(**at, billed_units={"search_units": q}))
+    if unit in ("search_unit", "token"):
+        billed = {"search_units" if unit == "search_unit" else "total_tokens": q}
+        return sum(cost_calculator.rerank_cost(**at, billed_units=billed))
     assert unit == "query", unit
-    return sum(search_provider_cost_per_query(**at, number_of_queries=q))
+    asked = {"max_results": results} if results is not None else None
+    return sum(search_provider_cost_per_query(**at, number_of_queries=q, optional_params=asked))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # litellm's own models, built on first use
@@ -614,24 +626,28 @@ def test_every_model_priced_per_use_costs_what_litellm_costs() -> None:
     for name, spec in per_use.items():
         row = table[name]
         price = parse_source(name, spec).versions[0]
+        # A search priced by the results it asks for: each side of every range's edge.
+        edges = {t.above + d for t in price.size_tiers for d in (0, 1)} or {None}
         for unit in price.named:
-            if unit == "input_image":  # litellm adds it to a video's cost apart: not here
+            if unit in ("input_image", "max_results"):  # litellm adds the first apart
                 continue
             pixels = math.prod(map(int, _image_asked(name)[1]["size"].split("-x-")))
-            for q in (1, 7, 60) if unit != "pixel" else (pixels, 3 * pixels):
-                ours = _dollars(price, {unit: q})
+            quantities = (1, 7, 60) if unit != "pixel" else (pixels, 3 * pixels)
+            for q, results in itertools.product(quantities, sorted(edges, key=str)):
+                asked = {"max_results": results} if results is not None else {}
+                ours = _dollars(price, {unit: q, **asked})
                 if "gpt-image" in name and row["litellm_provider"] in ("openai", "azure"):
                     # litellm costs an OpenAI gpt-image call by its tokens
                     by_tokens.add(name)
                     continue
                 try:
-                    theirs = _theirs_per_use(litellm, name, row, unit, q)
+                    theirs = _theirs_per_use(litellm, name, row, unit, q, results=results)
                 except litellm.exceptions.ModelNotMappedError:  # litellm cannot cost it at all
                     uncosted.add(name)
                     continue
                 compared += 1
                 if not _same(ours, theirs):
-                    differ.append((name, unit, q, ours, theirs))
+                    differ.append((name, unit, q, results, ours, theirs))
     assert compared >= 2_000
     assert not differ, differ[:20]
     # The exceptions (docs/llm.md): litellm's Bedrock route looks these rows up under a size

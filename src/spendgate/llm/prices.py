@@ -228,9 +228,10 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
       for each resolution the row prices apart; `input_image`, an image given to animate;
     - OCR: `credit` where the row prices credits, else `page` and `annotated_page` (at the
       annotation rate, else the page rate);
-    - rerank: `search_unit`, a query of up to 100 documents; search: `query`, except rows
-      whose price depends on the results asked for (`tiered_pricing`, Parallel AI's), not
-      imported yet.
+    - rerank: `search_unit`, a query of up to 100 documents, or `token` for Voyage's and
+      Jina's, which bill every token of a call; search: `query`, at the rate of the results
+      it asks for (`max_results`) where the row prices by them; Parallel AI's own rules are
+      not imported yet.
     """
     mode = spec["mode"]
 
@@ -292,16 +293,55 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         else:
             annotated = rate("annotation_cost_per_page")
             price = {"page": page, "annotated_page": annotated if annotated is not None else page}
-    elif mode == "rerank":
-        price = {"search_unit": rate("input_cost_per_query")}
-    else:  # search
-        if spec.get("tiered_pricing") is not None or spec.get("litellm_provider") == "parallel_ai":
-            return None  # by the results asked for: not a rate per query
+    elif mode == "rerank":  # Voyage and Jina bill every token of the call; the rest a query
+        per_token = spec.get("litellm_provider") in ("voyage", "jina_ai")
+        price = {"token": rate("input_cost_per_token")} if per_token else {}
+        price["search_unit"] = None if per_token else rate("input_cost_per_query")
+    elif spec.get("litellm_provider") == "parallel_ai":  # search: its own rules
+        return None
+    elif spec.get("tiered_pricing") is not None:
+        return _by_results(spec["tiered_pricing"], f"{where}.tiered_pricing")
+    else:
         price = {"query": rate("input_cost_per_query")}
     priced = {unit: value for unit, value in price.items() if value is not None}
     if not priced:
         return None
     return {"price": {unit: f"{value:f}" for unit, value in priced.items()}}
+
+
+def _by_results(tiers: object, where: str) -> dict[str, Any]:
+    """A search priced per query by the results it asks for (`max_results`, litellm's
+    `tiered_pricing` of `max_results_range`): a size tier per range, sized by
+    `max_results`, a unit of its own at 0. Past the last range, the last range's rate."""
+    if not isinstance(tiers, list) or not tiers or not all(isinstance(t, Mapping) for t in tiers):
+        raise ConfigError(
+            f"{where}: expected a list of {{max_results_range, input_cost_per_query}}"
+        )
+    ranges = []
+    for i, tier in enumerate(tiers):
+        bounds = tier.get("max_results_range")
+        per_query = _rate(tier.get("input_cost_per_query"), f"{where}[{i}].input_cost_per_query")
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(type(b) is int and b >= 0 for b in bounds)
+            or per_query is None
+        ):
+            raise ConfigError(
+                f"{where}[{i}]: expected max_results_range [first, last] and input_cost_per_query"
+            )
+        ranges.append((bounds[0], per_query))
+    ranges.sort(key=lambda r: r[0])
+    if len(ranges) == 1:  # one rate whatever the results
+        return {"price": {"query": f"{ranges[0][1]:f}"}}
+    return {
+        "price": {"query": f"{ranges[0][1]:f}", "max_results": "0"},
+        "size_units": ["max_results"],
+        "size_tiers": [
+            {"above": first - 1, "price": {"query": f"{per_query:f}"}}
+            for first, per_query in ranges[1:]
+        ],
+    }
 
 
 # Rates that make a transcription model priced by the token, as litellm decides.
