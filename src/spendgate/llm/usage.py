@@ -222,22 +222,77 @@ def billable(
     `tier` is the service tier the call was billed in (see `service_tier()`): its units are
     the tier's (`flex_input_token`), or the standard ones for a model that does not price
     the tier apart, which bills it at its standard rates; the other tiers' units are 0."""
-    if tier is not None and (price is None or not price.accepts(tier_unit("input_token", tier))):
-        tier = None
+    plan = _plan(price, tier)
+    targets = plan.targets
     out: dict[str, int] = {}
     for unit, count in units.items():
+        target = targets.get(unit)
+        if target is None:
+            target = plan.target(unit)
+        name, moved = target
+        if not moved or count:
+            out[name] = out.get(name, 0) + count
+    for name in plan.zeros:  # none of the other tiers' tokens were used
+        if name not in out:
+            out[name] = 0
+    return out
+
+
+class _Plan:
+    """What `billable()` does with each kind of token for one price and tier, worked out
+    once: the unit each kind is counted as (and whether that is another kind), and the
+    units of the other tiers the price names, which are 0."""
+
+    __slots__ = ("price", "targets", "tier", "zeros")
+
+    def __init__(self, price: Price | None, tier: str | None) -> None:
+        if tier is not None and (
+            price is None or not price.accepts(tier_unit("input_token", tier))
+        ):
+            tier = None
+        self.price, self.tier = price, tier
+        self.targets: dict[str, tuple[str, bool]] = {}
+        for unit in (*PROMPT_UNITS, *OUTPUT_UNITS, *BILLED_AS):
+            self.target(unit)
+        zeros: list[str] = []
+        if price is not None:
+            for other in (None, *SERVICE_TIERS):
+                if other != tier and price.accepts(tier_unit("input_token", other)):
+                    zeros += (
+                        name
+                        for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
+                        if price.accepts(name := tier_unit(unit, other)) and name not in zeros
+                    )
+        self.zeros = tuple(zeros)
+
+    def target(self, unit: str) -> tuple[str, bool]:
+        """The unit the tokens of kind `unit` are counted as, and whether that is another
+        kind (its tokens then count only when there are some)."""
+        price, tier = self.price, self.tier
         target = unit
         while target in BILLED_AS and (price is None or not price.accepts(tier_unit(target, tier))):
             target = BILLED_AS[target]
-        if target is unit or count:
-            name = tier_unit(target, tier)
-            out[name] = out.get(name, 0) + count
-    if price is not None:  # none of the other tiers' tokens were used
-        for other in (None, *SERVICE_TIERS):
-            if other != tier and price.accepts(tier_unit("input_token", other)):
-                out |= {
-                    name: 0
-                    for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
-                    if price.accepts(name := tier_unit(unit, other)) and name not in out
-                }
-    return out
+        found = (tier_unit(target, tier), target is not unit)
+        if len(self.targets) < _PLAN_UNITS:  # names a caller gave: bounded
+            self.targets[unit] = found
+        return found
+
+
+_PLANS: dict[tuple[int, str | None], _Plan] = {}
+_PLANS_MAX = 256
+_PLAN_UNITS = 64
+
+
+def _plan(price: Price | None, tier: str | None) -> _Plan:
+    """The `_Plan` of `price` and `tier`, remembered (by the price's identity) for the next
+    call of the same model."""
+    if tier is not None and type(tier) is not str:
+        return _Plan(price, tier)  # not a tier's name: refused in the usual way, not kept
+    key = (id(price), tier)
+    plan = _PLANS.get(key)
+    if plan is None or plan.price is not price:
+        plan = _Plan(price, tier)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
