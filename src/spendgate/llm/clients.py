@@ -48,6 +48,7 @@ from spendgate.llm.usage import (
     usage_from_anthropic,
     usage_from_openai,
 )
+from spendgate.money import exact
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
 from spendgate.windows import parse_duration, to_micros
@@ -317,11 +318,13 @@ class _Meter:
             return chosen.get(model, model)
         return chosen(model)
 
+    @exact
     def _bound(self, price: Price | None, prompt: int, output: int, tier: object) -> Decimal:
         """The most a call with `prompt` and `output` tokens can cost: every prompt token at
         the dearest prompt rate and every output token at the dearest output rate, plus its
         request fee, in the dearest size tier a prompt of this size or smaller falls in and
-        the dearest service tier the request may be served in."""
+        the dearest service tier the request may be served in. Exact: in the caller's
+        decimal context (`prec=3`) a bound rounded down would hold less than the call costs."""
         if price is None:
             return Decimal(0)  # an allowed-unpriced source: stored as unpriced
         return max(
