@@ -495,6 +495,39 @@ def test_a_hold_is_exact_in_any_decimal_context(server: LLMServer) -> None:
         assert event.cost == (sizes[0] * 1 + 1001 * 4) * 1000  # nanos, at 1/1M and 4/1M
 
 
+def test_every_media_part_is_held_for_wherever_it_is(server: LLMServer) -> None:
+    """An image, audio clip, file or video costs tokens its bytes do not bound: each part
+    adds `media_tokens` to the hold, in a message's content or anywhere else in the body."""
+    sizes: list[int] = []
+
+    class Recording(httpx2.HTTPTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            sizes.append(len(request.content))
+            return super().handle_request(request)
+
+    parts = [
+        {"type": "text", "text": "what is in the picture, the clip and the file?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+    ]
+    deep = {"kept": [{"notes": {"type": "file", "file": {"file_id": "f"}}}, {"type": "text"}]}
+    with open_gate() as gate:
+        client = wrap(
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"),
+            gate, service="bot", prompt_margin=0, media_tokens=100, transport=Recording(),
+        )  # fmt: skip
+        for body in ({}, deep):
+            client.chat.completions.create(
+                model="bad-usage", messages=[{"role": "user", "content": parts}],
+                max_tokens=7, extra_body=body,
+            )  # fmt: skip
+        holds = [event.cost for event in gate.events()]
+        media = [2, 3]
+        assert holds == [
+            (size + 100 * n + 7 * 4) * 1000 for size, n in zip(sizes, media, strict=True)
+        ]
+
+
 def test_what_a_request_pulls_in_from_the_provider_needs_a_bound(server: LLMServer) -> None:
     with open_gate() as gate:
         base = openai.OpenAI(api_key="k", base_url=f"{server.url}/v1")

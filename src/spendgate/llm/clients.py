@@ -26,7 +26,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -81,6 +81,7 @@ _MEDIA_PARTS = frozenset(
 _ANY_TIER = (None, "auto")
 _STANDARD_TIER = ("default", "standard_only")
 _TIER_NAMES = (*SERVICE_TIERS, "fast")
+_TIERS_NAMED = (*_ANY_TIER, *_STANDARD_TIER, *_TIER_NAMES)
 _TIERED = frozenset({None, *SERVICE_TIERS})
 _PROMPT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in PROMPT_UNITS]
 _OUTPUT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in OUTPUT_UNITS]
@@ -89,6 +90,7 @@ _UNIT_TIER: dict[str, str | None] = {
     **{tier_unit(u, t): t for t in _TIERED for u in (*PROMPT_UNITS, *OUTPUT_UNITS)},
     "request": None,
 }
+_PATHS_KEPT = 64  # paths whose endpoint a meter remembers
 # The fields that limit a call's output, the one to send a cap in first.
 _LIMITS: dict[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
@@ -180,6 +182,7 @@ class _Meter:
             tuple[int, object], tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]]
         ] = {}
         self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
+        self._endpoints: dict[str, Endpoint | Literal["free"]] = {}
 
     def refused(self, exc: SpendgateError) -> SpendgateError:
         """`exc`, made an instance of the SDK's own error class too: an SDK passes its own
@@ -204,27 +207,21 @@ class _Meter:
         """The metered call `request` is, or `None` for a request that costs nothing."""
         if request.method != "POST":
             return None
-        path = request.url.path.rstrip("/")
-        if any(path.endswith(free) for free in self.options.free_paths):
+        path = request.url.path
+        endpoint = self._endpoints.get(path)
+        if endpoint is None:
+            endpoint = self._endpoint(path)
+        if endpoint == "free":
             return None
-        endpoint = next((kind for end, kind in ENDPOINTS if path.endswith(end)), None)
-        if endpoint is None or "/batches" in path:
-            raise ValidationError(
-                "request",
-                path,
-                "a call spendgate can price (chat completions, completions, responses, "
-                "embeddings, messages) or a free one; batches and other paid endpoints are "
-                "not metered, so they are refused rather than sent unguarded",
-            )
         try:
             body = json.loads(request.content or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValidationError("request", path, "a JSON body") from None
+            raise ValidationError("request", path.rstrip("/"), "a JSON body") from None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise ValidationError("model", body.get("model") if isinstance(body, dict) else body,
                                   "the model the request names")  # fmt: skip
         tier = body.get("service_tier")
-        if tier not in (*_ANY_TIER, *_STANDARD_TIER, *_TIER_NAMES):
+        if tier not in _TIERS_NAMED:
             raise ValidationError(
                 "service_tier",
                 tier,
@@ -243,10 +240,31 @@ class _Meter:
         prompt = len(request.content) + self.options.prompt_margin
         prompt += self.options.media_tokens * _media_parts(body) + self._context(endpoint, body)
         sent = _resent(request, body) if changed else request
-        now_us = to_micros(self.gate.clock())
-        price = self.gate.bind(self.options.service, source).price(now_us).price
+        binding, now = self.gate._bind_now(self.options.service, source)
+        price = binding.price(to_micros(now)).price
         bound = self._bound(price, prompt, self._output_bound(endpoint, body), tier)
         return _Call(endpoint, source, sent, bound, price, tier, hidden)
+
+    def _endpoint(self, raw: str) -> Endpoint | Literal["free"]:
+        """What a POST to `raw` is: a metered endpoint, or `free`; else refused. Remembered
+        for the next call to the same path."""
+        path = raw.rstrip("/")
+        endpoint: Endpoint | Literal["free"] | None
+        if any(path.endswith(free) for free in self.options.free_paths):
+            endpoint = "free"
+        else:
+            endpoint = next((kind for end, kind in ENDPOINTS if path.endswith(end)), None)
+        if endpoint is None or (endpoint != "free" and "/batches" in path):
+            raise ValidationError(
+                "request",
+                path,
+                "a call spendgate can price (chat completions, completions, responses, "
+                "embeddings, messages) or a free one; batches and other paid endpoints are "
+                "not metered, so they are refused rather than sent unguarded",
+            )
+        if len(self._endpoints) < _PATHS_KEPT:
+            self._endpoints[raw] = endpoint
+        return endpoint
 
     def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """The tokens a request pulls in that its bytes do not hold; a request whose tools
@@ -459,15 +477,20 @@ def _resent(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
     )  # fmt: skip
 
 
-def _media_parts(value: Any) -> int:
-    """How many parts of a request body are images, audio, files or video."""
-    if isinstance(value, dict):
+def _media_parts(value: dict[str, Any] | list[Any]) -> int:
+    """How many parts of a parsed JSON request body (a dict or a list, and so on down) are
+    images, audio, files or video, wherever they are. Only the objects and arrays are
+    visited: parsed JSON has no other containers (nor subclasses of these)."""
+    items: Iterable[Any] = value
+    found = 0
+    if type(value) is dict:
         kind = value.get("type")
-        own = 1 if isinstance(kind, str) and kind in _MEDIA_PARTS else 0
-        return own + sum(_media_parts(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_media_parts(v) for v in value)
-    return 0
+        found = 1 if isinstance(kind, str) and kind in _MEDIA_PARTS else 0
+        items = value.values()
+    for item in items:
+        if type(item) is dict or type(item) is list:
+            found += _media_parts(item)
+    return found
 
 
 def _settlement(meter: _Meter, call: _Call, body: bytes) -> dict[str, Any]:

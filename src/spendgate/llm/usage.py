@@ -102,6 +102,8 @@ def _required(value: Any, field: str) -> int:
 
 
 def _count(value: Any, field: str) -> int:
+    if type(value) is int and value >= 0:  # the usual count (never a bool: its type is bool)
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -177,7 +179,12 @@ def _openai_units(
 
 
 def _detail(details: Any, key: str, where: str) -> int:
-    return _count(_get(details, key) if details else None, f"{where}.{key}")
+    value = _get(details, key) if details else None
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:  # the usual count: its name is only for an error
+        return value
+    return _count(value, f"{where}.{key}")
 
 
 def _rest(total: int, parts: Mapping[str, int], where: str, of: str) -> int:
