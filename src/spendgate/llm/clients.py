@@ -48,7 +48,7 @@ from spendgate.llm.usage import (
     usage_from_anthropic,
     usage_from_openai,
 )
-from spendgate.money import exact
+from spendgate.money import EXACT, exact
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
 from spendgate.windows import parse_duration, to_micros
@@ -178,9 +178,7 @@ class _Meter:
         self.gate = gate
         self.options = options
         self.sdk_error = sdk_error
-        self._bounds: dict[
-            tuple[int, object], tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]]
-        ] = {}
+        self._bounds: dict[tuple[int, object], tuple[Price, _Steps]] = {}
         self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
         self._endpoints: dict[str, Endpoint | Literal["free"]] = {}
 
@@ -336,25 +334,30 @@ class _Meter:
             return chosen.get(model, model)
         return chosen(model)
 
-    @exact
     def _bound(self, price: Price | None, prompt: int, output: int, tier: object) -> Decimal:
         """The most a call with `prompt` and `output` tokens can cost: every prompt token at
         the dearest prompt rate and every output token at the dearest output rate, plus its
         request fee, in the dearest size tier a prompt of this size or smaller falls in and
-        the dearest service tier the request may be served in. Exact: in the caller's
-        decimal context (`prec=3`) a bound rounded down would hold less than the call costs."""
+        the dearest service tier the request may be served in. Worked out in whole numbers
+        of the rates' finest decimal place, so no decimal context rounds it (in a caller's
+        `prec=3`, a bound rounded down would hold less than the call costs)."""
         if price is None:
             return Decimal(0)  # an allowed-unpriced source: stored as unpriced
-        return max(
+        scale, steps, rates = self._steps(price, tier)
+        most = max(
             prompt * top_in + output * top_out + fee
-            for above, top_in, top_out, fee in self._steps(price, tier)
+            for above, top_in, top_out, fee in steps
             if prompt > above
         )
+        if most < _EXACT_WHOLE:  # no more digits than the exact context keeps: the same
+            return Decimal(f"{most}E-{scale}")  # read from text: exact in any context
+        return _rounded_bound(rates, prompt, output)
 
-    def _steps(self, price: Price, tier: object) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
-        """Per size tier (the base first, at size -1): the dearest prompt rate, the dearest
-        output rate and the request fee, over the service tiers a request naming `tier`
-        may be served in."""
+    def _steps(self, price: Price, tier: object) -> _Steps:
+        """Per size tier (the base first, above size -1): the size it is above (a whole
+        number of tokens, rounded down), the dearest prompt rate, the dearest output rate
+        and the request fee, over the service tiers a request naming `tier` may be served
+        in; the rates in whole units of 10^-scale, the scale, and the rates as they are."""
         cached = self._bounds.get((id(price), tier))
         if cached is not None and cached[0] is price:
             return cached[1]
@@ -371,14 +374,19 @@ class _Meter:
                 f"{', '.join(unknown)}, which a response does not tell",
             )
         rates = {r.unit: r.max_rate for r in price.rates}
-        steps = []
+        steps: list[tuple[Decimal, ...]] = []
         for above, size in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
             rates.update(size)
             top_in = max((rates.get(u, Decimal(0)) for u in prompt_units), default=Decimal(0))
             top_out = max((rates.get(u, Decimal(0)) for u in output_units), default=Decimal(0))
             steps.append((above, top_in, top_out, rates.get("request", Decimal(0))))
-        self._bounds[(id(price), tier)] = (price, steps)
-        return steps
+        scale = max(_places(rate) for step in steps for rate in step[1:])
+        whole = [  # a prompt is whole tokens: above 1.5 is above 1 (int() rounds to 0)
+            (int(above), _whole(top_in, scale), _whole(top_out, scale), _whole(fee, scale))
+            for above, top_in, top_out, fee in steps
+        ]
+        self._bounds[(id(price), tier)] = (price, (scale, whole, steps))
+        return scale, whole, steps
 
     def _reserving(self, call: _Call, reservation_id: str) -> dict[str, Any]:
         return {
@@ -449,6 +457,36 @@ class _Meter:
             await asyncio.shield(self.gate.acommit(reservation_id, **arguments))
         except SpendgateError as exc:
             raise self.refused(exc) from exc.__cause__
+
+
+_Steps = tuple[int, list[tuple[int, int, int, int]], list[tuple[Decimal, ...]]]
+_EXACT_WHOLE = 10**EXACT.prec
+
+
+@exact
+def _rounded_bound(steps: list[tuple[Decimal, ...]], prompt: int, output: int) -> Decimal:
+    """`_Meter._bound()` of a bound with more digits than the exact context keeps, worked
+    out in it (as rounded as a cost of it would be)."""
+    return max(
+        prompt * top_in + output * top_out + fee
+        for above, top_in, top_out, fee in steps
+        if prompt > above
+    )
+
+
+def _places(value: Decimal) -> int:
+    """The decimal places of a finite `value` (0 for a whole one)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    return max(0, -exponent)
+
+
+def _whole(value: Decimal, scale: int) -> int:
+    """`value` times 10^scale, exactly, for a finite `value` of at most `scale` places."""
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    whole: int = int("".join(map(str, digits))) * 10 ** (exponent + scale)
+    return -whole if sign else whole
 
 
 def _reduced_as(kind: type[SpendgateError]) -> Callable[[SpendgateError], Any]:
