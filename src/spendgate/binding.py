@@ -365,7 +365,16 @@ class Binding:
         if cost is None and parts is not None:
             cost = money_text(parts)
         # An allowed-unpriced source costs None: counted as unpriced, never as $0.
-        amount = to_nanos(cost, "cost") if cost is not None else priced.cost(given.units)
+        valid = None
+        amount: Nanos | None
+        if cost is not None:
+            amount = to_nanos(cost, "cost")
+        elif price is not None and given.units is not None:
+            # The usage validated once: its cost and its event share it.
+            valid = price.usage(given.units)
+            amount = price.costed(given.units, valid)
+        else:
+            amount = priced.cost(given.units)
         if parts is not None and amount != parts:
             raise ValidationError(
                 "total_cost",
@@ -386,6 +395,7 @@ class Binding:
             cost_given=cost is not None,
             time_given=None if time is None else when,
             details=details,
+            valid=valid,
         )
         tiered = cost is None and price is not None and bool(price.tiered_rates)
         quota = quota_uses(price, event, when) if tiered else ()
@@ -409,8 +419,13 @@ class Binding:
         # Tiered prices are costed by the store, against the period's quota counters: the
         # estimate assumed the top rate, the free quota may cover the call.
         tiered = given.cost is None and price is not None and bool(price.tiered_rates)
+        valid = None
         if given.cost is not None:
             cost: Nanos | None = to_nanos(given.cost, "actual")
+        elif price is not None and given.units is not None:
+            # The usage validated once: its cost and its event share it.
+            valid = price.usage(given.units)
+            cost = price.costed(given.units, valid)
         elif given.units is not None or tiered:
             cost = priced.cost(given.units)
         else:
@@ -428,6 +443,7 @@ class Binding:
             cost_given=given.cost is not None,
             time_given=None,
             details=given.details,
+            valid=valid,
         )
         budgets = self.budgets(given.labels)
         slots = self.slots(budgets, now_us, priority=True, emergency=given.emergency)
@@ -448,10 +464,12 @@ class Binding:
         cost_given: bool,
         time_given: datetime | None,
         details: Mapping[str, Any] | Details,
+        valid: dict[str, Decimal] | None = None,
     ) -> Event:
-        """Validate an event's fields and build it, with the fingerprint of what the caller said."""
+        """Validate an event's fields and build it, with the fingerprint of what the caller
+        said. `valid` is `priced.usage(units)` when the caller validated the units already."""
         d = details if isinstance(details, Details) else Details.parse(details)
-        clean_units = priced.usage(units)
+        clean_units = priced.usage(units) if valid is None else valid
         # What the caller said, in canonical form: equal values written differently (1000 and
         # 1000.0, one instant in two zones) must digest alike in every process.
         said = (

@@ -54,12 +54,11 @@ def new_request_id() -> str:
     Time-ordered keys keep the store's unique index appending at its end instead of
     writing all over it.
     """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    h = f"{value:032x}"
+    raw = bytearray(os.urandom(16))
+    raw[:6] = (time.time_ns() // 1_000_000).to_bytes(6, "big")  # milliseconds, 48 bits
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
+    h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

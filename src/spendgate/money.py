@@ -120,6 +120,12 @@ def to_decimal(value: object, field: str = "amount") -> Decimal:
     Refuses booleans, NaN, infinities, negative numbers and amounts above `MAX_AMOUNT`, naming
     `field` in the error.
     """
+    return _decimal(value, field)
+
+
+def _decimal(value: object, field: str) -> Decimal:
+    """`to_decimal()`, in any context: it converts and compares, which never rounds (a NaN,
+    whose comparison would trap, is refused before)."""
     if isinstance(value, bool):
         raise ValidationError(field, value, "a number of currency units, not a boolean")
     if isinstance(value, Decimal):
@@ -161,7 +167,7 @@ def to_nanos(value: object, field: str = "amount") -> Nanos:
     """Convert a money input to nano-units, rounding half-even to the nearest nano-unit."""
     if type(value) is str:  # callers repeat the same few amounts: read each once
         return _text_nanos(value, field)
-    return decimal_to_nanos(to_decimal(value, field))
+    return decimal_to_nanos(_decimal(value, field))  # one decimal context, not two
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,16 +18,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from spendgate.errors import UnknownSourceError, UnpricedSourceError, ValidationError
 from spendgate.events import MAX_ITEMS, MAX_KEY_LENGTH, TEXT_RULE, storable
 from spendgate.money import (
     MAX_AMOUNT,
+    NANOS_PER_UNIT,
     NUMBER,
     Nanos,
-    decimal_to_nanos,
     exact,
     number_text,
     to_decimal,
@@ -253,6 +253,7 @@ class Price:
     _accepts: frozenset[str] = field(init=False, repr=False, compare=False)
     _version: str = field(init=False, repr=False, compare=False)
     _tiered: tuple[Rate, ...] = field(init=False, repr=False, compare=False)
+    _flat: dict[str, Decimal] = field(init=False, repr=False, compare=False)
     _sized: tuple[tuple[Decimal, dict[str, Decimal]], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -270,6 +271,9 @@ class Price:
         object.__setattr__(self, "_accepts", frozenset((*named, *measures)))
         object.__setattr__(self, "_by_unit", {r.unit: r for r in self.rates})
         object.__setattr__(self, "_tiered", tuple(r for r in self.rates if not r.flat))
+        # Rates the same for every unit, whatever was used before: a quantity times the rate.
+        flat = {r.unit: r.tiers[0].rate for r in self.rates if r.flat and r.tiers[0].up_to is None}
+        object.__setattr__(self, "_flat", flat)
         object.__setattr__(
             self, "_version", f"{self.source}@{self.effective_from:%Y-%m-%dT%H:%M:%SZ}"
         )
@@ -418,12 +422,16 @@ class Price:
         """
         return self._measured(usage)[0]
 
-    def _measured(self, usage: Usage | None) -> tuple[dict[str, Decimal], Decimal]:
+    def _measured(
+        self, usage: Usage | None, valid: Mapping[str, Decimal] | None = None
+    ) -> tuple[dict[str, Decimal], Decimal]:
         """The quantity of every priced dimension, and the call's size (0 with no size
         tiers). A size unit is measured as a priced one is (given, converted from raw bytes or
         seconds, one `request`); one that is missing is an error too: it would pick a cheaper
-        tier."""
-        given = {canonical_unit(k): v for k, v in self.usage(usage).items()}
+        tier. `valid` is `self.usage(usage)` when the caller has it already."""
+        if valid is None:
+            valid = self.usage(usage)
+        given = {canonical_unit(k): v for k, v in valid.items()}
         out: dict[str, Decimal] = {}
         for unit in self._by_unit:
             quantity = _quantity_of(unit, given)
@@ -460,12 +468,29 @@ class Price:
 
         `used_before` gives, for tiered units, how much was used earlier in the period.
         """
-        quantities, size = self._measured(usage)
+        return self._cost(self._measured(usage), used_before)
+
+    @exact
+    def costed(self, usage: Usage | None, valid: Mapping[str, Decimal]) -> Nanos:
+        """`cost(usage)` for a usage already validated: `valid` is `self.usage(usage)` (a
+        call's settlement validates its usage once, for its cost and its event)."""
+        return self._cost(self._measured(usage, valid), None)
+
+    def _cost(
+        self,
+        measured: tuple[dict[str, Decimal], Decimal],
+        used_before: Mapping[str, Decimal] | None,
+    ) -> Nanos:
+        quantities, size = measured
         before = used_before or {}
-        total = sum(
-            (self._by_unit[u].cost(q, before.get(u, Decimal(0))) for u, q in quantities.items()),
-            Decimal(0),
-        )
+        flat = self._flat
+        total = Decimal(0)
+        for u, q in quantities.items():
+            rate = flat.get(u)
+            if rate is not None and u not in before:  # what `Rate.cost()` works out for it
+                total += q * rate
+            else:
+                total += self._by_unit[u].cost(q, before.get(u, Decimal(0)))
         if self._sized and (tiers := self._rates_at(size)):
             total = self._sized_total(quantities, tiers[-1], total, before)
         return _checked_nanos(total, self.source)
@@ -509,9 +534,11 @@ def _quantity_of(unit: str, given: Mapping[str, Decimal]) -> Decimal | None:
 
 
 def _checked_nanos(total: Decimal, source: str) -> Nanos:
+    """`total` in nano-units (`decimal_to_nanos()`), for callers in the exact context
+    already: a cost, an estimate."""
     if total > MAX_AMOUNT:
         raise ValidationError("units", f"{total} for {source}", f"a cost of at most {MAX_AMOUNT:,}")
-    return decimal_to_nanos(total)
+    return int((total * NANOS_PER_UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def _parse_size_tiers(steps: object, where: str) -> tuple[SizeTier, ...]:

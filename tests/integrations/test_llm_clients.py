@@ -10,10 +10,11 @@ import pickle
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from spendgate import BudgetExceededError, Gate, ValidationError
@@ -529,6 +530,62 @@ def test_usage_that_does_not_add_up_is_booked_at_the_hold(
         assert spent(gate) == Decimal(event.cost) / 10**9  # and nothing left pending
         assert server.total() == 1  # booked once, never retried
         assert "does not read" in caplog.text
+
+
+def test_a_hold_is_exact_in_any_decimal_context(server: LLMServer) -> None:
+    """The bound is worked out in the exact context: in a caller's `prec=3` it would be
+    rounded, perhaps down, and hold less than the call can cost. A usage that does not add
+    up is booked at the hold, which shows it."""
+    sizes: list[int] = []
+
+    class Recording(httpx2.HTTPTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            sizes.append(len(request.content))
+            return super().handle_request(request)
+
+    with open_gate() as gate:
+        client = wrap(
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"),
+            gate, service="bot", prompt_margin=0, transport=Recording(),
+        )  # fmt: skip
+        with localcontext() as context:
+            context.prec = 3
+            client.chat.completions.create(model="bad-usage", messages=[], max_tokens=1001)
+        [event] = gate.events()
+        assert event.cost == (sizes[0] * 1 + 1001 * 4) * 1000  # nanos, at 1/1M and 4/1M
+
+
+def test_every_media_part_is_held_for_wherever_it_is(server: LLMServer) -> None:
+    """An image, audio clip, file or video costs tokens its bytes do not bound: each part
+    adds `media_tokens` to the hold, in a message's content or anywhere else in the body."""
+    sizes: list[int] = []
+
+    class Recording(httpx2.HTTPTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            sizes.append(len(request.content))
+            return super().handle_request(request)
+
+    parts = [
+        {"type": "text", "text": "what is in the picture, the clip and the file?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+    ]
+    deep = {"kept": [{"notes": {"type": "file", "file": {"file_id": "f"}}}, {"type": "text"}]}
+    with open_gate() as gate:
+        client = wrap(
+            openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"),
+            gate, service="bot", prompt_margin=0, media_tokens=100, transport=Recording(),
+        )  # fmt: skip
+        for body in ({}, deep):
+            client.chat.completions.create(
+                model="bad-usage", messages=[{"role": "user", "content": parts}],
+                max_tokens=7, extra_body=body,
+            )  # fmt: skip
+        holds = [event.cost for event in gate.events()]
+        media = [2, 3]
+        assert holds == [
+            (size + 100 * n + 7 * 4) * 1000 for size, n in zip(sizes, media, strict=True)
+        ]
 
 
 def test_what_a_request_pulls_in_from_the_provider_needs_a_bound(server: LLMServer) -> None:

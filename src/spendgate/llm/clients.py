@@ -26,7 +26,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -50,6 +50,7 @@ from spendgate.llm.usage import (
     usage_from_openai,
     variant,
 )
+from spendgate.money import EXACT, exact
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
 from spendgate.windows import parse_duration, to_micros
@@ -86,6 +87,7 @@ _TIER_NAMES = (*SERVICE_TIERS, "fast")
 # decides); `fast` costs Anthropic's fast-mode multiplier.
 _GEOS = (None, "global", "us")
 _SPEEDS = (None, "standard", "fast")
+_TIERS_NAMED = (*_ANY_TIER, *_STANDARD_TIER, *_TIER_NAMES)
 _TIERED = frozenset({None, *VARIANTS})
 _PROMPT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in PROMPT_UNITS]
 _OUTPUT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in OUTPUT_UNITS]
@@ -94,6 +96,7 @@ _UNIT_TIER: dict[str, str | None] = {
     **{tier_unit(u, t): t for t in _TIERED for u in (*PROMPT_UNITS, *OUTPUT_UNITS)},
     "request": None,
 }
+_PATHS_KEPT = 64  # paths whose endpoint a meter remembers
 # The fields that limit a call's output, the one to send a cap in first.
 _LIMITS: dict[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
@@ -183,11 +186,9 @@ class _Meter:
         self.gate = gate
         self.options = options
         self.sdk_error = sdk_error
-        self._bounds: dict[
-            tuple[int, frozenset[str | None]],
-            tuple[Price, list[tuple[Decimal, Decimal, Decimal, Decimal]]],
-        ] = {}
+        self._bounds: dict[tuple[int, frozenset[str | None]], tuple[Price, _Steps]] = {}
         self._kinds: dict[type[SpendgateError], type[SpendgateError]] = {}
+        self._endpoints: dict[str, Endpoint | Literal["free"]] = {}
 
     def refused(self, exc: SpendgateError) -> SpendgateError:
         """`exc`, made an instance of the SDK's own error class too: an SDK passes its own
@@ -212,27 +213,21 @@ class _Meter:
         """The metered call `request` is, or `None` for a request that costs nothing."""
         if request.method != "POST":
             return None
-        path = request.url.path.rstrip("/")
-        if any(path.endswith(free) for free in self.options.free_paths):
+        path = request.url.path
+        endpoint = self._endpoints.get(path)
+        if endpoint is None:
+            endpoint = self._endpoint(path)
+        if endpoint == "free":
             return None
-        endpoint = next((kind for end, kind in ENDPOINTS if path.endswith(end)), None)
-        if endpoint is None or "/batches" in path:
-            raise ValidationError(
-                "request",
-                path,
-                "a call spendgate can price (chat completions, completions, responses, "
-                "embeddings, messages) or a free one; batches and other paid endpoints are "
-                "not metered, so they are refused rather than sent unguarded",
-            )
         try:
             body = json.loads(request.content or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValidationError("request", path, "a JSON body") from None
+            raise ValidationError("request", path.rstrip("/"), "a JSON body") from None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise ValidationError("model", body.get("model") if isinstance(body, dict) else body,
                                   "the model the request names")  # fmt: skip
         tier = body.get("service_tier")
-        if tier not in (*_ANY_TIER, *_STANDARD_TIER, *_TIER_NAMES):
+        if tier not in _TIERS_NAMED:
             raise ValidationError(
                 "service_tier",
                 tier,
@@ -254,11 +249,32 @@ class _Meter:
         prompt = len(request.content) + self.options.prompt_margin
         prompt += self.options.media_tokens * _media_parts(body) + self._context(endpoint, body)
         sent = _resent(request, body) if changed else request
-        now_us = to_micros(self.gate.clock())
-        price = self.gate.bind(self.options.service, source).price(now_us).price
+        binding, now = self.gate._bind_now(self.options.service, source)
+        price = binding.price(to_micros(now)).price
         variants = _variants(endpoint, body)
         bound = self._bound(price, prompt, self._output_bound(endpoint, body), variants)
         return _Call(endpoint, source, sent, bound, price, tier, variants, hidden)
+
+    def _endpoint(self, raw: str) -> Endpoint | Literal["free"]:
+        """What a POST to `raw` is: a metered endpoint, or `free`; else refused. Remembered
+        for the next call to the same path."""
+        path = raw.rstrip("/")
+        endpoint: Endpoint | Literal["free"] | None
+        if any(path.endswith(free) for free in self.options.free_paths):
+            endpoint = "free"
+        else:
+            endpoint = next((kind for end, kind in ENDPOINTS if path.endswith(end)), None)
+        if endpoint is None or (endpoint != "free" and "/batches" in path):
+            raise ValidationError(
+                "request",
+                path,
+                "a call spendgate can price (chat completions, completions, responses, "
+                "embeddings, messages) or a free one; batches and other paid endpoints are "
+                "not metered, so they are refused rather than sent unguarded",
+            )
+        if len(self._endpoints) < _PATHS_KEPT:
+            self._endpoints[raw] = endpoint
+        return endpoint
 
     def _context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """The tokens a request pulls in that its bytes do not hold; a request whose tools
@@ -336,20 +352,26 @@ class _Meter:
         """The most a call with `prompt` and `output` tokens can cost: every prompt token at
         the dearest prompt rate and every output token at the dearest output rate, plus its
         request fee, in the dearest size tier a prompt of this size or smaller falls in and
-        the dearest variant the request may be billed in (see `_variants`)."""
+        the dearest variant the request may be billed in (see `_variants`). Worked out in
+        whole numbers of the rates' finest decimal place, so no decimal context rounds it (in
+        a caller's `prec=3`, a bound rounded down would hold less than the call costs)."""
         if price is None:
             return Decimal(0)  # an allowed-unpriced source: stored as unpriced
-        return max(
+        scale, steps, rates = self._steps(price, variants)
+        most = max(
             prompt * top_in + output * top_out + fee
-            for above, top_in, top_out, fee in self._steps(price, variants)
+            for above, top_in, top_out, fee in steps
             if prompt > above
         )
+        if most < _EXACT_WHOLE:  # no more digits than the exact context keeps: the same
+            return Decimal(f"{most}E-{scale}")  # read from text: exact in any context
+        return _rounded_bound(rates, prompt, output)
 
-    def _steps(
-        self, price: Price, variants: frozenset[str | None]
-    ) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
-        """Per size tier (the base first, at size -1): the dearest prompt rate, the dearest
-        output rate and the request fee, over `variants`."""
+    def _steps(self, price: Price, variants: frozenset[str | None]) -> _Steps:
+        """Per size tier (the base first, above size -1): the size it is above (a whole
+        number of tokens, rounded down), the dearest prompt rate, the dearest output rate
+        and the request fee, over `variants`; the rates in whole units of 10^-scale, the
+        scale, and the rates as they are."""
         cached = self._bounds.get((id(price), variants))
         if cached is not None and cached[0] is price:
             return cached[1]
@@ -364,14 +386,19 @@ class _Meter:
                 f"{', '.join(unknown)}, which a response does not tell",
             )
         rates = {r.unit: r.max_rate for r in price.rates}
-        steps = []
+        steps: list[tuple[Decimal, ...]] = []
         for above, size in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
             rates.update(size)
             top_in = max((rates.get(u, Decimal(0)) for u in prompt_units), default=Decimal(0))
             top_out = max((rates.get(u, Decimal(0)) for u in output_units), default=Decimal(0))
             steps.append((above, top_in, top_out, rates.get("request", Decimal(0))))
-        self._bounds[(id(price), variants)] = (price, steps)
-        return steps
+        scale = max(_places(rate) for step in steps for rate in step[1:])
+        whole = [  # a prompt is whole tokens: above 1.5 is above 1 (int() rounds to 0)
+            (int(above), _whole(top_in, scale), _whole(top_out, scale), _whole(fee, scale))
+            for above, top_in, top_out, fee in steps
+        ]
+        self._bounds[(id(price), variants)] = (price, (scale, whole, steps))
+        return scale, whole, steps
 
     def _reserving(self, call: _Call, reservation_id: str) -> dict[str, Any]:
         return {
@@ -452,6 +479,36 @@ class _Meter:
             raise self.refused(exc) from exc.__cause__
 
 
+_Steps = tuple[int, list[tuple[int, int, int, int]], list[tuple[Decimal, ...]]]
+_EXACT_WHOLE = 10**EXACT.prec
+
+
+@exact
+def _rounded_bound(steps: list[tuple[Decimal, ...]], prompt: int, output: int) -> Decimal:
+    """`_Meter._bound()` of a bound with more digits than the exact context keeps, worked
+    out in it (as rounded as a cost of it would be)."""
+    return max(
+        prompt * top_in + output * top_out + fee
+        for above, top_in, top_out, fee in steps
+        if prompt > above
+    )
+
+
+def _places(value: Decimal) -> int:
+    """The decimal places of a finite `value` (0 for a whole one)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    return max(0, -exponent)
+
+
+def _whole(value: Decimal, scale: int) -> int:
+    """`value` times 10^scale, exactly, for a finite `value` of at most `scale` places."""
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    whole: int = int("".join(map(str, digits))) * 10 ** (exponent + scale)
+    return -whole if sign else whole
+
+
 def _reduced_as(kind: type[SpendgateError]) -> Callable[[SpendgateError], Any]:
     """A `__reduce__` that pickles an error as the spendgate class it was made from (the
     class made with the SDK's error is not importable by name)."""
@@ -478,15 +535,20 @@ def _resent(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
     )  # fmt: skip
 
 
-def _media_parts(value: Any) -> int:
-    """How many parts of a request body are images, audio, files or video."""
-    if isinstance(value, dict):
+def _media_parts(value: dict[str, Any] | list[Any]) -> int:
+    """How many parts of a parsed JSON request body (a dict or a list, and so on down) are
+    images, audio, files or video, wherever they are. Only the objects and arrays are
+    visited: parsed JSON has no other containers (nor subclasses of these)."""
+    items: Iterable[Any] = value
+    found = 0
+    if type(value) is dict:
         kind = value.get("type")
-        own = 1 if isinstance(kind, str) and kind in _MEDIA_PARTS else 0
-        return own + sum(_media_parts(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_media_parts(v) for v in value)
-    return 0
+        found = 1 if isinstance(kind, str) and kind in _MEDIA_PARTS else 0
+        items = value.values()
+    for item in items:
+        if type(item) is dict or type(item) is list:
+            found += _media_parts(item)
+    return found
 
 
 def _variants(endpoint: Endpoint, body: dict[str, Any]) -> frozenset[str | None]:

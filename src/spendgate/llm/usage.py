@@ -127,6 +127,8 @@ def _required(value: Any, field: str) -> int:
 
 
 def _count(value: Any, field: str) -> int:
+    if type(value) is int and value >= 0:  # the usual count (never a bool: its type is bool)
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -209,7 +211,12 @@ def _openai_units(
 
 
 def _detail(details: Any, key: str, where: str) -> int:
-    return _count(_get(details, key) if details else None, f"{where}.{key}")
+    value = _get(details, key) if details else None
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:  # the usual count: its name is only for an error
+        return value
+    return _count(value, f"{where}.{key}")
 
 
 def _rest(total: int, parts: Mapping[str, int], where: str, of: str) -> int:
@@ -255,40 +262,79 @@ def billable(
     its names): its units are the variant's (`flex_input_token`), or the standard ones for a
     model that does not price it apart, which bills it at its standard rates; the other
     variants' units are 0."""
-    if tier is not None:
+    if tier is not None and type(tier) is str:
         tier = _TIER_NAMES.get(tier.lower(), tier)
-        if price is None or not price.accepts(tier_unit("input_token", tier)):
-            tier = None
+    plan = _plan(price, tier)
+    targets = plan.targets
     out: dict[str, int] = {}
     for unit, count in units.items():
-        target = unit
-        while target in BILLED_AS and (price is None or not price.accepts(tier_unit(target, tier))):
-            target = BILLED_AS[target]
-        if target is unit or count:
-            name = tier_unit(target, tier)
+        target = targets.get(unit)
+        if target is None:
+            target = plan.target(unit)
+        name, moved = target
+        if not moved or count:
             out[name] = out.get(name, 0) + count
-    if price is not None:  # none of the other variants' tokens were used
-        out = _others(price, tier) | out
+    for name in plan.zeros:  # none of the other variants' tokens were used
+        if name not in out:
+            out[name] = 0
     return out
 
 
-def _others(price: Price, tier: str | None) -> dict[str, int]:
-    """0 of every unit `price` has in a variant other than `tier` (remembered per price)."""
+class _Plan:
+    """What `billable()` does with each kind of token for one price and variant, worked
+    out once: the unit each kind is counted as (and whether that is another kind), and the
+    units of the other variants the price names, which are 0."""
+
+    __slots__ = ("price", "targets", "tier", "zeros")
+
+    def __init__(self, price: Price | None, tier: str | None) -> None:
+        if tier is not None and (
+            price is None or not price.accepts(tier_unit("input_token", tier))
+        ):
+            tier = None
+        self.price, self.tier = price, tier
+        self.targets: dict[str, tuple[str, bool]] = {}
+        for unit in (*PROMPT_UNITS, *OUTPUT_UNITS, *BILLED_AS):
+            self.target(unit)
+        zeros: list[str] = []
+        if price is not None:
+            for other in (None, *VARIANTS):
+                if other != tier and price.accepts(tier_unit("input_token", other)):
+                    zeros += (
+                        name
+                        for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
+                        if price.accepts(name := tier_unit(unit, other)) and name not in zeros
+                    )
+        self.zeros = tuple(zeros)
+
+    def target(self, unit: str) -> tuple[str, bool]:
+        """The unit the tokens of kind `unit` are counted as, and whether that is another
+        kind (its tokens then count only when there are some)."""
+        price, tier = self.price, self.tier
+        target = unit
+        while target in BILLED_AS and (price is None or not price.accepts(tier_unit(target, tier))):
+            target = BILLED_AS[target]
+        found = (tier_unit(target, tier), target is not unit)
+        if len(self.targets) < _PLAN_UNITS:  # names a caller gave: bounded
+            self.targets[unit] = found
+        return found
+
+
+_PLANS: dict[tuple[int, str | None], _Plan] = {}
+_PLANS_MAX = 256
+_PLAN_UNITS = 64
+
+
+def _plan(price: Price | None, tier: str | None) -> _Plan:
+    """The `_Plan` of `price` and `tier`, remembered (by the price's identity) for the next
+    call of the same model."""
+    if tier is not None and type(tier) is not str:
+        return _Plan(price, tier)  # not a tier's name: refused in the usual way, not kept
     key = (id(price), tier)
-    known = _OTHERS.get(key)
-    if known is not None and known[0] is price:
-        return known[1]
-    zeros = {
-        name: 0
-        for other in (None, *VARIANTS)
-        if other != tier and price.accepts(tier_unit("input_token", other))
-        for unit in (*PROMPT_UNITS, *OUTPUT_UNITS)
-        if price.accepts(name := tier_unit(unit, other))
-    }
-    if len(_OTHERS) >= 1024:  # prices are few; a config reloaded many times makes more
-        _OTHERS.clear()
-    _OTHERS[key] = (price, zeros)
-    return zeros
-
-
-_OTHERS: dict[tuple[int, str | None], tuple[Price, dict[str, int]]] = {}
+    plan = _PLANS.get(key)
+    if plan is None or plan.price is not price:
+        plan = _Plan(price, tier)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
