@@ -215,6 +215,32 @@ def test_what_cannot_be_priced_is_refused_before_sending(server: LLMServer) -> N
 SpendgateError_ = __import__("spendgate").SpendgateError
 
 
+def test_a_price_the_wrapper_cannot_bound_or_book_is_refused_before_sending(
+    server: LLMServer,
+) -> None:
+    """Hand-written prices a call could not be held or booked by: a variant priced without
+    its prompt rate (its calls' usage could not be costed), and size tiers sized by the
+    output (not known before the call, so the hold could pick too cheap a tier)."""
+    flat = {"input_token": "1/1M", "output_token": "2/1M"}
+    sources = {
+        "half-tier": {"price": {**flat, "priority_output_token": "4/1M"}},
+        "by-output": {
+            "price": flat,
+            "size_units": ["input_token", "output_token"],
+            "size_tiers": [{"above": 1000, "price": {"output_token": "20/1M"}}],
+        },
+    }
+    config = parse({"sources": sources, "budgets": [{"name": "llm", "limit": "100"}]})
+    with Gate.open("memory://", config=config, clock=FrozenClock()) as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="b")
+        hi = [{"role": "user", "content": "hi"}]
+        with pytest.raises(ValidationError, match="priority"):
+            client.chat.completions.create(model="half-tier", messages=hi, max_tokens=5)
+        with pytest.raises(ValidationError, match="sized by the prompt"):
+            client.chat.completions.create(model="by-output", messages=hi, max_tokens=5)
+        assert server.total() == 0
+
+
 def test_a_call_is_booked_in_the_service_tier_that_served_it(server: LLMServer) -> None:
     """A call names its service tier, or takes the one its project is set to: it is booked
     at the rates of the tier the response says served it (OpenAI says so beside the usage,

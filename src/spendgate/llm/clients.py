@@ -385,6 +385,22 @@ class _Meter:
                 f"a source priced by the token; {price.source!r} is priced per "
                 f"{', '.join(unknown)}, which a response does not tell",
             )
+        # A variant is known by its prompt rate: one priced without it could not be booked.
+        partial = {
+            v
+            for u in price.units
+            if (v := _UNIT_TIER[u]) is not None and not price.accepts(tier_unit("input_token", v))
+        }
+        if partial:
+            raise ValidationError(
+                "source", price.source, f"a source whose variants each price input_token "
+                f"({', '.join(sorted(partial))} do not: its calls could not be booked)",
+            )  # fmt: skip
+        if not set(price.size_units) <= set(_PROMPT_UNITS):
+            raise ValidationError(
+                "source", price.source, "a source whose size tiers are sized by the prompt "
+                "(a call's output is not known before it is sent, so its tier could not be)",
+            )  # fmt: skip
         rates = {r.unit: r.max_rate for r in price.rates}
         steps: list[tuple[Decimal, ...]] = []
         for above, size in ((Decimal(-1), ()), *((t.above, t.rates) for t in price.size_tiers)):
