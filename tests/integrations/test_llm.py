@@ -27,6 +27,7 @@ from spendgate.llm import (
     MODES,
     VARIANTS,
     billable,
+    billed_variant,
     litellm_prices,
     served_tier,
     service_tier,
@@ -445,6 +446,12 @@ def test_a_call_is_billed_in_the_variant_its_price_has(tmp_path: Path) -> None:
     assert variant(price, None, inference_geo="global", speed="fast") == "fast_mode"
     assert variant(price, "flex") is None  # not a tier it has: its standard rates
     assert variant(plain, None, inference_geo="us") is None
+    # From a response: OpenAI's tier beside the usage, Anthropic's region inside it.
+    assert billed_variant(price, "auto", {"service_tier": "priority", "usage": {}}) == "priority"
+    assert billed_variant(price, None, {"usage": {"inference_geo": "US", "speed": "fast"}}) == (
+        "fast_mode_us"
+    )
+    assert billed_variant(price, "priority", {"input_tokens": 1}, served="default") is None
     units = ZEROS | {"input_token": 10, "output_token": 4, "cached_input_token": 0}
     for name in ("fast", "Priority", "priority"):  # litellm's other name, any case
         billed = billable(units, price, name)

@@ -41,14 +41,14 @@ from spendgate.llm.usage import (
     OUTPUT_UNITS,
     PROMPT_UNITS,
     SERVICE_TIERS,
+    TIER_NAMES,
     VARIANTS,
     billable,
-    served_tier,
+    billed_variant,
     service_tier,
     tier_unit,
     usage_from_anthropic,
     usage_from_openai,
-    variant,
 )
 from spendgate.money import EXACT, exact
 from spendgate.pricing import Price
@@ -82,12 +82,11 @@ _MEDIA_PARTS = frozenset(
 # `standard_only` in the standard tier only; a priced tier in itself or the standard one.
 _ANY_TIER = (None, "auto")
 _STANDARD_TIER = ("default", "standard_only")
-_TIER_NAMES = (*SERVICE_TIERS, "fast")
 # Anthropic's region and speed: unset, the region may be the US (a workspace's default
 # decides); `fast` costs Anthropic's fast-mode multiplier.
 _GEOS = (None, "global", "us")
 _SPEEDS = (None, "standard", "fast")
-_TIERS_NAMED = (*_ANY_TIER, *_STANDARD_TIER, *_TIER_NAMES)
+_TIERS_NAMED = (*_ANY_TIER, *_STANDARD_TIER, *TIER_NAMES)
 _TIERED = frozenset({None, *VARIANTS})
 _PROMPT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in PROMPT_UNITS]
 _OUTPUT_UNITS = [tier_unit(unit, tier) for tier in _TIERED for unit in OUTPUT_UNITS]
@@ -232,7 +231,7 @@ class _Meter:
                 "service_tier",
                 tier,
                 f"a tier priced per token: unset, 'auto', {', '.join(map(repr, _STANDARD_TIER))}"
-                f" or {', '.join(map(repr, _TIER_NAMES))} ('scale' and batches are not priced)",
+                f" or {', '.join(map(repr, TIER_NAMES))} ('scale' and batches are not priced)",
             )
         for name, valid in (("inference_geo", _GEOS), ("speed", _SPEEDS)):
             if endpoint == "messages" and body.get(name) not in valid:
@@ -249,8 +248,8 @@ class _Meter:
         prompt = len(request.content) + self.options.prompt_margin
         prompt += self.options.media_tokens * _media_parts(body) + self._context(endpoint, body)
         sent = _resent(request, body) if changed else request
-        binding, now = self.gate._bind_now(self.options.service, source)
-        price = binding.price(to_micros(now)).price
+        now_us = to_micros(self.gate.clock())
+        price = self.gate.bind(self.options.service, source).price(now_us).price
         variants = _variants(endpoint, body)
         bound = self._bound(price, prompt, self._output_bound(endpoint, body), variants)
         return _Call(endpoint, source, sent, bound, price, tier, variants, hidden)
@@ -464,11 +463,7 @@ class _Meter:
         less, and a warning says so."""
         if usage:
             read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
-            tier = service_tier(call.tier, served if served is not None else served_tier(usage))
-            billed_in = variant(
-                call.price, tier, inference_geo=_field(usage, "inference_geo"),
-                speed=_field(usage, "speed"),
-            )  # fmt: skip
+            billed_in = billed_variant(call.price, call.tier, usage, served)
             if billed_in not in call.variants:  # the provider's word is what it bills
                 log.warning("%s: the response says the call was billed as %s, which the "
                             "request did not ask for; booked so, above its hold",
@@ -588,10 +583,6 @@ def _variants(endpoint: Endpoint, body: dict[str, Any]) -> frozenset[str | None]
         if fast:
             out.add("fast_mode")
     return frozenset(out)
-
-
-def _field(usage: Any, key: str) -> object:
-    return usage.get(key) if isinstance(usage, dict) else None
 
 
 def _settlement(meter: _Meter, call: _Call, body: bytes) -> dict[str, Any]:

@@ -63,7 +63,9 @@ Anthropic's multipliers (`us`: kept in the US, `inference_geo`; `fast_mode`: `sp
 "fast"`; `fast_mode_us`: both). A variant's tokens are units of their own, named with the
 variant first (`priority_input_token`), so one source, and every budget on it, counts a
 model's calls in every variant."""
-_TIER_NAMES = {**{tier: tier for tier in SERVICE_TIERS}, "fast": "priority"}
+TIER_NAMES = {**{tier: tier for tier in SERVICE_TIERS}, "fast": "priority"}
+"""The service tiers a request may name that a model may price apart, and the tier each
+is (litellm's `fast` is `priority`)."""
 _STANDARD_NAMES = frozenset({"default", "standard"})
 
 
@@ -77,10 +79,10 @@ def service_tier(requested: object, served: object = None) -> str | None:
     tier the response says served it when that is a priced tier or the standard one
     (`default`, `standard`), else the tier the request asked for (`auto` is standard)."""
     if isinstance(served, str):
-        tier = _TIER_NAMES.get(served.lower())
+        tier = TIER_NAMES.get(served.lower())
         if tier is not None or served.lower() in _STANDARD_NAMES:
             return tier
-    return _TIER_NAMES.get(requested.lower()) if isinstance(requested, str) else None
+    return TIER_NAMES.get(requested.lower()) if isinstance(requested, str) else None
 
 
 def variant(
@@ -102,6 +104,18 @@ def variant(
         if on and price.accepts(tier_unit("input_token", part))
     ]
     return "_".join(parts) or None
+
+
+def billed_variant(
+    price: Price | None, requested: object, response: Any, served: object = None
+) -> str | None:
+    """The variant of `price` a call that asked for service tier `requested` is billed in,
+    by what its response (or the response's `usage`) reports: the tier that served it
+    (`served`, else `served_tier(response)`), else Anthropic's region and speed."""
+    usage = _get(response, "usage") or response
+    tier = service_tier(requested, served if served is not None else served_tier(response))
+    geo, speed = _get(usage, "inference_geo"), _get(usage, "speed")
+    return variant(price, tier, inference_geo=geo, speed=speed)
 
 
 def served_tier(response: Any) -> object:
@@ -263,7 +277,7 @@ def billable(
     model that does not price it apart, which bills it at its standard rates; the other
     variants' units are 0."""
     if tier is not None and type(tier) is str:
-        tier = _TIER_NAMES.get(tier.lower(), tier)
+        tier = TIER_NAMES.get(tier.lower(), tier)
     plan = _plan(price, tier)
     targets = plan.targets
     out: dict[str, int] = {}
