@@ -15,7 +15,7 @@ of the call costs the tier's rate, which is how a long LLM prompt is billed.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -248,6 +248,11 @@ class Price:
     """The units whose sum is a call's size, which picks its `size_tiers`."""
     size_tiers: tuple[SizeTier, ...] = ()
     """Rates for calls above a size, smallest size first."""
+    variants: tuple[str, ...] = ()
+    """The ways a call may be billed apart from the standard one (an LLM's service tiers,
+    batch and regions): units named `<variant>_<unit>` are that variant's. A call is billed
+    in the variants of the units it gives (the standard one when it gives none of a
+    variant's): the priced units of the others may be left out, as 0."""
     _names: frozenset[str] = field(init=False, repr=False)
     _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
     _accepts: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -255,6 +260,10 @@ class Price:
     _tiered: tuple[Rate, ...] = field(init=False, repr=False, compare=False)
     _flat: dict[str, Decimal] = field(init=False, repr=False, compare=False)
     _sized: tuple[tuple[Decimal, dict[str, Decimal]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _variant_of: dict[str, str | None] = field(init=False, repr=False, compare=False)
+    _groups: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = field(
         init=False, repr=False, compare=False
     )
 
@@ -278,6 +287,40 @@ class Price:
             self, "_version", f"{self.source}@{self.effective_from:%Y-%m-%dT%H:%M:%SZ}"
         )
         object.__setattr__(self, "_sized", self._size_rates())
+        object.__setattr__(self, "_variant_of", self._variant_units(named))
+        groups: dict[str | None, tuple[list[str], list[str]]] = {}
+        for unit in self._by_unit:
+            groups.setdefault(self._variant_of.get(unit), ([], []))[0].append(unit)
+        for unit in self.size_units:
+            groups.setdefault(self._variant_of.get(unit), ([], []))[1].append(unit)
+        object.__setattr__(
+            self, "_groups", {v: (tuple(a), tuple(b)) for v, (a, b) in groups.items()}
+        )
+
+    def _variant_units(self, named: Sequence[str]) -> dict[str, str | None]:
+        """The variant each unit of a price with variants is in (`None`: standard), checked:
+        each variant's units are the standard units named with the variant first, all of
+        them (so a call in a variant gives every count a standard call gives)."""
+        if not self.variants:
+            return {}
+        longest = sorted(self.variants, key=len, reverse=True)
+        of = {unit: next((v for v in longest if unit.startswith(f"{v}_")), None) for unit in named}
+        standard = [unit for unit, v in of.items() if v is None]
+        where = f"sources.{self.source}.price"
+        for unit, v in of.items():
+            if v is not None and unit.removeprefix(f"{v}_") not in standard:
+                raise ValidationError(
+                    f"{where}.{unit}", unit, f"a unit of variant {v!r} named {v}_<unit> after "
+                    f"a standard unit ({', '.join(standard) or 'none'})",
+                )  # fmt: skip
+        for v in self.variants:
+            missing = [unit for unit in standard if f"{v}_{unit}" not in of]
+            if missing:
+                raise ValidationError(
+                    f"{where}.{v}_{missing[0]}", None, f"a rate in variant {v!r} for every "
+                    f"standard unit ({', '.join(standard)}), 0 included",
+                )  # fmt: skip
+        return of
 
     def _size_rates(self) -> tuple[tuple[Decimal, dict[str, Decimal]], ...]:
         """Each size tier with the full rates it applies (its own over the lower tiers')."""
@@ -316,6 +359,7 @@ class Price:
         period: Window | None = None,
         size_units: object = None,
         size_tiers: object = None,
+        variants: object = None,
     ) -> Price:
         """Build a price from its configuration form.
 
@@ -365,6 +409,7 @@ class Price:
             tuple(rates),
             _parse_size_units(size_units, sized, f"sources.{source}.size_units"),
             sized,
+            _parse_variants(variants, f"sources.{source}.variants"),
         )
 
     @property
@@ -384,6 +429,10 @@ class Price:
         """The units a call may give: those the price names and, for a price by data volume
         or time, a stream's raw measurements (`STREAM_MEASURES`)."""
         return (*self.named, *(m for m in STREAM_MEASURES if m in self._accepts))
+
+    def variant_of(self, unit: str) -> str | None:
+        """The variant (see `variants`) a unit of this price is in, `None` for standard."""
+        return self._variant_of.get(canonical_unit(unit))
 
     def accepts(self, unit: str) -> bool:
         """Whether a call may give `unit` (any spelling of it, such as `requests`)."""
@@ -432,19 +481,27 @@ class Price:
         if valid is None:
             valid = self.usage(usage)
         given = {canonical_unit(k): v for k, v in valid.items()}
+        priced: Collection[str] = self._by_unit
+        sized = self.size_units
+        if self.variants:  # only the units of the variants the call is billed in
+            of = self._variant_of
+            used = {of[unit] for unit in given if unit in of} or {None}
+            groups = [self._groups.get(v, ((), ())) for v in used]
+            priced = tuple(unit for group, _ in groups for unit in group)
+            sized = tuple(unit for _, group in groups for unit in group)
         out: dict[str, Decimal] = {}
-        for unit in self._by_unit:
+        for unit in priced:
             quantity = _quantity_of(unit, given)
             if quantity is None:
-                raise self._missing(usage, self.units)
+                raise self._missing(usage, list(priced))
             out[unit] = quantity
         if not self._sized:
             return out, Decimal(0)
         size = Decimal(0)
-        for unit in self.size_units:
+        for unit in sized:
             quantity = out[unit] if unit in out else _quantity_of(unit, given)
             if quantity is None:
-                raise self._missing(usage, self.size_units)
+                raise self._missing(usage, sized)
             size += quantity
         return out, size
 
@@ -504,7 +561,9 @@ class Price:
     ) -> Decimal:
         """`base` (the cost at base rates) with the units a size tier prices at its rates."""
         for unit, rate in rates.items():
-            q = quantities[unit]
+            q = quantities.get(unit)
+            if q is None:  # another variant's
+                continue
             base += q * rate - self._by_unit[unit].cost(q, before.get(unit, Decimal(0)))
         return base
 
@@ -567,6 +626,27 @@ def _parse_size_tiers(steps: object, where: str) -> tuple[SizeTier, ...]:
             parsed[name] = rate
         tiers.append(SizeTier(to_quantity(step["above"], f"{at}.above"), tuple(parsed.items())))
     return tuple(tiers)
+
+
+def _parse_variants(names: object, where: str) -> tuple[str, ...]:
+    """A source's `variants`, in a stable order (two lists of the same names are the same
+    price)."""
+    if names is None:
+        return ()
+    if isinstance(names, str | bytes) or not isinstance(names, Sequence):
+        raise ValidationError(where, names, 'a list of variant names, e.g. ["batch"]')
+    if len(names) > MAX_VARIANTS:
+        raise ValidationError(where, f"{len(names)} names", f"at most {MAX_VARIANTS} variants")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not _VARIANT.fullmatch(name):
+            raise ValidationError(
+                f"{where}[{i}]", name, "a name of lowercase letters, digits and '_'"
+            )
+    return tuple(sorted(set(names)))
+
+
+MAX_VARIANTS = 64
+_VARIANT = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 
 
 def _parse_size_units(units: object, tiers: tuple[SizeTier, ...], where: str) -> tuple[str, ...]:
@@ -694,6 +774,8 @@ def _price_spec(price: Price) -> dict[str, Any]:
         period = tiered[0].period or Window("month")
         spec["quota_period"] = period.kind
         spec["quota_timezone"] = period.tz
+    if price.variants:
+        spec["variants"] = list(price.variants)
     if price.size_tiers:
         spec["size_units"] = list(price.size_units)
         spec["size_tiers"] = [

@@ -212,6 +212,7 @@ _SOURCE_KEYS = {
     "quota_timezone",
     "size_units",
     "size_tiers",
+    "variants",
     "unpriced",
     "versions",
     "capability",
@@ -227,6 +228,7 @@ _VERSION_KEYS = {
     "quota_timezone",
     "size_units",
     "size_tiers",
+    "variants",
 }
 
 
@@ -307,6 +309,7 @@ def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: 
         period=period,
         size_units=spec.get("size_units"),
         size_tiers=spec.get("size_tiers"),
+        variants=spec.get("variants"),
     )
 
 

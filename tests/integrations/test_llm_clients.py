@@ -37,6 +37,7 @@ RATES = {  # model: (input, output, cached input, cache write, reasoning), per m
     "claude-test": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
     "tier-test": (1, 4, Decimal("0.5"), 1, None),
     "claude-geo": (3, 15, Decimal("0.3"), Decimal("3.75"), None),
+    "eu-test": (1, 4, Decimal("0.5"), 1, None),
 }
 TIERS = {  # a model's rates in the service tiers it prices apart
     "tier-test": {
@@ -47,6 +48,12 @@ TIERS = {  # a model's rates in the service tiers it prices apart
         "us": (Decimal("3.3"), Decimal("16.5"), Decimal("0.33"), Decimal("4.125"), None),
         "fast_mode": (6, 30, Decimal("0.6"), Decimal("7.5"), None),
         "fast_mode_us": (Decimal("6.6"), 33, Decimal("0.66"), Decimal("8.25"), None),
+    },
+    "eu-test": {  # OpenAI's regional processing: 1.1 on eu.api.openai.com, in every tier
+        "priority": (2, 8, 1, 2, None),
+        "eu": (Decimal("1.1"), Decimal("4.4"), Decimal("0.55"), Decimal("1.1"), None),
+        "priority_eu": (Decimal("2.2"), Decimal("8.8"), Decimal("1.1"), Decimal("2.2"), None),
+        "regional": (Decimal("1.1"), Decimal("4.4"), Decimal("0.55"), Decimal("1.1"), None),
     },
 }
 
@@ -325,6 +332,65 @@ def test_anthropic_fast_mode_and_us_region_are_booked_and_held_at_their_rates(
             model="claude-geo", max_tokens=200, messages=hi, extra_body={"inference_geo": "global"}
         )
         assert server.total() == 7
+
+
+class _Loopback(httpx2.BaseTransport):
+    """Sends a request for any host to the local server, as a resolver pointing OpenAI's
+    regional hosts at it would."""
+
+    def __init__(self, server: LLMServer) -> None:
+        self.url, self.inner = httpx2.URL(server.url), httpx2.HTTPTransport()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.url = request.url.copy_with(
+            scheme=self.url.scheme, host=self.url.host, port=self.url.port
+        )
+        return self.inner.handle_request(request)
+
+
+def test_a_call_sent_to_a_region_is_held_and_booked_at_its_premium(server: LLMServer) -> None:
+    """A client pointed at `eu.api.openai.com` is billed 10% more by a model with a premium
+    there: its calls are held and booked at the model's rates in the EU, in the tier that
+    served them; the same model on the global host at its standard rates."""
+    hi = [{"role": "user", "content": "hi"}]
+    with open_gate(limit="0.0045") as gate:  # ~0.0041 held at standard rates, ~0.0045+ in EU
+        eu = wrap(
+            openai.OpenAI(api_key="k", base_url="https://eu.api.openai.com/v1", max_retries=0),
+            gate, service="bot", prompt_margin=0, transport=_Loopback(server),
+        )  # fmt: skip
+        with pytest.raises(BudgetExceededError):
+            eu.chat.completions.create(
+                model="eu-test", messages=hi, max_tokens=1000, service_tier="default"
+            )
+        assert server.total() == 0
+    with open_gate() as gate:
+        eu = wrap(
+            openai.OpenAI(api_key="k", base_url="https://eu.api.openai.com/v1"),
+            gate, service="bot", transport=_Loopback(server),
+        )  # fmt: skip
+        eu.chat.completions.create(model="eu-test", messages=hi)
+        eu.chat.completions.create(model="eu-test", messages=hi, service_tier="priority")
+        global_ = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        global_.chat.completions.create(model="eu-test", messages=hi)
+        usages = [u for _, _, u in server.usages]
+        expected = billed("eu-test", usages[0], "eu") + billed("eu-test", usages[1], "priority_eu")
+        expected += billed("eu-test", usages[2])
+        assert spent(gate) == expected
+        # Vertex AI's OpenAI-compatible API on a regional endpoint (any but the global one).
+        vertex = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1"
+        for host in (vertex, "https://aiplatform.eu.rep.googleapis.com/v1/projects/p"):
+            regional = wrap(
+                openai.OpenAI(api_key="k", base_url=f"{host}/endpoints/openapi"),
+                gate, service="bot", transport=_Loopback(server),
+            )  # fmt: skip
+            regional.chat.completions.create(model="eu-test", messages=hi)
+            expected += billed("eu-test", server.usages[-1][2], "regional")
+        assert spent(gate) == expected
+        used = [[u for u, n in e.units.items() if n] for e in gate.events()]
+        assert all(u.startswith("regional_") for u in used[3] + used[4])
+        assert all(u.startswith("eu_") for u in used[0])
+        assert all(u.startswith("priority_eu_") for u in used[1])
+        assert not any(u.startswith(("eu_", "priority_")) for u in used[2])
 
 
 def test_a_call_is_held_at_the_dearest_tier_it_may_be_served_in(server: LLMServer) -> None:

@@ -187,6 +187,8 @@ def _describe(price: Any) -> str:
     for tier in price.size_tiers:
         rates = ", ".join(f"{rate.normalize():f}/{unit}" for unit, rate in tier.rates)
         parts.append(f"above {tier.above:,} {'+'.join(price.size_units)}: {rates}")
+    if price.variants:
+        parts.append(f"variants: {', '.join(price.variants)}")
     return "; ".join(parts)
 
 

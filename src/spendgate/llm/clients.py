@@ -96,6 +96,13 @@ _UNIT_TIER: dict[str, str | None] = {
     "request": None,
 }
 _PATHS_KEPT = 64  # paths whose endpoint a meter remembers
+# OpenAI's hosts that serve a call in a region billed at a premium (see `REGIONS`).
+_REGION_HOSTS = {
+    "us.api.openai.com": "us",
+    "eu.api.openai.com": "eu",
+    "gov.api.openai.com": "fedramp",
+}
+_VERTEX = "aiplatform.googleapis.com"  # Vertex AI's global endpoint; any other is regional
 # The fields that limit a call's output, the one to send a cap in first.
 _LIMITS: dict[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
@@ -174,6 +181,8 @@ class _Call:
     """The variants the request may be billed in, which its hold covers."""
     hidden_usage: bool = False
     """Usage was asked for on the caller's behalf: its stream chunk is not shown."""
+    region: str | None = None
+    """The region the request was sent to, by its host (`_REGION_HOSTS`)."""
 
 
 class _Meter:
@@ -250,9 +259,10 @@ class _Meter:
         sent = _resent(request, body) if changed else request
         now_us = to_micros(self.gate.clock())
         price = self.gate.bind(self.options.service, source).price(now_us).price
-        variants = _variants(endpoint, body)
+        region = _region(request.url.host) if endpoint != "messages" else None
+        variants = _variants(endpoint, body, region)
         bound = self._bound(price, prompt, self._output_bound(endpoint, body), variants)
-        return _Call(endpoint, source, sent, bound, price, tier, variants, hidden)
+        return _Call(endpoint, source, sent, bound, price, tier, variants, hidden, region)
 
     def _endpoint(self, raw: str) -> Endpoint | Literal["free"]:
         """What a POST to `raw` is: a metered endpoint, or `free`; else refused. Remembered
@@ -463,7 +473,7 @@ class _Meter:
         less, and a warning says so."""
         if usage:
             read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
-            billed_in = billed_variant(call.price, call.tier, usage, served)
+            billed_in = billed_variant(call.price, call.tier, usage, served, region=call.region)
             if billed_in not in call.variants:  # the provider's word is what it bills
                 log.warning("%s: the response says the call was billed as %s, which the "
                             "request did not ask for; booked so, above its hold",
@@ -562,12 +572,29 @@ def _media_parts(value: dict[str, Any] | list[Any]) -> int:
     return found
 
 
-def _variants(endpoint: Endpoint, body: dict[str, Any]) -> frozenset[str | None]:
+def _region(host: str) -> str | None:
+    """The region a request to `host` is served in, as `REGIONS` names it: OpenAI's
+    regional and FedRAMP hosts, and Vertex AI's regional and multi-region endpoints
+    (`us-central1-aiplatform.googleapis.com`, `aiplatform.eu.rep.googleapis.com`: its
+    OpenAI-compatible API), every one but the global `aiplatform.googleapis.com`."""
+    if host in _REGION_HOSTS:
+        return _REGION_HOSTS[host]
+    vertex_region = host.endswith(f"-{_VERTEX}") or (
+        host.startswith("aiplatform.") and host.endswith(".rep.googleapis.com")
+    )
+    return "regional" if vertex_region else None
+
+
+def _variants(
+    endpoint: Endpoint, body: dict[str, Any], region: str | None = None
+) -> frozenset[str | None]:
     """The variants a request may be billed in: a request naming no service tier (or
     `auto`) may be served in any (a project's or an organisation's setting decides),
     `default` (Anthropic's `standard_only`) in the standard tier only, and a tier it names in
     that tier or the standard one; an Anthropic request naming no region may be kept in the
-    US, and one asking for `speed: "fast"` is in fast mode."""
+    US, and one asking for `speed: "fast"` is in fast mode. A request sent to a region's
+    host (`region`) is billed in each of those there, or as they are where the model has
+    no premium there."""
     tier = body.get("service_tier")
     if tier in _ANY_TIER:
         out = {None, *SERVICE_TIERS}
@@ -582,6 +609,8 @@ def _variants(endpoint: Endpoint, body: dict[str, Any]) -> frozenset[str | None]
                 for geo in geos}  # fmt: skip
         if fast:
             out.add("fast_mode")
+    if region is not None:
+        out |= {region if v is None else f"{v}_{region}" for v in out}
     return frozenset(out)
 
 

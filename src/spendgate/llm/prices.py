@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spendgate.errors import ConfigError
-from spendgate.llm.usage import MODALITIES, PROMPT_UNITS, SERVICE_TIERS, tier_unit
+from spendgate.llm.usage import BILLED_AS, MODALITIES, PROMPT_UNITS, SERVICE_TIERS, tier_unit
 
 LITELLM_FILE = "model_prices_and_context_window_backup.json"
 # litellm's per-token fields, and the dimension each becomes in spendgate.
@@ -26,8 +26,19 @@ FIELDS = {
     "cache_read_input_token_cost": "cached_input_token",
     "cache_creation_input_token_cost": "cache_write_token",
 }
-MODES = ("chat", "completion", "responses", "embedding", "realtime", "moderation")
-"""The modes priced by the token."""
+MODES = (
+    "chat",
+    "completion",
+    "responses",
+    "embedding",
+    "realtime",
+    "moderation",
+    "evaluation",
+    "extraction",
+    "decisions",
+)
+"""The modes priced by the token (evaluation, extraction and decision models are models
+called like chat ones, priced by the token)."""
 USE_MODES = (
     "audio_transcription",
     "audio_speech",
@@ -78,9 +89,10 @@ def litellm_price_file() -> Path:
 def litellm_prices(
     path: str | Path | None = None, *, models: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Source tables for every token-priced model in the table (chat, completion, responses
-    and embedding models): `{"price": {unit: rate}}`, with `size_units` and `size_tiers`
-    for the rates of long prompts.
+    """Source tables for every model in the table litellm can cost, by the token (`MODES`)
+    or per use (`USE_MODES`): `{"price": {unit: rate}}`, with `size_units` and `size_tiers`
+    for the rates of long prompts and `variants` for the ways a call may be billed apart.
+    An alias (`alias_of`) is priced as the row it names.
 
     `models` keeps only names matching any of the given patterns (`fnmatch`, e.g. `gpt-4o*`).
     Rates are exact decimal strings of litellm's per-token costs; a rate of 0 is free, and a
@@ -102,16 +114,36 @@ def litellm_prices(
     for name, spec in table.items():
         if name == "sample_spec" or not isinstance(spec, Mapping):
             continue
-        mode = spec.get("mode")
-        if mode not in MODES and mode not in USE_MODES:
-            continue
         if patterns is not None and not any(fnmatch.fnmatch(name, p) for p in patterns):
             continue
-        where = f"{file.name}: {name}"
-        source = _source(spec, where) if mode in MODES else _per_use(spec, where)
-        if source is not None and not _free_but_paid(spec, source):
+        target = spec.get("alias_of")
+        row = table.get(target) if isinstance(target, str) else spec  # an alias: its row's
+        if not isinstance(row, Mapping) or "alias_of" in row:
+            continue  # an alias of nothing (litellm skips it too): left out, so refused
+        source = _imported(row, f"{file.name}: {name}")
+        if source is not None:
             out[name] = source
     return out
+
+
+def _imported(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """A row's source table, or `None` for a row spendgate does not price (see
+    `litellm_prices`). A row with no mode is priced by the token where it prices tokens
+    (Fireworks' rates by model size), by the character where it prices characters
+    (Deepgram's speech), as litellm costs it."""
+    mode = spec.get("mode")
+    if mode is None:
+        if "input_cost_per_token" in spec:
+            mode = "chat"
+        elif "input_cost_per_character" in spec:
+            spec, mode = {**spec, "mode": "audio_speech"}, "audio_speech"
+    if mode in MODES:
+        source = _source(spec, where)
+    elif mode in USE_MODES:
+        source = _per_use(spec, where)
+    else:
+        return None
+    return None if source is None or _free_but_paid(spec, source) else source
 
 
 def _free_but_paid(spec: Mapping[str, Any], source: Mapping[str, Any]) -> bool:
@@ -135,9 +167,10 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     standard = _rates(spec, where)
     if standard is None:
         return None
+    variants = _variants(spec, where, standard)
+    standard = _complete(standard, variants, where)
     price, tiers = standard
     sizes = {above: dict(rates) for above, rates in tiers}
-    variants = _variants(spec, where, standard)
     for variant, (rates, its_tiers) in variants.items():
         price |= {tier_unit(unit, variant): rate for unit, rate in rates.items()}
         for above, tier in its_tiers:
@@ -145,6 +178,8 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
                 (tier_unit(unit, variant), rate) for unit, rate in tier.items()
             )
     source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
+    if variants:
+        source["variants"] = list(variants)
     if sizes:
         source["size_units"] = [
             name
@@ -162,36 +197,270 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
 _Rates = tuple[dict[str, Decimal], list[tuple[int, dict[str, Decimal]]]]
 
 
+def _complete(standard: _Rates, variants: dict[str, _Rates], where: str) -> _Rates:
+    """Give the standard rates and every variant's the same kinds of token, as a source
+    with `variants` must (`Price.variants`): a kind one of them lacks costs what it is
+    billed as there (`BILLED_AS`), at every size, as `billable()` would count it. A kind
+    a variant prices that the standard rates cannot bill as another is dropped where it is
+    0 throughout (a batch's $0 output of an embedding model). Changes `variants` in place;
+    returns the standard rates, completed."""
+    kinds = set(standard[0])
+    for variant, (price, tiers) in variants.items():
+        for unit in sorted(price.keys() - kinds, key=_billed_depth):
+            if _billed_in(unit, kinds) is not None:
+                kinds.add(unit)
+            elif not price[unit] and not any(tier.get(unit) for _, tier in tiers):
+                del price[unit]
+                for _, tier in tiers:
+                    tier.pop(unit, None)
+            else:
+                raise ConfigError(f"{where}: {variant} rates for {unit}, which it has no rate for")
+    for price, tiers in (standard, *variants.values()):
+        for unit in sorted(kinds - price.keys(), key=_billed_depth):
+            target = _billed_in(unit, price.keys())
+            if target is None:
+                raise ConfigError(f"{where}: a variant has no rate for {unit}")
+            price[unit] = price[target]
+            for _, tier in tiers:
+                if target in tier:
+                    tier[unit] = tier[target]
+    return standard
+
+
+def _billed_in(unit: str, kinds: Iterable[str]) -> str | None:
+    """The kind `unit` is billed as among `kinds` (itself, or the next in `BILLED_AS`)."""
+    have = set(kinds)
+    while unit not in have:
+        if unit not in BILLED_AS:
+            return None
+        unit = BILLED_AS[unit]
+    return unit
+
+
 def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str, _Rates]:
-    """The ways a call to the model may be billed apart from the standard one, each with its
-    rates and long-prompt tiers:
+    """The ways a call to the model may be billed apart from the standard one (see
+    `VARIANTS`), each with its rates and long-prompt tiers:
 
     - a service tier the row gives rates for (`input_cost_per_token_priority`...): the
       tier's own rates where the row gives them, the standard ones where it does not (a
       row with `tiered_pricing` has none: litellm prices its ranges whatever the tier);
+    - `batch`, a call made through the Batch API, where the row gives batch rates (see
+      `_batch`);
+    - a region the row bills at a premium (`_UPLIFTS`: OpenAI's regional processing and
+      FedRAMP endpoints, Vertex AI's regional endpoints): the standard rates, each tier's
+      and the batch ones times its multiplier, in `us`, `priority_eu`, `batch_fedramp`...;
     - Anthropic's multipliers (`provider_specific_entry`, on Anthropic's API and Claude on
       Bedrock): `us`, a call kept in the US (`inference_geo`), and `fast_mode`, a call
       asking for `speed: "fast"`, each every rate times its multiplier, and
       `fast_mode_us`, both.
     """
-    out: dict[str, _Rates] = {}
+    tiers: dict[str, _Rates] = {}
     for tier in _service_tiers(spec):
         served = _rates(_in_tier(spec, tier), f"{where} ({tier})")
         if served is None:
             raise ConfigError(f"{where}: the {tier} tier has rates but none for a prompt")
-        out[tier] = served
+        tiers[tier] = served
+    batch = _batch(spec, where)
+    if batch is not None:
+        tiers["batch"] = batch
+    out = dict(tiers)
+    for region, key in _UPLIFTS.items():
+        times = _multiplier(spec.get(key), f"{where}.{key}")
+        if times is not None:
+            out[region] = _scaled(standard, times)
+            out |= {f"{tier}_{region}": _scaled(rates, times) for tier, rates in tiers.items()}
     entry = spec.get("provider_specific_entry")
     if entry is not None and not isinstance(entry, Mapping):
         raise ConfigError(f"{where}.provider_specific_entry: expected an object, got {entry!r}")
     if entry:
         geo = _multiplier(entry.get("us"), f"{where}.provider_specific_entry.us")
         fast = _multiplier(entry.get("fast"), f"{where}.provider_specific_entry.fast")
-        for variant, times in (("us", geo), ("fast_mode", fast)):
+        for name, times in (("us", geo), ("fast_mode", fast)):
             if times is not None:
-                out[variant] = _scaled(standard, times)
+                out[name] = _scaled(standard, times)
         if geo is not None and fast is not None:
             out["fast_mode_us"] = _scaled(standard, geo * fast)
     return out
+
+
+# The multiplier litellm bills a call served in a region at (see `REGIONS`).
+_UPLIFTS = {
+    "us": "regional_processing_uplift_multiplier_us",
+    "eu": "regional_processing_uplift_multiplier_eu",
+    "fedramp": "fedramp_uplift_multiplier",
+    "regional": "regional_endpoint_uplift_multiplier",
+}
+_BATCHES = "_batches"
+_HALF = Decimal("0.5")
+# `input_cost_per_token_above_200k_tokens`, and `..._tokens_batches`: a long-prompt rate.
+_ANY_ABOVE = re.compile(r"_above_([0-9]+)(k?)_tokens(?:_batches)?$")
+
+
+def _batch(spec: Mapping[str, Any], where: str) -> _Rates | None:
+    """The rates of a call made through the Batch API, as litellm's `batch_cost_calculator`
+    bills it, or `None` when the row gives no batch rate for tokens.
+
+    With a batch prompt rate (`input_cost_per_token_batches`): prompt tokens at it, and
+    audio, image and video prompt tokens at their own batch rates where the row gives them;
+    cached tokens at the batch cache rate, else the standard one, else as prompt tokens;
+    cache writes at the batch write rates, else the batch prompt rate; each with its
+    long-prompt batch rates. Without one: every prompt token at half the standard prompt
+    rate, cached tokens at half the cache rate and writes at half the write rate (else the
+    prompt rate). Output, reasoning, audio and video output at the batch output rate, else
+    half the standard one; image output tokens at their batch rate, else half their
+    standard one, else as output.
+
+    litellm's rates change at several prompt sizes, each rate at its own: the rates are
+    worked out just above each size any of them changes at, and a size tier kept where
+    they change."""
+    if all(spec.get(f"{f}_cost_per_token{_BATCHES}") is None for f in ("input", "output")):
+        return None
+    inclusive = spec.get("litellm_provider") in _FROM_SIZE
+    sizes = {0}
+    for key, value in spec.items():
+        size = _above_size(key)
+        if size >= 0 and value is not None:
+            sizes |= {size - 1, size}  # a rate from a size, or above it
+    samples = [
+        (size, _batch_at(spec, where, size + 1, inclusive=inclusive)) for size in sorted(sizes)
+    ]
+    units = {unit for _, rates in samples for unit in rates}
+    for _, rates in samples:  # a kind priced apart at some sizes is billed as its kind at others
+        for unit in sorted(units - rates.keys(), key=_billed_depth):
+            rates[unit] = rates[BILLED_AS[unit]]
+    units = {  # a kind priced as what it is billed as at every size is not apart
+        unit
+        for unit in units
+        if unit not in BILLED_AS or any(r[unit] != r[BILLED_AS[unit]] for _, r in samples)
+    }
+    price = {unit: rate for unit, rate in samples[0][1].items() if unit in units}
+    tiers: list[tuple[int, dict[str, Decimal]]] = []
+    before = price
+    for size, rates in samples[1:]:
+        changed = {u: r for u, r in rates.items() if u in units and before.get(u) != r}
+        if changed:
+            tiers.append((size, changed))
+            before = {**before, **changed}
+    return price, tiers
+
+
+def _billed_depth(unit: str) -> int:
+    """How many steps `unit` is from a kind billed as itself (fill the nearest first)."""
+    depth = 0
+    while unit in BILLED_AS:
+        unit, depth = BILLED_AS[unit], depth + 1
+    return depth
+
+
+def _batch_at(
+    spec: Mapping[str, Any], where: str, prompt: int, *, inclusive: bool
+) -> dict[str, Decimal]:
+    """`_batch`'s rates for a call whose prompt is `prompt` tokens long."""
+
+    def rate(key: str) -> Decimal | None:
+        return _rate(spec.get(key), f"{where}.{key}")
+
+    def batch(prefix: str) -> Decimal | None:
+        """The prefix's batch rate at the highest long-prompt size the prompt is past."""
+        own = re.compile(rf"{re.escape(prefix)}_above_[0-9]+k?_tokens{_BATCHES}")
+        sizes = {
+            size: key
+            for key, value in spec.items()
+            if value is not None
+            and own.fullmatch(key)
+            and _crosses(prompt, size := _above_size(key), inclusive)
+        }
+        if sizes:
+            tier = rate(sizes[max(sizes)])
+            if tier is not None:
+                return tier
+        return rate(f"{prefix}{_BATCHES}")
+
+    def context(key: str, prompt: int) -> Decimal | None:
+        """The rate `key` names at the highest long-prompt size the prompt is past, where a
+        batch rate `key` takes its size from the standard rates' sizes too."""
+        suffix = _BATCHES if key.endswith(_BATCHES) else ""
+        base = key.removesuffix(suffix)
+        sizes = [
+            (size, name)
+            for name, value in spec.items()
+            if value is not None
+            and name.startswith(f"{base}_above_")
+            and name.endswith(("_tokens", f"_tokens{suffix}"))
+            and _crosses(prompt, size := _above_size(name), False)
+        ]
+        if sizes:
+            key = f"{max(sizes)[1].removesuffix(suffix)}{suffix}"
+        return rate(key)
+
+    def modality(key: str, fallback: Decimal, prompt: int = 0) -> Decimal:
+        found = context(key, prompt)
+        if found is None:
+            found = rate(key)
+        return fallback if found is None else found
+
+    def halved(key: str) -> Decimal | None:
+        plain = rate(key)
+        return None if plain is None else (plain * _HALF).normalize()
+
+    output = batch("output_cost_per_token")
+    if output is None:
+        output = halved("output_cost_per_token") or Decimal(0)
+    out = {"output_token": output}
+    image = rate(f"output_cost_per_image_token{_BATCHES}")
+    if image is None:
+        image = halved("output_cost_per_image_token")
+    if image is not None:
+        out["output_image_token"] = image
+    prompt_rate = batch("input_cost_per_token")
+    if prompt_rate is None:  # every prompt token at half its standard rate
+        plain = rate("input_cost_per_token")
+        if plain is None:
+            raise ConfigError(f"{where}: batch rates for output but no price for a prompt")
+        half = (plain * _HALF).normalize()
+        cached, write = (
+            halved("cache_read_input_token_cost"),
+            halved("cache_creation_input_token_cost"),
+        )
+        return out | {
+            "input_token": half,
+            "cached_input_token": half if cached is None else cached,
+            "cache_write_token": half if write is None else write,
+        }
+    out["input_token"] = prompt_rate
+    out["input_audio_token"] = modality("input_cost_per_audio_token_batches", prompt_rate, prompt)
+    out["input_image_token"] = modality("input_cost_per_image_token_batches", prompt_rate)
+    out["input_video_token"] = modality("input_cost_per_video_token_batches", prompt_rate)
+    batch_cached = batch("cache_read_input_token_cost")
+    cached = batch_cached
+    if cached is None:
+        cached = context("cache_read_input_token_cost", prompt)
+    out["cached_input_token"] = prompt_rate if cached is None else cached
+    if cached is not None:
+        audio = batch_cached
+        if audio is None:
+            audio = context("cache_read_input_audio_token_cost", prompt)
+        out["cached_input_audio_token"] = modality(
+            "cache_read_input_audio_token_cost_batches", cached if audio is None else audio
+        )
+    write = batch("cache_creation_input_token_cost")
+    out["cache_write_token"] = prompt_rate if write is None else write
+    for unit, prefix in (
+        ("cache_write_1h_token", "cache_creation_input_token_cost_above_1hr"),
+        ("cache_write_12h_token", "cache_creation_input_token_cost_above_12hr"),
+    ):
+        timed = batch(prefix)
+        out[unit] = out["cache_write_token"] if timed is None else timed
+    return out
+
+
+def _above_size(key: str) -> int:
+    match = _ANY_ABOVE.search(key)
+    return -1 if match is None else int(match[1]) * (1000 if match[2] else 1)
+
+
+def _crosses(prompt: int, size: int, inclusive: bool) -> bool:
+    return size >= 0 and (prompt >= size if inclusive else prompt > size)
 
 
 def _multiplier(value: object, where: str) -> Decimal | None:
@@ -227,7 +496,9 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     - video generation: `video_second`, a second of video made, and `video_second_720p`...
       for each resolution the row prices apart; `input_image`, an image given to animate;
     - OCR: `credit` where the row prices credits, else `page` and `annotated_page` (at the
-      annotation rate, else the page rate);
+      annotation rate, else the page rate), and `batch_page` and `batch_annotated_page`
+      where the row prices pages read through the Batch API (each at its batch rate, else
+      as they are outside one);
     - rerank: `search_unit`, a query of up to 100 documents, or `token` for Voyage's and
       Jina's, which bill every token of a call; search: `query`, at the rate of the results
       it asks for (`max_results`) where the row prices by them; Parallel AI's own rules are
@@ -293,6 +564,13 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         else:
             annotated = rate("annotation_cost_per_page")
             price = {"page": page, "annotated_page": annotated if annotated is not None else page}
+            batch_page = rate(f"ocr_cost_per_page{_BATCHES}")
+            batch_annotated = rate(f"annotation_cost_per_page{_BATCHES}")
+            if batch_page is not None or batch_annotated is not None:  # through the Batch API
+                price["batch_page"] = batch_page if batch_page is not None else page
+                if batch_annotated is None:
+                    batch_annotated = annotated if annotated is not None else price["batch_page"]
+                price["batch_annotated_page"] = batch_annotated
     elif mode == "rerank":  # Voyage and Jina bill every token of the call; the rest a query
         per_token = spec.get("litellm_provider") in ("voyage", "jina_ai")
         price = {"token": rate("input_cost_per_token")} if per_token else {}
@@ -306,7 +584,10 @@ def _per_use(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     priced = {unit: value for unit, value in price.items() if value is not None}
     if not priced:
         return None
-    return {"price": {unit: f"{value:f}" for unit, value in priced.items()}}
+    source: dict[str, Any] = {"price": {unit: f"{value:f}" for unit, value in priced.items()}}
+    if "batch_page" in priced:
+        source["variants"] = ["batch"]
+    return source
 
 
 def _by_results(tiers: object, where: str) -> dict[str, Any]:
@@ -521,6 +802,8 @@ def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
     lines = []
     for name, spec in sorted(sources.items()):
         lines += [f"[sources.{json.dumps(name)}]", f"price = {_inline(spec['price'])}"]
+        if "variants" in spec:
+            lines.append(f"variants = {json.dumps(spec['variants'])}")
         if "size_tiers" in spec:
             lines.append(f"size_units = {json.dumps(spec['size_units'])}")
             tiers = ", ".join(

@@ -57,12 +57,23 @@ OUTPUT_UNITS = (
 """The units a call's output is counted in."""
 SERVICE_TIERS = ("flex", "priority", "balanced", "ultrafast")
 """The service tiers a model may price apart (litellm's `_flex`, `_priority`... rates)."""
-VARIANTS = (*SERVICE_TIERS, "us", "fast_mode", "fast_mode_us")
-"""The ways a call may be billed apart from the standard one: a service tier, or one of
-Anthropic's multipliers (`us`: kept in the US, `inference_geo`; `fast_mode`: `speed:
-"fast"`; `fast_mode_us`: both). A variant's tokens are units of their own, named with the
-variant first (`priority_input_token`), so one source, and every budget on it, counts a
-model's calls in every variant."""
+TIERS = (*SERVICE_TIERS, "fast_mode", "batch")
+"""The ways of serving a call a model may price apart: a service tier, Anthropic's fast
+mode (`speed: "fast"`), or a batch (the Batch API: litellm's `_batches` rates)."""
+REGIONS = ("us", "eu", "fedramp", "regional")
+"""The places a model may bill a call served in at a premium: Anthropic's `inference_geo:
+"us"` and OpenAI's `us.api.openai.com` (`us`), OpenAI's `eu.api.openai.com` (`eu`) and
+`gov.api.openai.com` (`fedramp`), and a regional (not global) Vertex AI endpoint
+(`regional`)."""
+VARIANTS = (
+    *TIERS,
+    *REGIONS,
+    *(f"{tier}_{region}" for tier in TIERS for region in REGIONS),
+)
+"""The ways a call may be billed apart from the standard one: a tier, a region, or a tier
+in a region (`priority_eu`, `fast_mode_us`). A variant's tokens are units of their own,
+named with the variant first (`priority_input_token`), so one source, and every budget on
+it, counts a model's calls in every variant."""
 TIER_NAMES = {**{tier: tier for tier in SERVICE_TIERS}, "fast": "priority"}
 """The service tiers a request may name that a model may price apart, and the tier each
 is (litellm's `fast` is `priority`)."""
@@ -86,36 +97,54 @@ def service_tier(requested: object, served: object = None) -> str | None:
 
 
 def variant(
-    price: Price | None, tier: str | None, *, inference_geo: object = None, speed: object = None
+    price: Price | None,
+    tier: str | None,
+    *,
+    inference_geo: object = None,
+    speed: object = None,
+    region: str | None = None,
 ) -> str | None:
-    """The variant of `price` a call is billed in: its service tier `tier` (see
-    `service_tier()`) where the price has it, else Anthropic's multipliers for the region
-    and speed the response reports (`usage.inference_geo`, `usage.speed`) where the price
-    has them, else `None`, the standard rates (litellm bills the same way)."""
+    """The variant of `price` a call is billed in: its tier, the service tier `tier` (see
+    `service_tier()`) where the price has it, else Anthropic's fast mode for the speed the
+    response reports (`usage.speed`) where it has that; in its region, `us` for Anthropic's
+    `inference_geo` or the `region` the call was sent to (see `REGIONS`), where the price
+    has the tier there. `None` is the standard rates (litellm bills the same way)."""
     if price is None:
         return None
-    if tier is not None and price.accepts(tier_unit("input_token", tier)):
-        return tier
     fast = isinstance(speed, str) and speed.lower() == "fast"
-    us = isinstance(inference_geo, str) and inference_geo.lower() == "us"
-    parts = [
-        part
-        for part, on in (("fast_mode", fast), ("us", us))
-        if on and price.accepts(tier_unit("input_token", part))
-    ]
-    return "_".join(parts) or None
+    served = None
+    for candidate in (tier, "fast_mode" if fast else None):
+        if candidate is not None and price.accepts(tier_unit("input_token", candidate)):
+            served = candidate
+            break
+    if isinstance(inference_geo, str) and inference_geo.lower() == "us":
+        region = "us"
+    if region is not None:
+        if not isinstance(region, str) or region.lower() not in REGIONS:
+            raise ValidationError("region", region, f"one of {', '.join(REGIONS)}, or None")
+        region = region.lower()
+        there = region if served is None else f"{served}_{region}"
+        if price.accepts(tier_unit("input_token", there)):
+            return there
+    return served
 
 
 def billed_variant(
-    price: Price | None, requested: object, response: Any, served: object = None
+    price: Price | None,
+    requested: object,
+    response: Any,
+    served: object = None,
+    *,
+    region: str | None = None,
 ) -> str | None:
-    """The variant of `price` a call that asked for service tier `requested` is billed in,
-    by what its response (or the response's `usage`) reports: the tier that served it
-    (`served`, else `served_tier(response)`), else Anthropic's region and speed."""
+    """The variant of `price` a call that asked for service tier `requested`, sent to
+    `region`, is billed in, by what its response (or the response's `usage`) reports: the
+    tier that served it (`served`, else `served_tier(response)`), else Anthropic's region
+    and speed."""
     usage = _get(response, "usage") or response
     tier = service_tier(requested, served if served is not None else served_tier(response))
     geo, speed = _get(usage, "inference_geo"), _get(usage, "speed")
-    return variant(price, tier, inference_geo=geo, speed=speed)
+    return variant(price, tier, inference_geo=geo, speed=speed, region=region)
 
 
 def served_tier(response: Any) -> object:
@@ -311,7 +340,7 @@ class _Plan:
         for unit in (*PROMPT_UNITS, *OUTPUT_UNITS, *BILLED_AS):
             self.target(unit)
         zeros: list[str] = []
-        if price is not None:
+        if price is not None and not price.variants:  # a price that names its variants
             for other in (None, *VARIANTS):
                 if other != tier and price.accepts(tier_unit("input_token", other)):
                     zeros += (
