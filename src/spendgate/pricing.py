@@ -32,7 +32,7 @@ from spendgate.money import (
     number_text,
     to_decimal,
 )
-from spendgate.windows import EPOCH, Window, duration_text, require_aware
+from spendgate.windows import EPOCH, Window, duration_text, require_aware, zone
 
 REQUEST = "request"
 """The dimension every call has one of; it defaults to 1 when a price uses it."""
@@ -234,6 +234,32 @@ class SizeTier:
 
 
 @dataclass(frozen=True, slots=True)
+class VariantHours:
+    """The hours a variant of a price is the one a call is billed in (DeepSeek's off-peak
+    rates): `windows` of `(start, end, weekdays)`, minutes of the day in UTC (an end at or
+    before its start runs past midnight; start = end is the whole day), on the weekdays
+    (1 = Monday) of the calendar of `weekday_timezone`."""
+
+    variant: str
+    windows: tuple[tuple[int, int, frozenset[int]], ...]
+    weekday_timezone: str = "UTC"
+
+    def holds(self, when: datetime) -> bool:
+        """Whether `when` falls in one of the windows."""
+        utc = when.astimezone(UTC)
+        minute = utc.hour * 60 + utc.minute
+        weekday = when.astimezone(zone(self.weekday_timezone)).isoweekday()
+        for start, end, weekdays in self.windows:
+            if weekday not in weekdays:
+                continue
+            if start < end and start <= minute < end:
+                return True
+            if start >= end and (minute >= start or minute < end):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """One version of a source's price. No rates means free."""
 
@@ -253,6 +279,8 @@ class Price:
     batch and regions): units named `<variant>_<unit>` are that variant's. A call is billed
     in the variants of the units it gives (the standard one when it gives none of a
     variant's): the priced units of the others may be left out, as 0."""
+    variant_hours: tuple[VariantHours, ...] = ()
+    """The variants a call is billed in by the time it is made (see `timed_variant`)."""
     _names: frozenset[str] = field(init=False, repr=False)
     _by_unit: dict[str, Rate] = field(init=False, repr=False, compare=False)
     _accepts: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -288,6 +316,12 @@ class Price:
         )
         object.__setattr__(self, "_sized", self._size_rates())
         object.__setattr__(self, "_variant_of", self._variant_units(named))
+        for hours in self.variant_hours:
+            if hours.variant not in self.variants:
+                raise ValidationError(
+                    f"sources.{self.source}.variant_hours", hours.variant,
+                    f"one of the price's variants ({', '.join(self.variants) or 'none'})",
+                )  # fmt: skip
         groups: dict[str | None, tuple[list[str], list[str]]] = {}
         for unit in self._by_unit:
             groups.setdefault(self._variant_of.get(unit), ([], []))[0].append(unit)
@@ -360,6 +394,7 @@ class Price:
         size_units: object = None,
         size_tiers: object = None,
         variants: object = None,
+        variant_hours: object = None,
     ) -> Price:
         """Build a price from its configuration form.
 
@@ -410,6 +445,7 @@ class Price:
             _parse_size_units(size_units, sized, f"sources.{source}.size_units"),
             sized,
             _parse_variants(variants, f"sources.{source}.variants"),
+            _parse_hours(variant_hours, f"sources.{source}.variant_hours"),
         )
 
     @property
@@ -429,6 +465,23 @@ class Price:
         """The units a call may give: those the price names and, for a price by data volume
         or time, a stream's raw measurements (`STREAM_MEASURES`)."""
         return (*self.named, *(m for m in STREAM_MEASURES if m in self._accepts))
+
+    def timed_variant(self, start: datetime, end: datetime) -> str | None:
+        """The variant a call made from `start` to `end` is billed in by its hours (see
+        `variant_hours`), or `None` (the standard rates): one whose hours hold the whole
+        call, checked at both ends and at every minute between (windows change on the
+        minute), so a call that crosses into other hours is billed at the standard rates."""
+        if not self.variant_hours or end < start or end - start > _LONGEST_TIMED_CALL:
+            return None
+        moments = [start, end]
+        minute = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        while minute < end:
+            moments.append(minute)
+            minute += timedelta(minutes=1)
+        for hours in self.variant_hours:
+            if all(hours.holds(moment) for moment in moments):
+                return hours.variant
+        return None
 
     def variant_of(self, unit: str) -> str | None:
         """The variant (see `variants`) a unit of this price is in, `None` for standard."""
@@ -646,6 +699,77 @@ def _parse_variants(names: object, where: str) -> tuple[str, ...]:
 
 
 MAX_VARIANTS = 64
+_LONGEST_TIMED_CALL = timedelta(days=1)  # a call longer is billed at the standard rates
+_WINDOW = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _parse_hours(spec: object, where: str) -> tuple[VariantHours, ...]:
+    """`{variant = {windows = [{hours_utc = ["10:00-00:00"], weekdays = [1, 2]}],
+    weekday_timezone = "Asia/Shanghai"}}`: the hours a variant is billed in."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, Mapping) or len(spec) > MAX_VARIANTS:
+        raise ValidationError(where, spec, "a table of variant = {windows = [...]}")
+    out = []
+    for variant, hours in spec.items():
+        at = f"{where}.{variant}"
+        if not isinstance(hours, Mapping) or not set(hours) <= {"windows", "weekday_timezone"}:
+            raise ValidationError(at, hours, "{windows = [...], weekday_timezone = ZONE}")
+        calendar = hours.get("weekday_timezone", "UTC")
+        if not isinstance(calendar, str):
+            raise ValidationError(f"{at}.weekday_timezone", calendar, "a time zone name")
+        zone(calendar, f"{at}.weekday_timezone")
+        rules = hours.get("windows")
+        if (
+            isinstance(rules, str | bytes)
+            or not isinstance(rules, Sequence)
+            or not 0 < len(rules) <= MAX_ITEMS
+        ):
+            raise ValidationError(
+                f"{at}.windows", rules, f"a list of 1 to {MAX_ITEMS} {{hours_utc, weekdays}}"
+            )
+        windows = []
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, Mapping) or not set(rule) <= {"hours_utc", "weekdays"}:
+                raise ValidationError(f"{at}.windows[{i}]", rule, "{hours_utc, weekdays}")
+            days = rule.get("weekdays", [1, 2, 3, 4, 5, 6, 7])
+            if (
+                isinstance(days, str | bytes)
+                or not isinstance(days, Sequence)
+                or not all(type(d) is int and 1 <= d <= 7 for d in days)
+            ):
+                raise ValidationError(
+                    f"{at}.windows[{i}].weekdays", days, "a list of weekdays, 1 (Monday) to 7"
+                )
+            spans = rule.get("hours_utc")
+            spans = [spans] if isinstance(spans, str) else spans
+            if not isinstance(spans, Sequence) or not 0 < len(spans) <= MAX_ITEMS:
+                raise ValidationError(
+                    f"{at}.windows[{i}].hours_utc", spans, f'1 to {MAX_ITEMS} "HH:MM-HH:MM"'
+                )
+            for span in spans:
+                match = _WINDOW.fullmatch(span) if isinstance(span, str) else None
+                if match is None:
+                    raise ValidationError(
+                        f"{at}.windows[{i}].hours_utc", span, "a span of UTC hours, HH:MM-HH:MM"
+                    )
+                start = int(match[1]) * 60 + int(match[2])
+                windows.append((start, int(match[3]) * 60 + int(match[4]), frozenset(days)))
+        out.append(VariantHours(str(variant), tuple(windows), calendar))
+    return tuple(out)
+
+
+def _hours_spec(hours: VariantHours) -> dict[str, Any]:
+    def span(start: int, end: int) -> str:
+        return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+
+    windows = [
+        {"hours_utc": [span(start, end)], "weekdays": sorted(days)}
+        for start, end, days in hours.windows
+    ]
+    return {"windows": windows, "weekday_timezone": hours.weekday_timezone}
+
+
 _VARIANT = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 
 
@@ -776,6 +900,8 @@ def _price_spec(price: Price) -> dict[str, Any]:
         spec["quota_timezone"] = period.tz
     if price.variants:
         spec["variants"] = list(price.variants)
+    if price.variant_hours:
+        spec["variant_hours"] = {h.variant: _hours_spec(h) for h in price.variant_hours}
     if price.size_tiers:
         spec["size_units"] = list(price.size_units)
         spec["size_tiers"] = [

@@ -213,6 +213,7 @@ _SOURCE_KEYS = {
     "size_units",
     "size_tiers",
     "variants",
+    "variant_hours",
     "unpriced",
     "versions",
     "capability",
@@ -229,6 +230,7 @@ _VERSION_KEYS = {
     "size_units",
     "size_tiers",
     "variants",
+    "variant_hours",
 }
 
 
@@ -310,6 +312,7 @@ def _price(name: str, spec: Mapping[str, Any], effective_from: datetime, where: 
         size_units=spec.get("size_units"),
         size_tiers=spec.get("size_tiers"),
         variants=spec.get("variants"),
+        variant_hours=spec.get("variant_hours"),
     )
 
 

@@ -9,7 +9,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -270,6 +270,7 @@ def test_the_cli_writes_the_toml(table: Path, tmp_path: Path) -> None:
 # A Monday 10:00 in Beijing: inside DeepSeek's peak hours, when its table rows' standard
 # rates are what it bills (see the off-peak test below).
 PEAK = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+OFF_PEAK = PEAK.replace(hour=12)  # 20:00 in Beijing
 
 
 def _litellm() -> Any:
@@ -335,6 +336,11 @@ def _cost_in(
     litellm: Any, name: str, row: Mapping[str, Any], usage: Any, variant: str | None
 ) -> float:
     """litellm's cost, in dollars, of `usage` on the row `name` billed in `variant`."""
+    if variant == "off_peak":
+        from litellm._internal_context import pinned_billing_time
+
+        with pinned_billing_time(OFF_PEAK):
+            return _theirs(litellm, name, row, usage_object=usage)
     if variant in _SPEEDS and row.get("provider_specific_entry"):
         usage.speed, usage.inference_geo = _SPEEDS[variant]
         # litellm applies the multipliers to a model found by its name, not to a row given
@@ -891,32 +897,96 @@ def test_image_models_priced_by_the_token_cost_what_litellm_costs() -> None:
     assert len(uncosted) <= 4
 
 
-def test_off_peak_hours_are_booked_at_the_standard_rate() -> None:
-    """The exception: rows with `off_peak_pricing` (DeepSeek's V4 models, and Tencent's
-    resale of them). DeepSeek bills them at twice its off-peak rate during its peak hours
-    (09:00-12:00 and 14:00-18:00 Beijing time), which are the rows' standard rates, and the
-    off-peak rate otherwise. spendgate books the standard rate at every hour: off-peak it
-    books up to twice what is billed, never less (time-of-day rates are not imported yet).
-    """
+def test_off_peak_hours_are_billed_at_the_off_peak_rates() -> None:
+    """Rows with `off_peak_pricing` (DeepSeek's V4 models, and Tencent's resale of them):
+    DeepSeek bills a call at its off-peak rates outside its peak hours (09:00-12:00 and
+    14:00-18:00 Beijing time on weekdays) and at twice them inside. The rows' hours become
+    the source's `variant_hours`; for every hour of a week, a call made in it costs what
+    litellm costs it at that hour."""
     litellm = _litellm()
     from litellm._internal_context import pinned_billing_time
+    from litellm.types.utils import Usage
 
     table = _table()
     sources = litellm_prices()
     off_peak = [name for name in sources if "off_peak_pricing" in table[name]]
-    assert off_peak
+    assert len(off_peak) >= 10
+    compared, billed_off_peak = 0, 0
     for name in off_peak:
         row = table[name]
         price = parse_source(name, sources[name]).versions[0]
-        ours = _ours(price, 10_000, 0, 0, 1000)
-        costs = {}
-        for when in (PEAK, PEAK.replace(hour=12)):  # 20:00 in Beijing: off-peak
+        assert price.variants == ("off_peak",)
+        for hour in range(7 * 24):
+            when = datetime(2026, 12, 7, tzinfo=UTC) + timedelta(hours=hour, minutes=30)
+            tier = variant(price, None, during=(when, when + timedelta(minutes=2)))
+            billed_off_peak += tier == "off_peak"
+            units = billable(ZEROS | {"input_token": 9000, "cached_input_token": 1000,
+                                      "output_token": 1000}, price, tier)  # fmt: skip
+            usage = Usage(prompt_tokens=10_000, completion_tokens=1000, total_tokens=11_000,
+                          cache_read_input_tokens=1000)  # fmt: skip
             with pinned_billing_time(when):
-                costs[when] = _theirs(
-                    litellm, name, row, prompt_tokens=10_000, completion_tokens=1000
-                )
-        assert _same(ours, costs[PEAK]), name
-        assert costs[PEAK.replace(hour=12)] < ours <= 2 * costs[PEAK.replace(hour=12)] + 1e-9
+                theirs = _theirs(litellm, name, row, usage_object=usage)
+            compared += 1
+            assert _same(_dollars(price, units), theirs), (name, when, tier)
+    assert billed_off_peak == len(off_peak) * (7 * 24 - 5 * 7)  # 7 peak hours a weekday
+
+
+def test_a_call_is_billed_off_peak_only_when_all_of_it_is() -> None:
+    weekday = {"hours_utc": ["00:00-01:00", "10:00-00:00"], "weekdays": [1, 2, 3, 4, 5]}
+    hours = {"off_peak": {"windows": [weekday,
+                                      {"hours_utc": "00:00-00:00", "weekdays": [6, 7]}],
+                          "weekday_timezone": "Asia/Shanghai"}}  # fmt: skip
+    spec = {"price": {"input_token": "2", "off_peak_input_token": "1"},
+            "variants": ["off_peak"], "variant_hours": hours}  # fmt: skip
+    pricing = parse_source("m", spec)
+    assert parse_source("m", pricing.to_spec()) == pricing  # as a store keeps it
+    price = pricing.versions[0]
+    monday = datetime(2026, 12, 7, tzinfo=UTC)
+    minutes = timedelta(minutes=1)
+    assert price.timed_variant(monday.replace(hour=12), monday.replace(hour=12)) == "off_peak"
+    assert price.timed_variant(monday.replace(hour=9), monday.replace(hour=9)) is None
+    # Into the window, out of it, or across a peak in between: the standard rates.
+    assert price.timed_variant(monday.replace(hour=9, minute=59), monday.replace(hour=10)) is None
+    assert (
+        price.timed_variant(
+            monday.replace(hour=23, minute=59), monday + timedelta(days=1, minutes=1)
+        )
+        == "off_peak"
+    )  # across midnight: still off-peak
+    assert price.timed_variant(monday.replace(hour=10), monday.replace(hour=10) + 61 * minutes)
+    assert price.timed_variant(monday.replace(hour=12), monday.replace(hour=11)) is None
+    assert price.timed_variant(monday.replace(minute=30), monday.replace(hour=10)) is None
+    # The weekend by Shanghai's calendar: Friday 16:00 UTC is Saturday there.
+    weekend = {"windows": [{"hours_utc": "00:00-00:00", "weekdays": [6, 7]}]}
+    weekend["weekday_timezone"] = "Asia/Shanghai"  # type: ignore[assignment]
+    saturday = parse_source("w", {**spec, "variant_hours": {"off_peak": weekend}}).versions[0]
+    friday = monday + timedelta(days=4)
+    assert saturday.timed_variant(friday.replace(hour=17), friday.replace(hour=17)) == "off_peak"
+    assert saturday.timed_variant(friday.replace(hour=15), friday.replace(hour=15)) is None
+    during = (friday.replace(hour=17), friday.replace(hour=17))
+    assert variant(saturday, None, during=during) == "off_peak"
+    assert variant(saturday, None, during=during, region="eu") == "off_peak"  # no EU rates
+
+
+@pytest.mark.parametrize(
+    ("hours", "field"),
+    [
+        ({"off_peak": {"windows": [{"hours_utc": "25:00-01:00"}]}}, "hours_utc"),
+        ({"off_peak": {"windows": [{"hours_utc": "10:00-11:00", "weekdays": [0]}]}}, "weekdays"),
+        ({"off_peak": {"windows": []}}, "windows"),
+        ({"off_peak": {"windows": [{"hours": "10:00-11:00"}]}}, "windows"),
+        (
+            {"off_peak": {"windows": [{"hours_utc": "10:00-11:00"}], "weekday_timezone": "Mars/X"}},
+            "weekday_timezone",
+        ),
+        ({"night": {"windows": [{"hours_utc": "10:00-11:00"}]}}, "variant_hours"),
+        ("off_peak", "variant_hours"),
+    ],
+)
+def test_bad_variant_hours_are_a_clear_error(hours: object, field: str) -> None:
+    spec = {"price": {"input_token": "2", "off_peak_input_token": "1"}, "variants": ["off_peak"]}
+    with pytest.raises(ValidationError, match=field):
+        parse_source("m", {**spec, "variant_hours": hours})
 
 
 def test_a_missing_count_is_an_error_never_zero() -> None:

@@ -9,7 +9,7 @@ import gc
 import pickle
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -391,6 +391,34 @@ def test_a_call_sent_to_a_region_is_held_and_booked_at_its_premium(server: LLMSe
         assert all(u.startswith("eu_") for u in used[0])
         assert all(u.startswith("priority_eu_") for u in used[1])
         assert not any(u.startswith(("eu_", "priority_")) for u in used[2])
+
+
+def test_a_call_made_off_peak_is_booked_at_the_off_peak_rates(server: LLMServer) -> None:
+    """DeepSeek's off-peak hours (a source's `variant_hours`): a call made within them is
+    booked at the off-peak rates, one made in the peak hours at the standard ones; each is
+    held at the dearer."""
+    rates = {"input_token": "2/1M", "output_token": "8/1M", "cached_input_token": "1/1M",
+             "cache_write_token": "2/1M"}  # fmt: skip
+    night = {"hours_utc": ["10:00-00:00"], "weekdays": [1, 2, 3, 4, 5]}
+    source = {
+        "price": rates | {f"off_peak_{unit}": f"{Decimal(rate[:-3]) / 2}/1M"
+                          for unit, rate in rates.items()},
+        "variants": ["off_peak"],
+        "variant_hours": {"off_peak": {"windows": [night]}},
+    }  # fmt: skip
+    config = parse({"sources": {"gpt-test": source}, "budgets": [{"name": "llm", "limit": "1"}]})
+    clock = FrozenClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))  # a Monday, 17:00 in Beijing
+    hi = [{"role": "user", "content": "hi"}]
+    with Gate.open("memory://", config=config, clock=clock) as gate:
+        client = wrap(openai.OpenAI(api_key="k", base_url=f"{server.url}/v1"), gate, service="bot")
+        client.chat.completions.create(model="gpt-test", messages=hi)  # peak
+        clock.advance(timedelta(hours=3))  # 20:00 in Beijing: off-peak
+        client.chat.completions.create(model="gpt-test", messages=hi)
+        peak, off_peak = (billed("gpt-test", usage) for _, _, usage in server.usages)
+        assert spent(gate) == 2 * peak + off_peak  # the standard rates are twice gpt-test's
+        assert [next(iter(e.units)).startswith("off_peak_") for e in gate.events()] == [
+            False, True
+        ]  # fmt: skip
 
 
 def test_a_call_is_held_at_the_dearest_tier_it_may_be_served_in(server: LLMServer) -> None:

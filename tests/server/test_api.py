@@ -609,6 +609,23 @@ def test_prices_change_at_run_time(client: TestClient, keys: Keys, gate: Gate) -
     bad = {"name": "bad", "price": "1", "cacheable": "yes"}
     body = problem_of(client.post("/api/prices", json=bad, headers=h), 422)
     assert body["errors"][0]["field"] == "sources.bad.cacheable"
+    rates = {"input_token": "1", "batch_input_token": "0.5"}
+    for variants, field in (
+        ([["batch"]], "sources.bad.variants[0]"),
+        ([{"a": 1}], "sources.bad.variants[0]"),
+        ("batch", "sources.bad.variants"),
+        (["flex"], "sources.bad.price.flex_input_token"),  # a variant without its rates
+    ):
+        bad = {"name": "bad", "price": rates, "variants": variants}
+        body = problem_of(client.post("/api/prices", json=bad, headers=h), 422)
+        assert body["errors"][0]["field"] == field, body
+    bad = {"name": "bad", "price": rates | {"batch_extra": "1"}, "variants": ["batch"]}
+    body = problem_of(client.post("/api/prices", json=bad, headers=h), 422)
+    assert body["errors"][0]["field"] == "sources.bad.price.batch_extra"  # of no standard unit
+    hours = {"off_peak": {"windows": [{"hours_utc": "25:00-01:00"}]}}
+    bad = {"name": "bad", "price": rates, "variants": ["batch"], "variant_hours": hours}
+    body = problem_of(client.post("/api/prices", json=bad, headers=h), 422)
+    assert body["errors"][0]["field"] == "sources.bad.variant_hours.off_peak.windows[0].hours_utc"
     client.patch("/api/prices/geo", json={"cacheable": True}, headers=h)
     assert client.get("/api/prices/geo", headers=h).json()["spec"]["cacheable"] is True
     gate.refresh()

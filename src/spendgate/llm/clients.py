@@ -28,7 +28,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
@@ -182,7 +182,10 @@ class _Call:
     hidden_usage: bool = False
     """Usage was asked for on the caller's behalf: its stream chunk is not shown."""
     region: str | None = None
-    """The region the request was sent to, by its host (`_REGION_HOSTS`)."""
+    """The region the request was sent to, by its host (`_region`)."""
+    started: datetime | None = None
+    """When the call was priced, before it was sent: with the time it is booked, the hours
+    it was made in (a variant billed by the hour, `Price.variant_hours`)."""
 
 
 class _Meter:
@@ -257,12 +260,14 @@ class _Meter:
         prompt = len(request.content) + self.options.prompt_margin
         prompt += self.options.media_tokens * _media_parts(body) + self._context(endpoint, body)
         sent = _resent(request, body) if changed else request
-        now_us = to_micros(self.gate.clock())
-        price = self.gate.bind(self.options.service, source).price(now_us).price
+        now = self.gate.clock()
+        price = self.gate.bind(self.options.service, source).price(to_micros(now)).price
         region = _region(request.url.host) if endpoint != "messages" else None
         variants = _variants(endpoint, body, region)
+        if price is not None and price.variant_hours:  # by the hour it is made
+            variants |= {hours.variant for hours in price.variant_hours}
         bound = self._bound(price, prompt, self._output_bound(endpoint, body), variants)
-        return _Call(endpoint, source, sent, bound, price, tier, variants, hidden, region)
+        return _Call(endpoint, source, sent, bound, price, tier, variants, hidden, region, now)
 
     def _endpoint(self, raw: str) -> Endpoint | Literal["free"]:
         """What a POST to `raw` is: a metered endpoint, or `free`; else refused. Remembered
@@ -473,7 +478,10 @@ class _Meter:
         less, and a warning says so."""
         if usage:
             read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
-            billed_in = billed_variant(call.price, call.tier, usage, served, region=call.region)
+            during = (call.started, self.gate.clock()) if call.started is not None else None
+            billed_in = billed_variant(
+                call.price, call.tier, usage, served, region=call.region, during=during
+            )
             if billed_in not in call.variants:  # the provider's word is what it bills
                 log.warning("%s: the response says the call was billed as %s, which the "
                             "request did not ask for; booked so, above its hold",

@@ -180,6 +180,9 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
     if variants:
         source["variants"] = list(variants)
+    hours = _off_peak_hours(spec, where)
+    if hours is not None:
+        source["variant_hours"] = hours
     if sizes:
         source["size_units"] = [
             name
@@ -264,6 +267,9 @@ def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str
     if batch is not None:
         tiers["batch"] = batch
     out = dict(tiers)
+    off_peak = _off_peak(spec, where)
+    if off_peak is not None:
+        out["off_peak"] = off_peak
     for region, key in _UPLIFTS.items():
         times = _multiplier(spec.get(key), f"{where}.{key}")
         if times is not None:
@@ -281,6 +287,46 @@ def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str
         if geo is not None and fast is not None:
             out["fast_mode_us"] = _scaled(standard, geo * fast)
     return out
+
+
+def _off_peak(spec: Mapping[str, Any], where: str) -> _Rates | None:
+    """The rates of a call made in the row's off-peak hours (`off_peak_pricing`: DeepSeek's
+    V4 models), as litellm bills it: the block's rates over the standard ones, a rate it
+    does not give at the standard rate."""
+    block = spec.get("off_peak_pricing")
+    if block is None:
+        return None
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where}.off_peak_pricing: expected an object, got {block!r}")
+    own = {k: v for k, v in block.items() if k not in _HOURS_KEYS and v is not None}
+    served = _rates({**spec, **own}, f"{where}.off_peak_pricing")
+    if served is None:
+        raise ConfigError(f"{where}.off_peak_pricing: rates but none for a prompt")
+    return served
+
+
+_HOURS_KEYS = frozenset({"windows", "hours_utc", "weekday_timezone"})
+
+
+def _off_peak_hours(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """The hours of `off_peak_pricing` as a source's `variant_hours` (the block's every-day
+    `hours_utc` and its `windows` by weekday, on the calendar of `weekday_timezone`)."""
+    block = spec.get("off_peak_pricing")
+    if not isinstance(block, Mapping):
+        return None
+    windows = []
+    if block.get("hours_utc") is not None:
+        windows.append({"hours_utc": block["hours_utc"]})
+    rules = block.get("windows") or []
+    if not isinstance(rules, list):
+        raise ConfigError(f"{where}.off_peak_pricing.windows: expected a list, got {rules!r}")
+    windows += rules
+    if not windows:
+        raise ConfigError(f"{where}.off_peak_pricing: rates but no hours")
+    hours: dict[str, Any] = {"windows": windows}
+    if block.get("weekday_timezone") is not None:
+        hours["weekday_timezone"] = block["weekday_timezone"]
+    return {"off_peak": hours}
 
 
 # The multiplier litellm bills a call served in a region at (see `REGIONS`).
@@ -804,6 +850,8 @@ def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
         lines += [f"[sources.{json.dumps(name)}]", f"price = {_inline(spec['price'])}"]
         if "variants" in spec:
             lines.append(f"variants = {json.dumps(spec['variants'])}")
+        if "variant_hours" in spec:
+            lines.append(f"variant_hours = {_toml(spec['variant_hours'])}")
         if "size_tiers" in spec:
             lines.append(f"size_units = {json.dumps(spec['size_units'])}")
             tiers = ", ".join(
@@ -813,6 +861,15 @@ def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
             lines.append(f"size_tiers = [{tiers}]")
         lines.append("")
     return "\n".join(lines)
+
+
+def _toml(value: object) -> str:
+    """`value` (tables, lists, text and whole numbers) as an inline TOML value."""
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{key} = {_toml(item)}" for key, item in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return json.dumps(value)
 
 
 def _inline(rates: Mapping[str, str]) -> str:

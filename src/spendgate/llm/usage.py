@@ -5,6 +5,7 @@ and `billable()`, which counts the kinds a model does not price apart as what it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from spendgate.errors import ValidationError
@@ -65,10 +66,14 @@ REGIONS = ("us", "eu", "fedramp", "regional")
 "us"` and OpenAI's `us.api.openai.com` (`us`), OpenAI's `eu.api.openai.com` (`eu`) and
 `gov.api.openai.com` (`fedramp`), and a regional (not global) Vertex AI endpoint
 (`regional`)."""
+TIMED = ("off_peak",)
+"""The variants a call is billed in by the hour it is made (DeepSeek's off-peak rates: a
+price's `variant_hours`)."""
 VARIANTS = (
     *TIERS,
     *REGIONS,
     *(f"{tier}_{region}" for tier in TIERS for region in REGIONS),
+    *TIMED,
 )
 """The ways a call may be billed apart from the standard one: a tier, a region, or a tier
 in a region (`priority_eu`, `fast_mode_us`). A variant's tokens are units of their own,
@@ -103,12 +108,15 @@ def variant(
     inference_geo: object = None,
     speed: object = None,
     region: str | None = None,
+    during: tuple[datetime, datetime] | None = None,
 ) -> str | None:
     """The variant of `price` a call is billed in: its tier, the service tier `tier` (see
     `service_tier()`) where the price has it, else Anthropic's fast mode for the speed the
     response reports (`usage.speed`) where it has that; in its region, `us` for Anthropic's
     `inference_geo` or the `region` the call was sent to (see `REGIONS`), where the price
-    has the tier there. `None` is the standard rates (litellm bills the same way)."""
+    has the tier there. A call in none of those, made `during` (its start and end) hours
+    a variant of the price is billed in (`Price.timed_variant`: DeepSeek's off-peak hours),
+    is in that variant. `None` is the standard rates (litellm bills the same way)."""
     if price is None:
         return None
     fast = isinstance(speed, str) and speed.lower() == "fast"
@@ -126,6 +134,8 @@ def variant(
         there = region if served is None else f"{served}_{region}"
         if price.accepts(tier_unit("input_token", there)):
             return there
+    if served is None and during is not None:
+        return price.timed_variant(*during)
     return served
 
 
@@ -136,15 +146,16 @@ def billed_variant(
     served: object = None,
     *,
     region: str | None = None,
+    during: tuple[datetime, datetime] | None = None,
 ) -> str | None:
     """The variant of `price` a call that asked for service tier `requested`, sent to
-    `region`, is billed in, by what its response (or the response's `usage`) reports: the
-    tier that served it (`served`, else `served_tier(response)`), else Anthropic's region
-    and speed."""
+    `region` and made `during` (its start and end), is billed in, by what its response (or
+    the response's `usage`) reports: the tier that served it (`served`, else
+    `served_tier(response)`), else Anthropic's region and speed (see `variant()`)."""
     usage = _get(response, "usage") or response
     tier = service_tier(requested, served if served is not None else served_tier(response))
     geo, speed = _get(usage, "inference_geo"), _get(usage, "speed")
-    return variant(price, tier, inference_geo=geo, speed=speed, region=region)
+    return variant(price, tier, inference_geo=geo, speed=speed, region=region, during=during)
 
 
 def served_tier(response: Any) -> object:
