@@ -244,6 +244,23 @@ class VariantHours:
     windows: tuple[tuple[int, int, frozenset[int]], ...]
     weekday_timezone: str = "UTC"
 
+    def edges(self, start: datetime, end: datetime) -> list[datetime]:
+        """`start`, and every moment after it up to `end` where `holds()` may change: the
+        windows' edges on each day, and each midnight of the weekday calendar."""
+        moments = [start]
+        first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        minutes = {m for window in self.windows for m in window[:2]}
+        calendar = zone(self.weekday_timezone)
+        for day in range((end - first).days + 2):
+            midnight = first + timedelta(days=day)
+            local = (midnight - timedelta(days=1)).astimezone(calendar).date()
+            for days in (1, 2):  # the calendar's midnights near this UTC day
+                moments.append(
+                    datetime.combine(local + timedelta(days=days), datetime.min.time(), calendar)
+                )
+            moments += (midnight + timedelta(minutes=m) for m in minutes)
+        return [m for m in moments if start <= m <= end]
+
     def holds(self, when: datetime) -> bool:
         """Whether `when` falls in one of the windows."""
         utc = when.astimezone(UTC)
@@ -445,7 +462,7 @@ class Price:
             _parse_size_units(size_units, sized, f"sources.{source}.size_units"),
             sized,
             _parse_variants(variants, f"sources.{source}.variants"),
-            _parse_hours(variant_hours, f"sources.{source}.variant_hours"),
+            parse_variant_hours(variant_hours, f"sources.{source}.variant_hours"),
         )
 
     @property
@@ -469,17 +486,15 @@ class Price:
     def timed_variant(self, start: datetime, end: datetime) -> str | None:
         """The variant a call made from `start` to `end` is billed in by its hours (see
         `variant_hours`), or `None` (the standard rates): one whose hours hold the whole
-        call, checked at both ends and at every minute between (windows change on the
-        minute), so a call that crosses into other hours is billed at the standard rates."""
+        call, at both ends and at every moment between where they may change (a window's
+        edge, a midnight of its calendar). A call that crosses out of them, runs backwards
+        or lasts more than a day is billed at the standard rates."""
+        require_aware(start, "start")
+        require_aware(end, "end")
         if not self.variant_hours or end < start or end - start > _LONGEST_TIMED_CALL:
             return None
-        moments = [start, end]
-        minute = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        while minute < end:
-            moments.append(minute)
-            minute += timedelta(minutes=1)
         for hours in self.variant_hours:
-            if all(hours.holds(moment) for moment in moments):
+            if all(hours.holds(moment) for moment in hours.edges(start, end)):
                 return hours.variant
         return None
 
@@ -703,7 +718,7 @@ _LONGEST_TIMED_CALL = timedelta(days=1)  # a call longer is billed at the standa
 _WINDOW = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
-def _parse_hours(spec: object, where: str) -> tuple[VariantHours, ...]:
+def parse_variant_hours(spec: object, where: str) -> tuple[VariantHours, ...]:
     """`{variant = {windows = [{hours_utc = ["10:00-00:00"], weekdays = [1, 2]}],
     weekday_timezone = "Asia/Shanghai"}}`: the hours a variant is billed in."""
     if spec is None:
@@ -736,6 +751,7 @@ def _parse_hours(spec: object, where: str) -> tuple[VariantHours, ...]:
             if (
                 isinstance(days, str | bytes)
                 or not isinstance(days, Sequence)
+                or len(days) > 7
                 or not all(type(d) is int and 1 <= d <= 7 for d in days)
             ):
                 raise ValidationError(
@@ -755,6 +771,8 @@ def _parse_hours(spec: object, where: str) -> tuple[VariantHours, ...]:
                     )
                 start = int(match[1]) * 60 + int(match[2])
                 windows.append((start, int(match[3]) * 60 + int(match[4]), frozenset(days)))
+        if len(windows) > MAX_ITEMS:
+            raise ValidationError(f"{at}.windows", f"{len(windows)} spans", f"at most {MAX_ITEMS}")
         out.append(VariantHours(str(variant), tuple(windows), calendar))
     return tuple(out)
 

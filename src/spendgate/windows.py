@@ -37,7 +37,7 @@ def zone(name: str, field_name: str = "timezone") -> ZoneInfo:
         raise ValidationError(field_name, name, "an IANA time zone name such as 'UTC'")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a directory
         near = sorted(z for z in available_timezones() if name.lower() in z.lower())[:5]
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise ValidationError(

@@ -968,6 +968,54 @@ def test_a_call_is_billed_off_peak_only_when_all_of_it_is() -> None:
     assert variant(saturday, None, during=during, region="eu") == "off_peak"  # no EU rates
 
 
+def test_off_peak_rates_are_the_ones_litellm_reads(tmp_path: Path) -> None:
+    """An off-peak block's prompt, output, cache and reasoning rates, at every prompt size
+    (as litellm lays them over a call); any other rate in it (audio here) is not read by
+    litellm, so the standard one stands; hours that do not read leave the row at its
+    standard (peak) rates."""
+    litellm = _litellm()
+    from litellm._internal_context import pinned_billing_time
+    from litellm.types.utils import Usage
+
+    block = {"input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07,
+             "input_cost_per_audio_token": 1e-08,
+             "windows": [{"hours_utc": "10:00-00:00", "weekdays": [1, 2, 3, 4, 5]}]}  # fmt: skip
+    row = {"mode": "chat", "litellm_provider": "deepseek", "input_cost_per_token": 2e-07,
+           "output_cost_per_token": 8e-07, "input_cost_per_audio_token": 1e-06,
+           "input_cost_per_token_above_200k_tokens": 4e-07,
+           "output_cost_per_token_above_200k_tokens": 1.6e-06}  # fmt: skip
+    row["off_peak_pricing"] = block
+    price = parse_source("m", _one(row, tmp_path)).versions[0]
+    during = (OFF_PEAK, OFF_PEAK)
+    assert variant(price, None, during=during) == "off_peak"
+    for prompt, audio in ((1000, 0), (1000, 500), (250_000, 0), (250_000, 1000)):
+        units = ZEROS | {"input_token": prompt - audio, "input_audio_token": audio,
+                         "output_token": 1000, "cached_input_token": 0}  # fmt: skip
+        ours = _dollars(price, billable(units, price, "off_peak"))
+        usage = Usage(prompt_tokens=prompt, completion_tokens=1000, total_tokens=prompt + 1000,
+                      prompt_tokens_details={"audio_tokens": audio})  # fmt: skip
+        with pinned_billing_time(OFF_PEAK):
+            theirs = _theirs(litellm, "m", row, usage_object=usage)
+        assert _same(ours, theirs), (prompt, audio, ours, theirs)
+    loose = {**row, "off_peak_pricing": {**block, "windows": [{"hours_utc": "10:00-00:00",
+                                                               "weekdays": ["mon"]}]}}  # fmt: skip
+    assert "variants" not in _one(loose, tmp_path)  # booked at the peak rates
+
+
+def test_a_time_to_bill_at_is_checked() -> None:
+    hours = {"off_peak": {"windows": [{"hours_utc": "10:00-00:00"}]}}
+    spec = {"price": {"input_token": "2", "off_peak_input_token": "1"},
+            "variants": ["off_peak"], "variant_hours": hours}  # fmt: skip
+    price = parse_source("m", spec).versions[0]
+    naive = datetime(2026, 12, 7, 12)  # a host's local time would shift every window
+    with pytest.raises(ValidationError, match="start"):
+        price.timed_variant(naive, naive)
+    with pytest.raises(ValidationError, match="end"):
+        price.timed_variant(OFF_PEAK, datetime.max.replace(tzinfo=UTC))
+    long = OFF_PEAK - timedelta(days=2)
+    assert price.timed_variant(long, OFF_PEAK) is None  # longer than a day: standard
+
+
 @pytest.mark.parametrize(
     ("hours", "field"),
     [
@@ -980,6 +1028,25 @@ def test_a_call_is_billed_off_peak_only_when_all_of_it_is() -> None:
             "weekday_timezone",
         ),
         ({"night": {"windows": [{"hours_utc": "10:00-11:00"}]}}, "variant_hours"),
+        (
+            {"off_peak": {"windows": [{"hours_utc": "10:00-11:00"}], "weekday_timezone": "Europe"}},
+            "weekday_timezone",
+        ),
+        (
+            {"off_peak": {"windows": [{"hours_utc": "10:00-11:00", "weekdays": [1] * 8}]}},
+            "weekdays",
+        ),
+        (
+            {
+                "off_peak": {
+                    "windows": [
+                        {"hours_utc": [f"{h:02d}:00-{h:02d}:30" for h in range(24)]},
+                        {"hours_utc": [f"{h:02d}:30-{h:02d}:45" for h in range(24)]},
+                    ]
+                }
+            },
+            "windows",
+        ),
         ("off_peak", "variant_hours"),
     ],
 )

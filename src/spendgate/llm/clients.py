@@ -53,7 +53,7 @@ from spendgate.llm.usage import (
 from spendgate.money import EXACT, exact
 from spendgate.pricing import Price
 from spendgate.spend import raise_if_denied
-from spendgate.windows import parse_duration, to_micros
+from spendgate.windows import MAX_CLOCK_SKEW, parse_duration, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +478,9 @@ class _Meter:
         less, and a warning says so."""
         if usage:
             read = usage_from_anthropic if call.endpoint == "messages" else usage_from_openai
-            during = (call.started, self.gate.clock()) if call.started is not None else None
+            during = None
+            if call.started is not None:  # widened: the provider's clock may differ from ours
+                during = (call.started - MAX_CLOCK_SKEW, self.gate.clock() + MAX_CLOCK_SKEW)
             billed_in = billed_variant(
                 call.price, call.tier, usage, served, region=call.region, during=during
             )

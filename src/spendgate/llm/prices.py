@@ -15,8 +15,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from spendgate.errors import ConfigError
+from spendgate.errors import ConfigError, ValidationError
 from spendgate.llm.usage import BILLED_AS, MODALITIES, PROMPT_UNITS, SERVICE_TIERS, tier_unit
+from spendgate.pricing import parse_variant_hours
 
 LITELLM_FILE = "model_prices_and_context_window_backup.json"
 # litellm's per-token fields, and the dimension each becomes in spendgate.
@@ -180,9 +181,8 @@ def _source(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     source: dict[str, Any] = {"price": {unit: f"{rate:f}" for unit, rate in price.items()}}
     if variants:
         source["variants"] = list(variants)
-    hours = _off_peak_hours(spec, where)
-    if hours is not None:
-        source["variant_hours"] = hours
+    if "off_peak" in variants:
+        source["variant_hours"] = _off_peak_hours(spec, where)
     if sizes:
         source["size_units"] = [
             name
@@ -291,41 +291,56 @@ def _variants(spec: Mapping[str, Any], where: str, standard: _Rates) -> dict[str
 
 def _off_peak(spec: Mapping[str, Any], where: str) -> _Rates | None:
     """The rates of a call made in the row's off-peak hours (`off_peak_pricing`: DeepSeek's
-    V4 models), as litellm bills it: the block's rates over the standard ones, a rate it
-    does not give at the standard rate."""
+    V4 models), as litellm bills it: the block's prompt, output, cache and reasoning rates
+    (`_OFF_PEAK_KEYS`, the ones litellm reads) over the standard ones, at every prompt
+    size; a rate it does not give at the standard rate. `None` for a row with no hours that
+    read (see `_off_peak_hours`), and for a row with service tiers or `tiered_pricing`
+    (litellm lays the block over those too; no row has both): its calls are booked at its
+    tiers' rates or its standard ones, the peak ones."""
     block = spec.get("off_peak_pricing")
-    if block is None:
+    if block is None or _service_tiers(spec) or spec.get("tiered_pricing") is not None:
         return None
     if not isinstance(block, Mapping):
         raise ConfigError(f"{where}.off_peak_pricing: expected an object, got {block!r}")
-    own = {k: v for k, v in block.items() if k not in _HOURS_KEYS and v is not None}
+    if _off_peak_hours(spec, where) is None:
+        return None
+    own = {k: block[k] for k in _OFF_PEAK_KEYS if block.get(k) is not None}
     served = _rates({**spec, **own}, f"{where}.off_peak_pricing")
     if served is None:
         raise ConfigError(f"{where}.off_peak_pricing: rates but none for a prompt")
-    return served
+    price, tiers = served
+    fixed = {_FIELD_UNITS[key] for key in own if key in _FIELD_UNITS}  # at every size
+    return price, [(a, t) for a, tier in tiers if (t := {u: r for u, r in tier.items()
+                                                        if u not in fixed})]  # fmt: skip
 
 
+_OFF_PEAK_KEYS = (
+    *FIELDS,
+    "output_cost_per_reasoning_token",
+)
 _HOURS_KEYS = frozenset({"windows", "hours_utc", "weekday_timezone"})
 
 
 def _off_peak_hours(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     """The hours of `off_peak_pricing` as a source's `variant_hours` (the block's every-day
-    `hours_utc` and its `windows` by weekday, on the calendar of `weekday_timezone`)."""
+    `hours_utc` and its `windows` by weekday, on the calendar of `weekday_timezone`), or
+    `None` when they do not read as `variant_hours` (litellm also takes weekday names and
+    loose spellings of hours): the row's calls are then booked at its standard rates."""
     block = spec.get("off_peak_pricing")
     if not isinstance(block, Mapping):
         return None
-    windows = []
+    windows: list[Any] = []
     if block.get("hours_utc") is not None:
         windows.append({"hours_utc": block["hours_utc"]})
     rules = block.get("windows") or []
-    if not isinstance(rules, list):
-        raise ConfigError(f"{where}.off_peak_pricing.windows: expected a list, got {rules!r}")
-    windows += rules
-    if not windows:
-        raise ConfigError(f"{where}.off_peak_pricing: rates but no hours")
+    windows += rules if isinstance(rules, list) else [rules]
     hours: dict[str, Any] = {"windows": windows}
     if block.get("weekday_timezone") is not None:
         hours["weekday_timezone"] = block["weekday_timezone"]
+    try:
+        parse_variant_hours({"off_peak": hours}, where)
+    except ValidationError:
+        return None
     return {"off_peak": hours}
 
 
@@ -684,7 +699,8 @@ _IMAGE_TOKEN_FIELDS = ("input_cost_per_image_token", "output_cost_per_image_toke
 
 
 def _service_tiers(spec: Mapping[str, Any]) -> list[str]:
-    """The service tiers a row prices apart: those some rate is given for."""
+    """The service tiers a row prices apart: those some rate is given for (none for a row
+    with `tiered_pricing`: litellm prices its ranges whatever the tier)."""
     if spec.get("tiered_pricing") is not None:
         return []
     return [
