@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -246,19 +246,18 @@ class VariantHours:
 
     def edges(self, start: datetime, end: datetime) -> list[datetime]:
         """`start`, and every moment after it up to `end` where `holds()` may change: the
-        windows' edges on each day, and each midnight of the weekday calendar."""
+        windows' edges on each UTC day, and each midnight of the weekday calendar."""
         moments = [start]
-        first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         minutes = {m for window in self.windows for m in window[:2]}
+        day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= end:
+            moments += (day + timedelta(minutes=m) for m in minutes)
+            day += timedelta(days=1)
         calendar = zone(self.weekday_timezone)
-        for day in range((end - first).days + 2):
-            midnight = first + timedelta(days=day)
-            local = (midnight - timedelta(days=1)).astimezone(calendar).date()
-            for days in (1, 2):  # the calendar's midnights near this UTC day
-                moments.append(
-                    datetime.combine(local + timedelta(days=days), datetime.min.time(), calendar)
-                )
-            moments += (midnight + timedelta(minutes=m) for m in minutes)
+        local = start.astimezone(calendar).date()
+        while (midnight := datetime.combine(local + timedelta(days=1), time(), calendar)) <= end:
+            moments.append(midnight)
+            local += timedelta(days=1)
         return [m for m in moments if start <= m <= end]
 
     def holds(self, when: datetime) -> bool:

@@ -953,7 +953,8 @@ def test_a_call_is_billed_off_peak_only_when_all_of_it_is() -> None:
         )
         == "off_peak"
     )  # across midnight: still off-peak
-    assert price.timed_variant(monday.replace(hour=10), monday.replace(hour=10) + 61 * minutes)
+    at_ten = monday.replace(hour=10)
+    assert price.timed_variant(at_ten, at_ten + 61 * minutes) == "off_peak"
     assert price.timed_variant(monday.replace(hour=12), monday.replace(hour=11)) is None
     assert price.timed_variant(monday.replace(minute=30), monday.replace(hour=10)) is None
     # The weekend by Shanghai's calendar: Friday 16:00 UTC is Saturday there.

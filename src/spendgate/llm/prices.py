@@ -217,7 +217,9 @@ def _complete(standard: _Rates, variants: dict[str, _Rates], where: str) -> _Rat
                 for _, tier in tiers:
                     tier.pop(unit, None)
             else:
-                raise ConfigError(f"{where}: {variant} rates for {unit}, which it has no rate for")
+                raise ConfigError(
+                    f"{where}: {variant} rates for {unit}, which the standard rates cannot bill"
+                )
     for price, tiers in (standard, *variants.values()):
         for unit in sorted(kinds - price.keys(), key=_billed_depth):
             target = _billed_in(unit, price.keys())
@@ -318,7 +320,6 @@ _OFF_PEAK_KEYS = (
     *FIELDS,
     "output_cost_per_reasoning_token",
 )
-_HOURS_KEYS = frozenset({"windows", "hours_utc", "weekday_timezone"})
 
 
 def _off_peak_hours(spec: Mapping[str, Any], where: str) -> dict[str, Any] | None:
@@ -863,7 +864,7 @@ def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
     """`[sources."NAME"]` tables for `spendgate.toml`."""
     lines = []
     for name, spec in sorted(sources.items()):
-        lines += [f"[sources.{json.dumps(name)}]", f"price = {_inline(spec['price'])}"]
+        lines += [f"[sources.{json.dumps(name)}]", f"price = {_toml(spec['price'])}"]
         if "variants" in spec:
             lines.append(f"variants = {json.dumps(spec['variants'])}")
         if "variant_hours" in spec:
@@ -871,7 +872,7 @@ def to_toml(sources: Mapping[str, Mapping[str, Any]]) -> str:
         if "size_tiers" in spec:
             lines.append(f"size_units = {json.dumps(spec['size_units'])}")
             tiers = ", ".join(
-                f"{{ above = {tier['above']}, price = {_inline(tier['price'])} }}"
+                f"{{ above = {tier['above']}, price = {_toml(tier['price'])} }}"
                 for tier in spec["size_tiers"]
             )
             lines.append(f"size_tiers = [{tiers}]")
@@ -886,7 +887,3 @@ def _toml(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(item) for item in value) + "]"
     return json.dumps(value)
-
-
-def _inline(rates: Mapping[str, str]) -> str:
-    return "{ " + ", ".join(f"{unit} = {json.dumps(rate)}" for unit, rate in rates.items()) + " }"

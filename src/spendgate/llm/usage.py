@@ -337,7 +337,8 @@ def billable(
 class _Plan:
     """What `billable()` does with each kind of token for one price and variant, worked
     out once: the unit each kind is counted as (and whether that is another kind), and the
-    units of the other variants the price names, which are 0."""
+    units of the other variants the price names, which are 0 (for a price that does not
+    name its `variants`: one that does needs none of theirs)."""
 
     __slots__ = ("price", "targets", "tier", "zeros")
 
